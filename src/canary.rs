@@ -1,0 +1,115 @@
+//! The canary step of a probe: one API call with the held token, classified into pass or a
+//! fixed failure reason. Knows nothing about metrics.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::AUTHORIZATION;
+
+use crate::config::CanaryConfig;
+use crate::secrets::AccessToken;
+use crate::transport::{BodyError, TransportError, read_body};
+
+/// What one canary request produced.
+#[derive(Debug)]
+pub struct CanaryOutcome {
+    pub duration: Duration,
+    pub status: Option<u16>,
+    pub result: Result<(), CanaryError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CanaryError {
+    #[error("the API rejected the token (401)")]
+    Unauthorized,
+    #[error("the API refused access (403)")]
+    Forbidden,
+    #[error("rate limited (429)")]
+    RateLimited,
+    #[error("unexpected HTTP status {0}")]
+    UnexpectedStatus(u16),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("no token is held, so the canary was not sent")]
+    NoToken,
+}
+
+impl CanaryError {
+    /// The `reason` label value.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CanaryError::Unauthorized => "unauthorized",
+            CanaryError::Forbidden => "forbidden",
+            CanaryError::RateLimited => "rate_limited",
+            CanaryError::UnexpectedStatus(_) => "unexpected_status",
+            CanaryError::Transport(error) => error.reason(),
+            CanaryError::NoToken => "no_token",
+        }
+    }
+}
+
+/// Calls the canary with `Authorization: Bearer <token>`. Never takes longer than `timeout`.
+pub async fn call(
+    client: &reqwest::Client,
+    config: &CanaryConfig,
+    token: &AccessToken,
+    timeout: Duration,
+) -> CanaryOutcome {
+    let started = Instant::now();
+    let mut status = None;
+    let result = match tokio::time::timeout(
+        timeout,
+        attempt(client, config, token, timeout, &mut status),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_elapsed) => Err(TransportError::Timeout.into()),
+    };
+    CanaryOutcome {
+        duration: started.elapsed(),
+        status,
+        result,
+    }
+}
+
+async fn attempt(
+    client: &reqwest::Client,
+    config: &CanaryConfig,
+    token: &AccessToken,
+    timeout: Duration,
+    status_seen: &mut Option<u16>,
+) -> Result<(), CanaryError> {
+    let mut authorization =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            // A token with bytes not allowed in a header cannot be presented: the API would not
+            // have accepted it either.
+            .map_err(|_| CanaryError::Unauthorized)?;
+    authorization.set_sensitive(true);
+    let mut request = client
+        .request(config.method.clone(), config.url.clone())
+        .timeout(timeout)
+        .header(AUTHORIZATION, authorization);
+    for (name, value) in &config.headers {
+        request = request.header(name, value);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|error| TransportError::from_reqwest(&error))?;
+    let status = response.status().as_u16();
+    *status_seen = Some(status);
+    // Read (and drop) the body so the connection can be reused; the content is not ours to log.
+    match read_body(response).await {
+        Ok(_) | Err(BodyError::TooLarge) => {}
+        Err(BodyError::Transport(error)) => return Err(error.into()),
+    }
+    if config.passes(status) {
+        return Ok(());
+    }
+    Err(match status {
+        401 => CanaryError::Unauthorized,
+        403 => CanaryError::Forbidden,
+        429 => CanaryError::RateLimited,
+        other => CanaryError::UnexpectedStatus(other),
+    })
+}

@@ -1,0 +1,898 @@
+//! Configuration: figment layers (defaults < TOML file < `OAUTH2_EXPORTER_*` environment) fill a
+//! raw, all-optional structure; [`validate`] turns it into ready-to-use values (parsed URLs,
+//! durations, secret sources, TLS roots) and reports every problem with the key it concerns.
+//! Nothing downstream re-validates.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use url::Url;
+
+use crate::secrets::{Secret, SecretSource};
+
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9875";
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
+pub const ENV_PREFIX: &str = "OAUTH2_EXPORTER_";
+
+// ---------------------------------------------------------------------------------------------
+// Raw configuration, exactly as written. Every field is optional so that validation, not serde,
+// reports what is missing: it can name the key and keep going to find every problem.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    web: RawWeb,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    providers: BTreeMap<String, RawProvider>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    listen_address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    interval: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    interval: Option<String>,
+    timeout: Option<String>,
+    token: Option<RawToken>,
+    canary: Option<RawCanary>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    url: Option<String>,
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    client_secret_env: Option<String>,
+    auth_method: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    #[serde(default)]
+    reuse: bool,
+    refresh_before: Option<String>,
+    json_fields: Option<RawJsonFields>,
+    response: Option<RawResponse>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJsonFields {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResponse {
+    access_token: Option<String>,
+    expires_in: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCanary {
+    url: Option<String>,
+    method: Option<String>,
+    expected_status: Option<Vec<u16>>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated configuration.
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub web: WebConfig,
+    /// Sorted by name.
+    pub providers: Vec<ProviderConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub listen_address: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub interval: Duration,
+    /// Per HTTP request.
+    pub timeout: Duration,
+    pub token: TokenConfig,
+    pub canary: Option<CanaryConfig>,
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    pub url: Url,
+    pub grant: Grant,
+    pub client_id: String,
+    pub client_secret: SecretSource,
+    pub auth_method: AuthMethod,
+    pub scopes: Vec<String>,
+    pub params: BTreeMap<String, String>,
+    pub reuse: bool,
+    pub refresh_before: Duration,
+    pub json_fields: JsonFields,
+    pub response: ResponseFields,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    ClientCredentials,
+    Password {
+        username: String,
+        password: SecretSource,
+    },
+}
+
+impl Grant {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "client_credentials",
+            Grant::Password { .. } => "password",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    ClientSecretPost,
+    ClientSecretBasic,
+    JsonBody,
+}
+
+/// Key names used for the credentials in a `json_body` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonFields {
+    pub client_id: String,
+    pub client_secret: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Where the token and its lifetime are found in the token response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseFields {
+    pub access_token: FieldPath,
+    pub expires_in: FieldPath,
+}
+
+/// A top-level key, or a JSON pointer (RFC 6901) when it starts with `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldPath {
+    Key(String),
+    Pointer(String),
+}
+
+impl FieldPath {
+    fn parse(text: &str) -> FieldPath {
+        if text.starts_with('/') {
+            FieldPath::Pointer(text.to_string())
+        } else {
+            FieldPath::Key(text.to_string())
+        }
+    }
+
+    pub fn find<'a>(&self, value: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
+        match self {
+            FieldPath::Key(key) => value.get(key),
+            FieldPath::Pointer(pointer) => value.pointer(pointer),
+        }
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldPath::Key(key) | FieldPath::Pointer(key) => f.write_str(key),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CanaryConfig {
+    pub url: Url,
+    pub method: reqwest::Method,
+    /// `None`: any 2xx passes.
+    pub expected_status: Option<Vec<u16>>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl CanaryConfig {
+    pub fn passes(&self, status: u16) -> bool {
+        match &self.expected_status {
+            Some(expected) => expected.contains(&status),
+            None => (200..300).contains(&status),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    pub ca_file: Option<PathBuf>,
+    /// Certificates parsed from `ca_file` at load time.
+    pub ca_certificates: Vec<reqwest::Certificate>,
+    pub insecure_skip_verify: bool,
+}
+
+impl TlsConfig {
+    /// Whether this provider can share the default HTTP client.
+    pub fn is_default(&self) -> bool {
+        self.ca_file.is_none() && !self.insecure_skip_verify
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+/// Every problem found in a configuration, one line each, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn one(problem: impl Into<String>) -> Self {
+        ConfigError {
+            problems: vec![problem.into()],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// ---------------------------------------------------------------------------------------------
+// Loading.
+
+/// Command-line values that override the configuration (they win over every other layer).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen_address: Option<String>,
+}
+
+/// Loads the configuration file at `path` with environment and command-line overrides, and
+/// validates it.
+pub fn load_file(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+    if let Err(error) = std::fs::metadata(path) {
+        return Err(ConfigError::one(format!(
+            "configuration file {}: cannot read it: {}",
+            path.display(),
+            error.kind()
+        )));
+    }
+    load(
+        Figment::new()
+            .merge(Toml::file_exact(path))
+            .merge(env_layer()),
+        overrides,
+    )
+}
+
+/// Loads configuration from TOML text (the demo's built-in configuration), without environment
+/// overrides.
+pub fn load_str(toml: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+    load(Figment::new().merge(Toml::string(toml)), overrides)
+}
+
+/// `OAUTH2_EXPORTER_SECTION__KEY` variables. Only names with a `__` are configuration keys (every
+/// key lives in a section), so unrelated variables that share the prefix are not mistaken for
+/// unknown keys.
+fn env_layer() -> Env {
+    Env::prefixed(ENV_PREFIX)
+        .filter(|key| key.as_str().contains("__"))
+        .split("__")
+}
+
+fn load(mut figment: Figment, overrides: &Overrides) -> Result<Config, ConfigError> {
+    if let Some(address) = &overrides.listen_address {
+        figment = figment.merge(("web.listen_address", address));
+    }
+    let raw: RawConfig = figment.extract().map_err(|error| ConfigError {
+        problems: error
+            .into_iter()
+            .map(|e| describe_figment_error(&e))
+            .collect(),
+    })?;
+    validate(raw)
+}
+
+fn describe_figment_error(error: &figment::Error) -> String {
+    use figment::error::Kind;
+    let mut key = error.path.join(".");
+    let what = match &error.kind {
+        Kind::UnknownField(field, expected) => {
+            key = join_key(&key, field);
+            format!("unknown key; allowed here: {}", expected.join(", "))
+        }
+        Kind::MissingField(field) => {
+            key = join_key(&key, field);
+            "missing".to_string()
+        }
+        Kind::InvalidType(actual, expected) => format!("expected {expected}, found {actual}"),
+        Kind::InvalidValue(actual, expected) => format!("expected {expected}, found {actual}"),
+        Kind::InvalidLength(length, expected) => {
+            format!("expected {expected}, found a length of {length}")
+        }
+        other => other.to_string(),
+    };
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|metadata| match &metadata.source {
+            Some(figment::Source::File(path)) => path.display().to_string(),
+            _ if metadata.name.contains("environment") => format!(
+                "environment variable {ENV_PREFIX}{}",
+                key.replace('.', "__").to_uppercase()
+            ),
+            _ => metadata.name.to_string(),
+        })
+        .unwrap_or_else(|| "configuration".to_string());
+    if key.is_empty() {
+        format!("{source}: {what}")
+    } else {
+        format!("{source}: key `{key}`: {what}")
+    }
+}
+
+fn join_key(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+/// Collects problems while validation goes on, so that one run reports all of them.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, key: &str, what: impl fmt::Display) {
+        self.0.push(format!("key `{key}`: {what}"));
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut problems = Problems::default();
+
+    let listen_address = raw
+        .web
+        .listen_address
+        .unwrap_or_else(|| DEFAULT_LISTEN_ADDRESS.to_string());
+    check_listen_address("web.listen_address", &listen_address, &mut problems);
+
+    let default_interval = duration_or(
+        "defaults.interval",
+        raw.defaults.interval.as_deref(),
+        DEFAULT_INTERVAL,
+        &mut problems,
+    );
+    let default_timeout = duration_or(
+        "defaults.timeout",
+        raw.defaults.timeout.as_deref(),
+        DEFAULT_TIMEOUT,
+        &mut problems,
+    );
+
+    let mut providers = Vec::with_capacity(raw.providers.len());
+    for (name, provider) in raw.providers {
+        let prefix = format!("providers.{name}");
+        if !is_valid_provider_name(&name) {
+            problems.add(
+                &prefix,
+                format!(
+                    "invalid provider name {name:?}; allowed: 1 to 64 characters from A-Z a-z 0-9 _ . -"
+                ),
+            );
+            continue;
+        }
+        if let Some(provider) = validate_provider(
+            name,
+            &prefix,
+            provider,
+            default_interval,
+            default_timeout,
+            &mut problems,
+        ) {
+            providers.push(provider);
+        }
+    }
+
+    if problems.0.is_empty() {
+        Ok(Config {
+            web: WebConfig { listen_address },
+            providers,
+        })
+    } else {
+        Err(ConfigError {
+            problems: problems.0,
+        })
+    }
+}
+
+pub fn is_valid_provider_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn check_listen_address(key: &str, address: &str, problems: &mut Problems) {
+    let valid = match address.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
+        None => false,
+    };
+    if !valid {
+        problems.add(
+            key,
+            format!("invalid address {address:?}; expected HOST:PORT, e.g. \"0.0.0.0:9875\""),
+        );
+    }
+}
+
+fn duration_or(
+    key: &str,
+    text: Option<&str>,
+    default: Duration,
+    problems: &mut Problems,
+) -> Duration {
+    let Some(text) = text else { return default };
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => {
+            problems.add(key, "must be greater than 0");
+            default
+        }
+        Ok(duration) => duration,
+        Err(error) => {
+            problems.add(
+                key,
+                format!(
+                    "invalid duration {text:?} ({error}); expected e.g. \"30s\", \"5m\", \"1h\""
+                ),
+            );
+            default
+        }
+    }
+}
+
+fn http_url(key: &str, text: Option<&str>, problems: &mut Problems) -> Option<Url> {
+    let Some(text) = text else {
+        problems.add(key, "missing; an http:// or https:// URL is required");
+        return None;
+    };
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            if !url.username().is_empty() || url.password().is_some() {
+                problems.add(
+                    key,
+                    "credentials in the URL are not allowed; use the client_secret keys",
+                );
+                return None;
+            }
+            Some(url)
+        }
+        Ok(url) => {
+            problems.add(
+                key,
+                format!(
+                    "unsupported URL {text:?} (scheme {:?}); expected http:// or https:// with a host",
+                    url.scheme()
+                ),
+            );
+            None
+        }
+        Err(error) => {
+            problems.add(key, format!("invalid URL {text:?}: {error}"));
+            None
+        }
+    }
+}
+
+/// Exactly one of the inline, file and environment forms of a secret.
+fn secret_source(
+    key: &str,
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    env: Option<String>,
+    problems: &mut Problems,
+) -> Option<SecretSource> {
+    let given = [inline.is_some(), file.is_some(), env.is_some()]
+        .iter()
+        .filter(|given| **given)
+        .count();
+    let forms = format!("{key} | {key}_file | {key}_env");
+    if given != 1 {
+        let what = if given == 0 {
+            format!("missing; set exactly one of {forms}")
+        } else {
+            format!("more than one source given; set exactly one of {forms}")
+        };
+        problems.add(key, what);
+        return None;
+    }
+    let (source, source_key) = if let Some(value) = inline {
+        (SecretSource::Inline(Secret::new(value)), key.to_string())
+    } else if let Some(path) = file {
+        (SecretSource::File(path), format!("{key}_file"))
+    } else if let Some(name) = env {
+        (SecretSource::Env(name), format!("{key}_env"))
+    } else {
+        return None;
+    };
+    // Resolve once now, so a missing variable or unreadable file stops start-up with its name.
+    if let Err(error) = source.read() {
+        problems.add(&source_key, error);
+        return None;
+    }
+    Some(source)
+}
+
+const RESERVED_PARAMS: [&str; 6] = [
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "scope",
+    "username",
+    "password",
+];
+
+fn validate_provider(
+    name: String,
+    prefix: &str,
+    raw: RawProvider,
+    default_interval: Duration,
+    default_timeout: Duration,
+    problems: &mut Problems,
+) -> Option<ProviderConfig> {
+    let before = problems.0.len();
+    let interval = duration_or(
+        &format!("{prefix}.interval"),
+        raw.interval.as_deref(),
+        default_interval,
+        problems,
+    );
+    let timeout = duration_or(
+        &format!("{prefix}.timeout"),
+        raw.timeout.as_deref(),
+        default_timeout,
+        problems,
+    );
+    let token = match raw.token {
+        Some(token) => validate_token(&format!("{prefix}.token"), token, problems),
+        None => {
+            problems.add(
+                &format!("{prefix}.token"),
+                "missing; every provider needs a [token] table",
+            );
+            None
+        }
+    };
+    let canary = raw
+        .canary
+        .and_then(|canary| validate_canary(&format!("{prefix}.canary"), canary, problems));
+    let tls = raw
+        .tls
+        .map(|tls| validate_tls(&format!("{prefix}.tls"), tls, problems))
+        .unwrap_or_default();
+    if problems.0.len() != before {
+        return None;
+    }
+    Some(ProviderConfig {
+        name,
+        interval,
+        timeout,
+        token: token?,
+        canary,
+        tls,
+    })
+}
+
+fn validate_token(prefix: &str, raw: RawToken, problems: &mut Problems) -> Option<TokenConfig> {
+    let key = |field: &str| format!("{prefix}.{field}");
+    let url = http_url(&key("url"), raw.url.as_deref(), problems);
+
+    let client_id = match raw.client_id {
+        Some(id) if !id.is_empty() => Some(id),
+        _ => {
+            problems.add(
+                &key("client_id"),
+                "missing; the OAuth2 client id is required",
+            );
+            None
+        }
+    };
+    let client_secret = secret_source(
+        &key("client_secret"),
+        raw.client_secret,
+        raw.client_secret_file,
+        raw.client_secret_env,
+        problems,
+    );
+
+    let auth_method = match raw.auth_method.as_deref() {
+        None | Some("client_secret_post") => Some(AuthMethod::ClientSecretPost),
+        Some("client_secret_basic") => Some(AuthMethod::ClientSecretBasic),
+        Some("json_body") => Some(AuthMethod::JsonBody),
+        Some(other) => {
+            problems.add(
+                &key("auth_method"),
+                format!("unknown value {other:?}; allowed: client_secret_post, client_secret_basic, json_body"),
+            );
+            None
+        }
+    };
+
+    let password_given =
+        raw.password.is_some() || raw.password_file.is_some() || raw.password_env.is_some();
+    let grant = match raw.grant_type.as_deref() {
+        None | Some("client_credentials") => {
+            if raw.username.is_some() || password_given {
+                problems.add(
+                    &key("grant_type"),
+                    "username/password are set but grant_type is client_credentials; set grant_type = \"password\" or remove them",
+                );
+            }
+            Some(Grant::ClientCredentials)
+        }
+        Some("password") => {
+            let username = match raw.username {
+                Some(username) if !username.is_empty() => Some(username),
+                _ => {
+                    problems.add(
+                        &key("username"),
+                        "missing; the password grant needs a username",
+                    );
+                    None
+                }
+            };
+            let password = secret_source(
+                &key("password"),
+                raw.password,
+                raw.password_file,
+                raw.password_env,
+                problems,
+            );
+            match (username, password) {
+                (Some(username), Some(password)) => Some(Grant::Password { username, password }),
+                _ => None,
+            }
+        }
+        Some(other) => {
+            problems.add(
+                &key("grant_type"),
+                format!("unknown value {other:?}; allowed: client_credentials, password"),
+            );
+            None
+        }
+    };
+
+    for scope in &raw.scopes {
+        if scope.is_empty() || scope.contains(char::is_whitespace) {
+            problems.add(
+                &key("scopes"),
+                format!("invalid scope {scope:?}; scopes are non-empty and contain no spaces (they are sent space-joined)"),
+            );
+        }
+    }
+    for param in raw.params.keys() {
+        if RESERVED_PARAMS.contains(&param.as_str()) {
+            problems.add(
+                &format!("{prefix}.params.{param}"),
+                format!("{param:?} is set by the exporter itself; use the dedicated key instead"),
+            );
+        }
+    }
+
+    let refresh_before = duration_or(
+        &key("refresh_before"),
+        raw.refresh_before.as_deref(),
+        DEFAULT_REFRESH_BEFORE,
+        problems,
+    );
+    if raw.refresh_before.is_some() && !raw.reuse {
+        problems.add(
+            &key("refresh_before"),
+            "only meaningful with reuse = true; set reuse = true or remove it",
+        );
+    }
+
+    let json_fields = match raw.json_fields {
+        Some(fields) => {
+            if auth_method != Some(AuthMethod::JsonBody) {
+                problems.add(
+                    &key("json_fields"),
+                    "only meaningful with auth_method = \"json_body\"",
+                );
+            }
+            let mut field = |value: Option<String>, name: &str| {
+                let value = value.unwrap_or_else(|| name.to_string());
+                if value.is_empty() {
+                    problems.add(&format!("{prefix}.json_fields.{name}"), "must not be empty");
+                }
+                value
+            };
+            JsonFields {
+                client_id: field(fields.client_id, "client_id"),
+                client_secret: field(fields.client_secret, "client_secret"),
+                username: field(fields.username, "username"),
+                password: field(fields.password, "password"),
+            }
+        }
+        None => JsonFields {
+            client_id: "client_id".into(),
+            client_secret: "client_secret".into(),
+            username: "username".into(),
+            password: "password".into(),
+        },
+    };
+
+    let response = {
+        let raw_response = raw.response.unwrap_or(RawResponse {
+            access_token: None,
+            expires_in: None,
+        });
+        let mut path = |value: Option<String>, name: &str| {
+            let value = value.unwrap_or_else(|| name.to_string());
+            if value.is_empty() {
+                problems.add(&format!("{prefix}.response.{name}"), "must not be empty");
+            }
+            FieldPath::parse(&value)
+        };
+        ResponseFields {
+            access_token: path(raw_response.access_token, "access_token"),
+            expires_in: path(raw_response.expires_in, "expires_in"),
+        }
+    };
+
+    Some(TokenConfig {
+        url: url?,
+        grant: grant?,
+        client_id: client_id?,
+        client_secret: client_secret?,
+        auth_method: auth_method?,
+        scopes: raw.scopes,
+        params: raw.params,
+        reuse: raw.reuse,
+        refresh_before,
+        json_fields,
+        response,
+    })
+}
+
+fn validate_canary(prefix: &str, raw: RawCanary, problems: &mut Problems) -> Option<CanaryConfig> {
+    let url = http_url(&format!("{prefix}.url"), raw.url.as_deref(), problems);
+    let method_text = raw.method.unwrap_or_else(|| "GET".to_string());
+    let method = match reqwest::Method::from_bytes(method_text.to_ascii_uppercase().as_bytes()) {
+        Ok(method) => Some(method),
+        Err(_) => {
+            problems.add(
+                &format!("{prefix}.method"),
+                format!("invalid HTTP method {method_text:?}; e.g. GET, POST, HEAD"),
+            );
+            None
+        }
+    };
+    if let Some(expected) = &raw.expected_status {
+        if expected.is_empty() {
+            problems.add(
+                &format!("{prefix}.expected_status"),
+                "must not be empty; omit it to accept any 2xx",
+            );
+        }
+        for status in expected {
+            if !(100..=599).contains(status) {
+                problems.add(
+                    &format!("{prefix}.expected_status"),
+                    format!("invalid HTTP status {status}; allowed: 100 to 599"),
+                );
+            }
+        }
+    }
+    let mut headers = Vec::with_capacity(raw.headers.len());
+    for (name, value) in raw.headers {
+        let key = format!("{prefix}.headers.{name}");
+        let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
+            problems.add(&key, "invalid HTTP header name");
+            continue;
+        };
+        if header_name == reqwest::header::AUTHORIZATION {
+            problems.add(
+                &key,
+                "the exporter sets Authorization itself (Bearer <token>)",
+            );
+            continue;
+        }
+        match HeaderValue::from_str(&value) {
+            Ok(header_value) => headers.push((header_name, header_value)),
+            Err(_) => problems.add(&key, "invalid HTTP header value (control characters?)"),
+        }
+    }
+    Some(CanaryConfig {
+        url: url?,
+        method: method?,
+        expected_status: raw.expected_status,
+        headers,
+    })
+}
+
+fn validate_tls(prefix: &str, raw: RawTls, problems: &mut Problems) -> TlsConfig {
+    let mut ca_certificates = Vec::new();
+    if let Some(path) = &raw.ca_file {
+        let key = format!("{prefix}.ca_file");
+        match std::fs::read(path) {
+            Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(certs) if !certs.is_empty() => ca_certificates = certs,
+                Ok(_) => problems.add(&key, format!("{} holds no PEM certificate", path.display())),
+                Err(error) => problems.add(
+                    &key,
+                    format!(
+                        "{} is not a PEM certificate bundle: {error}",
+                        path.display()
+                    ),
+                ),
+            },
+            Err(error) => problems.add(
+                &key,
+                format!("cannot read {}: {}", path.display(), error.kind()),
+            ),
+        }
+    }
+    TlsConfig {
+        ca_file: raw.ca_file,
+        ca_certificates,
+        insecure_skip_verify: raw.insecure_skip_verify,
+    }
+}

@@ -1,0 +1,178 @@
+//! Command line entry point: parses flags, loads the configuration, binds, and hands over to
+//! [`oauth2_exporter::run`]. Exit codes: 0 after a signal-initiated shutdown, 1 for runtime
+//! failures, 2 for configuration or usage errors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use oauth2_exporter::config::{self, Config, Overrides};
+use oauth2_exporter::demo::DemoServer;
+use oauth2_exporter::logging::{self, LogFormat, LogLevel};
+use oauth2_exporter::{StartJitter, run};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Where `--demo` listens unless told otherwise: loopback, since it serves demo credentials.
+const DEMO_LISTEN_ADDRESS: &str = "127.0.0.1:9875";
+
+/// Proves continuously that OAuth2 machine-to-machine credentials work, and exports what it saw
+/// as Prometheus metrics.
+#[derive(Debug, Parser)]
+#[command(name = "oauth2-exporter", version, about)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(
+        long = "config.file",
+        value_name = "PATH",
+        default_value = "exporter.toml"
+    )]
+    config_file: PathBuf,
+    /// Address to serve /metrics on (overrides web.listen_address).
+    #[arg(long = "web.listen-address", value_name = "ADDR")]
+    listen_address: Option<String>,
+    /// Log level of the exporter's own messages.
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    log_level: LogLevel,
+    /// Log format.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    log_format: LogFormat,
+    /// Validate the configuration (secrets resolved), print every problem, and exit.
+    #[arg(long = "config.check")]
+    config_check: bool,
+    /// Run against a built-in identity provider and API on loopback, with a built-in
+    /// configuration: the quickest way to see every metric.
+    #[arg(long, conflicts_with_all = ["config_file", "config_check"])]
+    demo: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async_main(cli))
+}
+
+async fn async_main(cli: Cli) -> ExitCode {
+    let demo_cancel = CancellationToken::new();
+    let demo_tracker = TaskTracker::new();
+    let loaded = if cli.demo {
+        load_demo(&cli, &demo_cancel, &demo_tracker).await
+    } else {
+        let overrides = Overrides {
+            listen_address: cli.listen_address.clone(),
+        };
+        config::load_file(&cli.config_file, &overrides).map_err(|error| {
+            config_error(&format!("{}", cli.config_file.display()), &error.problems)
+        })
+    };
+    let config = match loaded {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if cli.config_check {
+        println!(
+            "{}: configuration is valid ({} providers)",
+            cli.config_file.display(),
+            config.providers.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+
+    let address = config.web.listen_address.clone();
+    let listener = match tokio::net::TcpListener::bind(&address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot listen on {address}: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match listener.local_addr() {
+        Ok(bound) => tracing::info!(
+            address = %bound,
+            metrics = %format!("http://{bound}/metrics"),
+            "listening"
+        ),
+        Err(error) => tracing::warn!(%error, "cannot tell the bound address"),
+    }
+
+    let result = run(config, listener, StartJitter::Random, shutdown_signal()).await;
+    demo_cancel.cancel();
+    demo_tracker.close();
+    demo_tracker.wait().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn load_demo(
+    cli: &Cli,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<Config, ExitCode> {
+    let server = DemoServer::start(cancel.clone(), tracker)
+        .await
+        .map_err(|error| {
+            eprintln!("error: cannot start the demo identity provider: {error}");
+            ExitCode::from(1)
+        })?;
+    tracing::info!(address = %server.addr(), "demo identity provider and API started");
+    let overrides = Overrides {
+        listen_address: Some(
+            cli.listen_address
+                .clone()
+                .unwrap_or_else(|| DEMO_LISTEN_ADDRESS.to_string()),
+        ),
+    };
+    config::load_str(&server.config_toml(), &overrides)
+        .map_err(|error| config_error("demo configuration", &error.problems))
+}
+
+fn config_error(source: &str, problems: &[String]) -> ExitCode {
+    eprintln!(
+        "error: {source}: invalid configuration ({} problem{}):",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for problem in problems {
+        eprintln!("  {problem}");
+    }
+    ExitCode::from(2)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the exporter");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,188 @@
+//! One probe cycle of one provider: get (or reuse) a token, call the canary, retry once with a
+//! fresh token when a reused one is rejected. Returns what happened; recording it is the job of
+//! [`crate::metrics`], logging it the job of [`crate::scheduler`].
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::canary::{self, CanaryError, CanaryOutcome};
+use crate::config::ProviderConfig;
+use crate::secrets::AccessToken;
+use crate::token::{self, TokenOutcome};
+
+/// The token a provider currently holds, kept across cycles.
+#[derive(Debug, Clone)]
+pub struct HeldToken {
+    pub access_token: AccessToken,
+    pub lifetime: Option<Duration>,
+    pub expires_at: Option<SystemTime>,
+    /// The last canary call with this token answered 401.
+    pub rejected: bool,
+}
+
+impl HeldToken {
+    /// Whether a new token must be requested before this one is used again.
+    fn needs_refresh(&self, refresh_before: Duration, now: SystemTime) -> bool {
+        match self.expires_at {
+            // Unknown expiry: we cannot tell when it lapses, so never rely on it.
+            None => true,
+            Some(expires_at) => self.rejected || expires_at <= now + refresh_before,
+        }
+    }
+}
+
+/// Everything one cycle did, in order.
+#[derive(Debug)]
+pub struct CycleReport {
+    pub token_requests: Vec<TokenOutcome>,
+    pub canary_requests: Vec<CanaryOutcome>,
+    /// The canary is configured but no token was held to call it with.
+    pub canary_skipped: bool,
+    /// Got a token (new or validly reused) and the canary passed or is not configured.
+    pub success: bool,
+    pub duration: Duration,
+    pub finished_at: SystemTime,
+}
+
+impl CycleReport {
+    /// The failure that decided the cycle, for the log: (phase, reason, detail).
+    pub fn failure(&self) -> Option<(&'static str, &'static str, String, Option<u16>)> {
+        if self.success {
+            return None;
+        }
+        if let Some(outcome) = self.canary_requests.last()
+            && let Err(error) = &outcome.result
+        {
+            // A canary failure after a failed token request is a consequence; report the cause.
+            let token_failed = self
+                .token_requests
+                .last()
+                .is_some_and(|t| t.result.is_err());
+            if !token_failed {
+                return Some(("canary", error.reason(), error.to_string(), outcome.status));
+            }
+        }
+        if let Some(outcome) = self.token_requests.iter().rev().find(|t| t.result.is_err())
+            && let Err(error) = &outcome.result
+        {
+            return Some(("token", error.reason(), error.to_string(), outcome.status));
+        }
+        if self.canary_skipped {
+            let error = CanaryError::NoToken;
+            return Some(("canary", error.reason(), error.to_string(), None));
+        }
+        None
+    }
+}
+
+/// A provider's probing state: its configuration, HTTP client and held token.
+pub struct Prober {
+    pub config: ProviderConfig,
+    client: reqwest::Client,
+    held: Option<HeldToken>,
+}
+
+impl Prober {
+    pub fn new(config: ProviderConfig, client: reqwest::Client) -> Self {
+        Prober {
+            config,
+            client,
+            held: None,
+        }
+    }
+
+    pub fn held(&self) -> Option<&HeldToken> {
+        self.held.as_ref()
+    }
+
+    /// Runs one cycle. Its length is bounded: at most two token and two canary requests, each
+    /// limited by the provider's timeout.
+    pub async fn run_cycle(&mut self) -> CycleReport {
+        let started = Instant::now();
+        let mut token_requests = Vec::new();
+        let mut canary_requests = Vec::new();
+        let mut canary_skipped = false;
+
+        let must_request = match &self.held {
+            Some(held) if self.config.token.reuse => {
+                held.needs_refresh(self.config.token.refresh_before, SystemTime::now())
+            }
+            _ => true,
+        };
+        let mut token_ok = !must_request;
+        if must_request {
+            token_ok = self.refresh(&mut token_requests).await;
+        }
+
+        let mut canary_ok = true;
+        if self.config.canary.is_some() {
+            match self.call_canary().await {
+                None => {
+                    canary_skipped = true;
+                    canary_ok = false;
+                }
+                Some(mut outcome) => {
+                    // A reused token may have been revoked early: get a fresh one and try once
+                    // more, so a revocation is not mistaken for broken credentials.
+                    if outcome.result == Err(CanaryError::Unauthorized) && token_requests.is_empty()
+                    {
+                        token_ok = self.refresh(&mut token_requests).await;
+                        if token_ok && let Some(retried) = self.call_canary().await {
+                            canary_requests.push(outcome);
+                            outcome = retried;
+                        }
+                    }
+                    canary_ok = outcome.result.is_ok();
+                    if let Some(held) = &mut self.held {
+                        held.rejected = outcome.result == Err(CanaryError::Unauthorized);
+                    }
+                    canary_requests.push(outcome);
+                }
+            }
+        }
+
+        CycleReport {
+            token_requests,
+            canary_requests,
+            canary_skipped,
+            success: token_ok && canary_ok,
+            duration: started.elapsed(),
+            finished_at: SystemTime::now(),
+        }
+    }
+
+    /// Calls the canary with the held token; `None` when no token is held (or no canary is set).
+    async fn call_canary(&self) -> Option<CanaryOutcome> {
+        let canary_config = self.config.canary.as_ref()?;
+        let held = self.held.as_ref()?;
+        Some(
+            canary::call(
+                &self.client,
+                canary_config,
+                &held.access_token,
+                self.config.timeout,
+            )
+            .await,
+        )
+    }
+
+    /// Requests a token; on success it replaces the held one, on failure the held one is kept
+    /// (it may still be valid).
+    async fn refresh(&mut self, outcomes: &mut Vec<TokenOutcome>) -> bool {
+        let outcome =
+            token::request_token(&self.client, &self.config.token, self.config.timeout).await;
+        let ok = match &outcome.result {
+            Ok(issued) => {
+                self.held = Some(HeldToken {
+                    access_token: issued.access_token.clone(),
+                    lifetime: issued.lifetime,
+                    expires_at: issued.expires_at,
+                    rejected: false,
+                });
+                true
+            }
+            Err(_) => false,
+        };
+        outcomes.push(outcome);
+        ok
+    }
+}

@@ -1,0 +1,231 @@
+//! Secret values (client secrets, passwords, access tokens), where they are read from, and the
+//! scrubbing of text that may echo them. Every type here redacts itself in `Debug` and `Display`;
+//! reading the value is a deliberate `.expose()` call.
+
+use std::fmt;
+use std::path::PathBuf;
+
+const REDACTED: &str = "[redacted]";
+
+/// A client secret or password. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself: only for putting it on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// An access token issued by an identity provider. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    pub fn new(value: impl Into<String>) -> Self {
+        AccessToken(value.into())
+    }
+
+    /// The value itself: only for the `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// Where a secret comes from. File and environment sources are read again on every use, so a
+/// rotated secret takes effect without a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    Inline(Secret),
+    File(PathBuf),
+    Env(String),
+}
+
+/// Why a secret could not be read. Never contains the secret.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    EnvMissing(String),
+    #[error("environment variable {0} is not valid UTF-8")]
+    EnvNotUnicode(String),
+    #[error("environment variable {0} is empty")]
+    EnvEmpty(String),
+    #[error("cannot read {path}: {reason}")]
+    FileUnreadable { path: String, reason: String },
+    #[error("file {0} is empty")]
+    FileEmpty(String),
+}
+
+impl SecretSource {
+    /// Reads the secret now. A trailing line break in a file is not part of the secret (files
+    /// written with `echo` end in one).
+    pub fn read(&self) -> Result<Secret, SecretError> {
+        match self {
+            SecretSource::Inline(secret) => Ok(secret.clone()),
+            SecretSource::Env(name) => match std::env::var(name) {
+                Ok(value) if value.is_empty() => Err(SecretError::EnvEmpty(name.clone())),
+                Ok(value) => Ok(Secret(value)),
+                Err(std::env::VarError::NotPresent) => Err(SecretError::EnvMissing(name.clone())),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    Err(SecretError::EnvNotUnicode(name.clone()))
+                }
+            },
+            SecretSource::File(path) => {
+                let shown = path.display().to_string();
+                let mut value = std::fs::read_to_string(path).map_err(|error| {
+                    SecretError::FileUnreadable {
+                        path: shown.clone(),
+                        // The io::Error kind only: its Display never includes file contents.
+                        reason: error.kind().to_string(),
+                    }
+                })?;
+                let trimmed = value.trim_end_matches(['\n', '\r']).len();
+                value.truncate(trimmed);
+                if value.is_empty() {
+                    return Err(SecretError::FileEmpty(shown));
+                }
+                Ok(Secret(value))
+            }
+        }
+    }
+}
+
+/// Removes known secret values from text that came back from a server (an `error_description`,
+/// a body excerpt) before it is logged: a broken identity provider may echo the request.
+#[derive(Default)]
+pub struct Scrubber {
+    needles: Vec<String>,
+}
+
+impl Scrubber {
+    /// Secrets shorter than this are not scrubbed: replacing every "a" would destroy the text
+    /// and protect nothing.
+    const MIN_LEN: usize = 4;
+
+    /// Adds a value, together with the encodings it travels in (form, JSON, Basic header).
+    pub fn add(&mut self, value: &str) {
+        if value.len() < Self::MIN_LEN {
+            return;
+        }
+        let form: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        let json = serde_json::to_string(value).unwrap_or_default();
+        let json = json.trim_matches('"').to_string();
+        for needle in [value.to_string(), form, json] {
+            if !self.needles.contains(&needle) {
+                self.needles.push(needle);
+            }
+        }
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for needle in &self.needles {
+            if out.contains(needle.as_str()) {
+                out = out.replace(needle.as_str(), REDACTED);
+            }
+        }
+        out
+    }
+}
+
+/// A short, single-line, scrubbed excerpt of server-supplied text, safe to put in a log line.
+pub fn excerpt(scrubber: &Scrubber, text: &str, max_chars: usize) -> String {
+    let scrubbed = scrubber.scrub(text);
+    let mut out: String = scrubbed
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max_chars)
+        .collect();
+    if scrubbed.chars().count() > max_chars {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_and_tokens_redact_themselves() {
+        let secret = Secret::new("hunter2-very-secret");
+        let token = AccessToken::new("eyJ.token.value");
+        assert_eq!(format!("{secret} {secret:?}"), "[redacted] [redacted]");
+        assert_eq!(format!("{token} {token:?}"), "[redacted] [redacted]");
+        let source = SecretSource::Inline(secret);
+        assert!(!format!("{source:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn file_secret_is_reread_and_loses_its_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "first\n").unwrap();
+        let source = SecretSource::File(path.clone());
+        assert_eq!(source.read().unwrap().expose(), "first");
+        std::fs::write(&path, "second\r\n").unwrap();
+        assert_eq!(source.read().unwrap().expose(), "second");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(source.read(), Err(SecretError::FileEmpty(_))));
+        std::fs::remove_file(&path).unwrap();
+        let error = source.read().unwrap_err();
+        assert!(error.to_string().starts_with("cannot read "), "{error}");
+    }
+
+    #[test]
+    fn missing_env_secret_names_the_variable() {
+        let source = SecretSource::Env("OAUTH2_EXPORTER_TEST_SURELY_UNSET_VAR".into());
+        assert_eq!(
+            source.read().unwrap_err().to_string(),
+            "environment variable OAUTH2_EXPORTER_TEST_SURELY_UNSET_VAR is not set"
+        );
+    }
+
+    #[test]
+    fn scrubber_removes_raw_form_and_json_encodings() {
+        let mut scrubber = Scrubber::default();
+        scrubber.add("p@ss w/rd\"x");
+        scrubber.add("abc"); // too short to scrub meaningfully
+        let echoed = "raw=p@ss w/rd\"x form=p%40ss+w%2Frd%22x json=p@ss w/rd\\\"x abc";
+        assert_eq!(
+            scrubber.scrub(echoed),
+            "raw=[redacted] form=[redacted] json=[redacted] abc"
+        );
+    }
+
+    #[test]
+    fn excerpt_is_single_line_and_truncated() {
+        let scrubber = Scrubber::default();
+        assert_eq!(excerpt(&scrubber, "a\nb\tc", 10), "a b c");
+        assert_eq!(excerpt(&scrubber, "abcdef", 3), "abc…");
+    }
+}

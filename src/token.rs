@@ -1,0 +1,539 @@
+//! The token step of a probe: build the token request in the provider's dialect, send it, and
+//! turn the answer into an issued token or a classified failure. Knows nothing about metrics.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use serde_json::Value;
+
+use crate::config::{AuthMethod, Grant, TokenConfig};
+use crate::jwt;
+use crate::secrets::{AccessToken, Scrubber, SecretError, excerpt};
+use crate::transport::{BodyError, TransportError, read_body};
+
+/// Longest server-supplied text (error_description, body excerpt) kept for the log.
+const EXCERPT_CHARS: usize = 200;
+
+/// Lifetimes beyond this are not believed: they overflow time arithmetic and are a server bug.
+const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// What one token request produced.
+#[derive(Debug)]
+pub struct TokenOutcome {
+    pub duration: Duration,
+    /// The HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    pub result: Result<IssuedToken, TokenError>,
+}
+
+/// A token and what is known of its lifetime.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: AccessToken,
+    /// Lifetime as issued (`expires_in`, or `exp - iat` of the JWT).
+    pub lifetime: Option<Duration>,
+    pub expires_at: Option<SystemTime>,
+}
+
+/// The RFC 6749 section 5.2 error codes that get their own reason.
+const OAUTH_ERROR_CODES: [&str; 6] = [
+    "invalid_client",
+    "invalid_grant",
+    "invalid_scope",
+    "invalid_request",
+    "unauthorized_client",
+    "unsupported_grant_type",
+];
+
+/// Why a token request failed. Each variant maps to one fixed `reason` label value; the texts
+/// are for the log and are already scrubbed of the secrets that were sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the client secret or password could not be read: {0}")]
+    SecretUnavailable(#[from] SecretError),
+    #[error("OAuth error {code}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    OAuth {
+        /// One of [`OAUTH_ERROR_CODES`], or `other` for any other value.
+        code: &'static str,
+        description: Option<String>,
+    },
+    #[error("rate limited{}", retry_after.as_deref().map(|r| format!(" (Retry-After: {r})")).unwrap_or_default())]
+    RateLimited { retry_after: Option<String> },
+    #[error("HTTP {status} without an OAuth error body{}", body_suffix(body))]
+    HttpStatus { status: u16, body: String },
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("invalid token response: {0}")]
+    InvalidResponse(String),
+}
+
+fn body_suffix(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
+impl TokenError {
+    /// The `reason` label value.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::SecretUnavailable(_) => "secret_unavailable",
+            TokenError::OAuth { code, .. } => {
+                if OAUTH_ERROR_CODES.contains(code) {
+                    code
+                } else {
+                    "oauth_error"
+                }
+            }
+            TokenError::RateLimited { .. } => "rate_limited",
+            TokenError::HttpStatus { status, .. } if *status >= 500 => "http_5xx",
+            TokenError::HttpStatus { .. } => "http_4xx",
+            TokenError::Transport(error) => error.reason(),
+            TokenError::InvalidResponse(_) => "invalid_response",
+        }
+    }
+
+    /// The `error_description` the server gave, if any (scrubbed).
+    pub fn description(&self) -> Option<&str> {
+        match self {
+            TokenError::OAuth { description, .. } => description.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Requests a token. Never takes longer than `timeout` (plus scheduling noise).
+pub async fn request_token(
+    client: &reqwest::Client,
+    config: &TokenConfig,
+    timeout: Duration,
+) -> TokenOutcome {
+    let started = Instant::now();
+    let requested_at = SystemTime::now();
+    let mut status = None;
+    let attempt = attempt(client, config, timeout, requested_at, &mut status);
+    let result = match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(TokenError::Transport(TransportError::Timeout)),
+    };
+    TokenOutcome {
+        duration: started.elapsed(),
+        status,
+        result,
+    }
+}
+
+async fn attempt(
+    client: &reqwest::Client,
+    config: &TokenConfig,
+    timeout: Duration,
+    requested_at: SystemTime,
+    status_seen: &mut Option<u16>,
+) -> Result<IssuedToken, TokenError> {
+    let client_secret = config.client_secret.read()?;
+    let password = match &config.grant {
+        Grant::Password { password, .. } => Some(password.read()?),
+        Grant::ClientCredentials => None,
+    };
+    let mut scrubber = Scrubber::default();
+    scrubber.add(client_secret.expose());
+    if let Some(password) = &password {
+        scrubber.add(password.expose());
+    }
+
+    let mut request = client
+        .post(config.url.clone())
+        .timeout(timeout)
+        .header(ACCEPT, "application/json");
+    let username = match &config.grant {
+        Grant::Password { username, .. } => Some(username.as_str()),
+        Grant::ClientCredentials => None,
+    };
+    let scope = (!config.scopes.is_empty()).then(|| config.scopes.join(" "));
+    match config.auth_method {
+        AuthMethod::ClientSecretPost | AuthMethod::ClientSecretBasic => {
+            let mut form: Vec<(&str, &str)> = vec![("grant_type", config.grant.as_str())];
+            if config.auth_method == AuthMethod::ClientSecretPost {
+                form.push(("client_id", &config.client_id));
+                form.push(("client_secret", client_secret.expose()));
+            } else {
+                let header = basic_authorization(&config.client_id, client_secret.expose());
+                scrubber.add(header.to_str().unwrap_or_default());
+                request = request.header(AUTHORIZATION, header);
+            }
+            if let (Some(username), Some(password)) = (username, &password) {
+                form.push(("username", username));
+                form.push(("password", password.expose()));
+            }
+            if let Some(scope) = &scope {
+                form.push(("scope", scope));
+            }
+            form.extend(config.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            request = request.form(&form);
+        }
+        AuthMethod::JsonBody => {
+            let fields = &config.json_fields;
+            let mut body = serde_json::Map::new();
+            body.insert(fields.client_id.clone(), config.client_id.clone().into());
+            body.insert(
+                fields.client_secret.clone(),
+                client_secret.expose().to_string().into(),
+            );
+            if let (Some(username), Some(password)) = (username, &password) {
+                body.insert(fields.username.clone(), username.to_string().into());
+                body.insert(
+                    fields.password.clone(),
+                    password.expose().to_string().into(),
+                );
+            }
+            if let Some(scope) = scope {
+                body.insert("scope".to_string(), scope.into());
+            }
+            for (key, value) in &config.params {
+                body.insert(key.clone(), value.clone().into());
+            }
+            request = request.json(&body);
+        }
+    }
+
+    let response = request
+        .send()
+        .await
+        .map_err(|error| TransportError::from_reqwest(&error))?;
+    let status = response.status().as_u16();
+    *status_seen = Some(status);
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| excerpt(&scrubber, value, 40));
+    let body = match read_body(response).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            return Err(TokenError::InvalidResponse(BodyError::TooLarge.to_string()));
+        }
+        Err(BodyError::Transport(error)) => return Err(error.into()),
+    };
+    interpret(status, retry_after, &body, config, &scrubber, requested_at)
+}
+
+/// RFC 6749 section 2.3.1: id and secret are form-urlencoded, joined by a colon, then base64.
+fn basic_authorization(client_id: &str, client_secret: &str) -> HeaderValue {
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let credentials = format!("{}:{}", encode(client_id), encode(client_secret));
+    let mut value = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials)))
+        .unwrap_or_else(|_| HeaderValue::from_static("Basic"));
+    value.set_sensitive(true);
+    value
+}
+
+/// Turns a token endpoint's answer into a token or a classified failure.
+fn interpret(
+    status: u16,
+    retry_after: Option<String>,
+    body: &[u8],
+    config: &TokenConfig,
+    scrubber: &Scrubber,
+    requested_at: SystemTime,
+) -> Result<IssuedToken, TokenError> {
+    if status == 429 {
+        return Err(TokenError::RateLimited { retry_after });
+    }
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    let success = (200..300).contains(&status);
+    let has_token = json
+        .as_ref()
+        .and_then(|json| config.response.access_token.find(json))
+        .is_some();
+    if let Some(code) = json.as_ref().and_then(oauth_error_code)
+        && (!success || !has_token)
+    {
+        let description = json
+            .as_ref()
+            .and_then(|json| json.get("error_description"))
+            .and_then(Value::as_str)
+            .map(|text| excerpt(scrubber, text, EXCERPT_CHARS));
+        return Err(TokenError::OAuth { code, description });
+    }
+    match status {
+        200..=299 => parse_token(json, config, requested_at),
+        400..=599 => Err(TokenError::HttpStatus {
+            status,
+            body: excerpt(scrubber, &String::from_utf8_lossy(body), EXCERPT_CHARS),
+        }),
+        _ => Err(TokenError::InvalidResponse(format!(
+            "unexpected HTTP status {status} (redirects are not followed)"
+        ))),
+    }
+}
+
+/// The `error` member of an RFC 6749 error response, mapped into the closed set.
+fn oauth_error_code(json: &Value) -> Option<&'static str> {
+    let code = json.get("error")?.as_str()?;
+    Some(
+        OAUTH_ERROR_CODES
+            .iter()
+            .find(|known| **known == code)
+            .copied()
+            .unwrap_or("other"),
+    )
+}
+
+fn parse_token(
+    json: Option<Value>,
+    config: &TokenConfig,
+    requested_at: SystemTime,
+) -> Result<IssuedToken, TokenError> {
+    let invalid = |why: String| Err(TokenError::InvalidResponse(why));
+    let Some(json) = json.filter(Value::is_object) else {
+        return invalid("body is not a JSON object".into());
+    };
+    let fields = &config.response;
+    let access_token = match fields.access_token.find(&json) {
+        Some(Value::String(token)) if !token.is_empty() => AccessToken::new(token.clone()),
+        Some(Value::String(_)) => return invalid(format!("`{}` is empty", fields.access_token)),
+        Some(_) => return invalid(format!("`{}` is not a string", fields.access_token)),
+        None => return invalid(format!("no `{}` in the response", fields.access_token)),
+    };
+    if let Some(token_type) = json.get("token_type") {
+        let bearer = token_type
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case("bearer"));
+        if !bearer {
+            return invalid("token_type is not Bearer".into());
+        }
+    }
+    let lifetime = match fields.expires_in.find(&json) {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(parse_expires_in(value).map_err(|why| {
+            TokenError::InvalidResponse(format!("`{}` {why}", fields.expires_in))
+        })?),
+    };
+    let (lifetime, expires_at) = match lifetime {
+        Some(lifetime) => (Some(lifetime), requested_at.checked_add(lifetime)),
+        None => lifetime_from_jwt(access_token.expose(), requested_at),
+    };
+    Ok(IssuedToken {
+        access_token,
+        lifetime,
+        expires_at,
+    })
+}
+
+/// `expires_in` as a JSON number or a number in a string, in seconds.
+fn parse_expires_in(value: &Value) -> Result<Duration, &'static str> {
+    let seconds = match value {
+        Value::Number(number) => number.as_f64(),
+        Value::String(text) => text.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .filter(|seconds| seconds.is_finite())
+    .ok_or("is not a number")?;
+    if seconds < 0.0 {
+        return Err("is negative");
+    }
+    let lifetime = Duration::try_from_secs_f64(seconds).map_err(|_| "is out of range")?;
+    if lifetime > MAX_LIFETIME {
+        return Err("is longer than 100 years");
+    }
+    Ok(lifetime)
+}
+
+/// Expiry from the token's own `exp` claim; lifetime from `exp - iat`, else from now.
+fn lifetime_from_jwt(
+    token: &str,
+    requested_at: SystemTime,
+) -> (Option<Duration>, Option<SystemTime>) {
+    let Some(claims) = jwt::claims(token) else {
+        return (None, None);
+    };
+    let Some(exp) = jwt::numeric_date(&claims, "exp") else {
+        return (None, None);
+    };
+    let Ok(exp_offset) = Duration::try_from_secs_f64(exp) else {
+        return (None, None);
+    };
+    let Some(expires_at) = UNIX_EPOCH.checked_add(exp_offset) else {
+        return (None, None);
+    };
+    let issued_at = jwt::numeric_date(&claims, "iat")
+        .and_then(|iat| Duration::try_from_secs_f64(iat).ok())
+        .and_then(|iat| UNIX_EPOCH.checked_add(iat))
+        .unwrap_or(requested_at);
+    let lifetime = expires_at
+        .duration_since(issued_at)
+        .unwrap_or(Duration::ZERO);
+    (Some(lifetime), Some(expires_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    fn token_config(extra: &str) -> TokenConfig {
+        let toml = format!(
+            "[providers.p.token]\nurl = \"http://127.0.0.1:1/token\"\nclient_id = \"id\"\nclient_secret = \"s3cret-value\"\n{extra}"
+        );
+        let config = load_str(&toml, &Default::default()).unwrap();
+        config.providers[0].token.clone()
+    }
+
+    fn interpret_body(
+        status: u16,
+        body: &str,
+        config: &TokenConfig,
+    ) -> Result<IssuedToken, TokenError> {
+        let mut scrubber = Scrubber::default();
+        scrubber.add("s3cret-value");
+        interpret(
+            status,
+            None,
+            body.as_bytes(),
+            config,
+            &scrubber,
+            SystemTime::now(),
+        )
+    }
+
+    fn jwt_with(claims: &str) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(claims))
+    }
+
+    #[test]
+    fn expires_in_as_number_or_string() {
+        let config = token_config("");
+        for body in [
+            r#"{"access_token":"t","token_type":"Bearer","expires_in":3599}"#,
+            r#"{"access_token":"t","token_type":"bearer","expires_in":"3599"}"#,
+        ] {
+            let token = interpret_body(200, body, &config).unwrap();
+            assert_eq!(token.lifetime, Some(Duration::from_secs(3599)), "{body}");
+            assert!(token.expires_at.is_some());
+        }
+        let fractional = interpret_body(200, r#"{"access_token":"t","expires_in":1.5}"#, &config);
+        assert_eq!(
+            fractional.unwrap().lifetime,
+            Some(Duration::from_millis(1500))
+        );
+    }
+
+    #[test]
+    fn response_fields_as_json_pointers() {
+        let config = token_config(
+            "[providers.p.token.response]\naccess_token = \"/data/token\"\nexpires_in = \"/data/ttl\"",
+        );
+        let token = interpret_body(200, r#"{"data":{"token":"abc","ttl":60}}"#, &config).unwrap();
+        assert_eq!(token.access_token.expose(), "abc");
+        assert_eq!(token.lifetime, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn lifetime_falls_back_to_jwt_exp_then_unknown() {
+        let config = token_config("[providers.p.token.response]\naccess_token = \"accessToken\"");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let with_iat = jwt_with(&format!(r#"{{"iat":{now},"exp":{}}}"#, now + 3600));
+        let body = format!(r#"{{"accessToken":"{with_iat}"}}"#);
+        let token = interpret_body(200, &body, &config).unwrap();
+        assert_eq!(token.lifetime, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            token.expires_at,
+            Some(UNIX_EPOCH + Duration::from_secs(now + 3600))
+        );
+
+        let opaque = interpret_body(200, r#"{"accessToken":"opaque"}"#, &config).unwrap();
+        assert_eq!((opaque.lifetime, opaque.expires_at), (None, None));
+
+        let malformed = jwt_with("not json");
+        let body = format!(r#"{{"accessToken":"{malformed}"}}"#);
+        let token = interpret_body(200, &body, &config).unwrap();
+        assert_eq!((token.lifetime, token.expires_at), (None, None));
+    }
+
+    #[test]
+    fn failures_map_to_their_reasons() {
+        let config = token_config("");
+        let cases = [
+            (
+                401,
+                r#"{"error":"invalid_client","error_description":"bad secret s3cret-value"}"#,
+                "invalid_client",
+            ),
+            (400, r#"{"error":"invalid_grant"}"#, "invalid_grant"),
+            (400, r#"{"error":"invalid_scope"}"#, "invalid_scope"),
+            (400, r#"{"error":"invalid_request"}"#, "invalid_request"),
+            (
+                400,
+                r#"{"error":"unauthorized_client"}"#,
+                "unauthorized_client",
+            ),
+            (
+                400,
+                r#"{"error":"unsupported_grant_type"}"#,
+                "unsupported_grant_type",
+            ),
+            (400, r#"{"error":"interaction_required"}"#, "oauth_error"),
+            (200, r#"{"error":"invalid_client"}"#, "invalid_client"),
+            (429, r#"{"error":"invalid_client"}"#, "rate_limited"),
+            (403, "<html>forbidden</html>", "http_4xx"),
+            (401, "", "http_4xx"),
+            (502, "<html>bad gateway</html>", "http_5xx"),
+            (302, "", "invalid_response"),
+            (200, "<html>ok</html>", "invalid_response"),
+            (200, r#"{"access_token":"t""#, "invalid_response"),
+            (200, r#"[{"access_token":"t"}]"#, "invalid_response"),
+            (200, r#"{"access_token":""}"#, "invalid_response"),
+            (200, r#"{"access_token":42}"#, "invalid_response"),
+            (200, r#"{"token":"t"}"#, "invalid_response"),
+            (
+                200,
+                r#"{"access_token":"t","token_type":"mac"}"#,
+                "invalid_response",
+            ),
+            (
+                200,
+                r#"{"access_token":"t","expires_in":-1}"#,
+                "invalid_response",
+            ),
+            (
+                200,
+                r#"{"access_token":"t","expires_in":"soon"}"#,
+                "invalid_response",
+            ),
+            (
+                200,
+                r#"{"access_token":"t","expires_in":1e300}"#,
+                "invalid_response",
+            ),
+        ];
+        for (status, body, reason) in cases {
+            let error = interpret_body(status, body, &config).unwrap_err();
+            assert_eq!(error.reason(), reason, "{status} {body}: {error}");
+            assert!(!error.to_string().contains("s3cret-value"), "{error}");
+        }
+    }
+
+    #[test]
+    fn zero_lifetime_is_accepted_as_already_expiring() {
+        let config = token_config("");
+        let token = interpret_body(200, r#"{"access_token":"t","expires_in":0}"#, &config).unwrap();
+        assert_eq!(token.lifetime, Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn basic_header_form_encodes_before_base64() {
+        let header = basic_authorization("id:1", "p@ss word");
+        let encoded = header.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
+        assert_eq!(decoded, "id%3A1:p%40ss+word");
+        assert!(header.is_sensitive());
+    }
+}

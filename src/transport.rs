@@ -1,0 +1,146 @@
+//! Outgoing HTTP: building the clients (one shared pool, plus one per distinct TLS setting),
+//! reading bodies with a size cap, and classifying transport failures into the fixed reasons
+//! `timeout`, `connect` and `tls`.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::time::Duration;
+
+use crate::config::{ProviderConfig, TlsConfig};
+
+/// Bodies larger than this are not read: a token response is a few KiB at most.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A failure below HTTP: the request never produced a usable response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("timed out")]
+    Timeout,
+    /// DNS failure, refused or reset connection, or any other I/O failure on the way.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("TLS failed: {0}")]
+    Tls(String),
+}
+
+impl TransportError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TransportError::Timeout => "timeout",
+            TransportError::Connect(_) => "connect",
+            TransportError::Tls(_) => "tls",
+        }
+    }
+
+    /// Classifies a reqwest error. The message leaves out the URL: it is configuration the
+    /// operator already knows, and keeping it out keeps log lines short.
+    pub fn from_reqwest(error: &reqwest::Error) -> TransportError {
+        if error.is_timeout() {
+            return TransportError::Timeout;
+        }
+        let mut chain = Vec::new();
+        let mut tls = false;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
+        while let Some(cause) = source {
+            tls |= is_tls_error(cause);
+            chain.push(cause.to_string());
+            source = cause.source();
+        }
+        let message = if chain.is_empty() {
+            error.to_string()
+        } else {
+            chain.join(": ")
+        };
+        if tls {
+            TransportError::Tls(message)
+        } else {
+            TransportError::Connect(message)
+        }
+    }
+}
+
+fn is_tls_error(cause: &(dyn std::error::Error + 'static)) -> bool {
+    if cause.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    if let Some(io) = cause.downcast_ref::<std::io::Error>()
+        && let Some(inner) = io.get_ref()
+        && inner.downcast_ref::<rustls::Error>().is_some()
+    {
+        return true;
+    }
+    false
+}
+
+/// Why a body could not be read in full.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("body larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// Reads a response body, giving up once it exceeds `MAX_BODY_BYTES`.
+pub async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| TransportError::from_reqwest(&error))?
+    {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The HTTP clients of a configuration: providers with default TLS share one connection pool.
+#[derive(Clone)]
+pub struct HttpClients {
+    shared: reqwest::Client,
+    custom: HashMap<String, reqwest::Client>,
+}
+
+impl HttpClients {
+    pub fn build(providers: &[ProviderConfig]) -> Result<HttpClients, reqwest::Error> {
+        let shared = build_client(&TlsConfig::default())?;
+        let mut custom = HashMap::new();
+        for provider in providers.iter().filter(|p| !p.tls.is_default()) {
+            custom.insert(provider.name.clone(), build_client(&provider.tls)?);
+        }
+        Ok(HttpClients { shared, custom })
+    }
+
+    pub fn for_provider(&self, name: &str) -> reqwest::Client {
+        self.custom
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| self.shared.clone())
+    }
+}
+
+/// Builds one client. Redirects are never followed: a token endpoint that redirects would make
+/// us re-send credentials to wherever it points.
+pub fn build_client(tls: &TlsConfig) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("oauth2-exporter/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_keepalive(Duration::from_secs(60));
+    if !tls.ca_certificates.is_empty() {
+        builder = builder.tls_certs_merge(tls.ca_certificates.iter().cloned());
+    }
+    if tls.insecure_skip_verify {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    builder.build()
+}

@@ -1,0 +1,166 @@
+//! The exporter's own HTTP endpoints: `/metrics` (gzip when asked), `/-/healthy`, `/-/ready`,
+//! and a small index page at `/`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, HeaderValue, VARY};
+use hyper::{Method, Request, StatusCode};
+
+use crate::http_server::{HttpResponse, respond};
+use crate::metrics::Metrics;
+
+/// The Prometheus text exposition format, version 0.0.4.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub struct WebState {
+    pub metrics: Arc<Metrics>,
+    /// `(name, interval)` of every configured provider, for the index page.
+    pub providers: Vec<(String, std::time::Duration)>,
+    /// Set once probing has started.
+    pub ready: AtomicBool,
+}
+
+pub async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpResponse {
+    let path = request.uri().path();
+    let known = matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready");
+    if !known {
+        return respond(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "404 page not found\n",
+        );
+    }
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut response = respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "405 method not allowed\n",
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match path {
+        "/metrics" => metrics(&state, &request),
+        "/-/healthy" => respond(StatusCode::OK, "text/plain; charset=utf-8", "Healthy.\n"),
+        "/-/ready" if state.ready.load(Ordering::Acquire) => {
+            respond(StatusCode::OK, "text/plain; charset=utf-8", "Ready.\n")
+        }
+        "/-/ready" => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "Not ready: probing has not started.\n",
+        ),
+        _ => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            index_page(&state),
+        ),
+    }
+}
+
+fn metrics(state: &WebState, request: &Request<Incoming>) -> HttpResponse {
+    if accepts_gzip(request) {
+        match state.metrics.render_gzip() {
+            Ok(body) => {
+                let mut response = respond(StatusCode::OK, METRICS_CONTENT_TYPE, body);
+                let headers = response.headers_mut();
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+                return response;
+            }
+            Err(error) => tracing::warn!(%error, "gzip failed; answering uncompressed"),
+        }
+    }
+    let mut response = respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.render());
+    response
+        .headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    response
+}
+
+/// Whether `Accept-Encoding` lists gzip with a non-zero quality.
+fn accepts_gzip(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|entry| {
+            let mut parts = entry.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or_default();
+            let zero_quality = parts.any(|param| {
+                param
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !zero_quality
+        })
+}
+
+fn index_page(state: &WebState) -> String {
+    let mut rows = String::new();
+    for (name, interval) in &state.providers {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>\n",
+            escape_html(name),
+            escape_html(&humantime::format_duration(*interval).to_string())
+        ));
+    }
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>oauth2-exporter</title></head>
+<body>
+<h1>oauth2-exporter</h1>
+<p>Version {version} ({revision}). Proves OAuth2 client credentials work by probing each provider's token endpoint and canary API.</p>
+<ul>
+<li><a href="/metrics">Metrics</a></li>
+<li><a href="/-/healthy">Health</a></li>
+<li><a href="/-/ready">Readiness</a></li>
+</ul>
+<h2>Providers ({count})</h2>
+<table>
+<tr><th>Provider</th><th>Interval</th></tr>
+{rows}</table>
+</body>
+</html>
+"#,
+        version = env!("CARGO_PKG_VERSION"),
+        revision = escape_html(crate::REVISION),
+        count = state.providers.len(),
+    )
+}
+
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_html;
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            escape_html(r#"<script>alert("x&y")</script>'"#),
+            "&lt;script&gt;alert(&quot;x&amp;y&quot;)&lt;/script&gt;&#39;"
+        );
+    }
+}
