@@ -384,9 +384,12 @@ fn describe_figment_error(error: &figment::Error) -> String {
     }
 }
 
+/// Figment's error path sometimes already ends with the offending field, sometimes not.
 fn join_key(path: &str, field: &str) -> String {
     if path.is_empty() {
         field.to_string()
+    } else if path == field || path.ends_with(&format!(".{field}")) {
+        path.to_string()
     } else {
         format!("{path}.{field}")
     }

@@ -38,6 +38,9 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// a misbehaving client still cannot grow the map without bound.
 const MAX_TOKENS: usize = 16_384;
 
+/// How many issued tokens between two sweeps for expired ones.
+const PRUNE_EVERY: u64 = 256;
+
 const JSON: &str = "application/json; charset=utf-8";
 
 // Paths. They mirror the real services' paths so the demo configuration reads like a real one.
@@ -183,6 +186,8 @@ impl DemoServer {
 struct State {
     tokens: Mutex<HashMap<String, Issued>>,
     counter: AtomicU64,
+    /// Tokens remembered so far, to prune expired ones every `PRUNE_EVERY` inserts.
+    inserts: AtomicU64,
     /// SipHash keys drawn from the OS at start-up: without them the next token cannot be guessed
     /// from the counter and the clock.
     keys: RandomState,
@@ -201,6 +206,7 @@ impl State {
         State {
             tokens: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
+            inserts: AtomicU64::new(0),
             keys: RandomState::new(),
             issuer: format!("http://{addr}{NEXTOME_TOKEN_PATH}"),
         }
@@ -250,20 +256,20 @@ impl State {
     fn remember(&self, token: String, api: Api, lifetime: Duration) {
         let now = Instant::now();
         let expires = now + lifetime;
+        let inserts = self.inserts.fetch_add(1, Ordering::Relaxed) + 1;
         let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        // Pruning on every insert keeps dead tokens from piling up; at most MAX_TOKENS
-        // comparisons, far below the cost of the HTTP exchange that got us here.
-        tokens.retain(|_, issued| issued.expires > now);
+        // Pruning in batches keeps dead tokens from piling up without a full scan per token.
+        if inserts % PRUNE_EVERY == 0 || tokens.len() >= MAX_TOKENS {
+            tokens.retain(|_, issued| issued.expires > now);
+        }
         if tokens.len() >= MAX_TOKENS {
-            // Still full of live tokens: forget the one closest to expiry, which a well-behaved
-            // client has replaced already.
-            let oldest = tokens
-                .iter()
-                .min_by_key(|(_, issued)| issued.expires)
-                .map(|(token, _)| token.clone());
-            if let Some(oldest) = oldest {
-                tokens.remove(&oldest);
-            }
+            // Still full of live tokens: forget the eighth closest to expiry, which well-behaved
+            // clients have replaced already. Evicting in bulk means a flood of token requests
+            // costs one scan per MAX_TOKENS / 8 tokens, not one per token.
+            let mut expiries: Vec<Instant> = tokens.values().map(|issued| issued.expires).collect();
+            let (_, threshold, _) = expiries.select_nth_unstable(MAX_TOKENS / 8);
+            let threshold = *threshold;
+            tokens.retain(|_, issued| issued.expires > threshold);
         }
         tokens.insert(token, Issued { api, expires });
     }
@@ -904,7 +910,7 @@ impl TokenError {
             (self.dialect, self.code, &mut body)
         {
             fields.insert("error_codes".into(), json!([code]));
-            fields.insert("timestamp".into(), json!(rfc3339_now()));
+            fields.insert("timestamp".into(), json!(azure_timestamp()));
             fields.insert("trace_id".into(), json!(uuid_like(1)));
             fields.insert("correlation_id".into(), json!(uuid_like(2)));
         }
@@ -935,7 +941,7 @@ fn uuid_like(salt: u64) -> String {
 }
 
 /// UTC now as `YYYY-MM-DD hh:mm:ssZ`, the form Azure uses in error bodies.
-fn rfc3339_now() -> String {
+fn azure_timestamp() -> String {
     let secs = unix_now().as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil-from-days (Howard Hinnant's algorithm), valid for any date after 1970.
@@ -1107,7 +1113,7 @@ timeout = "2s"    # deadline for each HTTP request
 url = {eqhub_token_url}
 grant_type = "client_credentials"
 client_id = {eqhub_id}
-client_secret = {eqhub_secret}          # demo value; prefer client_secret_env = "EQHUB_CLIENT_SECRET"
+client_secret = {eqhub_secret}   # demo value; prefer client_secret_env = "EQHUB_CLIENT_SECRET"
 auth_method = "client_secret_post"    # client_id and client_secret go in the form body (the default)
 # This endpoint answers `"expires_in": "3599"`, a number in a string; both forms are understood.
 
@@ -1126,7 +1132,7 @@ timeout = "3s"                        # per-provider override of [defaults]
 url = {okq8_token_url}
 grant_type = "client_credentials"
 client_id = {okq8_id}
-client_secret = {okq8_secret}          # demo value
+client_secret = {okq8_secret}   # demo value
 scopes = [{okq8_scope}]   # sent space-joined as `scope`
 
 [providers.okq8.canary]
@@ -1155,7 +1161,7 @@ interval = "10s"
 url = {cube_token_url}
 grant_type = "client_credentials"
 client_id = {cube_id}
-client_secret = {cube_secret}          # demo value
+client_secret = {cube_secret}   # demo value
 scopes = [{cube_scope}]
 params = {{ resource = {cube_resource}, acr_values = {cube_acr} }}   # extra form fields, sent as-is
 # Cube asks clients not to fetch a token per request: keep the 24 h token and renew it only when
@@ -1172,7 +1178,7 @@ expected_status = [200]
 url = {nextome_token_url}
 grant_type = "client_credentials"
 client_id = {nextome_id}
-client_secret = {nextome_secret}          # demo value
+client_secret = {nextome_secret}   # demo value
 auth_method = "json_body"             # one JSON object instead of a form
 json_fields = {{ client_id = "clientId", client_secret = "clientSecret" }}   # its key names
 
@@ -1203,9 +1209,9 @@ headers = {{ Accept = "application/json" }}
 url = {everactive_token_url}
 grant_type = "password"
 client_id = {everactive_pw_id}
-client_secret = {everactive_pw_secret}          # demo value
+client_secret = {everactive_pw_secret}   # demo value
 username = {everactive_user}
-password = {everactive_password}          # demo value; prefer password_env or password_file
+password = {everactive_password}   # demo value; prefer password_env or password_file
 
 [providers.everactive-password.canary]
 url = {everactive_gateways_url}
@@ -1901,12 +1907,18 @@ mod tests {
         let expired: Vec<String> = (0..10)
             .map(|_| state.issue_opaque(Api::Cube, Duration::ZERO))
             .collect();
-        state.issue_opaque(Api::Cube, ONE_HOUR);
+        {
+            let tokens = state.tokens.lock().unwrap();
+            assert!(expired.iter().all(|token| tokens.contains_key(token)));
+        }
+        for _ in 0..PRUNE_EVERY {
+            state.issue_opaque(Api::Cube, ONE_HOUR);
+        }
         {
             let tokens = state.tokens.lock().unwrap();
             assert!(
-                expired[..9].iter().all(|token| !tokens.contains_key(token)),
-                "expired pruned on insert"
+                expired.iter().all(|token| !tokens.contains_key(token)),
+                "expired tokens are swept within PRUNE_EVERY inserts"
             );
         }
         let first_live = state.issue_opaque(Api::Cube, Duration::from_secs(60));
@@ -1914,7 +1926,8 @@ mod tests {
             state.issue_opaque(Api::Cube, ONE_HOUR);
         }
         let tokens = state.tokens.lock().unwrap();
-        assert_eq!(tokens.len(), MAX_TOKENS);
+        assert!(tokens.len() <= MAX_TOKENS, "bounded: {}", tokens.len());
+        assert!(tokens.len() > MAX_TOKENS - MAX_TOKENS / 8 - 2);
         assert!(
             !tokens.contains_key(&first_live),
             "then the one closest to expiry"
