@@ -81,9 +81,10 @@ async fn async_main(cli: Cli) -> ExitCode {
     };
     if cli.config_check {
         println!(
-            "{}: configuration is valid ({} providers)",
+            "{}: configuration is valid ({} provider{})",
             cli.config_file.display(),
-            config.providers.len()
+            config.providers.len(),
+            if config.providers.len() == 1 { "" } else { "s" }
         );
         return ExitCode::SUCCESS;
     }
