@@ -17,6 +17,18 @@ pub struct CanaryOutcome {
     pub result: Result<(), CanaryError>,
 }
 
+/// Every `reason` a canary call can fail with: the closed label set.
+pub const REASONS: [&str; 8] = [
+    "unauthorized",
+    "forbidden",
+    "rate_limited",
+    "unexpected_status",
+    "timeout",
+    "connect",
+    "tls",
+    "no_token",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanaryError {
     #[error("the API rejected the token (401)")]

@@ -134,7 +134,8 @@ pub struct WebConfig {
     pub listen_address: String,
 }
 
-#[derive(Debug, Clone)]
+/// Compared on reload: an unchanged provider keeps its held token and its task.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProviderConfig {
     pub name: String,
     pub interval: Duration,
@@ -145,7 +146,7 @@ pub struct ProviderConfig {
     pub tls: TlsConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TokenConfig {
     pub url: Url,
     pub grant: Grant,
@@ -233,7 +234,7 @@ impl fmt::Display for FieldPath {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CanaryConfig {
     pub url: Url,
     pub method: reqwest::Method,
@@ -254,9 +255,21 @@ impl CanaryConfig {
 #[derive(Debug, Clone, Default)]
 pub struct TlsConfig {
     pub ca_file: Option<PathBuf>,
-    /// Certificates parsed from `ca_file` at load time.
+    /// The PEM text of `ca_file`, read at load time (compared on reload: a renewed CA file
+    /// counts as a change).
+    pub ca_pem: Vec<u8>,
+    /// Certificates parsed from `ca_pem`.
     pub ca_certificates: Vec<reqwest::Certificate>,
     pub insecure_skip_verify: bool,
+}
+
+impl PartialEq for TlsConfig {
+    fn eq(&self, other: &Self) -> bool {
+        // The parsed certificates are derived from `ca_pem`.
+        self.ca_file == other.ca_file
+            && self.ca_pem == other.ca_pem
+            && self.insecure_skip_verify == other.insecure_skip_verify
+    }
 }
 
 impl TlsConfig {
@@ -322,6 +335,42 @@ pub fn load_file(path: &Path, overrides: &Overrides) -> Result<Config, ConfigErr
 /// overrides.
 pub fn load_str(toml: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
     load(Figment::new().merge(Toml::string(toml)), overrides)
+}
+
+/// A warning when the file at `path` holds inline secrets and others than its owner may read it.
+pub fn exposed_secrets_warning(path: &Path, config: &Config) -> Option<String> {
+    let inline: Vec<&str> = config
+        .providers
+        .iter()
+        .filter(|p| {
+            matches!(p.token.client_secret, SecretSource::Inline(_))
+                || matches!(
+                    &p.token.grant,
+                    Grant::Password {
+                        password: SecretSource::Inline(_),
+                        ..
+                    }
+                )
+        })
+        .map(|p| p.name.as_str())
+        .collect();
+    if inline.is_empty() {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Some(format!(
+                "{} holds inline secrets (providers: {}) and is readable by group or others (mode {:o}); run `chmod 600` on it, or use client_secret_file / client_secret_env",
+                path.display(),
+                inline.join(", "),
+                mode & 0o777
+            ));
+        }
+    }
+    None
 }
 
 /// `OAUTH2_EXPORTER_SECTION__KEY` variables. Only names with a `__` are configuration keys (every
@@ -873,11 +922,15 @@ fn validate_canary(prefix: &str, raw: RawCanary, problems: &mut Problems) -> Opt
 
 fn validate_tls(prefix: &str, raw: RawTls, problems: &mut Problems) -> TlsConfig {
     let mut ca_certificates = Vec::new();
+    let mut ca_pem = Vec::new();
     if let Some(path) = &raw.ca_file {
         let key = format!("{prefix}.ca_file");
         match std::fs::read(path) {
             Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
-                Ok(certs) if !certs.is_empty() => ca_certificates = certs,
+                Ok(certs) if !certs.is_empty() => {
+                    ca_certificates = certs;
+                    ca_pem = pem;
+                }
                 Ok(_) => problems.add(&key, format!("{} holds no PEM certificate", path.display())),
                 Err(error) => problems.add(
                     &key,
@@ -895,6 +948,7 @@ fn validate_tls(prefix: &str, raw: RawTls, problems: &mut Problems) -> TlsConfig
     }
     TlsConfig {
         ca_file: raw.ca_file,
+        ca_pem,
         ca_certificates,
         insecure_skip_verify: raw.insecure_skip_verify,
     }

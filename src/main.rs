@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use oauth2_exporter::config::{self, Config, Overrides};
+use oauth2_exporter::config::{self, Overrides};
 use oauth2_exporter::demo::DemoServer;
 use oauth2_exporter::logging::{self, LogFormat, LogLevel};
-use oauth2_exporter::{StartJitter, run};
+use oauth2_exporter::{ConfigSource, RunOptions, StartJitter, run_with};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -49,6 +50,9 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
+    // Panics are bugs; log them as one structured line like everything else. A panic inside a
+    // probe cycle is also caught and counted, and probing goes on.
+    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,20 +69,30 @@ fn main() -> ExitCode {
 async fn async_main(cli: Cli) -> ExitCode {
     let demo_cancel = CancellationToken::new();
     let demo_tracker = TaskTracker::new();
-    let loaded = if cli.demo {
-        load_demo(&cli, &demo_cancel, &demo_tracker).await
+    let source = if cli.demo {
+        match demo_source(&cli, &demo_cancel, &demo_tracker).await {
+            Ok(source) => source,
+            Err(code) => return code,
+        }
     } else {
-        let overrides = Overrides {
-            listen_address: cli.listen_address.clone(),
-        };
-        config::load_file(&cli.config_file, &overrides).map_err(|error| {
-            config_error(&format!("{}", cli.config_file.display()), &error.problems)
-        })
+        file_source(&cli)
     };
-    let config = match loaded {
+    let config = match source() {
         Ok(config) => config,
-        Err(code) => return code,
+        Err(error) => {
+            let origin = if cli.demo {
+                "demo configuration".to_string()
+            } else {
+                cli.config_file.display().to_string()
+            };
+            return config_error(&origin, &error.problems);
+        }
     };
+    if !cli.demo
+        && let Some(warning) = config::exposed_secrets_warning(&cli.config_file, &config)
+    {
+        tracing::warn!("{warning}");
+    }
     if cli.config_check {
         println!(
             "{}: configuration is valid ({} provider{})",
@@ -106,7 +120,12 @@ async fn async_main(cli: Cli) -> ExitCode {
         Err(error) => tracing::warn!(%error, "cannot tell the bound address"),
     }
 
-    let result = run(config, listener, StartJitter::Random, shutdown_signal()).await;
+    let options = RunOptions {
+        jitter: StartJitter::Random,
+        reload: Some(source),
+        reload_on_sighup: true,
+    };
+    let result = run_with(config, listener, options, shutdown_signal()).await;
     demo_cancel.cancel();
     demo_tracker.close();
     demo_tracker.wait().await;
@@ -119,11 +138,21 @@ async fn async_main(cli: Cli) -> ExitCode {
     }
 }
 
-async fn load_demo(
+/// The configuration file with environment and flag overrides, read again on each reload.
+fn file_source(cli: &Cli) -> ConfigSource {
+    let path = cli.config_file.clone();
+    let overrides = Overrides {
+        listen_address: cli.listen_address.clone(),
+    };
+    Arc::new(move || config::load_file(&path, &overrides))
+}
+
+/// Starts the demo identity provider; its built-in configuration points at it.
+async fn demo_source(
     cli: &Cli,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
-) -> Result<Config, ExitCode> {
+) -> Result<ConfigSource, ExitCode> {
     let server = DemoServer::start(cancel.clone(), tracker)
         .await
         .map_err(|error| {
@@ -138,8 +167,8 @@ async fn load_demo(
                 .unwrap_or_else(|| DEMO_LISTEN_ADDRESS.to_string()),
         ),
     };
-    config::load_str(&server.config_toml(), &overrides)
-        .map_err(|error| config_error("demo configuration", &error.problems))
+    let toml = server.config_toml();
+    Ok(Arc::new(move || config::load_str(&toml, &overrides)))
 }
 
 fn config_error(source: &str, problems: &[String]) -> ExitCode {

@@ -46,6 +46,9 @@ pub struct Metrics {
     probe_success: GaugeVec,
     probe_duration: GaugeVec,
     probe_last_run: GaugeVec,
+    probe_panics: IntCounterVec,
+    reload_successful: prometheus::Gauge,
+    reload_success_time: prometheus::Gauge,
     tokens: Arc<Mutex<HashMap<String, TokenView>>>,
 }
 
@@ -63,6 +66,14 @@ fn histogram(name: &str, help: &str) -> HistogramVec {
         PROVIDER,
     )
     .expect("metric definitions are static")
+}
+
+/// Removes one series; a series that was never created is fine.
+fn drop_series<T: prometheus::core::MetricVecBuilder>(
+    family: &prometheus::core::MetricVec<T>,
+    labels: &[&str],
+) {
+    let _ = family.remove_label_values(labels);
 }
 
 fn seconds_since_epoch(time: SystemTime) -> f64 {
@@ -139,6 +150,21 @@ impl Metrics {
                 "When the last periodic probe cycle ended.",
                 PROVIDER,
             ),
+            probe_panics: counter(
+                "oauth2_exporter_probe_panics_total",
+                "Probe cycles that panicked (a bug: please report it); the provider keeps being probed.",
+                PROVIDER,
+            ),
+            reload_successful: prometheus::Gauge::new(
+                "oauth2_exporter_config_last_reload_successful",
+                "1 if the last configuration (re)load succeeded, else 0.",
+            )
+            .expect("metric definitions are static"),
+            reload_success_time: prometheus::Gauge::new(
+                "oauth2_exporter_config_last_reload_success_timestamp_seconds",
+                "When the configuration was last (re)loaded successfully.",
+            )
+            .expect("metric definitions are static"),
             tokens: Arc::clone(&tokens),
         };
         let build_info = gauge(
@@ -164,6 +190,9 @@ impl Metrics {
             Box::new(metrics.probe_success.clone()),
             Box::new(metrics.probe_duration.clone()),
             Box::new(metrics.probe_last_run.clone()),
+            Box::new(metrics.probe_panics.clone()),
+            Box::new(metrics.reload_successful.clone()),
+            Box::new(metrics.reload_success_time.clone()),
             Box::new(build_info),
             Box::new(HeldTokenCollector::new(tokens)),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
@@ -185,6 +214,59 @@ impl Metrics {
         self.canary_duration.with_label_values(&[provider]);
         for phase in ["token", "canary"] {
             self.unauthorized.with_label_values(&[provider, phase]);
+        }
+        self.probe_panics.with_label_values(&[provider]);
+    }
+
+    /// Deletes every series of a provider that is no longer configured, so it stops being
+    /// exported. Label values come from closed sets, so every possible series can be named.
+    pub fn remove_provider(&self, provider: &str) {
+        let only = [provider];
+        drop_series(&self.token_requests, &only);
+        drop_series(&self.token_duration, &only);
+        drop_series(&self.token_lifetime, &only);
+        drop_series(&self.token_last_success, &only);
+        drop_series(&self.canary_requests, &only);
+        drop_series(&self.canary_duration, &only);
+        drop_series(&self.probe_success, &only);
+        drop_series(&self.probe_duration, &only);
+        drop_series(&self.probe_last_run, &only);
+        drop_series(&self.probe_panics, &only);
+        for phase in ["token", "canary"] {
+            drop_series(&self.unauthorized, &[provider, phase]);
+        }
+        for reason in crate::token::REASONS {
+            drop_series(&self.token_failures, &[provider, reason]);
+        }
+        for reason in crate::canary::REASONS {
+            drop_series(&self.canary_failures, &[provider, reason]);
+        }
+        // Every status an HTTP client can report (hyper accepts 100 to 999).
+        for code in 100..=999u16 {
+            drop_series(&self.canary_responses, &[provider, &code.to_string()]);
+        }
+        self.forget_token(provider);
+    }
+
+    /// Forgets the held token of a provider (removed, or restarted with new settings).
+    pub fn forget_token(&self, provider: &str) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(provider);
+    }
+
+    /// Counts a probe cycle that panicked.
+    pub fn record_panic(&self, provider: &str) {
+        self.probe_panics.with_label_values(&[provider]).inc();
+    }
+
+    /// Records the outcome of a configuration (re)load.
+    pub fn record_reload(&self, success: bool) {
+        self.reload_successful.set(if success { 1.0 } else { 0.0 });
+        if success {
+            self.reload_success_time
+                .set(seconds_since_epoch(SystemTime::now()));
         }
     }
 

@@ -94,6 +94,10 @@ impl Prober {
         self.held.as_ref()
     }
 
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Runs one cycle. Its length is bounded: at most two token and two canary requests, each
     /// limited by the provider's timeout.
     pub async fn run_cycle(&mut self) -> CycleReport {

@@ -1,7 +1,10 @@
 //! Runs every provider's probe cycle on its own interval: one task per provider (so one slow
 //! provider never delays another, and a provider's cycles never overlap), start times spread
-//! over the first interval, and every wait cancellable for a prompt shutdown.
+//! over the first interval, every wait cancellable, and a panicking cycle contained to its
+//! provider. [`Scheduler::apply`] moves the running set to a new configuration.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +15,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
-use crate::probe::{CycleReport, Prober};
-use crate::transport::HttpClients;
+use crate::probe::{CycleReport, HeldToken, Prober};
+use crate::transport;
 
 /// How first cycles are spread out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,37 +24,168 @@ pub enum StartJitter {
     /// A random delay within the first interval, so providers sharing an identity provider do
     /// not fire in lockstep.
     Random,
-    /// Every provider probes at once (tests, `check`-like uses).
+    /// Every provider probes at once (tests, one-off checks).
     None,
 }
 
-/// Starts one probing task per provider on `tracker`; they stop when `cancel` fires.
-pub fn spawn(
-    providers: &[ProviderConfig],
-    clients: &HttpClients,
-    metrics: &Arc<Metrics>,
+/// What [`Scheduler::apply`] changed, by provider name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+struct Running {
+    config: ProviderConfig,
+    cancel: CancellationToken,
+}
+
+/// The set of running provider tasks.
+pub struct Scheduler {
+    metrics: Arc<Metrics>,
     jitter: StartJitter,
-    cancel: &CancellationToken,
-    tracker: &TaskTracker,
-) {
-    for provider in providers {
-        metrics.add_provider(&provider.name);
-        let prober = Prober::new(provider.clone(), clients.for_provider(&provider.name));
-        let first_delay = match jitter {
-            StartJitter::Random => random_below(provider.interval),
+    /// Shared by every provider with default TLS settings, across reloads: one connection pool.
+    shared_client: reqwest::Client,
+    root: CancellationToken,
+    tracker: TaskTracker,
+    running: HashMap<String, Running>,
+}
+
+impl Scheduler {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        jitter: StartJitter,
+        root: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Result<Scheduler, reqwest::Error> {
+        Ok(Scheduler {
+            metrics,
+            jitter,
+            shared_client: transport::build_client(&Default::default())?,
+            root,
+            tracker,
+            running: HashMap::new(),
+        })
+    }
+
+    /// Makes exactly `providers` run: new ones start, removed ones stop and their series are
+    /// deleted, changed ones restart with the new settings (a fresh token, counters kept), and
+    /// unchanged ones keep running untouched, held token included. Nothing changes if a client
+    /// cannot be built.
+    pub fn apply(&mut self, providers: &[ProviderConfig]) -> Result<Changes, reqwest::Error> {
+        let mut changes = Changes::default();
+        let mut to_start = Vec::new();
+        for provider in providers {
+            match self.running.get(&provider.name) {
+                Some(running) if running.config == *provider => {
+                    changes.unchanged.push(provider.name.clone());
+                }
+                existing => {
+                    let client = if provider.tls.is_default() {
+                        self.shared_client.clone()
+                    } else {
+                        transport::build_client(&provider.tls)?
+                    };
+                    if existing.is_some() {
+                        changes.restarted.push(provider.name.clone());
+                    } else {
+                        changes.added.push(provider.name.clone());
+                    }
+                    to_start.push((provider.clone(), client));
+                }
+            }
+        }
+        let wanted: std::collections::HashSet<&str> =
+            providers.iter().map(|p| p.name.as_str()).collect();
+        changes.removed = self
+            .running
+            .keys()
+            .filter(|name| !wanted.contains(name.as_str()))
+            .cloned()
+            .collect();
+        changes.removed.sort();
+
+        for name in &changes.removed {
+            if let Some(running) = self.running.remove(name) {
+                running.cancel.cancel();
+            }
+            self.metrics.remove_provider(name);
+        }
+        for (config, client) in to_start {
+            if let Some(old) = self.running.remove(&config.name) {
+                old.cancel.cancel();
+                self.metrics.forget_token(&config.name);
+            }
+            self.start(config, client);
+        }
+        Ok(changes)
+    }
+
+    /// The configurations of the running providers, sorted by name.
+    pub fn providers(&self) -> Vec<ProviderConfig> {
+        let mut providers: Vec<ProviderConfig> =
+            self.running.values().map(|r| r.config.clone()).collect();
+        providers.sort_by(|a, b| a.name.cmp(&b.name));
+        providers
+    }
+
+    fn start(&mut self, config: ProviderConfig, client: reqwest::Client) {
+        self.metrics.add_provider(&config.name);
+        let cancel = self.root.child_token();
+        let first_delay = match self.jitter {
+            StartJitter::Random => random_below(config.interval),
             StartJitter::None => Duration::ZERO,
         };
-        tracker.spawn(run_provider(
+        let prober = Prober::new(config.clone(), client);
+        self.tracker.spawn(run_provider(
             prober,
-            Arc::clone(metrics),
+            Arc::clone(&self.metrics),
             first_delay,
             cancel.clone(),
         ));
+        self.running
+            .insert(config.name.clone(), Running { config, cancel });
     }
 }
 
-async fn run_provider(
-    mut prober: Prober,
+/// What the provider loop needs of a prober; lets tests substitute a misbehaving one.
+pub(crate) trait Cycle: Sized + Send + 'static {
+    fn name(&self) -> &str;
+    fn interval(&self) -> Duration;
+    fn held(&self) -> Option<&HeldToken>;
+    /// A prober with the same settings and no state, to carry on after a panic.
+    fn fresh(&self) -> Self;
+    /// Runs one cycle, handing the prober back with the report.
+    fn run(self) -> impl Future<Output = (Self, CycleReport)> + Send + 'static;
+}
+
+impl Cycle for Prober {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn interval(&self) -> Duration {
+        self.config.interval
+    }
+
+    fn held(&self) -> Option<&HeldToken> {
+        Prober::held(self)
+    }
+
+    fn fresh(&self) -> Self {
+        Prober::new(self.config.clone(), self.client().clone())
+    }
+
+    async fn run(mut self) -> (Self, CycleReport) {
+        let report = self.run_cycle().await;
+        (self, report)
+    }
+}
+
+pub(crate) async fn run_provider<C: Cycle>(
+    mut prober: C,
     metrics: Arc<Metrics>,
     first_delay: Duration,
     cancel: CancellationToken,
@@ -62,19 +196,41 @@ async fn run_provider(
     }
     // `Delay`: after a stall (a cycle longer than the interval), continue at the normal pace
     // instead of firing the missed cycles back to back.
-    let mut ticker = tokio::time::interval(prober.config.interval);
+    let mut ticker = tokio::time::interval(prober.interval());
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let report = tokio::select! {
-            _ = cancel.cancelled() => return,
-            report = prober.run_cycle() => report,
+        let name = prober.name().to_string();
+        let spare = prober.fresh();
+        // The cycle runs in its own task so that a panic in it (a bug) is contained here.
+        let cycle = tokio::spawn(prober.run());
+        let abort = cycle.abort_handle();
+        let joined = tokio::select! {
+            _ = cancel.cancelled() => {
+                abort.abort();
+                return;
+            }
+            joined = cycle => joined,
         };
-        metrics.record(&prober.config.name, &report, prober.held());
-        log_report(&prober.config.name, &report);
+        match joined {
+            Ok((returned, report)) => {
+                prober = returned;
+                metrics.record(&name, &report, prober.held());
+                log_report(&name, &report);
+            }
+            Err(error) if error.is_panic() => {
+                metrics.record_panic(&name);
+                tracing::error!(
+                    provider = %name,
+                    "probe cycle panicked; the provider's state was reset and probing continues"
+                );
+                prober = spare;
+            }
+            Err(_cancelled) => return,
+        }
     }
 }
 
@@ -115,6 +271,8 @@ fn random_below(bound: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::SystemTime;
 
     #[test]
     fn random_delays_stay_within_the_interval_and_vary() {
@@ -126,5 +284,76 @@ mod tests {
             "no variation: {delays:?}"
         );
         assert_eq!(random_below(Duration::ZERO), Duration::ZERO);
+    }
+
+    /// Panics on its second cycle; succeeds otherwise. Counts cycles across restarts.
+    struct PanicsOnce {
+        cycles: Arc<AtomicUsize>,
+    }
+
+    impl Cycle for PanicsOnce {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_millis(10)
+        }
+        fn held(&self) -> Option<&HeldToken> {
+            None
+        }
+        fn fresh(&self) -> Self {
+            PanicsOnce {
+                cycles: Arc::clone(&self.cycles),
+            }
+        }
+        async fn run(self) -> (Self, CycleReport) {
+            let n = self.cycles.fetch_add(1, Ordering::SeqCst);
+            assert!(n != 1, "injected fault in cycle {n}");
+            let report = CycleReport {
+                token_requests: Vec::new(),
+                canary_requests: Vec::new(),
+                canary_skipped: false,
+                success: true,
+                duration: Duration::ZERO,
+                finished_at: SystemTime::now(),
+            };
+            (self, report)
+        }
+    }
+
+    /// Issue #4: a panic inside one provider's cycle is caught, counted, and probing goes on.
+    #[tokio::test]
+    async fn a_panicking_cycle_is_counted_and_probing_continues() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.add_provider("flaky");
+        let cycles = Arc::new(AtomicUsize::new(0));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run_provider(
+            PanicsOnce {
+                cycles: Arc::clone(&cycles),
+            },
+            Arc::clone(&metrics),
+            Duration::ZERO,
+            cancel.clone(),
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while cycles.load(Ordering::SeqCst) < 4 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        cancel.cancel();
+        task.await.unwrap();
+        assert!(
+            cycles.load(Ordering::SeqCst) >= 4,
+            "probing stopped after the panic"
+        );
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains("oauth2_exporter_probe_panics_total{provider=\"flaky\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("oauth2_probe_success{provider=\"flaky\"} 1\n"),
+            "{text}"
+        );
     }
 }

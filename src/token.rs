@@ -47,6 +47,25 @@ const OAUTH_ERROR_CODES: [&str; 6] = [
     "unsupported_grant_type",
 ];
 
+/// Every `reason` a token request can fail with: the closed label set.
+pub const REASONS: [&str; 15] = [
+    "invalid_client",
+    "invalid_grant",
+    "invalid_scope",
+    "invalid_request",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "oauth_error",
+    "rate_limited",
+    "http_4xx",
+    "http_5xx",
+    "timeout",
+    "connect",
+    "tls",
+    "invalid_response",
+    "secret_unavailable",
+];
+
 /// Why a token request failed. Each variant maps to one fixed `reason` label value; the texts
 /// are for the log and are already scrubbed of the secrets that were sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,12 +1,11 @@
-//! Outgoing HTTP: building the clients (one shared pool, plus one per distinct TLS setting),
+//! Outgoing HTTP: building clients (redirects off, keep-alive, per-provider TLS settings),
 //! reading bodies with a size cap, and classifying transport failures into the fixed reasons
 //! `timeout`, `connect` and `tls`.
 
-use std::collections::HashMap;
 use std::error::Error as _;
 use std::time::Duration;
 
-use crate::config::{ProviderConfig, TlsConfig};
+use crate::config::TlsConfig;
 
 /// Bodies larger than this are not read: a token response is a few KiB at most.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -101,31 +100,6 @@ pub async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, BodyE
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// The HTTP clients of a configuration: providers with default TLS share one connection pool.
-#[derive(Clone)]
-pub struct HttpClients {
-    shared: reqwest::Client,
-    custom: HashMap<String, reqwest::Client>,
-}
-
-impl HttpClients {
-    pub fn build(providers: &[ProviderConfig]) -> Result<HttpClients, reqwest::Error> {
-        let shared = build_client(&TlsConfig::default())?;
-        let mut custom = HashMap::new();
-        for provider in providers.iter().filter(|p| !p.tls.is_default()) {
-            custom.insert(provider.name.clone(), build_client(&provider.tls)?);
-        }
-        Ok(HttpClients { shared, custom })
-    }
-
-    pub fn for_provider(&self, name: &str) -> reqwest::Client {
-        self.custom
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| self.shared.clone())
-    }
 }
 
 /// Builds one client. Redirects are never followed: a token endpoint that redirects would make

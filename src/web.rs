@@ -1,12 +1,13 @@
 //! The exporter's own HTTP endpoints: `/metrics` (gzip when asked), `/-/healthy`, `/-/ready`,
-//! and a small index page at `/`.
+//! `POST /-/reload`, and a small index page at `/`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, HeaderValue, VARY};
-use hyper::{Method, Request, StatusCode};
+use hyper::{Request, StatusCode};
 
 use crate::http_server::{HttpResponse, respond};
 use crate::metrics::Metrics;
@@ -14,25 +15,42 @@ use crate::metrics::Metrics;
 /// The Prometheus text exposition format, version 0.0.4.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// A reload asked for over HTTP, with where to send its outcome (a message for the caller).
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+
 pub struct WebState {
     pub metrics: Arc<Metrics>,
-    /// `(name, interval)` of every configured provider, for the index page.
-    pub providers: Vec<(String, std::time::Duration)>,
+    /// `(name, interval)` of every running provider, for the index page.
+    pub providers: Mutex<Vec<(String, Duration)>>,
     /// Set once probing has started.
     pub ready: AtomicBool,
+    /// Where `POST /-/reload` sends its request; `None` when reloading is not possible.
+    pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
+}
+
+impl WebState {
+    pub fn set_providers(&self, providers: Vec<(String, Duration)>) {
+        *self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = providers;
+    }
 }
 
 pub async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpResponse {
     let path = request.uri().path();
-    let known = matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready");
-    if !known {
-        return respond(
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "404 page not found\n",
-        );
-    }
-    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+    let allowed = match path {
+        "/" | "/metrics" | "/-/healthy" | "/-/ready" => "GET, HEAD",
+        "/-/reload" => "POST",
+        _ => {
+            return respond(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "404 page not found\n",
+            );
+        }
+    };
+    if !allowed.split(", ").any(|m| m == request.method().as_str()) {
         let mut response = respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain; charset=utf-8",
@@ -40,10 +58,11 @@ pub async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpRes
         );
         response
             .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            .insert(ALLOW, HeaderValue::from_static(allowed));
         return response;
     }
     match path {
+        "/-/reload" => reload(&state).await,
         "/metrics" => metrics(&state, &request),
         "/-/healthy" => respond(StatusCode::OK, "text/plain; charset=utf-8", "Healthy.\n"),
         "/-/ready" if state.ready.load(Ordering::Acquire) => {
@@ -59,6 +78,30 @@ pub async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpRes
             "text/html; charset=utf-8",
             index_page(&state),
         ),
+    }
+}
+
+async fn reload(state: &WebState) -> HttpResponse {
+    let text = "text/plain; charset=utf-8";
+    let Some(requests) = &state.reload else {
+        return respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            text,
+            "Reloading is not available.\n",
+        );
+    };
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    if requests.send(reply).await.is_err() {
+        return respond(StatusCode::SERVICE_UNAVAILABLE, text, "Shutting down.\n");
+    }
+    match outcome.await {
+        Ok(Ok(message)) => respond(StatusCode::OK, text, format!("{message}\n")),
+        Ok(Err(message)) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            text,
+            format!("{message}\n"),
+        ),
+        Err(_) => respond(StatusCode::SERVICE_UNAVAILABLE, text, "Shutting down.\n"),
     }
 }
 
@@ -104,8 +147,13 @@ fn accepts_gzip(request: &Request<Incoming>) -> bool {
 }
 
 fn index_page(state: &WebState) -> String {
+    let providers = state
+        .providers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     let mut rows = String::new();
-    for (name, interval) in &state.providers {
+    for (name, interval) in &providers {
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td></tr>\n",
             escape_html(name),
@@ -133,7 +181,7 @@ fn index_page(state: &WebState) -> String {
 "#,
         version = env!("CARGO_PKG_VERSION"),
         revision = escape_html(crate::REVISION),
-        count = state.providers.len(),
+        count = providers.len(),
     )
 }
 
