@@ -115,6 +115,8 @@ struct RawCanary {
 #[serde(deny_unknown_fields)]
 struct RawTls {
     ca_file: Option<PathBuf>,
+    client_cert_file: Option<PathBuf>,
+    client_key_file: Option<PathBuf>,
     #[serde(default)]
     insecure_skip_verify: bool,
 }
@@ -260,7 +262,29 @@ pub struct TlsConfig {
     pub ca_pem: Vec<u8>,
     /// Certificates parsed from `ca_pem`.
     pub ca_certificates: Vec<reqwest::Certificate>,
+    /// The client certificate and key presented to identity providers that demand one (mTLS).
+    pub client_identity: Option<ClientIdentity>,
     pub insecure_skip_verify: bool,
+}
+
+/// A client certificate with its private key. The key never prints.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    /// Certificate chain and key, PEM, as read (compared on reload).
+    pem: Vec<u8>,
+    pub identity: reqwest::Identity,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientIdentity([redacted])")
+    }
+}
+
+impl PartialEq for ClientIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.pem == other.pem
+    }
 }
 
 impl PartialEq for TlsConfig {
@@ -268,6 +292,7 @@ impl PartialEq for TlsConfig {
         // The parsed certificates are derived from `ca_pem`.
         self.ca_file == other.ca_file
             && self.ca_pem == other.ca_pem
+            && self.client_identity == other.client_identity
             && self.insecure_skip_verify == other.insecure_skip_verify
     }
 }
@@ -275,7 +300,7 @@ impl PartialEq for TlsConfig {
 impl TlsConfig {
     /// Whether this provider can share the default HTTP client.
     pub fn is_default(&self) -> bool {
-        self.ca_file.is_none() && !self.insecure_skip_verify
+        self.ca_file.is_none() && self.client_identity.is_none() && !self.insecure_skip_verify
     }
 }
 
@@ -387,15 +412,13 @@ fn load(mut figment: Figment, overrides: &Overrides) -> Result<Config, ConfigErr
         figment = figment.merge(("web.listen_address", address));
     }
     let raw: RawConfig = figment.extract().map_err(|error| ConfigError {
-        problems: error
-            .into_iter()
-            .map(|e| describe_figment_error(&e))
-            .collect(),
+        problems: error.into_iter().map(|e| describe_error(&e)).collect(),
     })?;
     validate(raw)
 }
 
-fn describe_figment_error(error: &figment::Error) -> String {
+/// One figment error as a line naming its source and key.
+pub(crate) fn describe_error(error: &figment::Error) -> String {
     use figment::error::Kind;
     let mut key = error.path.join(".");
     let what = match &error.kind {
@@ -406,6 +429,10 @@ fn describe_figment_error(error: &figment::Error) -> String {
         Kind::MissingField(field) => {
             key = join_key(&key, field);
             "missing".to_string()
+        }
+        // The value of a secret key is never repeated back, even when it is of the wrong type.
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) if is_secret_key(&key) => {
+            format!("expected {expected}, found something else (not shown: a secret)")
         }
         Kind::InvalidType(actual, expected) => format!("expected {expected}, found {actual}"),
         Kind::InvalidValue(actual, expected) => format!("expected {expected}, found {actual}"),
@@ -431,6 +458,12 @@ fn describe_figment_error(error: &figment::Error) -> String {
     } else {
         format!("{source}: key `{key}`: {what}")
     }
+}
+
+fn is_secret_key(key: &str) -> bool {
+    key.ends_with("client_secret")
+        || key.ends_with("password")
+        || key.starts_with("basic_auth_users")
 }
 
 /// Figment's error path sometimes already ends with the offending field, sometimes not.
@@ -946,10 +979,62 @@ fn validate_tls(prefix: &str, raw: RawTls, problems: &mut Problems) -> TlsConfig
             ),
         }
     }
+    let client_identity = client_identity(prefix, &raw, problems);
     TlsConfig {
         ca_file: raw.ca_file,
         ca_pem,
         ca_certificates,
+        client_identity,
         insecure_skip_verify: raw.insecure_skip_verify,
+    }
+}
+
+/// Reads `client_cert_file` and `client_key_file` (both or neither) into a client identity.
+fn client_identity(prefix: &str, raw: &RawTls, problems: &mut Problems) -> Option<ClientIdentity> {
+    let (cert_path, key_path) = match (&raw.client_cert_file, &raw.client_key_file) {
+        (None, None) => return None,
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) => {
+            problems.add(
+                &format!("{prefix}.client_key_file"),
+                "missing; client_cert_file needs its private key",
+            );
+            return None;
+        }
+        (None, Some(_)) => {
+            problems.add(
+                &format!("{prefix}.client_cert_file"),
+                "missing; client_key_file needs its certificate",
+            );
+            return None;
+        }
+    };
+    let read = |key: &str, path: &Path, problems: &mut Problems| match std::fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            problems.add(
+                &format!("{prefix}.{key}"),
+                format!("cannot read {}: {}", path.display(), error.kind()),
+            );
+            None
+        }
+    };
+    let mut pem = read("client_cert_file", cert_path, problems)?;
+    pem.push(b'\n');
+    pem.extend(read("client_key_file", key_path, problems)?);
+    match reqwest::Identity::from_pem(&pem) {
+        Ok(identity) => Some(ClientIdentity { pem, identity }),
+        Err(_) => {
+            // The parser's message could quote the key material; say only what is wrong.
+            problems.add(
+                &format!("{prefix}.client_cert_file"),
+                format!(
+                    "{} and {} do not hold a PEM certificate and its PEM private key",
+                    cert_path.display(),
+                    key_path.display()
+                ),
+            );
+            None
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 server loop shared by the exporter's web endpoint and the demo identity
-//! provider: accept on a bound listener, serve each connection with a handler, stop on cancel.
+//! provider: accept on a bound listener (optionally over TLS), serve each connection with a
+//! handler, bound slow clients and connection counts, stop on cancel.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,8 +14,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -31,9 +34,26 @@ const MAX_CONNECTIONS: usize = 512;
 /// How long in-flight connections get to finish after cancellation.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Serves `listener` until `cancel` fires, then gives open connections a short grace period.
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves plain HTTP on `listener` until `cancel` fires, then gives open connections a short
+/// grace period.
 pub async fn serve<H, F>(listener: TcpListener, cancel: CancellationToken, handler: H)
 where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    serve_with_tls(listener, None, cancel, handler).await;
+}
+
+/// [`serve`], over TLS when an acceptor is given.
+pub async fn serve_with_tls<H, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    cancel: CancellationToken,
+    handler: H,
+) where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
@@ -63,32 +83,53 @@ where
         };
         let handler = Arc::clone(&handler);
         let cancel = cancel.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
             let _permit = permit;
-            let service = service_fn(move |request| {
-                let handler = Arc::clone(&handler);
-                async move { Ok::<_, Infallible>(handler(request).await) }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "connection ended with an error");
+            match tls {
+                None => serve_connection(TokioIo::new(stream), handler, cancel).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(TokioIo::new(stream), handler, cancel).await;
+                        }
+                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
-                }
-                _ = cancel.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(DRAIN_TIMEOUT, connection).await;
                 }
             }
         });
     }
     connections.close();
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, connections.wait()).await;
+}
+
+async fn serve_connection<I, H, F>(io: TokioIo<I>, handler: Arc<H>, cancel: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let handler = Arc::clone(&handler);
+        async move { Ok::<_, Infallible>(handler(request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        }
+        _ = cancel.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, connection).await;
+        }
+    }
 }
 
 /// A response with a fixed status, content type and body.

@@ -14,7 +14,8 @@
 //! - [`probe`]: one cycle of one provider (token, canary, retry), returning a report.
 //! - [`scheduler`]: one task per provider, on its interval, with jitter and cancellation.
 //! - [`metrics`]: the registry and the one place that records reports into it.
-//! - [`web`] and [`http_server`]: `/metrics`, health, readiness and the index page.
+//! - [`web`] and [`http_server`]: `/metrics`, health, readiness, reload and the index page.
+//! - [`web_config`]: TLS and basic auth for those endpoints (`--web.config.file`).
 //! - [`logging`]: logfmt or JSON logs on standard error.
 //! - [`demo`]: a loopback identity provider and API speaking every supported dialect.
 //!
@@ -33,6 +34,7 @@ pub mod secrets;
 pub mod token;
 pub mod transport;
 pub mod web;
+pub mod web_config;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -61,6 +63,8 @@ pub struct RunOptions {
     pub reload: Option<ConfigSource>,
     /// Reload on SIGHUP (the process-wide signal: only the binary should set this).
     pub reload_on_sighup: bool,
+    /// TLS and basic auth for the web endpoints.
+    pub web_security: web_config::WebSecurity,
 }
 
 /// Serves `/metrics` on `listener` and probes every provider of `config` until `shutdown`
@@ -75,6 +79,7 @@ pub async fn run(
         jitter,
         reload: None,
         reload_on_sighup: false,
+        web_security: Default::default(),
     };
     run_with(config, listener, options, shutdown).await
 }
@@ -105,10 +110,23 @@ pub async fn run_with(
         reload: options.reload.is_some().then_some(reload_requests),
     });
     let web_state = Arc::clone(&state);
-    tracker.spawn(http_server::serve(
+    let basic_auth = options.web_security.basic_auth.clone();
+    tracker.spawn(http_server::serve_with_tls(
         listener,
+        options.web_security.tls.clone(),
         cancel.clone(),
-        move |request| web::handle(Arc::clone(&web_state), request),
+        move |request| {
+            let state = Arc::clone(&web_state);
+            let basic_auth = basic_auth.clone();
+            async move {
+                if let Some(auth) = basic_auth
+                    && !auth.allows(web_config::authorization(&request)).await
+                {
+                    return web::unauthorized();
+                }
+                web::handle(state, request).await
+            }
+        },
     ));
 
     scheduler

@@ -32,6 +32,9 @@ struct Cli {
     /// Address to serve /metrics on (overrides web.listen_address).
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     listen_address: Option<String>,
+    /// TLS and basic auth for the web endpoints, in the Prometheus exporter-toolkit format.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config_file: Option<PathBuf>,
     /// Log level of the exporter's own messages.
     #[arg(long = "log.level", value_enum, default_value = "info")]
     log_level: LogLevel,
@@ -93,6 +96,13 @@ async fn async_main(cli: Cli) -> ExitCode {
     {
         tracing::warn!("{warning}");
     }
+    let web_security = match &cli.web_config_file {
+        None => Default::default(),
+        Some(path) => match oauth2_exporter::web_config::load(path) {
+            Ok(security) => security,
+            Err(error) => return config_error(&path.display().to_string(), &error.problems),
+        },
+    };
     if cli.config_check {
         println!(
             "{}: configuration is valid ({} provider{})",
@@ -124,6 +134,7 @@ async fn async_main(cli: Cli) -> ExitCode {
         jitter: StartJitter::Random,
         reload: Some(source),
         reload_on_sighup: true,
+        web_security,
     };
     let result = run_with(config, listener, options, shutdown_signal()).await;
     demo_cancel.cancel();

@@ -113,6 +113,9 @@ pub fn build_client(tls: &TlsConfig) -> Result<reqwest::Client, reqwest::Error> 
     if !tls.ca_certificates.is_empty() {
         builder = builder.tls_certs_merge(tls.ca_certificates.iter().cloned());
     }
+    if let Some(client) = &tls.client_identity {
+        builder = builder.identity(client.identity.clone());
+    }
     if tls.insecure_skip_verify {
         builder = builder.tls_danger_accept_invalid_certs(true);
     }

@@ -81,6 +81,20 @@ pub async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpRes
     }
 }
 
+/// The answer to a request without valid basic-auth credentials.
+pub fn unauthorized() -> HttpResponse {
+    let mut response = respond(
+        StatusCode::UNAUTHORIZED,
+        "text/plain; charset=utf-8",
+        "401 Unauthorized\n",
+    );
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"oauth2-exporter\""),
+    );
+    response
+}
+
 async fn reload(state: &WebState) -> HttpResponse {
     let text = "text/plain; charset=utf-8";
     let Some(requests) = &state.reload else {
