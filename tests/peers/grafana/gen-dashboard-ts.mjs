@@ -1,0 +1,123 @@
+// Turns grafana/oauth2-exporter.json into TypeScript that `tsc --noEmit` checks against Grafana's
+// published types (@grafana/schema). Used by tests/peer_prometheus.rs; owned by issue 3 section 4.
+//
+// Usage: node gen-dashboard-ts.mjs <dashboard.json> <out.ts>
+//
+// The whole dashboard is checked with `satisfies Dashboard`, which also rejects unknown keys.
+// Two things JSON cannot say directly are handled here:
+// - Where Dashboard uses a string enum (color mode, thresholds mode, value mapping type), a JSON
+//   string is not assignable in TypeScript; it is emitted as the enum member with that value, found
+//   in the package's runtime enum. An unknown value is emitted as `Enum["value"]`, which tsc rejects.
+// - Dashboard types panel `options` and `fieldConfig.defaults.custom` as Record<string, unknown>,
+//   so each is additionally checked against the panel plugin's own Options / FieldConfig type (with
+//   enums loosened to their string values, which is what a JSON file holds).
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { FieldColorModeId, MappingType, SpecialValueMatch, ThresholdsMode } from '@grafana/schema';
+
+const [jsonPath, outPath] = process.argv.slice(2);
+if (!jsonPath || !outPath) {
+  console.error('usage: node gen-dashboard-ts.mjs <dashboard.json> <out.ts>');
+  process.exit(2);
+}
+
+const enums = { FieldColorModeId, MappingType, SpecialValueMatch, ThresholdsMode };
+
+// Panel type -> the module of its panelcfg types, the import alias prefix, and whether the plugin
+// declares a FieldConfig (stat has none: it takes no `custom` field config).
+const panelTypes = {
+  timeseries: ['timeseries/panelcfg/x/TimeSeriesPanelCfg_types.gen', 'TimeSeries', true],
+  stat: ['stat/panelcfg/x/StatPanelCfg_types.gen', 'Stat', false],
+  table: ['table/panelcfg/x/TablePanelCfg_types.gen', 'Table', true],
+  'state-timeline': ['statetimeline/panelcfg/x/StateTimelinePanelCfg_types.gen', 'StateTimeline', true],
+};
+const usedPanelTypes = new Set();
+
+const lit = (v) => JSON.stringify(v);
+
+function enumRef(name, value) {
+  const entry = Object.entries(enums[name]).find(([, v]) => v === value);
+  return entry ? `${name}.${entry[0]}` : `${name}[${lit(value)}]`;
+}
+
+// Emits a JSON value that is checked as plain JSON data against a loosened plugin type.
+function plain(value, indent) {
+  return JSON.stringify(value, null, 2).replaceAll('\n', '\n' + indent);
+}
+
+// Which enum, if any, a string under `key` of an object at `path` must be.
+function enumFor(path, key) {
+  const parent = path[path.length - 1];
+  if (key === 'mode' && parent === 'color') return 'FieldColorModeId';
+  if (key === 'mode' && parent === 'thresholds') return 'ThresholdsMode';
+  if (key === 'type' && path[path.length - 2] === 'mappings') return 'MappingType';
+  if (key === 'match' && path.includes('mappings')) return 'SpecialValueMatch';
+  return null;
+}
+
+function emit(value, path, indent, panelType) {
+  const inner = indent + '  ';
+  if (Array.isArray(value)) {
+    if (value.length === 0) return '[]';
+    const items = value.map((v, i) => inner + emit(v, [...path, i], inner, panelType));
+    return '[\n' + items.join(',\n') + '\n' + indent + ']';
+  }
+  if (value === null || typeof value !== 'object') return lit(value);
+
+  // A panel (rows have no options): remember its type so its options get the plugin's type.
+  let type = panelType;
+  if (typeof value.type === 'string' && 'targets' in value) {
+    if (!(value.type in panelTypes)) {
+      throw new Error(`panel ${lit(value.title)}: type ${lit(value.type)} has no panelcfg mapping in gen-dashboard-ts.mjs`);
+    }
+    type = value.type;
+    usedPanelTypes.add(type);
+  }
+  const entries = Object.entries(value).map(([k, v]) => {
+    const key = inner + lit(k) + ': ';
+    const e = typeof v === 'string' ? enumFor(path, k) : null;
+    if (e) return key + enumRef(e, v);
+    if (type && k === 'options' && path.length >= 1 && path[path.length - 2] === 'panels') {
+      return key + `(${plain(v, inner)}) satisfies Json<${panelTypes[type][1]}Options>`;
+    }
+    if (type && k === 'custom' && path[path.length - 1] === 'defaults') {
+      if (!panelTypes[type][2]) throw new Error(`a ${type} panel has no custom field config`);
+      return key + `(${plain(v, inner)}) satisfies Json<${panelTypes[type][1]}FieldConfig>`;
+    }
+    return key + emit(v, [...path, k], inner, type);
+  });
+  return '{\n' + entries.join(',\n') + '\n' + indent + '}';
+}
+
+const dashboard = JSON.parse(readFileSync(jsonPath, 'utf8'));
+const body = emit(dashboard, [], '', null);
+
+const imports = [...usedPanelTypes].sort().map((t) => {
+  const [module, alias, hasFieldConfig] = panelTypes[t];
+  const fieldConfig = hasFieldConfig ? `, FieldConfig as ${alias}FieldConfig` : '';
+  return `import type { Options as ${alias}Options${fieldConfig} } from '@grafana/schema/dist/esm/raw/composable/${module}';`;
+});
+
+const out = `// Generated by tests/peers/grafana/gen-dashboard-ts.mjs from ${jsonPath}: do not edit.
+import type { Dashboard } from '@grafana/schema';
+import { FieldColorModeId, MappingType, SpecialValueMatch, ThresholdsMode } from '@grafana/schema';
+${imports.join('\n')}
+
+// What a JSON file can hold for T: string enums become the union of their values.
+type Json<T> = T extends string
+  ? \`\${T}\`
+  : T extends number | boolean | null | undefined
+    ? T
+    : T extends ReadonlyArray<infer U>
+      ? Array<Json<U>>
+      : T extends object
+        ? { [K in keyof T]: Json<T[K]> }
+        : T;
+
+export const dashboard = ${body} satisfies Dashboard;
+
+// Keep the enum imports used even when a dashboard has no mappings or thresholds.
+export const enumsInScope = [FieldColorModeId, MappingType, SpecialValueMatch, ThresholdsMode];
+`;
+mkdirSync(dirname(outPath), { recursive: true });
+writeFileSync(outPath, out);
