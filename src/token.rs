@@ -240,6 +240,16 @@ async fn attempt(
     interpret(status, retry_after, &body, config, &scrubber, requested_at)
 }
 
+/// Interprets a token endpoint's answer (status and body) as the probe does: the entry point for
+/// fuzzing the response parser, JWT fallback included.
+pub fn parse_response(
+    status: u16,
+    body: &[u8],
+    config: &TokenConfig,
+) -> Result<IssuedToken, TokenError> {
+    interpret(status, None, body, config, &Scrubber::default(), SystemTime::now())
+}
+
 /// RFC 6749 section 2.3.1: id and secret are form-urlencoded, joined by a colon, then base64.
 fn basic_authorization(client_id: &str, client_secret: &str) -> HeaderValue {
     let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
