@@ -58,15 +58,23 @@ impl TransportError {
     }
 }
 
+/// Whether a cause is, or wraps, a rustls error. reqwest wraps a certificate failure in
+/// `io::Error`s (more than one deep), whose `source()` does not lead to the inner error, so each
+/// `io::Error` is unwrapped with `get_ref()` as well.
 fn is_tls_error(cause: &(dyn std::error::Error + 'static)) -> bool {
-    if cause.downcast_ref::<rustls::Error>().is_some() {
-        return true;
-    }
-    if let Some(io) = cause.downcast_ref::<std::io::Error>()
-        && let Some(inner) = io.get_ref()
-        && inner.downcast_ref::<rustls::Error>().is_some()
-    {
-        return true;
+    let mut current = Some(cause);
+    // Bounded: error chains are short, and a cycle must not hang us.
+    for _ in 0..16 {
+        let Some(error) = current else { return false };
+        if error.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        current = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
     }
     false
 }
