@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use reqwest::header::AUTHORIZATION;
 
 use crate::config::CanaryConfig;
-use crate::secrets::AccessToken;
+use crate::secrets::{AccessToken, Scrubber};
+use crate::trace::Trace;
 use crate::transport::{BodyError, TransportError, read_body};
 
 /// What one canary request produced.
@@ -60,25 +61,45 @@ impl CanaryError {
 }
 
 /// Calls the canary with `Authorization: Bearer <token>`. Never takes longer than `timeout`.
+/// With a trace, records the exchange with the token redacted.
 pub async fn call(
     client: &reqwest::Client,
     config: &CanaryConfig,
     token: &AccessToken,
     timeout: Duration,
+    mut trace: Option<&mut Trace>,
 ) -> CanaryOutcome {
     let started = Instant::now();
     let mut status = None;
     let result = match tokio::time::timeout(
         timeout,
-        attempt(client, config, token, timeout, &mut status),
+        attempt(
+            client,
+            config,
+            token,
+            timeout,
+            &mut status,
+            trace.as_deref_mut(),
+        ),
     )
     .await
     {
         Ok(result) => result,
         Err(_elapsed) => Err(TransportError::Timeout.into()),
     };
+    let duration = started.elapsed();
+    if let Some(trace) = trace {
+        trace.line(format!("took {} ms", duration.as_millis()));
+        match &result {
+            Ok(()) => trace.line("result: passed"),
+            Err(error) => trace.line(format!(
+                "result: failed, reason {}: {error}",
+                error.reason()
+            )),
+        }
+    }
     CanaryOutcome {
-        duration: started.elapsed(),
+        duration,
         status,
         result,
     }
@@ -90,6 +111,7 @@ async fn attempt(
     token: &AccessToken,
     timeout: Duration,
     status_seen: &mut Option<u16>,
+    mut trace: Option<&mut Trace>,
 ) -> Result<(), CanaryError> {
     let mut authorization =
         reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
@@ -104,15 +126,36 @@ async fn attempt(
     for (name, value) in &config.headers {
         request = request.header(name, value);
     }
+    if let Some(trace) = trace.as_deref_mut() {
+        trace.line(format!("-> {} {}", config.method, config.url));
+        trace.line("Authorization: Bearer [redacted]");
+        for (name, value) in &config.headers {
+            trace.line(crate::trace::header_line(name.as_str(), value.as_bytes()));
+        }
+    }
     let response = request
         .send()
         .await
         .map_err(|error| TransportError::from_reqwest(&error))?;
     let status = response.status().as_u16();
     *status_seen = Some(status);
-    // Read (and drop) the body so the connection can be reused; the content is not ours to log.
+    if let Some(trace) = trace.as_deref_mut() {
+        trace.line(format!("<- HTTP {status}"));
+        for (name, value) in response.headers() {
+            trace.line(crate::trace::header_line(name.as_str(), value.as_bytes()));
+        }
+    }
+    // Read the body so the connection can be reused. It is not logged; a debug trace shows an
+    // excerpt to the operator who asked for it, scrubbed of the token.
     match read_body(response).await {
-        Ok(_) | Err(BodyError::TooLarge) => {}
+        Ok(body) => {
+            if let Some(trace) = trace {
+                let mut scrubber = Scrubber::default();
+                scrubber.add(token.expose());
+                trace.body(&body, &[], &scrubber);
+            }
+        }
+        Err(BodyError::TooLarge) => {}
         Err(BodyError::Transport(error)) => return Err(error.into()),
     }
     if config.passes(status) {

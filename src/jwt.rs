@@ -6,15 +6,25 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// The claims object of a compact-serialised JWT, or `None` if the token is not one.
 pub fn claims(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let mut parts = token.split('.');
-    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
+    decode_part(token, 1)
+}
+
+/// The JOSE header object of a compact-serialised JWT.
+pub fn header(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    decode_part(token, 0)
+}
+
+fn decode_part(token: &str, index: usize) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 {
         return None; // five parts: an encrypted JWE, whose payload we cannot read
     }
     // Some issuers pad base64url although RFC 7515 says not to.
-    let decoded = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let decoded = URL_SAFE_NO_PAD
+        .decode(parts[index].trim_end_matches('='))
+        .ok()?;
     match serde_json::from_slice(&decoded).ok()? {
-        serde_json::Value::Object(claims) => Some(claims),
+        serde_json::Value::Object(object) => Some(object),
         _ => None,
     }
 }

@@ -28,10 +28,14 @@ pub mod http_server;
 pub mod jwt;
 pub mod logging;
 pub mod metrics;
+pub mod on_demand;
 pub mod probe;
 pub mod scheduler;
 pub mod secrets;
+pub mod status;
+pub mod status_page;
 pub mod token;
+pub mod trace;
 pub mod transport;
 pub mod web;
 pub mod web_config;
@@ -92,10 +96,15 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::new());
+    let recorders = scheduler::Recorders {
+        metrics: Arc::clone(&metrics),
+        status: Arc::default(),
+        directory: Arc::default(),
+    };
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let mut scheduler = scheduler::Scheduler::new(
-        Arc::clone(&metrics),
+        recorders.clone(),
         options.jitter,
         cancel.clone(),
         tracker.clone(),
@@ -105,7 +114,8 @@ pub async fn run_with(
     let (reload_requests, mut reload_inbox) = tokio::sync::mpsc::channel::<web::ReloadRequest>(4);
     let state = Arc::new(web::WebState {
         metrics: Arc::clone(&metrics),
-        providers: Default::default(),
+        status: Arc::clone(&recorders.status),
+        directory: Arc::clone(&recorders.directory),
         ready: AtomicBool::new(false),
         reload: options.reload.is_some().then_some(reload_requests),
     });
@@ -132,8 +142,8 @@ pub async fn run_with(
     scheduler
         .apply(&config.providers)
         .map_err(|error| anyhow::anyhow!("cannot set up an HTTP client: {error}"))?;
-    state.set_providers(provider_list(&scheduler));
     metrics.record_reload(true);
+    recorders.status.record_reload(true);
     state.ready.store(true, Ordering::Release);
     tracing::info!(providers = config.providers.len(), "probing started");
 
@@ -164,14 +174,6 @@ pub async fn run_with(
     Ok(())
 }
 
-fn provider_list(scheduler: &scheduler::Scheduler) -> Vec<(String, Duration)> {
-    scheduler
-        .providers()
-        .into_iter()
-        .map(|p| (p.name, p.interval))
-        .collect()
-}
-
 /// Loads the configuration again and moves the running providers to it. An invalid
 /// configuration changes nothing: the running one goes on, and the error is logged and returned.
 fn reload(
@@ -194,9 +196,9 @@ fn reload(
                 .map_err(|error| format!("cannot set up an HTTP client: {error}"))
         });
     state.metrics.record_reload(outcome.is_ok());
+    state.status.record_reload(outcome.is_ok());
     match outcome {
         Ok(changes) => {
-            state.set_providers(provider_list(scheduler));
             let summary = format!(
                 "configuration reloaded: {} added, {} removed, {} restarted, {} unchanged",
                 changes.added.len(),

@@ -338,6 +338,12 @@ impl Metrics {
         self.probe_last_run
             .with_label_values(&[provider])
             .set(seconds_since_epoch(report.finished_at));
+        self.record_held(provider, held);
+    }
+
+    /// Records the token a provider holds (validity and expiry are computed from it at scrape
+    /// time).
+    pub fn record_held(&self, provider: &str, held: Option<&HeldToken>) {
         let view = TokenView {
             held: held.is_some(),
             expires_at: held.and_then(|h| h.expires_at),

@@ -8,6 +8,7 @@ use crate::canary::{self, CanaryError, CanaryOutcome};
 use crate::config::ProviderConfig;
 use crate::secrets::AccessToken;
 use crate::token::{self, TokenOutcome};
+use crate::trace::Trace;
 
 /// The token a provider currently holds, kept across cycles.
 #[derive(Debug, Clone)]
@@ -100,7 +101,7 @@ impl Prober {
 
     /// Runs one cycle. Its length is bounded: at most two token and two canary requests, each
     /// limited by the provider's timeout.
-    pub async fn run_cycle(&mut self) -> CycleReport {
+    pub async fn run_cycle(&mut self, mut trace: Option<&mut Trace>) -> CycleReport {
         let started = Instant::now();
         let mut token_requests = Vec::new();
         let mut canary_requests = Vec::new();
@@ -114,13 +115,28 @@ impl Prober {
         };
         let mut token_ok = !must_request;
         if must_request {
-            token_ok = self.refresh(&mut token_requests).await;
+            if let Some(trace) = trace.as_deref_mut() {
+                trace.section("token request");
+            }
+            token_ok = self
+                .refresh(&mut token_requests, trace.as_deref_mut())
+                .await;
+        } else if let Some(trace) = trace.as_deref_mut() {
+            trace.section("token reused");
+            trace
+                .line("the held token is not within refresh_before of its expiry; no request sent");
         }
 
         let mut canary_ok = true;
         if self.config.canary.is_some() {
-            match self.call_canary().await {
+            if let Some(trace) = trace.as_deref_mut() {
+                trace.section("canary request");
+            }
+            match self.call_canary(trace.as_deref_mut()).await {
                 None => {
+                    if let Some(trace) = trace.as_deref_mut() {
+                        trace.line("skipped: no token is held (reason no_token)");
+                    }
                     canary_skipped = true;
                     canary_ok = false;
                 }
@@ -129,8 +145,18 @@ impl Prober {
                     // more, so a revocation is not mistaken for broken credentials.
                     if outcome.result == Err(CanaryError::Unauthorized) && token_requests.is_empty()
                     {
-                        token_ok = self.refresh(&mut token_requests).await;
-                        if token_ok && let Some(retried) = self.call_canary().await {
+                        if let Some(trace) = trace.as_deref_mut() {
+                            trace.section("token request (retry: the reused token was rejected)");
+                        }
+                        token_ok = self
+                            .refresh(&mut token_requests, trace.as_deref_mut())
+                            .await;
+                        if let Some(trace) = trace.as_deref_mut() {
+                            trace.section("canary request (retry with the fresh token)");
+                        }
+                        if token_ok
+                            && let Some(retried) = self.call_canary(trace).await
+                        {
                             canary_requests.push(outcome);
                             outcome = retried;
                         }
@@ -155,7 +181,7 @@ impl Prober {
     }
 
     /// Calls the canary with the held token; `None` when no token is held (or no canary is set).
-    async fn call_canary(&self) -> Option<CanaryOutcome> {
+    async fn call_canary(&self, trace: Option<&mut Trace>) -> Option<CanaryOutcome> {
         let canary_config = self.config.canary.as_ref()?;
         let held = self.held.as_ref()?;
         Some(
@@ -164,6 +190,7 @@ impl Prober {
                 canary_config,
                 &held.access_token,
                 self.config.timeout,
+                trace,
             )
             .await,
         )
@@ -171,9 +198,14 @@ impl Prober {
 
     /// Requests a token; on success it replaces the held one, on failure the held one is kept
     /// (it may still be valid).
-    async fn refresh(&mut self, outcomes: &mut Vec<TokenOutcome>) -> bool {
+    async fn refresh(
+        &mut self,
+        outcomes: &mut Vec<TokenOutcome>,
+        trace: Option<&mut Trace>,
+    ) -> bool {
         let outcome =
-            token::request_token(&self.client, &self.config.token, self.config.timeout).await;
+            token::request_token(&self.client, &self.config.token, self.config.timeout, trace)
+                .await;
         let ok = match &outcome.result {
             Ok(issued) => {
                 self.held = Some(HeldToken {

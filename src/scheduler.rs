@@ -13,9 +13,14 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use tokio::sync::mpsc;
+
 use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
+use crate::on_demand::{self, Directory, ProbeAnswer, ProbeRequest};
 use crate::probe::{CycleReport, HeldToken, Prober};
+use crate::status::StatusBoard;
+use crate::trace::Trace;
 use crate::transport;
 
 /// How first cycles are spread out.
@@ -42,9 +47,20 @@ struct Running {
     cancel: CancellationToken,
 }
 
+/// Where a provider task writes what each periodic cycle saw.
+#[derive(Clone)]
+pub struct Recorders {
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<StatusBoard>,
+    pub directory: Arc<Directory>,
+}
+
+/// Requests for on-demand cycles waiting at most this many per provider; more are refused.
+const ON_DEMAND_QUEUE: usize = 64;
+
 /// The set of running provider tasks.
 pub struct Scheduler {
-    metrics: Arc<Metrics>,
+    recorders: Recorders,
     jitter: StartJitter,
     /// Shared by every provider with default TLS settings, across reloads: one connection pool.
     shared_client: reqwest::Client,
@@ -55,13 +71,13 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(
-        metrics: Arc<Metrics>,
+        recorders: Recorders,
         jitter: StartJitter,
         root: CancellationToken,
         tracker: TaskTracker,
     ) -> Result<Scheduler, reqwest::Error> {
         Ok(Scheduler {
-            metrics,
+            recorders,
             jitter,
             shared_client: transport::build_client(&Default::default())?,
             root,
@@ -111,12 +127,14 @@ impl Scheduler {
             if let Some(running) = self.running.remove(name) {
                 running.cancel.cancel();
             }
-            self.metrics.remove_provider(name);
+            self.recorders.metrics.remove_provider(name);
+            self.recorders.status.remove_provider(name);
+            self.recorders.directory.remove(name);
         }
         for (config, client) in to_start {
             if let Some(old) = self.running.remove(&config.name) {
                 old.cancel.cancel();
-                self.metrics.forget_token(&config.name);
+                self.recorders.metrics.forget_token(&config.name);
             }
             self.start(config, client);
         }
@@ -132,7 +150,12 @@ impl Scheduler {
     }
 
     fn start(&mut self, config: ProviderConfig, client: reqwest::Client) {
-        self.metrics.add_provider(&config.name);
+        self.recorders.metrics.add_provider(&config.name);
+        self.recorders
+            .status
+            .add_provider(&config.name, config.interval, config.canary.is_some());
+        let (requests, inbox) = mpsc::channel(ON_DEMAND_QUEUE);
+        self.recorders.directory.insert(&config.name, requests);
         let cancel = self.root.child_token();
         let first_delay = match self.jitter {
             StartJitter::Random => random_below(config.interval),
@@ -141,8 +164,9 @@ impl Scheduler {
         let prober = Prober::new(config.clone(), client);
         self.tracker.spawn(run_provider(
             prober,
-            Arc::clone(&self.metrics),
+            self.recorders.clone(),
             first_delay,
+            inbox,
             cancel.clone(),
         ));
         self.running
@@ -157,8 +181,11 @@ pub(crate) trait Cycle: Sized + Send + 'static {
     fn held(&self) -> Option<&HeldToken>;
     /// A prober with the same settings and no state, to carry on after a panic.
     fn fresh(&self) -> Self;
-    /// Runs one cycle, handing the prober back with the report.
-    fn run(self) -> impl Future<Output = (Self, CycleReport)> + Send + 'static;
+    /// Runs one cycle, handing the prober back with the report (and a trace when asked).
+    fn run(
+        self,
+        debug: bool,
+    ) -> impl Future<Output = (Self, CycleReport, Option<String>)> + Send + 'static;
 }
 
 impl Cycle for Prober {
@@ -178,35 +205,48 @@ impl Cycle for Prober {
         Prober::new(self.config.clone(), self.client().clone())
     }
 
-    async fn run(mut self) -> (Self, CycleReport) {
-        let report = self.run_cycle().await;
-        (self, report)
+    async fn run(mut self, debug: bool) -> (Self, CycleReport, Option<String>) {
+        if debug {
+            let mut trace = Trace::default();
+            let report = self.run_cycle(Some(&mut trace)).await;
+            (self, report, Some(trace.finish()))
+        } else {
+            let report = self.run_cycle(None).await;
+            (self, report, None)
+        }
     }
 }
 
 pub(crate) async fn run_provider<C: Cycle>(
     mut prober: C,
-    metrics: Arc<Metrics>,
+    recorders: Recorders,
     first_delay: Duration,
+    mut on_demand: mpsc::Receiver<ProbeRequest>,
     cancel: CancellationToken,
 ) {
-    tokio::select! {
-        _ = cancel.cancelled() => return,
-        _ = tokio::time::sleep(first_delay) => {}
-    }
     // `Delay`: after a stall (a cycle longer than the interval), continue at the normal pace
     // instead of firing the missed cycles back to back.
-    let mut ticker = tokio::time::interval(prober.interval());
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + first_delay, prober.interval());
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
+        let mut waiting = Vec::new();
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = ticker.tick() => {}
+            Some(request) = on_demand.recv() => {
+                // Everyone already waiting shares this one cycle.
+                waiting.push(request);
+                while let Ok(request) = on_demand.try_recv() {
+                    waiting.push(request);
+                }
+            }
         }
         let name = prober.name().to_string();
+        let debug = waiting.iter().any(|request| request.debug);
         let spare = prober.fresh();
         // The cycle runs in its own task so that a panic in it (a bug) is contained here.
-        let cycle = tokio::spawn(prober.run());
+        let cycle = tokio::spawn(prober.run(debug));
         let abort = cycle.abort_handle();
         let joined = tokio::select! {
             _ = cancel.cancelled() => {
@@ -216,18 +256,34 @@ pub(crate) async fn run_provider<C: Cycle>(
             joined = cycle => joined,
         };
         match joined {
-            Ok((returned, report)) => {
+            Ok((returned, report, trace)) => {
                 prober = returned;
-                metrics.record(&name, &report, prober.held());
-                log_report(&name, &report);
+                if waiting.is_empty() {
+                    recorders.metrics.record(&name, &report, prober.held());
+                    recorders.status.record(&name, &report, prober.held());
+                    log_report(&name, &report);
+                } else {
+                    // On-demand cycles answer their callers; the periodic series stay the
+                    // periodic probes' own, but the token they hold now is the new one.
+                    recorders.metrics.record_held(&name, prober.held());
+                    let exposition = on_demand::render(&report, prober.held());
+                    for request in waiting {
+                        let answer = ProbeAnswer {
+                            exposition: exposition.clone(),
+                            trace: request.debug.then(|| trace.clone().unwrap_or_default()),
+                        };
+                        let _ = request.reply.send(answer);
+                    }
+                }
             }
             Err(error) if error.is_panic() => {
-                metrics.record_panic(&name);
+                recorders.metrics.record_panic(&name);
                 tracing::error!(
                     provider = %name,
                     "probe cycle panicked; the provider's state was reset and probing continues"
                 );
                 prober = spare;
+                // Dropping the waiting requests tells their callers the cycle failed.
             }
             Err(_cancelled) => return,
         }
@@ -306,7 +362,7 @@ mod tests {
                 cycles: Arc::clone(&self.cycles),
             }
         }
-        async fn run(self) -> (Self, CycleReport) {
+        async fn run(self, _debug: bool) -> (Self, CycleReport, Option<String>) {
             let n = self.cycles.fetch_add(1, Ordering::SeqCst);
             assert!(n != 1, "injected fault in cycle {n}");
             let report = CycleReport {
@@ -317,7 +373,7 @@ mod tests {
                 duration: Duration::ZERO,
                 finished_at: SystemTime::now(),
             };
-            (self, report)
+            (self, report, None)
         }
     }
 
@@ -326,14 +382,21 @@ mod tests {
     async fn a_panicking_cycle_is_counted_and_probing_continues() {
         let metrics = Arc::new(Metrics::new());
         metrics.add_provider("flaky");
+        let recorders = Recorders {
+            metrics: Arc::clone(&metrics),
+            status: Arc::default(),
+            directory: Arc::default(),
+        };
         let cycles = Arc::new(AtomicUsize::new(0));
         let cancel = CancellationToken::new();
+        let (_requests, inbox) = mpsc::channel(1);
         let task = tokio::spawn(run_provider(
             PanicsOnce {
                 cycles: Arc::clone(&cycles),
             },
-            Arc::clone(&metrics),
+            recorders,
             Duration::ZERO,
+            inbox,
             cancel.clone(),
         ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

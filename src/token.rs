@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::config::{AuthMethod, Grant, TokenConfig};
 use crate::jwt;
 use crate::secrets::{AccessToken, Scrubber, SecretError, excerpt};
+use crate::trace::Trace;
 use crate::transport::{BodyError, TransportError, read_body};
 
 /// Longest server-supplied text (error_description, body excerpt) kept for the log.
@@ -125,25 +126,58 @@ impl TokenError {
     }
 }
 
-/// Requests a token. Never takes longer than `timeout` (plus scheduling noise).
+/// Requests a token. Never takes longer than `timeout` (plus scheduling noise). With a trace,
+/// records each step with secrets and tokens redacted.
 pub async fn request_token(
     client: &reqwest::Client,
     config: &TokenConfig,
     timeout: Duration,
+    mut trace: Option<&mut Trace>,
 ) -> TokenOutcome {
     let started = Instant::now();
     let requested_at = SystemTime::now();
     let mut status = None;
-    let attempt = attempt(client, config, timeout, requested_at, &mut status);
+    let attempt = attempt(
+        client,
+        config,
+        timeout,
+        requested_at,
+        &mut status,
+        trace.as_deref_mut(),
+    );
     let result = match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
         Err(_elapsed) => Err(TokenError::Transport(TransportError::Timeout)),
     };
+    let duration = started.elapsed();
+    if let Some(trace) = trace {
+        trace.line(format!("took {} ms", duration.as_millis()));
+        match &result {
+            Ok(issued) => {
+                let lifetime = issued
+                    .lifetime
+                    .map(|l| format!("{:.0}s", l.as_secs_f64()))
+                    .unwrap_or_else(|| "unknown".into());
+                trace.line(format!("result: token obtained, lifetime {lifetime}"));
+                trace.jwt(issued.access_token.expose());
+            }
+            Err(error) => trace.line(format!(
+                "result: failed, reason {}: {error}",
+                error.reason()
+            )),
+        }
+    }
     TokenOutcome {
-        duration: started.elapsed(),
+        duration,
         status,
         result,
     }
+}
+
+/// The request body, kept as fields so that it can be both sent and shown with secrets redacted.
+enum Body {
+    Form(Vec<(String, String)>),
+    Json(serde_json::Map<String, Value>),
 }
 
 async fn attempt(
@@ -152,6 +186,7 @@ async fn attempt(
     timeout: Duration,
     requested_at: SystemTime,
     status_seen: &mut Option<u16>,
+    mut trace: Option<&mut Trace>,
 ) -> Result<IssuedToken, TokenError> {
     let client_secret = config.client_secret.read()?;
     let password = match &config.grant {
@@ -164,35 +199,32 @@ async fn attempt(
         scrubber.add(password.expose());
     }
 
-    let mut request = client
-        .post(config.url.clone())
-        .timeout(timeout)
-        .header(ACCEPT, "application/json");
     let username = match &config.grant {
         Grant::Password { username, .. } => Some(username.as_str()),
         Grant::ClientCredentials => None,
     };
     let scope = (!config.scopes.is_empty()).then(|| config.scopes.join(" "));
-    match config.auth_method {
+    let mut basic = None;
+    let body = match config.auth_method {
         AuthMethod::ClientSecretPost | AuthMethod::ClientSecretBasic => {
-            let mut form: Vec<(&str, &str)> = vec![("grant_type", config.grant.as_str())];
+            let mut form = vec![("grant_type".to_string(), config.grant.as_str().to_string())];
             if config.auth_method == AuthMethod::ClientSecretPost {
-                form.push(("client_id", &config.client_id));
-                form.push(("client_secret", client_secret.expose()));
+                form.push(("client_id".into(), config.client_id.clone()));
+                form.push(("client_secret".into(), client_secret.expose().to_string()));
             } else {
                 let header = basic_authorization(&config.client_id, client_secret.expose());
                 scrubber.add(header.to_str().unwrap_or_default());
-                request = request.header(AUTHORIZATION, header);
+                basic = Some(header);
             }
             if let (Some(username), Some(password)) = (username, &password) {
-                form.push(("username", username));
-                form.push(("password", password.expose()));
+                form.push(("username".into(), username.to_string()));
+                form.push(("password".into(), password.expose().to_string()));
             }
-            if let Some(scope) = &scope {
-                form.push(("scope", scope));
+            if let Some(scope) = scope {
+                form.push(("scope".into(), scope));
             }
-            form.extend(config.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            request = request.form(&form);
+            form.extend(config.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Body::Form(form)
         }
         AuthMethod::JsonBody => {
             let fields = &config.json_fields;
@@ -215,9 +247,25 @@ async fn attempt(
             for (key, value) in &config.params {
                 body.insert(key.clone(), value.clone().into());
             }
-            request = request.json(&body);
+            Body::Json(body)
         }
+    };
+
+    if let Some(trace) = trace.as_deref_mut() {
+        trace_request(trace, config, &body, basic.is_some(), &scrubber);
     }
+    let mut request = client
+        .post(config.url.clone())
+        .timeout(timeout)
+        .header(ACCEPT, "application/json");
+    if let Some(header) = basic {
+        request = request.header(AUTHORIZATION, header);
+    }
+    request = match &body {
+        Body::Form(form) => request.form(form),
+        Body::Json(json) => request.json(json),
+    };
+    drop(body);
 
     let response = request
         .send()
@@ -225,6 +273,12 @@ async fn attempt(
         .map_err(|error| TransportError::from_reqwest(&error))?;
     let status = response.status().as_u16();
     *status_seen = Some(status);
+    if let Some(trace) = trace.as_deref_mut() {
+        trace.line(format!("<- HTTP {status}"));
+        for (name, value) in response.headers() {
+            trace.line(crate::trace::header_line(name.as_str(), value.as_bytes()));
+        }
+    }
     let retry_after = response
         .headers()
         .get(RETRY_AFTER)
@@ -237,7 +291,52 @@ async fn attempt(
         }
         Err(BodyError::Transport(error)) => return Err(error.into()),
     };
+    if let Some(trace) = trace {
+        let token_key = config.response.access_token.to_string();
+        let token_key = token_key.rsplit('/').next().unwrap_or_default();
+        trace.body(&body, &[token_key], &scrubber);
+    }
     interpret(status, retry_after, &body, config, &scrubber, requested_at)
+}
+
+fn trace_request(
+    trace: &mut Trace,
+    config: &TokenConfig,
+    body: &Body,
+    basic: bool,
+    scrubber: &Scrubber,
+) {
+    trace.line(format!("-> POST {}", config.url));
+    trace.line("Accept: application/json");
+    if basic {
+        trace.line("Authorization: Basic [redacted]");
+    }
+    let secret_keys = [
+        "client_secret",
+        "password",
+        config.json_fields.client_secret.as_str(),
+        config.json_fields.password.as_str(),
+    ];
+    match body {
+        Body::Form(form) => {
+            trace.line("Content-Type: application/x-www-form-urlencoded");
+            trace.line("form fields:");
+            for (key, value) in form {
+                let shown = if secret_keys.contains(&key.as_str()) {
+                    "[redacted]".to_string()
+                } else {
+                    scrubber.scrub(value)
+                };
+                trace.line(format!("  {key}={shown}"));
+            }
+        }
+        Body::Json(json) => {
+            trace.line("Content-Type: application/json");
+            let mut shown = Value::Object(json.clone());
+            crate::trace::redact_json(&mut shown, &secret_keys);
+            trace.line(scrubber.scrub(&serde_json::to_string_pretty(&shown).unwrap_or_default()));
+        }
+    }
 }
 
 /// Interprets a token endpoint's answer (status and body) as the probe does: the entry point for
@@ -247,7 +346,14 @@ pub fn parse_response(
     body: &[u8],
     config: &TokenConfig,
 ) -> Result<IssuedToken, TokenError> {
-    interpret(status, None, body, config, &Scrubber::default(), SystemTime::now())
+    interpret(
+        status,
+        None,
+        body,
+        config,
+        &Scrubber::default(),
+        SystemTime::now(),
+    )
 }
 
 /// RFC 6749 section 2.3.1: id and secret are form-urlencoded, joined by a colon, then base64.

@@ -1,8 +1,8 @@
 //! The exporter's own HTTP endpoints: `/metrics` (gzip when asked), `/-/healthy`, `/-/ready`,
-//! `POST /-/reload`, and a small index page at `/`.
+//! `POST /-/reload`, `/probe?provider=NAME`, and the status page at `/`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -11,6 +11,8 @@ use hyper::{Request, StatusCode};
 
 use crate::http_server::{HttpResponse, respond};
 use crate::metrics::Metrics;
+use crate::on_demand::{Directory, ProbeRequest};
+use crate::status::StatusBoard;
 
 /// The Prometheus text exposition format, version 0.0.4.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -20,27 +22,18 @@ pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
 
 pub struct WebState {
     pub metrics: Arc<Metrics>,
-    /// `(name, interval)` of every running provider, for the index page.
-    pub providers: Mutex<Vec<(String, Duration)>>,
+    pub status: Arc<StatusBoard>,
+    pub directory: Arc<Directory>,
     /// Set once probing has started.
     pub ready: AtomicBool,
     /// Where `POST /-/reload` sends its request; `None` when reloading is not possible.
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
 }
 
-impl WebState {
-    pub fn set_providers(&self, providers: Vec<(String, Duration)>) {
-        *self
-            .providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = providers;
-    }
-}
-
 pub async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpResponse {
     let path = request.uri().path();
     let allowed = match path {
-        "/" | "/metrics" | "/-/healthy" | "/-/ready" => "GET, HEAD",
+        "/" | "/metrics" | "/probe" | "/-/healthy" | "/-/ready" => "GET, HEAD",
         "/-/reload" => "POST",
         _ => {
             return respond(
@@ -63,6 +56,7 @@ pub async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpRes
     }
     match path {
         "/-/reload" => reload(&state).await,
+        "/probe" => probe(&state, &request).await,
         "/metrics" => metrics(&state, &request),
         "/-/healthy" => respond(StatusCode::OK, "text/plain; charset=utf-8", "Healthy.\n"),
         "/-/ready" if state.ready.load(Ordering::Acquire) => {
@@ -161,68 +155,71 @@ fn accepts_gzip(request: &Request<Incoming>) -> bool {
 }
 
 fn index_page(state: &WebState) -> String {
-    let providers = state
-        .providers
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let mut rows = String::new();
-    for (name, interval) in &providers {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td></tr>\n",
-            escape_html(name),
-            escape_html(&humantime::format_duration(*interval).to_string())
-        ));
-    }
-    format!(
-        r#"<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>oauth2-exporter</title></head>
-<body>
-<h1>oauth2-exporter</h1>
-<p>Version {version} ({revision}). Proves OAuth2 client credentials work by probing each provider's token endpoint and canary API.</p>
-<ul>
-<li><a href="/metrics">Metrics</a></li>
-<li><a href="/-/healthy">Health</a></li>
-<li><a href="/-/ready">Readiness</a></li>
-</ul>
-<h2>Providers ({count})</h2>
-<table>
-<tr><th>Provider</th><th>Interval</th></tr>
-{rows}</table>
-</body>
-</html>
-"#,
-        version = env!("CARGO_PKG_VERSION"),
-        revision = escape_html(crate::REVISION),
-        count = providers.len(),
-    )
+    crate::status_page::render(&state.status)
 }
 
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// How long `/probe` waits for its cycle: a cycle is itself bounded by the provider's timeout
+/// (at most two token and two canary requests); this only guards against a stuck queue.
+const PROBE_WAIT: Duration = Duration::from_secs(300);
+
+async fn probe(state: &WebState, request: &Request<Incoming>) -> HttpResponse {
+    let text = "text/plain; charset=utf-8";
+    let mut provider = None;
+    let mut debug = false;
+    for (key, value) in url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+    {
+        match key.as_ref() {
+            "provider" => provider = Some(value.into_owned()),
+            "debug" => debug = matches!(value.as_ref(), "true" | "1"),
+            _ => {}
         }
     }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape_html;
-
-    #[test]
-    fn html_is_escaped() {
-        assert_eq!(
-            escape_html(r#"<script>alert("x&y")</script>'"#),
-            "&lt;script&gt;alert(&quot;x&amp;y&quot;)&lt;/script&gt;&#39;"
+    let names = || state.directory.names().join("\n");
+    let Some(provider) = provider.filter(|p| !p.is_empty()) else {
+        return respond(
+            StatusCode::BAD_REQUEST,
+            text,
+            format!(
+                "missing ?provider=NAME; configured providers:\n{}\n",
+                names()
+            ),
         );
+    };
+    let Some(requests) = state.directory.get(&provider) else {
+        return respond(
+            StatusCode::NOT_FOUND,
+            text,
+            format!(
+                "unknown provider {:?}; configured providers:\n{}\n",
+                provider.chars().take(64).collect::<String>(),
+                names()
+            ),
+        );
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if requests.try_send(ProbeRequest { debug, reply }).is_err() {
+        return respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            text,
+            "too many probes waiting for this provider; try again\n",
+        );
+    }
+    match tokio::time::timeout(PROBE_WAIT, answer).await {
+        Ok(Ok(answer)) => {
+            let body = match answer.trace {
+                Some(trace) => format!(
+                    "Probe of provider {provider}{trace}\n\n== resulting metrics\n{}",
+                    answer.exposition
+                ),
+                None => answer.exposition,
+            };
+            let content_type = if debug { text } else { METRICS_CONTENT_TYPE };
+            respond(StatusCode::OK, content_type, body)
+        }
+        _ => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            text,
+            "the probe cycle did not complete (see the exporter's log)\n",
+        ),
     }
 }

@@ -1,0 +1,163 @@
+//! `/probe?provider=NAME`: one cycle now, run by the provider's own task (so it never overlaps
+//! a periodic cycle, and callers that arrive together share one cycle), answered as Prometheus
+//! exposition text like blackbox_exporter's `/probe`, optionally preceded by a debug trace.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
+
+use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::probe::{CycleReport, HeldToken};
+
+/// One caller's wish for a cycle now.
+pub struct ProbeRequest {
+    pub debug: bool,
+    pub reply: oneshot::Sender<ProbeAnswer>,
+}
+
+/// What a caller gets back.
+#[derive(Debug, Clone)]
+pub struct ProbeAnswer {
+    pub exposition: String,
+    /// The step-by-step trace, when the caller asked for it.
+    pub trace: Option<String>,
+}
+
+/// Where each running provider takes on-demand requests.
+#[derive(Default)]
+pub struct Directory {
+    providers: Mutex<HashMap<String, mpsc::Sender<ProbeRequest>>>,
+}
+
+impl Directory {
+    pub fn insert(&self, provider: &str, requests: mpsc::Sender<ProbeRequest>) {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(provider.to_string(), requests);
+    }
+
+    pub fn remove(&self, provider: &str) {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(provider);
+    }
+
+    pub fn get(&self, provider: &str) -> Option<mpsc::Sender<ProbeRequest>> {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(provider)
+            .cloned()
+    }
+
+    /// Every provider name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, value: f64) {
+    if let Ok(gauge) = Gauge::new(name, help) {
+        gauge.set(value);
+        let _ = registry.register(Box::new(gauge));
+    }
+}
+
+/// The result of one on-demand cycle as exposition text. No `provider` label: as with
+/// blackbox_exporter, the scrape config's relabelling names the target.
+pub fn render(report: &CycleReport, held: Option<&HeldToken>) -> String {
+    let registry = Registry::new();
+    gauge(
+        &registry,
+        "oauth2_probe_success",
+        "1 if this on-demand probe got a token and its canary passed, else 0.",
+        if report.success { 1.0 } else { 0.0 },
+    );
+    gauge(
+        &registry,
+        "oauth2_probe_duration_seconds",
+        "Duration of this on-demand probe cycle.",
+        report.duration.as_secs_f64(),
+    );
+    if let Some(token) = report.token_requests.last() {
+        gauge(
+            &registry,
+            "oauth2_probe_token_duration_seconds",
+            "Latency of this on-demand probe's last token request.",
+            token.duration.as_secs_f64(),
+        );
+    }
+    let now = SystemTime::now();
+    let valid = held.is_some_and(|h| !h.rejected && h.expires_at.is_none_or(|at| at > now));
+    gauge(
+        &registry,
+        "oauth2_probe_token_valid",
+        "1 if a token is held after this on-demand probe, not expired and not rejected by the canary.",
+        if valid { 1.0 } else { 0.0 },
+    );
+    if let Some(held) = held {
+        if let Some(expires_at) = held.expires_at {
+            let left = expires_at
+                .duration_since(now)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            gauge(
+                &registry,
+                "oauth2_probe_token_expires_in_seconds",
+                "Seconds until the held token expires, floored at 0.",
+                left,
+            );
+        }
+        if let Some(lifetime) = held.lifetime {
+            gauge(
+                &registry,
+                "oauth2_probe_token_lifetime_seconds",
+                "Lifetime of the held token as issued.",
+                lifetime.as_secs_f64(),
+            );
+        }
+    }
+    if let Some(canary) = report.canary_requests.last() {
+        gauge(
+            &registry,
+            "oauth2_probe_canary_duration_seconds",
+            "Latency of this on-demand probe's last canary request.",
+            canary.duration.as_secs_f64(),
+        );
+        if let Some(status) = canary.status {
+            gauge(
+                &registry,
+                "oauth2_probe_canary_status_code",
+                "HTTP status of this on-demand probe's last canary response.",
+                f64::from(status),
+            );
+        }
+    }
+    if let Some((phase, reason, _, _)) = report.failure()
+        && let Ok(failure) = GaugeVec::new(
+            Opts::new(
+                "oauth2_probe_failure",
+                "Why this on-demand probe failed: phase and reason (closed sets); absent on success.",
+            ),
+            &["phase", "reason"],
+        )
+    {
+        failure.with_label_values(&[phase, reason]).set(1.0);
+        let _ = registry.register(Box::new(failure));
+    }
+    let mut buffer = Vec::new();
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut buffer);
+    String::from_utf8_lossy(&buffer).into_owned()
+}

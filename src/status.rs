@@ -1,0 +1,194 @@
+//! What the status page shows: per provider, the state and details of its last cycles, written
+//! next to the metrics (from the same report) and read when `/` is rendered.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::probe::{CycleReport, HeldToken};
+
+/// Longest `error_description` kept for the page.
+const DESCRIPTION_CHARS: usize = 160;
+
+/// Why a cycle failed, in the closed vocabulary of the metrics plus the server's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureSummary {
+    pub phase: &'static str,
+    pub reason: &'static str,
+    pub status: Option<u16>,
+    /// Scrubbed of secrets where it was made; truncated here.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProviderStatus {
+    pub interval: Duration,
+    pub canary_configured: bool,
+    pub last_run: Option<SystemTime>,
+    pub success: Option<bool>,
+    /// The failure of the last cycle that failed (kept after recovery, with its time).
+    pub last_failure: Option<(SystemTime, FailureSummary)>,
+    pub last_success: Option<SystemTime>,
+    pub expires_at: Option<SystemTime>,
+    pub lifetime: Option<Duration>,
+    pub token_latency: Option<Duration>,
+    pub canary_latency: Option<Duration>,
+    pub canary_status: Option<u16>,
+}
+
+impl ProviderStatus {
+    /// `ok`, `failing` or `no data yet`.
+    pub fn state(&self) -> State {
+        match self.success {
+            None => State::NoData,
+            Some(true) => State::Ok,
+            Some(false) => State::Failing,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    // Declared in the order the page lists them: what needs attention first.
+    Failing,
+    NoData,
+    Ok,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Failing => "failing",
+            State::NoData => "no data yet",
+            State::Ok => "ok",
+        }
+    }
+}
+
+/// The outcome of the last configuration (re)load.
+#[derive(Debug, Clone, Copy)]
+pub struct ReloadState {
+    pub successful: bool,
+    pub at: SystemTime,
+    pub last_success: SystemTime,
+}
+
+pub struct StatusBoard {
+    started: Instant,
+    providers: Mutex<BTreeMap<String, ProviderStatus>>,
+    reload: Mutex<Option<ReloadState>>,
+}
+
+impl Default for StatusBoard {
+    fn default() -> Self {
+        StatusBoard {
+            started: Instant::now(),
+            providers: Mutex::new(BTreeMap::new()),
+            reload: Mutex::new(None),
+        }
+    }
+}
+
+impl StatusBoard {
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn add_provider(&self, name: &str, interval: Duration, canary_configured: bool) {
+        let mut providers = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A restarted provider starts over: its old token and results belong to old settings.
+        providers.insert(
+            name.to_string(),
+            ProviderStatus {
+                interval,
+                canary_configured,
+                ..ProviderStatus::default()
+            },
+        );
+    }
+
+    pub fn remove_provider(&self, name: &str) {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+    }
+
+    pub fn record(&self, provider: &str, report: &CycleReport, held: Option<&HeldToken>) {
+        let mut providers = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(status) = providers.get_mut(provider) else {
+            return; // removed while its last cycle ran
+        };
+        status.last_run = Some(report.finished_at);
+        status.success = Some(report.success);
+        if report.success {
+            status.last_success = Some(report.finished_at);
+        }
+        if let Some((phase, reason, detail, http_status)) = report.failure() {
+            let mut detail: String = detail.chars().take(DESCRIPTION_CHARS).collect();
+            if detail.chars().count() == DESCRIPTION_CHARS {
+                detail.push('…');
+            }
+            status.last_failure = Some((
+                report.finished_at,
+                FailureSummary {
+                    phase,
+                    reason,
+                    status: http_status,
+                    detail,
+                },
+            ));
+        }
+        if let Some(token) = report.token_requests.last() {
+            status.token_latency = Some(token.duration);
+        }
+        if let Some(canary) = report.canary_requests.last() {
+            status.canary_latency = Some(canary.duration);
+            status.canary_status = canary.status;
+        }
+        status.expires_at = held.and_then(|h| h.expires_at);
+        status.lifetime = held.and_then(|h| h.lifetime);
+    }
+
+    pub fn record_reload(&self, successful: bool) {
+        let now = SystemTime::now();
+        let mut reload = self.reload.lock().unwrap_or_else(PoisonError::into_inner);
+        let last_success = match (*reload, successful) {
+            (_, true) => now,
+            (Some(previous), false) => previous.last_success,
+            (None, false) => now,
+        };
+        *reload = Some(ReloadState {
+            successful,
+            at: now,
+            last_success,
+        });
+    }
+
+    pub fn reload_state(&self) -> Option<ReloadState> {
+        *self.reload.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every provider, failing first, then those without data, then healthy ones; by name
+    /// within each group.
+    pub fn snapshot(&self) -> Vec<(String, ProviderStatus)> {
+        let providers = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut rows: Vec<(String, ProviderStatus)> = providers
+            .iter()
+            .map(|(name, status)| (name.clone(), status.clone()))
+            .collect();
+        rows.sort_by(|(a_name, a), (b_name, b)| {
+            a.state().cmp(&b.state()).then_with(|| a_name.cmp(b_name))
+        });
+        rows
+    }
+}

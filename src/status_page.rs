@@ -1,0 +1,225 @@
+//! The status page at `/`: one row per provider, failing ones first, for the person on call.
+//! Server-rendered HTML with no scripts or external assets; every value that came from a server
+//! or the configuration is escaped.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use crate::status::{ProviderStatus, State, StatusBoard};
+
+/// Seconds between automatic refreshes of the page.
+const REFRESH_SECONDS: u32 = 30;
+
+pub fn render(board: &StatusBoard) -> String {
+    let now = SystemTime::now();
+    let rows = board.snapshot();
+    let failing = rows
+        .iter()
+        .filter(|(_, s)| s.state() == State::Failing)
+        .count();
+    let healthy = rows.iter().filter(|(_, s)| s.state() == State::Ok).count();
+    let reload = match board.reload_state() {
+        Some(state) if state.successful => {
+            format!("loaded {}", ago(now, state.at))
+        }
+        Some(state) => format!(
+            "<strong class=\"failing\">last reload failed</strong> {} (running the configuration loaded {})",
+            ago(now, state.at),
+            ago(now, state.last_success)
+        ),
+        None => "not loaded yet".to_string(),
+    };
+
+    let mut body = String::new();
+    for (name, status) in &rows {
+        row(&mut body, name, status, now);
+    }
+    if rows.is_empty() {
+        body.push_str("<tr><td colspan=\"10\">No providers are configured.</td></tr>\n");
+    }
+
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="{REFRESH_SECONDS}">
+<title>oauth2-exporter: {failing} failing</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }}
+table {{ border-collapse: collapse; width: 100%; font-size: 0.9rem; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 0.35rem 0.5rem; text-align: left; vertical-align: top; }}
+th {{ background: #f4f4f4; }}
+tr.failing td {{ background: #fdecea; }}
+tr.nodata td {{ color: #666; }}
+.state {{ font-weight: bold; }}
+.failing .state, strong.failing {{ color: #b3261e; }}
+.ok .state {{ color: #1e7b34; }}
+.detail {{ color: #555; font-size: 0.85rem; max-width: 28rem; overflow-wrap: anywhere; }}
+header p {{ margin: 0.2rem 0; }}
+</style>
+</head>
+<body>
+<header>
+<h1>oauth2-exporter</h1>
+<p>Version {version} ({revision}) · up {uptime} · configuration {reload}</p>
+<p>{total} providers: {failing} failing, {healthy} ok · refreshes every {REFRESH_SECONDS}s · <a href="/metrics">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
+</header>
+<table id="providers">
+<thead><tr><th>Provider</th><th>State</th><th>Last failure</th><th>Token expires in</th><th>Lifetime</th><th>Token latency</th><th>Canary latency</th><th>Canary status</th><th>Last success</th><th>Last run</th></tr></thead>
+<tbody>
+{body}</tbody>
+</table>
+<p>Probe one provider now: <code>/probe?provider=NAME</code> (add <code>&amp;debug=true</code> for a step-by-step trace).</p>
+</body>
+</html>
+"#,
+        version = env!("CARGO_PKG_VERSION"),
+        revision = escape(crate::REVISION),
+        uptime = human(board.uptime()),
+        total = rows.len(),
+    )
+}
+
+fn row(out: &mut String, name: &str, status: &ProviderStatus, now: SystemTime) {
+    let state = status.state();
+    let class = match state {
+        State::Failing => "failing",
+        State::NoData => "nodata",
+        State::Ok => "ok",
+    };
+    let failure = match &status.last_failure {
+        None => "—".to_string(),
+        Some((at, failure)) => {
+            let http = failure
+                .status
+                .map(|s| format!(" (HTTP {s})"))
+                .unwrap_or_default();
+            let when = if state == State::Failing {
+                String::new()
+            } else {
+                format!(" · {}", ago(now, *at))
+            };
+            format!(
+                "{} <b>{}</b>{http}{when}<div class=\"detail\">{}</div>",
+                escape(failure.phase),
+                escape(failure.reason),
+                escape(&failure.detail)
+            )
+        }
+    };
+    let expires_in = match status.expires_at {
+        Some(at) => match at.duration_since(now) {
+            Ok(left) => human(left),
+            Err(_) => "expired".to_string(),
+        },
+        None if status.lifetime.is_none() && status.success.is_some() => "unknown".to_string(),
+        None => "—".to_string(),
+    };
+    let canary = if !status.canary_configured {
+        "not configured".to_string()
+    } else {
+        status
+            .canary_status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "—".to_string())
+    };
+    let _ = writeln!(
+        out,
+        "<tr class=\"{class}\" data-provider=\"{name}\"><td>{name}</td><td class=\"state\">{state}</td><td>{failure}</td><td>{expires_in}</td><td>{lifetime}</td><td>{token}</td><td>{canary_latency}</td><td>{canary}</td><td>{last_success}</td><td>{last_run}</td></tr>",
+        name = escape(name),
+        state = state.as_str(),
+        lifetime = status.lifetime.map(human).unwrap_or_else(|| "—".into()),
+        token = status
+            .token_latency
+            .map(millis)
+            .unwrap_or_else(|| "—".into()),
+        canary_latency = status
+            .canary_latency
+            .map(millis)
+            .unwrap_or_else(|| "—".into()),
+        last_success = status
+            .last_success
+            .map(|t| ago(now, t))
+            .unwrap_or_else(|| "never".into()),
+        last_run = status
+            .last_run
+            .map(|t| ago(now, t))
+            .unwrap_or_else(|| "—".into()),
+    );
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{} ms", duration.as_millis())
+}
+
+/// "3m ago", "just now".
+fn ago(now: SystemTime, then: SystemTime) -> String {
+    match now.duration_since(then) {
+        Ok(elapsed) if elapsed < Duration::from_secs(1) => "just now".to_string(),
+        Ok(elapsed) => format!("{} ago", human(elapsed)),
+        Err(_) => "just now".to_string(),
+    }
+}
+
+/// A duration the way a person says it: "42s", "47m", "5h 3m", "2d 4h".
+pub fn human(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => match (secs % 3600) / 60 {
+            0 => format!("{}h", secs / 3600),
+            minutes => format!("{}h {minutes}m", secs / 3600),
+        },
+        _ => match (secs % 86400) / 3600 {
+            0 => format!("{}d", secs / 86400),
+            hours => format!("{}d {hours}h", secs / 86400),
+        },
+    }
+}
+
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_person_says_them() {
+        let cases = [
+            (0, "0s"),
+            (42, "42s"),
+            (60, "1m"),
+            (47 * 60 + 59, "47m"),
+            (3600, "1h"),
+            (5 * 3600 + 180, "5h 3m"),
+            (86400, "1d"),
+            (2 * 86400 + 4 * 3600 + 59, "2d 4h"),
+        ];
+        for (secs, text) in cases {
+            assert_eq!(human(Duration::from_secs(secs)), text, "{secs}s");
+        }
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            escape(r#"<script>alert("x&y")</script>'"#),
+            "&lt;script&gt;alert(&quot;x&amp;y&quot;)&lt;/script&gt;&#39;"
+        );
+    }
+}
