@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use url::Url;
 
+use crate::config_env::{EnvStrings, lenient};
 use crate::secrets::{Secret, SecretSource};
 
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9875";
@@ -24,10 +25,11 @@ pub const ENV_PREFIX: &str = "OAUTH2_EXPORTER_";
 
 // ---------------------------------------------------------------------------------------------
 // Raw configuration, exactly as written. Every field is optional so that validation, not serde,
-// reports what is missing: it can name the key and keep going to find every problem.
+// reports what is missing: it can name the key and keep going to find every problem. Unknown
+// keys are found by [`unknown_keys`] against [`allowed_keys`], all at once, rather than by serde,
+// which stops at the first.
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
     web: RawWeb,
@@ -38,20 +40,17 @@ struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawWeb {
     listen_address: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawDefaults {
     interval: Option<String>,
     timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawProvider {
     interval: Option<String>,
     timeout: Option<String>,
@@ -61,7 +60,6 @@ struct RawProvider {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawToken {
     url: Option<String>,
     grant_type: Option<String>,
@@ -70,7 +68,7 @@ struct RawToken {
     client_secret_file: Option<PathBuf>,
     client_secret_env: Option<String>,
     auth_method: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::strings")]
     scopes: Vec<String>,
     #[serde(default)]
     params: BTreeMap<String, String>,
@@ -78,7 +76,7 @@ struct RawToken {
     password: Option<String>,
     password_file: Option<PathBuf>,
     password_env: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::bool")]
     reuse: bool,
     refresh_before: Option<String>,
     json_fields: Option<RawJsonFields>,
@@ -86,7 +84,6 @@ struct RawToken {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawJsonFields {
     client_id: Option<String>,
     client_secret: Option<String>,
@@ -95,29 +92,27 @@ struct RawJsonFields {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawResponse {
     access_token: Option<String>,
     expires_in: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawCanary {
     url: Option<String>,
     method: Option<String>,
+    #[serde(default, deserialize_with = "lenient::statuses")]
     expected_status: Option<Vec<u16>>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTls {
     ca_file: Option<PathBuf>,
     client_cert_file: Option<PathBuf>,
     client_key_file: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::bool")]
     insecure_skip_verify: bool,
 }
 
@@ -313,14 +308,6 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-impl ConfigError {
-    fn one(problem: impl Into<String>) -> Self {
-        ConfigError {
-            problems: vec![problem.into()],
-        }
-    }
-}
-
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.problems.join("\n"))
@@ -341,19 +328,100 @@ pub struct Overrides {
 /// Loads the configuration file at `path` with environment and command-line overrides, and
 /// validates it.
 pub fn load_file(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
-    if let Err(error) = std::fs::metadata(path) {
-        return Err(ConfigError::one(format!(
-            "configuration file {}: cannot read it: {}",
-            path.display(),
-            error.kind()
-        )));
+    load_files(&[path.to_path_buf()], overrides)
+}
+
+/// Loads several configuration files, or directories of `*.toml` files taken in name order, as
+/// one configuration (later files win for `[web]` and `[defaults]`), with environment and
+/// command-line overrides. A provider defined in two files is an error naming both, so teams
+/// owning separate files cannot silently override each other.
+pub fn load_files(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, ConfigError> {
+    let files = expand_paths(paths)?;
+    check_duplicate_providers(&files)?;
+    let figment = files
+        .iter()
+        .fold(Figment::new(), |figment, file| {
+            figment.merge(Toml::file_exact(file))
+        })
+        .merge(EnvStrings);
+    load(figment, overrides)
+}
+
+/// The files named, with each directory replaced by its `*.toml` files in name order.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        match std::fs::metadata(path) {
+            Err(error) => problems.push(format!(
+                "configuration file {}: cannot read it: {}",
+                path.display(),
+                describe_io(error.kind())
+            )),
+            Ok(metadata) if metadata.is_dir() => match std::fs::read_dir(path) {
+                Err(error) => problems.push(format!(
+                    "configuration directory {}: cannot list it: {}",
+                    path.display(),
+                    describe_io(error.kind())
+                )),
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(Result::ok)
+                        .map(|entry| entry.path())
+                        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+                        .collect();
+                    found.sort();
+                    if found.is_empty() {
+                        problems.push(format!(
+                            "configuration directory {}: holds no *.toml files",
+                            path.display()
+                        ));
+                    }
+                    files.extend(found);
+                }
+            },
+            Ok(_) => files.push(path.clone()),
+        }
     }
-    load(
-        Figment::new()
-            .merge(Toml::file_exact(path))
-            .merge(env_layer()),
-        overrides,
-    )
+    if problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+fn check_duplicate_providers(files: &[PathBuf]) -> Result<(), ConfigError> {
+    let mut owners: BTreeMap<String, &Path> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for file in files {
+        // Unreadable or unparsable files are reported by the full load that follows.
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let Ok(table) = text.parse::<toml::Table>() else {
+            continue;
+        };
+        let Some(toml::Value::Table(providers)) = table.get("providers") else {
+            continue;
+        };
+        for name in providers.keys() {
+            match owners.get(name) {
+                Some(first) => problems.push(format!(
+                    "key `providers.{name}`: provider defined twice, in {} and in {}; each provider belongs to one file",
+                    first.display(),
+                    file.display()
+                )),
+                None => {
+                    owners.insert(name.clone(), file);
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems })
+    }
 }
 
 /// Loads configuration from TOML text (the demo's built-in configuration), without environment
@@ -363,6 +431,8 @@ pub fn load_str(toml: &str, overrides: &Overrides) -> Result<Config, ConfigError
 }
 
 /// A warning when the file at `path` holds inline secrets and others than its owner may read it.
+/// (With several files, the warning names every such file; checking a file without inline
+/// secrets is harmless.)
 pub fn exposed_secrets_warning(path: &Path, config: &Config) -> Option<String> {
     let inline: Vec<&str> = config
         .providers
@@ -398,23 +468,141 @@ pub fn exposed_secrets_warning(path: &Path, config: &Config) -> Option<String> {
     None
 }
 
-/// `OAUTH2_EXPORTER_SECTION__KEY` variables. Only names with a `__` are configuration keys (every
-/// key lives in a section), so unrelated variables that share the prefix are not mistaken for
-/// unknown keys.
-fn env_layer() -> Env {
-    Env::prefixed(ENV_PREFIX)
-        .filter(|key| key.as_str().contains("__"))
-        .split("__")
-}
-
 fn load(mut figment: Figment, overrides: &Overrides) -> Result<Config, ConfigError> {
     if let Some(address) = &overrides.listen_address {
         figment = figment.merge(("web.listen_address", address));
     }
-    let raw: RawConfig = figment.extract().map_err(|error| ConfigError {
-        problems: error.into_iter().map(|e| describe_error(&e)).collect(),
-    })?;
-    validate(raw)
+    let mut problems = unknown_keys(&figment);
+    match figment.extract::<RawConfig>() {
+        Ok(raw) => match validate(raw) {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError { problems }),
+            Err(error) => {
+                problems.extend(error.problems);
+                Err(ConfigError { problems })
+            }
+        },
+        Err(error) => {
+            problems.extend(error.into_iter().map(|e| describe_error(&e)));
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+/// The keys allowed in the table at `path` (provider names replaced by `*`); `None` where any
+/// key is allowed (provider names, `params`, `headers`).
+fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
+    Some(match path {
+        [] => &["web", "defaults", "providers"],
+        ["web"] => &["listen_address"],
+        ["defaults"] => &["interval", "timeout"],
+        ["providers", _] => &["interval", "timeout", "token", "canary", "tls"],
+        ["providers", _, "token"] => &[
+            "url",
+            "grant_type",
+            "client_id",
+            "client_secret",
+            "client_secret_file",
+            "client_secret_env",
+            "auth_method",
+            "scopes",
+            "params",
+            "username",
+            "password",
+            "password_file",
+            "password_env",
+            "reuse",
+            "refresh_before",
+            "json_fields",
+            "response",
+        ],
+        ["providers", _, "token", "json_fields"] => {
+            &["client_id", "client_secret", "username", "password"]
+        }
+        ["providers", _, "token", "response"] => &["access_token", "expires_in"],
+        ["providers", _, "canary"] => &["url", "method", "expected_status", "headers"],
+        ["providers", _, "tls"] => &[
+            "ca_file",
+            "client_cert_file",
+            "client_key_file",
+            "insecure_skip_verify",
+        ],
+        _ => return None,
+    })
+}
+
+/// Every key the configuration does not know, each named with where it was written.
+fn unknown_keys(figment: &Figment) -> Vec<String> {
+    let Ok(root) = figment.extract::<figment::value::Dict>() else {
+        return Vec::new(); // unparsable: the full extraction reports why
+    };
+    let mut problems = Vec::new();
+    walk_unknown(figment, &root, &mut Vec::new(), &mut problems);
+    problems
+}
+
+fn walk_unknown<'a>(
+    figment: &Figment,
+    table: &'a figment::value::Dict,
+    path: &mut Vec<&'a str>,
+    problems: &mut Vec<String>,
+) {
+    // Provider names are free; match the schema with them replaced by `*`.
+    let schema_path: Vec<&str> = path
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 1 && path[0] == "providers" {
+                "*"
+            } else {
+                *part
+            }
+        })
+        .collect();
+    let allowed = allowed_keys(&schema_path);
+    for (key, value) in table {
+        if let Some(allowed) = allowed
+            && !allowed.contains(&key.as_str())
+        {
+            let full = path
+                .iter()
+                .copied()
+                .chain([key.as_str()])
+                .collect::<Vec<_>>()
+                .join(".");
+            let source = figment
+                .get_metadata(value.tag())
+                .map(|metadata| source_name(metadata, &full))
+                .unwrap_or_else(|| "configuration".to_string());
+            problems.push(format!(
+                "{source}: key `{full}`: unknown key; allowed here: {}",
+                allowed.join(", ")
+            ));
+            continue;
+        }
+        let descend = match schema_path.as_slice() {
+            // Inside these, keys are data (parameter and header names), not configuration.
+            ["providers", _, "token", "params"] | ["providers", _, "canary", "headers"] => false,
+            _ => true,
+        };
+        if descend && let figment::value::Value::Dict(_, inner) = value {
+            path.push(key.as_str());
+            walk_unknown(figment, inner, path, problems);
+            path.pop();
+        }
+    }
+}
+
+/// Where a value came from: its file, or the environment variable that set `key`.
+fn source_name(metadata: &figment::Metadata, key: &str) -> String {
+    match &metadata.source {
+        Some(figment::Source::File(path)) => path.display().to_string(),
+        _ if metadata.name.contains("environment") => format!(
+            "environment variable {ENV_PREFIX}{}",
+            key.replace('.', "__").to_uppercase()
+        ),
+        _ => metadata.name.to_string(),
+    }
 }
 
 /// One figment error as a line naming its source and key.
@@ -439,24 +627,57 @@ pub(crate) fn describe_error(error: &figment::Error) -> String {
         Kind::InvalidLength(length, expected) => {
             format!("expected {expected}, found a length of {length}")
         }
-        other => other.to_string(),
+        other => condense(&other.to_string()),
     };
     let source = error
         .metadata
         .as_ref()
-        .map(|metadata| match &metadata.source {
-            Some(figment::Source::File(path)) => path.display().to_string(),
-            _ if metadata.name.contains("environment") => format!(
-                "environment variable {ENV_PREFIX}{}",
-                key.replace('.', "__").to_uppercase()
-            ),
-            _ => metadata.name.to_string(),
-        })
+        .map(|metadata| source_name(metadata, &key))
         .unwrap_or_else(|| "configuration".to_string());
     if key.is_empty() {
         format!("{source}: {what}")
     } else {
         format!("{source}: key `{key}`: {what}")
+    }
+}
+
+/// A parser message on one line, without the quoted source excerpt: the offending line may be
+/// `client_secret = "..."`, and a configuration error must never show a secret.
+fn condense(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .filter(|line| !line.starts_with('|'))
+        .filter(|line| {
+            // Excerpt lines look like `12 | client_secret = "..."`.
+            !line
+                .split_once(" |")
+                .is_some_and(|(number, _)| number.trim().chars().all(|c| c.is_ascii_digit()))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A URL as it may appear in a message: any `user:password@` part replaced.
+fn shown_url(text: &str) -> String {
+    let (scheme, rest) = match text.find("://") {
+        Some(at) => (&text[..at + 3], &text[at + 3..]),
+        None => ("", text),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}[redacted]@{}", &rest[at + 1..]),
+        None => text.to_string(),
+    }
+}
+
+/// An I/O failure in words a person expects ("no such file", not "entity not found").
+pub fn describe_io(kind: std::io::ErrorKind) -> String {
+    match kind {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -613,14 +834,21 @@ fn http_url(key: &str, text: Option<&str>, problems: &mut Problems) -> Option<Ur
             problems.add(
                 key,
                 format!(
-                    "unsupported URL {text:?} (scheme {:?}); expected http:// or https:// with a host",
+                    "unsupported URL {:?} (scheme {:?}); expected http:// or https:// with a host",
+                    shown_url(text),
                     url.scheme()
                 ),
             );
             None
         }
         Err(error) => {
-            problems.add(key, format!("invalid URL {text:?}: {error}"));
+            problems.add(
+                key,
+                format!(
+                    "invalid URL {:?} ({error}); expected an http:// or https:// URL",
+                    shown_url(text)
+                ),
+            );
             None
         }
     }
@@ -975,7 +1203,11 @@ fn validate_tls(prefix: &str, raw: RawTls, problems: &mut Problems) -> TlsConfig
             },
             Err(error) => problems.add(
                 &key,
-                format!("cannot read {}: {}", path.display(), error.kind()),
+                format!(
+                    "cannot read {}: {}",
+                    path.display(),
+                    describe_io(error.kind())
+                ),
             ),
         }
     }
@@ -1014,7 +1246,11 @@ fn client_identity(prefix: &str, raw: &RawTls, problems: &mut Problems) -> Optio
         Err(error) => {
             problems.add(
                 &format!("{prefix}.{key}"),
-                format!("cannot read {}: {}", path.display(), error.kind()),
+                format!(
+                    "cannot read {}: {}",
+                    path.display(),
+                    describe_io(error.kind())
+                ),
             );
             None
         }

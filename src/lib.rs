@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: loads and validates `exporter.toml` (+ environment), naming every bad key.
+//! - [`config`]: loads and validates `exporter.toml` (+ environment), naming every bad key;
+//!   [`config_env`]: the environment layer.
 //! - [`secrets`]: self-redacting secret types, secret sources re-read on use, scrubbing.
 //! - [`transport`]: outgoing HTTP clients, capped body reads, transport failure classes.
 //! - [`jwt`]: reads (never verifies) a JWT's claims, for its expiry.
@@ -23,6 +24,7 @@
 
 pub mod canary;
 pub mod config;
+pub mod config_env;
 pub mod demo;
 pub mod http_server;
 pub mod jwt;

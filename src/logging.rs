@@ -40,7 +40,12 @@ impl LogLevel {
 
 /// Installs the global subscriber. Call once, first thing.
 pub fn init(level: LogLevel, format: LogFormat) {
-    let filter = EnvFilter::new(format!("warn,oauth2_exporter={}", level.as_str()));
+    // rustls-platform-verifier logs every rejected certificate at `error`; the exporter already
+    // reports it as a `tls` failure with its own warn line.
+    let filter = EnvFilter::new(format!(
+        "warn,rustls_platform_verifier=off,oauth2_exporter={}",
+        level.as_str()
+    ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -70,6 +70,9 @@ fn main() -> ExitCode {
 }
 
 async fn async_main(cli: Cli) -> ExitCode {
+    // Listen for SIGINT and SIGTERM before anything else, so that a signal during start-up
+    // still ends in an orderly exit 0 rather than the default abrupt termination.
+    let shutdown = shutdown_signal();
     let demo_cancel = CancellationToken::new();
     let demo_tracker = TaskTracker::new();
     let source = if cli.demo {
@@ -136,7 +139,7 @@ async fn async_main(cli: Cli) -> ExitCode {
         reload_on_sighup: true,
         web_security,
     };
-    let result = run_with(config, listener, options, shutdown_signal()).await;
+    let result = run_with(config, listener, options, shutdown).await;
     demo_cancel.cancel();
     demo_tracker.close();
     demo_tracker.wait().await;
@@ -194,26 +197,35 @@ fn config_error(source: &str, problems: &[String]) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the exporter");
-                let _ = interrupt.await;
+                _ => {
+                    tracing::warn!(
+                        "cannot listen for SIGINT/SIGTERM; stop the exporter with SIGKILL"
+                    );
+                    std::future::pending::<()>().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -154,9 +154,7 @@ impl Prober {
                         if let Some(trace) = trace.as_deref_mut() {
                             trace.section("canary request (retry with the fresh token)");
                         }
-                        if token_ok
-                            && let Some(retried) = self.call_canary(trace).await
-                        {
+                        if token_ok && let Some(retried) = self.call_canary(trace).await {
                             canary_requests.push(outcome);
                             outcome = retried;
                         }

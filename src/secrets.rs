@@ -105,7 +105,7 @@ impl SecretSource {
                     SecretError::FileUnreadable {
                         path: shown.clone(),
                         // The io::Error kind only: its Display never includes file contents.
-                        reason: error.kind().to_string(),
+                        reason: crate::config::describe_io(error.kind()),
                     }
                 })?;
                 let trimmed = value.trim_end_matches(['\n', '\r']).len();

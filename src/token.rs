@@ -213,7 +213,10 @@ async fn attempt(
                 form.push(("client_secret".into(), client_secret.expose().to_string()));
             } else {
                 let header = basic_authorization(&config.client_id, client_secret.expose());
-                scrubber.add(header.to_str().unwrap_or_default());
+                // A server may echo the credentials with or without the "Basic " scheme.
+                let value = header.to_str().unwrap_or_default();
+                scrubber.add(value);
+                scrubber.add(value.trim_start_matches("Basic "));
                 basic = Some(header);
             }
             if let (Some(username), Some(password)) = (username, &password) {

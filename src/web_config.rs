@@ -50,7 +50,7 @@ pub fn load(path: &Path) -> Result<WebSecurity, ConfigError> {
         return Err(ConfigError {
             problems: vec![format!(
                 "web configuration file {shown}: cannot read it: {}",
-                error.kind()
+                crate::config::describe_io(error.kind())
             )],
         });
     }
