@@ -1,0 +1,376 @@
+//! Command-line behaviour of the real binary (issue #2): `--version`, `--config.check`, exit
+//! codes (0 after SIGTERM/SIGINT, 1 for runtime failures, 2 for configuration and usage errors)
+//! with a clear message, and never a panic.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pretty_assertions::assert_eq;
+
+const BIN: &str = env!("CARGO_BIN_EXE_oauth2-exporter");
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A copy of a fixture readable only by its owner: the exporter rightly warns about inline
+/// secrets in a file others can read, and these tests are about other output.
+fn private_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::copy(fixture(name), &path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (dir, path)
+}
+
+/// The binary with none of this process's `OAUTH2_EXPORTER_*` variables (configuration
+/// overrides; CI sets one), run from the crate root (fixtures use relative secret paths).
+fn exporter() -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OAUTH2_EXPORTER_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    let output = exporter().args(args).output().unwrap();
+    assert_no_panic(&output.stdout, &output.stderr);
+    output
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_no_panic(stdout: &[u8], stderr: &[u8]) {
+    for (name, stream) in [("stdout", stdout), ("stderr", stderr)] {
+        assert!(
+            !text(stream).contains("panicked"),
+            "{name} shows a panic:\n{}",
+            text(stream)
+        );
+    }
+}
+
+/// A long-running exporter child whose stdout and stderr are drained by threads, so it never
+/// blocks on a full pipe. Killed on drop if still running.
+struct Running {
+    child: Child,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn drain(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buffer[..n]);
+        }
+    })
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let mut child = exporter()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            drain(child.stdout.take().unwrap(), Arc::clone(&stdout)),
+            drain(child.stderr.take().unwrap(), Arc::clone(&stderr)),
+        ];
+        Running {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        text(&self.stderr.lock().unwrap())
+    }
+
+    /// Waits (up to 20 s) for the `probing started` log line: `run` logs it once everything
+    /// is up, just before it starts waiting for a signal.
+    fn wait_until_started(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.stderr().contains("msg=\"probing started\"") {
+            let exited = self.child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "no `probing started` line (exit: {exited:?}); stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
+    /// Waits up to `limit` for the child to exit; returns its status and how long it took.
+    fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                for reader in self.readers.drain(..) {
+                    reader.join().unwrap();
+                }
+                return (status, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < limit,
+                "still running {limit:?} after the signal; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A configuration whose provider probes a loopback port where nothing listens, every 200 ms,
+/// so the daemon is busy (failing probes) when the signal arrives.
+fn busy_config(dir: &Path) -> PathBuf {
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let path = dir.join("exporter.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+            [web]
+            listen_address = "127.0.0.1:0"
+            [defaults]
+            interval = "200ms"
+            timeout = "1s"
+            [providers.p.token]
+            url = "http://{closed}/token"
+            client_id = "p"
+            client_secret = "fixture-secret"
+            [providers.p.canary]
+            url = "http://{closed}/api"
+            "#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn version_prints_name_and_version() {
+    let output = run(&["--version"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        text(&output.stdout),
+        format!("oauth2-exporter {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// `--config.check` on a valid file: exit 0 and one success line naming the file and the
+/// provider count, nothing on stderr.
+#[test]
+fn config_check_accepts_a_valid_file() {
+    let (_dir, file) = private_copy("valid-all-keys.toml");
+    let output = run(&["--config.file", file.to_str().unwrap(), "--config.check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        format!("{}: configuration is valid (5 providers)\n", file.display())
+    );
+    assert_eq!(text(&output.stderr), "");
+}
+
+/// `--config.check` on an invalid file: exit 2 and every problem, one per line, under a header
+/// that counts them.
+#[test]
+fn config_check_lists_every_problem_and_exits_2() {
+    let file = fixture("invalid-several-problems.toml");
+    let output = run(&["--config.file", file.to_str().unwrap(), "--config.check"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(text(&output.stdout), "");
+    let expected = format!(
+        r#"error: {}: invalid configuration (7 problems):
+  key `web.listen_address`: invalid address "localhost"; expected HOST:PORT, e.g. "0.0.0.0:9875"
+  key `defaults.timeout`: invalid duration "soon" (expected number at 0); expected e.g. "30s", "5m", "1h"
+  key `providers.cube.interval`: must be greater than 0
+  key `providers.cube.token.url`: unsupported URL "gopher://auth.cube.example/connect/token" (scheme "gopher"); expected http:// or https:// with a host
+  key `providers.cube.token.client_secret`: more than one source given; set exactly one of providers.cube.token.client_secret | providers.cube.token.client_secret_file | providers.cube.token.client_secret_env
+  key `providers.everactive.token.username`: missing; the password grant needs a username
+  key `providers.everactive.token.password`: missing; set exactly one of providers.everactive.token.password | providers.everactive.token.password_file | providers.everactive.token.password_env
+"#,
+        file.display()
+    );
+    assert_eq!(text(&output.stderr), expected);
+}
+
+/// The same problems stop a normal start (not only `--config.check`), with exit code 2.
+#[test]
+fn an_invalid_configuration_stops_start_up_with_exit_2() {
+    let file = fixture("invalid-listen-address.toml");
+    let output = run(&["--config.file", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: {}: invalid configuration (1 problem):\n  key `web.listen_address`: invalid address \"9875\"; expected HOST:PORT, e.g. \"0.0.0.0:9875\"\n",
+            file.display()
+        )
+    );
+}
+
+/// A missing configuration file is a configuration error (exit 2) naming the file; also for the
+/// default `exporter.toml` in the working directory.
+#[test]
+fn a_missing_config_file_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    for (args, named) in [
+        (
+            vec!["--config.file", missing.to_str().unwrap()],
+            missing.display().to_string(),
+        ),
+        (vec![], "exporter.toml".to_string()),
+    ] {
+        let output = exporter()
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_no_panic(&output.stdout, &output.stderr);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ")
+                && stderr.contains(&named)
+                && stderr.contains("not found"),
+            "{args:?}: the message should name {named} and say it is not found:\n{stderr}"
+        );
+    }
+}
+
+/// Usage errors (a misspelt flag, a bad flag value) exit 2 with clap's message.
+#[test]
+fn usage_errors_exit_2() {
+    let output = run(&["--web.listen-adress", "127.0.0.1:0"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("error: unexpected argument '--web.listen-adress' found"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("a similar argument exists: '--web.listen-address'"),
+        "{stderr}"
+    );
+
+    let output = run(&["--log.level", "loud"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with("error: invalid value 'loud' for '--log.level <LOG_LEVEL>'")
+            && stderr.contains("[possible values: error, warn, info, debug, trace]"),
+        "{stderr}"
+    );
+}
+
+/// An address already in use is a runtime failure: exit 1 with one line naming the address.
+#[test]
+fn address_in_use_exits_1_with_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let (_dir, file) = private_copy("valid-minimal.toml");
+    let output = run(&[
+        "--config.file",
+        file.to_str().unwrap(),
+        "--web.listen-address",
+        &address,
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("error: cannot listen on {address}: "))
+            && lines[0].to_lowercase().contains("in use"),
+        "{stderr}"
+    );
+    drop(taken);
+}
+
+/// SIGTERM and SIGINT stop a busy daemon gracefully: exit 0 within a few seconds, having logged
+/// the shutdown, without a panic.
+#[test]
+fn sigterm_and_sigint_exit_0_promptly() {
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = busy_config(dir.path());
+        let mut running = Running::start(&["--config.file", config.to_str().unwrap()]);
+        running.wait_until_started();
+        running.signal(signal);
+        let (status, took) = running.wait_exit(Duration::from_secs(10));
+        let stderr = running.stderr();
+        let stdout = text(&running.stdout.lock().unwrap());
+        assert_no_panic(stdout.as_bytes(), stderr.as_bytes());
+        assert_eq!(status.code(), Some(0), "SIG{signal}: stderr:\n{stderr}");
+        assert!(
+            took < Duration::from_secs(5),
+            "SIG{signal}: took {took:?} to exit"
+        );
+        assert!(
+            stderr.contains("msg=\"shutting down\""),
+            "SIG{signal}: no shutdown line:\n{stderr}"
+        );
+    }
+}
+
+/// `--demo` cannot be combined with a configuration file (it brings its own).
+#[test]
+fn demo_conflicts_with_config_file() {
+    let file = fixture("valid-minimal.toml");
+    let output = run(&["--demo", "--config.file", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).starts_with("error: the argument '--demo' cannot be used with"),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -1,0 +1,1006 @@
+//! Issue #2's rule "no secret, password or access token ever appears in a log line, error, page
+//! or metric, at any level", checked on the real binary at `--log.level trace` against fake
+//! identity providers and APIs (loopback) that produce every failure reason, some of them
+//! echoing the request (body, Basic header, bearer token) back in their error texts; and on the
+//! output of `--config.check` and of configuration errors for files that hold secrets.
+//!
+//! Each check has a control that makes it able to fail: the fakes really received every
+//! secret, the logs really hold the failure lines (with `[redacted]` where an echo was
+//! scrubbed), and the needle list finds a planted secret in every encoding it covers.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use support::{FakeServer, Recorded, Reply, closed_port_url, jwt, sample, unix_now};
+
+const BIN: &str = env!("CARGO_BIN_EXE_oauth2-exporter");
+
+// Secrets with characters that change under every encoding they travel in (form: space, `+`,
+// `&`, `=`, `/`, `%`, non-ASCII; JSON and logfmt: `"` and `\`; Basic: `:`), so each encoding
+// is a different needle. TOML literal strings hold them without escaping.
+const INLINE_SECRET: &str = r#"inl1ne-S3cr3t "q" p&s=1+2/3 é"#;
+const FILE_SECRET: &str = "f1le-S3cr3t:colon%41pct";
+const ENV_SECRET: &str = r"env-S3cr3t\back\slash<tag>&amp";
+const PASSWORD: &str = r#"pa55-W0rd "two" words\x"#;
+const BASIC_SECRET: &str = "bas1c-S3cr3t:co:lon+plus/sl";
+const JSON_SECRET: &str = "js0n-S3cr3t\"quote\u{1F511}";
+/// In a file that is deleted once probing runs (reason `secret_unavailable`).
+const VANISHING_SECRET: &str = "van1sh-S3cr3t-gone";
+/// Issued with `token_type: mac`, so rejected (`invalid_response`): never held, never shown.
+const REJECTED_TOKEN: &str = "at-rejected-mac-token-Zq9x";
+const ENV_VAR: &str = "LEAK_TEST_CLIENT_SECRET";
+
+/// Every form a secret may take on the wire or in an output format.
+fn encodings(secret: &str) -> Vec<String> {
+    let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let json = serde_json::to_string(secret).unwrap();
+    let json = json.trim_matches('"').to_string();
+    let logfmt = secret.replace('\\', "\\\\").replace('"', "\\\"");
+    let html = secret
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    // RFC 3986 component encoding (`%20` for a space), as some servers re-encode.
+    let percent: String = secret
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let mut all = vec![secret.to_string(), form, json, logfmt, html, percent];
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// The forms of an `Authorization: Basic` header for this client (RFC 6749 2.3.1 encodes both
+/// parts first; a sloppy client would not).
+fn basic_forms(client_id: &str, secret: &str) -> Vec<String> {
+    let form = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let encoded = STANDARD.encode(format!("{}:{}", form(client_id), form(secret)));
+    let raw = STANDARD.encode(format!("{client_id}:{secret}"));
+    vec![format!("Basic {encoded}"), encoded, raw]
+}
+
+/// The needles found in `haystack`, with where.
+fn leaks(needles: &BTreeSet<String>, outputs: &[(&str, &str)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for needle in needles {
+        for (name, text) in outputs {
+            if let Some(at) = text.find(needle.as_str()) {
+                let line = text[..at].lines().count().max(1);
+                let start = text[..at]
+                    .char_indices()
+                    .rev()
+                    .nth(80)
+                    .map_or(0, |(i, _)| i);
+                let end = (at + needle.len() + 40).min(text.len());
+                let end = (end..=text.len())
+                    .find(|i| text.is_char_boundary(*i))
+                    .unwrap();
+                found.push(format!(
+                    "{needle:?} in {name} (line {line}): …{}…",
+                    &text[start..end]
+                ));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn needles_cover_every_encoding() {
+    // The detector itself must find a secret in each form it claims to cover.
+    let needles: BTreeSet<String> = encodings(INLINE_SECRET).into_iter().collect();
+    for planted in [
+        format!("error=\"x {}\"", INLINE_SECRET.replace('"', "\\\"")),
+        "client_secret=inl1ne-S3cr3t+%22q%22+p%26s%3D1%2B2%2F3+%C3%A9".to_string(),
+        "inl1ne-S3cr3t%20%22q%22%20p%26s%3D1%2B2%2F3%20%C3%A9".to_string(),
+        "<td>inl1ne-S3cr3t &quot;q&quot; p&amp;s=1+2/3 é</td>".to_string(),
+    ] {
+        assert!(
+            !leaks(&needles, &[("planted", &planted)]).is_empty(),
+            "not detected: {planted}"
+        );
+    }
+    let basic: BTreeSet<String> = basic_forms("id", BASIC_SECRET).into_iter().collect();
+    let header = format!(
+        "Basic {}",
+        STANDARD.encode("id:bas1c-S3cr3t%3Aco%3Alon%2Bplus%2Fsl")
+    );
+    assert!(!leaks(&basic, &[("planted", &header)]).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real binary as a child process.
+
+struct Exporter {
+    child: Child,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn drain(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buffer[..n]);
+        }
+    })
+}
+
+/// The binary with none of this process's `OAUTH2_EXPORTER_*` variables (configuration
+/// overrides; CI sets one).
+fn exporter_command(dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command.current_dir(dir).stdin(Stdio::null());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OAUTH2_EXPORTER_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+impl Exporter {
+    fn start(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Exporter {
+        let mut child = exporter_command(dir)
+            .arg("--config.file")
+            .arg(config)
+            .args([
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--log.level",
+                "trace",
+            ])
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            drain(child.stdout.take().unwrap(), Arc::clone(&stdout)),
+            drain(child.stderr.take().unwrap(), Arc::clone(&stderr)),
+        ];
+        Exporter {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+    }
+
+    async fn address(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let logs = self.stderr();
+            let found = logs.lines().find_map(|line| {
+                line.contains("msg=listening").then_some(())?;
+                line.split(" address=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            });
+            if let Some(address) = found {
+                return address;
+            }
+            let exited = self.child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "exporter not listening (exit {exited:?}):\n{logs}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit and for the pipes to close, so the captured
+    /// output includes the shutdown. Returns (stdout, stderr).
+    async fn stop(mut self) -> (String, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        (self.stdout(), self.stderr())
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fakes.
+
+/// What an identity provider that echoes the request would say: the raw body, its decoded
+/// form fields, the Authorization header, and the Basic credentials alone and decoded.
+/// Credentials come first: the exporter keeps only the first 200 characters of such texts.
+fn echo(request: &Recorded) -> String {
+    let mut text = String::from("you sent ");
+    if let Some(authorization) = request.header("authorization") {
+        text.push_str(&format!("authorization={authorization} "));
+        if let Some(basic) = authorization.strip_prefix("Basic ") {
+            text.push_str(&format!("credentials={basic} "));
+        }
+        if let Some((id, secret)) = request.basic_credentials() {
+            text.push_str(&format!("client={id} secret={secret} "));
+        }
+    }
+    if request.content_type().as_deref() == Some("application/x-www-form-urlencoded") {
+        for (key, value) in request.form() {
+            if key != "grant_type" {
+                text.push_str(&format!("{key}={value} "));
+            }
+        }
+    }
+    text.push_str(&format!("body={}", request.body_text()));
+    text
+}
+
+fn oauth_echo(status: u16, code: &str, request: &Recorded) -> Reply {
+    Reply::json(
+        status,
+        serde_json::json!({"error": code, "error_description": echo(request)}),
+    )
+}
+
+/// One provider of the run: its name is its case.
+struct Case {
+    name: &'static str,
+    /// The `[providers.NAME.token]` lines besides `url`.
+    token: String,
+    /// Where the token request goes; `None`: the fake at `/token/NAME`.
+    token_url: Option<String>,
+    /// Where the canary goes; `None`: the fake at `/api/NAME`.
+    canary_url: Option<String>,
+    /// What the metrics must show at least twice: (`token`|`canary`|`success`, reason).
+    expect: (&'static str, &'static str),
+    /// The IdP or API echoes secrets or tokens back for this case: its log line must show the
+    /// scrubbing (`[redacted]`).
+    echoes: bool,
+}
+
+fn case(name: &'static str, token: &str, expect: (&'static str, &'static str)) -> Case {
+    Case {
+        name,
+        token: token.to_string(),
+        token_url: None,
+        canary_url: None,
+        expect,
+        echoes: false,
+    }
+}
+
+fn inline(client: &str) -> String {
+    format!("client_id = \"{client}\"\nclient_secret = '{INLINE_SECRET}'")
+}
+
+/// Answers the token endpoints; `issued` collects every access token handed out.
+fn token_reply(name: &str, request: &Recorded, issued: &Mutex<Vec<String>>, n: usize) -> Reply {
+    let issue = |token: String| {
+        issued.lock().unwrap().push(token.clone());
+        token
+    };
+    match name {
+        "t_invalid_client" => oauth_echo(401, "invalid_client", request),
+        "t_invalid_grant" => oauth_echo(400, "invalid_grant", request),
+        "t_invalid_scope" => oauth_echo(400, "invalid_scope", request),
+        "t_invalid_request" => oauth_echo(400, "invalid_request", request),
+        "t_unauthorized_client" => oauth_echo(400, "unauthorized_client", request),
+        "t_unsupported_grant_type" => oauth_echo(400, "unsupported_grant_type", request),
+        "t_oauth_error" => oauth_echo(400, "server_melted", request),
+        "t_rate_limited" => Reply::raw(
+            429,
+            &[("content-type", "text/plain")],
+            echo(request).into_bytes(),
+        ),
+        "t_http_4xx" => Reply::raw(
+            403,
+            &[("content-type", "text/plain")],
+            echo(request).into_bytes(),
+        ),
+        "t_http_5xx" => Reply::raw(
+            502,
+            &[("content-type", "text/html")],
+            format!("<html><body><pre>{}</pre></body></html>", echo(request)).into_bytes(),
+        ),
+        "t_timeout" => Reply::Hang,
+        "t_invalid_response_mac" => Reply::json(
+            200,
+            serde_json::json!({"access_token": REJECTED_TOKEN, "token_type": "mac", "expires_in": 60}),
+        ),
+        "t_invalid_response_text" => Reply::raw(
+            200,
+            &[("content-type", "text/plain")],
+            format!("not json: {}", echo(request)).into_bytes(),
+        ),
+        // Nextome style (json_body): `accessToken`, lifetime from the JWT's `exp`.
+        _ if request.content_type().as_deref() == Some("application/json") => {
+            let token = issue(jwt(&serde_json::json!({
+                "sub": name,
+                "n": n,
+                "iat": unix_now() as u64,
+                "exp": unix_now() as u64 + 3600,
+            })));
+            Reply::json(200, serde_json::json!({"accessToken": token}))
+        }
+        // Every other case gets a token; reuse ones live long enough to be reused.
+        _ => Reply::token(&issue(format!("at-{name}-{n}-Qx7")), 3600),
+    }
+}
+
+/// `reused_calls` counts the calls to `c_unauthorized_reused`, which accepts the first (so the
+/// token is held and reused in the next cycle) and then rejects: a retry with a fresh token.
+fn canary_reply(name: &str, request: &Recorded, reused_calls: &AtomicUsize) -> Reply {
+    let bearer = request.bearer().unwrap_or("").to_string();
+    let echo = format!("token {bearer} / {}", echo(request));
+    let first_reused =
+        name == "c_unauthorized_reused" && reused_calls.fetch_add(1, Ordering::Relaxed) == 0;
+    match name {
+        "c_unauthorized_reused" if first_reused => Reply::raw(200, &[], echo.into_bytes()),
+        "c_unauthorized" | "c_unauthorized_reused" => Reply::raw(
+            401,
+            &[(
+                "www-authenticate",
+                &format!("Bearer error=\"invalid_token\", error_description=\"{bearer} expired\""),
+            )],
+            echo.into_bytes(),
+        ),
+        "c_forbidden" => Reply::raw(403, &[], echo.into_bytes()),
+        "c_rate_limited" => Reply::raw(429, &[], echo.into_bytes()),
+        "c_unexpected_status" => Reply::raw(500, &[], echo.into_bytes()),
+        "c_timeout" => Reply::Hang,
+        // Successful canaries echo the token too: the body is not the exporter's to log.
+        _ => Reply::raw(200, &[("content-type", "text/plain")], echo.into_bytes()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Issue #2: every failure reason and successful cycles, at trace level, with secrets inline,
+/// from a file, from the environment, a password grant, client_secret_basic and json_body; no
+/// secret in any encoding, nor any issued token, appears on stderr, stdout, /metrics or /.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
+    let issued = Arc::new(Mutex::new(Vec::<String>::new()));
+    let counter = Arc::new(AtomicUsize::new(0));
+    let reused_calls = Arc::new(AtomicUsize::new(0));
+    let fake = {
+        let issued = Arc::clone(&issued);
+        let counter = Arc::clone(&counter);
+        let reused_calls = Arc::clone(&reused_calls);
+        FakeServer::start(move |request| {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            if let Some(name) = request.path.strip_prefix("/token/") {
+                token_reply(name, request, &issued, n)
+            } else if let Some(name) = request.path.strip_prefix("/api/") {
+                canary_reply(name, request, &reused_calls)
+            } else {
+                Reply::status(404)
+            }
+        })
+        .await
+    };
+    // Untrusted certificate: the handshake fails, nothing is ever answered.
+    let tls = FakeServer::start_tls(|_| Reply::status(500)).await;
+    let closed = closed_port_url("/nothing-listens").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("client.secret");
+    std::fs::write(&secret_file, format!("{FILE_SECRET}\n")).unwrap();
+    let vanishing_file = dir.path().join("vanishing.secret");
+    std::fs::write(&vanishing_file, VANISHING_SECRET).unwrap();
+
+    let basic = |client: &str| {
+        format!(
+            "client_id = \"{client}\"\nclient_secret = '{BASIC_SECRET}'\nauth_method = \"client_secret_basic\""
+        )
+    };
+    let password = |client: &str| {
+        format!(
+            "{}\ngrant_type = \"password\"\nusername = \"probe@example.com\"\npassword = '{PASSWORD}'",
+            inline(client)
+        )
+    };
+    let json_body = |client: &str| {
+        format!(
+            "client_id = \"{client}\"\nclient_secret = '{JSON_SECRET}'\nauth_method = \"json_body\"\njson_fields = {{ client_id = \"clientId\", client_secret = \"clientSecret\" }}\nresponse = {{ access_token = \"accessToken\" }}"
+        )
+    };
+    let file = format!(
+        "client_id = \"file-client\"\nclient_secret_file = '{}'",
+        secret_file.display()
+    );
+    let env = format!("client_id = \"env-client\"\nclient_secret_env = \"{ENV_VAR}\"");
+
+    let echoing = |mut c: Case| {
+        c.echoes = true;
+        c
+    };
+    let mut cases = vec![
+        // Token failures (their canaries are then skipped: `no_token`).
+        echoing(case(
+            "t_invalid_client",
+            &basic("basic-client"),
+            ("token", "invalid_client"),
+        )),
+        echoing(case(
+            "t_invalid_grant",
+            &password("pw-client"),
+            ("token", "invalid_grant"),
+        )),
+        echoing(case("t_invalid_scope", &env, ("token", "invalid_scope"))),
+        echoing(case(
+            "t_invalid_request",
+            &file,
+            ("token", "invalid_request"),
+        )),
+        echoing(case(
+            "t_unauthorized_client",
+            &json_body("json-client"),
+            ("token", "unauthorized_client"),
+        )),
+        echoing(case(
+            "t_unsupported_grant_type",
+            &inline("c"),
+            ("token", "unsupported_grant_type"),
+        )),
+        echoing(case(
+            "t_oauth_error",
+            &basic("basic-client"),
+            ("token", "oauth_error"),
+        )),
+        case("t_rate_limited", &inline("c"), ("token", "rate_limited")),
+        echoing(case(
+            "t_http_4xx",
+            &basic("basic-client"),
+            ("token", "http_4xx"),
+        )),
+        echoing(case(
+            "t_http_5xx",
+            &password("pw-client"),
+            ("token", "http_5xx"),
+        )),
+        case("t_timeout", &inline("c"), ("token", "timeout")),
+        case(
+            "t_invalid_response_mac",
+            &inline("c"),
+            ("token", "invalid_response"),
+        ),
+        case(
+            "t_invalid_response_text",
+            &inline("c"),
+            ("token", "invalid_response"),
+        ),
+        case(
+            "t_secret_unavailable",
+            &format!(
+                "client_id = \"c\"\nclient_secret_file = '{}'",
+                vanishing_file.display()
+            ),
+            ("token", "secret_unavailable"),
+        ),
+        // Canary failures with tokens that were issued.
+        // (The API echoes the token, but the exporter does not log canary bodies at all.)
+        case("c_unauthorized", &inline("c"), ("canary", "unauthorized")),
+        case(
+            "c_unauthorized_reused",
+            &format!("{}\nreuse = true", basic("basic-client")),
+            ("canary", "unauthorized"),
+        ),
+        case("c_forbidden", &env, ("canary", "forbidden")),
+        case("c_rate_limited", &file, ("canary", "rate_limited")),
+        case(
+            "c_unexpected_status",
+            &password("pw-client"),
+            ("canary", "unexpected_status"),
+        ),
+        case(
+            "c_timeout",
+            &json_body("json-client"),
+            ("canary", "timeout"),
+        ),
+        case("c_connect", &inline("c"), ("canary", "connect")),
+        case("c_tls", &inline("c"), ("canary", "tls")),
+        // Successes in every secret style.
+        case("s_inline", &inline("inline-client"), ("success", "")),
+        case("s_file", &file, ("success", "")),
+        case("s_env", &env, ("success", "")),
+        case("s_password", &password("pw-client"), ("success", "")),
+        case("s_basic", &basic("basic-client"), ("success", "")),
+        case("s_json", &json_body("json-client"), ("success", "")),
+    ];
+    for c in &mut cases {
+        match c.name {
+            "c_connect" => c.canary_url = Some(closed.clone()),
+            "c_tls" => c.canary_url = Some(tls.url("/api")),
+            _ => {}
+        }
+    }
+    cases.push({
+        let mut c = case("t_connect", &inline("c"), ("token", "connect"));
+        c.token_url = Some(closed.clone());
+        c
+    });
+    cases.push({
+        let mut c = case("t_tls", &inline("c"), ("token", "tls"));
+        c.token_url = Some(tls.url("/token"));
+        c
+    });
+
+    let mut toml = String::from("[defaults]\ninterval = \"300ms\"\ntimeout = \"700ms\"\n");
+    for c in &cases {
+        let token_url = c
+            .token_url
+            .clone()
+            .unwrap_or_else(|| fake.url(&format!("/token/{}", c.name)));
+        let canary_url = c
+            .canary_url
+            .clone()
+            .unwrap_or_else(|| fake.url(&format!("/api/{}", c.name)));
+        toml.push_str(&format!(
+            "\n[providers.{name}.token]\nurl = \"{token_url}\"\n{token}\n\n[providers.{name}.canary]\nurl = \"{canary_url}\"\n",
+            name = c.name,
+            token = c.token,
+        ));
+    }
+    let config = dir.path().join("exporter.toml");
+    std::fs::write(&config, &toml).unwrap();
+
+    let mut exporter = Exporter::start(dir.path(), &config, &[(ENV_VAR, ENV_SECRET)]);
+    let address = exporter.address().await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = |path: &str| {
+        let client = client.clone();
+        let url = format!("http://{address}{path}");
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        }
+    };
+
+    // Wait (bounded) until every case has run at least three token requests (and two canary
+    // calls where that is the phase under test), whatever their outcome: the outcomes
+    // themselves are checked below, together with everything else, so that one run reports all.
+    let count = |metrics: &str, family: &str, name: &str| -> f64 {
+        sample(metrics, &format!("{family}{{provider=\"{name}\"}}")).unwrap_or(0.0)
+    };
+    let pending = |metrics: &str| -> Vec<&str> {
+        cases
+            .iter()
+            .filter(|c| {
+                count(metrics, "oauth2_token_requests_total", c.name) < 3.0
+                    || (c.expect.0 == "canary"
+                        && count(metrics, "oauth2_canary_requests_total", c.name) < 2.0)
+            })
+            .map(|c| c.name)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut vanished = false;
+    let metrics = loop {
+        let metrics = get("/metrics").await;
+        if !vanished
+            && count(
+                &metrics,
+                "oauth2_token_requests_total",
+                "t_secret_unavailable",
+            ) >= 1.0
+        {
+            // The secret was read at start-up and by the first cycle; now it disappears.
+            std::fs::remove_file(&vanishing_file).unwrap();
+            vanished = true;
+        }
+        let waiting = pending(&metrics);
+        if waiting.is_empty() {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cases that did not run three cycles: {waiting:?}\nstderr:\n{}",
+            exporter.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let index = get("/").await;
+    let healthy = get("/-/healthy").await;
+    let (stdout, stderr) = exporter.stop().await;
+
+    // Control: the fakes really received every secret, in the form its method sends it.
+    let first = |name: &str| {
+        fake.requests_to(&format!("/token/{name}"))
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no token request for {name}"))
+    };
+    assert_eq!(first("s_inline").form_map()["client_secret"], INLINE_SECRET);
+    assert_eq!(first("s_file").form_map()["client_secret"], FILE_SECRET);
+    assert_eq!(first("s_env").form_map()["client_secret"], ENV_SECRET);
+    assert_eq!(first("s_password").form_map()["password"], PASSWORD);
+    assert_eq!(
+        first("s_basic").basic_credentials(),
+        Some(("basic-client".to_string(), BASIC_SECRET.to_string()))
+    );
+    assert_eq!(
+        first("t_invalid_client").basic_credentials().unwrap().1,
+        BASIC_SECRET
+    );
+    assert_eq!(first("s_json").json()["clientSecret"], JSON_SECRET);
+    assert_eq!(
+        first("t_secret_unavailable").form_map()["client_secret"],
+        VANISHING_SECRET
+    );
+    // ... and the canaries really got issued tokens (which the API echoed back), among them
+    // a reused one and the fresh one of the retry.
+    let canary = fake.requests_to("/api/c_unauthorized_reused");
+    let bearers: BTreeSet<&str> = canary.iter().filter_map(|r| r.bearer()).collect();
+    assert!(bearers.len() >= 2, "{canary:?}");
+    let issued_now = issued.lock().unwrap().clone();
+    assert!(bearers.iter().all(|b| issued_now.iter().any(|t| t == b)));
+    assert!(
+        sample(
+            &metrics,
+            r#"oauth2_canary_request_failures_total{provider="t_invalid_client",reason="no_token"}"#
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "a failed token request skips the canary"
+    );
+
+    // Control: every case produced its outcome in the metrics and in the logs (so the logs were
+    // captured at a level that shows them), and echoed secrets were seen and scrubbed, not
+    // silently dropped.
+    let mut problems = Vec::new();
+    for c in &cases {
+        let (phase, reason) = c.expect;
+        let series = match phase {
+            "success" => format!("oauth2_probe_success{{provider=\"{}\"}}", c.name),
+            _ => format!(
+                "oauth2_{phase}_request_failures_total{{provider=\"{}\",reason=\"{reason}\"}}",
+                c.name
+            ),
+        };
+        let value = sample(&metrics, &series);
+        if value.is_none_or(|v| v < 1.0) {
+            problems.push(format!(
+                "{}: expected {series} >= 1, got {value:?}; it has: {:?}",
+                c.name,
+                support::series_of(&metrics, &format!("oauth2_{phase}_request_failures_total"))
+                    .into_iter()
+                    .filter(|l| l.contains(&format!("provider=\"{}\"", c.name)))
+                    .collect::<Vec<_>>()
+            ));
+        }
+        let line = stderr.lines().find(|line| {
+            if phase == "success" {
+                line.contains("level=debug")
+                    && line.contains("msg=\"probe succeeded\"")
+                    && line.contains(&format!(" provider={} ", c.name))
+            } else {
+                line.contains("level=warn")
+                    && line.contains("msg=\"probe failed\"")
+                    && line.contains(&format!(
+                        " provider={} phase={phase} reason={reason} ",
+                        c.name
+                    ))
+            }
+        });
+        match line {
+            None => problems.push(format!("{}: no log line for {phase}/{reason}", c.name)),
+            Some(line) if c.echoes && !line.contains("[redacted]") => {
+                problems.push(format!("{}: echo not visibly scrubbed: {line}", c.name))
+            }
+            Some(_) => {}
+        }
+    }
+
+    // The rule itself.
+    let mut needles = BTreeSet::new();
+    for secret in [
+        INLINE_SECRET,
+        FILE_SECRET,
+        ENV_SECRET,
+        PASSWORD,
+        BASIC_SECRET,
+        JSON_SECRET,
+        VANISHING_SECRET,
+    ] {
+        needles.extend(encodings(secret));
+    }
+    needles.extend(basic_forms("basic-client", BASIC_SECRET));
+    let tokens = issued.lock().unwrap().clone();
+    assert!(tokens.len() >= 10, "few tokens issued: {tokens:?}");
+    needles.extend(tokens);
+    needles.insert(REJECTED_TOKEN.to_string());
+    let found = leaks(
+        &needles,
+        &[
+            ("stderr", &stderr),
+            ("stdout", &stdout),
+            ("/metrics", &metrics),
+            ("/", &index),
+            ("/-/healthy", &healthy),
+        ],
+    );
+    for leak in found {
+        problems.push(format!("LEAK: {leak}"));
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\n\nstderr:\n{stderr}",
+        problems.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration output.
+
+/// One `--config.check` run on a file holding a secret.
+struct ConfigCase {
+    what: &'static str,
+    toml: String,
+    env: Vec<(&'static str, &'static str)>,
+    /// Exit code and a text the output must contain (control: the intended path was taken).
+    code: i32,
+    shows: &'static str,
+    secret: &'static str,
+}
+
+const CONFIG_SECRET: &str = r#"c0nfig-S3cr3t "q" &x=1+2/3"#;
+const URL_PASSWORD: &str = "Url-Pa55w0rd-9xQ";
+const NUMERIC_SECRET: &str = "98765432123";
+
+/// Issue #2: neither `--config.check` nor a configuration error prints a secret written in the
+/// file or given through the environment, whatever is wrong with the file.
+#[test]
+fn configuration_output_never_shows_secrets() {
+    let token = |lines: &str| {
+        format!(
+            "[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\n{lines}\n"
+        )
+    };
+    let cases = vec![
+        ConfigCase {
+            what: "valid, inline secret and password",
+            toml: token(&format!(
+                "client_secret = '{CONFIG_SECRET}'\ngrant_type = \"password\"\nusername = \"u\"\npassword = '{CONFIG_SECRET}'"
+            )),
+            env: vec![],
+            code: 0,
+            shows: "configuration is valid (1 provider)",
+            secret: CONFIG_SECRET,
+        },
+        ConfigCase {
+            what: "misspelt key holding the secret",
+            toml: token(&format!("client_secrett = '{CONFIG_SECRET}'")),
+            env: vec![],
+            code: 2,
+            shows: "key `providers.p.token.client_secrett`: unknown key",
+            secret: CONFIG_SECRET,
+        },
+        ConfigCase {
+            what: "secret given as a list",
+            toml: token(&format!("client_secret = ['{CONFIG_SECRET}']")),
+            env: vec![],
+            code: 2,
+            shows: "key `providers.p.token.client_secret`",
+            secret: CONFIG_SECRET,
+        },
+        ConfigCase {
+            what: "two sources for the secret",
+            toml: token(&format!(
+                "client_secret = '{CONFIG_SECRET}'\nclient_secret_env = \"X\""
+            )),
+            env: vec![],
+            code: 2,
+            shows: "more than one source given",
+            secret: CONFIG_SECRET,
+        },
+        ConfigCase {
+            what: "reserved parameter holding the secret",
+            toml: token(&format!(
+                "client_secret = 'other-secret'\nparams = {{ client_secret = '{CONFIG_SECRET}' }}"
+            )),
+            env: vec![],
+            code: 2,
+            shows: "key `providers.p.token.params.client_secret`",
+            secret: CONFIG_SECRET,
+        },
+        ConfigCase {
+            what: "password grant without username",
+            toml: token(&format!(
+                "client_secret = 'other-secret'\ngrant_type = \"password\"\npassword = '{CONFIG_SECRET}'"
+            )),
+            env: vec![],
+            code: 2,
+            shows: "key `providers.p.token.username`: missing",
+            secret: CONFIG_SECRET,
+        },
+        ConfigCase {
+            what: "TOML syntax error on the secret's line",
+            toml: token(&format!("client_secret = '{CONFIG_SECRET}")),
+            env: vec![],
+            code: 2,
+            shows: "TOML parse error",
+            secret: CONFIG_SECRET,
+        },
+        ConfigCase {
+            what: "secret written as a number",
+            toml: token(&format!("client_secret = {NUMERIC_SECRET}")),
+            env: vec![],
+            code: 2,
+            shows: "key `providers.p.token.client_secret`",
+            secret: NUMERIC_SECRET,
+        },
+        ConfigCase {
+            what: "all-digit secret from an environment override",
+            toml: token("client_secret = 'placeholder-in-file'"),
+            env: vec![(
+                "OAUTH2_EXPORTER_PROVIDERS__P__TOKEN__CLIENT_SECRET",
+                NUMERIC_SECRET,
+            )],
+            code: 0,
+            shows: "configuration is valid (1 provider)",
+            secret: NUMERIC_SECRET,
+        },
+        ConfigCase {
+            what: "credentials in the token URL",
+            toml: format!(
+                "[providers.p.token]\nurl = \"https://u:{URL_PASSWORD}@idp.example/token\"\nclient_id = \"p\"\nclient_secret = 'x-secret'\n"
+            ),
+            env: vec![],
+            code: 2,
+            shows: "credentials in the URL are not allowed",
+            secret: URL_PASSWORD,
+        },
+        ConfigCase {
+            what: "credentials in a token URL without a host",
+            toml: format!(
+                "[providers.p.token]\nurl = \"https://u:{URL_PASSWORD}@/token\"\nclient_id = \"p\"\nclient_secret = 'x-secret'\n"
+            ),
+            env: vec![],
+            code: 2,
+            shows: "key `providers.p.token.url`",
+            secret: URL_PASSWORD,
+        },
+        ConfigCase {
+            what: "credentials in a canary URL with another scheme",
+            toml: format!(
+                "[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\nclient_secret = 'x-secret'\n[providers.p.canary]\nurl = \"ftp://u:{URL_PASSWORD}@api.example/\"\n"
+            ),
+            env: vec![],
+            code: 2,
+            shows: "key `providers.p.canary.url`",
+            secret: URL_PASSWORD,
+        },
+    ];
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut problems = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("case-{i}.toml"));
+        std::fs::write(&path, &case.toml).unwrap();
+        let output = exporter_command(dir.path())
+            .arg("--config.file")
+            .arg(&path)
+            .arg("--config.check")
+            .envs(case.env.iter().copied())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let all = format!("{stdout}{stderr}");
+        if output.status.code() != Some(case.code) || !all.contains(case.shows) {
+            problems.push(format!(
+                "{}: want exit {} showing {:?}; got {:?}:\n{all}",
+                case.what,
+                case.code,
+                case.shows,
+                output.status.code()
+            ));
+        }
+        let needles: BTreeSet<String> = encodings(case.secret).into_iter().collect();
+        for leak in leaks(&needles, &[("stdout", &stdout), ("stderr", &stderr)]) {
+            problems.push(format!("LEAK ({}): {leak}", case.what));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A reload (`POST /-/reload`) of a file that became invalid reports why in the log and in its
+/// answer; neither may show the secrets written in the file, as for `--config.check`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_shows_no_secret() {
+    let closed = closed_port_url("/token").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("exporter.toml");
+    let valid = format!(
+        "[providers.p.token]\nurl = \"{closed}\"\nclient_id = \"p\"\nclient_secret = '{CONFIG_SECRET}'\n"
+    );
+    std::fs::write(&config, &valid).unwrap();
+    let mut exporter = Exporter::start(dir.path(), &config, &[]);
+    let address = exporter.address().await;
+
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut answers = String::new();
+    for broken in [
+        // A syntax error on the secret's line, then a secret of the wrong type.
+        valid.replace(&format!("'{CONFIG_SECRET}'"), &format!("'{CONFIG_SECRET}")),
+        valid.replace(&format!("'{CONFIG_SECRET}'"), NUMERIC_SECRET),
+    ] {
+        std::fs::write(&config, broken).unwrap();
+        let response = client
+            .post(format!("http://{address}/-/reload"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        // Control: the reload really failed on the configuration.
+        assert_eq!(status, 500, "{body}");
+        assert!(body.contains("invalid configuration"), "{body}");
+        answers.push_str(&body);
+    }
+    let (stdout, stderr) = exporter.stop().await;
+    assert!(
+        stderr.contains("configuration reload failed"),
+        "no reload failure in the log:\n{stderr}"
+    );
+    let mut needles: BTreeSet<String> = encodings(CONFIG_SECRET).into_iter().collect();
+    needles.insert(NUMERIC_SECRET.to_string());
+    let found = leaks(
+        &needles,
+        &[
+            ("reload answer", &answers),
+            ("stderr", &stderr),
+            ("stdout", &stdout),
+        ],
+    );
+    assert!(found.is_empty(), "secrets leaked:\n{}", found.join("\n"));
+}
