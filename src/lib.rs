@@ -17,12 +17,16 @@
 //! - [`metrics`]: the registry and the one place that records reports into it.
 //! - [`web`] and [`http_server`]: `/metrics`, health, readiness, reload and the index page.
 //! - [`web_config`]: TLS and basic auth for those endpoints (`--web.config.file`).
+//! - [`status`] and [`status_page`]: the status page at `/`.
+//! - [`on_demand`] and [`trace`]: `/probe?provider=NAME`, with a redacted debug trace.
+//! - [`check`]: the `check` command, one cycle per provider, as a table or JSON.
 //! - [`logging`]: logfmt or JSON logs on standard error.
 //! - [`demo`]: a loopback identity provider and API speaking every supported dialect.
 //!
 //! [`run`] ties them together; `main.rs` only parses the command line and calls it.
 
 pub mod canary;
+pub mod check;
 pub mod config;
 pub mod config_env;
 pub mod demo;

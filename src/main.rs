@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{ArgAction, Args, Parser, Subcommand};
 use oauth2_exporter::config::{self, Overrides};
 use oauth2_exporter::demo::DemoServer;
 use oauth2_exporter::logging::{self, LogFormat, LogLevel};
@@ -22,13 +22,18 @@ const DEMO_LISTEN_ADDRESS: &str = "127.0.0.1:9875";
 #[derive(Debug, Parser)]
 #[command(name = "oauth2-exporter", version, about)]
 struct Cli {
-    /// Configuration file (TOML).
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Configuration file (TOML), or a directory of *.toml files merged in name order. May be
+    /// given several times; a provider defined in two files is an error.
     #[arg(
         long = "config.file",
         value_name = "PATH",
-        default_value = "exporter.toml"
+        default_value = "exporter.toml",
+        action = ArgAction::Append,
+        global = true
     )]
-    config_file: PathBuf,
+    config_files: Vec<PathBuf>,
     /// Address to serve /metrics on (overrides web.listen_address).
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     listen_address: Option<String>,
@@ -36,18 +41,46 @@ struct Cli {
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config_file: Option<PathBuf>,
     /// Log level of the exporter's own messages.
-    #[arg(long = "log.level", value_enum, default_value = "info")]
+    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     log_level: LogLevel,
     /// Log format.
-    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
     log_format: LogFormat,
     /// Validate the configuration (secrets resolved), print every problem, and exit.
     #[arg(long = "config.check")]
     config_check: bool,
     /// Run against a built-in identity provider and API on loopback, with a built-in
     /// configuration: the quickest way to see every metric.
-    #[arg(long, conflicts_with_all = ["config_file", "config_check"])]
+    #[arg(long, conflicts_with_all = ["config_files", "config_check"])]
     demo: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run each provider's token flow and canary once, print the results, and exit: 0 when all
+    /// pass, 1 when any fails, 2 on a configuration error.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Check only this provider (may be given several times).
+    #[arg(long = "provider", value_name = "NAME")]
+    providers: Vec<String>,
+    /// Output format.
+    #[arg(long = "output", value_enum, default_value = "table")]
+    output: CheckOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CheckOutput {
+    Table,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +103,9 @@ fn main() -> ExitCode {
 }
 
 async fn async_main(cli: Cli) -> ExitCode {
+    if let Some(Command::Check(args)) = &cli.command {
+        return check(&cli, args).await;
+    }
     // Listen for SIGINT and SIGTERM before anything else, so that a signal during start-up
     // still ends in an orderly exit 0 rather than the default abrupt termination.
     let shutdown = shutdown_signal();
@@ -89,15 +125,13 @@ async fn async_main(cli: Cli) -> ExitCode {
             let origin = if cli.demo {
                 "demo configuration".to_string()
             } else {
-                cli.config_file.display().to_string()
+                files_label(&cli.config_files)
             };
             return config_error(&origin, &error.problems);
         }
     };
-    if !cli.demo
-        && let Some(warning) = config::exposed_secrets_warning(&cli.config_file, &config)
-    {
-        tracing::warn!("{warning}");
+    if !cli.demo {
+        warn_exposed_secrets(&cli.config_files, &config);
     }
     let web_security = match &cli.web_config_file {
         None => Default::default(),
@@ -109,7 +143,7 @@ async fn async_main(cli: Cli) -> ExitCode {
     if cli.config_check {
         println!(
             "{}: configuration is valid ({} provider{})",
-            cli.config_file.display(),
+            files_label(&cli.config_files),
             config.providers.len(),
             if config.providers.len() == 1 { "" } else { "s" }
         );
@@ -152,13 +186,84 @@ async fn async_main(cli: Cli) -> ExitCode {
     }
 }
 
-/// The configuration file with environment and flag overrides, read again on each reload.
+/// The configuration files with environment and flag overrides, read again on each reload (a
+/// directory is listed again too, so a new team file is picked up).
 fn file_source(cli: &Cli) -> ConfigSource {
-    let path = cli.config_file.clone();
+    let paths = cli.config_files.clone();
     let overrides = Overrides {
         listen_address: cli.listen_address.clone(),
     };
-    Arc::new(move || config::load_file(&path, &overrides))
+    Arc::new(move || config::load_files(&paths, &overrides))
+}
+
+/// The configuration's origin as shown in messages.
+fn files_label(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn warn_exposed_secrets(paths: &[PathBuf], config: &config::Config) {
+    let Ok(files) = config::expand_paths(paths) else {
+        return;
+    };
+    for file in files {
+        if let Some(warning) = config::exposed_secrets_warning(&file, config) {
+            tracing::warn!("{warning}");
+        }
+    }
+}
+
+/// `oauth2-exporter check`.
+async fn check(cli: &Cli, args: &CheckArgs) -> ExitCode {
+    let config = match file_source(cli)() {
+        Ok(config) => config,
+        Err(error) => return config_error(&files_label(&cli.config_files), &error.problems),
+    };
+    let mut providers = config.providers;
+    if !args.providers.is_empty() {
+        let unknown: Vec<&String> = args
+            .providers
+            .iter()
+            .filter(|name| !providers.iter().any(|p| &p.name == *name))
+            .collect();
+        if !unknown.is_empty() {
+            eprintln!(
+                "error: unknown provider{} {}; configured: {}",
+                if unknown.len() == 1 { "" } else { "s" },
+                unknown
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                providers
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return ExitCode::from(2);
+        }
+        providers.retain(|p| args.providers.contains(&p.name));
+    }
+    let results = match oauth2_exporter::check::run(providers).await {
+        Ok(results) => results,
+        Err(error) => {
+            eprintln!("error: cannot set up the HTTP client: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match args.output {
+        CheckOutput::Table => print!("{}", oauth2_exporter::check::table(&results)),
+        CheckOutput::Json => println!("{}", oauth2_exporter::check::json(&results)),
+    }
+    if results.iter().all(|r| r.report.success) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// Starts the demo identity provider; its built-in configuration points at it.

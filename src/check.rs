@@ -1,0 +1,179 @@
+//! `oauth2-exporter check`: every (or the named) provider's cycle once, concurrently, reported
+//! as a table or JSON, for CI pipelines, cron, and "did my new secret work?".
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::config::ProviderConfig;
+use crate::probe::{CycleReport, HeldToken, Prober};
+use crate::status_page::human;
+use crate::transport;
+
+/// One provider's result.
+pub struct CheckResult {
+    pub provider: String,
+    pub report: CycleReport,
+    pub held: Option<HeldToken>,
+}
+
+/// Runs one cycle of each provider at once. Each cycle is bounded by its provider's timeout.
+pub async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, reqwest::Error> {
+    let shared = transport::build_client(&Default::default())?;
+    let mut cycles = tokio::task::JoinSet::new();
+    for (index, provider) in providers.into_iter().enumerate() {
+        let client = if provider.tls.is_default() {
+            shared.clone()
+        } else {
+            transport::build_client(&provider.tls)?
+        };
+        cycles.spawn(async move {
+            let name = provider.name.clone();
+            let mut prober = Prober::new(provider, client);
+            let report = prober.run_cycle(None).await;
+            (
+                index,
+                CheckResult {
+                    provider: name,
+                    report,
+                    held: prober.held().cloned(),
+                },
+            )
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = cycles.join_next().await {
+        match joined {
+            Ok(result) => results.push(result),
+            // A panicking cycle is a bug; it must still not hide the other providers' results.
+            Err(error) => tracing::error!(%error, "a check cycle failed to complete"),
+        }
+    }
+    results.sort_by_key(|(index, _)| *index);
+    Ok(results.into_iter().map(|(_, result)| result).collect())
+}
+
+fn millis(duration: Option<Duration>) -> String {
+    duration
+        .map(|d| d.as_millis().to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// A fixed-width table, one row per provider, then the failure details.
+pub fn table(results: &[CheckResult]) -> String {
+    let width = results
+        .iter()
+        .map(|r| r.provider.len())
+        .max()
+        .unwrap_or(0)
+        .max("PROVIDER".len());
+    let mut out = format!(
+        "{:<width$}  {:<6}  {:<22}  {:>9}  {:>8}  {:<20}  {:>9}\n",
+        "PROVIDER", "RESULT", "TOKEN", "LIFETIME", "TOKEN MS", "CANARY", "CANARY MS"
+    );
+    let mut details = String::new();
+    for result in results {
+        let report = &result.report;
+        let token = match report.token_requests.last() {
+            Some(outcome) => match &outcome.result {
+                Ok(_) => "ok".to_string(),
+                Err(error) => error.reason().to_string(),
+            },
+            None if result.held.is_some() => "reused".to_string(),
+            None => "-".to_string(),
+        };
+        let canary = match report.canary_requests.last() {
+            Some(outcome) => match (&outcome.result, outcome.status) {
+                (Ok(()), Some(status)) => format!("ok ({status})"),
+                (Err(error), Some(status)) => format!("{} ({status})", error.reason()),
+                (Err(error), None) => error.reason().to_string(),
+                (Ok(()), None) => "ok".to_string(),
+            },
+            None if report.canary_skipped => "no_token".to_string(),
+            None => "not configured".to_string(),
+        };
+        let lifetime = result
+            .held
+            .as_ref()
+            .and_then(|held| held.lifetime)
+            .map(human)
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<6}  {:<22}  {:>9}  {:>8}  {:<20}  {:>9}",
+            result.provider,
+            if report.success { "ok" } else { "FAIL" },
+            token,
+            lifetime,
+            millis(report.token_requests.last().map(|o| o.duration)),
+            canary,
+            millis(report.canary_requests.last().map(|o| o.duration)),
+        );
+        if let Some((phase, reason, detail, status)) = report.failure() {
+            let status = status.map(|s| format!(" HTTP {s}")).unwrap_or_default();
+            let _ = writeln!(
+                details,
+                "{}: {phase} failed ({reason}{status}): {detail}",
+                result.provider
+            );
+        }
+    }
+    let failed = results.iter().filter(|r| !r.report.success).count();
+    let _ = write!(
+        out,
+        "\n{} of {} providers passed.\n",
+        results.len() - failed,
+        results.len()
+    );
+    if !details.is_empty() {
+        out.push('\n');
+        out.push_str(&details);
+    }
+    out
+}
+
+/// The same as JSON: an object with `passed` and one entry per provider.
+pub fn json(results: &[CheckResult]) -> String {
+    let providers: Vec<serde_json::Value> = results
+        .iter()
+        .map(|result| {
+            let report = &result.report;
+            let token = report.token_requests.last().map(|outcome| {
+                json!({
+                    "result": match &outcome.result { Ok(_) => "ok", Err(e) => e.reason() },
+                    "http_status": outcome.status,
+                    "duration_seconds": outcome.duration.as_secs_f64(),
+                })
+            });
+            let canary = report.canary_requests.last().map(|outcome| {
+                json!({
+                    "result": match &outcome.result { Ok(()) => "ok", Err(e) => e.reason() },
+                    "http_status": outcome.status,
+                    "duration_seconds": outcome.duration.as_secs_f64(),
+                })
+            });
+            let failure = report.failure().map(|(phase, reason, detail, status)| {
+                json!({"phase": phase, "reason": reason, "http_status": status, "detail": detail})
+            });
+            let held = result.held.as_ref();
+            json!({
+                "provider": result.provider,
+                "success": report.success,
+                "token": token,
+                "token_lifetime_seconds": held.and_then(|h| h.lifetime).map(|l| l.as_secs_f64()),
+                "token_expiry_timestamp_seconds": held
+                    .and_then(|h| h.expires_at)
+                    .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs_f64()),
+                "canary": canary,
+                "canary_skipped": report.canary_skipped,
+                "failure": failure,
+                "duration_seconds": report.duration.as_secs_f64(),
+            })
+        })
+        .collect();
+    let passed = results.iter().all(|r| r.report.success);
+    serde_json::to_string_pretty(&json!({"passed": passed, "providers": providers}))
+        .unwrap_or_default()
+}
