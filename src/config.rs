@@ -368,6 +368,12 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
                     let mut found: Vec<PathBuf> = entries
                         .filter_map(Result::ok)
                         .map(|entry| entry.path())
+                        // Hidden entries are skipped: Kubernetes volumes hold `..data` links
+                        // beside the files; a symlinked `*.toml` is followed.
+                        .filter(|p| {
+                            p.file_name()
+                                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+                        })
                         .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
                         .collect();
                     found.sort();
