@@ -109,6 +109,10 @@ async fn async_main(cli: Cli) -> ExitCode {
     // Listen for SIGINT and SIGTERM before anything else, so that a signal during start-up
     // still ends in an orderly exit 0 rather than the default abrupt termination.
     let shutdown = shutdown_signal();
+    // Claim SIGHUP now too: its default action would end the process if a reload were asked
+    // for before the daemon listens for it. (Once claimed, tokio keeps the handler installed.)
+    #[cfg(unix)]
+    let _early_hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let demo_cancel = CancellationToken::new();
     let demo_tracker = TaskTracker::new();
     let source = if cli.demo {

@@ -29,6 +29,8 @@ pub struct ProviderStatus {
     /// The failure of the last cycle that failed (kept after recovery, with its time).
     pub last_failure: Option<(SystemTime, FailureSummary)>,
     pub last_success: Option<SystemTime>,
+    /// A token is held (its expiry may still be unknown).
+    pub token_held: bool,
     pub expires_at: Option<SystemTime>,
     pub lifetime: Option<Duration>,
     pub token_latency: Option<Duration>,
@@ -152,6 +154,7 @@ impl StatusBoard {
             status.canary_latency = Some(canary.duration);
             status.canary_status = canary.status;
         }
+        status.token_held = held.is_some();
         status.expires_at = held.and_then(|h| h.expires_at);
         status.lifetime = held.and_then(|h| h.lifetime);
     }

@@ -113,7 +113,7 @@ fn row(out: &mut String, name: &str, status: &ProviderStatus, now: SystemTime) {
             Ok(left) => human(left),
             Err(_) => "expired".to_string(),
         },
-        None if status.lifetime.is_none() && status.success.is_some() => "unknown".to_string(),
+        None if status.token_held => "unknown".to_string(),
         None => "—".to_string(),
     };
     let canary = if !status.canary_configured {
