@@ -15,7 +15,8 @@
 //! - [`probe`]: one cycle of one provider (token, canary, retry), returning a report.
 //! - [`scheduler`]: one task per provider, on its interval, with jitter and cancellation.
 //! - [`metrics`]: the registry and the one place that records reports into it.
-//! - [`web`] and [`http_server`]: `/metrics`, health, readiness, reload and the index page.
+//! - [`web`] and [`http_server`]: `/metrics`, health, readiness, reload and the index page;
+//!   [`scrape`]: renders `/metrics` off the probe threads, shared by concurrent scrapes.
 //! - [`web_config`]: TLS and basic auth for those endpoints (`--web.config.file`).
 //! - [`status`] and [`status_page`]: the status page at `/`.
 //! - [`on_demand`] and [`trace`]: `/probe?provider=NAME`, with a redacted debug trace.
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod on_demand;
 pub mod probe;
 pub mod scheduler;
+pub mod scrape;
 pub mod secrets;
 pub mod status;
 pub mod status_page;
@@ -102,11 +104,7 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::new());
-    let recorders = scheduler::Recorders {
-        metrics: Arc::clone(&metrics),
-        status: Arc::default(),
-        directory: Arc::default(),
-    };
+    let recorders = scheduler::Recorders::new(Arc::clone(&metrics));
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let mut scheduler = scheduler::Scheduler::new(
@@ -120,6 +118,7 @@ pub async fn run_with(
     let (reload_requests, mut reload_inbox) = tokio::sync::mpsc::channel::<web::ReloadRequest>(4);
     let state = Arc::new(web::WebState {
         metrics: Arc::clone(&metrics),
+        scrapes: Default::default(),
         status: Arc::clone(&recorders.status),
         directory: Arc::clone(&recorders.directory),
         ready: AtomicBool::new(false),

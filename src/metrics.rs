@@ -365,17 +365,16 @@ impl Metrics {
         }
         buffer
     }
+}
 
-    /// [`Self::render`], gzip-compressed.
-    pub fn render_gzip(&self) -> std::io::Result<Vec<u8>> {
-        let plain = self.render();
-        let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(plain.len() / 4),
-            flate2::Compression::fast(),
-        );
-        encoder.write_all(&plain)?;
-        encoder.finish()
-    }
+/// Gzip-compresses rendered metrics (fast level: scrapes are frequent, bodies compress well).
+pub fn gzip(plain: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(plain.len() / 4),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(plain)?;
+    encoder.finish()
 }
 
 impl Default for Metrics {

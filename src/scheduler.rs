@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
@@ -53,6 +53,21 @@ pub struct Recorders {
     pub metrics: Arc<Metrics>,
     pub status: Arc<StatusBoard>,
     pub directory: Arc<Directory>,
+    /// Provider tasks record under the read side after checking they are still wanted;
+    /// [`Scheduler::apply`] cancels and deletes under the write side. So a cycle that ends just
+    /// as its provider is removed or restarted cannot write stale series back.
+    pub changes: Arc<RwLock<()>>,
+}
+
+impl Recorders {
+    pub fn new(metrics: Arc<Metrics>) -> Recorders {
+        Recorders {
+            metrics,
+            status: Arc::default(),
+            directory: Arc::default(),
+            changes: Arc::default(),
+        }
+    }
 }
 
 /// Requests for on-demand cycles waiting at most this many per provider; more are refused.
@@ -123,6 +138,11 @@ impl Scheduler {
             .collect();
         changes.removed.sort();
 
+        let recorders = self.recorders.clone();
+        let _exclusive = recorders
+            .changes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         for name in &changes.removed {
             if let Some(running) = self.running.remove(name) {
                 running.cancel.cancel();
@@ -258,6 +278,13 @@ pub(crate) async fn run_provider<C: Cycle>(
         match joined {
             Ok((returned, report, trace)) => {
                 prober = returned;
+                let _recording = recorders
+                    .changes
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if cancel.is_cancelled() {
+                    return; // removed or restarted meanwhile: its results are no longer wanted
+                }
                 if waiting.is_empty() {
                     recorders.metrics.record(&name, &report, prober.held());
                     recorders.status.record(&name, &report, prober.held());
@@ -277,6 +304,13 @@ pub(crate) async fn run_provider<C: Cycle>(
                 }
             }
             Err(error) if error.is_panic() => {
+                let _recording = recorders
+                    .changes
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if cancel.is_cancelled() {
+                    return;
+                }
                 recorders.metrics.record_panic(&name);
                 tracing::error!(
                     provider = %name,
@@ -382,11 +416,7 @@ mod tests {
     async fn a_panicking_cycle_is_counted_and_probing_continues() {
         let metrics = Arc::new(Metrics::new());
         metrics.add_provider("flaky");
-        let recorders = Recorders {
-            metrics: Arc::clone(&metrics),
-            status: Arc::default(),
-            directory: Arc::default(),
-        };
+        let recorders = Recorders::new(Arc::clone(&metrics));
         let cycles = Arc::new(AtomicUsize::new(0));
         let cancel = CancellationToken::new();
         let (_requests, inbox) = mpsc::channel(1);

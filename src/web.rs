@@ -12,6 +12,7 @@ use hyper::{Request, StatusCode};
 use crate::http_server::{HttpResponse, respond};
 use crate::metrics::Metrics;
 use crate::on_demand::{Directory, ProbeRequest};
+use crate::scrape::ScrapeCache;
 use crate::status::StatusBoard;
 
 /// The Prometheus text exposition format, version 0.0.4.
@@ -22,6 +23,7 @@ pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
 
 pub struct WebState {
     pub metrics: Arc<Metrics>,
+    pub scrapes: ScrapeCache,
     pub status: Arc<StatusBoard>,
     pub directory: Arc<Directory>,
     /// Set once probing has started.
@@ -57,7 +59,7 @@ pub async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpRes
     match path {
         "/-/reload" => reload(&state).await,
         "/probe" => probe(&state, &request).await,
-        "/metrics" => metrics(&state, &request),
+        "/metrics" => metrics(&state, &request).await,
         "/-/healthy" => respond(StatusCode::OK, "text/plain; charset=utf-8", "Healthy.\n"),
         "/-/ready" if state.ready.load(Ordering::Acquire) => {
             respond(StatusCode::OK, "text/plain; charset=utf-8", "Ready.\n")
@@ -113,23 +115,17 @@ async fn reload(state: &WebState) -> HttpResponse {
     }
 }
 
-fn metrics(state: &WebState, request: &Request<Incoming>) -> HttpResponse {
-    if accepts_gzip(request) {
-        match state.metrics.render_gzip() {
-            Ok(body) => {
-                let mut response = respond(StatusCode::OK, METRICS_CONTENT_TYPE, body);
-                let headers = response.headers_mut();
-                headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-                return response;
-            }
-            Err(error) => tracing::warn!(%error, "gzip failed; answering uncompressed"),
-        }
+async fn metrics(state: &WebState, request: &Request<Incoming>) -> HttpResponse {
+    let (body, gzipped) = state
+        .scrapes
+        .body(&state.metrics, accepts_gzip(request))
+        .await;
+    let mut response = respond(StatusCode::OK, METRICS_CONTENT_TYPE, body);
+    let headers = response.headers_mut();
+    if gzipped {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    let mut response = respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.render());
-    response
-        .headers_mut()
-        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
     response
 }
 

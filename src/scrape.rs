@@ -1,0 +1,65 @@
+//! Serving `/metrics` under load: the text is rendered on the blocking pool (never on the async
+//! workers that run the probes), one render at a time, and scrapes that queued while a render
+//! ran share it. A scrape never gets text rendered before it arrived.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::metrics::Metrics;
+
+struct Rendered {
+    /// When the render finished: it serves every scrape that arrived before then.
+    done: Instant,
+    plain: Bytes,
+    /// Compressed on first demand.
+    gzip: Option<Bytes>,
+}
+
+#[derive(Default)]
+pub struct ScrapeCache {
+    last: tokio::sync::Mutex<Option<Rendered>>,
+}
+
+impl ScrapeCache {
+    /// The exposition text, gzip-compressed when asked and possible; the flag says whether it is.
+    pub async fn body(&self, metrics: &Arc<Metrics>, want_gzip: bool) -> (Bytes, bool) {
+        let arrived = Instant::now();
+        let mut last = self.last.lock().await;
+        let rendered = match last.take() {
+            Some(rendered) if rendered.done >= arrived => rendered,
+            _ => {
+                let metrics = Arc::clone(metrics);
+                let plain = match tokio::task::spawn_blocking(move || metrics.render()).await {
+                    Ok(plain) => plain,
+                    Err(error) => {
+                        tracing::error!(%error, "rendering metrics failed");
+                        Vec::new()
+                    }
+                };
+                Rendered {
+                    done: Instant::now(),
+                    plain: Bytes::from(plain),
+                    gzip: None,
+                }
+            }
+        };
+        let rendered = last.insert(rendered);
+        if !want_gzip {
+            return (rendered.plain.clone(), false);
+        }
+        if rendered.gzip.is_none() {
+            let plain = rendered.plain.clone();
+            match tokio::task::spawn_blocking(move || crate::metrics::gzip(&plain)).await {
+                Ok(Ok(compressed)) => rendered.gzip = Some(Bytes::from(compressed)),
+                Ok(Err(error)) => tracing::warn!(%error, "gzip failed; answering uncompressed"),
+                Err(error) => tracing::warn!(%error, "gzip failed; answering uncompressed"),
+            }
+        }
+        match &rendered.gzip {
+            Some(compressed) => (compressed.clone(), true),
+            None => (rendered.plain.clone(), false),
+        }
+    }
+}
