@@ -1,0 +1,954 @@
+//! Load and faults on the daemon itself (issue #4, section 5), mostly against the real binary:
+//! 200 concurrent scrapers for 10 s while 100 providers probe (every scrape well-formed, probes
+//! on schedule, memory flat), slowloris clients that must not block scrapes, SIGTERM with token
+//! requests hanging in flight, and provider mutual TLS against a token server that requires
+//! client certificates.
+//!
+//! The tests in this file take turns (one lock): each measures timing or memory, and running
+//! them side by side on a 2-core machine would measure the other tests. Measured numbers are
+//! printed (`cargo test --test load_and_faults -- --nocapture`); the bounds asserted on them are
+//! deliberately generous, as the machine is shared with other builds.
+
+#[path = "support/certs.rs"]
+mod certs;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use certs::Ca;
+use support::{Daemon, FakeServer, Reply, WAIT, relevant_lines, sample};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One test at a time in this file (see the module comment). A tokio mutex: it is held across
+/// awaits, and is not poisoned by a failing test.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const BIN: &str = env!("CARGO_BIN_EXE_oauth2-exporter");
+
+// ---------------------------------------------------------------------------------------------
+// The binary as a child process.
+
+/// A running exporter, standard error collected by a thread; killed by its id on drop if still
+/// running.
+struct Exporter {
+    child: Child,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Exporter {
+    /// The binary on `127.0.0.1:0` with configuration `toml` (written to `dir`).
+    fn spawn(dir: &Path, toml: &str) -> Exporter {
+        let config = certs::write(dir, "exporter.toml", toml);
+        let mut command = Command::new(BIN);
+        command
+            .arg("--config.file")
+            .arg(&config)
+            .args(["--web.listen-address", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("OAUTH2_EXPORTER_") {
+                command.env_remove(name);
+            }
+        }
+        // A few tries: in a shared target directory another build may be relinking the binary
+        // at this very moment (ENOENT / ETXTBSY for a few milliseconds).
+        let mut child = (0..10)
+            .find_map(|_| {
+                command
+                    .spawn()
+                    .map_err(|_| std::thread::sleep(Duration::from_millis(200)))
+                    .ok()
+            })
+            .unwrap_or_else(|| command.spawn().unwrap());
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        });
+        Exporter { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// The listening address, once probing has started.
+    async fn address(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let stderr = self.stderr();
+            let address = stderr
+                .lines()
+                .find(|line| line.contains("msg=listening"))
+                .and_then(|line| {
+                    line.split(' ')
+                        .find_map(|field| field.strip_prefix("address="))
+                })
+                .and_then(|text| text.parse().ok());
+            if let Some(address) = address
+                && stderr.contains("msg=\"probing started\"")
+            {
+                return address;
+            }
+            let exited = self.child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "did not start (exit {exited:?}):\n{stderr}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}: {status}");
+    }
+
+    async fn exit_status(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < limit,
+                "still running {limit:?} later:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Resident set size in KiB, from `/proc/PID/status`.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in:\n{status}"))
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A client for scrapes. The timeout is long: with 200 scrapers on 2 shared cores a scrape
+/// waits its turn for seconds, and that is not a failure.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap()
+}
+
+async fn wait_for_metrics(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    what: &str,
+    predicate: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if predicate(&metrics) {
+            return metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not within 20 s: {what}; last scrape:\n{}",
+            relevant_lines(&metrics)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checking the text exposition format.
+
+/// One sample line: metric name, `provider` label if any, value.
+struct Line<'a> {
+    name: &'a str,
+    provider: Option<&'a str>,
+    value: f64,
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+}
+
+/// Parses `name{label="value",...} value [timestamp]` strictly (Prometheus text format 0.0.4).
+/// Byte-level on purpose: every one of thousands of large scrapes goes through it in an
+/// unoptimised test build, on the cores the exporter under test needs.
+fn parse_sample(line: &str) -> Result<Line<'_>, String> {
+    let bad = |why: &str| format!("{why}: {line:?}");
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && is_name_byte(bytes[i]) {
+        i += 1;
+    }
+    let name = &line[..i];
+    if name.is_empty() || bytes[0].is_ascii_digit() {
+        return Err(bad("bad metric name"));
+    }
+    let mut provider = None;
+    if i < bytes.len() && bytes[i] == b'{' {
+        i += 1;
+        loop {
+            if i >= bytes.len() {
+                return Err(bad("unterminated labels"));
+            }
+            if bytes[i] == b'}' {
+                i += 1;
+                break;
+            }
+            let label_start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            if i == label_start || bytes[label_start].is_ascii_digit() {
+                return Err(bad("bad label name"));
+            }
+            let label = &line[label_start..i];
+            if bytes.get(i) != Some(&b'=') || bytes.get(i + 1) != Some(&b'"') {
+                return Err(bad("label without =\""));
+            }
+            i += 2;
+            let value_start = i;
+            // The closing quote is the first one not escaped by a backslash.
+            loop {
+                match bytes.get(i) {
+                    None => return Err(bad("unterminated label value")),
+                    Some(b'\\') => i += 2,
+                    Some(b'"') => break,
+                    Some(_) => i += 1,
+                }
+            }
+            if label == "provider" {
+                provider = Some(&line[value_start..i]);
+            }
+            i += 1;
+            if bytes.get(i) == Some(&b',') {
+                i += 1;
+            }
+        }
+    }
+    if bytes.get(i) != Some(&b' ') {
+        return Err(bad("no space before the value"));
+    }
+    let rest = &line[i + 1..];
+    let (value_text, timestamp) = match rest.split_once(' ') {
+        Some((value, timestamp)) => (value, Some(timestamp)),
+        None => (rest, None),
+    };
+    let value = match value_text {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        text => text.parse().map_err(|_| bad("bad value"))?,
+    };
+    if let Some(timestamp) = timestamp
+        && timestamp.parse::<i64>().is_err()
+    {
+        return Err(bad("bad timestamp"));
+    }
+    Ok(Line {
+        name,
+        provider,
+        value,
+    })
+}
+
+/// What one scrape says about each provider's cycles: (token requests so far, last run).
+type CycleView = Vec<(String, f64, f64)>;
+
+/// Checks a whole scrape: ends with a newline, no empty line, every line a comment or a
+/// parseable sample, and every sample inside its family's block, right after that family's
+/// `# TYPE` line (histogram samples as `_bucket`, `_sum`, `_count`), no family twice. Returns
+/// each provider's token request count and last run time.
+fn check_exposition(text: &str) -> Result<CycleView, String> {
+    if !text.ends_with('\n') {
+        let tail = &text[text.len().saturating_sub(80)..];
+        return Err(format!("does not end with a newline: ...{tail:?}"));
+    }
+    let mut families = BTreeSet::new();
+    let mut family = "";
+    let mut histogram = false;
+    let mut requests: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut last_runs: BTreeMap<&str, f64> = BTreeMap::new();
+    for line in text[..text.len() - 1].split('\n') {
+        if let Some(comment) = line.strip_prefix("# ") {
+            if let Some(declaration) = comment.strip_prefix("TYPE ") {
+                let (name, kind) = declaration
+                    .split_once(' ')
+                    .ok_or_else(|| format!("bad TYPE line: {line:?}"))?;
+                if !matches!(
+                    kind,
+                    "counter" | "gauge" | "histogram" | "summary" | "untyped"
+                ) {
+                    return Err(format!("unknown type: {line:?}"));
+                }
+                if !families.insert(name) {
+                    return Err(format!("family typed twice: {line:?}"));
+                }
+                family = name;
+                histogram = matches!(kind, "histogram" | "summary");
+            }
+            continue;
+        }
+        if line.is_empty() {
+            return Err("empty line".to_string());
+        }
+        let sample = parse_sample(line)?;
+        let in_family = sample.name == family
+            || (histogram
+                && sample.name.len() > family.len()
+                && sample.name.starts_with(family)
+                && matches!(&sample.name[family.len()..], "_bucket" | "_sum" | "_count"));
+        if !in_family {
+            return Err(format!(
+                "sample outside its # TYPE block ({family}): {line:?}"
+            ));
+        }
+        if let Some(provider) = sample.provider {
+            match sample.name {
+                "oauth2_token_requests_total" => {
+                    requests.insert(provider, sample.value);
+                }
+                "oauth2_probe_last_run_timestamp_seconds" => {
+                    last_runs.insert(provider, sample.value);
+                }
+                _ => {}
+            }
+        }
+    }
+    for required in ["oauth2_probe_success", "oauth2_token_requests_total"] {
+        if !families.contains(required) {
+            return Err(format!("family {required} missing"));
+        }
+    }
+    Ok(last_runs
+        .into_iter()
+        .filter_map(|(provider, last_run)| {
+            Some((provider.to_string(), *requests.get(provider)?, last_run))
+        })
+        .collect())
+}
+
+/// `p`-th percentile (0..=100) of sorted values.
+fn percentile<T: Copy>(sorted: &[T], p: usize) -> T {
+    sorted[(sorted.len() - 1) * p / 100]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load.
+
+const PROVIDERS: usize = 100;
+const SCRAPERS: usize = 200;
+const LOAD: Duration = Duration::from_secs(10);
+const INTERVAL: Duration = Duration::from_secs(1);
+
+/// 200 scrapers for 10 s while 100 providers probe every second: every scrape answered and
+/// well-formed, cycles on schedule (lateness from `oauth2_probe_last_run_timestamp_seconds`
+/// deltas between consecutive cycles), resident memory flat from the start to the end of the
+/// load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_scrapers_while_a_hundred_providers_probe() {
+    let _turn = SERIAL.lock().await;
+    // The identity provider gets a runtime of its own, so that checking scrapes (CPU work in
+    // this process) does not delay its answers and pass for probe lateness.
+    let (idp_runtime, idp) = std::thread::spawn(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let idp = runtime.block_on(FakeServer::start(|request| match request.path.as_str() {
+            "/token" => Reply::token("load-token", 3600),
+            _ => Reply::status(200),
+        }));
+        (runtime, idp)
+    })
+    .join()
+    .unwrap();
+    let mut toml = String::from("[defaults]\ninterval = \"1s\"\ntimeout = \"5s\"\n");
+    for i in 0..PROVIDERS {
+        toml.push_str(&format!(
+            "[providers.p{i:03}.token]\nurl = \"{}\"\nclient_id = \"p{i:03}\"\nclient_secret = \"s{i:03}\"\n[providers.p{i:03}.canary]\nurl = \"{}\"\n",
+            idp.url("/token"),
+            idp.url("/api")
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter = Exporter::spawn(dir.path(), &toml);
+    let addr = exporter.address().await;
+    let client = http_client();
+    // Warm-up: every provider has probed (start times are spread over the first interval).
+    wait_for_metrics(&client, addr, "all providers probed", |m| {
+        (0..PROVIDERS).all(|i| {
+            sample(m, &format!("oauth2_probe_success{{provider=\"p{i:03}\"}}")) == Some(1.0)
+        })
+    })
+    .await;
+    let rss_idle = exporter.rss_kib();
+
+    let url = format!("http://{addr}/metrics");
+    let started = Instant::now();
+    let deadline = started + LOAD;
+    let mut scrapers = Vec::new();
+    for _ in 0..SCRAPERS {
+        let client = client.clone();
+        let url = url.clone();
+        scrapers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = Vec::new();
+            let mut cycles: BTreeMap<String, BTreeSet<(u64, u64)>> = BTreeMap::new();
+            // Bounded by time and by count.
+            for _ in 0..100_000 {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let sent = Instant::now();
+                let result = async {
+                    let response = client.get(&url).send().await.map_err(|e| e.to_string())?;
+                    if response.status() != 200 {
+                        return Err(format!("status {}", response.status()));
+                    }
+                    response.text().await.map_err(|e| e.to_string())
+                }
+                .await;
+                latencies.push(sent.elapsed());
+                match result.and_then(|text| check_exposition(&text)) {
+                    Ok(view) => {
+                        for (provider, requests, last_run) in view {
+                            // Exact keys: (token requests, last run in microseconds).
+                            cycles
+                                .entry(provider)
+                                .or_default()
+                                .insert((requests as u64, (last_run * 1e6) as u64));
+                        }
+                    }
+                    Err(error) => failures.push(error),
+                }
+            }
+            (latencies, failures, cycles)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_start = exporter.rss_kib();
+    let mut latencies = Vec::new();
+    let mut failures = Vec::new();
+    let mut cycles: BTreeMap<String, BTreeSet<(u64, u64)>> = BTreeMap::new();
+    let mut rss_end = 0;
+    for (i, scraper) in scrapers.into_iter().enumerate() {
+        if i == 0 {
+            // Sampled while the other scrapers are still at it.
+            while Instant::now() + Duration::from_millis(300) < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            rss_end = exporter.rss_kib();
+        }
+        let (l, f, c) = tokio::time::timeout(Duration::from_secs(30), scraper)
+            .await
+            .expect("a scraper did not finish")
+            .unwrap();
+        latencies.extend(l);
+        failures.extend(f);
+        for (provider, seen) in c {
+            cycles.entry(provider).or_default().extend(seen);
+        }
+    }
+    let elapsed = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = exporter.rss_kib();
+
+    // Every scrape answered and well-formed.
+    latencies.sort();
+    let scrapes = latencies.len();
+    println!(
+        "load: {scrapes} scrapes by {SCRAPERS} scrapers in {elapsed:.1?} ({:.0}/s); latency p50 {:?} p90 {:?} p99 {:?} max {:?}",
+        scrapes as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 50),
+        percentile(&latencies, 90),
+        percentile(&latencies, 99),
+        percentile(&latencies, 100)
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {scrapes} scrapes failed; first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(scrapes >= SCRAPERS, "only {scrapes} scrapes");
+
+    // Lateness: between two consecutive cycles of a provider (token request count +1) the
+    // last-run timestamp should advance by one interval; the excess is lateness.
+    let mut lateness = Vec::new();
+    let mut cycles_per_provider = Vec::new();
+    for seen in cycles.values() {
+        // One last-run value per request count (a scrape between the counter update and the
+        // timestamp update of the same cycle shows the new count with the old time: the
+        // largest time seen for a count is the right one).
+        let mut by_count: BTreeMap<u64, u64> = BTreeMap::new();
+        for (count, last_run) in seen {
+            let entry = by_count.entry(*count).or_default();
+            *entry = (*entry).max(*last_run);
+        }
+        let counts: Vec<u64> = by_count.keys().copied().collect();
+        cycles_per_provider.push(counts[counts.len() - 1] - counts[0]);
+        for pair in by_count.iter().collect::<Vec<_>>().windows(2) {
+            let ((c0, t0), (c1, t1)) = (pair[0], pair[1]);
+            if c1 - c0 == 1 && t1 > t0 {
+                let gap = Duration::from_micros(t1 - t0);
+                lateness.push(gap.saturating_sub(INTERVAL));
+            }
+        }
+    }
+    assert_eq!(cycles.len(), PROVIDERS, "providers seen in scrapes");
+    lateness.sort();
+    cycles_per_provider.sort();
+    let expected_cycles = (elapsed.as_secs_f64() / INTERVAL.as_secs_f64()) as u64;
+    println!(
+        "load: cycles per provider min {} median {} (about {expected_cycles} expected); lateness over {} consecutive-cycle pairs: p50 {:?} p90 {:?} p99 {:?} max {:?}",
+        cycles_per_provider[0],
+        percentile(&cycles_per_provider, 50),
+        lateness.len(),
+        percentile(&lateness, 50),
+        percentile(&lateness, 90),
+        percentile(&lateness, 99),
+        percentile(&lateness, 100)
+    );
+    println!(
+        "load: VmRSS idle {rss_idle} KiB, 2 s into the load {rss_start} KiB, at its end {rss_end} KiB, 1 s after {rss_after} KiB"
+    );
+    // Memory first (it does not depend on the schedule). Flat: what the load costs once its
+    // connections are open does not keep growing.
+    assert!(
+        rss_end <= rss_start + rss_start / 2 + 16 * 1024,
+        "memory grew under steady load: {rss_start} KiB -> {rss_end} KiB"
+    );
+    assert!(
+        rss_after <= rss_idle * 4 + 64 * 1024,
+        "memory after the load {rss_after} KiB, idle {rss_idle} KiB"
+    );
+    assert!(
+        cycles_per_provider[0] * 2 >= expected_cycles,
+        "probes starved by scrapes: a provider ran {} cycles in {elapsed:.1?} at a 1 s interval (median {})",
+        cycles_per_provider[0],
+        percentile(&cycles_per_provider, 50)
+    );
+    assert!(
+        lateness.len() >= PROVIDERS * 3,
+        "too few consecutive cycles observed ({}) to judge the schedule",
+        lateness.len()
+    );
+    assert!(
+        percentile(&lateness, 99) < Duration::from_millis(1500),
+        "probes fell behind schedule: p99 lateness {:?}",
+        percentile(&lateness, 99)
+    );
+    // The daemon is still healthy and probing.
+    let metrics = wait_for_metrics(&client, addr, "still probing", |m| {
+        sample(m, r#"oauth2_probe_success{provider="p000"}"#) == Some(1.0)
+    })
+    .await;
+    check_exposition(&metrics).unwrap();
+    exporter.signal("TERM");
+    let (status, _) = exporter.exit_status(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{}", exporter.stderr());
+    drop(idp);
+    idp_runtime.shutdown_background();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slowloris.
+
+const SLOW_CLIENTS: usize = 300;
+
+/// 300 clients that send their request headers one byte a second hold connections open, but a
+/// normal scrape still answers within about a second, and the server drops each slow client
+/// once its header read timeout (10 s) passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_clients_do_not_block_scrapes() {
+    let _turn = SERIAL.lock().await;
+    let idp = FakeServer::start(|request| match request.path.as_str() {
+        "/token" => Reply::token("slow-token", 3600),
+        _ => Reply::status(200),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter = Exporter::spawn(
+        dir.path(),
+        &format!(
+            "[providers.p]\ninterval = \"500ms\"\n[providers.p.token]\nurl = \"{}\"\nclient_id = \"p\"\nclient_secret = \"s\"\n",
+            idp.url("/token")
+        ),
+    );
+    let addr = exporter.address().await;
+    wait_for_metrics(&http_client(), addr, "p probed", |m| {
+        sample(m, r#"oauth2_probe_success{provider="p"}"#) == Some(1.0)
+    })
+    .await;
+
+    // Open every slow connection first, then drip.
+    let opened = Instant::now();
+    let mut streams = Vec::new();
+    for _ in 0..SLOW_CLIENTS {
+        streams.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let request: &'static [u8] =
+        b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slowloris-test/1.0\r\nAccept: */*\r\n\r\n";
+    let closed_after = Arc::new(Mutex::new(Vec::new()));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut drips = Vec::new();
+    for mut stream in streams {
+        let closed_after = Arc::clone(&closed_after);
+        let answered = Arc::clone(&answered);
+        drips.push(tokio::spawn(async move {
+            let mut buffer = [0u8; 1024];
+            // At most the whole request, one byte per second; the server should close first.
+            for byte in request {
+                tokio::select! {
+                    read = stream.read(&mut buffer) => {
+                        if let Ok(n) = read && n > 0 {
+                            // An answer to a request sent one byte at a time (a 408, say)
+                            // still means the connection is being dealt with.
+                            answered.fetch_add(1, Ordering::SeqCst);
+                        }
+                        closed_after.lock().unwrap().push(opened.elapsed());
+                        return;
+                    }
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                if stream.write_all(std::slice::from_ref(byte)).await.is_err() {
+                    closed_after.lock().unwrap().push(opened.elapsed());
+                    return;
+                }
+            }
+        }));
+    }
+
+    // Meanwhile, normal scrapes on fresh connections.
+    let mut latencies = Vec::new();
+    let scrape_until = opened + Duration::from_secs(8);
+    for _ in 0..200 {
+        if Instant::now() >= scrape_until {
+            break;
+        }
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let sent = Instant::now();
+        let response = client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("scrape during slowloris failed: {e}"));
+        assert_eq!(response.status(), 200);
+        let body = response.text().await.unwrap();
+        latencies.push(sent.elapsed());
+        check_exposition(&body).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let still_open = SLOW_CLIENTS - closed_after.lock().unwrap().len();
+
+    // The slow clients are dropped by the header read timeout (10 s), well before they finish.
+    for drip in drips {
+        tokio::time::timeout(Duration::from_secs(30), drip)
+            .await
+            .expect("a slow client was neither answered nor closed")
+            .unwrap();
+    }
+    latencies.sort();
+    let mut closed = closed_after.lock().unwrap().clone();
+    closed.sort();
+    println!(
+        "slowloris: {SLOW_CLIENTS} slow clients, {still_open} still open after 8 s; {} scrapes meanwhile, latency p50 {:?} max {:?}; slow clients closed by the server after {:?}..{:?} ({} got bytes back)",
+        latencies.len(),
+        percentile(&latencies, 50),
+        percentile(&latencies, 100),
+        closed[0],
+        closed[closed.len() - 1],
+        answered.load(Ordering::SeqCst)
+    );
+    assert!(latencies.len() >= 10, "only {} scrapes", latencies.len());
+    assert!(
+        percentile(&latencies, 100) < Duration::from_millis(1500),
+        "a scrape took {:?} with slow clients connected",
+        percentile(&latencies, 100)
+    );
+    assert!(
+        still_open >= SLOW_CLIENTS * 9 / 10,
+        "the slow clients were not really holding connections ({still_open} open after 8 s)"
+    );
+    assert_eq!(closed.len(), SLOW_CLIENTS);
+    assert!(
+        closed[closed.len() - 1] < Duration::from_secs(16),
+        "slow clients kept for {:?}: no header read timeout?",
+        closed[closed.len() - 1]
+    );
+    exporter.signal("TERM");
+    let (status, _) = exporter.exit_status(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{}", exporter.stderr());
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIGTERM with probes in flight.
+
+/// Every provider's token request hangs (the server never answers, timeout 60 s); SIGTERM
+/// still ends the daemon with exit 0 within 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_probes_in_flight_exits_0_within_5_s() {
+    let _turn = SERIAL.lock().await;
+    let idp = FakeServer::start(|_| Reply::Hang).await;
+    let mut toml = String::from("[defaults]\ninterval = \"500ms\"\ntimeout = \"60s\"\n");
+    for i in 0..10 {
+        toml.push_str(&format!(
+            "[providers.hang{i}.token]\nurl = \"{}\"\nclient_id = \"c{i}\"\nclient_secret = \"s{i}\"\n",
+            idp.url("/token")
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut exporter = Exporter::spawn(dir.path(), &toml);
+    let addr = exporter.address().await;
+    idp.wait_for_requests("/token", 10, WAIT).await;
+    // In flight indeed: no cycle has finished.
+    let metrics = http_client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("oauth2_probe_last_run_timestamp_seconds{"),
+        "a cycle finished: {}",
+        relevant_lines(&metrics)
+    );
+
+    exporter.signal("TERM");
+    let (status, took) = exporter.exit_status(Duration::from_secs(15)).await;
+    println!("sigterm: exited {status} after {took:?} with 10 token requests hanging");
+    assert_eq!(status.code(), Some(0), "{}", exporter.stderr());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let stderr = exporter.stderr();
+    assert!(stderr.contains("msg=\"shutting down\""), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provider mutual TLS.
+
+/// A loopback HTTPS token endpoint that demands a client certificate signed by `client_ca`
+/// (rustls `WebPkiClientVerifier`). Counts handshakes that presented one.
+struct MtlsTokenServer {
+    addr: SocketAddr,
+    verified_clients: Arc<AtomicUsize>,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl MtlsTokenServer {
+    async fn start(server: &certs::Leaf, client_ca: &Ca) -> MtlsTokenServer {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(client_ca.cert_pem.as_bytes()).unwrap())
+            .unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let verified_clients = Arc::new(AtomicUsize::new(0));
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (counter, stop) = (Arc::clone(&verified_clients), cancel.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(_) => continue,
+                    },
+                };
+                let (acceptor, counter) = (acceptor.clone(), Arc::clone(&counter));
+                tokio::spawn(async move {
+                    // A client without a certificate fails here: nothing to serve.
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    if stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .is_some_and(|c| !c.is_empty())
+                    {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let service = hyper::service::service_fn(|_request| async {
+                        let body = serde_json::json!({
+                            "access_token": "mtls-token",
+                            "token_type": "Bearer",
+                            "expires_in": 3600,
+                        })
+                        .to_string();
+                        let mut response = hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(body),
+                        ));
+                        response.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("application/json"),
+                        );
+                        Ok::<_, std::convert::Infallible>(response)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        MtlsTokenServer {
+            addr,
+            verified_clients,
+            cancel,
+        }
+    }
+}
+
+impl Drop for MtlsTokenServer {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// `[providers.X.tls] client_cert_file/client_key_file/ca_file` against a token server that
+/// requires client certificates: with the client certificate the probe succeeds; without it
+/// the token request fails with reason `tls` (or `connect`), and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_mtls_with_and_without_a_client_certificate() {
+    let _turn = SERIAL.lock().await;
+    let server_ca = Ca::new("token server CA");
+    let client_ca = Ca::new("token client CA");
+    let server = MtlsTokenServer::start(&server_ca.server(), &client_ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = client_ca.client("oauth2-exporter");
+    let ca_file = certs::write(dir.path(), "server-ca.pem", &server_ca.cert_pem);
+    let cert_file = certs::write(dir.path(), "client.pem", &client.cert_pem);
+    let key_file = certs::write(dir.path(), "client-key.pem", &client.key_pem);
+    let url = format!("https://127.0.0.1:{}/token", server.addr.port());
+    let daemon = Daemon::start(&format!(
+        r#"
+        [defaults]
+        interval = "300ms"
+        timeout = "5s"
+        [providers.with_cert.token]
+        url = "{url}"
+        client_id = "c"
+        client_secret = "s"
+        [providers.with_cert.tls]
+        ca_file = "{ca}"
+        client_cert_file = "{cert}"
+        client_key_file = "{key}"
+        [providers.without_cert.token]
+        url = "{url}"
+        client_id = "c"
+        client_secret = "s"
+        [providers.without_cert.tls]
+        ca_file = "{ca}"
+        "#,
+        ca = ca_file.display(),
+        cert = cert_file.display(),
+        key = key_file.display(),
+    ))
+    .await;
+    let metrics = daemon
+        .wait_for(
+            |m| {
+                sample(m, r#"oauth2_probe_success{provider="with_cert"}"#) == Some(1.0)
+                    && sample(m, r#"oauth2_probe_success{provider="without_cert"}"#) == Some(0.0)
+                    && sample(m, r#"oauth2_token_requests_total{provider="without_cert"}"#)
+                        >= Some(2.0)
+            },
+            WAIT,
+        )
+        .await;
+    assert!(server.verified_clients.load(Ordering::SeqCst) >= 1);
+    let failures = support::series_of(&metrics, "oauth2_token_request_failures_total");
+    let without: Vec<&&str> = failures
+        .iter()
+        .filter(|l| l.contains("provider=\"without_cert\""))
+        .collect();
+    println!("mtls: failures without a client certificate: {without:?}");
+    let reasons: Vec<&str> = without
+        .iter()
+        .filter_map(|l| l.split("reason=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(
+        !reasons.is_empty() && reasons.iter().all(|r| *r == "tls" || *r == "connect"),
+        "reasons without the client certificate: {reasons:?}"
+    );
+    assert!(
+        !failures
+            .iter()
+            .any(|l| l.contains("provider=\"with_cert\"")),
+        "with the certificate: {failures:?}"
+    );
+    assert_eq!(
+        sample(&metrics, r#"oauth2_token_valid{provider="with_cert"}"#),
+        Some(1.0)
+    );
+    daemon.stop().await;
+}
