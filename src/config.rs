@@ -15,7 +15,10 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::config_env::{EnvStrings, lenient};
-use crate::secrets::{Secret, SecretSource};
+use crate::secrets::{MAX_PEM_FILE_BYTES, Secret, SecretSource, read_capped};
+
+/// Largest configuration file read when looking for duplicate providers.
+const MAX_CONFIG_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9875";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -386,6 +389,14 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
                     files.extend(found);
                 }
             },
+            Ok(metadata) if !metadata.is_file() => problems.push(format!(
+                "configuration file {}: not a regular file",
+                path.display()
+            )),
+            Ok(metadata) if metadata.len() > MAX_CONFIG_FILE_BYTES => problems.push(format!(
+                "configuration file {}: larger than {MAX_CONFIG_FILE_BYTES} bytes",
+                path.display()
+            )),
             Ok(_) => files.push(path.clone()),
         }
     }
@@ -401,7 +412,11 @@ fn check_duplicate_providers(files: &[PathBuf]) -> Result<(), ConfigError> {
     let mut problems = Vec::new();
     for file in files {
         // Unreadable or unparsable files are reported by the full load that follows.
-        let Ok(text) = std::fs::read_to_string(file) else {
+        let Ok(text) = read_capped(file, MAX_CONFIG_FILE_BYTES)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or(())
+        else {
             continue;
         };
         let Ok(table) = text.parse::<toml::Table>() else {
@@ -1192,7 +1207,7 @@ fn validate_tls(prefix: &str, raw: RawTls, problems: &mut Problems) -> TlsConfig
     let mut ca_pem = Vec::new();
     if let Some(path) = &raw.ca_file {
         let key = format!("{prefix}.ca_file");
-        match std::fs::read(path) {
+        match read_capped(path, MAX_PEM_FILE_BYTES) {
             Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
                 Ok(certs) if !certs.is_empty() => {
                     ca_certificates = certs;
@@ -1247,7 +1262,10 @@ fn client_identity(prefix: &str, raw: &RawTls, problems: &mut Problems) -> Optio
             return None;
         }
     };
-    let read = |key: &str, path: &Path, problems: &mut Problems| match std::fs::read(path) {
+    let read = |key: &str, path: &Path, problems: &mut Problems| match read_capped(
+        path,
+        MAX_PEM_FILE_BYTES,
+    ) {
         Ok(bytes) => Some(bytes),
         Err(error) => {
             problems.add(

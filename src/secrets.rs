@@ -3,9 +3,32 @@
 //! reading the value is a deliberate `.expose()` call.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 
 const REDACTED: &str = "[redacted]";
+
+/// Largest secret file read: secrets are short, and `client_secret_file = "/dev/zero"` must be
+/// an error, not an exhausted memory.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Largest PEM file read (certificate bundles can be large, but not unbounded).
+pub const MAX_PEM_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a whole file of at most `limit` bytes; a larger (or endless) one is an error.
+pub fn read_capped(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut contents = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut contents)?;
+    if contents.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(contents)
+}
 
 /// A client secret or password. Never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -101,13 +124,23 @@ impl SecretSource {
             },
             SecretSource::File(path) => {
                 let shown = path.display().to_string();
-                let mut value = std::fs::read_to_string(path).map_err(|error| {
+                let bytes = read_capped(path, MAX_SECRET_FILE_BYTES).map_err(|error| {
                     SecretError::FileUnreadable {
                         path: shown.clone(),
-                        // The io::Error kind only: its Display never includes file contents.
-                        reason: crate::config::describe_io(error.kind()),
+                        // Never the contents: only what kind of failure it was.
+                        reason: match error.kind() {
+                            std::io::ErrorKind::InvalidData => {
+                                format!("larger than {MAX_SECRET_FILE_BYTES} bytes")
+                            }
+                            kind => crate::config::describe_io(kind),
+                        },
                     }
                 })?;
+                let mut value =
+                    String::from_utf8(bytes).map_err(|_| SecretError::FileUnreadable {
+                        path: shown.clone(),
+                        reason: "not valid UTF-8".to_string(),
+                    })?;
                 let trimmed = value.trim_end_matches(['\n', '\r']).len();
                 value.truncate(trimmed);
                 if value.is_empty() {
@@ -199,6 +232,15 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let error = source.read().unwrap_err();
         assert!(error.to_string().starts_with("cannot read "), "{error}");
+    }
+
+    #[test]
+    fn endless_or_huge_secret_files_are_errors_not_exhausted_memory() {
+        let source = SecretSource::File(PathBuf::from("/dev/zero"));
+        assert_eq!(
+            source.read().unwrap_err().to_string(),
+            "cannot read /dev/zero: larger than 65536 bytes"
+        );
     }
 
     #[test]

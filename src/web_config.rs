@@ -17,6 +17,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 use crate::config::ConfigError;
+use crate::secrets::{MAX_PEM_FILE_BYTES, read_capped};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,9 +99,7 @@ fn tls_acceptor(
             ));
             None
         }
-        Some(path) => match CertificateDer::pem_file_iter(path)
-            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        {
+        Some(path) => match read_pem_certificates(path) {
             Ok(certs) if !certs.is_empty() => Some(certs),
             Ok(_) => {
                 problems.push(format!(
@@ -128,7 +127,10 @@ fn tls_acceptor(
             ));
             None
         }
-        Some(path) => match PrivateKeyDer::from_pem_file(path) {
+        Some(path) => match read_capped(path, MAX_PEM_FILE_BYTES)
+            .map_err(|error| error.to_string())
+            .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|error| error.to_string()))
+        {
             Ok(private_key) => Some(private_key),
             // The error names the file and the PEM problem, never key material.
             Err(error) => {
@@ -162,8 +164,7 @@ fn tls_acceptor(
             ));
             return None;
         };
-        let certs =
-            CertificateDer::pem_file_iter(path).and_then(|i| i.collect::<Result<Vec<_>, _>>());
+        let certs = read_pem_certificates(path);
         let mut roots = rustls::RootCertStore::empty();
         match certs {
             Ok(certs) if !certs.is_empty() => {
@@ -252,6 +253,14 @@ fn tls_acceptor(
         })
         .ok()?;
     Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Every certificate in a PEM file of bounded size.
+fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = read_capped(path, MAX_PEM_FILE_BYTES).map_err(|error| error.to_string())?;
+    CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| error.to_string())
 }
 
 /// HTTP basic auth against bcrypt hashes, as `basic_auth_users` in the exporter-toolkit.

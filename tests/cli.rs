@@ -281,7 +281,7 @@ fn a_missing_config_file_exits_2_naming_it() {
         assert!(
             stderr.starts_with("error: ")
                 && stderr.contains(&named)
-                && stderr.contains("not found"),
+                && stderr.contains("no such file"),
             "{args:?}: the message should name {named} and say it is not found:\n{stderr}"
         );
     }

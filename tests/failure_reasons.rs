@@ -146,6 +146,10 @@ url = "{}"
             WAIT,
         )
         .await;
+    // A scrape can be torn by a cycle recorded while it is gathered (as in any Prometheus
+    // client); every first cycle has been recorded now and the intervals are long, so one
+    // more scrape is a consistent snapshot.
+    let metrics = daemon.scrape().await;
 
     let mut mismatches = Vec::new();
     for (provider, _, reason) in &cases {
@@ -259,6 +263,10 @@ url = "{canary}"
             WAIT,
         )
         .await;
+    // A scrape can be torn by a cycle recorded while it is gathered (as in any Prometheus
+    // client); every first cycle has been recorded now and the intervals are long, so one
+    // more scrape is a consistent snapshot.
+    let metrics = daemon.scrape().await;
     let context = relevant_lines(&metrics);
     for (provider, success) in [("trusted_ca", 1.0), ("insecure", 1.0)] {
         assert_eq!(
@@ -320,13 +328,15 @@ client_secret = "secret"
         idp.url("/token")
     ))
     .await;
-    let metrics = daemon
+    daemon
         .wait_for_sample(
             r#"oauth2_token_request_failures_total{provider="slow",reason="timeout"}"#,
             1.0,
             WAIT,
         )
         .await;
+    // The cycle is recorded now; a fresh scrape cannot be torn by it.
+    let metrics = daemon.scrape().await;
     let took = sample(
         &metrics,
         r#"oauth2_probe_duration_seconds{provider="slow"}"#,
@@ -425,6 +435,10 @@ url = "{url}"
             WAIT,
         )
         .await;
+    // A scrape can be torn by a cycle recorded while it is gathered (as in any Prometheus
+    // client); every first cycle has been recorded now and the intervals are long, so one
+    // more scrape is a consistent snapshot.
+    let metrics = daemon.scrape().await;
 
     let mut mismatches = Vec::new();
     for (provider, _, _, reason, code) in &cases {
@@ -556,6 +570,10 @@ client_secret = "secret"
             WAIT,
         )
         .await;
+    // A scrape can be torn by a cycle recorded while it is gathered (as in any Prometheus
+    // client); every first cycle has been recorded now and the intervals are long, so one
+    // more scrape is a consistent snapshot.
+    let metrics = daemon.scrape().await;
     let scraped_at = unix_now();
     let get = |name: &str, provider: &str| {
         sample(&metrics, &format!(r#"{name}{{provider="{provider}"}}"#))
