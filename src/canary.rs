@@ -8,7 +8,7 @@ use reqwest::header::AUTHORIZATION;
 use crate::config::CanaryConfig;
 use crate::secrets::{AccessToken, Scrubber};
 use crate::trace::Trace;
-use crate::transport::{BodyError, TransportError, read_body};
+use crate::transport::{BodyError, TransportError, read_body, send};
 
 /// What one canary request produced.
 #[derive(Debug)]
@@ -133,18 +133,8 @@ async fn attempt(
             trace.line(crate::trace::header_line(name.as_str(), value.as_bytes()));
         }
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|error| TransportError::from_reqwest(&error))?;
+    let response = send(request, status_seen, trace.as_deref_mut()).await?;
     let status = response.status().as_u16();
-    *status_seen = Some(status);
-    if let Some(trace) = trace.as_deref_mut() {
-        trace.line(format!("<- HTTP {status}"));
-        for (name, value) in response.headers() {
-            trace.line(crate::trace::header_line(name.as_str(), value.as_bytes()));
-        }
-    }
     // Read the body so the connection can be reused. It is not logged; a debug trace shows an
     // excerpt to the operator who asked for it, scrubbed of the token.
     match read_body(response).await {

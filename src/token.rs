@@ -12,7 +12,7 @@ use crate::config::{AuthMethod, Grant, TokenConfig};
 use crate::jwt;
 use crate::secrets::{AccessToken, Scrubber, SecretError, excerpt};
 use crate::trace::Trace;
-use crate::transport::{BodyError, TransportError, read_body};
+use crate::transport::{BodyError, TransportError, read_body, send};
 
 /// Longest server-supplied text (error_description, body excerpt) kept for the log.
 const EXCERPT_CHARS: usize = 200;
@@ -270,18 +270,8 @@ async fn attempt(
     };
     drop(body);
 
-    let response = request
-        .send()
-        .await
-        .map_err(|error| TransportError::from_reqwest(&error))?;
+    let response = send(request, status_seen, trace.as_deref_mut()).await?;
     let status = response.status().as_u16();
-    *status_seen = Some(status);
-    if let Some(trace) = trace.as_deref_mut() {
-        trace.line(format!("<- HTTP {status}"));
-        for (name, value) in response.headers() {
-            trace.line(crate::trace::header_line(name.as_str(), value.as_bytes()));
-        }
-    }
     let retry_after = response
         .headers()
         .get(RETRY_AFTER)

@@ -6,6 +6,7 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use crate::config::TlsConfig;
+use crate::trace::Trace;
 
 /// Bodies larger than this are not read: a token response is a few KiB at most.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -77,6 +78,28 @@ fn is_tls_error(cause: &(dyn std::error::Error + 'static)) -> bool {
         };
     }
     false
+}
+
+/// Sends a request. Records the status it was answered with (for the 401 count, even when the
+/// body then fails) and, in a debug trace, the status line and headers.
+pub async fn send(
+    request: reqwest::RequestBuilder,
+    status_seen: &mut Option<u16>,
+    trace: Option<&mut Trace>,
+) -> Result<reqwest::Response, TransportError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|error| TransportError::from_reqwest(&error))?;
+    let status = response.status().as_u16();
+    *status_seen = Some(status);
+    if let Some(trace) = trace {
+        trace.line(format!("<- HTTP {status}"));
+        for (name, value) in response.headers() {
+            trace.line(crate::trace::header_line(name.as_str(), value.as_bytes()));
+        }
+    }
+    Ok(response)
 }
 
 /// Why a body could not be read in full.

@@ -136,7 +136,7 @@ url = "{}"
         ));
     }
     let daemon = Daemon::start(&toml).await;
-    let metrics = daemon
+    daemon
         .wait_for(
             |m| {
                 cases.iter().all(|(p, _, _)| {
@@ -253,7 +253,7 @@ url = "{canary}"
     .concat();
     let daemon = Daemon::start(&toml).await;
     let providers = ["token_tls", "canary_tls", "trusted_ca", "insecure"];
-    let metrics = daemon
+    daemon
         .wait_for(
             |m| {
                 providers.iter().all(|p| {
@@ -425,7 +425,7 @@ url = "{url}"
         ));
     }
     let daemon = Daemon::start(&toml).await;
-    let metrics = daemon
+    daemon
         .wait_for(
             |m| {
                 cases.iter().all(|(p, ..)| {
@@ -560,7 +560,7 @@ client_secret = "secret"
     ];
 
     let daemon = Daemon::start(&toml).await;
-    let metrics = daemon
+    daemon
         .wait_for(
             |m| {
                 providers.iter().all(|p| {
