@@ -161,14 +161,6 @@ impl Scheduler {
         Ok(changes)
     }
 
-    /// The configurations of the running providers, sorted by name.
-    pub fn providers(&self) -> Vec<ProviderConfig> {
-        let mut providers: Vec<ProviderConfig> =
-            self.running.values().map(|r| r.config.clone()).collect();
-        providers.sort_by(|a, b| a.name.cmp(&b.name));
-        providers
-    }
-
     fn start(&mut self, config: ProviderConfig, client: reqwest::Client) {
         self.recorders.metrics.add_provider(&config.name);
         self.recorders
