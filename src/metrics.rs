@@ -1,19 +1,21 @@
-//! The exporter's metrics: one registry, registered once, written only by [`Metrics::record`]
-//! from a cycle's report. Values that depend on the current time (validity, seconds until
-//! expiry) are computed at scrape time by [`HeldTokenCollector`].
+//! The exporter's metrics. Each provider's series live in one compact record, written only by
+//! [`Metrics::record`] from a cycle's report. `/metrics` is written directly from a snapshot of
+//! those records, taken under a short lock: a scrape is consistent (never half a cycle), and
+//! costs little memory and time even for 10 000 providers, which a general-purpose registry
+//! holding one object per series did not. Values that depend on the current time (validity,
+//! seconds until expiry) are computed when the text is written. Process metrics, build info and
+//! the reload state come from a small `prometheus` registry.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write as _;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
-use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 
 use crate::probe::{CycleReport, HeldToken};
+use crate::{canary, token};
 
 /// Latency buckets in seconds: identity providers answer in tens of milliseconds when healthy
 /// and in seconds when struggling; the timeout caps the top.
@@ -21,59 +23,64 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-const PROVIDER: &[&str] = &["provider"];
+/// A latency histogram with cumulative bucket counts, as exposed.
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    cumulative: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
 
-/// What the scrape-time collector knows of a provider's held token.
-#[derive(Debug, Clone, Copy, Default)]
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(self.cumulative.iter_mut()) {
+            if seconds <= *bound {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+/// What is known of a provider's held token; validity and expiry are computed from it when the
+/// text is written.
+#[derive(Debug, Clone, Copy)]
 struct TokenView {
-    held: bool,
     expires_at: Option<SystemTime>,
     rejected: bool,
 }
 
+/// Every series of one provider. A counter at 0 with a `reason` or `code` label has not happened
+/// and is not exposed; an absent gauge has no value yet.
+#[derive(Debug, Clone, Default)]
+struct ProviderSeries {
+    token_requests: u64,
+    token_failures: [u64; token::REASONS.len()],
+    token_duration: Histogram,
+    token_lifetime: Option<f64>,
+    token_last_success: Option<f64>,
+    canary_requests: u64,
+    canary_failures: [u64; canary::REASONS.len()],
+    canary_duration: Histogram,
+    /// By status code, sorted.
+    canary_responses: Vec<(u16, u64)>,
+    /// Token phase, canary phase.
+    unauthorized: [u64; 2],
+    probe_success: Option<bool>,
+    probe_duration: Option<f64>,
+    probe_last_run: Option<f64>,
+    panics: u64,
+    /// `None` until the first cycle: `oauth2_token_valid` is absent then. `Some(None)`: no token
+    /// is held.
+    token: Option<Option<TokenView>>,
+}
+
 pub struct Metrics {
+    providers: Mutex<BTreeMap<String, ProviderSeries>>,
     registry: Registry,
-    token_requests: IntCounterVec,
-    token_failures: IntCounterVec,
-    token_duration: HistogramVec,
-    token_lifetime: GaugeVec,
-    token_last_success: GaugeVec,
-    canary_requests: IntCounterVec,
-    canary_failures: IntCounterVec,
-    canary_duration: HistogramVec,
-    canary_responses: IntCounterVec,
-    unauthorized: IntCounterVec,
-    probe_success: GaugeVec,
-    probe_duration: GaugeVec,
-    probe_last_run: GaugeVec,
-    probe_panics: IntCounterVec,
-    reload_successful: prometheus::Gauge,
-    reload_success_time: prometheus::Gauge,
-    tokens: Arc<Mutex<HashMap<String, TokenView>>>,
-}
-
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels).expect("metric definitions are static")
-}
-
-fn gauge(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    GaugeVec::new(Opts::new(name, help), labels).expect("metric definitions are static")
-}
-
-fn histogram(name: &str, help: &str) -> HistogramVec {
-    HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
-        PROVIDER,
-    )
-    .expect("metric definitions are static")
-}
-
-/// Removes one series; a series that was never created is fine.
-fn drop_series<T: prometheus::core::MetricVecBuilder>(
-    family: &prometheus::core::MetricVec<T>,
-    labels: &[&str],
-) {
-    let _ = family.remove_label_values(labels);
+    reload_successful: Gauge,
+    reload_success_time: Gauge,
 }
 
 fn seconds_since_epoch(time: SystemTime) -> f64 {
@@ -82,183 +89,90 @@ fn seconds_since_epoch(time: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
+fn reason_index(reasons: &[&str], reason: &str) -> Option<usize> {
+    reasons.iter().position(|known| *known == reason)
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
-        let tokens = Arc::new(Mutex::new(HashMap::new()));
-        let metrics = Metrics {
-            registry: Registry::new(),
-            token_requests: counter(
-                "oauth2_token_requests_total",
-                "Token requests sent by the periodic probes.",
-                PROVIDER,
+        let registry = Registry::new();
+        let reload_successful = Gauge::new(
+            "oauth2_exporter_config_last_reload_successful",
+            "1 if the last configuration (re)load succeeded, else 0.",
+        )
+        .expect("metric definitions are static");
+        let reload_success_time = Gauge::new(
+            "oauth2_exporter_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last (re)loaded successfully.",
+        )
+        .expect("metric definitions are static");
+        let build_info = GaugeVec::new(
+            Opts::new(
+                "oauth2_exporter_build_info",
+                "Version and git revision of the running oauth2-exporter; always 1.",
             ),
-            token_failures: counter(
-                "oauth2_token_request_failures_total",
-                "Token requests of the periodic probes that failed, by reason.",
-                &["provider", "reason"],
-            ),
-            token_duration: histogram(
-                "oauth2_token_request_duration_seconds",
-                "Latency of the periodic probes' token requests.",
-            ),
-            token_lifetime: gauge(
-                "oauth2_token_lifetime_seconds",
-                "Lifetime, as issued, of the last token the periodic probes obtained.",
-                PROVIDER,
-            ),
-            token_last_success: gauge(
-                "oauth2_token_last_success_timestamp_seconds",
-                "When the periodic probes last obtained a token.",
-                PROVIDER,
-            ),
-            canary_requests: counter(
-                "oauth2_canary_requests_total",
-                "Canary API requests sent by the periodic probes.",
-                PROVIDER,
-            ),
-            canary_failures: counter(
-                "oauth2_canary_request_failures_total",
-                "Canary API requests of the periodic probes that failed, by reason (no_token: not sent because no token was held).",
-                &["provider", "reason"],
-            ),
-            canary_duration: histogram(
-                "oauth2_canary_request_duration_seconds",
-                "Latency of the periodic probes' canary API requests.",
-            ),
-            canary_responses: counter(
-                "oauth2_canary_responses_total",
-                "Canary API responses seen by the periodic probes, by HTTP status code.",
-                &["provider", "code"],
-            ),
-            unauthorized: counter(
-                "oauth2_unauthorized_responses_total",
-                "HTTP 401 answers seen by the periodic probes, by phase (token or canary).",
-                &["provider", "phase"],
-            ),
-            probe_success: gauge(
-                "oauth2_probe_success",
-                "1 if the last periodic probe got a token and its canary passed, else 0.",
-                PROVIDER,
-            ),
-            probe_duration: gauge(
-                "oauth2_probe_duration_seconds",
-                "Duration of the last periodic probe cycle.",
-                PROVIDER,
-            ),
-            probe_last_run: gauge(
-                "oauth2_probe_last_run_timestamp_seconds",
-                "When the last periodic probe cycle ended.",
-                PROVIDER,
-            ),
-            probe_panics: counter(
-                "oauth2_exporter_probe_panics_total",
-                "Probe cycles that panicked (a bug: please report it); the provider keeps being probed.",
-                PROVIDER,
-            ),
-            reload_successful: prometheus::Gauge::new(
-                "oauth2_exporter_config_last_reload_successful",
-                "1 if the last configuration (re)load succeeded, else 0.",
-            )
-            .expect("metric definitions are static"),
-            reload_success_time: prometheus::Gauge::new(
-                "oauth2_exporter_config_last_reload_success_timestamp_seconds",
-                "When the configuration was last (re)loaded successfully.",
-            )
-            .expect("metric definitions are static"),
-            tokens: Arc::clone(&tokens),
-        };
-        let build_info = gauge(
-            "oauth2_exporter_build_info",
-            "Version and git revision of the running oauth2-exporter; always 1.",
             &["version", "revision"],
-        );
+        )
+        .expect("metric definitions are static");
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::REVISION])
             .set(1.0);
-
-        let collectors: Vec<Box<dyn Collector>> = vec![
-            Box::new(metrics.token_requests.clone()),
-            Box::new(metrics.token_failures.clone()),
-            Box::new(metrics.token_duration.clone()),
-            Box::new(metrics.token_lifetime.clone()),
-            Box::new(metrics.token_last_success.clone()),
-            Box::new(metrics.canary_requests.clone()),
-            Box::new(metrics.canary_failures.clone()),
-            Box::new(metrics.canary_duration.clone()),
-            Box::new(metrics.canary_responses.clone()),
-            Box::new(metrics.unauthorized.clone()),
-            Box::new(metrics.probe_success.clone()),
-            Box::new(metrics.probe_duration.clone()),
-            Box::new(metrics.probe_last_run.clone()),
-            Box::new(metrics.probe_panics.clone()),
-            Box::new(metrics.reload_successful.clone()),
-            Box::new(metrics.reload_success_time.clone()),
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(reload_successful.clone()),
+            Box::new(reload_success_time.clone()),
             Box::new(build_info),
-            Box::new(HeldTokenCollector::new(tokens)),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for collector in collectors {
-            metrics
-                .registry
+            registry
                 .register(collector)
                 .expect("metric names are unique");
         }
-        metrics
+        Metrics {
+            providers: Mutex::new(BTreeMap::new()),
+            registry,
+            reload_successful,
+            reload_success_time,
+        }
+    }
+
+    fn with_provider(&self, provider: &str, update: impl FnOnce(&mut ProviderSeries)) {
+        let mut providers = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A provider that is not registered (removed while its last cycle ran) records nothing.
+        if let Some(series) = providers.get_mut(provider) {
+            update(series);
+        }
     }
 
     /// Creates a provider's unlabelled series at 0, so `rate()` works from the first scrape.
+    /// Counters of a provider registered again (restarted by a reload) go on.
     pub fn add_provider(&self, provider: &str) {
-        self.token_requests.with_label_values(&[provider]);
-        self.canary_requests.with_label_values(&[provider]);
-        self.token_duration.with_label_values(&[provider]);
-        self.canary_duration.with_label_values(&[provider]);
-        for phase in ["token", "canary"] {
-            self.unauthorized.with_label_values(&[provider, phase]);
-        }
-        self.probe_panics.with_label_values(&[provider]);
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(provider.to_string())
+            .or_default();
     }
 
-    /// Deletes every series of a provider that is no longer configured, so it stops being
-    /// exported. Label values come from closed sets, so every possible series can be named.
+    /// Deletes every series of a provider that is no longer configured.
     pub fn remove_provider(&self, provider: &str) {
-        let only = [provider];
-        drop_series(&self.token_requests, &only);
-        drop_series(&self.token_duration, &only);
-        drop_series(&self.token_lifetime, &only);
-        drop_series(&self.token_last_success, &only);
-        drop_series(&self.canary_requests, &only);
-        drop_series(&self.canary_duration, &only);
-        drop_series(&self.probe_success, &only);
-        drop_series(&self.probe_duration, &only);
-        drop_series(&self.probe_last_run, &only);
-        drop_series(&self.probe_panics, &only);
-        for phase in ["token", "canary"] {
-            drop_series(&self.unauthorized, &[provider, phase]);
-        }
-        for reason in crate::token::REASONS {
-            drop_series(&self.token_failures, &[provider, reason]);
-        }
-        for reason in crate::canary::REASONS {
-            drop_series(&self.canary_failures, &[provider, reason]);
-        }
-        // Every status an HTTP client can report (hyper accepts 100 to 999).
-        for code in 100..=999u16 {
-            drop_series(&self.canary_responses, &[provider, &code.to_string()]);
-        }
-        self.forget_token(provider);
-    }
-
-    /// Forgets the held token of a provider (removed, or restarted with new settings).
-    pub fn forget_token(&self, provider: &str) {
-        self.tokens
+        self.providers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(provider);
     }
 
+    /// Forgets the held token of a provider restarted with new settings.
+    pub fn forget_token(&self, provider: &str) {
+        self.with_provider(provider, |series| series.token = None);
+    }
+
     /// Counts a probe cycle that panicked.
     pub fn record_panic(&self, provider: &str) {
-        self.probe_panics.with_label_values(&[provider]).inc();
+        self.with_provider(provider, |series| series.panics += 1);
     }
 
     /// Records the outcome of a configuration (re)load.
@@ -272,98 +186,99 @@ impl Metrics {
 
     /// Records one cycle's report and the token held after it. The only writer of metrics.
     pub fn record(&self, provider: &str, report: &CycleReport, held: Option<&HeldToken>) {
-        for outcome in &report.token_requests {
-            self.token_requests.with_label_values(&[provider]).inc();
-            self.token_duration
-                .with_label_values(&[provider])
-                .observe(outcome.duration.as_secs_f64());
-            if outcome.status == Some(401) {
-                self.unauthorized
-                    .with_label_values(&[provider, "token"])
-                    .inc();
-            }
-            match &outcome.result {
-                Ok(issued) => {
-                    self.token_last_success
-                        .with_label_values(&[provider])
-                        .set(seconds_since_epoch(report.finished_at));
-                    match issued.lifetime {
-                        Some(lifetime) => self
-                            .token_lifetime
-                            .with_label_values(&[provider])
-                            .set(lifetime.as_secs_f64()),
-                        None => {
-                            let _ = self.token_lifetime.remove_label_values(&[provider]);
+        self.with_provider(provider, |series| {
+            for outcome in &report.token_requests {
+                series.token_requests += 1;
+                series
+                    .token_duration
+                    .observe(outcome.duration.as_secs_f64());
+                if outcome.status == Some(401) {
+                    series.unauthorized[0] += 1;
+                }
+                match &outcome.result {
+                    Ok(issued) => {
+                        series.token_last_success = Some(seconds_since_epoch(report.finished_at));
+                        series.token_lifetime = issued.lifetime.map(|l| l.as_secs_f64());
+                    }
+                    Err(error) => {
+                        if let Some(index) = reason_index(&token::REASONS, error.reason()) {
+                            series.token_failures[index] += 1;
                         }
                     }
                 }
-                Err(error) => self
-                    .token_failures
-                    .with_label_values(&[provider, error.reason()])
-                    .inc(),
             }
-        }
-        for outcome in &report.canary_requests {
-            self.canary_requests.with_label_values(&[provider]).inc();
-            self.canary_duration
-                .with_label_values(&[provider])
-                .observe(outcome.duration.as_secs_f64());
-            if let Some(status) = outcome.status {
-                self.canary_responses
-                    .with_label_values(&[provider, &status.to_string()])
-                    .inc();
-                if status == 401 {
-                    self.unauthorized
-                        .with_label_values(&[provider, "canary"])
-                        .inc();
+            for outcome in &report.canary_requests {
+                series.canary_requests += 1;
+                series
+                    .canary_duration
+                    .observe(outcome.duration.as_secs_f64());
+                if let Some(status) = outcome.status {
+                    match series
+                        .canary_responses
+                        .binary_search_by_key(&status, |(code, _)| *code)
+                    {
+                        Ok(at) => series.canary_responses[at].1 += 1,
+                        Err(at) => series.canary_responses.insert(at, (status, 1)),
+                    }
+                    if status == 401 {
+                        series.unauthorized[1] += 1;
+                    }
+                }
+                if let Err(error) = &outcome.result
+                    && let Some(index) = reason_index(&canary::REASONS, error.reason())
+                {
+                    series.canary_failures[index] += 1;
                 }
             }
-            if let Err(error) = &outcome.result {
-                self.canary_failures
-                    .with_label_values(&[provider, error.reason()])
-                    .inc();
+            if report.canary_skipped
+                && let Some(index) = reason_index(&canary::REASONS, "no_token")
+            {
+                series.canary_failures[index] += 1;
             }
-        }
-        if report.canary_skipped {
-            self.canary_failures
-                .with_label_values(&[provider, "no_token"])
-                .inc();
-        }
-        self.probe_success
-            .with_label_values(&[provider])
-            .set(if report.success { 1.0 } else { 0.0 });
-        self.probe_duration
-            .with_label_values(&[provider])
-            .set(report.duration.as_secs_f64());
-        self.probe_last_run
-            .with_label_values(&[provider])
-            .set(seconds_since_epoch(report.finished_at));
-        self.record_held(provider, held);
+            series.probe_success = Some(report.success);
+            series.probe_duration = Some(report.duration.as_secs_f64());
+            series.probe_last_run = Some(seconds_since_epoch(report.finished_at));
+            series.token = Some(held.map(view));
+        });
     }
 
-    /// Records the token a provider holds (validity and expiry are computed from it at scrape
-    /// time).
+    /// Records the token a provider holds (after an on-demand cycle).
     pub fn record_held(&self, provider: &str, held: Option<&HeldToken>) {
-        let view = TokenView {
-            held: held.is_some(),
-            expires_at: held.and_then(|h| h.expires_at),
-            rejected: held.is_some_and(|h| h.rejected),
-        };
-        self.tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(provider.to_string(), view);
+        self.with_provider(provider, |series| series.token = Some(held.map(view)));
     }
 
     /// The text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
-        let mut buffer = Vec::with_capacity(64 * 1024);
-        // Encoding into a Vec cannot fail for I/O reasons; a metric the text format cannot
-        // express would be our bug, and a partial page is better than none.
+        // The lock is held only to copy the records (about 600 bytes a provider).
+        let snapshot: Vec<(String, ProviderSeries)> = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(name, series)| (name.clone(), series.clone()))
+            .collect();
+        let mut buffer = Vec::with_capacity(8 * 1024);
+        // Encoding into a Vec cannot fail for I/O reasons; a partial page beats none.
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
-            tracing::error!(%error, "encoding metrics failed");
+            tracing::error!(%error, "encoding process metrics failed");
         }
-        buffer
+        let mut text = String::from_utf8(buffer).unwrap_or_default();
+        text.reserve(snapshot.len() * 3300);
+        write_providers(&mut text, &snapshot, SystemTime::now());
+        text.into_bytes()
+    }
+}
+
+fn view(held: &HeldToken) -> TokenView {
+    TokenView {
+        expires_at: held.expires_at,
+        rejected: held.rejected,
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
     }
 }
 
@@ -377,80 +292,336 @@ pub fn gzip(plain: &[u8]) -> std::io::Result<Vec<u8>> {
     encoder.finish()
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
+// ---------------------------------------------------------------------------------------------
+// The text format (version 0.0.4). Label names are written in alphabetical order, as client
+// libraries do; provider names need no escaping ([A-Za-z0-9_.-]), nor do the closed label sets.
+
+type Snapshot = [(String, ProviderSeries)];
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn number(out: &mut String, value: f64) {
+    if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.is_infinite() {
+        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        let _ = write!(out, "{value}");
     }
 }
 
-/// Exports, at scrape time, whether each held token is valid and how long until it expires.
-struct HeldTokenCollector {
-    tokens: Arc<Mutex<HashMap<String, TokenView>>>,
-    valid: GaugeVec,
-    expiry: GaugeVec,
-    expires_in: GaugeVec,
+/// A family with one series per provider that has a value: `name{provider="…"} value`.
+fn per_provider(
+    out: &mut String,
+    snapshot: &Snapshot,
+    (name, kind, help): (&str, &str, &str),
+    value: impl Fn(&ProviderSeries) -> Option<f64>,
+) {
+    let mut wrote_header = false;
+    for (provider, series) in snapshot {
+        let Some(value) = value(series) else { continue };
+        if !wrote_header {
+            header(out, name, kind, help);
+            wrote_header = true;
+        }
+        let _ = write!(out, "{name}{{provider=\"{provider}\"}} ");
+        number(out, value);
+        out.push('\n');
+    }
 }
 
-impl HeldTokenCollector {
-    fn new(tokens: Arc<Mutex<HashMap<String, TokenView>>>) -> Self {
-        HeldTokenCollector {
-            tokens,
-            valid: gauge(
-                "oauth2_token_valid",
-                "1 if the periodic probes hold a token that is not past its expiry and was not rejected with 401 by the last canary call, else 0.",
-                PROVIDER,
-            ),
-            expiry: gauge(
-                "oauth2_token_expiry_timestamp_seconds",
-                "Expiry of the token held by the periodic probes (absent while unknown).",
-                PROVIDER,
-            ),
-            expires_in: gauge(
-                "oauth2_token_expires_in_seconds",
-                "Seconds until the token held by the periodic probes expires, computed at scrape time, floored at 0.",
-                PROVIDER,
-            ),
+/// A counter family by `reason`, exposing only the reasons that happened.
+fn per_reason(
+    out: &mut String,
+    snapshot: &Snapshot,
+    (name, help): (&str, &str),
+    reasons: &[&str],
+    counts: impl Fn(&ProviderSeries) -> &[u64],
+) {
+    let mut wrote_header = false;
+    for (provider, series) in snapshot {
+        for (reason, count) in reasons.iter().zip(counts(series)) {
+            if *count == 0 {
+                continue;
+            }
+            if !wrote_header {
+                header(out, name, "counter", help);
+                wrote_header = true;
+            }
+            let _ = writeln!(
+                out,
+                "{name}{{provider=\"{provider}\",reason=\"{reason}\"}} {count}"
+            );
         }
     }
 }
 
-impl Collector for HeldTokenCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        let mut descs = self.valid.desc();
-        descs.extend(self.expiry.desc());
-        descs.extend(self.expires_in.desc());
-        descs
+fn histogram(
+    out: &mut String,
+    snapshot: &Snapshot,
+    (name, help): (&str, &str),
+    get: impl Fn(&ProviderSeries) -> &Histogram,
+) {
+    if snapshot.is_empty() {
+        return;
     }
+    header(out, name, "histogram", help);
+    for (provider, series) in snapshot {
+        let histogram = get(series);
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(histogram.cumulative) {
+            let _ = write!(out, "{name}_bucket{{provider=\"{provider}\",le=\"");
+            number(out, *bound);
+            let _ = writeln!(out, "\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{provider=\"{provider}\",le=\"+Inf\"}} {}",
+            histogram.count
+        );
+        let _ = write!(out, "{name}_sum{{provider=\"{provider}\"}} ");
+        number(out, histogram.sum);
+        let _ = writeln!(
+            out,
+            "\n{name}_count{{provider=\"{provider}\"}} {}",
+            histogram.count
+        );
+    }
+}
 
-    fn collect(&self) -> Vec<MetricFamily> {
-        // The lock is held while the gauges are rebuilt, so concurrent scrapes do not interleave.
-        let tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        self.valid.reset();
-        self.expiry.reset();
-        self.expires_in.reset();
-        let now = SystemTime::now();
-        for (provider, view) in tokens.iter() {
-            let expired = view.expires_at.is_some_and(|at| at <= now);
-            let valid = view.held && !expired && !view.rejected;
-            self.valid
-                .with_label_values(&[provider.as_str()])
-                .set(if valid { 1.0 } else { 0.0 });
-            if let Some(expires_at) = view.expires_at {
-                self.expiry
-                    .with_label_values(&[provider.as_str()])
-                    .set(seconds_since_epoch(expires_at));
-                let remaining = expires_at
-                    .duration_since(now)
+fn write_providers(out: &mut String, snapshot: &Snapshot, now: SystemTime) {
+    let count = |value: u64| Some(value as f64);
+    per_provider(
+        out,
+        snapshot,
+        (
+            "oauth2_token_requests_total",
+            "counter",
+            "Token requests sent by the periodic probes.",
+        ),
+        |s| count(s.token_requests),
+    );
+    per_reason(
+        out,
+        snapshot,
+        (
+            "oauth2_token_request_failures_total",
+            "Token requests of the periodic probes that failed, by reason.",
+        ),
+        &token::REASONS,
+        |s| &s.token_failures,
+    );
+    histogram(
+        out,
+        snapshot,
+        (
+            "oauth2_token_request_duration_seconds",
+            "Latency of the periodic probes' token requests.",
+        ),
+        |s| &s.token_duration,
+    );
+    per_provider(
+        out,
+        snapshot,
+        (
+            "oauth2_token_lifetime_seconds",
+            "gauge",
+            "Lifetime, as issued, of the last token the periodic probes obtained.",
+        ),
+        |s| s.token_lifetime,
+    );
+    per_provider(
+        out,
+        snapshot,
+        (
+            "oauth2_token_last_success_timestamp_seconds",
+            "gauge",
+            "When the periodic probes last obtained a token.",
+        ),
+        |s| s.token_last_success,
+    );
+    per_provider(
+        out,
+        snapshot,
+        (
+            "oauth2_token_valid",
+            "gauge",
+            "1 if the periodic probes hold a token that is not past its expiry and was not rejected with 401 by the last canary call, else 0.",
+        ),
+        |s| {
+            let held = s.token?;
+            let valid = held
+                .is_some_and(|token| !token.rejected && token.expires_at.is_none_or(|at| at > now));
+            Some(if valid { 1.0 } else { 0.0 })
+        },
+    );
+    let expires_at = |s: &ProviderSeries| s.token.flatten().and_then(|token| token.expires_at);
+    per_provider(
+        out,
+        snapshot,
+        (
+            "oauth2_token_expiry_timestamp_seconds",
+            "gauge",
+            "Expiry of the token held by the periodic probes (absent while unknown).",
+        ),
+        |s| expires_at(s).map(seconds_since_epoch),
+    );
+    per_provider(
+        out,
+        snapshot,
+        (
+            "oauth2_token_expires_in_seconds",
+            "gauge",
+            "Seconds until the token held by the periodic probes expires, computed at scrape time, floored at 0.",
+        ),
+        |s| {
+            expires_at(s).map(|at| {
+                at.duration_since(now)
                     .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0);
-                self.expires_in
-                    .with_label_values(&[provider.as_str()])
-                    .set(remaining);
+                    .unwrap_or(0.0)
+            })
+        },
+    );
+    per_provider(
+        out,
+        snapshot,
+        (
+            "oauth2_canary_requests_total",
+            "counter",
+            "Canary API requests sent by the periodic probes.",
+        ),
+        |s| count(s.canary_requests),
+    );
+    per_reason(
+        out,
+        snapshot,
+        (
+            "oauth2_canary_request_failures_total",
+            "Canary API requests of the periodic probes that failed, by reason (no_token: not sent because no token was held).",
+        ),
+        &canary::REASONS,
+        |s| &s.canary_failures,
+    );
+    histogram(
+        out,
+        snapshot,
+        (
+            "oauth2_canary_request_duration_seconds",
+            "Latency of the periodic probes' canary API requests.",
+        ),
+        |s| &s.canary_duration,
+    );
+    let name = "oauth2_canary_responses_total";
+    if snapshot.iter().any(|(_, s)| !s.canary_responses.is_empty()) {
+        header(
+            out,
+            name,
+            "counter",
+            "Canary API responses seen by the periodic probes, by HTTP status code.",
+        );
+        for (provider, series) in snapshot {
+            for (code, count) in &series.canary_responses {
+                let _ = writeln!(
+                    out,
+                    "{name}{{code=\"{code}\",provider=\"{provider}\"}} {count}"
+                );
             }
         }
-        let mut families = self.valid.collect();
-        families.extend(self.expiry.collect());
-        families.extend(self.expires_in.collect());
-        families
+    }
+    let name = "oauth2_unauthorized_responses_total";
+    if !snapshot.is_empty() {
+        header(
+            out,
+            name,
+            "counter",
+            "HTTP 401 answers seen by the periodic probes, by phase (token or canary).",
+        );
+        for (provider, series) in snapshot {
+            let [token, canary] = series.unauthorized;
+            let _ = writeln!(
+                out,
+                "{name}{{phase=\"canary\",provider=\"{provider}\"}} {canary}\n{name}{{phase=\"token\",provider=\"{provider}\"}} {token}"
+            );
+        }
+    }
+    per_provider(
+        out,
+        snapshot,
+        (
+            "oauth2_probe_success",
+            "gauge",
+            "1 if the last periodic probe got a token and its canary passed, else 0.",
+        ),
+        |s| s.probe_success.map(|ok| if ok { 1.0 } else { 0.0 }),
+    );
+    per_provider(
+        out,
+        snapshot,
+        (
+            "oauth2_probe_duration_seconds",
+            "gauge",
+            "Duration of the last periodic probe cycle.",
+        ),
+        |s| s.probe_duration,
+    );
+    per_provider(
+        out,
+        snapshot,
+        (
+            "oauth2_probe_last_run_timestamp_seconds",
+            "gauge",
+            "When the last periodic probe cycle ended.",
+        ),
+        |s| s.probe_last_run,
+    );
+    per_provider(
+        out,
+        snapshot,
+        (
+            "oauth2_exporter_probe_panics_total",
+            "counter",
+            "Probe cycles that panicked (a bug: please report it); the provider keeps being probed.",
+        ),
+        |s| count(s.panics),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut histogram = Histogram::default();
+        for seconds in [0.001, 0.02, 0.02, 3.0, 100.0] {
+            histogram.observe(seconds);
+        }
+        assert_eq!(histogram.cumulative, [1, 1, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4]);
+        assert_eq!(histogram.count, 5);
+        assert!((histogram.sum - 103.041).abs() < 1e-9);
+    }
+
+    #[test]
+    fn numbers_are_written_as_the_text_format_expects() {
+        let mut out = String::new();
+        for value in [1.0, 0.25, 1_795_399_676.637_442_8, f64::INFINITY, f64::NAN] {
+            number(&mut out, value);
+            out.push(' ');
+        }
+        assert_eq!(out, "1 0.25 1795399676.6374428 +Inf NaN ");
+    }
+
+    #[test]
+    fn removed_providers_record_nothing_and_vanish() {
+        let metrics = Metrics::new();
+        metrics.add_provider("kept");
+        metrics.add_provider("gone");
+        metrics.record_panic("gone");
+        metrics.remove_provider("gone");
+        metrics.record_panic("gone");
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains("oauth2_token_requests_total{provider=\"kept\"} 0\n"));
+        assert!(!text.contains("provider=\"gone\""), "{text}");
     }
 }
