@@ -13,8 +13,10 @@
 //! - [`token`]: the token request in each dialect and the classification of its answer.
 //! - [`canary`]: the API call with the token and its classification.
 //! - [`probe`]: one cycle of one provider (token, canary, retry), returning a report.
-//! - [`scheduler`]: one task per provider, on its interval, with jitter and cancellation.
-//! - [`metrics`]: the registry and the one place that records reports into it.
+//! - [`scheduler`]: one task per provider, on its interval, with jitter and cancellation; moves
+//!   the running set to a reloaded configuration.
+//! - [`metrics`]: per-provider series, the one place that records reports into them, and the
+//!   exposition text written from a snapshot.
 //! - [`web`] and [`http_server`]: `/metrics`, health, readiness, reload and the index page;
 //!   [`scrape`]: renders `/metrics` off the probe threads, shared by concurrent scrapes.
 //! - [`web_config`]: TLS and basic auth for those endpoints (`--web.config.file`).
