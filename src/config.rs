@@ -1,5 +1,5 @@
 //! Configuration: figment layers (defaults < TOML file < `OAUTH2_EXPORTER_*` environment) fill a
-//! raw, all-optional structure; [`validate`] turns it into ready-to-use values (parsed URLs,
+//! raw, all-optional structure; `validate` turns it into ready-to-use values (parsed URLs,
 //! durations, secret sources, TLS roots) and reports every problem with the key it concerns.
 //! Nothing downstream re-validates.
 

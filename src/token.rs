@@ -75,7 +75,7 @@ pub enum TokenError {
     SecretUnavailable(#[from] SecretError),
     #[error("OAuth error {code}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     OAuth {
-        /// One of [`OAUTH_ERROR_CODES`], or `other` for any other value.
+        /// One of the RFC 6749 codes with a reason of their own, or `other` for any other value.
         code: &'static str,
         description: Option<String>,
     },
