@@ -30,7 +30,7 @@ pub async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, req
         };
         cycles.spawn(async move {
             let name = provider.name.clone();
-            let mut prober = Prober::new(provider, client);
+            let mut prober = Prober::new(std::sync::Arc::new(provider), client);
             let report = prober.run_cycle(None).await;
             (
                 index,

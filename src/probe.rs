@@ -2,6 +2,7 @@
 //! fresh token when a reused one is rejected. Returns what happened; recording it is the job of
 //! [`crate::metrics`], logging it the job of [`crate::scheduler`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::canary::{self, CanaryError, CanaryOutcome};
@@ -77,13 +78,14 @@ impl CycleReport {
 
 /// A provider's probing state: its configuration, HTTP client and held token.
 pub struct Prober {
-    pub config: ProviderConfig,
+    /// Shared with the scheduler (and a replacement prober after a panic): one copy per provider.
+    pub config: Arc<ProviderConfig>,
     client: reqwest::Client,
     held: Option<HeldToken>,
 }
 
 impl Prober {
-    pub fn new(config: ProviderConfig, client: reqwest::Client) -> Self {
+    pub fn new(config: Arc<ProviderConfig>, client: reqwest::Client) -> Self {
         Prober {
             config,
             client,

@@ -43,7 +43,7 @@ pub struct Changes {
 }
 
 struct Running {
-    config: ProviderConfig,
+    config: Arc<ProviderConfig>,
     cancel: CancellationToken,
 }
 
@@ -110,7 +110,7 @@ impl Scheduler {
         let mut to_start = Vec::new();
         for provider in providers {
             match self.running.get(&provider.name) {
-                Some(running) if running.config == *provider => {
+                Some(running) if *running.config == *provider => {
                     changes.unchanged.push(provider.name.clone());
                 }
                 existing => {
@@ -173,7 +173,8 @@ impl Scheduler {
             StartJitter::Random => random_below(config.interval),
             StartJitter::None => Duration::ZERO,
         };
-        let prober = Prober::new(config.clone(), client);
+        let config = Arc::new(config);
+        let prober = Prober::new(Arc::clone(&config), client);
         self.tracker.spawn(run_provider(
             prober,
             self.recorders.clone(),
@@ -214,7 +215,7 @@ impl Cycle for Prober {
     }
 
     fn fresh(&self) -> Self {
-        Prober::new(self.config.clone(), self.client().clone())
+        Prober::new(Arc::clone(&self.config), self.client().clone())
     }
 
     async fn run(mut self, debug: bool) -> (Self, CycleReport, Option<String>) {
