@@ -1,0 +1,130 @@
+//! The benchmark (issue 6): N providers probed by oauth2-exporter and, side by side in the same
+//! run, by Debian's `prometheus-blackbox-exporter` against the same loopback load target;
+//! prints one Markdown table per run. See BENCHMARKS.md for the scenarios and the results.
+//!
+//! ```sh
+//! cargo build --release --examples
+//! target/release/examples/bench --providers 10000 --interval 60s --duration 240s
+//! ```
+//!
+//! `bench target ...` is the load target itself: the driver starts its own binary in that mode,
+//! so that the target runs in a process of its own.
+
+#[path = "bench/harness.rs"]
+mod harness;
+#[path = "bench/target.rs"]
+mod target;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "Benchmark oauth2-exporter against blackbox_exporter on a loopback target")]
+struct Cli {
+    /// Number of providers.
+    #[arg(long, default_value_t = 1000)]
+    providers: usize,
+    /// Probe interval of every provider.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Run length after the exporter is ready (at least two intervals; the first is warm-up).
+    #[arg(long, default_value = "240s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// How often /metrics is scraped during the run (gzip, as Prometheus does).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    scrape_every: Duration,
+    /// Leave blackbox_exporter out (the exporter alone on the machine).
+    #[arg(long)]
+    no_blackbox: bool,
+    /// The exporter binary; by default the one built next to this example.
+    #[arg(long)]
+    exporter: Option<PathBuf>,
+    /// Also write the full report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("target") {
+        return target::run_standalone(&args[2..]);
+    }
+    let cli = Cli::parse();
+    let Ok(me) = std::env::current_exe() else {
+        eprintln!("bench: cannot find my own binary");
+        return ExitCode::FAILURE;
+    };
+    // target/<profile>/examples/bench -> target/<profile>/oauth2-exporter
+    let exporter = cli.exporter.clone().unwrap_or_else(|| {
+        me.parent()
+            .and_then(|examples| examples.parent())
+            .map(|profile| profile.join("oauth2-exporter"))
+            .unwrap_or_else(|| PathBuf::from("oauth2-exporter"))
+    });
+    if !exporter.is_file() {
+        eprintln!(
+            "bench: no exporter binary at {} (cargo build --release --examples builds both)",
+            exporter.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let blackbox = if cli.no_blackbox {
+        harness::Blackbox::Off {
+            why: "--no-blackbox".into(),
+        }
+    } else {
+        harness::Blackbox::from_path()
+    };
+    if let harness::Blackbox::Off { why } = &blackbox {
+        eprintln!("bench: blackbox_exporter left out: {why}");
+    }
+    let scenario = harness::Scenario {
+        providers: cli.providers,
+        interval: cli.interval,
+        duration: cli.duration,
+        scrape_every: cli.scrape_every,
+    };
+    let setup = harness::Setup {
+        exporter,
+        target: harness::TargetLaunch::Command {
+            program: me,
+            args: vec!["target".into()],
+        },
+        blackbox,
+        verbose: true,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(harness::run(&scenario, &setup)) {
+        Ok(report) => {
+            println!("{}", report.markdown());
+            if let Some(path) = &cli.json {
+                let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+                if let Err(error) = std::fs::write(path, json) {
+                    eprintln!("bench: cannot write {}: {error}", path.display());
+                }
+            }
+            if report.problems().is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
