@@ -910,7 +910,8 @@ fn fidelity_ms(records: &[Seen], exported: &[Exported], token: bool) -> (Vec<f64
 /// One process's resource use over the measured window.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Resources {
-    /// CPU time (utime + stime) from start to the beginning of the window, s.
+    /// CPU time (utime + stime) from start to the beginning of the window (loading the
+    /// configuration and the first interval's probes), s.
     pub startup_cpu_s: f64,
     /// CPU time in the window, s.
     pub window_cpu_s: f64,
@@ -1135,7 +1136,7 @@ impl Report {
                 ),
             },
             Row {
-                measure: "start-up CPU (start to window), s",
+                measure: "CPU before the window (start-up and first interval), s",
                 exporter: Cell::Value(format!("{:.2}", self.exporter.startup_cpu_s)),
                 blackbox: bb_cell(bb.map(|b| format!("{:.2}", b.resources.startup_cpu_s))),
                 ratio: none(),
