@@ -481,12 +481,24 @@ pub fn exposed_secrets_warning(path: &Path, config: &Config) -> Option<String> {
             return Some(format!(
                 "{} holds inline secrets (providers: {}) and is readable by group or others (mode {:o}); run `chmod 600` on it, or use client_secret_file / client_secret_env",
                 path.display(),
-                inline.join(", "),
+                name_some(&inline, 5),
                 mode & 0o777
             ));
         }
     }
     None
+}
+
+/// Up to `shown` names, then how many more: a log line stays readable with 10 000 providers.
+fn name_some(names: &[&str], shown: usize) -> String {
+    if names.len() <= shown {
+        return names.join(", ");
+    }
+    format!(
+        "{} and {} more",
+        names[..shown].join(", "),
+        names.len() - shown
+    )
 }
 
 fn load(mut figment: Figment, overrides: &Overrides) -> Result<Config, ConfigError> {

@@ -579,3 +579,40 @@ async fn sighup_picks_up_a_file_added_to_the_directory() {
     daemon.signal("TERM");
     assert_eq!(daemon.exit_code(Duration::from_secs(10)).await, Some(0));
 }
+
+/// A file holding inline secrets that group or others may read draws one warning line naming
+/// a few of the providers (not all of them: a platform may hold thousands); owner-only, none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readable_file_with_inline_secrets_is_warned_about_in_one_short_line() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let idp = identity_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenants.toml");
+    let names: Vec<String> = (0..7).map(|i| format!("tenant{i}")).collect();
+    let providers: String = names
+        .iter()
+        .map(|name| provider(&idp, name, "ok", "1s"))
+        .collect();
+    write_file(&file, &providers);
+
+    let quiet = run(&["--config.check", "--config.file", text(&file)]).await;
+    assert_eq!(quiet.code, Some(0), "{quiet:#?}");
+    assert!(!quiet.stderr.contains("readable"), "{quiet:#?}");
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let warned = run(&["--config.check", "--config.file", text(&file)]).await;
+    assert_eq!(warned.code, Some(0), "a warning, not an error: {warned:#?}");
+    let lines: Vec<&str> = warned
+        .stderr
+        .lines()
+        .filter(|line| line.contains("readable by group or others"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{warned:#?}");
+    assert!(
+        lines[0].contains("tenant0, tenant1, tenant2, tenant3, tenant4 and 2 more")
+            && lines[0].contains("mode 644")
+            && !lines[0].contains("tenant5"),
+        "{}",
+        lines[0]
+    );
+}
