@@ -365,6 +365,9 @@ pub fn load_files(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Co
         });
     }
     unknown.extend(check_layer(&EnvStrings).unknown_keys);
+    // Each file is parsed a second time here, on purpose: handing the checked data to figment
+    // would mean a copy of it (figment providers lend their data), and parsing is cheaper than
+    // holding two trees of a large configuration at once.
     let figment = files
         .iter()
         .fold(Figment::new(), |figment, file| {

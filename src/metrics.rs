@@ -255,12 +255,11 @@ impl Metrics {
         text
     }
 
-    /// The text exposition gzip-compressed (fast level: scrapes are frequent, the text
-    /// compresses about 15-fold). The text streams through the encoder in chunks, so only the
+    /// The text exposition gzip-compressed. The text streams through the encoder in chunks, so only the
     /// compressed page is ever held whole: 2 MiB rather than 30 MiB at 10 000 providers, and
     /// the allocator is not left holding a 30 MiB buffer's worth of pages between scrapes.
     pub fn render_gzip(&self) -> std::io::Result<Vec<u8>> {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut encoder = gzip_encoder(Vec::new());
         self.render_to(&mut encoder)?;
         encoder.finish()
     }
@@ -302,12 +301,15 @@ impl Default for Metrics {
 
 /// Compresses an already rendered text (when a plain-text render is shared with a gzip scrape).
 pub fn gzip(plain: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(plain.len() / 8),
-        flate2::Compression::fast(),
-    );
+    let mut encoder = gzip_encoder(Vec::with_capacity(plain.len() / 8));
     encoder.write_all(plain)?;
     encoder.finish()
+}
+
+/// The one compression setting for `/metrics`: the fast level, as scrapes are frequent and the
+/// text compresses about 15-fold even so.
+fn gzip_encoder(into: Vec<u8>) -> flate2::write::GzEncoder<Vec<u8>> {
+    flate2::write::GzEncoder::new(into, flate2::Compression::fast())
 }
 
 /// Decompresses a gzip render (when it is shared with a plain-text scrape).
@@ -678,7 +680,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -705,7 +707,7 @@ mod tests {
     }
 
     /// The provider lines of a page (process metrics change between two renders).
-    fn provider_lines(text: &[u8]) -> Vec<String> {
+    pub(crate) fn provider_lines(text: &[u8]) -> Vec<String> {
         String::from_utf8(text.to_vec())
             .unwrap()
             .lines()

@@ -133,15 +133,7 @@ impl Drop for Waiting<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text_of(body: &Bytes) -> Vec<String> {
-        String::from_utf8(body.to_vec())
-            .unwrap()
-            .lines()
-            .filter(|line| line.contains("oauth2_"))
-            .map(str::to_string)
-            .collect()
-    }
+    use crate::metrics::tests::provider_lines as text_of;
 
     /// A render made for a gzip scrape also serves a plain one that queued behind it, and the
     /// other way round: both see the same page.
