@@ -2,14 +2,83 @@
 //! as a table or JSON, for CI pipelines, cron, and "did my new secret work?".
 
 use std::fmt::Write as _;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::config::ProviderConfig;
+use crate::probe::transport;
 use crate::probe::{CycleReport, HeldToken, Prober};
 use crate::status_page::human;
-use crate::transport;
+
+/// How `check` prints its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// `oauth2-exporter check` once the configuration is loaded: keeps the providers named in
+/// `names` (all when empty), runs them, prints the results. Exit 0 when all pass, 1 when any
+/// fails, 2 for an unknown name.
+pub async fn command(providers: Vec<ProviderConfig>, names: &[String], output: Output) -> ExitCode {
+    let providers = match select(providers, names) {
+        Ok(providers) => providers,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let results = match run(providers).await {
+        Ok(results) => results,
+        Err(error) => {
+            eprintln!("error: cannot set up the HTTP client: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match output {
+        Output::Table => print!("{}", table(&results)),
+        Output::Json => println!("{}", json(&results)),
+    }
+    if results.iter().all(|r| r.report.success) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The providers named in `names` (all when empty), or the message naming the unknown ones.
+fn select(
+    mut providers: Vec<ProviderConfig>,
+    names: &[String],
+) -> Result<Vec<ProviderConfig>, String> {
+    if names.is_empty() {
+        return Ok(providers);
+    }
+    let unknown: Vec<&String> = names
+        .iter()
+        .filter(|name| !providers.iter().any(|p| &p.name == *name))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "error: unknown provider{} {}; configured: {}",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            providers
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    providers.retain(|p| names.contains(&p.name));
+    Ok(providers)
+}
 
 /// One provider's result.
 pub struct CheckResult {
@@ -23,11 +92,7 @@ pub async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, req
     let shared = transport::build_client(&Default::default())?;
     let mut cycles = tokio::task::JoinSet::new();
     for (index, provider) in providers.into_iter().enumerate() {
-        let client = if provider.tls.is_default() {
-            shared.clone()
-        } else {
-            transport::build_client(&provider.tls)?
-        };
+        let client = transport::client_for(&provider.tls, &shared)?;
         cycles.spawn(async move {
             let name = provider.name.clone();
             let mut prober = Prober::new(std::sync::Arc::new(provider), client);
@@ -110,12 +175,15 @@ pub fn table(results: &[CheckResult]) -> String {
             canary,
             millis(report.canary_requests.last().map(|o| o.duration)),
         );
-        if let Some((phase, reason, detail, status)) = report.failure() {
-            let status = status.map(|s| format!(" HTTP {s}")).unwrap_or_default();
+        if let Some(failure) = report.failure() {
+            let status = failure
+                .status
+                .map(|s| format!(" HTTP {s}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 details,
-                "{}: {phase} failed ({reason}{status}): {detail}",
-                result.provider
+                "{}: {} failed ({}{status}): {}",
+                result.provider, failure.phase, failure.reason, failure.detail
             );
         }
     }
@@ -153,8 +221,13 @@ pub fn json(results: &[CheckResult]) -> String {
                     "duration_seconds": outcome.duration.as_secs_f64(),
                 })
             });
-            let failure = report.failure().map(|(phase, reason, detail, status)| {
-                json!({"phase": phase, "reason": reason, "http_status": status, "detail": detail})
+            let failure = report.failure().map(|failure| {
+                json!({
+                    "phase": failure.phase,
+                    "reason": failure.reason,
+                    "http_status": failure.status,
+                    "detail": failure.detail,
+                })
             });
             let held = result.held.as_ref();
             json!({

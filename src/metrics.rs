@@ -14,8 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 
-use crate::probe::{CycleReport, HeldToken};
-use crate::{canary, token};
+use crate::probe::{CycleReport, HeldToken, Validity};
+use crate::probe::{canary, token};
 
 /// Latency buckets in seconds: identity providers answer in tens of milliseconds when healthy
 /// and in seconds when struggling; the timeout caps the top.
@@ -43,14 +43,6 @@ impl Histogram {
     }
 }
 
-/// What is known of a provider's held token; validity and expiry are computed from it when the
-/// text is written.
-#[derive(Debug, Clone, Copy)]
-struct TokenView {
-    expires_at: Option<SystemTime>,
-    rejected: bool,
-}
-
 /// Every series of one provider. A counter at 0 with a `reason` or `code` label has not happened
 /// and is not exposed; an absent gauge has no value yet.
 #[derive(Debug, Clone, Default)]
@@ -73,7 +65,7 @@ struct ProviderSeries {
     panics: u64,
     /// `None` until the first cycle: `oauth2_token_valid` is absent then. `Some(None)`: no token
     /// is held.
-    token: Option<Option<TokenView>>,
+    token: Option<Option<Validity>>,
 }
 
 pub struct Metrics {
@@ -238,13 +230,15 @@ impl Metrics {
             series.probe_success = Some(report.success);
             series.probe_duration = Some(report.duration.as_secs_f64());
             series.probe_last_run = Some(seconds_since_epoch(report.finished_at));
-            series.token = Some(held.map(view));
+            series.token = Some(held.map(HeldToken::validity));
         });
     }
 
     /// Records the token a provider holds (after an on-demand cycle).
     pub fn record_held(&self, provider: &str, held: Option<&HeldToken>) {
-        self.with_provider(provider, |series| series.token = Some(held.map(view)));
+        self.with_provider(provider, |series| {
+            series.token = Some(held.map(HeldToken::validity))
+        });
     }
 
     /// The text exposition of every metric (for plain-text scrapes and tests).
@@ -283,13 +277,6 @@ impl Metrics {
         let mut out = Out::new(sink);
         write_providers(&mut out, &snapshot, SystemTime::now());
         out.finish()
-    }
-}
-
-fn view(held: &HeldToken) -> TokenView {
-    TokenView {
-        expires_at: held.expires_at,
-        rejected: held.rejected,
     }
 }
 
@@ -541,8 +528,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         ),
         |s| {
             let held = s.token?;
-            let valid = held
-                .is_some_and(|token| !token.rejected && token.expires_at.is_none_or(|at| at > now));
+            let valid = held.is_some_and(|token| token.is_valid(now));
             Some(if valid { 1.0 } else { 0.0 })
         },
     );

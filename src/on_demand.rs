@@ -100,7 +100,7 @@ pub fn render(report: &CycleReport, held: Option<&HeldToken>) -> String {
         );
     }
     let now = SystemTime::now();
-    let valid = held.is_some_and(|h| !h.rejected && h.expires_at.is_none_or(|at| at > now));
+    let valid = held.is_some_and(|h| h.is_valid(now));
     gauge(
         &registry,
         "oauth2_probe_token_valid",
@@ -145,8 +145,8 @@ pub fn render(report: &CycleReport, held: Option<&HeldToken>) -> String {
             );
         }
     }
-    if let Some((phase, reason, _, _)) = report.failure()
-        && let Ok(failure) = GaugeVec::new(
+    if let Some(failure) = report.failure()
+        && let Ok(gauge_vec) = GaugeVec::new(
             Opts::new(
                 "oauth2_probe_failure",
                 "Why this on-demand probe failed: phase and reason (closed sets); absent on success.",
@@ -154,8 +154,10 @@ pub fn render(report: &CycleReport, held: Option<&HeldToken>) -> String {
             &["phase", "reason"],
         )
     {
-        failure.with_label_values(&[phase, reason]).set(1.0);
-        let _ = registry.register(Box::new(failure));
+        gauge_vec
+            .with_label_values(&[failure.phase, failure.reason])
+            .set(1.0);
+        let _ = registry.register(Box::new(gauge_vec));
     }
     let mut buffer = Vec::new();
     let _ = TextEncoder::new().encode(&registry.gather(), &mut buffer);

@@ -18,10 +18,10 @@ use tokio::sync::mpsc;
 use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
 use crate::on_demand::{self, Directory, ProbeAnswer, ProbeRequest};
+use crate::probe::trace::Trace;
+use crate::probe::transport;
 use crate::probe::{CycleReport, HeldToken, Prober};
 use crate::status::StatusBoard;
-use crate::trace::Trace;
-use crate::transport;
 
 /// How first cycles are spread out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,11 +114,7 @@ impl Scheduler {
                     changes.unchanged.push(provider.name.clone());
                 }
                 existing => {
-                    let client = if provider.tls.is_default() {
-                        self.shared_client.clone()
-                    } else {
-                        transport::build_client(&provider.tls)?
-                    };
+                    let client = transport::client_for(&provider.tls, &self.shared_client)?;
                     if existing.is_some() {
                         changes.restarted.push(provider.name.clone());
                     } else {
@@ -321,12 +317,12 @@ pub(crate) async fn run_provider<C: Cycle>(
 /// on success. Never a secret: error texts are scrubbed where they are made.
 pub fn log_report(provider: &str, report: &CycleReport) {
     match report.failure() {
-        Some((phase, reason, error, status)) => tracing::warn!(
+        Some(failure) => tracing::warn!(
             provider,
-            phase,
-            reason,
-            status = status.map(|s| s.to_string()).unwrap_or_default(),
-            error,
+            phase = failure.phase,
+            reason = failure.reason,
+            status = failure.status.map(|s| s.to_string()).unwrap_or_default(),
+            error = failure.detail,
             "probe failed"
         ),
         None => tracing::debug!(

@@ -9,10 +9,10 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 
 use crate::config::{AuthMethod, Grant, TokenConfig};
-use crate::jwt;
+use crate::probe::jwt;
+use crate::probe::trace::Trace;
+use crate::probe::transport::{BodyError, TransportError, read_body, send};
 use crate::secrets::{AccessToken, Scrubber, SecretError, excerpt};
-use crate::trace::Trace;
-use crate::transport::{BodyError, TransportError, read_body, send};
 
 /// Longest server-supplied text (error_description, body excerpt) kept for the log.
 const EXCERPT_CHARS: usize = 200;
@@ -326,7 +326,7 @@ fn trace_request(
         Body::Json(json) => {
             trace.line("Content-Type: application/json");
             let mut shown = Value::Object(json.clone());
-            crate::trace::redact_json(&mut shown, &secret_keys);
+            crate::probe::trace::redact_json(&mut shown, &secret_keys);
             trace.line(scrubber.scrub(&serde_json::to_string_pretty(&shown).unwrap_or_default()));
         }
     }

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use reqwest::header::AUTHORIZATION;
 
 use crate::config::CanaryConfig;
+use crate::probe::trace::Trace;
+use crate::probe::transport::{BodyError, TransportError, read_body, send};
 use crate::secrets::{AccessToken, Scrubber};
-use crate::trace::Trace;
-use crate::transport::{BodyError, TransportError, read_body, send};
 
 /// What one canary request produced.
 #[derive(Debug)]
@@ -130,7 +130,10 @@ async fn attempt(
         trace.line(format!("-> {} {}", config.method, config.url));
         trace.line("Authorization: Bearer [redacted]");
         for (name, value) in &config.headers {
-            trace.line(crate::trace::header_line(name.as_str(), value.as_bytes()));
+            trace.line(crate::probe::trace::header_line(
+                name.as_str(),
+                value.as_bytes(),
+            ));
         }
     }
     let response = send(request, status_seen, trace.as_deref_mut()).await?;
