@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::config::ProviderConfig;
+use crate::humanize::human;
 use crate::probe::transport;
 use crate::probe::{CycleReport, HeldToken, Prober};
-use crate::status_page::human;
 
 /// How `check` prints its results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

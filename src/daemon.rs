@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::scheduler::{self, StartJitter};
-use crate::{config, http_server, metrics, web, web_config};
+use crate::web::security::WebSecurity;
+use crate::{config, metrics, web};
 
 /// How long probes and connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -28,7 +29,7 @@ pub struct RunOptions {
     /// Reload on SIGHUP (the process-wide signal: only the binary should set this).
     pub reload_on_sighup: bool,
     /// TLS and basic auth for the web endpoints.
-    pub web_security: web_config::WebSecurity,
+    pub web_security: WebSecurity,
 }
 
 /// Serves `/metrics` on `listener` and probes every provider of `config` until `shutdown`
@@ -76,24 +77,11 @@ pub async fn run_with(
         ready: AtomicBool::new(false),
         reload: options.reload.is_some().then_some(reload_requests),
     });
-    let web_state = Arc::clone(&state);
-    let basic_auth = options.web_security.basic_auth.clone();
-    tracker.spawn(http_server::serve_with_tls(
+    tracker.spawn(web::serve(
         listener,
-        options.web_security.tls.clone(),
+        options.web_security,
+        Arc::clone(&state),
         cancel.clone(),
-        move |request| {
-            let state = Arc::clone(&web_state);
-            let basic_auth = basic_auth.clone();
-            async move {
-                if let Some(auth) = basic_auth
-                    && !auth.allows(web_config::authorization(&request)).await
-                {
-                    return web::unauthorized();
-                }
-                web::handle(state, request).await
-            }
-        },
     ));
 
     scheduler

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::http_server::{self, HttpResponse, respond};
+use crate::web::server::{self as http_server, HttpResponse, respond};
 
 /// Token request bodies are a few hundred bytes; anything near this is not a token request.
 const MAX_BODY_BYTES: usize = 64 * 1024;

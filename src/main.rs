@@ -136,7 +136,7 @@ async fn async_main(cli: Cli) -> ExitCode {
     }
     let web_security = match &cli.web_config_file {
         None => Default::default(),
-        Some(path) => match oauth2_exporter::web_config::load(path) {
+        Some(path) => match oauth2_exporter::web::security::load(path) {
             Ok(security) => security,
             Err(error) => return config_error(&path.display().to_string(), &error.problems),
         },
