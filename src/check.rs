@@ -209,14 +209,14 @@ pub fn json(results: &[CheckResult]) -> String {
             let report = &result.report;
             let token = report.token_requests.last().map(|outcome| {
                 json!({
-                    "result": match &outcome.result { Ok(_) => "ok", Err(e) => e.reason() },
+                    "result": match &outcome.result { Ok(_) => "ok", Err(e) => e.reason().as_str() },
                     "http_status": outcome.status,
                     "duration_seconds": outcome.duration.as_secs_f64(),
                 })
             });
             let canary = report.canary_requests.last().map(|outcome| {
                 json!({
-                    "result": match &outcome.result { Ok(()) => "ok", Err(e) => e.reason() },
+                    "result": match &outcome.result { Ok(()) => "ok", Err(e) => e.reason().as_str() },
                     "http_status": outcome.status,
                     "duration_seconds": outcome.duration.as_secs_f64(),
                 })

@@ -10,7 +10,8 @@ use std::time::SystemTime;
 
 use prometheus::{Encoder, TextEncoder};
 
-use crate::probe::{canary, token};
+use crate::probe::canary::CanaryReason;
+use crate::probe::token::TokenReason;
 
 use super::{Histogram, LATENCY_BUCKETS, Metrics, ProviderSeries, seconds_since_epoch};
 
@@ -250,7 +251,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
             "oauth2_token_request_failures_total",
             "Token requests of the periodic probes that failed, by reason.",
         ),
-        &token::REASONS,
+        &TokenReason::ALL.map(TokenReason::as_str),
         |s| &s.token_failures,
     );
     histogram(
@@ -340,7 +341,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
             "oauth2_canary_request_failures_total",
             "Canary API requests of the periodic probes that failed, by reason (no_token: not sent because no token was held).",
         ),
-        &canary::REASONS,
+        &CanaryReason::ALL.map(CanaryReason::as_str),
         |s| &s.canary_failures,
     );
     histogram(

@@ -12,8 +12,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Gauge, GaugeVec, Opts, Registry};
 
+use crate::probe::canary::CanaryReason;
+use crate::probe::token::TokenReason;
 use crate::probe::{CycleReport, HeldToken, Validity};
-use crate::probe::{canary, token};
 
 mod exposition;
 pub mod probe_page;
@@ -51,12 +52,12 @@ impl Histogram {
 #[derive(Debug, Clone, Default)]
 struct ProviderSeries {
     token_requests: u64,
-    token_failures: [u64; token::REASONS.len()],
+    token_failures: [u64; TokenReason::ALL.len()],
     token_duration: Histogram,
     token_lifetime: Option<f64>,
     token_last_success: Option<f64>,
     canary_requests: u64,
-    canary_failures: [u64; canary::REASONS.len()],
+    canary_failures: [u64; CanaryReason::ALL.len()],
     canary_duration: Histogram,
     /// By status code, sorted.
     canary_responses: Vec<(u16, u64)>,
@@ -82,10 +83,6 @@ fn seconds_since_epoch(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn reason_index(reasons: &[&str], reason: &str) -> Option<usize> {
-    reasons.iter().position(|known| *known == reason)
 }
 
 impl Metrics {
@@ -196,9 +193,7 @@ impl Metrics {
                         series.token_lifetime = issued.lifetime.map(|l| l.as_secs_f64());
                     }
                     Err(error) => {
-                        if let Some(index) = reason_index(&token::REASONS, error.reason()) {
-                            series.token_failures[index] += 1;
-                        }
+                        series.token_failures[error.reason() as usize] += 1;
                     }
                 }
             }
@@ -219,16 +214,12 @@ impl Metrics {
                         series.unauthorized[1] += 1;
                     }
                 }
-                if let Err(error) = &outcome.result
-                    && let Some(index) = reason_index(&canary::REASONS, error.reason())
-                {
-                    series.canary_failures[index] += 1;
+                if let Err(error) = &outcome.result {
+                    series.canary_failures[error.reason() as usize] += 1;
                 }
             }
-            if report.canary_skipped
-                && let Some(index) = reason_index(&canary::REASONS, "no_token")
-            {
-                series.canary_failures[index] += 1;
+            if report.canary_skipped {
+                series.canary_failures[CanaryReason::NoToken as usize] += 1;
             }
             series.probe_success = Some(report.success);
             series.probe_duration = Some(report.duration.as_secs_f64());
@@ -255,6 +246,18 @@ impl Default for Metrics {
 pub(crate) mod tests {
     use super::exposition::{Out, number};
     use super::*;
+
+    /// The failure counters are indexed by `reason as usize`: each enum's `ALL` must list its
+    /// variants in declaration order for that index to be the reason's own.
+    #[test]
+    fn reason_counters_are_indexed_by_declaration_order() {
+        for (index, reason) in TokenReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, index, "{reason}");
+        }
+        for (index, reason) in CanaryReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, index, "{reason}");
+        }
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

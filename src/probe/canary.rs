@@ -18,17 +18,59 @@ pub struct CanaryOutcome {
     pub result: Result<(), CanaryError>,
 }
 
-/// Every `reason` a canary call can fail with: the closed label set.
-pub const REASONS: [&str; 8] = [
-    "unauthorized",
-    "forbidden",
-    "rate_limited",
-    "unexpected_status",
-    "timeout",
-    "connect",
-    "tls",
-    "no_token",
-];
+/// Why a canary call failed, as the closed `reason` label set. The metrics keep one counter per
+/// variant, so a reason added here is counted without further change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CanaryReason {
+    Unauthorized,
+    Forbidden,
+    RateLimited,
+    UnexpectedStatus,
+    Timeout,
+    Connect,
+    Tls,
+    NoToken,
+}
+
+impl CanaryReason {
+    /// Every reason, in the order the metrics expose them; `reason as usize` indexes it.
+    pub const ALL: [CanaryReason; 8] = [
+        CanaryReason::Unauthorized,
+        CanaryReason::Forbidden,
+        CanaryReason::RateLimited,
+        CanaryReason::UnexpectedStatus,
+        CanaryReason::Timeout,
+        CanaryReason::Connect,
+        CanaryReason::Tls,
+        CanaryReason::NoToken,
+    ];
+
+    /// The `reason` label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CanaryReason::Unauthorized => "unauthorized",
+            CanaryReason::Forbidden => "forbidden",
+            CanaryReason::RateLimited => "rate_limited",
+            CanaryReason::UnexpectedStatus => "unexpected_status",
+            CanaryReason::Timeout => "timeout",
+            CanaryReason::Connect => "connect",
+            CanaryReason::Tls => "tls",
+            CanaryReason::NoToken => "no_token",
+        }
+    }
+}
+
+impl std::fmt::Display for CanaryReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for CanaryReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanaryError {
@@ -47,15 +89,17 @@ pub enum CanaryError {
 }
 
 impl CanaryError {
-    /// The `reason` label value.
-    pub fn reason(&self) -> &'static str {
+    /// The classification: which `reason` this failure is counted under.
+    pub fn reason(&self) -> CanaryReason {
         match self {
-            CanaryError::Unauthorized => "unauthorized",
-            CanaryError::Forbidden => "forbidden",
-            CanaryError::RateLimited => "rate_limited",
-            CanaryError::UnexpectedStatus(_) => "unexpected_status",
-            CanaryError::Transport(error) => error.reason(),
-            CanaryError::NoToken => "no_token",
+            CanaryError::Unauthorized => CanaryReason::Unauthorized,
+            CanaryError::Forbidden => CanaryReason::Forbidden,
+            CanaryError::RateLimited => CanaryReason::RateLimited,
+            CanaryError::UnexpectedStatus(_) => CanaryReason::UnexpectedStatus,
+            CanaryError::Transport(TransportError::Timeout) => CanaryReason::Timeout,
+            CanaryError::Transport(TransportError::Connect(_)) => CanaryReason::Connect,
+            CanaryError::Transport(TransportError::Tls(_)) => CanaryReason::Tls,
+            CanaryError::NoToken => CanaryReason::NoToken,
         }
     }
 }

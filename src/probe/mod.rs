@@ -115,7 +115,7 @@ impl CycleReport {
             if !token_failed {
                 return Some(Failure {
                     phase: "canary",
-                    reason: error.reason(),
+                    reason: error.reason().as_str(),
                     status: outcome.status,
                     detail: error.to_string(),
                 });
@@ -126,7 +126,7 @@ impl CycleReport {
         {
             return Some(Failure {
                 phase: "token",
-                reason: error.reason(),
+                reason: error.reason().as_str(),
                 status: outcome.status,
                 detail: error.to_string(),
             });
@@ -135,7 +135,7 @@ impl CycleReport {
             let error = CanaryError::NoToken;
             return Some(Failure {
                 phase: "canary",
-                reason: error.reason(),
+                reason: error.reason().as_str(),
                 status: None,
                 detail: error.to_string(),
             });

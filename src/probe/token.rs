@@ -39,33 +39,92 @@ pub struct IssuedToken {
 }
 
 /// The RFC 6749 section 5.2 error codes that get their own reason.
-const OAUTH_ERROR_CODES: [&str; 6] = [
-    "invalid_client",
-    "invalid_grant",
-    "invalid_scope",
-    "invalid_request",
-    "unauthorized_client",
-    "unsupported_grant_type",
+const OAUTH_ERROR_CODES: [TokenReason; 6] = [
+    TokenReason::InvalidClient,
+    TokenReason::InvalidGrant,
+    TokenReason::InvalidScope,
+    TokenReason::InvalidRequest,
+    TokenReason::UnauthorizedClient,
+    TokenReason::UnsupportedGrantType,
 ];
 
-/// Every `reason` a token request can fail with: the closed label set.
-pub const REASONS: [&str; 15] = [
-    "invalid_client",
-    "invalid_grant",
-    "invalid_scope",
-    "invalid_request",
-    "unauthorized_client",
-    "unsupported_grant_type",
-    "oauth_error",
-    "rate_limited",
-    "http_4xx",
-    "http_5xx",
-    "timeout",
-    "connect",
-    "tls",
-    "invalid_response",
-    "secret_unavailable",
-];
+/// Why a token request failed, as the closed `reason` label set. The metrics keep one counter
+/// per variant, so a reason added here is counted without further change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenReason {
+    InvalidClient,
+    InvalidGrant,
+    InvalidScope,
+    InvalidRequest,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    OAuthError,
+    RateLimited,
+    Http4xx,
+    Http5xx,
+    Timeout,
+    Connect,
+    Tls,
+    InvalidResponse,
+    SecretUnavailable,
+}
+
+impl TokenReason {
+    /// Every reason, in the order the metrics expose them; `reason as usize` indexes it.
+    pub const ALL: [TokenReason; 15] = [
+        TokenReason::InvalidClient,
+        TokenReason::InvalidGrant,
+        TokenReason::InvalidScope,
+        TokenReason::InvalidRequest,
+        TokenReason::UnauthorizedClient,
+        TokenReason::UnsupportedGrantType,
+        TokenReason::OAuthError,
+        TokenReason::RateLimited,
+        TokenReason::Http4xx,
+        TokenReason::Http5xx,
+        TokenReason::Timeout,
+        TokenReason::Connect,
+        TokenReason::Tls,
+        TokenReason::InvalidResponse,
+        TokenReason::SecretUnavailable,
+    ];
+
+    /// The `reason` label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TokenReason::InvalidClient => "invalid_client",
+            TokenReason::InvalidGrant => "invalid_grant",
+            TokenReason::InvalidScope => "invalid_scope",
+            TokenReason::InvalidRequest => "invalid_request",
+            TokenReason::UnauthorizedClient => "unauthorized_client",
+            TokenReason::UnsupportedGrantType => "unsupported_grant_type",
+            TokenReason::OAuthError => "oauth_error",
+            TokenReason::RateLimited => "rate_limited",
+            TokenReason::Http4xx => "http_4xx",
+            TokenReason::Http5xx => "http_5xx",
+            TokenReason::Timeout => "timeout",
+            TokenReason::Connect => "connect",
+            TokenReason::Tls => "tls",
+            TokenReason::InvalidResponse => "invalid_response",
+            TokenReason::SecretUnavailable => "secret_unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for TokenReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for TokenReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Every `reason` a token request can fail with (the name the fuzz targets use).
+pub const REASONS: [TokenReason; 15] = TokenReason::ALL;
 
 /// Why a token request failed. Each variant maps to one fixed `reason` label value; the texts
 /// are for the log and are already scrubbed of the secrets that were sent.
@@ -98,22 +157,21 @@ fn body_suffix(body: &str) -> String {
 }
 
 impl TokenError {
-    /// The `reason` label value.
-    pub fn reason(&self) -> &'static str {
+    /// The classification: which `reason` this failure is counted under.
+    pub fn reason(&self) -> TokenReason {
         match self {
-            TokenError::SecretUnavailable(_) => "secret_unavailable",
-            TokenError::OAuth { code, .. } => {
-                if OAUTH_ERROR_CODES.contains(code) {
-                    code
-                } else {
-                    "oauth_error"
-                }
-            }
-            TokenError::RateLimited { .. } => "rate_limited",
-            TokenError::HttpStatus { status, .. } if *status >= 500 => "http_5xx",
-            TokenError::HttpStatus { .. } => "http_4xx",
-            TokenError::Transport(error) => error.reason(),
-            TokenError::InvalidResponse(_) => "invalid_response",
+            TokenError::SecretUnavailable(_) => TokenReason::SecretUnavailable,
+            TokenError::OAuth { code, .. } => OAUTH_ERROR_CODES
+                .into_iter()
+                .find(|known| known.as_str() == *code)
+                .unwrap_or(TokenReason::OAuthError),
+            TokenError::RateLimited { .. } => TokenReason::RateLimited,
+            TokenError::HttpStatus { status, .. } if *status >= 500 => TokenReason::Http5xx,
+            TokenError::HttpStatus { .. } => TokenReason::Http4xx,
+            TokenError::Transport(TransportError::Timeout) => TokenReason::Timeout,
+            TokenError::Transport(TransportError::Connect(_)) => TokenReason::Connect,
+            TokenError::Transport(TransportError::Tls(_)) => TokenReason::Tls,
+            TokenError::InvalidResponse(_) => TokenReason::InvalidResponse,
         }
     }
 
@@ -404,9 +462,9 @@ fn oauth_error_code(json: &Value) -> Option<&'static str> {
     let code = json.get("error")?.as_str()?;
     Some(
         OAUTH_ERROR_CODES
-            .iter()
-            .find(|known| **known == code)
-            .copied()
+            .into_iter()
+            .map(TokenReason::as_str)
+            .find(|known| *known == code)
             .unwrap_or("other"),
     )
 }

@@ -24,14 +24,6 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            TransportError::Timeout => "timeout",
-            TransportError::Connect(_) => "connect",
-            TransportError::Tls(_) => "tls",
-        }
-    }
-
     /// Classifies a reqwest error. The message leaves out the URL: it is configuration the
     /// operator already knows, and keeping it out keeps log lines short.
     pub fn from_reqwest(error: &reqwest::Error) -> TransportError {
