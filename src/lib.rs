@@ -29,7 +29,6 @@
 
 pub mod check;
 pub mod config;
-pub mod config_env;
 pub mod daemon;
 pub mod demo;
 pub mod humanize;

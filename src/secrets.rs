@@ -132,7 +132,7 @@ impl SecretSource {
                             std::io::ErrorKind::InvalidData => {
                                 format!("larger than {MAX_SECRET_FILE_BYTES} bytes")
                             }
-                            kind => crate::config::describe_io(kind),
+                            kind => describe_io(kind),
                         },
                     }
                 })?;
@@ -202,6 +202,15 @@ pub fn excerpt(scrubber: &Scrubber, text: &str, max_chars: usize) -> String {
         out.push('…');
     }
     out
+}
+
+/// An I/O failure in words a person expects ("no such file", not "entity not found").
+pub fn describe_io(kind: std::io::ErrorKind) -> String {
+    match kind {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
