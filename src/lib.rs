@@ -5,44 +5,61 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: loads and validates `exporter.toml` (+ environment), naming every bad key;
-//!   [`config_env`]: the environment layer.
-//! - [`secrets`]: self-redacting secret types, secret sources re-read on use, scrubbing.
-//! - [`transport`]: outgoing HTTP clients, capped body reads, transport failure classes.
-//! - [`jwt`]: reads (never verifies) a JWT's claims, for its expiry.
-//! - [`token`]: the token request in each dialect and the classification of its answer.
-//! - [`canary`]: the API call with the token and its classification.
-//! - [`probe`]: one cycle of one provider (token, canary, retry), returning a report.
-//! - [`scheduler`]: one task per provider, on its interval, with jitter and cancellation; moves
-//!   the running set to a reloaded configuration.
-//! - [`metrics`]: per-provider series, the one place that records reports into them, and the
-//!   exposition text written from a snapshot.
-//! - [`web`] and [`http_server`]: `/metrics`, health, readiness, reload and the index page;
-//!   [`scrape`]: renders `/metrics` off the probe threads, shared by concurrent scrapes.
-//! - [`web_config`]: TLS and basic auth for those endpoints (`--web.config.file`).
-//! - [`status`] and [`status_page`]: the status page at `/`.
-//! - [`on_demand`] and [`trace`]: `/probe?provider=NAME`, with a redacted debug trace.
-//! - [`daemon`]: [`run`] / [`run_with`], the reload loop and every signal.
-//! - [`check`]: the `check` command, one cycle per provider, as a table or JSON.
-//! - [`logging`]: logfmt or JSON logs on standard error.
+//! A probe cycle's report is the one piece of data everything else is made from: the scheduler
+//! runs cycles, and the metrics, the status page, the log, `/probe` and `check` each render the
+//! same report. Folders group code by job:
+//!
+//! - `main.rs` (the binary): flags, logging, the runtime, and dispatch to serve, `check`,
+//!   `--config.check` or `--demo`. Nothing else.
+//! - [`daemon`](run_with): [`run`] / [`run_with`], the reload loop, and every signal (SIGINT
+//!   and SIGTERM end it, SIGHUP reloads).
+//! - `check`: the `check` command, one cycle per provider (all, or those named), as a table or
+//!   JSON.
+//! - [`config`]: `exporter.toml` and the `OAUTH2_EXPORTER_*` environment, in two steps: `raw`
+//!   (as written, and the keys each table allows) then `validate` (ready-to-use values, every
+//!   bad key named); `messages` turns parser errors into lines that never show a secret, `env`
+//!   is the environment layer, `mod.rs` the validated types and `load_*`.
+//! - [`secrets`]: the self-redacting secret types (one macro makes them all), secret sources
+//!   re-read on use, scrubbing of server text, capped file reads.
+//! - `probe/`: one cycle of one provider (token, canary, retry once with a fresh token),
+//!   returning a `CycleReport`; knows nothing of metrics, the web or the scheduler. `token`
+//!   (each dialect, and `TokenReason`), `canary` (and `CanaryReason`), `transport` (outgoing
+//!   clients: `client_for` is the one rule for which a provider uses), `jwt` (reads an expiry,
+//!   never verifies), `trace` (the redacted debug trace of `/probe?debug=true`).
+//! - `scheduler`: one task per provider on its interval, with jitter and cancellation; moves
+//!   the running set to a reloaded configuration; its mailbox answers `/probe` with the report.
+//! - `metrics/`: the one writer of every series (`mod.rs`, `Metrics::record`), the `/metrics`
+//!   text and gzip from a snapshot (`exposition`), and one report as the `/probe` page
+//!   (`probe_page`). Every metric name and HELP text is written in this folder only.
+//! - `status`: what the status page shows, recorded from the same report as the metrics.
+//! - `web/`: routing, health, readiness, reload and the basic-auth gate (`mod.rs`); the accept
+//!   loop (`server`), `--web.config.file` (`security`), `/metrics` under load (`scrape`),
+//!   `/probe` (`probe`), and the HTML status page (`status_page`).
+//! - `humanize`: durations as a person says them, for the status page and `check`.
+//! - `logging`: logfmt or JSON logs on standard error.
 //! - [`demo`]: a loopback identity provider and API speaking every supported dialect.
+//!
+//! Dependencies point one way: `probe` imports only `config` and `secrets`; `metrics`,
+//! `status` and `scheduler` import `probe`; `web` imports those; `daemon` ties them together.
+//! Public items are the few that `main.rs`, `tests/`, `fuzz/` and `examples/` use.
 
 pub mod check;
 pub mod config;
-pub mod daemon;
+mod daemon;
 pub mod demo;
-pub mod humanize;
+mod humanize;
 pub mod logging;
-pub mod metrics;
-pub mod probe;
-pub mod scheduler;
+mod metrics;
+mod probe;
+mod scheduler;
 pub mod secrets;
-pub mod status;
-pub mod web;
+mod status;
+mod web;
 
-pub use daemon::{ConfigSource, RunOptions, run, run_with};
+pub use daemon::{ConfigSource, RunOptions, claim_hangup, run, run_with, shutdown_signal};
 pub use probe::token;
 pub use scheduler::StartJitter;
+pub use web::security::{WebSecurity, load as load_web_config};
 
 /// The git revision this binary was built from ("unknown" outside a checkout).
 pub const REVISION: &str = env!("OAUTH2_EXPORTER_REVISION");

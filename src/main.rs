@@ -10,7 +10,10 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use oauth2_exporter::config::{self, Overrides};
 use oauth2_exporter::demo::DemoServer;
 use oauth2_exporter::logging::{self, LogFormat, LogLevel};
-use oauth2_exporter::{ConfigSource, RunOptions, StartJitter, check, daemon, run_with};
+use oauth2_exporter::{
+    ConfigSource, RunOptions, StartJitter, check, claim_hangup, load_web_config, run_with,
+    shutdown_signal,
+};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -107,9 +110,9 @@ async fn async_main(cli: Cli) -> ExitCode {
     }
     // Listen for SIGINT and SIGTERM before anything else, so that a signal during start-up
     // still ends in an orderly exit 0 rather than the default abrupt termination.
-    let shutdown = daemon::shutdown_signal();
+    let shutdown = shutdown_signal();
     // Claim SIGHUP now too, for the same reason (a reload asked for during start-up).
-    daemon::claim_hangup();
+    claim_hangup();
     let demo_cancel = CancellationToken::new();
     let demo_tracker = TaskTracker::new();
     let source = if cli.demo {
@@ -136,7 +139,7 @@ async fn async_main(cli: Cli) -> ExitCode {
     }
     let web_security = match &cli.web_config_file {
         None => Default::default(),
-        Some(path) => match oauth2_exporter::web::security::load(path) {
+        Some(path) => match load_web_config(path) {
             Ok(security) => security,
             Err(error) => return config_error(&path.display().to_string(), &error.problems),
         },

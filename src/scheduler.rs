@@ -218,7 +218,7 @@ impl Scheduler {
         self.recorders.metrics.add_provider(&config.name);
         self.recorders
             .status
-            .add_provider(&config.name, config.interval, config.canary.is_some());
+            .add_provider(&config.name, config.canary.is_some());
         let (requests, inbox) = mpsc::channel(ON_DEMAND_QUEUE);
         self.recorders.directory.insert(&config.name, requests);
         let cancel = self.root.child_token();

@@ -12,7 +12,6 @@ const DESCRIPTION_CHARS: usize = 160;
 
 #[derive(Debug, Clone, Default)]
 pub struct ProviderStatus {
-    pub interval: Duration,
     pub canary_configured: bool,
     pub last_run: Option<SystemTime>,
     pub success: Option<bool>,
@@ -87,7 +86,7 @@ impl StatusBoard {
         self.started.elapsed()
     }
 
-    pub fn add_provider(&self, name: &str, interval: Duration, canary_configured: bool) {
+    pub fn add_provider(&self, name: &str, canary_configured: bool) {
         let mut providers = self
             .providers
             .lock()
@@ -96,7 +95,6 @@ impl StatusBoard {
         providers.insert(
             name.to_string(),
             ProviderStatus {
-                interval,
                 canary_configured,
                 ..ProviderStatus::default()
             },
