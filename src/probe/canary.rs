@@ -18,57 +18,18 @@ pub struct CanaryOutcome {
     pub result: Result<(), CanaryError>,
 }
 
-/// Why a canary call failed, as the closed `reason` label set. The metrics keep one counter per
-/// variant, so a reason added here is counted without further change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CanaryReason {
-    Unauthorized,
-    Forbidden,
-    RateLimited,
-    UnexpectedStatus,
-    Timeout,
-    Connect,
-    Tls,
-    NoToken,
-}
-
-impl CanaryReason {
-    /// Every reason, in the order the metrics expose them; `reason as usize` indexes it.
-    pub const ALL: [CanaryReason; 8] = [
-        CanaryReason::Unauthorized,
-        CanaryReason::Forbidden,
-        CanaryReason::RateLimited,
-        CanaryReason::UnexpectedStatus,
-        CanaryReason::Timeout,
-        CanaryReason::Connect,
-        CanaryReason::Tls,
-        CanaryReason::NoToken,
-    ];
-
-    /// The `reason` label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            CanaryReason::Unauthorized => "unauthorized",
-            CanaryReason::Forbidden => "forbidden",
-            CanaryReason::RateLimited => "rate_limited",
-            CanaryReason::UnexpectedStatus => "unexpected_status",
-            CanaryReason::Timeout => "timeout",
-            CanaryReason::Connect => "connect",
-            CanaryReason::Tls => "tls",
-            CanaryReason::NoToken => "no_token",
-        }
-    }
-}
-
-impl std::fmt::Display for CanaryReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq<&str> for CanaryReason {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
+reason_enum! {
+    /// Why a canary call failed, as the closed `reason` label set. The metrics keep one counter per
+    /// variant, so a reason added here is counted without further change.
+    CanaryReason {
+        Unauthorized => "unauthorized",
+        Forbidden => "forbidden",
+        RateLimited => "rate_limited",
+        UnexpectedStatus => "unexpected_status",
+        Timeout => "timeout",
+        Connect => "connect",
+        Tls => "tls",
+        NoToken => "no_token",
     }
 }
 

@@ -10,6 +10,44 @@
 //! - [`jwt`]: reads (never verifies) a JWT's claims, for its expiry.
 //! - [`trace`]: the redacted step-by-step trace `/probe?debug=true` shows.
 
+/// Defines a closed `reason` label set: an enum whose `ALL` lists every variant in declaration
+/// order (so `reason as usize` indexes an array of counters, and a new variant is counted
+/// without further change), with `as_str()` for the label value. Written once for the token
+/// and canary sets so the two cannot drift apart in shape.
+macro_rules! reason_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $label:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant,)*
+        }
+
+        impl $name {
+            /// Every reason, in the order the metrics expose them; `reason as usize` indexes it.
+            pub const ALL: [$name; [$($label),*].len()] = [$($name::$variant,)*];
+
+            /// The `reason` label value.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+
 pub mod canary;
 pub mod jwt;
 pub mod token;
