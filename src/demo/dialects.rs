@@ -100,7 +100,7 @@ pub(super) const ONE_HOUR: Duration = Duration::from_secs(3600);
 /// Method check and body read shared by every token endpoint, then the dialect's own validation.
 pub(super) async fn token_endpoint<F>(request: Request<Incoming>, dialect: F) -> HttpResponse
 where
-    F: FnOnce(&HeaderMap, &[u8]) -> Result<HttpResponse, OAuthErrorReply>,
+    F: FnOnce(&HeaderMap, &[u8]) -> DialectReply,
 {
     if request.method() != Method::POST {
         return method_not_allowed("POST");
@@ -132,11 +132,7 @@ async fn read_body(body: Incoming) -> Result<Bytes, OAuthErrorReply> {
 /// EqHub: form, `client_credentials`, `client_secret_post`. Its gateway fronts an Azure AD v1
 /// style endpoint, which sends `expires_in` as a string: the demo does too, so the exporter's
 /// string path gets exercised.
-pub(super) fn eqhub_token(
-    state: &State,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<HttpResponse, OAuthErrorReply> {
+pub(super) fn eqhub_token(state: &State, headers: &HeaderMap, body: &[u8]) -> DialectReply {
     let form = Form::parse(headers, body, Dialect::Rfc)?;
     require_grant(&form, &["client_credentials"], Dialect::Rfc)?;
     authenticate(headers, &form, &[EQHUB_CLIENT], Dialect::Rfc)?;
@@ -159,7 +155,7 @@ pub(super) fn okq8_token(
     tenant: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<HttpResponse, OAuthErrorReply> {
+) -> DialectReply {
     let azure = Dialect::Azure;
     if tenant != OKQ8_TENANT {
         return Err(OAuthErrorReply::invalid_request(
@@ -202,11 +198,7 @@ pub(super) fn okq8_token(
 
 /// Cube: IdentityServer with `scope=profile`, `resource=connectapi` (RFC 8707) and the tenant in
 /// `acr_values=tenant:<name>`; 24 h tokens.
-pub(super) fn cube_token(
-    state: &State,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<HttpResponse, OAuthErrorReply> {
+pub(super) fn cube_token(state: &State, headers: &HeaderMap, body: &[u8]) -> DialectReply {
     let rfc = Dialect::Rfc;
     let form = Form::parse(headers, body, rfc)?;
     require_grant(&form, &["client_credentials"], rfc)?;
@@ -255,11 +247,7 @@ pub(super) fn cube_token(
 
 /// Nextome: a JSON body `{"clientId", "clientSecret"}`; the reply carries only `accessToken`, a
 /// JWT whose `exp` is the sole source of its lifetime.
-pub(super) fn nextome_token(
-    state: &State,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<HttpResponse, OAuthErrorReply> {
+pub(super) fn nextome_token(state: &State, headers: &HeaderMap, body: &[u8]) -> DialectReply {
     if !content_type_is(headers, "application/json") {
         return Err(OAuthErrorReply::invalid_request(
             "Content-Type must be application/json",
@@ -294,11 +282,7 @@ pub(super) fn nextome_token(
 
 /// Everactive: one endpoint, two grants. The integration client uses `client_credentials` with
 /// HTTP Basic only; the Insights-style client uses the `password` grant.
-pub(super) fn everactive_token(
-    state: &State,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<HttpResponse, OAuthErrorReply> {
+pub(super) fn everactive_token(state: &State, headers: &HeaderMap, body: &[u8]) -> DialectReply {
     let rfc = Dialect::Rfc;
     let form = Form::parse(headers, body, rfc)?;
     let grant = require_grant(&form, &["client_credentials", "password"], rfc)?;
@@ -584,6 +568,9 @@ enum Dialect {
     Rfc,
     Azure,
 }
+
+/// What a token endpoint answers: the token response, or the error reply to send.
+pub(super) type DialectReply = Result<HttpResponse, OAuthErrorReply>;
 
 /// An RFC 6749 5.2 error reply. Descriptions are fixed texts: they never echo what the client sent.
 #[derive(Debug)]

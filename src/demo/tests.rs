@@ -228,34 +228,16 @@ async fn eqhub_issues_string_lifetime_token_and_validates_post_auth() {
         .await;
     assert_eq!(reply.status, 404);
 
-    let form = |fields: Vec<(&str, &str)>| demo.form_request(EQHUB_TOKEN_PATH, &fields);
-    demo.assert_refusals(vec![
-        (
-            "wrong secret",
-            form(with(&good, "client_secret", "eqhub-demo-secreT")),
-            401,
-            "invalid_client",
-        ),
-        (
-            "no secret",
-            form(without(&good, "client_secret")),
-            401,
-            "invalid_client",
-        ),
-        (
-            "no grant_type",
-            form(without(&good, "grant_type")),
-            400,
-            "invalid_request",
-        ),
-        (
-            "password grant",
-            form(with(&good, "grant_type", "password")),
-            400,
-            "unsupported_grant_type",
-        ),
-    ])
-    .await;
+    let set = |name, value| demo.form_request(EQHUB_TOKEN_PATH, &with(&good, name, value));
+    let unset = |name| demo.form_request(EQHUB_TOKEN_PATH, &without(&good, name));
+    #[rustfmt::skip]
+    let refusals: Vec<Refusal> = vec![
+        ("wrong secret",  set("client_secret", "eqhub-demo-secreT"), 401, "invalid_client"),
+        ("no secret",     unset("client_secret"),                    401, "invalid_client"),
+        ("no grant_type", unset("grant_type"),                       400, "invalid_request"),
+        ("password",      set("grant_type", "password"),             400, "unsupported_grant_type"),
+    ];
+    demo.assert_refusals(refusals).await;
     // EqHub's client is registered for client_secret_post only.
     let basic = [("grant_type", "client_credentials")];
     let reply = demo
@@ -310,47 +292,24 @@ async fn okq8_speaks_azure_v2_and_rejects_rotated_secret() {
     let mut repeated = form.clone();
     repeated.push(("scope", "api://x/.default"));
     let request = |fields: Vec<(&str, &str)>| demo.form_request(&path, &fields);
-    demo.assert_refusals(vec![
-        (
-            "scope without /.default",
-            request(okq8_form(OKQ8_CLIENT.secret, &not_default)),
-            400,
-            "invalid_scope",
-        ),
-        (
-            "another API's scope",
-            request(okq8_form(
-                OKQ8_CLIENT.secret,
-                "api://apim-someone-else-api/.default",
-            )),
-            400,
-            "invalid_resource",
-        ),
-        (
-            "unknown client_id",
-            request(with(&form, "client_id", "unknown-app")),
-            400,
-            "unauthorized_client",
-        ),
-        (
-            "authorization_code grant",
-            request(with(&form, "grant_type", "authorization_code")),
-            400,
-            "unsupported_grant_type",
-        ),
-        (
-            // A JSON body is not a form: Azure cannot find grant_type in it.
-            "JSON body",
-            demo.post(&path).json(&json!({
-                "grant_type": "client_credentials", "client_id": OKQ8_CLIENT.client_id,
-                "client_secret": OKQ8_CLIENT.secret, "scope": scope,
-            })),
-            400,
-            "invalid_request",
-        ),
+    let set = |name, value| request(with(&form, name, value));
+    let scope_as = |scope| request(okq8_form(OKQ8_CLIENT.secret, scope));
+    let json_body = json!({
+        "grant_type": "client_credentials", "client_id": OKQ8_CLIENT.client_id,
+        "client_secret": OKQ8_CLIENT.secret, "scope": scope,
+    });
+    let other_api = "api://apim-someone-else-api/.default";
+    #[rustfmt::skip]
+    let refusals: Vec<Refusal> = vec![
+        ("no /.default", scope_as(&not_default), 400, "invalid_scope"),
+        ("another API's scope", scope_as(other_api), 400, "invalid_resource"),
+        ("unknown client_id", set("client_id", "unknown-app"), 400, "unauthorized_client"),
+        ("code grant", set("grant_type", "authorization_code"), 400, "unsupported_grant_type"),
+        // A JSON body is not a form: Azure cannot find grant_type in it.
+        ("JSON body", demo.post(&path).json(&json_body), 400, "invalid_request"),
         ("repeated scope", request(repeated), 400, "invalid_request"),
-    ])
-    .await;
+    ];
+    demo.assert_refusals(refusals).await;
 }
 
 #[tokio::test]
@@ -363,59 +322,21 @@ async fn cube_requires_its_extra_params_and_issues_24h_tokens() {
     assert_eq!(reply.body["scope"], "profile");
     assert_eq!(demo.get(CUBE_CANARY_PATH, Some(&token)).await.status, 200);
 
-    let form = |fields: Vec<(&str, &str)>| demo.form_request(CUBE_TOKEN_PATH, &fields);
-    demo.assert_refusals(vec![
-        (
-            "wrong secret",
-            form(with(&good, "client_secret", "nope")),
-            401,
-            "invalid_client",
-        ),
-        (
-            "extra scope",
-            form(with(&good, "scope", "profile openid")),
-            400,
-            "invalid_scope",
-        ),
-        (
-            "no scope",
-            form(without(&good, "scope")),
-            400,
-            "invalid_request",
-        ),
-        (
-            "no resource",
-            form(without(&good, "resource")),
-            400,
-            "invalid_request",
-        ),
-        (
-            "other resource",
-            form(with(&good, "resource", "otherapi")),
-            400,
-            "invalid_target",
-        ),
-        (
-            "no acr_values",
-            form(without(&good, "acr_values")),
-            400,
-            "invalid_request",
-        ),
-        (
-            "other tenant",
-            form(with(&good, "acr_values", "tenant:someone-else")),
-            400,
-            "invalid_request",
-        ),
-        (
-            // An empty value counts as omitted (RFC 6749 3.1).
-            "empty resource",
-            form(with(&good, "resource", "")),
-            400,
-            "invalid_request",
-        ),
-    ])
-    .await;
+    let set = |name, value| demo.form_request(CUBE_TOKEN_PATH, &with(&good, name, value));
+    let unset = |name| demo.form_request(CUBE_TOKEN_PATH, &without(&good, name));
+    #[rustfmt::skip]
+    let refusals: Vec<Refusal> = vec![
+        ("wrong secret",   set("client_secret", "nope"),             401, "invalid_client"),
+        ("extra scope",    set("scope", "profile openid"),           400, "invalid_scope"),
+        ("no scope",       unset("scope"),                           400, "invalid_request"),
+        ("no resource",    unset("resource"),                        400, "invalid_request"),
+        ("other resource", set("resource", "otherapi"),              400, "invalid_target"),
+        ("no acr_values",  unset("acr_values"),                      400, "invalid_request"),
+        ("other tenant",   set("acr_values", "tenant:someone-else"), 400, "invalid_request"),
+        // An empty value counts as omitted (RFC 6749 3.1).
+        ("empty resource", set("resource", ""),                      400, "invalid_request"),
+    ];
+    demo.assert_refusals(refusals).await;
 }
 
 #[tokio::test]
@@ -461,33 +382,14 @@ async fn nextome_takes_json_and_returns_a_jwt_with_exp_only() {
         ("clientId", NEXTOME_CLIENT.client_id),
         ("clientSecret", NEXTOME_CLIENT.secret),
     ];
-    demo.assert_refusals(vec![
-        (
-            "wrong secret",
-            json(json!({"clientId": id, "clientSecret": "x"})),
-            401,
-            "invalid_client",
-        ),
-        (
-            "no clientSecret",
-            json(json!({"clientId": id})),
-            400,
-            "invalid_request",
-        ),
-        (
-            "clientSecret not a string",
-            json(json!({"clientId": id, "clientSecret": 42})),
-            400,
-            "invalid_request",
-        ),
-        (
-            "a form instead of JSON",
-            demo.form_request(NEXTOME_TOKEN_PATH, &as_form),
-            400,
-            "invalid_request",
-        ),
-    ])
-    .await;
+    #[rustfmt::skip]
+    let refusals: Vec<Refusal> = vec![
+        ("wrong secret", json(json!({"clientId": id, "clientSecret": "x"})), 401, "invalid_client"),
+        ("no clientSecret", json(json!({"clientId": id})), 400, "invalid_request"),
+        ("not a string", json(json!({"clientId": id, "clientSecret": 42})), 400, "invalid_request"),
+        ("a form", demo.form_request(NEXTOME_TOKEN_PATH, &as_form), 400, "invalid_request"),
+    ];
+    demo.assert_refusals(refusals).await;
 }
 
 #[tokio::test]
@@ -518,63 +420,34 @@ async fn everactive_client_credentials_needs_encoded_basic_auth() {
         demo.basic_request(EVERACTIVE_TOKEN_PATH, id, secret, fields)
     };
     let form = |fields: &[(&str, &str)]| demo.form_request(EVERACTIVE_TOKEN_PATH, fields);
-    demo.assert_refusals(vec![
-        (
-            "wrong secret",
-            basic("everactive demo secret", &grant),
-            401,
-            "invalid_client",
-        ),
-        (
-            // Registered for Basic only: the same credentials in the body are refused.
-            "credentials in the body",
-            form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", id),
-                ("client_secret", secret),
-            ]),
-            401,
-            "invalid_client",
-        ),
-        (
-            // Both methods at once is invalid_request (RFC 6749 2.3).
-            "Basic and a body secret",
-            basic(
-                secret,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_secret", secret),
-                ],
-            ),
-            400,
-            "invalid_request",
-        ),
+    let in_body = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id),
+        ("client_secret", secret),
+    ];
+    let both = [
+        ("grant_type", "client_credentials"),
+        ("client_secret", secret),
+    ];
+    let device = [("grant_type", "urn:ietf:params:oauth:grant-type:device_code")];
+    let password = [
+        ("grant_type", "password"),
+        ("username", EVERACTIVE_USERNAME),
+        ("password", EVERACTIVE_PASSWORD),
+    ];
+    #[rustfmt::skip]
+    let refusals: Vec<Refusal> = vec![
+        ("wrong secret", basic("everactive demo secret", &grant), 401, "invalid_client"),
+        // Registered for Basic only: the same credentials in the body are refused.
+        ("credentials in the body", form(&in_body), 401, "invalid_client"),
+        // Both methods at once is invalid_request (RFC 6749 2.3).
+        ("Basic and a body secret", basic(secret, &both), 400, "invalid_request"),
         ("no credentials", form(&grant), 401, "invalid_client"),
-        (
-            "device_code grant",
-            basic(
-                secret,
-                &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code")],
-            ),
-            400,
-            "unsupported_grant_type",
-        ),
-        (
-            // This client may not use the password grant.
-            "password grant",
-            basic(
-                secret,
-                &[
-                    ("grant_type", "password"),
-                    ("username", EVERACTIVE_USERNAME),
-                    ("password", EVERACTIVE_PASSWORD),
-                ],
-            ),
-            400,
-            "unauthorized_client",
-        ),
-    ])
-    .await;
+        ("device_code grant", basic(secret, &device), 400, "unsupported_grant_type"),
+        // This client may not use the password grant.
+        ("password grant", basic(secret, &password), 400, "unauthorized_client"),
+    ];
+    demo.assert_refusals(refusals).await;
 }
 
 #[tokio::test]
@@ -597,40 +470,17 @@ async fn everactive_password_grant_checks_the_user() {
         200
     );
 
-    let form = |fields: Vec<(&str, &str)>| demo.form_request(EVERACTIVE_TOKEN_PATH, &fields);
-    demo.assert_refusals(vec![
-        (
-            "wrong password",
-            form(with(&good, "password", "guess")),
-            400,
-            "invalid_grant",
-        ),
-        (
-            "no username",
-            form(without(&good, "username")),
-            400,
-            "invalid_request",
-        ),
-        (
-            "no password",
-            form(without(&good, "password")),
-            400,
-            "invalid_request",
-        ),
-        (
-            "wrong client secret",
-            form(with(&good, "client_secret", "nope")),
-            401,
-            "invalid_client",
-        ),
-        (
-            "client_credentials grant",
-            form(with(&good, "grant_type", "client_credentials")),
-            400,
-            "unauthorized_client",
-        ),
-    ])
-    .await;
+    let set = |name, value| demo.form_request(EVERACTIVE_TOKEN_PATH, &with(&good, name, value));
+    let unset = |name| demo.form_request(EVERACTIVE_TOKEN_PATH, &without(&good, name));
+    #[rustfmt::skip]
+    let refusals: Vec<Refusal> = vec![
+        ("wrong password", set("password", "guess"), 400, "invalid_grant"),
+        ("no username", unset("username"), 400, "invalid_request"),
+        ("no password", unset("password"), 400, "invalid_request"),
+        ("wrong client secret", set("client_secret", "nope"), 401, "invalid_client"),
+        ("client_credentials", set("grant_type", "client_credentials"), 400, "unauthorized_client"),
+    ];
+    demo.assert_refusals(refusals).await;
 }
 
 #[tokio::test]
