@@ -32,6 +32,7 @@ pub mod canary;
 pub mod check;
 pub mod config;
 pub mod config_env;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod http_server;
 pub mod jwt;

@@ -423,11 +423,13 @@ fn metrics_pass_promtool_check_metrics_with_providers_in_every_state() {
 }
 
 /// `oauth2-exporter --demo`, the first thing a new user runs, killed on drop.
+#[cfg(feature = "demo")]
 struct Demo {
     child: Child,
     dir: tempfile::TempDir,
 }
 
+#[cfg(feature = "demo")]
 impl Demo {
     /// Starts the demo on `127.0.0.1:0` and returns it with its /metrics address, read from the
     /// `msg=listening address=...` log line.
@@ -474,6 +476,7 @@ impl Demo {
     }
 }
 
+#[cfg(feature = "demo")]
 impl Drop for Demo {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -483,6 +486,7 @@ impl Drop for Demo {
 
 /// The demo has healthy providers of every dialect and one with a rotated secret: the output a new
 /// user scrapes first must lint clean as well. Needs only promtool.
+#[cfg(feature = "demo")]
 #[test]
 fn demo_metrics_pass_promtool_check_metrics() {
     let test = "demo_metrics_pass_promtool_check_metrics";
