@@ -37,7 +37,8 @@
 //!   `/probe` (`probe`), and the HTML status page (`status_page`).
 //! - `humanize`: durations as a person says them, for the status page and `check`.
 //! - `logging`: logfmt or JSON logs on standard error.
-//! - [`demo`]: a loopback identity provider and API speaking every supported dialect.
+//! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
+//!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!
 //! Dependencies point one way: `probe` imports only `config` and `secrets`; `metrics`,
 //! `status` and `scheduler` import `probe`; `web` imports those; `daemon` ties them together.
@@ -46,6 +47,7 @@
 pub mod check;
 pub mod config;
 mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
 mod humanize;
 pub mod logging;

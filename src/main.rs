@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use oauth2_exporter::config::{self, Overrides};
+#[cfg(feature = "demo")]
 use oauth2_exporter::demo::DemoServer;
 use oauth2_exporter::logging::{self, LogFormat, LogLevel};
 use oauth2_exporter::{
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Where `--demo` listens unless told otherwise: loopback, since it serves demo credentials.
+#[cfg(feature = "demo")]
 const DEMO_LISTEN_ADDRESS: &str = "127.0.0.1:9875";
 
 /// Proves continuously that OAuth2 machine-to-machine credentials work, and exports what it saw
@@ -231,6 +233,7 @@ async fn check(cli: &Cli, args: &CheckArgs) -> ExitCode {
 }
 
 /// Starts the demo identity provider; its built-in configuration points at it.
+#[cfg(feature = "demo")]
 async fn demo_source(
     cli: &Cli,
     cancel: &CancellationToken,
@@ -264,4 +267,19 @@ fn config_error(source: &str, problems: &[String]) -> ExitCode {
         eprintln!("  {problem}");
     }
     ExitCode::from(2)
+}
+
+/// Built without the `demo` cargo feature: the flag stays so the answer is a clear usage error
+/// rather than clap's "unexpected argument".
+#[cfg(not(feature = "demo"))]
+async fn demo_source(
+    _cli: &Cli,
+    _cancel: &CancellationToken,
+    _tracker: &TaskTracker,
+) -> Result<ConfigSource, ExitCode> {
+    eprintln!(
+        "error: --demo is not available: this oauth2-exporter was built without the `demo` cargo \
+         feature (it is on by default; rebuild without --no-default-features to get it)"
+    );
+    Err(ExitCode::from(2))
 }

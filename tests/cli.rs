@@ -362,7 +362,21 @@ fn sigterm_and_sigint_exit_0_promptly() {
     }
 }
 
+/// Built without the `demo` feature, `--demo` is a usage error that says why, not a silent no-op.
+#[cfg(not(feature = "demo"))]
+#[test]
+fn demo_without_the_feature_says_so() {
+    let output = run(&["--demo"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("built without the `demo` cargo feature"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
 /// `--demo` cannot be combined with a configuration file (it brings its own).
+#[cfg(feature = "demo")]
 #[test]
 fn demo_conflicts_with_config_file() {
     let file = fixture("valid-minimal.toml");
