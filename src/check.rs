@@ -81,14 +81,14 @@ fn select(
 }
 
 /// One provider's result.
-pub struct CheckResult {
-    pub provider: String,
-    pub report: CycleReport,
-    pub held: Option<HeldToken>,
+struct CheckResult {
+    provider: String,
+    report: CycleReport,
+    held: Option<HeldToken>,
 }
 
 /// Runs one cycle of each provider at once. Each cycle is bounded by its provider's timeout.
-pub async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, reqwest::Error> {
+async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, reqwest::Error> {
     let shared = transport::build_client(&Default::default())?;
     let mut cycles = tokio::task::JoinSet::new();
     for (index, provider) in providers.into_iter().enumerate() {
@@ -126,7 +126,7 @@ fn millis(duration: Option<Duration>) -> String {
 }
 
 /// A fixed-width table, one row per provider, then the failure details.
-pub fn table(results: &[CheckResult]) -> String {
+fn table(results: &[CheckResult]) -> String {
     let width = results
         .iter()
         .map(|r| r.provider.len())
@@ -202,7 +202,7 @@ pub fn table(results: &[CheckResult]) -> String {
 }
 
 /// The same as JSON: an object with `passed` and one entry per provider.
-pub fn json(results: &[CheckResult]) -> String {
+fn json(results: &[CheckResult]) -> String {
     let providers: Vec<serde_json::Value> = results
         .iter()
         .map(|result| {
