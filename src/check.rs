@@ -2,32 +2,97 @@
 //! as a table or JSON, for CI pipelines, cron, and "did my new secret work?".
 
 use std::fmt::Write as _;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::config::ProviderConfig;
+use crate::humanize::human;
+use crate::probe::transport;
 use crate::probe::{CycleReport, HeldToken, Prober};
-use crate::status_page::human;
-use crate::transport;
+
+/// How `check` prints its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// `oauth2-exporter check` once the configuration is loaded: keeps the providers named in
+/// `names` (all when empty), runs them, prints the results. Exit 0 when all pass, 1 when any
+/// fails, 2 for an unknown name.
+pub async fn command(providers: Vec<ProviderConfig>, names: &[String], output: Output) -> ExitCode {
+    let providers = match select(providers, names) {
+        Ok(providers) => providers,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let results = match run(providers).await {
+        Ok(results) => results,
+        Err(error) => {
+            eprintln!("error: cannot set up the HTTP client: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match output {
+        Output::Table => print!("{}", table(&results)),
+        Output::Json => println!("{}", json(&results)),
+    }
+    if results.iter().all(|r| r.report.success) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The providers named in `names` (all when empty), or the message naming the unknown ones.
+fn select(
+    mut providers: Vec<ProviderConfig>,
+    names: &[String],
+) -> Result<Vec<ProviderConfig>, String> {
+    if names.is_empty() {
+        return Ok(providers);
+    }
+    let unknown: Vec<&String> = names
+        .iter()
+        .filter(|name| !providers.iter().any(|p| &p.name == *name))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "error: unknown provider{} {}; configured: {}",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            providers
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    providers.retain(|p| names.contains(&p.name));
+    Ok(providers)
+}
 
 /// One provider's result.
-pub struct CheckResult {
-    pub provider: String,
-    pub report: CycleReport,
-    pub held: Option<HeldToken>,
+struct CheckResult {
+    provider: String,
+    report: CycleReport,
+    held: Option<HeldToken>,
 }
 
 /// Runs one cycle of each provider at once. Each cycle is bounded by its provider's timeout.
-pub async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, reqwest::Error> {
+async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, reqwest::Error> {
     let shared = transport::build_client(&Default::default())?;
     let mut cycles = tokio::task::JoinSet::new();
     for (index, provider) in providers.into_iter().enumerate() {
-        let client = if provider.tls.is_default() {
-            shared.clone()
-        } else {
-            transport::build_client(&provider.tls)?
-        };
+        let client = transport::client_for(&provider.tls, &shared)?;
         cycles.spawn(async move {
             let name = provider.name.clone();
             let mut prober = Prober::new(std::sync::Arc::new(provider), client);
@@ -61,7 +126,7 @@ fn millis(duration: Option<Duration>) -> String {
 }
 
 /// A fixed-width table, one row per provider, then the failure details.
-pub fn table(results: &[CheckResult]) -> String {
+fn table(results: &[CheckResult]) -> String {
     let width = results
         .iter()
         .map(|r| r.provider.len())
@@ -110,12 +175,15 @@ pub fn table(results: &[CheckResult]) -> String {
             canary,
             millis(report.canary_requests.last().map(|o| o.duration)),
         );
-        if let Some((phase, reason, detail, status)) = report.failure() {
-            let status = status.map(|s| format!(" HTTP {s}")).unwrap_or_default();
+        if let Some(failure) = report.failure() {
+            let status = failure
+                .status
+                .map(|s| format!(" HTTP {s}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 details,
-                "{}: {phase} failed ({reason}{status}): {detail}",
-                result.provider
+                "{}: {} failed ({}{status}): {}",
+                result.provider, failure.phase, failure.reason, failure.detail
             );
         }
     }
@@ -134,27 +202,32 @@ pub fn table(results: &[CheckResult]) -> String {
 }
 
 /// The same as JSON: an object with `passed` and one entry per provider.
-pub fn json(results: &[CheckResult]) -> String {
+fn json(results: &[CheckResult]) -> String {
     let providers: Vec<serde_json::Value> = results
         .iter()
         .map(|result| {
             let report = &result.report;
             let token = report.token_requests.last().map(|outcome| {
                 json!({
-                    "result": match &outcome.result { Ok(_) => "ok", Err(e) => e.reason() },
+                    "result": match &outcome.result { Ok(_) => "ok", Err(e) => e.reason().as_str() },
                     "http_status": outcome.status,
                     "duration_seconds": outcome.duration.as_secs_f64(),
                 })
             });
             let canary = report.canary_requests.last().map(|outcome| {
                 json!({
-                    "result": match &outcome.result { Ok(()) => "ok", Err(e) => e.reason() },
+                    "result": match &outcome.result { Ok(()) => "ok", Err(e) => e.reason().as_str() },
                     "http_status": outcome.status,
                     "duration_seconds": outcome.duration.as_secs_f64(),
                 })
             });
-            let failure = report.failure().map(|(phase, reason, detail, status)| {
-                json!({"phase": phase, "reason": reason, "http_status": status, "detail": detail})
+            let failure = report.failure().map(|failure| {
+                json!({
+                    "phase": failure.phase,
+                    "reason": failure.reason,
+                    "http_status": failure.status,
+                    "detail": failure.detail,
+                })
             });
             let held = result.held.as_ref();
             json!({

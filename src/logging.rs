@@ -57,7 +57,7 @@ pub fn init(level: LogLevel, format: LogFormat) {
 }
 
 /// Formats events as logfmt.
-pub struct Logfmt;
+struct Logfmt;
 
 impl<S, N> FormatEvent<S, N> for Logfmt
 where

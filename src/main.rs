@@ -1,5 +1,6 @@
-//! Command line entry point: parses flags, loads the configuration, binds, and hands over to
-//! [`oauth2_exporter::run`]. Exit codes: 0 after a signal-initiated shutdown, 1 for runtime
+//! Command line entry point: parses flags, sets up logging and the runtime, loads the
+//! configuration, binds, and dispatches to the daemon ([`oauth2_exporter::run_with`]), `check`,
+//! `--config.check` or `--demo`. Exit codes: 0 after a signal-initiated shutdown, 1 for runtime
 //! failures, 2 for configuration or usage errors.
 
 use std::path::PathBuf;
@@ -10,7 +11,10 @@ use oauth2_exporter::config::{self, Overrides};
 #[cfg(feature = "demo")]
 use oauth2_exporter::demo::DemoServer;
 use oauth2_exporter::logging::{self, LogFormat, LogLevel};
-use oauth2_exporter::{ConfigSource, RunOptions, StartJitter, run_with};
+use oauth2_exporter::{
+    ConfigSource, RunOptions, StartJitter, check, claim_hangup, load_web_config, run_with,
+    shutdown_signal,
+};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -76,13 +80,7 @@ struct CheckArgs {
     providers: Vec<String>,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "table")]
-    output: CheckOutput,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum CheckOutput {
-    Table,
-    Json,
+    output: check::Output,
 }
 
 fn main() -> ExitCode {
@@ -115,10 +113,8 @@ async fn async_main(cli: Cli) -> ExitCode {
     // Listen for SIGINT and SIGTERM before anything else, so that a signal during start-up
     // still ends in an orderly exit 0 rather than the default abrupt termination.
     let shutdown = shutdown_signal();
-    // Claim SIGHUP now too: its default action would end the process if a reload were asked
-    // for before the daemon listens for it. (Once claimed, tokio keeps the handler installed.)
-    #[cfg(unix)]
-    let _early_hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    // Claim SIGHUP now too, for the same reason (a reload asked for during start-up).
+    claim_hangup();
     let demo_cancel = CancellationToken::new();
     let demo_tracker = TaskTracker::new();
     let source = if cli.demo {
@@ -145,7 +141,7 @@ async fn async_main(cli: Cli) -> ExitCode {
     }
     let web_security = match &cli.web_config_file {
         None => Default::default(),
-        Some(path) => match oauth2_exporter::web_config::load(path) {
+        Some(path) => match load_web_config(path) {
             Ok(security) => security,
             Err(error) => return config_error(&path.display().to_string(), &error.problems),
         },
@@ -226,53 +222,13 @@ fn warn_exposed_secrets(paths: &[PathBuf], config: &config::Config) {
     }
 }
 
-/// `oauth2-exporter check`.
+/// `oauth2-exporter check`: loads the configuration as the daemon would, then hands over.
 async fn check(cli: &Cli, args: &CheckArgs) -> ExitCode {
-    let config = match file_source(cli)() {
-        Ok(config) => config,
-        Err(error) => return config_error(&files_label(&cli.config_files), &error.problems),
-    };
-    let mut providers = config.providers;
-    if !args.providers.is_empty() {
-        let unknown: Vec<&String> = args
-            .providers
-            .iter()
-            .filter(|name| !providers.iter().any(|p| &p.name == *name))
-            .collect();
-        if !unknown.is_empty() {
-            eprintln!(
-                "error: unknown provider{} {}; configured: {}",
-                if unknown.len() == 1 { "" } else { "s" },
-                unknown
-                    .iter()
-                    .map(|n| format!("{n:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                providers
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            return ExitCode::from(2);
+    match file_source(cli)() {
+        Ok(config) => {
+            oauth2_exporter::check::command(config.providers, &args.providers, args.output).await
         }
-        providers.retain(|p| args.providers.contains(&p.name));
-    }
-    let results = match oauth2_exporter::check::run(providers).await {
-        Ok(results) => results,
-        Err(error) => {
-            eprintln!("error: cannot set up the HTTP client: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    match args.output {
-        CheckOutput::Table => print!("{}", oauth2_exporter::check::table(&results)),
-        CheckOutput::Json => println!("{}", oauth2_exporter::check::json(&results)),
-    }
-    if results.iter().all(|r| r.report.success) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+        Err(error) => config_error(&files_label(&cli.config_files), &error.problems),
     }
 }
 
@@ -311,39 +267,6 @@ fn config_error(source: &str, problems: &[String]) -> ExitCode {
         eprintln!("  {problem}");
     }
     ExitCode::from(2)
-}
-
-/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
-/// the future is first polled.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let interrupt = signal(SignalKind::interrupt());
-        let terminate = signal(SignalKind::terminate());
-        async move {
-            match (interrupt, terminate) {
-                (Ok(mut interrupt), Ok(mut terminate)) => {
-                    tokio::select! {
-                        _ = interrupt.recv() => {}
-                        _ = terminate.recv() => {}
-                    }
-                }
-                _ => {
-                    tracing::warn!(
-                        "cannot listen for SIGINT/SIGTERM; stop the exporter with SIGKILL"
-                    );
-                    std::future::pending::<()>().await;
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 /// Built without the `demo` cargo feature: the flag stays so the answer is a clear usage error

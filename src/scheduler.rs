@@ -6,22 +6,79 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
-use crate::on_demand::{self, Directory, ProbeAnswer, ProbeRequest};
+use crate::probe::trace::Trace;
+use crate::probe::transport;
 use crate::probe::{CycleReport, HeldToken, Prober};
 use crate::status::StatusBoard;
-use crate::trace::Trace;
-use crate::transport;
+
+/// One caller's wish for a cycle now (`/probe`).
+pub struct ProbeRequest {
+    pub debug: bool,
+    pub reply: oneshot::Sender<ProbeAnswer>,
+}
+
+/// What a `/probe` caller gets back: the cycle's report and the token held after it (data;
+/// `metrics::probe_page` renders it), and the step-by-step trace when the caller asked for it.
+#[derive(Debug, Clone)]
+pub struct ProbeAnswer {
+    pub report: Arc<CycleReport>,
+    pub held: Option<HeldToken>,
+    pub trace: Option<String>,
+}
+
+/// Where each running provider's task takes on-demand requests: its mailbox.
+#[derive(Default)]
+pub struct Directory {
+    providers: Mutex<HashMap<String, mpsc::Sender<ProbeRequest>>>,
+}
+
+impl Directory {
+    pub fn insert(&self, provider: &str, requests: mpsc::Sender<ProbeRequest>) {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(provider.to_string(), requests);
+    }
+
+    pub fn remove(&self, provider: &str) {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(provider);
+    }
+
+    pub fn get(&self, provider: &str) -> Option<mpsc::Sender<ProbeRequest>> {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(provider)
+            .cloned()
+    }
+
+    /// Every provider name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+}
 
 /// How first cycles are spread out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,11 +171,7 @@ impl Scheduler {
                     changes.unchanged.push(provider.name.clone());
                 }
                 existing => {
-                    let client = if provider.tls.is_default() {
-                        self.shared_client.clone()
-                    } else {
-                        transport::build_client(&provider.tls)?
-                    };
+                    let client = transport::client_for(&provider.tls, &self.shared_client)?;
                     if existing.is_some() {
                         changes.restarted.push(provider.name.clone());
                     } else {
@@ -165,7 +218,7 @@ impl Scheduler {
         self.recorders.metrics.add_provider(&config.name);
         self.recorders
             .status
-            .add_provider(&config.name, config.interval, config.canary.is_some());
+            .add_provider(&config.name, config.canary.is_some());
         let (requests, inbox) = mpsc::channel(ON_DEMAND_QUEUE);
         self.recorders.directory.insert(&config.name, requests);
         let cancel = self.root.child_token();
@@ -286,10 +339,11 @@ pub(crate) async fn run_provider<C: Cycle>(
                     // On-demand cycles answer their callers; the periodic series stay the
                     // periodic probes' own, but the token they hold now is the new one.
                     recorders.metrics.record_held(&name, prober.held());
-                    let exposition = on_demand::render(&report, prober.held());
+                    let report = Arc::new(report);
                     for request in waiting {
                         let answer = ProbeAnswer {
-                            exposition: exposition.clone(),
+                            report: Arc::clone(&report),
+                            held: prober.held().cloned(),
                             trace: request.debug.then(|| trace.clone().unwrap_or_default()),
                         };
                         let _ = request.reply.send(answer);
@@ -321,12 +375,12 @@ pub(crate) async fn run_provider<C: Cycle>(
 /// on success. Never a secret: error texts are scrubbed where they are made.
 pub fn log_report(provider: &str, report: &CycleReport) {
     match report.failure() {
-        Some((phase, reason, error, status)) => tracing::warn!(
+        Some(failure) => tracing::warn!(
             provider,
-            phase,
-            reason,
-            status = status.map(|s| s.to_string()).unwrap_or_default(),
-            error,
+            phase = failure.phase,
+            reason = failure.reason,
+            status = failure.status.map(|s| s.to_string()).unwrap_or_default(),
+            error = failure.detail,
             "probe failed"
         ),
         None => tracing::debug!(

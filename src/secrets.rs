@@ -30,59 +30,51 @@ pub fn read_capped(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     Ok(contents)
 }
 
-/// A client secret or password. Never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// Defines a secret string type, in the manner of oauth2-rs's `new_secret_type!`: `Debug` and
+/// `Display` print `[redacted]`, and reading the value is a deliberate `.expose()` call. Every
+/// secret type is made here, so none can forget to redact itself.
+macro_rules! secret_type {
+    ($(#[$doc:meta])* $name:ident, $(#[$expose_doc:meta])*) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(String);
 
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
+        impl $name {
+            pub fn new(value: impl Into<String>) -> Self {
+                $name(value.into())
+            }
 
+            $(#[$expose_doc])*
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(REDACTED)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(REDACTED)
+            }
+        }
+    };
+}
+
+secret_type!(
+    /// A client secret or password. Never printed.
+    Secret,
     /// The value itself: only for putting it on the wire.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
+);
 
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
-
-/// An access token issued by an identity provider. Never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken(String);
-
-impl AccessToken {
-    pub fn new(value: impl Into<String>) -> Self {
-        AccessToken(value.into())
-    }
-
+secret_type!(
+    /// An access token issued by an identity provider. Never printed.
+    AccessToken,
     /// The value itself: only for the `Authorization` header.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
-
-impl fmt::Display for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
+);
 
 /// Where a secret comes from. File and environment sources are read again on every use, so a
 /// rotated secret takes effect without a restart.
@@ -132,7 +124,7 @@ impl SecretSource {
                             std::io::ErrorKind::InvalidData => {
                                 format!("larger than {MAX_SECRET_FILE_BYTES} bytes")
                             }
-                            kind => crate::config::describe_io(kind),
+                            kind => describe_io(kind),
                         },
                     }
                 })?;
@@ -202,6 +194,15 @@ pub fn excerpt(scrubber: &Scrubber, text: &str, max_chars: usize) -> String {
         out.push('…');
     }
     out
+}
+
+/// An I/O failure in words a person expects ("no such file", not "entity not found").
+pub fn describe_io(kind: std::io::ErrorKind) -> String {
+    match kind {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -5,29 +5,19 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::probe::{CycleReport, HeldToken};
+use crate::probe::{CycleReport, Failure, HeldToken};
 
 /// Longest `error_description` kept for the page.
 const DESCRIPTION_CHARS: usize = 160;
 
-/// Why a cycle failed, in the closed vocabulary of the metrics plus the server's words.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailureSummary {
-    pub phase: &'static str,
-    pub reason: &'static str,
-    pub status: Option<u16>,
-    /// Scrubbed of secrets where it was made; truncated here.
-    pub detail: String,
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct ProviderStatus {
-    pub interval: Duration,
     pub canary_configured: bool,
     pub last_run: Option<SystemTime>,
     pub success: Option<bool>,
     /// The failure of the last cycle that failed (kept after recovery, with its time).
-    pub last_failure: Option<(SystemTime, FailureSummary)>,
+    /// Its details are truncated for the page.
+    pub last_failure: Option<(SystemTime, Failure)>,
     pub last_success: Option<SystemTime>,
     /// A token is held (its expiry may still be unknown).
     pub token_held: bool,
@@ -96,7 +86,7 @@ impl StatusBoard {
         self.started.elapsed()
     }
 
-    pub fn add_provider(&self, name: &str, interval: Duration, canary_configured: bool) {
+    pub fn add_provider(&self, name: &str, canary_configured: bool) {
         let mut providers = self
             .providers
             .lock()
@@ -105,7 +95,6 @@ impl StatusBoard {
         providers.insert(
             name.to_string(),
             ProviderStatus {
-                interval,
                 canary_configured,
                 ..ProviderStatus::default()
             },
@@ -132,20 +121,13 @@ impl StatusBoard {
         if report.success {
             status.last_success = Some(report.finished_at);
         }
-        if let Some((phase, reason, detail, http_status)) = report.failure() {
-            let mut detail: String = detail.chars().take(DESCRIPTION_CHARS).collect();
+        if let Some(mut failure) = report.failure() {
+            let mut detail: String = failure.detail.chars().take(DESCRIPTION_CHARS).collect();
             if detail.chars().count() == DESCRIPTION_CHARS {
                 detail.push('…');
             }
-            status.last_failure = Some((
-                report.finished_at,
-                FailureSummary {
-                    phase,
-                    reason,
-                    status: http_status,
-                    detail,
-                },
-            ));
+            failure.detail = detail;
+            status.last_failure = Some((report.finished_at, failure));
         }
         if let Some(token) = report.token_requests.last() {
             status.token_latency = Some(token.duration);

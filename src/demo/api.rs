@@ -7,7 +7,7 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Api, State, json_response, method_not_allowed};
-use crate::http_server::HttpResponse;
+use crate::web::server::HttpResponse;
 
 /// A GET that answers `body()` for a live token issued for `api`, 401 otherwise (RFC 6750 3).
 pub(super) fn canary(

@@ -17,7 +17,7 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Api, State, json_response, method_not_allowed, unix_now};
-use crate::http_server::HttpResponse;
+use crate::web::server::HttpResponse;
 
 /// Token request bodies are a few hundred bytes; anything near this is not a token request.
 pub(super) const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::http_server::{self, HttpResponse, respond};
+use crate::web::server::{self as http_server, HttpResponse, respond};
 use api::{canary, canary_teknos};
 use dialects::{
     cube_token, eqhub_token, everactive_token, nextome_token, okq8_token, token_endpoint,

@@ -1,72 +1,10 @@
-//! `/probe?provider=NAME`: one cycle now, run by the provider's own task (so it never overlaps
-//! a periodic cycle, and callers that arrive together share one cycle), answered as Prometheus
-//! exposition text like blackbox_exporter's `/probe`, optionally preceded by a debug trace.
-
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-use std::time::SystemTime;
+//! One on-demand cycle's report as the `/probe` exposition, like blackbox_exporter's `/probe`:
+//! the same report the periodic series are recorded from, rendered here so that every metric
+//! name and HELP text stays in `metrics/`.
 
 use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::probe::{CycleReport, HeldToken};
-
-/// One caller's wish for a cycle now.
-pub struct ProbeRequest {
-    pub debug: bool,
-    pub reply: oneshot::Sender<ProbeAnswer>,
-}
-
-/// What a caller gets back.
-#[derive(Debug, Clone)]
-pub struct ProbeAnswer {
-    pub exposition: String,
-    /// The step-by-step trace, when the caller asked for it.
-    pub trace: Option<String>,
-}
-
-/// Where each running provider takes on-demand requests.
-#[derive(Default)]
-pub struct Directory {
-    providers: Mutex<HashMap<String, mpsc::Sender<ProbeRequest>>>,
-}
-
-impl Directory {
-    pub fn insert(&self, provider: &str, requests: mpsc::Sender<ProbeRequest>) {
-        self.providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(provider.to_string(), requests);
-    }
-
-    pub fn remove(&self, provider: &str) {
-        self.providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(provider);
-    }
-
-    pub fn get(&self, provider: &str) -> Option<mpsc::Sender<ProbeRequest>> {
-        self.providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(provider)
-            .cloned()
-    }
-
-    /// Every provider name, sorted.
-    pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect();
-        names.sort();
-        names
-    }
-}
 
 fn gauge(registry: &Registry, name: &str, help: &str, value: f64) {
     if let Ok(gauge) = Gauge::new(name, help) {
@@ -99,8 +37,10 @@ pub fn render(report: &CycleReport, held: Option<&HeldToken>) -> String {
             token.duration.as_secs_f64(),
         );
     }
-    let now = SystemTime::now();
-    let valid = held.is_some_and(|h| !h.rejected && h.expires_at.is_none_or(|at| at > now));
+    // As of the cycle's end, not of this call: every caller that shared the cycle gets the
+    // same text, however late its rendering runs.
+    let now = report.finished_at;
+    let valid = held.is_some_and(|h| h.is_valid(now));
     gauge(
         &registry,
         "oauth2_probe_token_valid",
@@ -145,8 +85,8 @@ pub fn render(report: &CycleReport, held: Option<&HeldToken>) -> String {
             );
         }
     }
-    if let Some((phase, reason, _, _)) = report.failure()
-        && let Ok(failure) = GaugeVec::new(
+    if let Some(failure) = report.failure()
+        && let Ok(gauge_vec) = GaugeVec::new(
             Opts::new(
                 "oauth2_probe_failure",
                 "Why this on-demand probe failed: phase and reason (closed sets); absent on success.",
@@ -154,8 +94,10 @@ pub fn render(report: &CycleReport, held: Option<&HeldToken>) -> String {
             &["phase", "reason"],
         )
     {
-        failure.with_label_values(&[phase, reason]).set(1.0);
-        let _ = registry.register(Box::new(failure));
+        gauge_vec
+            .with_label_values(&[failure.phase, failure.reason])
+            .set(1.0);
+        let _ = registry.register(Box::new(gauge_vec));
     }
     let mut buffer = Vec::new();
     let _ = TextEncoder::new().encode(&registry.gather(), &mut buffer);

@@ -1,22 +1,38 @@
-//! The exporter's own HTTP endpoints: `/metrics` (gzip when asked), `/-/healthy`, `/-/ready`,
-//! `POST /-/reload`, `/probe?provider=NAME`, and the status page at `/`.
+//! The exporter's own HTTP endpoints: routing, the basic-auth gate, `/-/healthy`, `/-/ready`
+//! and `POST /-/reload` here; `/metrics` (gzip when asked), `/probe?provider=NAME` and the
+//! status page at `/` in their own files.
+//!
+//! - [`server`]: the accept loop (HTTP/1.1, optional TLS) and response helpers.
+//! - [`security`]: TLS and basic auth for these endpoints (`--web.config.file`).
+//! - [`scrape`]: renders `/metrics` off the probe threads, shared by concurrent scrapes.
+//! - [`probe`]: `/probe?provider=NAME`, answered by the provider's own task.
+//! - [`status_page`]: the HTML status page at `/`.
+
+pub mod probe;
+pub mod scrape;
+pub mod security;
+pub mod server;
+pub mod status_page;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, HeaderValue, VARY};
 use hyper::{Request, StatusCode};
 
-use crate::http_server::{HttpResponse, respond};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use self::scrape::ScrapeCache;
+use self::security::WebSecurity;
+use self::server::{HttpResponse, respond};
 use crate::metrics::Metrics;
-use crate::on_demand::{Directory, ProbeRequest};
-use crate::scrape::ScrapeCache;
+use crate::scheduler::Directory;
 use crate::status::StatusBoard;
 
 /// The Prometheus text exposition format, version 0.0.4.
-const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A reload asked for over HTTP, with where to send its outcome (a message for the caller).
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
@@ -32,7 +48,31 @@ pub struct WebState {
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
 }
 
-pub async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpResponse {
+/// Serves the endpoints on `listener` until `cancel`, behind TLS and basic auth when
+/// `security` asks for them.
+pub async fn serve(
+    listener: TcpListener,
+    security: WebSecurity,
+    state: Arc<WebState>,
+    cancel: CancellationToken,
+) {
+    let basic_auth = security.basic_auth.clone();
+    server::serve_with_tls(listener, security.tls.clone(), cancel, move |request| {
+        let state = Arc::clone(&state);
+        let basic_auth = basic_auth.clone();
+        async move {
+            if let Some(auth) = basic_auth
+                && !auth.allows(security::authorization(&request)).await
+            {
+                return unauthorized();
+            }
+            handle(state, request).await
+        }
+    })
+    .await
+}
+
+async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpResponse {
     let path = request.uri().path();
     let allowed = match path {
         "/" | "/metrics" | "/probe" | "/-/healthy" | "/-/ready" => "GET, HEAD",
@@ -58,7 +98,7 @@ pub async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpRes
     }
     match path {
         "/-/reload" => reload(&state).await,
-        "/probe" => probe(&state, &request).await,
+        "/probe" => probe::probe(&state, &request).await,
         "/metrics" => metrics(&state, &request).await,
         "/-/healthy" => respond(StatusCode::OK, "text/plain; charset=utf-8", "Healthy.\n"),
         "/-/ready" if state.ready.load(Ordering::Acquire) => {
@@ -78,7 +118,7 @@ pub async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpRes
 }
 
 /// The answer to a request without valid basic-auth credentials.
-pub fn unauthorized() -> HttpResponse {
+fn unauthorized() -> HttpResponse {
     let mut response = respond(
         StatusCode::UNAUTHORIZED,
         "text/plain; charset=utf-8",
@@ -151,71 +191,5 @@ fn accepts_gzip(request: &Request<Incoming>) -> bool {
 }
 
 fn index_page(state: &WebState) -> String {
-    crate::status_page::render(&state.status)
-}
-
-/// How long `/probe` waits for its cycle: a cycle is itself bounded by the provider's timeout
-/// (at most two token and two canary requests); this only guards against a stuck queue.
-const PROBE_WAIT: Duration = Duration::from_secs(300);
-
-async fn probe(state: &WebState, request: &Request<Incoming>) -> HttpResponse {
-    let text = "text/plain; charset=utf-8";
-    let mut provider = None;
-    let mut debug = false;
-    for (key, value) in url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
-    {
-        match key.as_ref() {
-            "provider" => provider = Some(value.into_owned()),
-            "debug" => debug = matches!(value.as_ref(), "true" | "1"),
-            _ => {}
-        }
-    }
-    let names = || state.directory.names().join("\n");
-    let Some(provider) = provider.filter(|p| !p.is_empty()) else {
-        return respond(
-            StatusCode::BAD_REQUEST,
-            text,
-            format!(
-                "missing ?provider=NAME; configured providers:\n{}\n",
-                names()
-            ),
-        );
-    };
-    let Some(requests) = state.directory.get(&provider) else {
-        return respond(
-            StatusCode::NOT_FOUND,
-            text,
-            format!(
-                "unknown provider {:?}; configured providers:\n{}\n",
-                provider.chars().take(64).collect::<String>(),
-                names()
-            ),
-        );
-    };
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    if requests.try_send(ProbeRequest { debug, reply }).is_err() {
-        return respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            text,
-            "too many probes waiting for this provider; try again\n",
-        );
-    }
-    match tokio::time::timeout(PROBE_WAIT, answer).await {
-        Ok(Ok(answer)) => {
-            let body = match answer.trace {
-                Some(trace) => format!(
-                    "Probe of provider {provider}{trace}\n\n== resulting metrics\n{}",
-                    answer.exposition
-                ),
-                None => answer.exposition,
-            };
-            let content_type = if debug { text } else { METRICS_CONTENT_TYPE };
-            respond(StatusCode::OK, content_type, body)
-        }
-        _ => respond(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            text,
-            "the probe cycle did not complete (see the exporter's log)\n",
-        ),
-    }
+    status_page::render(&state.status)
 }

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use reqwest::header::AUTHORIZATION;
 
 use crate::config::CanaryConfig;
+use crate::probe::trace::Trace;
+use crate::probe::transport::{BodyError, TransportError, read_body, send};
 use crate::secrets::{AccessToken, Scrubber};
-use crate::trace::Trace;
-use crate::transport::{BodyError, TransportError, read_body, send};
 
 /// What one canary request produced.
 #[derive(Debug)]
@@ -18,17 +18,20 @@ pub struct CanaryOutcome {
     pub result: Result<(), CanaryError>,
 }
 
-/// Every `reason` a canary call can fail with: the closed label set.
-pub const REASONS: [&str; 8] = [
-    "unauthorized",
-    "forbidden",
-    "rate_limited",
-    "unexpected_status",
-    "timeout",
-    "connect",
-    "tls",
-    "no_token",
-];
+reason_enum! {
+    /// Why a canary call failed, as the closed `reason` label set. The metrics keep one counter per
+    /// variant, so a reason added here is counted without further change.
+    CanaryReason {
+        Unauthorized => "unauthorized",
+        Forbidden => "forbidden",
+        RateLimited => "rate_limited",
+        UnexpectedStatus => "unexpected_status",
+        Timeout => "timeout",
+        Connect => "connect",
+        Tls => "tls",
+        NoToken => "no_token",
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanaryError {
@@ -47,15 +50,17 @@ pub enum CanaryError {
 }
 
 impl CanaryError {
-    /// The `reason` label value.
-    pub fn reason(&self) -> &'static str {
+    /// The classification: which `reason` this failure is counted under.
+    pub fn reason(&self) -> CanaryReason {
         match self {
-            CanaryError::Unauthorized => "unauthorized",
-            CanaryError::Forbidden => "forbidden",
-            CanaryError::RateLimited => "rate_limited",
-            CanaryError::UnexpectedStatus(_) => "unexpected_status",
-            CanaryError::Transport(error) => error.reason(),
-            CanaryError::NoToken => "no_token",
+            CanaryError::Unauthorized => CanaryReason::Unauthorized,
+            CanaryError::Forbidden => CanaryReason::Forbidden,
+            CanaryError::RateLimited => CanaryReason::RateLimited,
+            CanaryError::UnexpectedStatus(_) => CanaryReason::UnexpectedStatus,
+            CanaryError::Transport(TransportError::Timeout) => CanaryReason::Timeout,
+            CanaryError::Transport(TransportError::Connect(_)) => CanaryReason::Connect,
+            CanaryError::Transport(TransportError::Tls(_)) => CanaryReason::Tls,
+            CanaryError::NoToken => CanaryReason::NoToken,
         }
     }
 }
@@ -130,7 +135,10 @@ async fn attempt(
         trace.line(format!("-> {} {}", config.method, config.url));
         trace.line("Authorization: Bearer [redacted]");
         for (name, value) in &config.headers {
-            trace.line(crate::trace::header_line(name.as_str(), value.as_bytes()));
+            trace.line(crate::probe::trace::header_line(
+                name.as_str(),
+                value.as_bytes(),
+            ));
         }
     }
     let response = send(request, status_seen, trace.as_deref_mut()).await?;

@@ -51,7 +51,7 @@ pub fn load(path: &Path) -> Result<WebSecurity, ConfigError> {
         return Err(ConfigError {
             problems: vec![format!(
                 "web configuration file {shown}: cannot read it: {}",
-                crate::config::describe_io(error.kind())
+                crate::secrets::describe_io(error.kind())
             )],
         });
     }

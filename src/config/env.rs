@@ -5,7 +5,8 @@
 use figment::value::{Dict, Map, Value};
 use figment::{Error, Metadata, Profile, Provider};
 
-use crate::config::ENV_PREFIX;
+/// The prefix of every environment variable the configuration reads.
+pub const ENV_PREFIX: &str = "OAUTH2_EXPORTER_";
 
 /// Every `OAUTH2_EXPORTER_*` variable whose name contains `__` (every key lives in a section, so
 /// unrelated variables sharing the prefix, such as `OAUTH2_EXPORTER_REQUIRE_PEERS`, are not

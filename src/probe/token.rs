@@ -9,10 +9,10 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 
 use crate::config::{AuthMethod, Grant, TokenConfig};
-use crate::jwt;
+use crate::probe::jwt;
+use crate::probe::trace::Trace;
+use crate::probe::transport::{BodyError, TransportError, read_body, send};
 use crate::secrets::{AccessToken, Scrubber, SecretError, excerpt};
-use crate::trace::Trace;
-use crate::transport::{BodyError, TransportError, read_body, send};
 
 /// Longest server-supplied text (error_description, body excerpt) kept for the log.
 const EXCERPT_CHARS: usize = 200;
@@ -39,33 +39,39 @@ pub struct IssuedToken {
 }
 
 /// The RFC 6749 section 5.2 error codes that get their own reason.
-const OAUTH_ERROR_CODES: [&str; 6] = [
-    "invalid_client",
-    "invalid_grant",
-    "invalid_scope",
-    "invalid_request",
-    "unauthorized_client",
-    "unsupported_grant_type",
+const OAUTH_ERROR_CODES: [TokenReason; 6] = [
+    TokenReason::InvalidClient,
+    TokenReason::InvalidGrant,
+    TokenReason::InvalidScope,
+    TokenReason::InvalidRequest,
+    TokenReason::UnauthorizedClient,
+    TokenReason::UnsupportedGrantType,
 ];
 
-/// Every `reason` a token request can fail with: the closed label set.
-pub const REASONS: [&str; 15] = [
-    "invalid_client",
-    "invalid_grant",
-    "invalid_scope",
-    "invalid_request",
-    "unauthorized_client",
-    "unsupported_grant_type",
-    "oauth_error",
-    "rate_limited",
-    "http_4xx",
-    "http_5xx",
-    "timeout",
-    "connect",
-    "tls",
-    "invalid_response",
-    "secret_unavailable",
-];
+reason_enum! {
+    /// Why a token request failed, as the closed `reason` label set. The metrics keep one counter
+    /// per variant, so a reason added here is counted without further change.
+    TokenReason {
+        InvalidClient => "invalid_client",
+        InvalidGrant => "invalid_grant",
+        InvalidScope => "invalid_scope",
+        InvalidRequest => "invalid_request",
+        UnauthorizedClient => "unauthorized_client",
+        UnsupportedGrantType => "unsupported_grant_type",
+        OAuthError => "oauth_error",
+        RateLimited => "rate_limited",
+        Http4xx => "http_4xx",
+        Http5xx => "http_5xx",
+        Timeout => "timeout",
+        Connect => "connect",
+        Tls => "tls",
+        InvalidResponse => "invalid_response",
+        SecretUnavailable => "secret_unavailable",
+    }
+}
+
+/// Every `reason` a token request can fail with (the name the fuzz targets use).
+pub const REASONS: [TokenReason; 15] = TokenReason::ALL;
 
 /// Why a token request failed. Each variant maps to one fixed `reason` label value; the texts
 /// are for the log and are already scrubbed of the secrets that were sent.
@@ -98,22 +104,21 @@ fn body_suffix(body: &str) -> String {
 }
 
 impl TokenError {
-    /// The `reason` label value.
-    pub fn reason(&self) -> &'static str {
+    /// The classification: which `reason` this failure is counted under.
+    pub fn reason(&self) -> TokenReason {
         match self {
-            TokenError::SecretUnavailable(_) => "secret_unavailable",
-            TokenError::OAuth { code, .. } => {
-                if OAUTH_ERROR_CODES.contains(code) {
-                    code
-                } else {
-                    "oauth_error"
-                }
-            }
-            TokenError::RateLimited { .. } => "rate_limited",
-            TokenError::HttpStatus { status, .. } if *status >= 500 => "http_5xx",
-            TokenError::HttpStatus { .. } => "http_4xx",
-            TokenError::Transport(error) => error.reason(),
-            TokenError::InvalidResponse(_) => "invalid_response",
+            TokenError::SecretUnavailable(_) => TokenReason::SecretUnavailable,
+            TokenError::OAuth { code, .. } => OAUTH_ERROR_CODES
+                .into_iter()
+                .find(|known| known.as_str() == *code)
+                .unwrap_or(TokenReason::OAuthError),
+            TokenError::RateLimited { .. } => TokenReason::RateLimited,
+            TokenError::HttpStatus { status, .. } if *status >= 500 => TokenReason::Http5xx,
+            TokenError::HttpStatus { .. } => TokenReason::Http4xx,
+            TokenError::Transport(TransportError::Timeout) => TokenReason::Timeout,
+            TokenError::Transport(TransportError::Connect(_)) => TokenReason::Connect,
+            TokenError::Transport(TransportError::Tls(_)) => TokenReason::Tls,
+            TokenError::InvalidResponse(_) => TokenReason::InvalidResponse,
         }
     }
 
@@ -326,7 +331,7 @@ fn trace_request(
         Body::Json(json) => {
             trace.line("Content-Type: application/json");
             let mut shown = Value::Object(json.clone());
-            crate::trace::redact_json(&mut shown, &secret_keys);
+            crate::probe::trace::redact_json(&mut shown, &secret_keys);
             trace.line(scrubber.scrub(&serde_json::to_string_pretty(&shown).unwrap_or_default()));
         }
     }
@@ -404,9 +409,9 @@ fn oauth_error_code(json: &Value) -> Option<&'static str> {
     let code = json.get("error")?.as_str()?;
     Some(
         OAUTH_ERROR_CODES
-            .iter()
-            .find(|known| **known == code)
-            .copied()
+            .into_iter()
+            .map(TokenReason::as_str)
+            .find(|known| *known == code)
             .unwrap_or("other"),
     )
 }
@@ -499,169 +504,4 @@ fn lifetime_from_jwt(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::load_str;
-
-    fn token_config(extra: &str) -> TokenConfig {
-        let toml = format!(
-            "[providers.p.token]\nurl = \"http://127.0.0.1:1/token\"\nclient_id = \"id\"\nclient_secret = \"s3cret-value\"\n{extra}"
-        );
-        let config = load_str(&toml, &Default::default()).unwrap();
-        config.providers[0].token.clone()
-    }
-
-    fn interpret_body(
-        status: u16,
-        body: &str,
-        config: &TokenConfig,
-    ) -> Result<IssuedToken, TokenError> {
-        let mut scrubber = Scrubber::default();
-        scrubber.add("s3cret-value");
-        interpret(
-            status,
-            None,
-            body.as_bytes(),
-            config,
-            &scrubber,
-            SystemTime::now(),
-        )
-    }
-
-    fn jwt_with(claims: &str) -> String {
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(claims))
-    }
-
-    #[test]
-    fn expires_in_as_number_or_string() {
-        let config = token_config("");
-        for body in [
-            r#"{"access_token":"t","token_type":"Bearer","expires_in":3599}"#,
-            r#"{"access_token":"t","token_type":"bearer","expires_in":"3599"}"#,
-        ] {
-            let token = interpret_body(200, body, &config).unwrap();
-            assert_eq!(token.lifetime, Some(Duration::from_secs(3599)), "{body}");
-            assert!(token.expires_at.is_some());
-        }
-        let fractional = interpret_body(200, r#"{"access_token":"t","expires_in":1.5}"#, &config);
-        assert_eq!(
-            fractional.unwrap().lifetime,
-            Some(Duration::from_millis(1500))
-        );
-    }
-
-    #[test]
-    fn response_fields_as_json_pointers() {
-        let config = token_config(
-            "[providers.p.token.response]\naccess_token = \"/data/token\"\nexpires_in = \"/data/ttl\"",
-        );
-        let token = interpret_body(200, r#"{"data":{"token":"abc","ttl":60}}"#, &config).unwrap();
-        assert_eq!(token.access_token.expose(), "abc");
-        assert_eq!(token.lifetime, Some(Duration::from_secs(60)));
-    }
-
-    #[test]
-    fn lifetime_falls_back_to_jwt_exp_then_unknown() {
-        let config = token_config("[providers.p.token.response]\naccess_token = \"accessToken\"");
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let with_iat = jwt_with(&format!(r#"{{"iat":{now},"exp":{}}}"#, now + 3600));
-        let body = format!(r#"{{"accessToken":"{with_iat}"}}"#);
-        let token = interpret_body(200, &body, &config).unwrap();
-        assert_eq!(token.lifetime, Some(Duration::from_secs(3600)));
-        assert_eq!(
-            token.expires_at,
-            Some(UNIX_EPOCH + Duration::from_secs(now + 3600))
-        );
-
-        let opaque = interpret_body(200, r#"{"accessToken":"opaque"}"#, &config).unwrap();
-        assert_eq!((opaque.lifetime, opaque.expires_at), (None, None));
-
-        let malformed = jwt_with("not json");
-        let body = format!(r#"{{"accessToken":"{malformed}"}}"#);
-        let token = interpret_body(200, &body, &config).unwrap();
-        assert_eq!((token.lifetime, token.expires_at), (None, None));
-    }
-
-    #[test]
-    fn failures_map_to_their_reasons() {
-        let config = token_config("");
-        let cases = [
-            (
-                401,
-                r#"{"error":"invalid_client","error_description":"bad secret s3cret-value"}"#,
-                "invalid_client",
-            ),
-            (400, r#"{"error":"invalid_grant"}"#, "invalid_grant"),
-            (400, r#"{"error":"invalid_scope"}"#, "invalid_scope"),
-            (400, r#"{"error":"invalid_request"}"#, "invalid_request"),
-            (
-                400,
-                r#"{"error":"unauthorized_client"}"#,
-                "unauthorized_client",
-            ),
-            (
-                400,
-                r#"{"error":"unsupported_grant_type"}"#,
-                "unsupported_grant_type",
-            ),
-            (400, r#"{"error":"interaction_required"}"#, "oauth_error"),
-            (200, r#"{"error":"invalid_client"}"#, "invalid_client"),
-            (429, r#"{"error":"invalid_client"}"#, "rate_limited"),
-            (403, "<html>forbidden</html>", "http_4xx"),
-            (401, "", "http_4xx"),
-            (502, "<html>bad gateway</html>", "http_5xx"),
-            (302, "", "invalid_response"),
-            (200, "<html>ok</html>", "invalid_response"),
-            (200, r#"{"access_token":"t""#, "invalid_response"),
-            (200, r#"[{"access_token":"t"}]"#, "invalid_response"),
-            (200, r#"{"access_token":""}"#, "invalid_response"),
-            (200, r#"{"access_token":42}"#, "invalid_response"),
-            (200, r#"{"token":"t"}"#, "invalid_response"),
-            (
-                200,
-                r#"{"access_token":"t","token_type":"mac"}"#,
-                "invalid_response",
-            ),
-            (
-                200,
-                r#"{"access_token":"t","expires_in":-1}"#,
-                "invalid_response",
-            ),
-            (
-                200,
-                r#"{"access_token":"t","expires_in":"soon"}"#,
-                "invalid_response",
-            ),
-            (
-                200,
-                r#"{"access_token":"t","expires_in":1e300}"#,
-                "invalid_response",
-            ),
-        ];
-        for (status, body, reason) in cases {
-            let error = interpret_body(status, body, &config).unwrap_err();
-            assert_eq!(error.reason(), reason, "{status} {body}: {error}");
-            assert!(!error.to_string().contains("s3cret-value"), "{error}");
-        }
-    }
-
-    #[test]
-    fn zero_lifetime_is_accepted_as_already_expiring() {
-        let config = token_config("");
-        let token = interpret_body(200, r#"{"access_token":"t","expires_in":0}"#, &config).unwrap();
-        assert_eq!(token.lifetime, Some(Duration::ZERO));
-    }
-
-    #[test]
-    fn basic_header_form_encodes_before_base64() {
-        let header = basic_authorization("id:1", "p@ss word");
-        let encoded = header.to_str().unwrap().strip_prefix("Basic ").unwrap();
-        let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
-        assert_eq!(decoded, "id%3A1:p%40ss+word");
-        assert!(header.is_sensitive());
-    }
-}
+mod tests;

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use crate::humanize::human;
 use crate::status::{ProviderStatus, State, StatusBoard};
 
 /// Seconds between automatic refreshes of the page.
@@ -162,23 +163,6 @@ fn ago(now: SystemTime, then: SystemTime) -> String {
     }
 }
 
-/// A duration the way a person says it: "42s", "47m", "5h 3m", "2d 4h".
-pub fn human(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m", secs / 60),
-        3600..86400 => match (secs % 3600) / 60 {
-            0 => format!("{}h", secs / 3600),
-            minutes => format!("{}h {minutes}m", secs / 3600),
-        },
-        _ => match (secs % 86400) / 3600 {
-            0 => format!("{}d", secs / 86400),
-            hours => format!("{}d {hours}h", secs / 86400),
-        },
-    }
-}
-
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -197,23 +181,6 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_like_a_person_says_them() {
-        let cases = [
-            (0, "0s"),
-            (42, "42s"),
-            (60, "1m"),
-            (47 * 60 + 59, "47m"),
-            (3600, "1h"),
-            (5 * 3600 + 180, "5h 3m"),
-            (86400, "1d"),
-            (2 * 86400 + 4 * 3600 + 59, "2d 4h"),
-        ];
-        for (secs, text) in cases {
-            assert_eq!(human(Duration::from_secs(secs)), text, "{secs}s");
-        }
-    }
 
     #[test]
     fn html_is_escaped() {

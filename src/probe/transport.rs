@@ -6,7 +6,7 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use crate::config::TlsConfig;
-use crate::trace::Trace;
+use crate::probe::trace::Trace;
 
 /// Bodies larger than this are not read: a token response is a few KiB at most.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -24,14 +24,6 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            TransportError::Timeout => "timeout",
-            TransportError::Connect(_) => "connect",
-            TransportError::Tls(_) => "tls",
-        }
-    }
-
     /// Classifies a reqwest error. The message leaves out the URL: it is configuration the
     /// operator already knows, and keeping it out keeps log lines short.
     pub fn from_reqwest(error: &reqwest::Error) -> TransportError {
@@ -96,7 +88,10 @@ pub async fn send(
     if let Some(trace) = trace {
         trace.line(format!("<- HTTP {status}"));
         for (name, value) in response.headers() {
-            trace.line(crate::trace::header_line(name.as_str(), value.as_bytes()));
+            trace.line(crate::probe::trace::header_line(
+                name.as_str(),
+                value.as_bytes(),
+            ));
         }
     }
     Ok(response)
@@ -151,4 +146,18 @@ pub fn build_client(tls: &TlsConfig) -> Result<reqwest::Client, reqwest::Error> 
         builder = builder.tls_danger_accept_invalid_certs(true);
     }
     builder.build()
+}
+
+/// The client a provider with these TLS settings uses: `shared` (one connection pool for every
+/// provider with default settings) unless it needs its own CA, client certificate or
+/// verification setting. The one rule the scheduler and `check` both follow.
+pub fn client_for(
+    tls: &TlsConfig,
+    shared: &reqwest::Client,
+) -> Result<reqwest::Client, reqwest::Error> {
+    if tls.is_default() {
+        Ok(shared.clone())
+    } else {
+        build_client(tls)
+    }
 }

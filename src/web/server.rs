@@ -38,7 +38,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves plain HTTP on `listener` until `cancel` fires, then gives open connections a short
-/// grace period.
+/// grace period. (Only the demo's identity provider serves without the TLS option.)
+#[cfg(feature = "demo")]
 pub async fn serve<H, F>(listener: TcpListener, cancel: CancellationToken, handler: H)
 where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,

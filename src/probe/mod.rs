@@ -1,15 +1,67 @@
 //! One probe cycle of one provider: get (or reuse) a token, call the canary, retry once with a
 //! fresh token when a reused one is rejected. Returns what happened; recording it is the job of
-//! [`crate::metrics`], logging it the job of [`crate::scheduler`].
+//! `metrics`, logging it the job of `scheduler`. Nothing here knows about Prometheus, the web
+//! endpoints or the scheduler.
+//!
+//! - [`token`]: the token request in each dialect and the classification of its answer.
+//! - [`canary`]: the API call with the token and its classification.
+//! - [`transport`]: outgoing HTTP clients (one rule for which one a provider uses), capped body
+//!   reads, transport failure classes.
+//! - [`jwt`]: reads (never verifies) a JWT's claims, for its expiry.
+//! - [`trace`]: the redacted step-by-step trace `/probe?debug=true` shows.
+
+/// Defines a closed `reason` label set: an enum whose `ALL` lists every variant in declaration
+/// order (so `reason as usize` indexes an array of counters, and a new variant is counted
+/// without further change), with `as_str()` for the label value. Written once for the token
+/// and canary sets so the two cannot drift apart in shape.
+macro_rules! reason_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $label:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant,)*
+        }
+
+        impl $name {
+            /// Every reason, in the order the metrics expose them; `reason as usize` indexes it.
+            pub const ALL: [$name; [$($label),*].len()] = [$($name::$variant,)*];
+
+            /// The `reason` label value.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+
+pub mod canary;
+pub mod jwt;
+pub mod token;
+pub mod trace;
+pub mod transport;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::canary::{self, CanaryError, CanaryOutcome};
+use self::canary::{CanaryError, CanaryOutcome};
+use self::token::TokenOutcome;
+use self::trace::Trace;
 use crate::config::ProviderConfig;
 use crate::secrets::AccessToken;
-use crate::token::{self, TokenOutcome};
-use crate::trace::Trace;
 
 /// The token a provider currently holds, kept across cycles.
 #[derive(Debug, Clone)]
@@ -21,7 +73,36 @@ pub struct HeldToken {
     pub rejected: bool,
 }
 
+/// What decides whether a held token is valid, without the token itself: kept by the metrics
+/// so that validity can be computed when a scrape asks, not when the cycle ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub expires_at: Option<SystemTime>,
+    pub rejected: bool,
+}
+
+impl Validity {
+    /// The token is usable at `now`: not past its expiry (an unknown expiry counts as not
+    /// expired) and not rejected with 401 by the last canary call. The one definition
+    /// `oauth2_token_valid` and `/probe` share.
+    pub fn is_valid(self, now: SystemTime) -> bool {
+        !self.rejected && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
 impl HeldToken {
+    pub fn validity(&self) -> Validity {
+        Validity {
+            expires_at: self.expires_at,
+            rejected: self.rejected,
+        }
+    }
+
+    /// See [`Validity::is_valid`].
+    pub fn is_valid(&self, now: SystemTime) -> bool {
+        self.validity().is_valid(now)
+    }
+
     /// Whether a new token must be requested before this one is used again.
     fn needs_refresh(&self, refresh_before: Duration, now: SystemTime) -> bool {
         match self.expires_at {
@@ -45,9 +126,19 @@ pub struct CycleReport {
     pub finished_at: SystemTime,
 }
 
+/// The failure that decided a cycle: the phase and reason in the metrics' closed vocabulary,
+/// the HTTP status if there was one, and the details (scrubbed of secrets where they were made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub phase: &'static str,
+    pub reason: &'static str,
+    pub status: Option<u16>,
+    pub detail: String,
+}
+
 impl CycleReport {
-    /// The failure that decided the cycle, for the log: (phase, reason, detail).
-    pub fn failure(&self) -> Option<(&'static str, &'static str, String, Option<u16>)> {
+    /// The failure that decided the cycle; `None` when it succeeded.
+    pub fn failure(&self) -> Option<Failure> {
         if self.success {
             return None;
         }
@@ -60,17 +151,32 @@ impl CycleReport {
                 .last()
                 .is_some_and(|t| t.result.is_err());
             if !token_failed {
-                return Some(("canary", error.reason(), error.to_string(), outcome.status));
+                return Some(Failure {
+                    phase: "canary",
+                    reason: error.reason().as_str(),
+                    status: outcome.status,
+                    detail: error.to_string(),
+                });
             }
         }
         if let Some(outcome) = self.token_requests.iter().rev().find(|t| t.result.is_err())
             && let Err(error) = &outcome.result
         {
-            return Some(("token", error.reason(), error.to_string(), outcome.status));
+            return Some(Failure {
+                phase: "token",
+                reason: error.reason().as_str(),
+                status: outcome.status,
+                detail: error.to_string(),
+            });
         }
         if self.canary_skipped {
             let error = CanaryError::NoToken;
-            return Some(("canary", error.reason(), error.to_string(), None));
+            return Some(Failure {
+                phase: "canary",
+                reason: error.reason().as_str(),
+                status: None,
+                detail: error.to_string(),
+            });
         }
         None
     }
@@ -185,7 +291,7 @@ impl Prober {
         let canary_config = self.config.canary.as_ref()?;
         let held = self.held.as_ref()?;
         Some(
-            canary::call(
+            self::canary::call(
                 &self.client,
                 canary_config,
                 &held.access_token,
@@ -203,9 +309,13 @@ impl Prober {
         outcomes: &mut Vec<TokenOutcome>,
         trace: Option<&mut Trace>,
     ) -> bool {
-        let outcome =
-            token::request_token(&self.client, &self.config.token, self.config.timeout, trace)
-                .await;
+        let outcome = self::token::request_token(
+            &self.client,
+            &self.config.token,
+            self.config.timeout,
+            trace,
+        )
+        .await;
         let ok = match &outcome.result {
             Ok(issued) => {
                 self.held = Some(HeldToken {

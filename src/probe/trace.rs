@@ -78,7 +78,10 @@ impl Trace {
 
     /// The decoded header and claims of a JWT access token.
     pub fn jwt(&mut self, token: &str) {
-        match (crate::jwt::header(token), crate::jwt::claims(token)) {
+        match (
+            crate::probe::jwt::header(token),
+            crate::probe::jwt::claims(token),
+        ) {
             (Some(header), Some(claims)) => {
                 self.line("access token is a JWT (decoded, not verified; signature not shown):");
                 self.line(format!(

@@ -1,0 +1,439 @@
+//! Configuration: figment layers (defaults < TOML file < `OAUTH2_EXPORTER_*` environment) fill a
+//! raw, all-optional structure; `validate` turns it into ready-to-use values (parsed URLs,
+//! durations, secret sources, TLS roots) and reports every problem with the key it concerns.
+//! Nothing downstream re-validates.
+//!
+//! This file holds the validated types and the `load_*` entry points; [`raw`] the configuration
+//! as written and the keys each table allows; [`validate`] the conversion; [`messages`] parser
+//! errors as one-line messages (never a secret); [`env`] the `OAUTH2_EXPORTER_*` layer.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use reqwest::header::{HeaderName, HeaderValue};
+use url::Url;
+
+use crate::secrets::{MAX_PEM_FILE_BYTES, Secret, SecretSource, describe_io, read_capped};
+use env::EnvStrings;
+
+/// Largest configuration file accepted (a guard against naming a device or a huge file).
+const MAX_CONFIG_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9875";
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
+
+mod env;
+mod messages;
+mod raw;
+mod validate;
+
+pub use env::ENV_PREFIX;
+pub(crate) use messages::describe_error;
+use messages::*;
+use raw::*;
+pub use validate::is_valid_provider_name;
+use validate::*;
+
+// ---------------------------------------------------------------------------------------------
+// Validated configuration.
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub web: WebConfig,
+    /// Sorted by name.
+    pub providers: Vec<ProviderConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub listen_address: String,
+}
+
+/// Compared on reload: an unchanged provider keeps its held token and its task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub interval: Duration,
+    /// Per HTTP request.
+    pub timeout: Duration,
+    pub token: TokenConfig,
+    pub canary: Option<CanaryConfig>,
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenConfig {
+    pub url: Url,
+    pub grant: Grant,
+    pub client_id: String,
+    pub client_secret: SecretSource,
+    pub auth_method: AuthMethod,
+    pub scopes: Vec<String>,
+    pub params: BTreeMap<String, String>,
+    pub reuse: bool,
+    pub refresh_before: Duration,
+    pub json_fields: JsonFields,
+    pub response: ResponseFields,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    ClientCredentials,
+    Password {
+        username: String,
+        password: SecretSource,
+    },
+}
+
+impl Grant {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "client_credentials",
+            Grant::Password { .. } => "password",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    ClientSecretPost,
+    ClientSecretBasic,
+    JsonBody,
+}
+
+/// Key names used for the credentials in a `json_body` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonFields {
+    pub client_id: String,
+    pub client_secret: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Where the token and its lifetime are found in the token response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseFields {
+    pub access_token: FieldPath,
+    pub expires_in: FieldPath,
+}
+
+/// A top-level key, or a JSON pointer (RFC 6901) when it starts with `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldPath {
+    Key(String),
+    Pointer(String),
+}
+
+impl FieldPath {
+    fn parse(text: &str) -> FieldPath {
+        if text.starts_with('/') {
+            FieldPath::Pointer(text.to_string())
+        } else {
+            FieldPath::Key(text.to_string())
+        }
+    }
+
+    pub fn find<'a>(&self, value: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
+        match self {
+            FieldPath::Key(key) => value.get(key),
+            FieldPath::Pointer(pointer) => value.pointer(pointer),
+        }
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldPath::Key(key) | FieldPath::Pointer(key) => f.write_str(key),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryConfig {
+    pub url: Url,
+    pub method: reqwest::Method,
+    /// `None`: any 2xx passes.
+    pub expected_status: Option<Vec<u16>>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl CanaryConfig {
+    pub fn passes(&self, status: u16) -> bool {
+        match &self.expected_status {
+            Some(expected) => expected.contains(&status),
+            None => (200..300).contains(&status),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    pub ca_file: Option<PathBuf>,
+    /// The PEM text of `ca_file`, read at load time (compared on reload: a renewed CA file
+    /// counts as a change).
+    pub ca_pem: Vec<u8>,
+    /// Certificates parsed from `ca_pem`.
+    pub ca_certificates: Vec<reqwest::Certificate>,
+    /// The client certificate and key presented to identity providers that demand one (mTLS).
+    pub client_identity: Option<ClientIdentity>,
+    pub insecure_skip_verify: bool,
+}
+
+/// A client certificate with its private key. The key never prints.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    /// Certificate chain and key, PEM, as read (compared on reload).
+    pem: Vec<u8>,
+    pub identity: reqwest::Identity,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientIdentity([redacted])")
+    }
+}
+
+impl PartialEq for ClientIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.pem == other.pem
+    }
+}
+
+impl PartialEq for TlsConfig {
+    fn eq(&self, other: &Self) -> bool {
+        // The parsed certificates are derived from `ca_pem`.
+        self.ca_file == other.ca_file
+            && self.ca_pem == other.ca_pem
+            && self.client_identity == other.client_identity
+            && self.insecure_skip_verify == other.insecure_skip_verify
+    }
+}
+
+impl TlsConfig {
+    /// Whether this provider can share the default HTTP client.
+    pub fn is_default(&self) -> bool {
+        self.ca_file.is_none() && self.client_identity.is_none() && !self.insecure_skip_verify
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+/// Every problem found in a configuration, one line each, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// ---------------------------------------------------------------------------------------------
+// Loading.
+
+/// Command-line values that override the configuration (they win over every other layer).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen_address: Option<String>,
+}
+
+/// Loads the configuration file at `path` with environment and command-line overrides, and
+/// validates it.
+pub fn load_file(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+    load_files(&[path.to_path_buf()], overrides)
+}
+
+/// Loads several configuration files, or directories of `*.toml` files taken in name order, as
+/// one configuration (later files win for `[web]` and `[defaults]`), with environment and
+/// command-line overrides. A provider defined in two files is an error naming both, so teams
+/// owning separate files cannot silently override each other.
+pub fn load_files(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, ConfigError> {
+    let files = expand_paths(paths)?;
+    let mut unknown = Vec::new();
+    let mut owners: BTreeMap<String, &Path> = BTreeMap::new();
+    let mut duplicates = Vec::new();
+    for file in &files {
+        let layer = check_layer(&Toml::file_exact(file));
+        unknown.extend(layer.unknown_keys);
+        for name in layer.providers {
+            match owners.get(&name) {
+                Some(first) => duplicates.push(format!(
+                    "key `providers.{name}`: provider defined twice, in {} and in {}; each provider belongs to one file",
+                    first.display(),
+                    file.display()
+                )),
+                None => {
+                    owners.insert(name, file);
+                }
+            }
+        }
+    }
+    if !duplicates.is_empty() {
+        return Err(ConfigError {
+            problems: duplicates,
+        });
+    }
+    unknown.extend(check_layer(&EnvStrings).unknown_keys);
+    // Each file is parsed a second time here, on purpose: handing the checked data to figment
+    // would mean a copy of it (figment providers lend their data), and parsing is cheaper than
+    // holding two trees of a large configuration at once.
+    let figment = files
+        .iter()
+        .fold(Figment::new(), |figment, file| {
+            figment.merge(Toml::file_exact(file))
+        })
+        .merge(EnvStrings);
+    load(figment, unknown, overrides)
+}
+
+/// The files named, with each directory replaced by its `*.toml` files in name order.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        match std::fs::metadata(path) {
+            Err(error) => problems.push(format!(
+                "configuration file {}: cannot read it: {}",
+                path.display(),
+                describe_io(error.kind())
+            )),
+            Ok(metadata) if metadata.is_dir() => match std::fs::read_dir(path) {
+                Err(error) => problems.push(format!(
+                    "configuration directory {}: cannot list it: {}",
+                    path.display(),
+                    describe_io(error.kind())
+                )),
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(Result::ok)
+                        .map(|entry| entry.path())
+                        // Hidden entries are skipped: Kubernetes volumes hold `..data` links
+                        // beside the files; a symlinked `*.toml` is followed.
+                        .filter(|p| {
+                            p.file_name()
+                                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+                        })
+                        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+                        .collect();
+                    found.sort();
+                    if found.is_empty() {
+                        problems.push(format!(
+                            "configuration directory {}: holds no *.toml files",
+                            path.display()
+                        ));
+                    }
+                    files.extend(found);
+                }
+            },
+            Ok(metadata) if !metadata.is_file() => problems.push(format!(
+                "configuration file {}: not a regular file",
+                path.display()
+            )),
+            Ok(metadata) if metadata.len() > MAX_CONFIG_FILE_BYTES => problems.push(format!(
+                "configuration file {}: larger than {MAX_CONFIG_FILE_BYTES} bytes",
+                path.display()
+            )),
+            Ok(_) => files.push(path.clone()),
+        }
+    }
+    if problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+/// Loads configuration from TOML text (the demo's built-in configuration), without environment
+/// overrides.
+pub fn load_str(toml: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let layer = Toml::string(toml);
+    let unknown = check_layer(&layer).unknown_keys;
+    load(Figment::new().merge(layer), unknown, overrides)
+}
+
+/// A warning when the file at `path` holds inline secrets and others than its owner may read it.
+/// (With several files, the warning names every such file; checking a file without inline
+/// secrets is harmless.)
+pub fn exposed_secrets_warning(path: &Path, config: &Config) -> Option<String> {
+    let inline: Vec<&str> = config
+        .providers
+        .iter()
+        .filter(|p| {
+            matches!(p.token.client_secret, SecretSource::Inline(_))
+                || matches!(
+                    &p.token.grant,
+                    Grant::Password {
+                        password: SecretSource::Inline(_),
+                        ..
+                    }
+                )
+        })
+        .map(|p| p.name.as_str())
+        .collect();
+    if inline.is_empty() {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Some(format!(
+                "{} holds inline secrets (providers: {}) and is readable by group or others (mode {:o}); run `chmod 600` on it, or use client_secret_file / client_secret_env",
+                path.display(),
+                name_some(&inline, 5),
+                mode & 0o777
+            ));
+        }
+    }
+    None
+}
+
+/// Up to `shown` names, then how many more: a log line stays readable with 10 000 providers.
+fn name_some(names: &[&str], shown: usize) -> String {
+    if names.len() <= shown {
+        return names.join(", ");
+    }
+    format!(
+        "{} and {} more",
+        names[..shown].join(", "),
+        names.len() - shown
+    )
+}
+
+/// Extracts and validates the merged layers; `problems` holds what the layers' own checks found.
+fn load(
+    mut figment: Figment,
+    mut problems: Vec<String>,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    if let Some(address) = &overrides.listen_address {
+        figment = figment.merge(("web.listen_address", address));
+    }
+    match figment.extract::<RawConfig>() {
+        Ok(raw) => match validate(raw) {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError { problems }),
+            Err(error) => {
+                problems.extend(error.problems);
+                Err(ConfigError { problems })
+            }
+        },
+        Err(error) => {
+            problems.extend(error.into_iter().map(|e| describe_error(&e)));
+            Err(ConfigError { problems })
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The exporter's metrics. Each provider's series live in one compact record, written only by
+//! [`Metrics::record`] from a cycle's report. `/metrics` is written directly from a snapshot of
+//! those records, taken under a short lock: a scrape is consistent (never half a cycle), and
+//! costs little memory and time even for 10 000 providers, which a general-purpose registry
+//! holding one object per series did not. Values that depend on the current time (validity,
+//! seconds until expiry) are computed when the text is written. Process metrics, build info and
+//! the reload state come from a small `prometheus` registry.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::{Gauge, GaugeVec, Opts, Registry};
+
+use crate::probe::canary::CanaryReason;
+use crate::probe::token::TokenReason;
+use crate::probe::{CycleReport, HeldToken, Validity};
+
+mod exposition;
+pub mod probe_page;
+
+pub use exposition::{gunzip, gzip};
+
+/// Latency buckets in seconds: identity providers answer in tens of milliseconds when healthy
+/// and in seconds when struggling; the timeout caps the top.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A latency histogram with cumulative bucket counts, as exposed.
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    cumulative: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(self.cumulative.iter_mut()) {
+            if seconds <= *bound {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+/// Every series of one provider. A counter at 0 with a `reason` or `code` label has not happened
+/// and is not exposed; an absent gauge has no value yet.
+#[derive(Debug, Clone, Default)]
+struct ProviderSeries {
+    token_requests: u64,
+    token_failures: [u64; TokenReason::ALL.len()],
+    token_duration: Histogram,
+    token_lifetime: Option<f64>,
+    token_last_success: Option<f64>,
+    canary_requests: u64,
+    canary_failures: [u64; CanaryReason::ALL.len()],
+    canary_duration: Histogram,
+    /// By status code, sorted.
+    canary_responses: Vec<(u16, u64)>,
+    /// Token phase, canary phase.
+    unauthorized: [u64; 2],
+    probe_success: Option<bool>,
+    probe_duration: Option<f64>,
+    probe_last_run: Option<f64>,
+    panics: u64,
+    /// `None` until the first cycle: `oauth2_token_valid` is absent then. `Some(None)`: no token
+    /// is held.
+    token: Option<Option<Validity>>,
+}
+
+pub struct Metrics {
+    providers: Mutex<BTreeMap<String, ProviderSeries>>,
+    registry: Registry,
+    reload_successful: Gauge,
+    reload_success_time: Gauge,
+}
+
+fn seconds_since_epoch(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let reload_successful = Gauge::new(
+            "oauth2_exporter_config_last_reload_successful",
+            "1 if the last configuration (re)load succeeded, else 0.",
+        )
+        .expect("metric definitions are static");
+        let reload_success_time = Gauge::new(
+            "oauth2_exporter_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last (re)loaded successfully.",
+        )
+        .expect("metric definitions are static");
+        let build_info = GaugeVec::new(
+            Opts::new(
+                "oauth2_exporter_build_info",
+                "Version and git revision of the running oauth2-exporter; always 1.",
+            ),
+            &["version", "revision"],
+        )
+        .expect("metric definitions are static");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::REVISION])
+            .set(1.0);
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(reload_successful.clone()),
+            Box::new(reload_success_time.clone()),
+            Box::new(build_info),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for collector in collectors {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Metrics {
+            providers: Mutex::new(BTreeMap::new()),
+            registry,
+            reload_successful,
+            reload_success_time,
+        }
+    }
+
+    fn with_provider(&self, provider: &str, update: impl FnOnce(&mut ProviderSeries)) {
+        let mut providers = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A provider that is not registered (removed while its last cycle ran) records nothing.
+        if let Some(series) = providers.get_mut(provider) {
+            update(series);
+        }
+    }
+
+    /// Creates a provider's unlabelled series at 0, so `rate()` works from the first scrape.
+    /// Counters of a provider registered again (restarted by a reload) go on.
+    pub fn add_provider(&self, provider: &str) {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(provider.to_string())
+            .or_default();
+    }
+
+    /// Deletes every series of a provider that is no longer configured.
+    pub fn remove_provider(&self, provider: &str) {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(provider);
+    }
+
+    /// Forgets the held token of a provider restarted with new settings.
+    pub fn forget_token(&self, provider: &str) {
+        self.with_provider(provider, |series| series.token = None);
+    }
+
+    /// Counts a probe cycle that panicked.
+    pub fn record_panic(&self, provider: &str) {
+        self.with_provider(provider, |series| series.panics += 1);
+    }
+
+    /// Records the outcome of a configuration (re)load.
+    pub fn record_reload(&self, success: bool) {
+        self.reload_successful.set(if success { 1.0 } else { 0.0 });
+        if success {
+            self.reload_success_time
+                .set(seconds_since_epoch(SystemTime::now()));
+        }
+    }
+
+    /// Records one cycle's report and the token held after it. The only writer of metrics.
+    pub fn record(&self, provider: &str, report: &CycleReport, held: Option<&HeldToken>) {
+        self.with_provider(provider, |series| {
+            for outcome in &report.token_requests {
+                series.token_requests += 1;
+                series
+                    .token_duration
+                    .observe(outcome.duration.as_secs_f64());
+                if outcome.status == Some(401) {
+                    series.unauthorized[0] += 1;
+                }
+                match &outcome.result {
+                    Ok(issued) => {
+                        series.token_last_success = Some(seconds_since_epoch(report.finished_at));
+                        series.token_lifetime = issued.lifetime.map(|l| l.as_secs_f64());
+                    }
+                    Err(error) => {
+                        series.token_failures[error.reason() as usize] += 1;
+                    }
+                }
+            }
+            for outcome in &report.canary_requests {
+                series.canary_requests += 1;
+                series
+                    .canary_duration
+                    .observe(outcome.duration.as_secs_f64());
+                if let Some(status) = outcome.status {
+                    match series
+                        .canary_responses
+                        .binary_search_by_key(&status, |(code, _)| *code)
+                    {
+                        Ok(at) => series.canary_responses[at].1 += 1,
+                        Err(at) => series.canary_responses.insert(at, (status, 1)),
+                    }
+                    if status == 401 {
+                        series.unauthorized[1] += 1;
+                    }
+                }
+                if let Err(error) = &outcome.result {
+                    series.canary_failures[error.reason() as usize] += 1;
+                }
+            }
+            if report.canary_skipped {
+                series.canary_failures[CanaryReason::NoToken as usize] += 1;
+            }
+            series.probe_success = Some(report.success);
+            series.probe_duration = Some(report.duration.as_secs_f64());
+            series.probe_last_run = Some(seconds_since_epoch(report.finished_at));
+            series.token = Some(held.map(HeldToken::validity));
+        });
+    }
+
+    /// Records the token a provider holds (after an on-demand cycle).
+    pub fn record_held(&self, provider: &str, held: Option<&HeldToken>) {
+        self.with_provider(provider, |series| {
+            series.token = Some(held.map(HeldToken::validity))
+        });
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,114 @@
+//! Unit tests of the metrics: recording, the reason counters' indexing, histograms, and the
+//! streamed text and gzip renders.
+
+use super::exposition::{Out, number};
+use super::*;
+
+/// The failure counters are indexed by `reason as usize`: each enum's `ALL` must list its
+/// variants in declaration order for that index to be the reason's own.
+#[test]
+fn reason_counters_are_indexed_by_declaration_order() {
+    for (index, reason) in TokenReason::ALL.into_iter().enumerate() {
+        assert_eq!(reason as usize, index, "{reason}");
+    }
+    for (index, reason) in CanaryReason::ALL.into_iter().enumerate() {
+        assert_eq!(reason as usize, index, "{reason}");
+    }
+}
+
+#[test]
+fn histogram_buckets_are_cumulative() {
+    let mut histogram = Histogram::default();
+    for seconds in [0.001, 0.02, 0.02, 3.0, 100.0] {
+        histogram.observe(seconds);
+    }
+    assert_eq!(histogram.cumulative, [1, 1, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4]);
+    assert_eq!(histogram.count, 5);
+    assert!((histogram.sum - 103.041).abs() < 1e-9);
+}
+
+#[test]
+fn numbers_are_written_as_the_text_format_expects() {
+    let mut sink = Vec::new();
+    let mut out = Out::new(&mut sink);
+    for value in [1.0, 0.25, 1_795_399_676.637_442_8, f64::INFINITY, f64::NAN] {
+        number(&mut out, value);
+        out.push(' ');
+    }
+    out.finish().unwrap();
+    assert_eq!(sink, b"1 0.25 1795399676.6374428 +Inf NaN ");
+}
+
+/// The provider lines of a page (process metrics change between two renders).
+pub(crate) fn provider_lines(text: &[u8]) -> Vec<String> {
+    String::from_utf8(text.to_vec())
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("oauth2_"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_gzip_render_streams_the_same_page_in_many_chunks() {
+    let metrics = Metrics::new();
+    for index in 0..400 {
+        metrics.add_provider(&format!("tenant{index}"));
+    }
+    let plain = metrics.render();
+    assert!(plain.len() > 10 * Out::CHUNK, "{} bytes", plain.len());
+    let compressed = metrics.render_gzip().unwrap();
+    assert!(compressed.len() * 8 < plain.len(), "{}", compressed.len());
+    let unpacked = gunzip(&compressed).unwrap();
+    assert_eq!(provider_lines(&unpacked), provider_lines(&plain));
+    assert!(provider_lines(&plain).len() > 400 * 30);
+}
+
+/// A sink that takes `room` bytes, then fails every write.
+struct Full {
+    room: usize,
+    writes_after_failure: usize,
+}
+
+impl std::io::Write for Full {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            self.writes_after_failure += 1;
+            return Err(std::io::Error::other("full"));
+        }
+        let taken = data.len().min(self.room);
+        self.room -= taken;
+        Ok(taken)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_sink_ends_the_render_with_its_error() {
+    let metrics = Metrics::new();
+    for index in 0..400 {
+        metrics.add_provider(&format!("tenant{index}"));
+    }
+    let mut sink = Full {
+        room: 3 * Out::CHUNK,
+        writes_after_failure: 0,
+    };
+    let error = metrics.render_to(&mut sink).unwrap_err();
+    assert_eq!(error.to_string(), "full");
+    assert_eq!(sink.writes_after_failure, 1, "kept writing after an error");
+}
+
+#[test]
+fn removed_providers_record_nothing_and_vanish() {
+    let metrics = Metrics::new();
+    metrics.add_provider("kept");
+    metrics.add_provider("gone");
+    metrics.record_panic("gone");
+    metrics.remove_provider("gone");
+    metrics.record_panic("gone");
+    let text = String::from_utf8(metrics.render()).unwrap();
+    assert!(text.contains("oauth2_token_requests_total{provider=\"kept\"} 0\n"));
+    assert!(!text.contains("provider=\"gone\""), "{text}");
+}
