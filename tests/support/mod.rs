@@ -29,7 +29,7 @@
 //! let requests = idp.requests_to("/token");
 //! assert_eq!(requests[0].form_map()["grant_type"], "client_credentials");
 //! ```
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
 pub mod binary;
 pub mod certs;
@@ -44,9 +44,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
+// The names most tests use, at the root; each test crate uses a subset of them.
+#[allow(unused_imports)]
 pub use binary::{Binary, Running, Signal};
+#[allow(unused_imports)]
 pub use daemon::Daemon;
+#[allow(unused_imports)]
 pub use exposition::{relevant_lines, sample, series_of};
+#[allow(unused_imports)]
 pub use fake::{FakeServer, Recorded, Reply, closed_port_url, form_urldecode};
 
 /// Upper bound for anything the daemon does within a few short cycles. Generous because the test
