@@ -8,7 +8,10 @@
 //! numbers of a real run are in BENCHMARKS.md. blackbox is skipped (printing why) when
 //! `prometheus-blackbox-exporter` is not on PATH, unless `OAUTH2_EXPORTER_REQUIRE_PEERS=1`.
 
-// The harness is the benchmark example's own code; this test uses part of it.
+// The harness is the benchmark example's own code (its launcher included), not test support:
+// this test exists to keep that code working, so it must compile that very file rather than a
+// copy in tests/support. An example cannot be imported as a crate, hence `#[path]`, the one left
+// in tests/. (The harness scrubs proxy variables from its children itself.)
 #[allow(dead_code)]
 #[path = "../examples/bench/harness.rs"]
 mod harness;

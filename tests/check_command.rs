@@ -6,13 +6,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{FakeServer, Reply, unix_now};
-
-const BIN: &str = env!("CARGO_BIN_EXE_oauth2-exporter");
+use support::{Binary, FakeServer, Reply, unix_now};
 
 /// A `check` run is a few cycles against loopback fakes; this bounds a hang.
 const RUN_LIMIT: Duration = Duration::from_secs(30);
@@ -44,53 +41,21 @@ impl Outcome {
     }
 }
 
-/// Runs `oauth2-exporter check ARGS` (off the async runtime, which serves the fakes), killed
-/// after [`RUN_LIMIT`]. The child gets no `OAUTH2_EXPORTER_*` variables: those override the
-/// configuration.
+/// Runs `oauth2-exporter check ARGS` (off the async runtime, which serves the fakes), bounded
+/// by [`RUN_LIMIT`], through `support::binary` (no `OAUTH2_EXPORTER_*` variables: those override
+/// the configuration).
 async fn check(args: &[&str]) -> Outcome {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = tempfile::tempdir().unwrap();
-        let stdout_path = out.path().join("stdout");
-        let stderr_path = out.path().join("stderr");
-        let mut command = Command::new(BIN);
-        command
-            .arg("check")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout_path).unwrap())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1");
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("OAUTH2_EXPORTER_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command.spawn().unwrap();
-        let deadline = Instant::now() + RUN_LIMIT;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "check {args:?} still running after {RUN_LIMIT:?}; stderr:\n{}",
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Outcome {
-            code: status.code(),
-            stdout: std::fs::read_to_string(&stdout_path).unwrap(),
-            stderr: std::fs::read_to_string(&stderr_path).unwrap(),
-        }
-    })
-    .await
-    .unwrap()
+    let output = Binary::new()
+        .arg("check")
+        .args(args)
+        .limit(RUN_LIMIT)
+        .run_async()
+        .await;
+    Outcome {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }
 
 /// Writes `toml` as an owner-only file in `dir`.

@@ -2,17 +2,15 @@
 //! codes (0 after SIGTERM/SIGINT, 1 for runtime failures, 2 for configuration and usage errors)
 //! with a clear message, and never a panic.
 
-use std::io::Read;
+mod support;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use pretty_assertions::assert_eq;
-
-const BIN: &str = env!("CARGO_BIN_EXE_oauth2-exporter");
+use support::{Binary, Signal};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -31,23 +29,14 @@ fn private_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-/// The binary with none of this process's `OAUTH2_EXPORTER_*` variables (configuration
-/// overrides; CI sets one), run from the crate root (fixtures use relative secret paths).
-fn exporter() -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("OAUTH2_EXPORTER_") {
-            command.env_remove(name);
-        }
-    }
-    command
+/// The binary (started by `support::binary`), run from the crate root (fixtures use relative
+/// secret paths).
+fn exporter() -> Binary {
+    Binary::new().current_dir(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn run(args: &[&str]) -> Output {
-    let output = exporter().args(args).output().unwrap();
+    let output = exporter().args(args).run();
     assert_no_panic(&output.stdout, &output.stderr);
     output
 }
@@ -63,105 +52,6 @@ fn assert_no_panic(stdout: &[u8], stderr: &[u8]) {
             "{name} shows a panic:\n{}",
             text(stream)
         );
-    }
-}
-
-/// A long-running exporter child whose stdout and stderr are drained by threads, so it never
-/// blocks on a full pipe. Killed on drop if still running.
-struct Running {
-    child: Child,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-fn drain(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut buffer) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buffer[..n]);
-        }
-    })
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        let mut child = exporter()
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            drain(child.stdout.take().unwrap(), Arc::clone(&stdout)),
-            drain(child.stderr.take().unwrap(), Arc::clone(&stderr)),
-        ];
-        Running {
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        text(&self.stderr.lock().unwrap())
-    }
-
-    /// Waits (up to 20 s) for the `probing started` log line: `run` logs it once everything
-    /// is up, just before it starts waiting for a signal.
-    fn wait_until_started(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.stderr().contains("msg=\"probing started\"") {
-            let exited = self.child.try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "no `probing started` line (exit: {exited:?}); stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name} failed: {status}");
-    }
-
-    /// Waits up to `limit` for the child to exit; returns its status and how long it took.
-    fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, Duration) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                for reader in self.readers.drain(..) {
-                    reader.join().unwrap();
-                }
-                return (status, started.elapsed());
-            }
-            assert!(
-                started.elapsed() < limit,
-                "still running {limit:?} after the signal; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -270,11 +160,7 @@ fn a_missing_config_file_exits_2_naming_it() {
         ),
         (vec![], "exporter.toml".to_string()),
     ] {
-        let output = exporter()
-            .current_dir(dir.path())
-            .args(&args)
-            .output()
-            .unwrap();
+        let output = exporter().current_dir(dir.path()).args(&args).run();
         assert_no_panic(&output.stdout, &output.stderr);
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
@@ -340,15 +226,17 @@ fn address_in_use_exits_1_with_one_line() {
 /// the shutdown, without a panic.
 #[test]
 fn sigterm_and_sigint_exit_0_promptly() {
-    for signal in ["TERM", "INT"] {
+    for signal in [Signal::Term, Signal::Int] {
         let dir = tempfile::tempdir().unwrap();
         let config = busy_config(dir.path());
-        let mut running = Running::start(&["--config.file", config.to_str().unwrap()]);
-        running.wait_until_started();
+        let mut running = exporter()
+            .args(["--config.file", config.to_str().unwrap()])
+            .spawn();
+        running.address_blocking();
         running.signal(signal);
-        let (status, took) = running.wait_exit(Duration::from_secs(10));
+        let (status, took) = running.exit_blocking(Duration::from_secs(10));
         let stderr = running.stderr();
-        let stdout = text(&running.stdout.lock().unwrap());
+        let stdout = running.stdout();
         assert_no_panic(stdout.as_bytes(), stderr.as_bytes());
         assert_eq!(status.code(), Some(0), "SIG{signal}: stderr:\n{stderr}");
         assert!(

@@ -7,18 +7,18 @@
 //! in parallel threads of one process, so changing this process's environment would leak into
 //! every other test.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod support;
+
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use oauth2_exporter::config::{self, AuthMethod, FieldPath, Grant, Overrides};
 use oauth2_exporter::secrets::SecretSource;
 use pretty_assertions::assert_eq;
-
-const BIN: &str = env!("CARGO_BIN_EXE_oauth2-exporter");
+use support::peers::http_request;
+use support::{Binary, sample};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -457,24 +457,17 @@ fn all_keys_fixture_loads_to_the_values_written() {
 // ---------------------------------------------------------------------------------------------
 // Environment overrides, through the real binary.
 
-/// A `Command` for the binary with none of this process's `OAUTH2_EXPORTER_*` variables (they
-/// would be configuration overrides; CI sets one) and the crate root as working directory.
-fn exporter() -> Command {
-    let mut command = Command::new(BIN);
-    command.current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("OAUTH2_EXPORTER_") {
-            command.env_remove(name);
-        }
-    }
-    command
+/// The binary (started by `support::binary`) with the crate root as working directory.
+fn exporter() -> Binary {
+    Binary::new().current_dir(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn check(file: &Path, env: &[(&str, &str)]) -> Output {
-    let mut command = exporter();
-    command.arg("--config.file").arg(file).arg("--config.check");
-    command.envs(env.iter().copied());
-    command.output().unwrap()
+    exporter()
+        .config(file)
+        .arg("--config.check")
+        .envs(env)
+        .run()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -487,86 +480,6 @@ fn write_config(dir: &Path, toml: &str) -> PathBuf {
     path
 }
 
-/// A running exporter child with its stderr collected by a thread. Killed on drop.
-struct Running {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn start(file: &Path, env: &[(&str, &str)]) -> Running {
-        let mut command = exporter();
-        command
-            .arg("--config.file")
-            .arg(file)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let mut sink = sink.lock().unwrap();
-                sink.push_str(&line);
-                sink.push('\n');
-            }
-        });
-        Running { child, stderr }
-    }
-
-    /// The address from the `msg=listening address=...` line, waiting up to 20 s for it.
-    fn listening_address(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let logs = self.stderr.lock().unwrap().clone();
-            let found = logs.lines().find_map(|line| {
-                if !line.contains("msg=listening") {
-                    return None;
-                }
-                let value = line.split(" address=").nth(1)?.split(' ').next()?;
-                value.parse::<SocketAddr>().ok()
-            });
-            if let Some(address) = found {
-                return address;
-            }
-            let exited = self.child.try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "no listening line (exit: {exited:?}); stderr:\n{logs}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `GET path` over a fresh loopback connection; returns (status line, body).
-fn http_get(address: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
-}
-
 /// A port nothing listens on right now (bound, then released).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -574,17 +487,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// The value of `series` (written as the text format prints it) in a scrape.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        line.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
 }
 
 /// Issue #2: `OAUTH2_EXPORTER_WEB__LISTEN_ADDRESS`, `OAUTH2_EXPORTER_DEFAULTS__INTERVAL` and a
@@ -616,20 +518,22 @@ fn environment_overrides_beat_the_file() {
         ),
     );
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut running = Running::start(
-        &file,
-        &[
+    let mut running = exporter()
+        .config(&file)
+        .envs(&[
             ("OAUTH2_EXPORTER_WEB__LISTEN_ADDRESS", listen.as_str()),
             ("OAUTH2_EXPORTER_DEFAULTS__INTERVAL", "200ms"),
             ("OAUTH2_EXPORTER_PROVIDERS__OKQ8__INTERVAL", "200ms"),
-        ],
-    );
-    let address = running.listening_address();
+        ])
+        .spawn();
+    let address = running.address_blocking();
     assert_eq!(address.to_string(), listen);
     // cube inherits the overridden default; okq8's own interval is overridden.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (_, metrics) = http_get(address, "/metrics");
+        let metrics = http_request(address, "GET", "/metrics", &[], &[])
+            .unwrap()
+            .body;
         let cycles = |provider: &str| {
             sample(
                 &metrics,

@@ -7,39 +7,14 @@
 
 mod support;
 
-use std::io::Read as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use support::{FakeServer, Reply, WAIT, relevant_lines, sample};
-
-const BIN: &str = env!("CARGO_BIN_EXE_oauth2-exporter");
-
-/// Bounds one short-lived run (`--config.check`, `check`).
-const RUN_LIMIT: Duration = Duration::from_secs(30);
+use support::{Binary, FakeServer, Reply, Signal, WAIT, sample};
 
 /// No secret below may be printed.
 const SECRET: &str = "team-secret-6b1e";
-
-fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1");
-    // Those are configuration overrides to the exporter (and CI sets one for the test suite).
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("OAUTH2_EXPORTER_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
 
 #[derive(Debug)]
 struct Outcome {
@@ -48,192 +23,20 @@ struct Outcome {
     stderr: String,
 }
 
-/// Runs the binary to completion (off the async runtime), killed after [`RUN_LIMIT`].
+/// Runs the binary to completion (off the async runtime, bounded by `support::binary`) and
+/// checks that no secret was printed.
 async fn run(args: &[&str]) -> Outcome {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = tempfile::tempdir().unwrap();
-        let (stdout_path, stderr_path) = (out.path().join("out"), out.path().join("err"));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = command(&args)
-            .stdout(std::fs::File::create(&stdout_path).unwrap())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + RUN_LIMIT;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{args:?} still running after {RUN_LIMIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let outcome = Outcome {
-            code: status.code(),
-            stdout: std::fs::read_to_string(&stdout_path).unwrap(),
-            stderr: std::fs::read_to_string(&stderr_path).unwrap(),
-        };
-        assert!(
-            !outcome.stdout.contains(SECRET) && !outcome.stderr.contains(SECRET),
-            "a secret was printed: {outcome:#?}"
-        );
-        outcome
-    })
-    .await
-    .unwrap()
-}
-
-/// The daemon as a child process; standard error collected by a thread; killed (by its own
-/// handle) on drop.
-struct Running {
-    child: Child,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    client: reqwest::Client,
-}
-
-impl Running {
-    fn spawn(args: &[&str]) -> Running {
-        let mut child = command(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buffer[..n]);
-            }
-        });
-        Running {
-            child,
-            stderr,
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    /// The address from the `msg=listening` line, once probing has started (the SIGHUP handler
-    /// is installed right after that line).
-    async fn address(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let stderr = self.stderr();
-            let address = stderr
-                .lines()
-                .find(|line| line.contains("msg=listening"))
-                .and_then(|line| {
-                    line.split(' ')
-                        .find_map(|field| field.strip_prefix("address="))
-                })
-                .and_then(|text| text.parse().ok());
-            if let Some(address) = address
-                && stderr.contains("msg=\"probing started\"")
-            {
-                return address;
-            }
-            let exited = self.child.try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "did not start (exit {exited:?}):\n{stderr}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Polls `/metrics` until `predicate` holds; panics after [`WAIT`] with the last scrape.
-    async fn wait_for(
-        &self,
-        addr: SocketAddr,
-        what: &str,
-        predicate: impl Fn(&str) -> bool,
-    ) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let metrics = match self
-                .client
-                .get(format!("http://{addr}/metrics"))
-                .send()
-                .await
-            {
-                Ok(response) => response.text().await.unwrap_or_default(),
-                Err(error) => format!("<{error}>"),
-            };
-            if predicate(&metrics) {
-                return metrics;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not within {WAIT:?}; last scrape:\n{}\n--- stderr ---\n{}",
-                relevant_lines(&metrics),
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name}: {status}");
-    }
-
-    async fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let stderr = self.stderr();
-            if stderr.contains(needle) {
-                return stderr;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{needle:?} not logged:\n{stderr}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn exit_code(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running after {limit:?}:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    let output = Binary::new().args(args).run_async().await;
+    let outcome = Outcome {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(
+        !outcome.stdout.contains(SECRET) && !outcome.stderr.contains(SECRET),
+        "a secret was printed: {outcome:#?}"
+    );
+    outcome
 }
 
 /// Writes an owner-only file the way a careful deployment does: to a name the exporter ignores,
@@ -308,23 +111,25 @@ async fn config_file_may_be_given_several_times() {
     );
 
     // The daemon runs the providers of both files.
-    let mut daemon = Running::spawn(&[
-        "--config.file",
-        text(&first),
-        "--config.file",
-        text(&second),
-        "--web.listen-address",
-        "127.0.0.1:0",
-    ]);
-    let addr = daemon.address().await;
+    let mut daemon = Binary::new()
+        .args([
+            "--config.file",
+            text(&first),
+            "--config.file",
+            text(&second),
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ])
+        .spawn();
+    let _addr = daemon.address().await;
     daemon
-        .wait_for(addr, "both files' providers probed", |m| {
+        .wait_for_metrics("both files' providers probed", WAIT, |m| {
             sample(m, r#"oauth2_probe_success{provider="platform"}"#) == Some(1.0)
                 && sample(m, r#"oauth2_probe_success{provider="payments"}"#) == Some(1.0)
         })
         .await;
-    daemon.signal("TERM");
-    assert_eq!(daemon.exit_code(Duration::from_secs(10)).await, Some(0));
+    daemon.signal(Signal::Term);
+    assert_eq!(daemon.exit(Duration::from_secs(10)).await.0.code(), Some(0));
 }
 
 /// A directory's `*.toml` files are merged in name order, whatever order they were created in;
@@ -395,12 +200,12 @@ async fn a_directory_is_merged_in_name_order_and_later_files_win() {
     }
 
     // 20-team.toml's [web] too: the daemon listens on a port of its own, not the busy one.
-    let mut daemon = Running::spawn(&["--config.file", text(&conf)]);
+    let mut daemon = Binary::new().args(["--config.file", text(&conf)]).spawn();
     let addr = daemon.address().await;
     assert_ne!(addr, busy_addr);
     assert!(addr.ip().is_loopback(), "{addr}");
-    daemon.signal("TERM");
-    assert_eq!(daemon.exit_code(Duration::from_secs(10)).await, Some(0));
+    daemon.signal(Signal::Term);
+    assert_eq!(daemon.exit(Duration::from_secs(10)).await.0.code(), Some(0));
 
     // Renamed so that the team file comes first: now base's 30 s timeout wins and both pass.
     std::fs::rename(&team, conf.join("05-team.toml")).unwrap();
@@ -526,15 +331,17 @@ async fn sighup_picks_up_a_file_added_to_the_directory() {
         &conf.join("10-platform.toml"),
         &provider(&idp, "platform", "ok", "1s"),
     );
-    let mut daemon = Running::spawn(&[
-        "--config.file",
-        text(&conf),
-        "--web.listen-address",
-        "127.0.0.1:0",
-    ]);
-    let addr = daemon.address().await;
+    let mut daemon = Binary::new()
+        .args([
+            "--config.file",
+            text(&conf),
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ])
+        .spawn();
+    let _addr = daemon.address().await;
     daemon
-        .wait_for(addr, "platform probed", |m| {
+        .wait_for_metrics("platform probed", WAIT, |m| {
             sample(m, r#"oauth2_probe_success{provider="platform"}"#) == Some(1.0)
         })
         .await;
@@ -543,9 +350,9 @@ async fn sighup_picks_up_a_file_added_to_the_directory() {
         &conf.join("20-payments.toml"),
         &provider(&idp, "payments", "ok", "1s"),
     );
-    daemon.signal("HUP");
+    daemon.signal(Signal::Hup);
     let metrics = daemon
-        .wait_for(addr, "payments started by the reload", |m| {
+        .wait_for_metrics("payments started by the reload", WAIT, |m| {
             sample(m, r#"oauth2_probe_success{provider="payments"}"#) == Some(1.0)
         })
         .await;
@@ -555,7 +362,10 @@ async fn sighup_picks_up_a_file_added_to_the_directory() {
         Some(1.0)
     );
     daemon
-        .wait_for_log("configuration reloaded: 1 added, 0 removed, 0 restarted, 1 unchanged")
+        .wait_for_log(
+            "configuration reloaded: 1 added, 0 removed, 0 restarted, 1 unchanged",
+            1,
+        )
         .await;
 
     // A third team redefines "payments": the reload fails and both keep probing.
@@ -563,21 +373,21 @@ async fn sighup_picks_up_a_file_added_to_the_directory() {
         &conf.join("30-rogue.toml"),
         &provider(&idp, "payments", "ok", "1s"),
     );
-    daemon.signal("HUP");
+    daemon.signal(Signal::Hup);
     let payments_before = idp.count("/ok/token");
     daemon
-        .wait_for(addr, "failed reload reported, probing goes on", |m| {
+        .wait_for_metrics("failed reload reported, probing goes on", WAIT, |m| {
             sample(m, RELOAD_OK) == Some(0.0) && idp.count("/ok/token") >= payments_before + 4
         })
         .await;
-    let stderr = daemon.wait_for_log("configuration reload failed").await;
+    let stderr = daemon.wait_for_log("configuration reload failed", 1).await;
     assert!(
         stderr.contains("key `providers.payments`: provider defined twice"),
         "{stderr}"
     );
     assert!(!stderr.contains(SECRET), "a secret in the log");
-    daemon.signal("TERM");
-    assert_eq!(daemon.exit_code(Duration::from_secs(10)).await, Some(0));
+    daemon.signal(Signal::Term);
+    assert_eq!(daemon.exit(Duration::from_secs(10)).await.0.code(), Some(0));
 }
 
 /// A file holding inline secrets that group or others may read draws one warning line naming

@@ -9,21 +9,23 @@
 //! `OAUTH2_EXPORTER_REQUIRE_PEERS=1`). The consistency checks and the runs of the binary need no
 //! peer. Every server here listens on 127.0.0.1; the shipped provider URLs are rewritten to it.
 
-mod peer_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use figment::providers::Format as _;
-use peer_support::{find_tool, http_request, sample, skip_or_fail};
 use serde_json::Value;
+use support::binary::scrubbed_command;
+use support::peers::{find_tool, http_request, skip_or_fail};
+use support::{Binary, Running, Signal, sample};
 
 /// Where the unit expects the binary and its configuration, and where systemd puts the
 /// credentials of `oauth2-exporter.service` (`%d` in the unit).
@@ -210,7 +212,7 @@ fn systemd_unit_declares_hardening_credentials_and_reload() {
 /// Runs `systemd-analyze ARGS` with `SYSTEMD_UNIT_PATH=dir:` (the trailing colon keeps the
 /// default search path), so drop-ins under `dir/oauth2-exporter.service.d/` are loaded.
 fn systemd_analyze(tool: &Path, dir: &Path, args: &[&str]) -> Output {
-    Command::new(tool)
+    scrubbed_command(tool)
         .args(args)
         .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()))
         .env("SYSTEMD_LOG_COLOR", "0")
@@ -393,78 +395,36 @@ fn serve_one(stream: TcpStream, seen: &Mutex<Vec<Seen>>) -> std::io::Result<()> 
 // Running the binary
 // ---------------------------------------------------------------------------------------------
 
-/// A running `oauth2-exporter` (possibly under a wrapper such as strace), its stderr collected.
-struct Running {
-    child: Child,
+/// `oauth2-exporter` run as a service manager runs it (started by `support::binary`, possibly
+/// under a wrapper such as strace), with the address from its `msg=listening` line.
+struct Deployed {
+    running: Running,
     /// The exporter's own pid (the wrapper's child when wrapped).
     pid: u32,
     addr: SocketAddr,
-    logs: Arc<Mutex<String>>,
 }
 
-impl Running {
-    /// Spawns `argv`, finds the exporter's pid, and waits for its `msg=listening` line.
-    fn spawn(argv: &[String], env: &[(&str, &str)], wrapped: bool) -> Running {
-        let mut command = Command::new(&argv[0]);
-        // A clean environment, as systemd and the kubelet give: nothing from cargo (its
-        // LD_LIBRARY_PATH would send the loader into ~/.rustup) or CI (OAUTH2_EXPORTER_* are
-        // configuration overrides to the exporter).
-        command
-            .args(&argv[1..])
+impl Deployed {
+    /// Spawns the binary with `args` under `wrapper` (none when empty) in a clean environment,
+    /// as systemd and the kubelet give (nothing from cargo, whose `LD_LIBRARY_PATH` would send
+    /// the loader into ~/.rustup, or CI), plus `env`; waits for its `msg=listening` line.
+    fn spawn(wrapper: &[String], args: &[String], env: &[(&str, &str)]) -> Deployed {
+        let mut running = Binary::new()
+            .wrapper(wrapper)
+            .args(args)
             .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        command.envs(env.iter().copied());
-        let mut child = command.spawn().expect("spawn the exporter");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let logs2 = logs.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("msg=listening")
-                    && let Some(addr) = line
-                        .split_whitespace()
-                        .find_map(|kv| kv.strip_prefix("address="))
-                        .and_then(|a| a.parse::<SocketAddr>().ok())
-                {
-                    let _ = tx.send(addr);
-                }
-                let mut logs = logs2.lock().unwrap();
-                logs.push_str(&line);
-                logs.push('\n');
-            }
-        });
-        let addr = match rx.recv_timeout(WAIT) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("no msg=listening line; logs:\n{}", logs.lock().unwrap());
-            }
-        };
-        let pid = if wrapped {
-            child_pid(child.id()).expect("the wrapped exporter's pid")
-        } else {
-            child.id()
-        };
-        Running {
-            child,
-            pid,
+            .envs(env)
+            .spawn();
+        let addr = running.address_blocking();
+        Deployed {
+            pid: running.pid(),
+            running,
             addr,
-            logs,
         }
     }
 
     fn logs(&self) -> String {
-        self.logs.lock().unwrap().clone()
+        self.running.logs()
     }
 
     fn get(&self, path: &str) -> (u16, String) {
@@ -490,73 +450,6 @@ impl Running {
             thread::sleep(POLL_EVERY);
         }
     }
-
-    /// Sends `signal` to the exporter with `/bin/kill`, as systemd's ExecReload line does.
-    fn kill(&self, signal: &str) {
-        let status = Command::new("/bin/kill")
-            .args([format!("-{signal}"), self.pid.to_string()])
-            .status()
-            .expect("run /bin/kill");
-        assert!(status.success(), "/bin/kill -{signal} {}", self.pid);
-    }
-
-    /// Waits up to `within` for the process (and its wrapper) to exit.
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "did not exit within {within:?} of SIGTERM; logs:\n{}",
-                    self.logs()
-                );
-            }
-            thread::sleep(POLL_EVERY);
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // A killed strace detaches, leaving the exporter running: kill it first (only while the
-        // wrapper still runs, so the pid cannot have been reused).
-        if self.pid != self.child.id() && matches!(self.child.try_wait(), Ok(None)) {
-            let _ = Command::new("/bin/kill")
-                .args(["-KILL", &self.pid.to_string()])
-                .status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The pid of `parent`'s child process, from `/proc/*/stat` (polled: a wrapper forks first).
-fn child_pid(parent: u32) -> Option<u32> {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            if ppid == Some(parent) {
-                return Some(pid);
-            }
-        }
-        thread::sleep(POLL_EVERY);
-    }
-    None
 }
 
 /// What [`run_unit`] saw, for the sandbox analysis.
@@ -596,7 +489,7 @@ fn run_unit(wrapper: &[String]) -> UnitRun {
     let config = dir.path().join("exporter.toml");
     write(&config, &format!("{head}{}", provider("okq8")));
 
-    let mut argv: Vec<String> = wrapper.to_vec();
+    let mut args: Vec<String> = Vec::new();
     for (i, arg) in service_value(&d, "ExecStart")
         .split_whitespace()
         .enumerate()
@@ -605,17 +498,16 @@ fn run_unit(wrapper: &[String]) -> UnitRun {
             !arg.contains(['"', '\'', '%', '$']),
             "plain arguments only: {arg}"
         );
-        argv.push(if i == 0 {
-            env!("CARGO_BIN_EXE_oauth2-exporter").to_owned()
-        } else {
-            arg.replace(UNIT_CONFIG, config.to_str().unwrap())
-        });
+        // The binary (i == 0) is the one cargo built, which `support::binary` runs.
+        if i > 0 {
+            args.push(arg.replace(UNIT_CONFIG, config.to_str().unwrap()));
+        }
     }
     let credentials_env = credentials.to_str().unwrap().to_owned();
-    let mut run = Running::spawn(
-        &argv,
+    let mut run = Deployed::spawn(
+        wrapper,
+        &args,
         &[("CREDENTIALS_DIRECTORY", &credentials_env)],
-        !wrapper.is_empty(),
     );
     run.wait_for_metrics("okq8 to succeed", |m| {
         sample(m, r#"oauth2_probe_success{provider="okq8"}"#) == Some(1.0)
@@ -637,7 +529,7 @@ fn run_unit(wrapper: &[String]) -> UnitRun {
         .split_whitespace()
         .map(|a| a.replace("$MAINPID", &run.pid.to_string()))
         .collect();
-    let status = Command::new(&reload[0])
+    let status = scrubbed_command(&reload[0])
         .args(&reload[1..])
         .status()
         .expect("run ExecReload");
@@ -649,8 +541,8 @@ fn run_unit(wrapper: &[String]) -> UnitRun {
 
     // systemd stops with SIGTERM and kills after TimeoutStopSec.
     let stop = humantime::parse_duration(service_value(&d, "TimeoutStopSec")).unwrap();
-    run.kill("TERM");
-    let status = run.wait_exit(stop);
+    run.running.signal(Signal::Term);
+    let (status, _) = run.running.exit_blocking(stop);
     assert_eq!(status.code(), Some(0), "logs:\n{}", run.logs());
     let logs = run.logs();
     assert!(
@@ -674,7 +566,7 @@ fn expand_syscalls(tool: &Path, item: &str, out: &mut BTreeSet<String>) {
         out.insert(item.to_owned());
         return;
     };
-    let listing = Command::new(tool)
+    let listing = scrubbed_command(tool)
         .args(["syscall-filter", &format!("@{group}")])
         .output()
         .expect("systemd-analyze syscall-filter");
@@ -1137,13 +1029,10 @@ fn configmap_exporter_toml_passes_config_check() {
     let dir = tempfile::tempdir().unwrap();
     let config = shipped_config_in(&s, dir.path(), &s.toml);
     let check = || {
-        Command::new(env!("CARGO_BIN_EXE_oauth2-exporter"))
+        Binary::new()
             .arg(format!("--config.file={}", config.display()))
             .arg("--config.check")
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap()
+            .run()
     };
 
     let out = check();
@@ -1210,17 +1099,13 @@ fn deployment_runs_the_shipped_config_and_answers_its_probes() {
         secrets.insert(key.clone(), secret);
     }
 
-    let mut argv = vec![env!("CARGO_BIN_EXE_oauth2-exporter").to_owned()];
+    let mut args = Vec::new();
     let config_arg = s.config_file();
     for arg in s.args() {
-        argv.push(arg.replace(&config_arg, config.to_str().unwrap()));
+        args.push(arg.replace(&config_arg, config.to_str().unwrap()));
     }
     // The shipped 2-minute interval, shortened through the documented environment override.
-    let mut run = Running::spawn(
-        &argv,
-        &[("OAUTH2_EXPORTER_DEFAULTS__INTERVAL", "1s")],
-        false,
-    );
+    let mut run = Deployed::spawn(&[], &args, &[("OAUTH2_EXPORTER_DEFAULTS__INTERVAL", "1s")]);
     let live = str_at(&s.container, "/livenessProbe/httpGet/path");
     assert_eq!(run.get(live).0, 200, "GET {live}");
     let ready = str_at(&s.container, "/readinessProbe/httpGet/path");
@@ -1251,8 +1136,8 @@ fn deployment_runs_the_shipped_config_and_answers_its_probes() {
     let grace = s.deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         .as_u64()
         .unwrap();
-    run.kill("TERM");
-    let status = run.wait_exit(Duration::from_secs(grace));
+    run.running.signal(Signal::Term);
+    let (status, _) = run.running.exit_blocking(Duration::from_secs(grace));
     assert_eq!(status.code(), Some(0), "logs:\n{}", run.logs());
 }
 
@@ -1261,7 +1146,7 @@ fn deployment_runs_the_shipped_config_and_answers_its_probes() {
 fn validator_python(test: &str) -> Option<PathBuf> {
     let python = repo().join("tests/peers/deploy/.venv/bin/python");
     let importable = python.is_file()
-        && Command::new(&python)
+        && scrubbed_command(&python)
             .args([
                 "-c",
                 "import kubernetes_validate, cloudcoil.models.prometheus_operator",
@@ -1282,7 +1167,7 @@ fn validator_python(test: &str) -> Option<PathBuf> {
 
 /// Runs tests/peers/deploy/validate.py on `files`: one verdict per resource and version.
 fn validate(python: &Path, files: &[PathBuf]) -> Vec<Value> {
-    let mut command = Command::new(python);
+    let mut command = scrubbed_command(python);
     command
         .arg(repo().join("tests/peers/deploy/validate.py"))
         .args(KUBERNETES_VERSIONS)

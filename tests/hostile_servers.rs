@@ -12,18 +12,18 @@
 
 mod support;
 
-#[path = "support/hostile.rs"]
-mod hostile;
-
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use hostile::{Act, Exporter, HostileServer, TestCa, head, response};
 use serde_json::json;
-use support::{Daemon, FakeServer, Recorded, Reply, relevant_lines, sample, series_of, unix_now};
+use support::hostile::{self, Act, HostileServer, TestCa, head, response};
+use support::{
+    Binary, Daemon, FakeServer, Recorded, Reply, Running, relevant_lines, sample, series_of,
+    unix_now,
+};
 
 const TOKEN_FAILURES: &str = "oauth2_token_request_failures_total";
 const CANARY_FAILURES: &str = "oauth2_canary_request_failures_total";
@@ -34,6 +34,16 @@ const LONG_WAIT: Duration = Duration::from_secs(40);
 const HEALTHY_INTERVAL: Duration = Duration::from_millis(500);
 /// Twenty years in seconds: a huge lifetime that is still believable (the limit is 100 years).
 const TWENTY_YEARS: u64 = 20 * 365 * 24 * 3600;
+
+/// The real binary (started by `support::binary`) with `config` on `127.0.0.1:0` at
+/// `log_level`: its resident memory and its logs are its own.
+fn spawn(config: &std::path::Path, log_level: &str) -> Running {
+    Binary::new()
+        .config(config)
+        .listen_loopback()
+        .log_level(log_level)
+        .spawn()
+}
 
 // ---------------------------------------------------------------------------------------------
 // The shared daemon and its fakes.
@@ -948,7 +958,7 @@ async fn huge_bodies_and_gzip_bombs_keep_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("exporter.toml");
     std::fs::write(&config, &toml).unwrap();
-    let mut exporter = Exporter::start(&config, "info");
+    let mut exporter = spawn(&config, "info");
     let addr = exporter.address().await;
 
     // Let every fault repeat, reading the resident memory all along.
@@ -1046,7 +1056,8 @@ async fn huge_bodies_and_gzip_bombs_keep_memory_bounded() {
         failure_lines(&metrics, TOKEN_FAILURES, "healthy"),
         Vec::<String>::new()
     );
-    let (code, _, stderr) = exporter.stop().await;
+    let (status, _) = exporter.stop().await;
+    let (code, stderr) = (status.code(), exporter.stderr());
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("panic"), "{stderr}");
     eprintln!("hostile_servers: exporter peak RSS {peak} KiB (sampled max {max_rss} KiB)");
@@ -1201,7 +1212,7 @@ async fn run_echo(cases: &[EchoCase]) -> EchoRun {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let mut exporter = Exporter::start(&config, "trace");
+    let mut exporter = spawn(&config, "trace");
     let addr = exporter.address().await;
 
     let started = Instant::now();
@@ -1234,7 +1245,8 @@ async fn run_echo(cases: &[EchoCase]) -> EchoRun {
     }
     let (status, index) = hostile::get(addr, "/").await;
     assert_eq!(status, 200);
-    let (code, stdout, stderr) = exporter.stop().await;
+    let (status, _) = exporter.stop().await;
+    let (code, stdout, stderr) = (status.code(), exporter.stdout(), exporter.stderr());
     assert_eq!(code, Some(0), "{stderr}");
     // Control: each failure was logged, so the echoed text did reach the log formatter.
     for case in cases {

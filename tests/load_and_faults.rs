@@ -9,153 +9,37 @@
 //! printed (`cargo test --test load_and_faults -- --nocapture`); the bounds asserted on them are
 //! deliberately generous, as the machine is shared with other builds.
 
-#[path = "support/certs.rs"]
-mod certs;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use certs::Ca;
-use support::{Daemon, FakeServer, Reply, WAIT, relevant_lines, sample};
+use support::certs::{self, Ca};
+use support::{Binary, Daemon, FakeServer, Reply, Running, Signal, WAIT, relevant_lines, sample};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One test at a time in this file (see the module comment). A tokio mutex: it is held across
 /// awaits, and is not poisoned by a failing test.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const BIN: &str = env!("CARGO_BIN_EXE_oauth2-exporter");
-
 // ---------------------------------------------------------------------------------------------
-// The binary as a child process.
+// The binary as a child process (started by `support::binary`).
 
-/// A running exporter, standard error collected by a thread; killed by its id on drop if still
-/// running.
-struct Exporter {
-    child: Child,
-    stderr: Arc<Mutex<Vec<u8>>>,
+/// The binary on `127.0.0.1:0` with configuration `toml` (written to `dir`).
+fn spawn(dir: &Path, toml: &str) -> Running {
+    let config = certs::write(dir, "exporter.toml", toml);
+    Binary::new().config(&config).listen_loopback().spawn()
 }
 
-impl Exporter {
-    /// The binary on `127.0.0.1:0` with configuration `toml` (written to `dir`).
-    fn spawn(dir: &Path, toml: &str) -> Exporter {
-        let config = certs::write(dir, "exporter.toml", toml);
-        let mut command = Command::new(BIN);
-        command
-            .arg("--config.file")
-            .arg(&config)
-            .args(["--web.listen-address", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("OAUTH2_EXPORTER_") {
-                command.env_remove(name);
-            }
-        }
-        // A few tries: in a shared target directory another build may be relinking the binary
-        // at this very moment (ENOENT / ETXTBSY for a few milliseconds).
-        let mut child = (0..10)
-            .find_map(|_| {
-                command
-                    .spawn()
-                    .map_err(|_| std::thread::sleep(Duration::from_millis(200)))
-                    .ok()
-            })
-            .unwrap_or_else(|| command.spawn().unwrap());
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buffer[..n]);
-            }
-        });
-        Exporter { child, stderr }
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    /// The listening address, once probing has started.
-    async fn address(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let stderr = self.stderr();
-            let address = stderr
-                .lines()
-                .find(|line| line.contains("msg=listening"))
-                .and_then(|line| {
-                    line.split(' ')
-                        .find_map(|field| field.strip_prefix("address="))
-                })
-                .and_then(|text| text.parse().ok());
-            if let Some(address) = address
-                && stderr.contains("msg=\"probing started\"")
-            {
-                return address;
-            }
-            let exited = self.child.try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "did not start (exit {exited:?}):\n{stderr}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name}: {status}");
-    }
-
-    async fn exit_status(&mut self, limit: Duration) -> (ExitStatus, Duration) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, started.elapsed());
-            }
-            assert!(
-                started.elapsed() < limit,
-                "still running {limit:?} later:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Resident set size in KiB, from `/proc/PID/status`.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("no VmRSS in:\n{status}"))
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Resident set size in KiB, from `/proc/PID/status`.
+fn rss_kib(exporter: &Running) -> u64 {
+    exporter
+        .memory_kib("VmRSS")
+        .unwrap_or_else(|| panic!("no VmRSS for pid {}", exporter.pid()))
 }
 
 /// A client for scrapes. The timeout is long: with 200 scrapers on 2 shared cores a scrape
@@ -414,7 +298,7 @@ async fn two_hundred_scrapers_while_a_hundred_providers_probe() {
         ));
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut exporter = Exporter::spawn(dir.path(), &toml);
+    let mut exporter = spawn(dir.path(), &toml);
     let addr = exporter.address().await;
     let client = http_client();
     // Warm-up: every provider has probed (start times are spread over the first interval).
@@ -424,7 +308,7 @@ async fn two_hundred_scrapers_while_a_hundred_providers_probe() {
         })
     })
     .await;
-    let rss_idle = exporter.rss_kib();
+    let rss_idle = rss_kib(&exporter);
 
     let url = format!("http://{addr}/metrics");
     let started = Instant::now();
@@ -469,7 +353,7 @@ async fn two_hundred_scrapers_while_a_hundred_providers_probe() {
         }));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_start = exporter.rss_kib();
+    let rss_start = rss_kib(&exporter);
     let mut latencies = Vec::new();
     let mut failures = Vec::new();
     let mut cycles: BTreeMap<String, BTreeSet<(u64, u64)>> = BTreeMap::new();
@@ -480,7 +364,7 @@ async fn two_hundred_scrapers_while_a_hundred_providers_probe() {
             while Instant::now() + Duration::from_millis(300) < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            rss_end = exporter.rss_kib();
+            rss_end = rss_kib(&exporter);
         }
         let (l, f, c) = tokio::time::timeout(Duration::from_secs(30), scraper)
             .await
@@ -494,7 +378,7 @@ async fn two_hundred_scrapers_while_a_hundred_providers_probe() {
     }
     let elapsed = started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = exporter.rss_kib();
+    let rss_after = rss_kib(&exporter);
 
     // Every scrape answered and well-formed.
     latencies.sort();
@@ -587,8 +471,8 @@ async fn two_hundred_scrapers_while_a_hundred_providers_probe() {
     })
     .await;
     check_exposition(&metrics).unwrap();
-    exporter.signal("TERM");
-    let (status, _) = exporter.exit_status(Duration::from_secs(10)).await;
+    exporter.signal(Signal::Term);
+    let (status, _) = exporter.exit(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "{}", exporter.stderr());
     drop(idp);
     idp_runtime.shutdown_background();
@@ -611,7 +495,7 @@ async fn slowloris_clients_do_not_block_scrapes() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut exporter = Exporter::spawn(
+    let mut exporter = spawn(
         dir.path(),
         &format!(
             "[providers.p]\ninterval = \"500ms\"\n[providers.p.token]\nurl = \"{}\"\nclient_id = \"p\"\nclient_secret = \"s\"\n",
@@ -724,8 +608,8 @@ async fn slowloris_clients_do_not_block_scrapes() {
         "slow clients kept for {:?}: no header read timeout?",
         closed[closed.len() - 1]
     );
-    exporter.signal("TERM");
-    let (status, _) = exporter.exit_status(Duration::from_secs(10)).await;
+    exporter.signal(Signal::Term);
+    let (status, _) = exporter.exit(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "{}", exporter.stderr());
 }
 
@@ -746,7 +630,7 @@ async fn sigterm_with_probes_in_flight_exits_0_within_5_s() {
         ));
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut exporter = Exporter::spawn(dir.path(), &toml);
+    let mut exporter = spawn(dir.path(), &toml);
     let addr = exporter.address().await;
     idp.wait_for_requests("/token", 10, WAIT).await;
     // In flight indeed: no cycle has finished.
@@ -764,8 +648,8 @@ async fn sigterm_with_probes_in_flight_exits_0_within_5_s() {
         relevant_lines(&metrics)
     );
 
-    exporter.signal("TERM");
-    let (status, took) = exporter.exit_status(Duration::from_secs(15)).await;
+    exporter.signal(Signal::Term);
+    let (status, took) = exporter.exit(Duration::from_secs(15)).await;
     println!("sigterm: exited {status} after {took:?} with 10 token requests hanging");
     assert_eq!(status.code(), Some(0), "{}", exporter.stderr());
     assert!(took < Duration::from_secs(5), "took {took:?}");

@@ -11,20 +11,16 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::Read;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use support::{FakeServer, Recorded, Reply, closed_port_url, jwt, sample, unix_now};
-
-const BIN: &str = env!("CARGO_BIN_EXE_oauth2-exporter");
+use support::{
+    Binary, FakeServer, Recorded, Reply, Running, closed_port_url, jwt, sample, unix_now,
+};
 
 // Secrets with characters that change under every encoding they travel in (form: space, `+`,
 // `&`, `=`, `/`, `%`, non-ASCII; JSON and logfmt: `"` and `\`; Basic: `:`), so each encoding
@@ -130,128 +126,23 @@ fn needles_cover_every_encoding() {
 // ---------------------------------------------------------------------------------------------
 // The real binary as a child process.
 
-struct Exporter {
-    child: Child,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
+/// The binary (started by `support::binary`) in `dir` on `127.0.0.1:0` at log level `trace`,
+/// with `env` added to the scrubbed environment.
+fn start(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Running {
+    Binary::new()
+        .current_dir(dir)
+        .config(config)
+        .listen_loopback()
+        .log_level("trace")
+        .envs(env)
+        .spawn()
 }
 
-fn drain(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buffer) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buffer[..n]);
-        }
-    })
-}
-
-/// The binary with none of this process's `OAUTH2_EXPORTER_*` variables (configuration
-/// overrides; CI sets one).
-fn exporter_command(dir: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command.current_dir(dir).stdin(Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("OAUTH2_EXPORTER_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-impl Exporter {
-    fn start(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Exporter {
-        let mut child = exporter_command(dir)
-            .arg("--config.file")
-            .arg(config)
-            .args([
-                "--web.listen-address",
-                "127.0.0.1:0",
-                "--log.level",
-                "trace",
-            ])
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            drain(child.stdout.take().unwrap(), Arc::clone(&stdout)),
-            drain(child.stderr.take().unwrap(), Arc::clone(&stderr)),
-        ];
-        Exporter {
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
-    }
-
-    async fn address(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let logs = self.stderr();
-            let found = logs.lines().find_map(|line| {
-                line.contains("msg=listening").then_some(())?;
-                line.split(" address=")
-                    .nth(1)?
-                    .split(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            });
-            if let Some(address) = found {
-                return address;
-            }
-            let exited = self.child.try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "exporter not listening (exit {exited:?}):\n{logs}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGTERM, then waits (bounded) for the exit and for the pipes to close, so the captured
-    /// output includes the shutdown. Returns (stdout, stderr).
-    async fn stop(mut self) -> (String, String) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        for reader in self.readers.drain(..) {
-            reader.join().unwrap();
-        }
-        (self.stdout(), self.stderr())
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// SIGTERM, then waits (bounded) for the exit and for the pipes to close, so the captured
+/// output includes the shutdown. Returns (stdout, stderr).
+async fn stop(exporter: &mut Running) -> (String, String) {
+    exporter.stop().await;
+    (exporter.stdout(), exporter.stderr())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -592,7 +483,7 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     let config = dir.path().join("exporter.toml");
     std::fs::write(&config, &toml).unwrap();
 
-    let mut exporter = Exporter::start(dir.path(), &config, &[(ENV_VAR, ENV_SECRET)]);
+    let mut exporter = start(dir.path(), &config, &[(ENV_VAR, ENV_SECRET)]);
     let address = exporter.address().await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let get = |path: &str| {
@@ -650,7 +541,7 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     };
     let index = get("/").await;
     let healthy = get("/-/healthy").await;
-    let (stdout, stderr) = exporter.stop().await;
+    let (stdout, stderr) = stop(&mut exporter).await;
 
     // Control: the fakes really received every secret, in the form its method sends it.
     let first = |name: &str| {
@@ -926,13 +817,12 @@ fn configuration_output_never_shows_secrets() {
     for (i, case) in cases.iter().enumerate() {
         let path = dir.path().join(format!("case-{i}.toml"));
         std::fs::write(&path, &case.toml).unwrap();
-        let output = exporter_command(dir.path())
-            .arg("--config.file")
-            .arg(&path)
+        let output = Binary::new()
+            .current_dir(dir.path())
+            .config(&path)
             .arg("--config.check")
-            .envs(case.env.iter().copied())
-            .output()
-            .unwrap();
+            .envs(case.env.iter())
+            .run();
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         let all = format!("{stdout}{stderr}");
@@ -964,7 +854,7 @@ async fn a_failed_reload_shows_no_secret() {
         "[providers.p.token]\nurl = \"{closed}\"\nclient_id = \"p\"\nclient_secret = '{CONFIG_SECRET}'\n"
     );
     std::fs::write(&config, &valid).unwrap();
-    let mut exporter = Exporter::start(dir.path(), &config, &[]);
+    let mut exporter = start(dir.path(), &config, &[]);
     let address = exporter.address().await;
 
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -987,7 +877,7 @@ async fn a_failed_reload_shows_no_secret() {
         assert!(body.contains("invalid configuration"), "{body}");
         answers.push_str(&body);
     }
-    let (stdout, stderr) = exporter.stop().await;
+    let (stdout, stderr) = stop(&mut exporter).await;
     assert!(
         stderr.contains("configuration reload failed"),
         "no reload failure in the log:\n{stderr}"

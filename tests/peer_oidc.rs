@@ -3,7 +3,7 @@
 //! ourselves. Skipped (with a `SKIPPED` line) when Node or the peer's `node_modules` is missing;
 //! a failure instead under `OAUTH2_EXPORTER_REQUIRE_PEERS=1`. Install with `scripts/install-peers`.
 
-mod peer_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use peer_support::{Exporter, OidcClient, OidcPeer, http_request, jwt_claims, sample};
+use support::peers::{Exporter, OidcClient, OidcPeer, http_request, jwt_claims};
+use support::sample;
 
 /// Upper bound for anything the exporter does within a few 1 s cycles (start-up jitter spreads the
 /// first cycle over one interval; CI's 2 cores are shared with other test binaries).

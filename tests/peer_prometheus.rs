@@ -7,7 +7,7 @@
 //! One Prometheus and one exporter serve both the end-to-end scrape checks and the dashboard's
 //! queries (one test), so the file runs in well under a minute.
 
-mod peer_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -18,8 +18,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use peer_support::{Exporter, OidcPeer, find_tool, http_request, sample, skip_or_fail};
 use serde_json::Value;
+use support::binary::scrubbed_command;
+use support::peers::{Exporter, OidcPeer, find_tool, http_request, skip_or_fail};
+use support::sample;
+use support::{Binary, Running};
 
 /// Upper bound for a tool run (promtool, node, tsc) on CI's 2 shared cores.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -158,7 +161,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
     let dir = repo().join("prometheus");
 
     let check = run(
-        Command::new(&promtool)
+        scrubbed_command(&promtool)
             .args(["check", "rules", "alerts.yml"])
             .current_dir(&dir),
         b"",
@@ -172,7 +175,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
     );
 
     let unit = run(
-        Command::new(&promtool)
+        scrubbed_command(&promtool)
             .args(["test", "rules", "alerts_test.yml"])
             .current_dir(&dir),
         b"",
@@ -410,7 +413,7 @@ fn metrics_pass_promtool_check_metrics_with_providers_in_every_state() {
     }
 
     let lint = run(
-        Command::new(&promtool).args(["check", "metrics"]),
+        scrubbed_command(&promtool).args(["check", "metrics"]),
         metrics.as_bytes(),
     );
     let (stdout, stderr) = (text(&lint.stdout), text(&lint.stderr));
@@ -422,11 +425,13 @@ fn metrics_pass_promtool_check_metrics_with_providers_in_every_state() {
     );
 }
 
-/// `oauth2-exporter --demo`, the first thing a new user runs, killed on drop.
+/// `oauth2-exporter --demo`, the first thing a new user runs (started by `support::binary`),
+/// killed on drop.
 #[cfg(feature = "demo")]
 struct Demo {
-    child: Child,
-    dir: tempfile::TempDir,
+    running: Running,
+    // The demo's working directory, removed when the demo is dropped.
+    _dir: tempfile::TempDir,
 }
 
 #[cfg(feature = "demo")]
@@ -434,53 +439,18 @@ impl Demo {
     /// Starts the demo on `127.0.0.1:0` and returns it with its /metrics address, read from the
     /// `msg=listening address=...` log line.
     fn start() -> (Demo, SocketAddr) {
-        let dir = tempfile::tempdir().expect("temp dir for the demo's log");
-        let log_path = dir.path().join("demo.log");
-        let log = File::create(&log_path).expect("demo log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_oauth2-exporter"));
-        command
-            .args(["--demo", "--web.listen-address", "127.0.0.1:0"])
+        let dir = tempfile::tempdir().expect("temp dir for the demo");
+        let mut running = Binary::new()
+            .arg("--demo")
+            .listen_loopback()
             .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1");
-        // OAUTH2_EXPORTER_* are configuration overrides for the exporter (CI sets
-        // OAUTH2_EXPORTER_REQUIRE_PEERS for the tests, not for it).
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("OAUTH2_EXPORTER_") {
-                command.env_remove(key);
-            }
-        }
-        let demo = Demo {
-            child: command.spawn().expect("spawn oauth2-exporter --demo"),
-            dir,
-        };
-        let addr = poll(WAIT, "the demo logs msg=listening", || {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            log.lines()
-                .filter(|l| l.contains("msg=listening"))
-                .find_map(|l| {
-                    l.split_whitespace()
-                        .find_map(|kv| kv.strip_prefix("address="))
-                        .and_then(|a| a.trim_matches('"').parse().ok())
-                })
-                .ok_or(log)
-        });
-        (demo, addr)
+            .spawn();
+        let addr = running.address_blocking();
+        (Demo { running, _dir: dir }, addr)
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("demo.log")).unwrap_or_default()
-    }
-}
-
-#[cfg(feature = "demo")]
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.running.stderr()
     }
 }
 
@@ -519,7 +489,7 @@ fn demo_metrics_pass_promtool_check_metrics() {
     });
 
     let lint = run(
-        Command::new(&promtool).args(["check", "metrics"]),
+        scrubbed_command(&promtool).args(["check", "metrics"]),
         metrics.as_bytes(),
     );
     let (stdout, stderr) = (text(&lint.stdout), text(&lint.stderr));
@@ -566,7 +536,7 @@ impl Prometheus {
             let port = closed_port();
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let log = File::create(dir.path().join("prometheus.log")).expect("prometheus log");
-            let mut child = Command::new(binary)
+            let mut child = scrubbed_command(binary)
                 .arg(format!(
                     "--config.file={}",
                     dir.path().join("prometheus.yml").display()
@@ -893,7 +863,7 @@ fn dashboard_type_checks_against_grafana_schema() {
     }
     let generated = dir.join("generated/dashboard.ts");
     let gen_ts = run(
-        Command::new(&node)
+        scrubbed_command(&node)
             .arg("gen-dashboard-ts.mjs")
             .arg(repo().join("grafana/oauth2-exporter.json"))
             .arg(&generated)
@@ -912,7 +882,7 @@ fn dashboard_type_checks_against_grafana_schema() {
     assert!(ts.contains("} satisfies Dashboard;"));
 
     let tsc = run(
-        Command::new(&node)
+        scrubbed_command(&node)
             .args(["node_modules/typescript/bin/tsc", "--noEmit", "-p", "."])
             .current_dir(&dir),
         b"",

@@ -4,7 +4,6 @@
 //! unknown provider is a 404 naming the configured ones, a missing one a 400; and on-demand
 //! cycles never touch the periodic series.
 
-mod peer_support;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -352,8 +351,8 @@ async fn probe_reports_token_and_canary_failures_with_phase_and_reason() {
 /// (scripts/install-peers).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_output_passes_promtool_check_metrics() {
-    let Some(promtool) = peer_support::find_tool("promtool") else {
-        return peer_support::skip_or_fail(
+    let Some(promtool) = support::peers::find_tool("promtool") else {
+        return support::peers::skip_or_fail(
             "probe_output_passes_promtool_check_metrics",
             "promtool not on PATH (run scripts/install-peers)",
         );
@@ -378,7 +377,7 @@ async fn probe_output_passes_promtool_check_metrics() {
     );
     let output = tokio::task::spawn_blocking(move || {
         use std::io::Write as _;
-        let mut child = std::process::Command::new(promtool)
+        let mut child = support::binary::scrubbed_command(promtool)
             .args(["check", "metrics"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

@@ -8,15 +8,13 @@
 
 mod support;
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{Daemon, FakeServer, Recorded, Reply, WAIT, relevant_lines, sample};
+use support::{Binary, Daemon, FakeServer, Recorded, Reply, Signal, WAIT, relevant_lines, sample};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -562,135 +560,7 @@ async fn rotated_secret_file_is_used_without_a_reload() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The real binary and SIGHUP.
-
-const BIN: &str = env!("CARGO_BIN_EXE_oauth2-exporter");
-
-/// The binary as a child process, standard error collected by a thread; killed by its id on
-/// drop if still running.
-struct Exporter {
-    child: Child,
-    stderr: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Exporter {
-    fn spawn(config: &Path) -> Exporter {
-        let mut command = Command::new(BIN);
-        command
-            .arg("--config.file")
-            .arg(config)
-            .args(["--web.listen-address", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("OAUTH2_EXPORTER_") {
-                command.env_remove(name);
-            }
-        }
-        // A few tries: in a shared target directory another build may be relinking the binary
-        // at this very moment (ENOENT / ETXTBSY for a few milliseconds).
-        let mut child = (0..10)
-            .find_map(|_| {
-                command
-                    .spawn()
-                    .map_err(|_| std::thread::sleep(Duration::from_millis(200)))
-                    .ok()
-            })
-            .unwrap_or_else(|| command.spawn().unwrap());
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buffer[..n]);
-            }
-        });
-        Exporter { child, stderr }
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    async fn address(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let stderr = self.stderr();
-            let address = stderr
-                .lines()
-                .find(|line| line.contains("msg=listening"))
-                .and_then(|line| {
-                    line.split(' ')
-                        .find_map(|field| field.strip_prefix("address="))
-                })
-                .and_then(|text| text.parse().ok());
-            if let Some(address) = address
-                && stderr.contains("msg=\"probing started\"")
-            {
-                return address;
-            }
-            let exited = self.child.try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "did not start (exit {exited:?}):\n{stderr}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name}: {status}");
-    }
-
-    /// Waits until the log has `needle` at least `count` times.
-    async fn wait_for_log(&self, needle: &str, count: usize) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let stderr = self.stderr();
-            if stderr.matches(needle).count() >= count {
-                return stderr;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{needle:?} not logged {count} times:\n{stderr}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn exit_status(&mut self, limit: Duration) -> (ExitStatus, Duration) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, started.elapsed());
-            }
-            assert!(
-                started.elapsed() < limit,
-                "still running {limit:?} later:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+// The real binary (started by `support::binary`) and SIGHUP.
 
 /// SIGHUP to the binary: a valid file swaps `a` for `b` (every `a` series gone); an invalid
 /// one is logged and leaves `b` probing with `..._last_reload_successful` 0; the next good one
@@ -703,7 +573,7 @@ async fn sighup_reloads_the_binary() {
     let v1 = provider(&idp, "a", "token", "");
     let v2 = provider(&idp, "b", "token", "");
     write_atomically(&path, &v1);
-    let mut exporter = Exporter::spawn(&path);
+    let mut exporter = Binary::new().config(&path).listen_loopback().spawn();
     let addr = exporter.address().await;
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -720,7 +590,7 @@ async fn sighup_reloads_the_binary() {
     assert_eq!(value(&before, RELOAD_OK), 1.0);
 
     write_atomically(&path, &v2);
-    exporter.signal("HUP");
+    exporter.signal(Signal::Hup);
     let after = wait_for(&client, &url, "b replaces a", |m| {
         sample(m, r#"oauth2_probe_success{provider="b"}"#) == Some(1.0)
             && lines_of(m, "a").is_empty()
@@ -743,7 +613,7 @@ async fn sighup_reloads_the_binary() {
         &path,
         &v2.replace("client_id = \"b-id\"", "client_idd = \"b-id\""),
     );
-    exporter.signal("HUP");
+    exporter.signal(Signal::Hup);
     let b_requests = idp.count("/b/token");
     let failed = wait_for(
         &client,
@@ -766,7 +636,7 @@ async fn sighup_reloads_the_binary() {
 
     // Good again (the same as v2: b is unchanged and keeps running).
     write_atomically(&path, &v2);
-    exporter.signal("HUP");
+    exporter.signal(Signal::Hup);
     let good = wait_for(&client, &url, "good reload reported", |m| {
         sample(m, RELOAD_OK) == Some(1.0)
     })
@@ -779,8 +649,8 @@ async fn sighup_reloads_the_binary() {
         )
         .await;
 
-    exporter.signal("TERM");
-    let (status, took) = exporter.exit_status(Duration::from_secs(10)).await;
+    exporter.signal(Signal::Term);
+    let (status, took) = exporter.exit(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "{}", exporter.stderr());
     assert!(took < Duration::from_secs(5), "took {took:?} to exit");
 }

@@ -1,13 +1,14 @@
 //! The shipped `exporter.toml` loads as it is, and each commented provider section is a valid
 //! configuration once uncommented (issue #2: "a commented section in the shipped exporter.toml").
 
-use std::path::Path;
-use std::process::Command;
+mod support;
 
-const EXPORTER: &str = env!("CARGO_BIN_EXE_oauth2-exporter");
+use std::path::Path;
+
+use support::Binary;
 
 fn check(config: &Path, secrets_dir: &Path) -> (bool, String) {
-    let output = Command::new(EXPORTER)
+    let output = Binary::new()
         .args(["--config.check", "--config.file"])
         .arg(config)
         .env("EQHUB_CLIENT_SECRET", "x-eqhub")
@@ -15,8 +16,7 @@ fn check(config: &Path, secrets_dir: &Path) -> (bool, String) {
         .env("NEXTOME_CLIENT_SECRET", "x-nextome")
         .env("EVERACTIVE_CLIENT_SECRET", "x-everactive")
         .current_dir(secrets_dir)
-        .output()
-        .unwrap();
+        .run();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

@@ -8,16 +8,16 @@
 //! Without chromium, node or `npm ci` in `tests/peers/browser` the test prints SKIPPED; with
 //! `OAUTH2_EXPORTER_REQUIRE_PEERS=1` (CI, after `scripts/install-peers`) it fails instead.
 
-mod peer_support;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use peer_support::{Exporter, find_tool, http_request, sample, skip_or_fail};
 use serde_json::{Value, json};
-use support::{FakeServer, Reply};
+use support::binary::scrubbed_command;
+use support::peers::{Exporter, find_tool, http_request, skip_or_fail};
+use support::{FakeServer, Reply, sample};
 
 /// Where Debian's `chromium` package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -84,7 +84,7 @@ fn look_at_page(node: &Path, url: &str, screenshot: &Path) -> Value {
     let stdout_path = out.path().join("stdout");
     let stderr_path = out.path().join("stderr");
     // Output to files rather than pipes: nothing can block on a full pipe while we poll.
-    let mut child = Command::new(node)
+    let mut child = scrubbed_command(node)
         .current_dir(browser_dir())
         .arg("status-page.mjs")
         .arg(url)

@@ -6,135 +6,26 @@
 //!
 //! Certificates are generated per test (`support/certs.rs`); everything runs on loopback.
 
-#[path = "support/certs.rs"]
-mod certs;
+mod support;
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use certs::Ca;
+use support::certs::{self, Ca};
+use support::{Binary, Running};
 
-const BIN: &str = env!("CARGO_BIN_EXE_oauth2-exporter");
-
-/// How long the binary may take to start listening or to exit (shared, busy machine).
+/// How long the binary may take to exit (shared, busy machine).
 const PROCESS_WAIT: Duration = Duration::from_secs(20);
 
-// ---------------------------------------------------------------------------------------------
-// The binary as a child process.
-
-/// A running exporter whose standard error is collected by a thread (so it never blocks on a
-/// full pipe). Killed, by its own id, on drop if still running.
-struct Exporter {
-    child: Child,
-    stderr: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Exporter {
-    /// Runs the binary with `--config.file CONFIG --web.listen-address 127.0.0.1:0` plus `args`,
-    /// without any `OAUTH2_EXPORTER_*` variable of this process (CI sets some).
-    fn spawn(config: &Path, args: &[&str]) -> Exporter {
-        let mut command = Command::new(BIN);
-        command
-            .arg("--config.file")
-            .arg(config)
-            .args(["--web.listen-address", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("OAUTH2_EXPORTER_") {
-                command.env_remove(name);
-            }
-        }
-        // A few tries: in a shared target directory another build may be relinking the binary
-        // at this very moment (ENOENT / ETXTBSY for a few milliseconds).
-        let mut child = (0..10)
-            .find_map(|_| {
-                command
-                    .spawn()
-                    .map_err(|_| std::thread::sleep(Duration::from_millis(200)))
-                    .ok()
-            })
-            .unwrap_or_else(|| command.spawn().unwrap());
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buffer[..n]);
-            }
-        });
-        Exporter { child, stderr }
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    /// The address from the `msg=listening address=...` log line, once probing has started.
-    async fn address(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + PROCESS_WAIT;
-        loop {
-            let stderr = self.stderr();
-            if stderr.contains("msg=\"probing started\"")
-                && let Some(addr) = listening_address(&stderr)
-            {
-                return addr;
-            }
-            let exited = self.child.try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "the exporter did not start (exit: {exited:?}); stderr:\n{stderr}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits (bounded) for the process to exit on its own.
-    async fn exit_status(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PROCESS_WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader thread collect the last lines.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running after {PROCESS_WAIT:?}; stderr:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn listening_address(stderr: &str) -> Option<SocketAddr> {
-    stderr
-        .lines()
-        .find(|line| line.contains("msg=listening"))?
-        .split(' ')
-        .find_map(|field| field.strip_prefix("address="))?
-        .parse()
-        .ok()
+/// The binary (started by `support::binary`) with `--config.file CONFIG --web.listen-address
+/// 127.0.0.1:0` plus `args`.
+fn spawn(config: &Path, args: &[&str]) -> Running {
+    Binary::new()
+        .config(config)
+        .listen_loopback()
+        .args(args)
+        .spawn()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -186,8 +77,8 @@ impl Setup {
         certs::write(self.dir.path(), "web.yml", &yaml)
     }
 
-    async fn start(&self, web_config: &Path) -> (Exporter, SocketAddr) {
-        let mut exporter = Exporter::spawn(
+    async fn start(&self, web_config: &Path) -> (Running, SocketAddr) {
+        let mut exporter = spawn(
             &self.config,
             &["--web.config.file", web_config.to_str().unwrap()],
         );
@@ -550,11 +441,11 @@ async fn invalid_web_config_files_exit_2_naming_the_key() {
     ];
     for case in cases {
         let path = certs::write(setup.dir.path(), "web.yml", &case.yaml);
-        let mut exporter = Exporter::spawn(
+        let mut exporter = spawn(
             &setup.config,
             &["--web.config.file", path.to_str().unwrap()],
         );
-        let status = exporter.exit_status().await;
+        let (status, _) = exporter.exit(PROCESS_WAIT).await;
         let stderr = exporter.stderr();
         assert_eq!(status.code(), Some(2), "{}: stderr:\n{stderr}", case.name);
         assert!(
@@ -581,14 +472,14 @@ async fn invalid_web_config_files_exit_2_naming_the_key() {
     }
 
     // A web configuration file that does not exist.
-    let mut exporter = Exporter::spawn(
+    let mut exporter = spawn(
         &setup.config,
         &[
             "--web.config.file",
             setup.path("missing.yml").to_str().unwrap(),
         ],
     );
-    let status = exporter.exit_status().await;
+    let (status, _) = exporter.exit(PROCESS_WAIT).await;
     let stderr = exporter.stderr();
     assert_eq!(status.code(), Some(2), "stderr:\n{stderr}");
     assert!(stderr.contains("missing.yml"), "{stderr}");

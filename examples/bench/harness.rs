@@ -101,6 +101,17 @@ impl Proc {
         on_line: impl Fn(&str) + Send + 'static,
     ) -> anyhow::Result<Proc> {
         command.stdin(Stdio::null()).stderr(Stdio::piped());
+        // Everything here talks to loopback: a proxy from the environment (HTTPS_PROXY,
+        // ALL_PROXY, ...) would put a third process into the numbers, or fail the run.
+        for (name, _) in std::env::vars_os() {
+            if name
+                .to_string_lossy()
+                .to_ascii_uppercase()
+                .ends_with("_PROXY")
+            {
+                command.env_remove(name);
+            }
+        }
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot start {name} ({:?})", command.get_program()))?;

@@ -2,10 +2,8 @@
 //! `localhost`/`127.0.0.1`/`::1` signed by it, and client certificates (for mutual TLS), all as
 //! PEM text, plus a helper to write them into a test's temporary directory.
 //!
-//! Include with `#[path = "support/certs.rs"] mod certs;`. Nothing here touches the network.
+//! Use it as `support::certs` (after `mod support;`). Nothing here touches the network.
 //! Keys are ECDSA P-256 (rcgen's default): fast to generate, accepted by rustls and reqwest.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 
 use rcgen::{

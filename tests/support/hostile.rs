@@ -1,21 +1,17 @@
 //! Hostile-server support for `tests/hostile_servers.rs` (issue 4 section 1), owned by that
 //! file: the byte-level faults `support::FakeServer` cannot produce (one byte per second, a
 //! response head and then nothing, a TCP reset in the middle of a response, 50 MiB or a gzip
-//! bomb streamed without ever being held in memory, TLS with a chosen certificate), test
-//! certificates signed by a throw-away CA, and the real binary as a child process whose
-//! resident memory can be read from `/proc`.
+//! bomb streamed without ever being held in memory, TLS with a chosen certificate), and test
+//! certificates signed by a throw-away CA. (The real binary as a child process, whose resident
+//! memory can be read from `/proc`, is `super::binary::Running`.)
 //!
 //! Every server listens on `127.0.0.1:0`, answers one request per connection
 //! (`connection: close`), and bounds each connection in time ([`CONNECTION_DEADLINE`]) and
 //! every write loop in count.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -587,158 +583,6 @@ impl TestCa {
 
 // ---------------------------------------------------------------------------------------------
 // The real binary as a child process.
-
-/// `oauth2-exporter` running as a child process on `127.0.0.1:0`, its output captured.
-pub struct Exporter {
-    child: Child,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-fn drain(
-    mut pipe: impl std::io::Read + Send + 'static,
-    sink: Arc<Mutex<Vec<u8>>>,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buffer) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buffer[..n]);
-        }
-    })
-}
-
-impl Exporter {
-    /// Starts the binary with `config` at `log_level`, without this process's
-    /// `OAUTH2_EXPORTER_*` variables (configuration overrides) or proxy settings (loopback only).
-    pub fn start(config: &Path, log_level: &str) -> Exporter {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_oauth2-exporter"));
-        command.stdin(Stdio::null());
-        for (name, _) in std::env::vars_os() {
-            let name_text = name.to_string_lossy().to_ascii_lowercase();
-            if name_text.starts_with("oauth2_exporter_") || name_text.ends_with("_proxy") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
-            .arg("--config.file")
-            .arg(config)
-            .args([
-                "--web.listen-address",
-                "127.0.0.1:0",
-                "--log.level",
-                log_level,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            drain(child.stdout.take().unwrap(), Arc::clone(&stdout)),
-            drain(child.stderr.take().unwrap(), Arc::clone(&stderr)),
-        ];
-        Exporter {
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    pub fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
-    }
-
-    /// The address from the `msg=listening` log line; panics if the child exits or does not
-    /// log it within 30 s.
-    pub async fn address(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let logs = self.stderr();
-            let found = logs.lines().find_map(|line| {
-                line.contains("msg=listening").then_some(())?;
-                line.split(" address=")
-                    .nth(1)?
-                    .split(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            });
-            if let Some(address) = found {
-                return address;
-            }
-            let exited = self.child.try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "exporter not listening (exit {exited:?}):\n{logs}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`), `None` once the process is gone.
-    pub fn memory_kib(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status.lines().find_map(|line| {
-            line.strip_prefix(field)?
-                .strip_prefix(':')?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-    }
-
-    /// Whether the child is still running.
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// SIGTERM, then waits (bounded) for the exit and the pipes, so the captured output is
-    /// complete. Returns (exit code, stdout, stderr).
-    pub async fn stop(mut self) -> (Option<i32>, String, String) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let code = loop {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                break exit.code();
-            }
-            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        for reader in self.readers.drain(..) {
-            reader.join().unwrap();
-        }
-        (code, self.stdout(), self.stderr())
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// `GET path` on the daemon with a fresh connection: (status, body). Panics after 10 s.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {

@@ -1,7 +1,7 @@
-//! Shared support for the peer tests (`tests/peer_*.rs`): tests that run the real
+//! Support for the peer tests (`tests/peer_*.rs` and a few others): tests that run the real
 //! `oauth2-exporter` binary against components no one here wrote (oidc-provider, Prometheus).
 //!
-//! Use it as `mod peer_support;` from a `tests/peer_*.rs` file. Everything here is blocking
+//! Use it as `support::peers` (after `mod support;`). Everything here is blocking
 //! (std threads and sockets, no tokio), so it works from a plain `#[test]`. From a
 //! `#[tokio::test]` it works too, but a blocking call such as [`Exporter::wait_for_metrics`]
 //! blocks the runtime's thread: if the test also runs its own tokio tasks (a fake server, a
@@ -19,16 +19,17 @@
 //!     return skip_or_fail("promtool_check", "promtool not on PATH (run scripts/install-peers)");
 //! };
 //! ```
-#![allow(dead_code)]
-
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use super::binary::{Binary, Running, scrubbed_command};
+use super::exposition::sample;
 
 /// How long a child process may take to print its ready line. Generous: CI shares 2 cores with
 /// parallel test binaries.
@@ -119,29 +120,6 @@ fn drain_lines(
             }
         }
     });
-}
-
-/// The value of `key=` in a logfmt line, quoted or not.
-fn logfmt_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let needle = format!("{key}=");
-    let start = line
-        .match_indices(&needle)
-        .find(|(i, _)| *i == 0 || line[..*i].ends_with(' '))?
-        .0
-        + needle.len();
-    let rest = &line[start..];
-    match rest.strip_prefix('"') {
-        Some(quoted) => quoted.split('"').next(),
-        None => rest.split_whitespace().next(),
-    }
-}
-
-/// Parses the exporter's `msg="listening" ... address=127.0.0.1:PORT` line.
-fn listening_address(line: &str) -> Option<SocketAddr> {
-    if logfmt_value(line, "msg") != Some("listening") {
-        return None;
-    }
-    logfmt_value(line, "address")?.parse().ok()
 }
 
 /// A response from [`http_request`].
@@ -252,39 +230,22 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// Reads one sample from Prometheus text exposition: the line that starts with exactly
-/// `name_with_labels` followed by a space, e.g.
-/// `oauth2_token_request_failures_total{provider="a",reason="invalid_client"}`. Labels must be
-/// written as the exporter prints them: the prometheus crate sorts label names alphabetically
-/// (`{provider="a",reason="x"}`, `{phase="token",provider="a"}`). For a metric without labels
-/// pass the bare name. `None` when there is no such line.
-pub fn sample(metrics: &str, name_with_labels: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| line.strip_prefix(name_with_labels)?.strip_prefix(' '))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|value| value.parse().ok())
-}
-
-/// The real `oauth2-exporter` binary, started on `127.0.0.1:0` with a configuration given as
-/// TOML text. The child is killed when this is dropped.
+/// The real `oauth2-exporter` binary (started by [`Binary`], the one launcher), on
+/// `127.0.0.1:0` with a configuration given as TOML text. The child is killed when this is
+/// dropped.
 pub struct Exporter {
-    child: Child,
+    running: Running,
     addr: SocketAddr,
-    logs: Arc<Mutex<String>>,
     // Holds the config file (and anything else the test writes next to it) until drop.
     dir: tempfile::TempDir,
 }
 
 impl Exporter {
     /// Writes `config_toml` to a temp dir and runs
-    /// `oauth2-exporter --config.file <it> --web.listen-address 127.0.0.1:0 --log.level debug`.
-    /// Waits (up to 30 s) for the `msg="listening" address=127.0.0.1:PORT` log line and keeps
-    /// draining stdout and stderr into [`Exporter::logs`]. The child gets the test's environment
-    /// minus every `OAUTH2_EXPORTER_*` variable (those are configuration overrides to the
-    /// exporter, and CI sets `OAUTH2_EXPORTER_REQUIRE_PEERS`) and minus `RUST_LOG`.
-    /// Panics with the logs if the exporter exits or never gets ready.
+    /// `oauth2-exporter --config.file <it> --web.listen-address 127.0.0.1:0 --log.level debug`
+    /// in it, with the launcher's scrubbed environment. Waits (up to 30 s) for the
+    /// `msg="listening" address=127.0.0.1:PORT` log line. Panics with the logs if the exporter
+    /// exits or never gets ready.
     pub fn start(config_toml: &str) -> Exporter {
         Self::start_with_env(config_toml, &[])
     }
@@ -301,62 +262,15 @@ impl Exporter {
             std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))
                 .expect("chmod 600 the exporter config");
         }
-
-        let mut command = Command::new(env!("CARGO_BIN_EXE_oauth2-exporter"));
-        command
-            .arg("--config.file")
-            .arg(&config)
-            .args([
-                "--web.listen-address",
-                "127.0.0.1:0",
-                "--log.level",
-                "debug",
-            ])
+        let mut running = Binary::new()
+            .config(&config)
+            .listen_loopback()
+            .log_level("debug")
             .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1");
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("OAUTH2_EXPORTER_") {
-                command.env_remove(key);
-            }
-        }
-        command.envs(env.iter().copied());
-        let mut child = command.spawn().expect("spawn oauth2-exporter");
-
-        let logs = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let stderr = child.stderr.take().expect("piped stderr");
-        let stdout = child.stdout.take().expect("piped stdout");
-        drain_lines(stderr, logs.clone(), move |line| {
-            if let Some(addr) = listening_address(line) {
-                let _ = ready_tx.send(addr);
-            }
-        });
-        drain_lines(stdout, logs.clone(), |_| {});
-
-        let addr = match ready_rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => addr,
-            Err(err) => {
-                // Give the drain thread a moment to copy the last lines of a crashed child.
-                let status = wait_exit(&mut child, Duration::from_secs(2));
-                let _ = child.kill();
-                let _ = child.wait();
-                let logs = logs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                panic!(
-                    "oauth2-exporter did not log msg=\"listening\" ({err}); exit: {status:?}\n\
-                     --- config ---\n{config_toml}\n--- exporter logs ---\n{logs}"
-                );
-            }
-        };
-        Exporter {
-            child,
-            addr,
-            logs,
-            dir,
-        }
+            .envs(env)
+            .spawn();
+        let addr = running.address_blocking();
+        Exporter { running, addr, dir }
     }
 
     /// The address the exporter listens on (127.0.0.1 and the port the OS chose).
@@ -369,9 +283,9 @@ impl Exporter {
         self.dir.path()
     }
 
-    /// Everything the exporter wrote to stdout and stderr so far (ANSI colours stripped).
+    /// Everything the exporter wrote to stderr and stdout so far.
     pub fn logs(&self) -> String {
-        self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.running.logs()
     }
 
     /// `GET path` on the exporter (e.g. `/-/ready`). Panics with the logs on a transport error.
@@ -442,13 +356,6 @@ impl Exporter {
             timeout,
         );
         sample(&body, name_with_labels).expect("sample checked by the predicate")
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -590,7 +497,7 @@ impl OidcPeer {
             );
             return None;
         }
-        let mut command = Command::new(node);
+        let mut command = scrubbed_command(node);
         command
             .current_dir(&dir)
             .arg("server.mjs")
