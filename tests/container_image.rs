@@ -73,7 +73,11 @@ fn is_root() -> bool {
 fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);
     for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().to_ascii_lowercase().ends_with("_proxy") {
+        if name
+            .to_string_lossy()
+            .to_ascii_lowercase()
+            .ends_with("_proxy")
+        {
             cmd.env_remove(name);
         }
     }
@@ -404,8 +408,7 @@ fn image_builds_offline_and_runs_non_root_with_the_shipped_config() {
             .split_whitespace()
             .collect();
         assert_eq!(
-            ids,
-            ["65534"; 4],
+            ids, ["65534"; 4],
             "{field} real, effective, saved, filesystem"
         );
     }
@@ -475,4 +478,25 @@ fn image_builds_offline_and_runs_non_root_with_the_shipped_config() {
         "the canary call used the token: {seen:?}"
     );
     drop(image);
+}
+
+/// deploy/kubernetes/deployment.yaml runs the name `scripts/build-image` and the documented
+/// `docker build -t` give the image: oauth2-exporter:VERSION, VERSION from Cargo.toml. A version
+/// bump that forgets the manifest fails here.
+#[test]
+fn deployment_runs_the_image_name_the_build_produces() {
+    let expected = format!("image: oauth2-exporter:{}", env!("CARGO_PKG_VERSION"));
+    let manifest = std::fs::read_to_string(repo().join("deploy/kubernetes/deployment.yaml"))
+        .expect("read deployment.yaml");
+    let images: Vec<&str> = manifest
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("image:"))
+        .collect();
+    assert_eq!(images, [expected.as_str()], "deployment.yaml's images");
+    let script = std::fs::read_to_string(repo().join("scripts/build-image")).expect("read script");
+    assert!(
+        script.contains(r#"tag="oauth2-exporter:$version""#),
+        "scripts/build-image's default tag is oauth2-exporter:VERSION"
+    );
 }
