@@ -1,12 +1,25 @@
-//! The container image (issue 14): built offline by `scripts/build-image` from the Dockerfile and
-//! the binary under test, then run with Podman as a user would (read-only root filesystem, no
-//! capabilities): it answers `/-/healthy` and `/metrics` with the shipped configuration, runs as
-//! UID/GID 65534, and `check` inside it passes against a loopback token server.
+//! The packaging of issue 14, each built and used as a user would:
 //!
-//! Peer: `podman` with `runc` (scripts/install-packaging), run as root. Without them the test
-//! prints SKIPPED; with OAUTH2_EXPORTER_REQUIRE_PEERS=1 it fails instead.
+//! - The container image: built offline by `scripts/build-image` from the Dockerfile and the
+//!   binary under test, then run with Podman (read-only root filesystem, no capabilities): it
+//!   answers `/-/healthy` and `/metrics` with the shipped configuration, runs as UID/GID 65534,
+//!   and `check` inside it passes against a loopback token server. Peers: `podman` and `runc`,
+//!   as root.
+//! - The Debian package: `scripts/build-deb` packages the binary under test; it installs on this
+//!   machine with `dpkg -i` (binary, conffiles, /etc/default flags file, system user, a unit
+//!   `systemd-analyze` verifies and rates as the source unit, enabled); the installed binary
+//!   prints its version and checks the installed conffile as the service user; `dpkg --purge`
+//!   leaves nothing behind but the system user (which Debian's daemon packages keep). It changes
+//!   the machine, so it runs only when asked: with OAUTH2_EXPORTER_PACKAGING=1 (what .ci/run sets)
+//!   or when cargo-deb is installed; as root; and it refuses to touch a machine where
+//!   oauth2-exporter is already installed. Peers: cargo-deb, dpkg, adduser, systemd-analyze.
 //!
-//! Why these `podman run` options: this CI machine has a hybrid cgroup layout, which Debian's
+//! Both use the debug binary `cargo test` already built: they test the packaging, and a release
+//! build would cost CI minutes for nothing they check. Peers come from scripts/install-packaging
+//! and scripts/install-peers; a missing one prints SKIPPED, or fails with
+//! OAUTH2_EXPORTER_REQUIRE_PEERS=1.
+//!
+//! Why the `podman run` options: this CI machine has a hybrid cgroup layout, which Debian's
 //! default runtime crun refuses ("cgroups in hybrid mode not supported") and runc accepts; and
 //! root here lacks CAP_SYS_RESOURCE, so Podman's default limits (nofile 1048576, nproc 32768)
 //! cannot be set, while lower explicit ones can. `--network=host` lets the container reach the
@@ -15,7 +28,7 @@
 //! The helpers below are local to this file for now; they move to tests/support once that is
 //! rewritten.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -27,8 +40,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-/// Upper bound for one podman command (an image build copies a debug binary of a few hundred MB).
-const COMMAND_LIMIT: Duration = Duration::from_secs(180);
+/// Upper bound for one command (building the image or the package copies and strips a debug
+/// binary of a few hundred MB, on CI's 2 shared cores).
+const COMMAND_LIMIT: Duration = Duration::from_secs(300);
 /// Upper bound for the exporter inside the container to answer, on CI's 2 shared cores.
 const WAIT: Duration = Duration::from_secs(60);
 const POLL_EVERY: Duration = Duration::from_millis(100);
@@ -44,6 +58,7 @@ const RUN_OPTIONS: &[&str] = &[
 ];
 const SECRET: &str = "container-secret-5d1e";
 const TOKEN: &str = "container-token-9b27";
+const PACKAGE: &str = "oauth2-exporter";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -69,7 +84,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A command with every proxy variable removed, so nothing it starts talks to a proxy.
+/// A command with every proxy variable removed, no standard input, and dpkg kept from asking.
 fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);
     for (name, _) in std::env::vars_os() {
@@ -81,6 +96,7 @@ fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
             cmd.env_remove(name);
         }
     }
+    cmd.env("DEBIAN_FRONTEND", "noninteractive");
     cmd.stdin(Stdio::null());
     cmd
 }
@@ -137,6 +153,14 @@ fn run_ok(cmd: Command) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+fn tool(program: &str, args: &[&str]) -> Command {
+    let mut cmd = command(program);
+    cmd.args(args);
+    cmd
+}
+
+// --- The container image ---
 
 fn podman(args: &[&str]) -> Command {
     let mut cmd = command("podman");
@@ -499,4 +523,231 @@ fn deployment_runs_the_image_name_the_build_produces() {
         script.contains(r#"tag="oauth2-exporter:$version""#),
         "scripts/build-image's default tag is oauth2-exporter:VERSION"
     );
+}
+
+// --- The Debian package ---
+
+fn installed() -> bool {
+    let output = run(tool("dpkg-query", &["-W", "-f=${Status}", PACKAGE]));
+    String::from_utf8_lossy(&output.stdout).contains("installed")
+}
+
+/// Purges the package when the test ends however it ends, so a failed run leaves no install.
+struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if installed() {
+            let _ = run(tool("dpkg", &["--purge", PACKAGE]));
+        }
+    }
+}
+
+fn control_field(deb: &Path, field: &str) -> String {
+    run_ok(tool(
+        "dpkg-deb",
+        &["--field", deb.to_str().expect("utf-8 path"), field],
+    ))
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn deb_installs_checks_its_conffile_and_purges_cleanly() {
+    let test = "deb_installs_checks_its_conffile_and_purges_cleanly";
+    let asked = std::env::var("OAUTH2_EXPORTER_PACKAGING").as_deref() == Ok("1");
+    let have_cargo_deb = run(tool("cargo", &["deb", "--version"])).status.success();
+    if !asked && !have_cargo_deb {
+        eprintln!(
+            "SKIPPED {test}: set OAUTH2_EXPORTER_PACKAGING=1 (or install cargo-deb) to build, \
+             install and purge the package on this machine"
+        );
+        return;
+    }
+    if !have_cargo_deb {
+        return skip_or_fail(
+            test,
+            "cargo-deb is not installed (run scripts/install-packaging)",
+        );
+    }
+    if !is_root() {
+        return skip_or_fail(test, "dpkg -i needs root");
+    }
+    for path in ["/etc/oauth2-exporter", "/usr/bin/oauth2-exporter"] {
+        assert!(
+            !installed() && !Path::new(path).exists(),
+            "{PACKAGE} is already installed here ({path} exists): this test installs and purges \
+             the package, so it will not touch an existing installation"
+        );
+    }
+
+    // The debug binary this `cargo test` built, packaged as is.
+    let deb = PathBuf::from(
+        run_ok(tool(
+            repo().join("scripts/build-deb").to_str().expect("utf-8"),
+            &["--binary", env!("CARGO_BIN_EXE_oauth2-exporter")],
+        ))
+        .trim(),
+    );
+    assert!(deb.is_file(), "build-deb printed {deb:?}, not a file");
+    assert_eq!(control_field(&deb, "Package"), PACKAGE);
+    assert_eq!(
+        control_field(&deb, "Version"),
+        format!("{}-1", env!("CARGO_PKG_VERSION"))
+    );
+    let depends = control_field(&deb, "Depends");
+    assert!(
+        depends.contains("adduser") && depends.contains("libc6"),
+        "Depends has adduser (postinst) and the shared libraries: {depends}"
+    );
+    let conffiles: BTreeSet<String> = run_ok(tool(
+        "dpkg-deb",
+        &["--info", deb.to_str().expect("utf-8"), "conffiles"],
+    ))
+    .lines()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(
+        conffiles,
+        BTreeSet::from([
+            "/etc/default/oauth2-exporter".to_owned(),
+            "/etc/oauth2-exporter/exporter.toml".to_owned()
+        ])
+    );
+
+    let guard = Installed;
+    run_ok(tool("dpkg", &["-i", deb.to_str().expect("utf-8")]));
+    assert!(installed(), "dpkg -i did not leave {PACKAGE} installed");
+    let files: Vec<PathBuf> = run_ok(tool("dpkg", &["-L", PACKAGE]))
+        .lines()
+        .map(PathBuf::from)
+        .collect();
+
+    let version = run_ok(tool("/usr/bin/oauth2-exporter", &["--version"]));
+    assert!(
+        version.contains(env!("CARGO_PKG_VERSION")),
+        "--version: {version}"
+    );
+
+    // The system user: no login, no home.
+    let passwd = run_ok(tool("getent", &["passwd", PACKAGE]));
+    let fields: Vec<&str> = passwd.trim().split(':').collect();
+    assert_eq!(fields.len(), 7, "getent passwd: {passwd}");
+    let uid: u32 = fields[2].parse().expect("numeric uid");
+    assert!(uid < 1000, "a system user has a UID below 1000: {passwd}");
+    assert!(
+        fields[6].ends_with("nologin") || fields[6].ends_with("false"),
+        "the system user cannot log in: {passwd}"
+    );
+    let credentials = std::fs::metadata("/etc/oauth2-exporter/credentials")
+        .expect("postinst creates /etc/oauth2-exporter/credentials");
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        assert_eq!(credentials.mode() & 0o7777, 0o700, "credentials dir mode");
+        assert_eq!(credentials.uid(), 0, "credentials dir owner");
+    }
+
+    // The installed conffile is valid, and readable by the user the service runs as.
+    let check = run_ok(tool(
+        "runuser",
+        &[
+            "-u",
+            PACKAGE,
+            "--",
+            "/usr/bin/oauth2-exporter",
+            "--config.file=/etc/oauth2-exporter/exporter.toml",
+            "--config.check",
+        ],
+    ));
+    assert!(check.contains("valid"), "--config.check: {check}");
+
+    // The unit: from /usr/bin, flags from /etc/default, the system user, and verified.
+    let unit = files
+        .iter()
+        .find(|p| p.ends_with("oauth2-exporter.service"))
+        .unwrap_or_else(|| panic!("the package ships oauth2-exporter.service: {files:?}"))
+        .clone();
+    let text = std::fs::read_to_string(&unit).expect("read the installed unit");
+    for line in [
+        "EnvironmentFile=-/etc/default/oauth2-exporter",
+        "ExecStart=/usr/bin/oauth2-exporter --config.file=/etc/oauth2-exporter/exporter.toml $ARGS",
+        "User=oauth2-exporter",
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{} has `{line}`:\n{text}",
+            unit.display()
+        );
+    }
+    assert!(
+        !text.contains("/usr/local"),
+        "the package unit names /usr/local:\n{text}"
+    );
+    let defaults = std::fs::read_to_string("/etc/default/oauth2-exporter").expect("read defaults");
+    assert!(
+        defaults.lines().any(|l| l == "ARGS=\"\""),
+        "/etc/default/oauth2-exporter sets ARGS:\n{defaults}"
+    );
+    let verify = run(tool(
+        "systemd-analyze",
+        &["verify", unit.to_str().expect("utf-8")],
+    ));
+    let verify_err = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && verify_err.trim().is_empty(),
+        "systemd-analyze verify {} ({}):\n{verify_err}",
+        unit.display(),
+        verify.status
+    );
+    // The package's edits (a static User=, EnvironmentFile=) keep the source unit's rating: at
+    // most 1.2 on systemd-analyze's 0-10 scale, as tests/deploy.rs holds the source to.
+    let security = run(tool(
+        "systemd-analyze",
+        &[
+            "security",
+            "--offline=yes",
+            "--threshold=12",
+            unit.to_str().expect("utf-8"),
+        ],
+    ));
+    assert!(
+        security.status.success(),
+        "systemd-analyze security rates the package unit above 1.2:\n{}{}",
+        String::from_utf8_lossy(&security.stdout),
+        String::from_utf8_lossy(&security.stderr)
+    );
+    assert!(
+        Path::new("/etc/systemd/system/multi-user.target.wants/oauth2-exporter.service").exists(),
+        "the package enables the service"
+    );
+
+    // Purge: nothing of the package is left but the system user.
+    run_ok(tool("dpkg", &["--purge", PACKAGE]));
+    drop(guard);
+    assert!(!installed(), "dpkg --purge left {PACKAGE} installed");
+    let mut left: BTreeSet<PathBuf> = files
+        .iter()
+        .filter(|p| {
+            // Directories other packages share (/usr/bin, /etc/default) stay; the package's
+            // own files and directories must go.
+            std::fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir())
+                || p.to_string_lossy().contains(PACKAGE) && p.exists()
+        })
+        .cloned()
+        .collect();
+    for path in [
+        "/etc/oauth2-exporter",
+        "/etc/systemd/system/multi-user.target.wants/oauth2-exporter.service",
+        "/var/lib/systemd/deb-systemd-helper-enabled/oauth2-exporter.service.dsh-also",
+        "/var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/oauth2-exporter.service",
+        "/var/lib/dpkg/info/oauth2-exporter.list",
+        "/var/lib/dpkg/info/oauth2-exporter.conffiles",
+    ] {
+        if std::fs::symlink_metadata(path).is_ok() {
+            left.insert(PathBuf::from(path));
+        }
+    }
+    assert!(left.is_empty(), "dpkg --purge left behind: {left:?}");
 }
