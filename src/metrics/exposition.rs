@@ -338,7 +338,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         (
             "oauth2_token_valid",
             "gauge",
-            "1 if the periodic probes hold a token that is not past its expiry and was not rejected with 401 by the last canary call, else 0.",
+            "1 if the periodic probes hold a token that is not past its expiry and was not rejected by the last canary call (401, a token_rejected_status, or error=invalid_token), else 0.",
         ),
         |s| {
             let held = s.token?;

@@ -107,7 +107,7 @@ pub struct Validity {
 
 impl Validity {
     /// The token is usable at `now`: not past its expiry (an unknown expiry counts as not
-    /// expired) and not rejected with 401 by the last canary call. The one definition
+    /// expired) and not rejected by the last canary call. The one definition
     /// `oauth2_token_valid` and `/probe` share.
     pub fn is_valid(self, now: SystemTime) -> bool {
         !self.rejected && self.expires_at.is_none_or(|at| at > now)
