@@ -451,6 +451,7 @@ mod tests {
                 canary_requests: Vec::new(),
                 canary_skipped: false,
                 success: true,
+                grant: "client_credentials",
                 duration: Duration::ZERO,
                 finished_at: SystemTime::now(),
             };

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use oauth2_exporter::config::{self, AuthMethod, FieldPath, Grant, Overrides};
+use oauth2_exporter::config::{self, AuthMethod, BasicEncoding, FieldPath, Grant, Overrides};
 use oauth2_exporter::secrets::SecretSource;
 use pretty_assertions::assert_eq;
 use support::peers::http_request;
@@ -51,7 +51,7 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-key-token.toml",
         problems: &[
-            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response",
+            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response",
             // The misspelt key is not taken for the secret, so the secret is also missing.
             "key `providers.okq8.token.client_secret`: missing; set exactly one of providers.okq8.token.client_secret | providers.okq8.token.client_secret_file | providers.okq8.token.client_secret_env",
         ],
@@ -156,6 +156,22 @@ const CASES: &[Case] = &[
         fixture: "invalid-expected-status.toml",
         problems: &[
             "key `providers.okq8.canary.expected_status`: invalid HTTP status 2000; allowed: 100 to 599",
+        ],
+    },
+    // Issue 11: the statuses that mean "this token is dead" are 4xx, and at least one.
+    Case {
+        fixture: "invalid-token-rejected-status.toml",
+        problems: &[
+            "key `providers.dot.canary.token_rejected_status`: invalid status 503; allowed: 4xx statuses (400 to 499), e.g. [401, 403]",
+            "key `providers.empty.canary.token_rejected_status`: must not be empty; omit it for the default [401]",
+        ],
+    },
+    // Issue 11: raw Basic credentials cannot carry a colon in the client id.
+    Case {
+        fixture: "invalid-basic-encoding.toml",
+        problems: &[
+            r#"key `providers.glewlwyd.token.basic_encoding`: "raw" cannot send a client_id containing ':' (the server splits id and secret at the first colon); use basic_encoding = "form""#,
+            r#"key `providers.typo.token.basic_encoding`: unknown value "percent"; allowed: form, raw"#,
         ],
     },
     Case {
@@ -413,12 +429,14 @@ fn all_keys_fixture_loads_to_the_values_written() {
     assert_eq!(canary.headers.len(), 1);
     assert_eq!(canary.headers[0].0.as_str(), "accept");
     assert_eq!(canary.headers[0].1, "application/json");
+    assert_eq!(canary.token_rejected_status, [401, 403]);
 
     let cube = by_name("cube");
     // No override: the [defaults] of the file, not the built-in ones.
     assert_eq!(cube.interval, Duration::from_secs(120));
     assert_eq!(cube.timeout, Duration::from_secs(5));
     assert_eq!(cube.token.auth_method, AuthMethod::ClientSecretBasic);
+    assert_eq!(cube.token.basic_encoding, BasicEncoding::Raw);
     assert_eq!(
         cube.token.params.iter().collect::<Vec<_>>(),
         [

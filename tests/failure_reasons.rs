@@ -10,8 +10,8 @@ use std::time::Duration;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 use support::{
-    Daemon, FakeServer, Recorded, Reply, WAIT, closed_port_url, jwt, relevant_lines, sample,
-    series_of, unix_now,
+    Daemon, FakeServer, Recorded, Reply, WAIT, closed_port_url, jwt, provider_series,
+    relevant_lines, sample, unix_now,
 };
 
 /// The per-request timeout of the providers that are made to time out: short, so the test is
@@ -24,18 +24,6 @@ fn oversized_body() -> Vec<u8> {
     body.resize(1024 * 1024 + 100, b'x');
     body.extend_from_slice(br#""}"#);
     body
-}
-
-/// Everything a provider's failure counter family holds for it, e.g. the lines of
-/// `oauth2_token_request_failures_total` with `provider="p"`: a failure must be counted under
-/// exactly one reason.
-fn failure_lines(metrics: &str, family: &str, provider: &str) -> Vec<String> {
-    let needle = format!("provider=\"{provider}\"");
-    series_of(metrics, family)
-        .into_iter()
-        .filter(|line| line.contains(&needle))
-        .map(str::to_string)
-        .collect()
 }
 
 /// What the token endpoint of each `token_cases` provider answers.
@@ -156,14 +144,14 @@ url = "{}"
         let expected = vec![format!(
             r#"oauth2_token_request_failures_total{{provider="{provider}",reason="{reason}"}} 1"#
         )];
-        let got = failure_lines(&metrics, "oauth2_token_request_failures_total", provider);
+        let got = provider_series(&metrics, "oauth2_token_request_failures_total", provider);
         if got != expected {
             mismatches.push(format!("{provider}: expected {expected:?}, got {got:?}"));
         }
         let expected_canary = vec![format!(
             r#"oauth2_canary_request_failures_total{{provider="{provider}",reason="no_token"}} 1"#
         )];
-        let got = failure_lines(&metrics, "oauth2_canary_request_failures_total", provider);
+        let got = provider_series(&metrics, "oauth2_canary_request_failures_total", provider);
         if got != expected_canary {
             mismatches.push(format!(
                 "{provider} canary: expected {expected_canary:?}, got {got:?}"
@@ -280,8 +268,8 @@ url = "{canary}"
     }
     assert_eq!(
         (
-            failure_lines(&metrics, "oauth2_token_request_failures_total", "token_tls"),
-            failure_lines(
+            provider_series(&metrics, "oauth2_token_request_failures_total", "token_tls"),
+            provider_series(
                 &metrics,
                 "oauth2_canary_request_failures_total",
                 "canary_tls"
@@ -445,7 +433,7 @@ url = "{url}"
         let expected = vec![format!(
             r#"oauth2_canary_request_failures_total{{provider="{provider}",reason="{reason}"}} 1"#
         )];
-        let got = failure_lines(&metrics, "oauth2_canary_request_failures_total", provider);
+        let got = provider_series(&metrics, "oauth2_canary_request_failures_total", provider);
         if got != expected {
             mismatches.push(format!("{provider}: expected {expected:?}, got {got:?}"));
         }
@@ -455,14 +443,14 @@ url = "{url}"
                 format!(r#"oauth2_canary_responses_total{{code="{code}",provider="{provider}"}} 1"#)
             })
             .collect();
-        let got = failure_lines(&metrics, "oauth2_canary_responses_total", provider);
+        let got = provider_series(&metrics, "oauth2_canary_responses_total", provider);
         if got != expected_codes {
             mismatches.push(format!(
                 "{provider} responses: expected {expected_codes:?}, got {got:?}"
             ));
         }
         let token_failures =
-            failure_lines(&metrics, "oauth2_token_request_failures_total", provider);
+            provider_series(&metrics, "oauth2_token_request_failures_total", provider);
         if !token_failures.is_empty() {
             mismatches.push(format!(
                 "{provider}: unexpected token failures {token_failures:?}"

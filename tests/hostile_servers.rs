@@ -21,7 +21,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::json;
 use support::hostile::{self, Act, HostileServer, TestCa, head, response};
 use support::{
-    Binary, Daemon, FakeServer, Recorded, Reply, Running, relevant_lines, sample, series_of,
+    Binary, Daemon, FakeServer, Recorded, Reply, Running, provider_series, relevant_lines, sample,
     unix_now,
 };
 
@@ -373,16 +373,6 @@ fn failure_series(family: &str, provider: &str, reason: &str) -> String {
     format!("{family}{{provider=\"{provider}\",reason=\"{reason}\"}}")
 }
 
-/// The failure series of `family` for `provider`: a failure must count under one reason only.
-fn failure_lines(metrics: &str, family: &str, provider: &str) -> Vec<String> {
-    let label = format!("provider=\"{provider}\"");
-    series_of(metrics, family)
-        .into_iter()
-        .filter(|line| line.contains(&label))
-        .map(str::to_string)
-        .collect()
-}
-
 /// The scrape lines of one provider (no buckets), for failure messages.
 fn provider_lines(metrics: &str, provider: &str) -> String {
     let label = format!("provider=\"{provider}\"");
@@ -402,7 +392,7 @@ fn value(metrics: &str, series: &str) -> f64 {
 fn assert_healthy(metrics: &str) {
     for family in [TOKEN_FAILURES, CANARY_FAILURES] {
         assert_eq!(
-            failure_lines(metrics, family, "healthy"),
+            provider_series(metrics, family, "healthy"),
             Vec::<String>::new(),
             "the healthy provider was affected"
         );
@@ -425,7 +415,7 @@ fn assert_token_fails(provider: &str, reason: &str) -> String {
     });
     let failed = value(&metrics, &failed_series);
     assert_eq!(
-        failure_lines(&metrics, TOKEN_FAILURES, provider),
+        provider_series(&metrics, TOKEN_FAILURES, provider),
         vec![format!("{failed_series} {failed}")],
         "{provider}: failures under another reason too"
     );
@@ -462,12 +452,12 @@ fn assert_canary_fails(provider: &str, reason: &str) -> String {
     });
     let failed = value(&metrics, &failed_series);
     assert_eq!(
-        failure_lines(&metrics, CANARY_FAILURES, provider),
+        provider_series(&metrics, CANARY_FAILURES, provider),
         vec![format!("{failed_series} {failed}")],
         "{provider}: canary failures under another reason too"
     );
     assert_eq!(
-        failure_lines(&metrics, TOKEN_FAILURES, provider),
+        provider_series(&metrics, TOKEN_FAILURES, provider),
         Vec::<String>::new(),
         "{provider}: the token request failed, not (only) the canary"
     );
@@ -497,7 +487,7 @@ fn assert_token_accepted(provider: &str) -> String {
             .is_some()
     });
     assert_eq!(
-        failure_lines(&metrics, TOKEN_FAILURES, provider),
+        provider_series(&metrics, TOKEN_FAILURES, provider),
         Vec::<String>::new(),
         "{provider}: the token was rejected"
     );
@@ -590,7 +580,7 @@ fn html_error_page_with_200() {
         .is_some_and(|n| n >= 2.0)
     });
     assert_eq!(
-        failure_lines(&metrics, CANARY_FAILURES, "canary_html_200"),
+        provider_series(&metrics, CANARY_FAILURES, "canary_html_200"),
         Vec::<String>::new()
     );
     assert_eq!(
@@ -846,7 +836,7 @@ fn assert_trusted_control() {
         sample(m, &series("oauth2_probe_success", "tls_trusted_control")) == Some(1.0)
     });
     assert_eq!(
-        failure_lines(&metrics, TOKEN_FAILURES, "tls_trusted_control"),
+        provider_series(&metrics, TOKEN_FAILURES, "tls_trusted_control"),
         Vec::<String>::new()
     );
     assert!(world().tls_trusted.count("/api") >= 1);
@@ -1004,7 +994,7 @@ async fn huge_bodies_and_gzip_bombs_keep_memory_bounded() {
             &failure_series(TOKEN_FAILURES, &token, "invalid_response"),
         );
         assert_eq!(
-            failure_lines(&metrics, TOKEN_FAILURES, &token),
+            provider_series(&metrics, TOKEN_FAILURES, &token),
             vec![format!(
                 "{} {failed}",
                 failure_series(TOKEN_FAILURES, &token, "invalid_response")
@@ -1013,7 +1003,7 @@ async fn huge_bodies_and_gzip_bombs_keep_memory_bounded() {
         // A canary passes on its status; the body is read up to the cap and dropped.
         let canary = format!("canary_{case}");
         assert_eq!(
-            failure_lines(&metrics, CANARY_FAILURES, &canary),
+            provider_series(&metrics, CANARY_FAILURES, &canary),
             Vec::<String>::new()
         );
         assert_eq!(
@@ -1053,7 +1043,7 @@ async fn huge_bodies_and_gzip_bombs_keep_memory_bounded() {
         "healthy did {done} cycles in {window:.1} s at a 500 ms interval"
     );
     assert_eq!(
-        failure_lines(&metrics, TOKEN_FAILURES, "healthy"),
+        provider_series(&metrics, TOKEN_FAILURES, "healthy"),
         Vec::<String>::new()
     );
     let (status, _) = exporter.stop().await;
@@ -1239,7 +1229,7 @@ async fn run_echo(cases: &[EchoCase]) -> EchoRun {
         let series = failure_series(family, case.name, reason);
         let n = value(&metrics, &series);
         assert_eq!(
-            failure_lines(&metrics, family, case.name),
+            provider_series(&metrics, family, case.name),
             vec![format!("{series} {n}")],
         );
     }

@@ -24,6 +24,17 @@ const CONTRACT: &[(&str, &str, &[&str])] = &[
         "histogram",
         &["provider"],
     ),
+    // Issue 11: token answers by status, and the grant, for the credentials alert.
+    (
+        "oauth2_token_responses_total",
+        "counter",
+        &["provider", "code"],
+    ),
+    (
+        "oauth2_token_grant_info",
+        "gauge",
+        &["provider", "grant_type"],
+    ),
     ("oauth2_token_valid", "gauge", &["provider"]),
     (
         "oauth2_token_expiry_timestamp_seconds",
@@ -92,6 +103,7 @@ const TOKEN_REASONS: &[&str] = &[
 const CANARY_REASONS: &[&str] = &[
     "unauthorized",
     "forbidden",
+    "insufficient_scope",
     "rate_limited",
     "unexpected_status",
     "timeout",
@@ -384,6 +396,7 @@ async fn counters_exist_at_zero_before_the_first_cycle_ends() {
         "oauth2_token_request_failures_total",
         "oauth2_canary_request_failures_total",
         "oauth2_canary_responses_total",
+        "oauth2_token_responses_total",
     ] {
         assert!(
             support::series_of(&text, name).is_empty(),

@@ -260,7 +260,7 @@ url = "{}"
 }
 
 /// Everactive, client credentials with client_secret_basic: id and secret only in the Basic
-/// header, each form-urlencoded before base64 (RFC 6749 2.3.1); the body carries no credential.
+/// header, each urlencoded with percent escapes only before base64 (RFC 6749 2.3.1; a space as %20, issue 11); the body carries no credential.
 #[tokio::test]
 async fn everactive_client_credentials_with_client_secret_basic() {
     let idp = FakeServer::start(|r| match r.path.as_str() {
@@ -299,7 +299,7 @@ auth_method = "client_secret_basic"
     // The colon inside the id must be encoded, or a server would split the pair in the wrong place.
     assert_eq!(
         request.basic_raw().as_deref(),
-        Some("everactive+id%3A1:p%40ss+w%2Frd%26x%3Dy%3Az%25%C3%A9")
+        Some("everactive%20id%3A1:p%40ss%20w%2Frd%26x%3Dy%3Az%25%C3%A9")
     );
     daemon
         .wait_for_sample(r#"oauth2_probe_success{provider="everactive"}"#, 1.0, WAIT)

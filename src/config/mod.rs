@@ -74,6 +74,8 @@ pub struct TokenConfig {
     pub client_id: String,
     pub client_secret: SecretSource,
     pub auth_method: AuthMethod,
+    /// How `client_secret_basic` writes the id and secret inside the header.
+    pub basic_encoding: BasicEncoding,
     pub scopes: Vec<String>,
     pub params: BTreeMap<String, String>,
     pub reuse: bool,
@@ -105,6 +107,15 @@ pub enum AuthMethod {
     ClientSecretPost,
     ClientSecretBasic,
     JsonBody,
+}
+
+/// `basic_encoding`: how the client id and secret are written inside `Authorization: Basic`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BasicEncoding {
+    /// RFC 6749 section 2.3.1: each urlencoded (percent escapes only) before joining.
+    Form,
+    /// RFC 7617 as curl and browsers send it: as written, for servers that do not decode.
+    Raw,
 }
 
 /// Key names used for the credentials in a `json_body` request.
@@ -162,6 +173,9 @@ pub struct CanaryConfig {
     /// `None`: any 2xx passes.
     pub expected_status: Option<Vec<u16>>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Statuses that mean "this token is dead" (default 401): the held token is marked rejected
+    /// and replaced, as RFC 6750's `error="invalid_token"` does whatever the status.
+    pub token_rejected_status: Vec<u16>,
 }
 
 impl CanaryConfig {

@@ -52,6 +52,7 @@ pub(super) struct RawToken {
     pub(super) client_secret_file: Option<PathBuf>,
     pub(super) client_secret_env: Option<String>,
     pub(super) auth_method: Option<String>,
+    pub(super) basic_encoding: Option<String>,
     #[serde(default, deserialize_with = "lenient::strings")]
     pub(super) scopes: Vec<String>,
     #[serde(default)]
@@ -89,6 +90,8 @@ pub(super) struct RawCanary {
     pub(super) expected_status: Option<Vec<u16>>,
     #[serde(default)]
     pub(super) headers: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "lenient::statuses")]
+    pub(super) token_rejected_status: Option<Vec<u16>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +119,7 @@ pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
             "client_secret_file",
             "client_secret_env",
             "auth_method",
+            "basic_encoding",
             "scopes",
             "params",
             "username",
@@ -131,7 +135,13 @@ pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
             &["client_id", "client_secret", "username", "password"]
         }
         ["providers", _, "token", "response"] => &["access_token", "expires_in"],
-        ["providers", _, "canary"] => &["url", "method", "expected_status", "headers"],
+        ["providers", _, "canary"] => &[
+            "url",
+            "method",
+            "expected_status",
+            "headers",
+            "token_rejected_status",
+        ],
         ["providers", _, "tls"] => &[
             "ca_file",
             "client_cert_file",

@@ -295,6 +295,35 @@ pub(super) fn validate_token(
         }
     };
 
+    let basic_encoding = match raw.basic_encoding.as_deref() {
+        None | Some("form") => Some(BasicEncoding::Form),
+        Some("raw") => {
+            // RFC 7617: the user-id ends at the first colon, so a raw id cannot hold one.
+            if client_id.as_deref().is_some_and(|id| id.contains(':')) {
+                problems.add(
+                    &key("basic_encoding"),
+                    "\"raw\" cannot send a client_id containing ':' (the server splits id and secret at the first colon); use basic_encoding = \"form\"",
+                );
+                None
+            } else {
+                Some(BasicEncoding::Raw)
+            }
+        }
+        Some(other) => {
+            problems.add(
+                &key("basic_encoding"),
+                format!("unknown value {other:?}; allowed: form, raw"),
+            );
+            None
+        }
+    };
+    if raw.basic_encoding.is_some() && auth_method != Some(AuthMethod::ClientSecretBasic) {
+        problems.add(
+            &key("basic_encoding"),
+            "only meaningful with auth_method = \"client_secret_basic\"",
+        );
+    }
+
     let password_given =
         raw.password.is_some() || raw.password_file.is_some() || raw.password_env.is_some();
     let grant = match raw.grant_type.as_deref() {
@@ -423,6 +452,7 @@ pub(super) fn validate_token(
         client_id: client_id?,
         client_secret: client_secret?,
         auth_method: auth_method?,
+        basic_encoding: basic_encoding?,
         scopes: raw.scopes,
         params: raw.params,
         reuse: raw.reuse,
@@ -465,6 +495,23 @@ pub(super) fn validate_canary(
             }
         }
     }
+    let token_rejected_status = raw.token_rejected_status.unwrap_or_else(|| vec![401]);
+    if token_rejected_status.is_empty() {
+        problems.add(
+            &format!("{prefix}.token_rejected_status"),
+            "must not be empty; omit it for the default [401]",
+        );
+    }
+    for status in &token_rejected_status {
+        if !(400..=499).contains(status) {
+            problems.add(
+                &format!("{prefix}.token_rejected_status"),
+                format!(
+                    "invalid status {status}; allowed: 4xx statuses (400 to 499), e.g. [401, 403]"
+                ),
+            );
+        }
+    }
     let mut headers = Vec::with_capacity(raw.headers.len());
     for (name, value) in raw.headers {
         let key = format!("{prefix}.headers.{name}");
@@ -489,6 +536,7 @@ pub(super) fn validate_canary(
         method: method?,
         expected_status: raw.expected_status,
         headers,
+        token_rejected_status,
     })
 }
 

@@ -172,6 +172,28 @@ fn per_provider(
     }
 }
 
+/// A counter family by HTTP status `code`, exposing only the codes that were answered.
+fn per_code(
+    out: &mut Out<'_>,
+    snapshot: &Snapshot,
+    (name, help): (&str, &str),
+    counts: impl Fn(&ProviderSeries) -> &[(u16, u64)],
+) {
+    if snapshot.iter().all(|(_, s)| counts(s).is_empty()) {
+        return;
+    }
+    header(out, name, "counter", help);
+    for (provider, series) in snapshot {
+        for (code, count) in counts(series) {
+            let _ = writeln!(
+                out,
+                "{name}{{code=\"{code}\",provider=\"{provider}\"}} {count}"
+            );
+        }
+        out.series_done();
+    }
+}
+
 /// A counter family by `reason`, exposing only the reasons that happened.
 fn per_reason(
     out: &mut Out<'_>,
@@ -254,6 +276,33 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         &TokenReason::ALL.map(TokenReason::as_str),
         |s| &s.token_failures,
     );
+    per_code(
+        out,
+        snapshot,
+        (
+            "oauth2_token_responses_total",
+            "Token endpoint responses seen by the periodic probes, by HTTP status code.",
+        ),
+        |s| &s.token_responses,
+    );
+    if snapshot.iter().any(|(_, s)| s.grant.is_some()) {
+        let name = "oauth2_token_grant_info";
+        header(
+            out,
+            name,
+            "gauge",
+            "The grant_type of the periodic probes' token requests (always 1).",
+        );
+        for (provider, series) in snapshot {
+            if let Some(grant) = series.grant {
+                let _ = writeln!(
+                    out,
+                    "{name}{{grant_type=\"{grant}\",provider=\"{provider}\"}} 1"
+                );
+                out.series_done();
+            }
+        }
+    }
     histogram(
         out,
         snapshot,
@@ -289,7 +338,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         (
             "oauth2_token_valid",
             "gauge",
-            "1 if the periodic probes hold a token that is not past its expiry and was not rejected with 401 by the last canary call, else 0.",
+            "1 if the periodic probes hold a token that is not past its expiry and was not rejected by the last canary call (401, a token_rejected_status, or error=invalid_token), else 0.",
         ),
         |s| {
             let held = s.token?;
@@ -353,24 +402,15 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         ),
         |s| &s.canary_duration,
     );
-    let name = "oauth2_canary_responses_total";
-    if snapshot.iter().any(|(_, s)| !s.canary_responses.is_empty()) {
-        header(
-            out,
-            name,
-            "counter",
+    per_code(
+        out,
+        snapshot,
+        (
+            "oauth2_canary_responses_total",
             "Canary API responses seen by the periodic probes, by HTTP status code.",
-        );
-        for (provider, series) in snapshot {
-            for (code, count) in &series.canary_responses {
-                let _ = writeln!(
-                    out,
-                    "{name}{{code=\"{code}\",provider=\"{provider}\"}} {count}"
-                );
-            }
-            out.series_done();
-        }
-    }
+        ),
+        |s| &s.canary_responses,
+    );
     let name = "oauth2_unauthorized_responses_total";
     if !snapshot.is_empty() {
         header(

@@ -59,6 +59,10 @@ struct ProviderSeries {
     canary_requests: u64,
     canary_failures: [u64; CanaryReason::ALL.len()],
     canary_duration: Histogram,
+    /// Token answers by status code, sorted: alerts read 401 and 403 whatever the body.
+    token_responses: Vec<(u16, u64)>,
+    /// The `grant_type` of the last cycle (`oauth2_token_grant_info`).
+    grant: Option<&'static str>,
     /// By status code, sorted.
     canary_responses: Vec<(u16, u64)>,
     /// Token phase, canary phase.
@@ -77,6 +81,14 @@ pub struct Metrics {
     registry: Registry,
     reload_successful: Gauge,
     reload_success_time: Gauge,
+}
+
+/// Counts one answer with this status in a by-code list kept sorted.
+fn count_code(counts: &mut Vec<(u16, u64)>, status: u16) {
+    match counts.binary_search_by_key(&status, |(code, _)| *code) {
+        Ok(at) => counts[at].1 += 1,
+        Err(at) => counts.insert(at, (status, 1)),
+    }
 }
 
 fn seconds_since_epoch(time: SystemTime) -> f64 {
@@ -184,8 +196,11 @@ impl Metrics {
                 series
                     .token_duration
                     .observe(outcome.duration.as_secs_f64());
-                if outcome.status == Some(401) {
-                    series.unauthorized[0] += 1;
+                if let Some(status) = outcome.status {
+                    count_code(&mut series.token_responses, status);
+                    if status == 401 {
+                        series.unauthorized[0] += 1;
+                    }
                 }
                 match &outcome.result {
                     Ok(issued) => {
@@ -203,13 +218,7 @@ impl Metrics {
                     .canary_duration
                     .observe(outcome.duration.as_secs_f64());
                 if let Some(status) = outcome.status {
-                    match series
-                        .canary_responses
-                        .binary_search_by_key(&status, |(code, _)| *code)
-                    {
-                        Ok(at) => series.canary_responses[at].1 += 1,
-                        Err(at) => series.canary_responses.insert(at, (status, 1)),
-                    }
+                    count_code(&mut series.canary_responses, status);
                     if status == 401 {
                         series.unauthorized[1] += 1;
                     }
@@ -221,6 +230,7 @@ impl Metrics {
             if report.canary_skipped {
                 series.canary_failures[CanaryReason::NoToken as usize] += 1;
             }
+            series.grant = Some(report.grant);
             series.probe_success = Some(report.success);
             series.probe_duration = Some(report.duration.as_secs_f64());
             series.probe_last_run = Some(seconds_since_epoch(report.finished_at));

@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::AUTHORIZATION;
+use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 
 use crate::config::CanaryConfig;
+use crate::probe::printable;
 use crate::probe::trace::Trace;
 use crate::probe::transport::{BodyError, TransportError, read_body, send};
 use crate::secrets::{AccessToken, Scrubber};
@@ -24,6 +25,7 @@ reason_enum! {
     CanaryReason {
         Unauthorized => "unauthorized",
         Forbidden => "forbidden",
+        InsufficientScope => "insufficient_scope",
         RateLimited => "rate_limited",
         UnexpectedStatus => "unexpected_status",
         Timeout => "timeout",
@@ -33,12 +35,38 @@ reason_enum! {
     }
 }
 
+/// Longest `error_description` of a challenge kept for people to read.
+const DESCRIPTION_CHARS: usize = 200;
+
+/// Longest challenge `error` code kept.
+const CODE_CHARS: usize = 64;
+
+/// Why a canary call failed. The challenge texts are the API's RFC 6750 `WWW-Authenticate`
+/// `error` and `error_description`, sanitised (printable ASCII, bounded, token scrubbed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanaryError {
-    #[error("the API rejected the token (401)")]
-    Unauthorized,
-    #[error("the API refused access (403)")]
-    Forbidden,
+    /// The API says the token is dead: a status listed in `token_rejected_status` (401 by
+    /// default) or `error="invalid_token"` whatever the status. The held token is replaced.
+    #[error("the API rejected the token ({status}){}", challenge_suffix(challenge))]
+    Unauthorized {
+        status: u16,
+        challenge: Option<String>,
+    },
+    /// The token cannot be sent at all (bytes not allowed in a header): the API would not
+    /// accept it either, so it counts as rejected and is replaced.
+    #[error("the token holds bytes not allowed in an HTTP header, so the API cannot accept it")]
+    Unpresentable,
+    #[error("the API refused access (403){}", challenge_suffix(challenge))]
+    Forbidden { challenge: Option<String> },
+    /// `error="insufficient_scope"`: the token is fine, the client lacks a permission.
+    #[error(
+        "the token lacks a scope or permission the API requires ({status}){}",
+        challenge_suffix(challenge)
+    )]
+    InsufficientScope {
+        status: u16,
+        challenge: Option<String>,
+    },
     #[error("rate limited (429)")]
     RateLimited,
     #[error("unexpected HTTP status {0}")]
@@ -49,12 +77,22 @@ pub enum CanaryError {
     NoToken,
 }
 
+fn challenge_suffix(challenge: &Option<String>) -> String {
+    challenge
+        .as_deref()
+        .map(|c| format!(": {c}"))
+        .unwrap_or_default()
+}
+
 impl CanaryError {
     /// The classification: which `reason` this failure is counted under.
     pub fn reason(&self) -> CanaryReason {
         match self {
-            CanaryError::Unauthorized => CanaryReason::Unauthorized,
-            CanaryError::Forbidden => CanaryReason::Forbidden,
+            CanaryError::Unauthorized { .. } | CanaryError::Unpresentable => {
+                CanaryReason::Unauthorized
+            }
+            CanaryError::Forbidden { .. } => CanaryReason::Forbidden,
+            CanaryError::InsufficientScope { .. } => CanaryReason::InsufficientScope,
             CanaryError::RateLimited => CanaryReason::RateLimited,
             CanaryError::UnexpectedStatus(_) => CanaryReason::UnexpectedStatus,
             CanaryError::Transport(TransportError::Timeout) => CanaryReason::Timeout,
@@ -62,6 +100,14 @@ impl CanaryError {
             CanaryError::Transport(TransportError::Tls(_)) => CanaryReason::Tls,
             CanaryError::NoToken => CanaryReason::NoToken,
         }
+    }
+
+    /// The API said the token is dead: mark it rejected, fetch a fresh one, retry once.
+    pub fn rejects_token(&self) -> bool {
+        matches!(
+            self,
+            CanaryError::Unauthorized { .. } | CanaryError::Unpresentable
+        )
     }
 }
 
@@ -122,7 +168,7 @@ async fn attempt(
         reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             // A token with bytes not allowed in a header cannot be presented: the API would not
             // have accepted it either.
-            .map_err(|_| CanaryError::Unauthorized)?;
+            .map_err(|_| CanaryError::Unpresentable)?;
     authorization.set_sensitive(true);
     let mut request = client
         .request(config.method.clone(), config.url.clone())
@@ -143,13 +189,30 @@ async fn attempt(
     }
     let response = send(request, status_seen, trace.as_deref_mut()).await?;
     let status = response.status().as_u16();
+    let mut scrubber = Scrubber::default();
+    scrubber.add(token.expose());
+    let challenge = bearer_challenge(
+        response
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|value| value.to_str().ok()),
+    )
+    .map(|(code, description)| {
+        let code: String = printable(&scrubber, &code, usize::MAX)
+            .chars()
+            .take(CODE_CHARS)
+            .collect();
+        let description = description
+            .map(|d| format!(": {}", printable(&scrubber, &d, DESCRIPTION_CHARS)))
+            .unwrap_or_default();
+        (code.clone(), format!("{code}{description}"))
+    });
     // Read the body so the connection can be reused. It is not logged; a debug trace shows an
     // excerpt to the operator who asked for it, scrubbed of the token.
     match read_body(response).await {
         Ok(body) => {
             if let Some(trace) = trace {
-                let mut scrubber = Scrubber::default();
-                scrubber.add(token.expose());
                 trace.body(&body, &[], &scrubber);
             }
         }
@@ -159,10 +222,157 @@ async fn attempt(
     if config.passes(status) {
         return Ok(());
     }
-    Err(match status {
-        401 => CanaryError::Unauthorized,
-        403 => CanaryError::Forbidden,
-        429 => CanaryError::RateLimited,
-        other => CanaryError::UnexpectedStatus(other),
+    let (code, challenge) = match challenge {
+        Some((code, text)) => (Some(code), Some(text)),
+        None => (None, None),
+    };
+    let client_error = (400..500).contains(&status);
+    Err(match code.as_deref() {
+        // RFC 6750 section 3.1: the challenge says what is wrong, whatever the status.
+        Some("invalid_token") if client_error => CanaryError::Unauthorized { status, challenge },
+        Some("insufficient_scope") if client_error => {
+            CanaryError::InsufficientScope { status, challenge }
+        }
+        _ if config.token_rejected_status.contains(&status) => {
+            CanaryError::Unauthorized { status, challenge }
+        }
+        _ => match status {
+            403 => CanaryError::Forbidden { challenge },
+            429 => CanaryError::RateLimited,
+            other => CanaryError::UnexpectedStatus(other),
+        },
     })
+}
+
+/// The `error` and `error_description` of the first `Bearer` challenge with an `error`, from
+/// `WWW-Authenticate` values (RFC 6750 section 3, RFC 9110 section 11.6.1 syntax: challenges
+/// and their comma-separated `name=value` parameters, values as tokens or quoted strings).
+/// Unparseable text yields what could be read, never a failure: this only refines a reason.
+pub(crate) fn bearer_challenge<'a>(
+    values: impl Iterator<Item = &'a str>,
+) -> Option<(String, Option<String>)> {
+    for value in values {
+        let mut rest = value;
+        let mut in_bearer = false;
+        let mut error = None;
+        let mut description = None;
+        loop {
+            rest = rest.trim_start_matches(|c: char| c == ',' || c.is_ascii_whitespace());
+            if rest.is_empty() {
+                break;
+            }
+            let end = rest
+                .find(|c: char| c == '=' || c == ',' || c.is_ascii_whitespace())
+                .unwrap_or(rest.len());
+            let name = &rest[..end];
+            rest = &rest[end..];
+            let after_space = rest.trim_start();
+            if let Some(after) = after_space.strip_prefix('=')
+                && !after.starts_with('=')
+            {
+                let (param, tail) = auth_param_value(after.trim_start());
+                rest = tail;
+                if in_bearer {
+                    if name.eq_ignore_ascii_case("error") {
+                        error.get_or_insert(param);
+                    } else if name.eq_ignore_ascii_case("error_description") {
+                        description.get_or_insert(param);
+                    }
+                }
+            } else if name.is_empty() {
+                // A stray `=` (token68 padding): skip it.
+                rest = &rest[rest.len().min(1)..];
+            } else {
+                // A new challenge starts with its scheme.
+                if in_bearer && error.is_some() {
+                    break;
+                }
+                in_bearer = name.eq_ignore_ascii_case("bearer");
+                error = None;
+                description = None;
+            }
+        }
+        if in_bearer && let Some(error) = error {
+            return Some((error, description));
+        }
+    }
+    None
+}
+
+/// One parameter value (a quoted string with `\` escapes, or a token) and the text after it.
+fn auth_param_value(text: &str) -> (String, &str) {
+    if let Some(quoted) = text.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = quoted.char_indices();
+        while let Some((at, c)) = chars.next() {
+            match c {
+                '"' => return (out, &quoted[at + 1..]),
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        out.push(escaped);
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        (out, "")
+    } else {
+        let end = text
+            .find(|c: char| c == ',' || c.is_ascii_whitespace())
+            .unwrap_or(text.len());
+        (text[..end].to_string(), &text[end..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_challenge;
+
+    /// The `error` and `error_description` expected, or no Bearer error at all.
+    type Expected = Option<(&'static str, Option<&'static str>)>;
+
+    /// RFC 6750 challenges as servers send them (issue 11), and text that is not one.
+    #[test]
+    fn bearer_challenge_reads_error_and_description() {
+        let cases: &[(&[&str], Expected)] = &[
+            (
+                &[
+                    r#"Bearer realm="api", error="invalid_token", error_description="The access token expired""#,
+                ],
+                Some(("invalid_token", Some("The access token expired"))),
+            ),
+            (
+                &[r#"bearer error=insufficient_scope,scope="read write""#],
+                Some(("insufficient_scope", None)),
+            ),
+            // Escapes inside a quoted string; a comma inside quotes is not a separator.
+            (
+                &[r#"Bearer error="invalid_token", error_description="say \"no\", twice""#],
+                Some(("invalid_token", Some(r#"say "no", twice"#))),
+            ),
+            // The Bearer challenge after another scheme's, in one value or in two.
+            (
+                &[r#"Basic realm="x", Bearer realm="api", error="invalid_token""#],
+                Some(("invalid_token", None)),
+            ),
+            (
+                &[r#"Basic realm="x""#, r#"Bearer error="invalid_token""#],
+                Some(("invalid_token", None)),
+            ),
+            // Another scheme's error parameter is not a Bearer error.
+            (&[r#"DPoP error="invalid_token", Bearer realm="api""#], None),
+            (&[r#"Bearer realm="api""#], None),
+            (&["Negotiate abc=="], None),
+            (
+                &[r#"Bearer error="unterminated"#],
+                Some(("unterminated", None)),
+            ),
+            (&[""], None),
+        ];
+        for (values, expected) in cases {
+            let got = bearer_challenge(values.iter().copied());
+            let expected = expected.map(|(e, d)| (e.to_string(), d.map(str::to_string)));
+            assert_eq!(got, expected, "{values:?}");
+        }
+    }
 }

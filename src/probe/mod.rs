@@ -61,7 +61,30 @@ use self::canary::{CanaryError, CanaryOutcome};
 use self::token::TokenOutcome;
 use self::trace::Trace;
 use crate::config::ProviderConfig;
-use crate::secrets::AccessToken;
+use crate::secrets::{AccessToken, Scrubber};
+
+/// Server-supplied text (an OAuth `error` code or `error_description`, a `WWW-Authenticate`
+/// challenge) as people may read it in the log, `check`, the status page and `/probe`: scrubbed
+/// of the secrets that were sent, every character outside printable ASCII shown as `?` (no
+/// terminal escapes, no look-alike letters), at most `max_chars` characters, with `...` when cut.
+pub(crate) fn printable(scrubber: &Scrubber, text: &str, max_chars: usize) -> String {
+    let scrubbed = scrubber.scrub(text);
+    let mut out: String = scrubbed
+        .chars()
+        .take(max_chars)
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if scrubbed.chars().nth(max_chars).is_some() {
+        out.push_str("...");
+    }
+    out
+}
 
 /// The token a provider currently holds, kept across cycles.
 #[derive(Debug, Clone)]
@@ -69,7 +92,8 @@ pub struct HeldToken {
     pub access_token: AccessToken,
     pub lifetime: Option<Duration>,
     pub expires_at: Option<SystemTime>,
-    /// The last canary call with this token answered 401.
+    /// The last canary call with this token said it is dead (401 or another status listed in
+    /// `token_rejected_status`, or `error="invalid_token"`).
     pub rejected: bool,
 }
 
@@ -83,7 +107,7 @@ pub struct Validity {
 
 impl Validity {
     /// The token is usable at `now`: not past its expiry (an unknown expiry counts as not
-    /// expired) and not rejected with 401 by the last canary call. The one definition
+    /// expired) and not rejected by the last canary call. The one definition
     /// `oauth2_token_valid` and `/probe` share.
     pub fn is_valid(self, now: SystemTime) -> bool {
         !self.rejected && self.expires_at.is_none_or(|at| at > now)
@@ -122,6 +146,9 @@ pub struct CycleReport {
     pub canary_skipped: bool,
     /// Got a token (new or validly reused) and the canary passed or is not configured.
     pub success: bool,
+    /// The provider's `grant_type`: alerts need it to read `invalid_request` (a wrong password
+    /// on the password grant, as Authlib answers it).
+    pub grant: &'static str,
     pub duration: Duration,
     pub finished_at: SystemTime,
 }
@@ -251,8 +278,13 @@ impl Prober {
                 Some(mut outcome) => {
                     // A reused token may have been revoked early: get a fresh one and try once
                     // more, so a revocation is not mistaken for broken credentials.
-                    if outcome.result == Err(CanaryError::Unauthorized) && token_requests.is_empty()
-                    {
+                    let rejected = |outcome: &CanaryOutcome| {
+                        outcome
+                            .result
+                            .as_ref()
+                            .is_err_and(CanaryError::rejects_token)
+                    };
+                    if rejected(&outcome) && token_requests.is_empty() {
                         if let Some(trace) = trace.as_deref_mut() {
                             trace.section("token request (retry: the reused token was rejected)");
                         }
@@ -269,7 +301,7 @@ impl Prober {
                     }
                     canary_ok = outcome.result.is_ok();
                     if let Some(held) = &mut self.held {
-                        held.rejected = outcome.result == Err(CanaryError::Unauthorized);
+                        held.rejected = rejected(&outcome);
                     }
                     canary_requests.push(outcome);
                 }
@@ -281,6 +313,7 @@ impl Prober {
             canary_requests,
             canary_skipped,
             success: token_ok && canary_ok,
+            grant: self.config.token.grant.as_str(),
             duration: started.elapsed(),
             finished_at: SystemTime::now(),
         }

@@ -8,14 +8,18 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 
-use crate::config::{AuthMethod, Grant, TokenConfig};
-use crate::probe::jwt;
+use crate::config::{AuthMethod, BasicEncoding, Grant, TokenConfig};
 use crate::probe::trace::Trace;
 use crate::probe::transport::{BodyError, TransportError, read_body, send};
+use crate::probe::{jwt, printable};
 use crate::secrets::{AccessToken, Scrubber, SecretError, excerpt};
 
 /// Longest server-supplied text (error_description, body excerpt) kept for the log.
 const EXCERPT_CHARS: usize = 200;
+
+/// Longest server-supplied OAuth `error` code shown to people (issue 11: codes outside RFC 6749
+/// are shown as sent, but bounded).
+const CODE_CHARS: usize = 64;
 
 /// Lifetimes beyond this are not believed: they overflow time arithmetic and are a server bug.
 const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -79,10 +83,22 @@ pub const REASONS: [TokenReason; 15] = TokenReason::ALL;
 pub enum TokenError {
     #[error("the client secret or password could not be read: {0}")]
     SecretUnavailable(#[from] SecretError),
-    #[error("OAuth error {code}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    #[error("OAuth error {code}{}", description_suffix(description))]
     OAuth {
-        /// One of the RFC 6749 codes with a reason of their own, or `other` for any other value.
-        code: &'static str,
+        /// The server's own `error` code, sanitised (printable ASCII, at most 64 characters):
+        /// an RFC 6749 code has a reason of its own, any other counts as `oauth_error`.
+        code: String,
+        description: Option<String>,
+    },
+    /// A 5xx answer: the server is in trouble whatever its body says, so it counts as
+    /// `http_5xx` (issue 11); an OAuth error body it carried is kept for people to read.
+    #[error(
+        "HTTP {status} with OAuth error {code}{}",
+        description_suffix(description)
+    )]
+    ServerOAuth {
+        status: u16,
+        code: String,
         description: Option<String>,
     },
     #[error("rate limited{}", retry_after.as_deref().map(|r| format!(" (Retry-After: {r})")).unwrap_or_default())]
@@ -93,6 +109,13 @@ pub enum TokenError {
     Transport(#[from] TransportError),
     #[error("invalid token response: {0}")]
     InvalidResponse(String),
+}
+
+fn description_suffix(description: &Option<String>) -> String {
+    description
+        .as_deref()
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default()
 }
 
 fn body_suffix(body: &str) -> String {
@@ -110,8 +133,9 @@ impl TokenError {
             TokenError::SecretUnavailable(_) => TokenReason::SecretUnavailable,
             TokenError::OAuth { code, .. } => OAUTH_ERROR_CODES
                 .into_iter()
-                .find(|known| known.as_str() == *code)
+                .find(|known| known.as_str() == code)
                 .unwrap_or(TokenReason::OAuthError),
+            TokenError::ServerOAuth { .. } => TokenReason::Http5xx,
             TokenError::RateLimited { .. } => TokenReason::RateLimited,
             TokenError::HttpStatus { status, .. } if *status >= 500 => TokenReason::Http5xx,
             TokenError::HttpStatus { .. } => TokenReason::Http4xx,
@@ -125,7 +149,9 @@ impl TokenError {
     /// The `error_description` the server gave, if any (scrubbed).
     pub fn description(&self) -> Option<&str> {
         match self {
-            TokenError::OAuth { description, .. } => description.as_deref(),
+            TokenError::OAuth { description, .. } | TokenError::ServerOAuth { description, .. } => {
+                description.as_deref()
+            }
             _ => None,
         }
     }
@@ -217,7 +243,11 @@ async fn attempt(
                 form.push(("client_id".into(), config.client_id.clone()));
                 form.push(("client_secret".into(), client_secret.expose().to_string()));
             } else {
-                let header = basic_authorization(&config.client_id, client_secret.expose());
+                let header = basic_authorization(
+                    config.basic_encoding,
+                    &config.client_id,
+                    client_secret.expose(),
+                );
                 // A server may echo the credentials with or without the "Basic " scheme.
                 let value = header.to_str().unwrap_or_default();
                 scrubber.add(value);
@@ -354,10 +384,28 @@ pub fn parse_response(
     )
 }
 
-/// RFC 6749 section 2.3.1: id and secret are form-urlencoded, joined by a colon, then base64.
-fn basic_authorization(client_id: &str, client_secret: &str) -> HeaderValue {
-    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let credentials = format!("{}:{}", encode(client_id), encode(client_secret));
+/// The `Authorization: Basic` header. `form` (RFC 6749 section 2.3.1): id and secret are
+/// urlencoded, joined by a colon, then base64; with percent escapes only (a space as `%20`, never
+/// `+`), which form decoders (`+` is a space), percent decoders (`+` is a plus, Authlib) and
+/// RFC 3986 decoders all read back the same (issue 11). `raw` (RFC 7617, as curl and browsers):
+/// `id:secret` as written, for servers that do not decode (glewlwyd); validation has refused a
+/// client id with a colon.
+fn basic_authorization(
+    encoding: BasicEncoding,
+    client_id: &str,
+    client_secret: &str,
+) -> HeaderValue {
+    // byte_serialize escapes every byte but `*-._` and alphanumerics, writing a space as `+`
+    // and a literal `+` as `%2B`: so every `+` left is a space.
+    let encode = |s: &str| {
+        url::form_urlencoded::byte_serialize(s.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    };
+    let credentials = match encoding {
+        BasicEncoding::Form => format!("{}:{}", encode(client_id), encode(client_secret)),
+        BasicEncoding::Raw => format!("{client_id}:{client_secret}"),
+    };
     let mut value = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials)))
         .unwrap_or_else(|_| HeaderValue::from_static("Basic"));
     value.set_sensitive(true);
@@ -382,14 +430,23 @@ fn interpret(
         .as_ref()
         .and_then(|json| config.response.access_token.find(json))
         .is_some();
-    if let Some(code) = json.as_ref().and_then(oauth_error_code)
+    if let Some(code) = json
+        .as_ref()
+        .and_then(|json| oauth_error_code(json, scrubber))
         && (!success || !has_token)
     {
         let description = json
             .as_ref()
             .and_then(|json| json.get("error_description"))
             .and_then(Value::as_str)
-            .map(|text| excerpt(scrubber, text, EXCERPT_CHARS));
+            .map(|text| printable(scrubber, text, EXCERPT_CHARS));
+        if status >= 500 {
+            return Err(TokenError::ServerOAuth {
+                status,
+                code,
+                description,
+            });
+        }
         return Err(TokenError::OAuth { code, description });
     }
     match status {
@@ -404,15 +461,15 @@ fn interpret(
     }
 }
 
-/// The `error` member of an RFC 6749 error response, mapped into the closed set.
-fn oauth_error_code(json: &Value) -> Option<&'static str> {
+/// The `error` member of an RFC 6749 error response, as people may read it: scrubbed, printable
+/// ASCII, at most 64 characters, never cut with a marker (a code is a word, not prose).
+fn oauth_error_code(json: &Value, scrubber: &Scrubber) -> Option<String> {
     let code = json.get("error")?.as_str()?;
     Some(
-        OAUTH_ERROR_CODES
-            .into_iter()
-            .map(TokenReason::as_str)
-            .find(|known| *known == code)
-            .unwrap_or("other"),
+        printable(scrubber, code, usize::MAX)
+            .chars()
+            .take(CODE_CHARS)
+            .collect(),
     )
 }
 

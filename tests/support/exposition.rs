@@ -31,6 +31,18 @@ pub fn series_of<'a>(metrics: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The series lines of family `name` for one provider, e.g. every
+/// `oauth2_token_request_failures_total` line with `provider="p"`: a failure must be counted
+/// under exactly one reason.
+pub fn provider_series(metrics: &str, name: &str, provider: &str) -> Vec<String> {
+    let label = format!("provider=\"{provider}\"");
+    series_of(metrics, name)
+        .into_iter()
+        .filter(|line| line.contains(&label))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The scrape without comments, histogram buckets and `process_*`: what a failure message needs.
 pub fn relevant_lines(metrics: &str) -> String {
     metrics

@@ -50,7 +50,7 @@ pub use binary::{Binary, Running, Signal};
 #[allow(unused_imports)]
 pub use daemon::Daemon;
 #[allow(unused_imports)]
-pub use exposition::{relevant_lines, sample, series_of};
+pub use exposition::{provider_series, relevant_lines, sample, series_of};
 #[allow(unused_imports)]
 pub use fake::{FakeServer, Recorded, Reply, closed_port_url, form_urldecode};
 

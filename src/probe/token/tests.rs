@@ -159,9 +159,19 @@ fn zero_lifetime_is_accepted_as_already_expiring() {
 
 #[test]
 fn basic_header_form_encodes_before_base64() {
-    let header = basic_authorization("id:1", "p@ss word");
-    let encoded = header.to_str().unwrap().strip_prefix("Basic ").unwrap();
-    let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
-    assert_eq!(decoded, "id%3A1:p%40ss+word");
-    assert!(header.is_sensitive());
+    let decoded = |encoding, id, secret| {
+        let header = basic_authorization(encoding, id, secret);
+        assert!(header.is_sensitive());
+        let encoded = header.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap()
+    };
+    // Issue 11: percent escapes only, a space as %20 (Authlib reads `+` as a plus).
+    assert_eq!(
+        decoded(BasicEncoding::Form, "id:1", "p@ss word+"),
+        "id%3A1:p%40ss%20word%2B"
+    );
+    assert_eq!(
+        decoded(BasicEncoding::Raw, "id", "p@ss word+:%"),
+        "id:p@ss word+:%"
+    );
 }
