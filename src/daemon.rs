@@ -3,6 +3,7 @@
 //! SIGHUP reloads), kept beside the loop they end or wake.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -95,15 +96,28 @@ pub async fn run_with(
     let mut hangups = hangup_signals(options.reload_on_sighup);
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let reply = tokio::select! {
             _ = &mut shutdown => break,
-            Some(reply) = reload_inbox.recv() => {
-                let outcome = reload(options.reload.as_ref(), &config.web, &mut scheduler, &state);
-                let _ = reply.send(outcome);
+            Some(reply) = reload_inbox.recv() => Some(reply),
+            Some(()) = next_hangup(&mut hangups) => None,
+        };
+        let Some(source) = options.reload.as_ref() else {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err("reloading is not available".to_string()));
             }
-            Some(()) = next_hangup(&mut hangups) => {
-                let _ = reload(options.reload.as_ref(), &config.web, &mut scheduler, &state);
-            }
+            continue;
+        };
+        // Loaded off the async workers, still listening for SIGTERM: a configuration or
+        // secret file on a stalled mount delays the reload, never the shutdown.
+        let source = Arc::clone(source);
+        let Some(loaded) = unless_shutdown(move || source(), shutdown.as_mut()).await else {
+            break;
+        };
+        let loaded = loaded
+            .map_err(|error| format!("invalid configuration, keeping the running one:\n{error}"));
+        let outcome = reload(loaded, &config.web, &mut scheduler, &state);
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
         }
     }
 
@@ -119,20 +133,36 @@ pub async fn run_with(
     Ok(())
 }
 
-/// Loads the configuration again and moves the running providers to it. An invalid
-/// configuration changes nothing: the running one goes on, and the error is logged and returned.
+/// Runs `work` (blocking: loading the configuration, whose every file read has a deadline) on
+/// the blocking pool while still listening for `shutdown`, so SIGINT and SIGTERM work during
+/// start-up, `--config.check` and reloads too. `None` when the signal came first: the work is
+/// left to end alone (the binary does not wait for the blocking pool at exit).
+pub async fn unless_shutdown<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+    shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Option<T> {
+    let work = tokio::task::spawn_blocking(work);
+    tokio::select! {
+        biased;
+        _ = shutdown => None,
+        done = work => match done {
+            Ok(value) => Some(value),
+            // A panic in the work is a bug: let it surface as one.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_cancelled) => None,
+        },
+    }
+}
+
+/// Moves the running providers to a freshly loaded configuration. An invalid configuration
+/// changes nothing: the running one goes on, and the error is logged and returned.
 fn reload(
-    source: Option<&ConfigSource>,
+    loaded: Result<config::Config, String>,
     initial_web: &config::WebConfig,
     scheduler: &mut scheduler::Scheduler,
     state: &web::WebState,
 ) -> Result<String, String> {
-    let Some(source) = source else {
-        return Err("reloading is not available".to_string());
-    };
-    let outcome = source()
-        .map_err(|error| format!("invalid configuration, keeping the running one:\n{error}"))
-        .and_then(|config| {
+    let outcome = loaded.and_then(|config| {
             if config.web.listen_address != initial_web.listen_address {
                 tracing::warn!("web.listen_address changed; it takes effect only after a restart");
             }
