@@ -163,13 +163,13 @@ fn reload(
     state: &web::WebState,
 ) -> Result<String, String> {
     let outcome = loaded.and_then(|config| {
-            if config.web.listen_address != initial_web.listen_address {
-                tracing::warn!("web.listen_address changed; it takes effect only after a restart");
-            }
-            scheduler
-                .apply(&config.providers)
-                .map_err(|error| format!("cannot set up an HTTP client: {error}"))
-        });
+        if config.web.listen_address != initial_web.listen_address {
+            tracing::warn!("web.listen_address changed; it takes effect only after a restart");
+        }
+        scheduler
+            .apply(&config.providers)
+            .map_err(|error| format!("cannot set up an HTTP client: {error}"))
+    });
     state.metrics.record_reload(outcome.is_ok());
     state.status.record_reload(outcome.is_ok());
     match outcome {
@@ -270,4 +270,43 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 pub fn claim_hangup() {
     #[cfg(unix)]
     let _early_hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// Issue 17: a start-up load whose thread is stuck in the kernel (a blocking `open()` of a
+    /// named pipe without a writer, as on a hung mount) does not keep SIGTERM from ending it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_signal_ends_the_wait_for_a_load_stuck_in_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("hung");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let stuck = fifo.clone();
+        let shutdown = tokio::time::sleep(Duration::from_millis(200));
+        tokio::pin!(shutdown);
+        let started = Instant::now();
+        let loaded = unless_shutdown(move || std::fs::File::open(stuck).is_ok(), shutdown).await;
+        assert_eq!(loaded, None);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        // Let the stuck thread go, so the test runtime's blocking pool can shut down.
+        let _writer = std::fs::OpenOptions::new().write(true).open(&fifo);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn without_a_signal_the_load_is_returned() {
+        let shutdown = std::future::pending::<()>();
+        tokio::pin!(shutdown);
+        assert_eq!(unless_shutdown(|| 7, shutdown).await, Some(7));
+    }
 }

@@ -198,9 +198,12 @@ fn take_off(path: &Path, limit: u64, reader: Reader) -> Result<Arc<Flight>, Read
 impl Flight {
     fn landed(&self) -> Option<Result<Vec<u8>, ReadError>> {
         let outcome = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
-        outcome
-            .as_ref()
-            .map(|outcome| outcome.as_ref().map(|bytes| bytes.to_vec()).map_err(Clone::clone))
+        outcome.as_ref().map(|outcome| {
+            outcome
+                .as_ref()
+                .map(|bytes| bytes.to_vec())
+                .map_err(Clone::clone)
+        })
     }
 
     fn wait_blocking(&self, deadline: Duration) -> Result<Vec<u8>, ReadError> {

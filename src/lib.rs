@@ -51,9 +51,9 @@
 pub mod check;
 pub mod config;
 mod daemon;
-mod files;
 #[cfg(feature = "demo")]
 pub mod demo;
+mod files;
 mod humanize;
 pub mod logging;
 mod metrics;

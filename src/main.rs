@@ -139,19 +139,19 @@ async fn async_main(cli: Cli) -> ExitCode {
         web_config_file: cli.web_config_file.clone(),
         demo: cli.demo,
     };
-    let (config, web_security) = match unless_shutdown(move || start.load(), shutdown.as_mut()).await
-    {
-        Some(Ok(loaded)) => loaded,
-        Some(Err(code)) => return code,
-        None if cli.config_check => {
-            eprintln!("error: interrupted by a signal before the configuration was checked");
-            return ExitCode::from(1);
-        }
-        None => {
-            tracing::info!("shutting down (signal during start-up)");
-            return ExitCode::SUCCESS;
-        }
-    };
+    let (config, web_security) =
+        match unless_shutdown(move || start.load(), shutdown.as_mut()).await {
+            Some(Ok(loaded)) => loaded,
+            Some(Err(code)) => return code,
+            None if cli.config_check => {
+                eprintln!("error: interrupted by a signal before the configuration was checked");
+                return ExitCode::from(1);
+            }
+            None => {
+                tracing::info!("shutting down (signal during start-up)");
+                return ExitCode::SUCCESS;
+            }
+        };
     if cli.config_check {
         println!(
             "{}: configuration is valid ({} provider{})",

@@ -115,7 +115,6 @@ impl SecretSource {
             SecretSource::Env(name) => from_env(name),
         }
     }
-
 }
 
 /// A secret from an environment variable (never blocks).

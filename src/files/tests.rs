@@ -19,7 +19,11 @@ fn a_named_pipe_without_a_writer_is_refused_at_once() {
     let started = Instant::now();
     let error = read(&fifo, 1024, Duration::from_secs(30)).unwrap_err();
     assert_eq!(error, ReadError::NotRegular("named pipe"));
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(
         error.to_string(),
         "not a regular file (named pipe); name a regular file or a symlink to one"
@@ -117,7 +121,10 @@ fn a_stalled_read_times_out_and_later_callers_join_it_instead_of_adding_threads(
     let deadline = Duration::from_millis(200);
     let started = Instant::now();
     let flight = take_off(&fifo, 64, stuck_in_open).unwrap();
-    assert_eq!(flight.wait_blocking(deadline), Err(ReadError::TimedOut(deadline)));
+    assert_eq!(
+        flight.wait_blocking(deadline),
+        Err(ReadError::TimedOut(deadline))
+    );
     let waited = started.elapsed();
     assert!(
         waited >= deadline && waited < Duration::from_secs(5),
@@ -127,11 +134,16 @@ fn a_stalled_read_times_out_and_later_callers_join_it_instead_of_adding_threads(
     for _ in 0..3 {
         let again = take_off(&fifo, 64, stuck_in_open).unwrap();
         assert!(Arc::ptr_eq(&again, &flight));
-        assert_eq!(again.wait_blocking(Duration::from_millis(20)), Err(ReadError::TimedOut(Duration::from_millis(20))));
+        assert_eq!(
+            again.wait_blocking(Duration::from_millis(20)),
+            Err(ReadError::TimedOut(Duration::from_millis(20)))
+        );
     }
     assert_eq!(stuck_reads_of(&fifo), 1);
     assert!(
-        ReadError::TimedOut(deadline).to_string().starts_with("timed out reading (no answer within 200ms"),
+        ReadError::TimedOut(deadline)
+            .to_string()
+            .starts_with("timed out reading (no answer within 200ms"),
         "{}",
         ReadError::TimedOut(deadline)
     );
@@ -168,10 +180,19 @@ async fn an_async_wait_on_a_stalled_read_ends_at_its_deadline() {
         ticks
     });
     let started = Instant::now();
-    assert_eq!(flight.wait(deadline).await, Err(ReadError::TimedOut(deadline)));
+    assert_eq!(
+        flight.wait(deadline).await,
+        Err(ReadError::TimedOut(deadline))
+    );
     let waited = started.elapsed();
-    assert!(waited >= deadline && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(
+        waited >= deadline && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
     // The runtime's only thread went on running other tasks meanwhile.
-    assert!(ticks.is_finished(), "another task starved while the read was stuck");
+    assert!(
+        ticks.is_finished(),
+        "another task starved while the read was stuck"
+    );
     release(&fifo);
 }

@@ -269,7 +269,8 @@ fn tls_acceptor(
 
 /// Every certificate in a PEM file of bounded size.
 fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = files::read(path, MAX_PEM_FILE_BYTES, CONFIG_READ_TIMEOUT).map_err(|error| error.to_string())?;
+    let pem = files::read(path, MAX_PEM_FILE_BYTES, CONFIG_READ_TIMEOUT)
+        .map_err(|error| error.to_string())?;
     CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| error.to_string())
