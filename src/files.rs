@@ -32,7 +32,7 @@ pub const CONFIG_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a file could not be read. Never contains the file's contents.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
-    #[error("{}", crate::secrets::describe_io(*.0))]
+    #[error("{}", describe_io(*.0))]
     Io(std::io::ErrorKind),
     #[error("not a regular file ({0}); name a regular file or a symlink to one")]
     NotRegular(&'static str),
@@ -55,6 +55,15 @@ pub fn read(path: &Path, limit: u64, deadline: Duration) -> Result<Vec<u8>, Read
 pub async fn read_async(path: &Path, limit: u64, deadline: Duration) -> Result<Vec<u8>, ReadError> {
     let flight = take_off(path, limit, read_now)?;
     flight.wait(deadline).await
+}
+
+/// An I/O failure in words a person expects ("no such file", not "entity not found").
+pub fn describe_io(kind: std::io::ErrorKind) -> String {
+    match kind {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// What reads a file on the reader thread (a seam: tests put a reader that is stuck in the

@@ -43,9 +43,9 @@
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
 //!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!
-//! Dependencies point one way: `files` imports nothing of ours but a message helper; `probe`
-//! imports only `config` and `secrets`; `metrics`,
-//! `status` and `scheduler` import `probe`; `web` imports those; `daemon` ties them together.
+//! Dependencies point one way: `files` imports nothing of ours; `probe` imports only `config`
+//! and `secrets` (which read through `files`); `metrics`, `status` and `scheduler` import
+//! `probe`; `web` imports those; `daemon` ties them together.
 //! Public items are the few that `main.rs`, `tests/`, `fuzz/` and `examples/` use.
 
 pub mod check;

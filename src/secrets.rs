@@ -202,15 +202,6 @@ pub fn excerpt(scrubber: &Scrubber, text: &str, max_chars: usize) -> String {
     out
 }
 
-/// An I/O failure in words a person expects ("no such file", not "entity not found").
-pub fn describe_io(kind: std::io::ErrorKind) -> String {
-    match kind {
-        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

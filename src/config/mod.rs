@@ -17,8 +17,8 @@ use figment::providers::{Format, Toml};
 use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
 
-use crate::files::{self, CONFIG_READ_TIMEOUT};
-use crate::secrets::{MAX_PEM_FILE_BYTES, Secret, SecretSource, describe_io};
+use crate::files::{self, CONFIG_READ_TIMEOUT, describe_io};
+use crate::secrets::{MAX_PEM_FILE_BYTES, Secret, SecretSource};
 use env::EnvStrings;
 
 /// Largest configuration file accepted (a guard against naming a device or a huge file).

@@ -56,7 +56,7 @@ pub fn load(path: &Path) -> Result<WebSecurity, ConfigError> {
         return Err(ConfigError {
             problems: vec![format!(
                 "web configuration file {shown}: cannot read it: {}",
-                crate::secrets::describe_io(error.kind())
+                files::describe_io(error.kind())
             )],
         });
     }
