@@ -283,11 +283,7 @@ mod tests {
     async fn a_signal_ends_the_wait_for_a_load_stuck_in_open() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("hung");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        crate::files::tests::mkfifo(&fifo);
         let stuck = fifo.clone();
         let shutdown = tokio::time::sleep(Duration::from_millis(200));
         tokio::pin!(shutdown);

@@ -258,4 +258,4 @@ impl Flight {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

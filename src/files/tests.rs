@@ -3,8 +3,12 @@
 
 use super::*;
 
-fn mkfifo(path: &Path) {
+/// Makes a named pipe at `path` with `mkfifo` (no `unsafe` here for `libc::mkfifo`). The child
+/// gets no environment but `PATH`: nothing of the test's, proxies included, reaches it.
+pub(crate) fn mkfifo(path: &Path) {
     let status = std::process::Command::new("mkfifo")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .arg(path)
         .status()
         .expect("run mkfifo");
