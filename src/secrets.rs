@@ -248,6 +248,21 @@ mod tests {
         assert!(error.ends_with(": larger than 65536 bytes"), "{error}");
     }
 
+    /// Issue 17: what a probe's `secret_unavailable` and a load's problem say about a secret
+    /// file on a stalled mount (the stall itself is tested in `src/files/tests.rs`).
+    #[test]
+    fn a_stalled_secret_file_says_it_timed_out() {
+        let stalled = from_file(
+            std::path::Path::new("/mnt/secrets/okq8"),
+            Err(files::ReadError::TimedOut(Duration::from_secs(5))),
+        );
+        assert_eq!(
+            stalled.unwrap_err().to_string(),
+            "cannot read /mnt/secrets/okq8: timed out reading (no answer within 5s; a hung mount \
+             or a stalled file system?)"
+        );
+    }
+
     #[test]
     fn missing_env_secret_names_the_variable() {
         let source = SecretSource::Env("OAUTH2_EXPORTER_TEST_SURELY_UNSET_VAR".into());
