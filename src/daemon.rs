@@ -3,6 +3,7 @@
 //! SIGHUP reloads), kept beside the loop they end or wake.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -95,15 +96,28 @@ pub async fn run_with(
     let mut hangups = hangup_signals(options.reload_on_sighup);
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let reply = tokio::select! {
             _ = &mut shutdown => break,
-            Some(reply) = reload_inbox.recv() => {
-                let outcome = reload(options.reload.as_ref(), &config.web, &mut scheduler, &state);
-                let _ = reply.send(outcome);
+            Some(reply) = reload_inbox.recv() => Some(reply),
+            Some(()) = next_hangup(&mut hangups) => None,
+        };
+        let Some(source) = options.reload.as_ref() else {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err("reloading is not available".to_string()));
             }
-            Some(()) = next_hangup(&mut hangups) => {
-                let _ = reload(options.reload.as_ref(), &config.web, &mut scheduler, &state);
-            }
+            continue;
+        };
+        // Loaded off the async workers, still listening for SIGTERM: a configuration or
+        // secret file on a stalled mount delays the reload, never the shutdown.
+        let source = Arc::clone(source);
+        let Some(loaded) = unless_shutdown(move || source(), shutdown.as_mut()).await else {
+            break;
+        };
+        let loaded = loaded
+            .map_err(|error| format!("invalid configuration, keeping the running one:\n{error}"));
+        let outcome = reload(loaded, &config.web, &mut scheduler, &state);
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
         }
     }
 
@@ -119,27 +133,43 @@ pub async fn run_with(
     Ok(())
 }
 
-/// Loads the configuration again and moves the running providers to it. An invalid
-/// configuration changes nothing: the running one goes on, and the error is logged and returned.
+/// Runs `work` (blocking: loading the configuration, whose every file read has a deadline) on
+/// the blocking pool while still listening for `shutdown`, so SIGINT and SIGTERM work during
+/// start-up, `--config.check` and reloads too. `None` when the signal came first: the work is
+/// left to end alone (the binary does not wait for the blocking pool at exit).
+pub async fn unless_shutdown<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+    shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Option<T> {
+    let work = tokio::task::spawn_blocking(work);
+    tokio::select! {
+        biased;
+        _ = shutdown => None,
+        done = work => match done {
+            Ok(value) => Some(value),
+            // A panic in the work is a bug: let it surface as one.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_cancelled) => None,
+        },
+    }
+}
+
+/// Moves the running providers to a freshly loaded configuration. An invalid configuration
+/// changes nothing: the running one goes on, and the error is logged and returned.
 fn reload(
-    source: Option<&ConfigSource>,
+    loaded: Result<config::Config, String>,
     initial_web: &config::WebConfig,
     scheduler: &mut scheduler::Scheduler,
     state: &web::WebState,
 ) -> Result<String, String> {
-    let Some(source) = source else {
-        return Err("reloading is not available".to_string());
-    };
-    let outcome = source()
-        .map_err(|error| format!("invalid configuration, keeping the running one:\n{error}"))
-        .and_then(|config| {
-            if config.web.listen_address != initial_web.listen_address {
-                tracing::warn!("web.listen_address changed; it takes effect only after a restart");
-            }
-            scheduler
-                .apply(&config.providers)
-                .map_err(|error| format!("cannot set up an HTTP client: {error}"))
-        });
+    let outcome = loaded.and_then(|config| {
+        if config.web.listen_address != initial_web.listen_address {
+            tracing::warn!("web.listen_address changed; it takes effect only after a restart");
+        }
+        scheduler
+            .apply(&config.providers)
+            .map_err(|error| format!("cannot set up an HTTP client: {error}"))
+    });
     state.metrics.record_reload(outcome.is_ok());
     state.status.record_reload(outcome.is_ok());
     match outcome {
@@ -240,4 +270,39 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 pub fn claim_hangup() {
     #[cfg(unix)]
     let _early_hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// Issue 17: a start-up load whose thread is stuck in the kernel (a blocking `open()` of a
+    /// named pipe without a writer, as on a hung mount) does not keep SIGTERM from ending it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_signal_ends_the_wait_for_a_load_stuck_in_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("hung");
+        crate::files::tests::mkfifo(&fifo);
+        let stuck = fifo.clone();
+        let shutdown = tokio::time::sleep(Duration::from_millis(200));
+        tokio::pin!(shutdown);
+        let started = Instant::now();
+        let loaded = unless_shutdown(move || std::fs::File::open(stuck).is_ok(), shutdown).await;
+        assert_eq!(loaded, None);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        // Let the stuck thread go, so the test runtime's blocking pool can shut down.
+        let _writer = std::fs::OpenOptions::new().write(true).open(&fifo);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn without_a_signal_the_load_is_returned() {
+        let shutdown = std::future::pending::<()>();
+        tokio::pin!(shutdown);
+        assert_eq!(unless_shutdown(|| 7, shutdown).await, Some(7));
+    }
 }

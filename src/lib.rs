@@ -20,7 +20,10 @@
 //!   bad key named); `messages` turns parser errors into lines that never show a secret, `env`
 //!   is the environment layer, `mod.rs` the validated types and `load_*`.
 //! - [`secrets`]: the self-redacting secret types (one macro makes them all), secret sources
-//!   re-read on use, scrubbing of server text, capped file reads.
+//!   re-read on use, scrubbing of server text.
+//! - `files`: the one way any file is read (configuration, secrets, certificates, the web
+//!   configuration): regular files only, capped, on a detached thread with a deadline, so a
+//!   named pipe or a hung mount fails one read instead of freezing the process.
 //! - `probe/`: one cycle of one provider (token, canary, retry once with a fresh token),
 //!   returning a `CycleReport`; knows nothing of metrics, the web or the scheduler. `token`
 //!   (each dialect, and `TokenReason`), `canary` (and `CanaryReason`), `transport` (outgoing
@@ -40,8 +43,9 @@
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
 //!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!
-//! Dependencies point one way: `probe` imports only `config` and `secrets`; `metrics`,
-//! `status` and `scheduler` import `probe`; `web` imports those; `daemon` ties them together.
+//! Dependencies point one way: `files` imports nothing of ours; `probe` imports only `config`
+//! and `secrets` (which read through `files`); `metrics`, `status` and `scheduler` import
+//! `probe`; `web` imports those; `daemon` ties them together.
 //! Public items are the few that `main.rs`, `tests/`, `fuzz/` and `examples/` use.
 
 pub mod check;
@@ -49,6 +53,7 @@ pub mod config;
 mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
+mod files;
 mod humanize;
 pub mod logging;
 mod metrics;
@@ -58,7 +63,9 @@ pub mod secrets;
 mod status;
 mod web;
 
-pub use daemon::{ConfigSource, RunOptions, claim_hangup, run, run_with, shutdown_signal};
+pub use daemon::{
+    ConfigSource, RunOptions, claim_hangup, run, run_with, shutdown_signal, unless_shutdown,
+};
 pub use probe::token;
 pub use scheduler::StartJitter;
 pub use web::security::{WebSecurity, load as load_web_config};

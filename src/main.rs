@@ -12,8 +12,8 @@ use oauth2_exporter::config::{self, Overrides};
 use oauth2_exporter::demo::DemoServer;
 use oauth2_exporter::logging::{self, LogFormat, LogLevel};
 use oauth2_exporter::{
-    ConfigSource, RunOptions, StartJitter, check, claim_hangup, load_web_config, run_with,
-    shutdown_signal,
+    ConfigSource, RunOptions, StartJitter, WebSecurity, check, claim_hangup, load_web_config,
+    run_with, shutdown_signal, unless_shutdown,
 };
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -103,7 +103,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(async_main(cli))
+    let code = runtime.block_on(async_main(cli));
+    // The daemon already gave its tasks their grace period; a blocking thread still busy (a
+    // start-up load abandoned at a signal, a DNS lookup) must not hold the exit.
+    runtime.shutdown_background();
+    code
 }
 
 async fn async_main(cli: Cli) -> ExitCode {
@@ -113,6 +117,7 @@ async fn async_main(cli: Cli) -> ExitCode {
     // Listen for SIGINT and SIGTERM before anything else, so that a signal during start-up
     // still ends in an orderly exit 0 rather than the default abrupt termination.
     let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
     // Claim SIGHUP now too, for the same reason (a reload asked for during start-up).
     claim_hangup();
     let demo_cancel = CancellationToken::new();
@@ -125,27 +130,28 @@ async fn async_main(cli: Cli) -> ExitCode {
     } else {
         file_source(&cli)
     };
-    let config = match source() {
-        Ok(config) => config,
-        Err(error) => {
-            let origin = if cli.demo {
-                "demo configuration".to_string()
-            } else {
-                files_label(&cli.config_files)
-            };
-            return config_error(&origin, &error.problems);
-        }
+    // Everything start-up reads (configuration files, secrets, certificates, the web
+    // configuration) is read off the async worker while this task goes on listening for
+    // SIGINT and SIGTERM: a file on a stalled mount must not make the process unstoppable.
+    let start = StartUp {
+        source: Arc::clone(&source),
+        config_files: cli.config_files.clone(),
+        web_config_file: cli.web_config_file.clone(),
+        demo: cli.demo,
     };
-    if !cli.demo {
-        warn_exposed_secrets(&cli.config_files, &config);
-    }
-    let web_security = match &cli.web_config_file {
-        None => Default::default(),
-        Some(path) => match load_web_config(path) {
-            Ok(security) => security,
-            Err(error) => return config_error(&path.display().to_string(), &error.problems),
-        },
-    };
+    let (config, web_security) =
+        match unless_shutdown(move || start.load(), shutdown.as_mut()).await {
+            Some(Ok(loaded)) => loaded,
+            Some(Err(code)) => return code,
+            None if cli.config_check => {
+                eprintln!("error: interrupted by a signal before the configuration was checked");
+                return ExitCode::from(1);
+            }
+            None => {
+                tracing::info!("shutting down (signal during start-up)");
+                return ExitCode::SUCCESS;
+            }
+        };
     if cli.config_check {
         println!(
             "{}: configuration is valid ({} provider{})",
@@ -189,6 +195,38 @@ async fn async_main(cli: Cli) -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// What start-up reads before it binds, owned so that it can run off the async worker.
+struct StartUp {
+    source: ConfigSource,
+    config_files: Vec<PathBuf>,
+    web_config_file: Option<PathBuf>,
+    demo: bool,
+}
+
+impl StartUp {
+    /// Loads the configuration and the web configuration; on a problem, prints it and returns
+    /// the exit code.
+    fn load(self) -> Result<(config::Config, WebSecurity), ExitCode> {
+        let config = (self.source)().map_err(|error| {
+            let origin = if self.demo {
+                "demo configuration".to_string()
+            } else {
+                files_label(&self.config_files)
+            };
+            config_error(&origin, &error.problems)
+        })?;
+        if !self.demo {
+            warn_exposed_secrets(&self.config_files, &config);
+        }
+        let web_security = match &self.web_config_file {
+            None => Default::default(),
+            Some(path) => load_web_config(path)
+                .map_err(|error| config_error(&path.display().to_string(), &error.problems))?,
+        };
+        Ok((config, web_security))
     }
 }
 

@@ -3,8 +3,10 @@
 //! reading the value is a deliberate `.expose()` call.
 
 use std::fmt;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::files::{self, CONFIG_READ_TIMEOUT};
 
 const REDACTED: &str = "[redacted]";
 
@@ -14,21 +16,6 @@ pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 /// Largest PEM file read (certificate bundles can be large, but not unbounded).
 pub const MAX_PEM_FILE_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Reads a whole file of at most `limit` bytes; a larger (or endless) one is an error.
-pub fn read_capped(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    let mut contents = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut contents)?;
-    if contents.len() as u64 > limit {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {limit} bytes"),
-        ));
-    }
-    Ok(contents)
-}
 
 /// Defines a secret string type, in the manner of oauth2-rs's `new_secret_type!`: `Debug` and
 /// `Display` print `[redacted]`, and reading the value is a deliberate `.expose()` call. Every
@@ -101,47 +88,66 @@ pub enum SecretError {
 }
 
 impl SecretSource {
-    /// Reads the secret now. A trailing line break in a file is not part of the secret (files
-    /// written with `echo` end in one).
+    /// Reads the secret now, waiting at most [`CONFIG_READ_TIMEOUT`] for a file: for loading
+    /// the configuration, off the async workers. A trailing line break in a file is not part of
+    /// the secret (files written with `echo` end in one).
     pub fn read(&self) -> Result<Secret, SecretError> {
         match self {
+            SecretSource::File(path) => from_file(
+                path,
+                files::read(path, MAX_SECRET_FILE_BYTES, CONFIG_READ_TIMEOUT),
+            ),
             SecretSource::Inline(secret) => Ok(secret.clone()),
-            SecretSource::Env(name) => match std::env::var(name) {
-                Ok(value) if value.is_empty() => Err(SecretError::EnvEmpty(name.clone())),
-                Ok(value) => Ok(Secret(value)),
-                Err(std::env::VarError::NotPresent) => Err(SecretError::EnvMissing(name.clone())),
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    Err(SecretError::EnvNotUnicode(name.clone()))
-                }
-            },
-            SecretSource::File(path) => {
-                let shown = path.display().to_string();
-                let bytes = read_capped(path, MAX_SECRET_FILE_BYTES).map_err(|error| {
-                    SecretError::FileUnreadable {
-                        path: shown.clone(),
-                        // Never the contents: only what kind of failure it was.
-                        reason: match error.kind() {
-                            std::io::ErrorKind::InvalidData => {
-                                format!("larger than {MAX_SECRET_FILE_BYTES} bytes")
-                            }
-                            kind => describe_io(kind),
-                        },
-                    }
-                })?;
-                let mut value =
-                    String::from_utf8(bytes).map_err(|_| SecretError::FileUnreadable {
-                        path: shown.clone(),
-                        reason: "not valid UTF-8".to_string(),
-                    })?;
-                let trimmed = value.trim_end_matches(['\n', '\r']).len();
-                value.truncate(trimmed);
-                if value.is_empty() {
-                    return Err(SecretError::FileEmpty(shown));
-                }
-                Ok(Secret(value))
-            }
+            SecretSource::Env(name) => from_env(name),
         }
     }
+
+    /// [`SecretSource::read`] during a probe: a file gets at most `deadline` (the provider's
+    /// timeout), and the wait never holds an async worker, so a stalled secret mount fails this
+    /// provider alone.
+    pub async fn read_within(&self, deadline: Duration) -> Result<Secret, SecretError> {
+        match self {
+            SecretSource::File(path) => from_file(
+                path,
+                files::read_async(path, MAX_SECRET_FILE_BYTES, deadline).await,
+            ),
+            SecretSource::Inline(secret) => Ok(secret.clone()),
+            SecretSource::Env(name) => from_env(name),
+        }
+    }
+}
+
+/// A secret from an environment variable (never blocks).
+fn from_env(name: &str) -> Result<Secret, SecretError> {
+    match std::env::var(name) {
+        Ok(value) if value.is_empty() => Err(SecretError::EnvEmpty(name.to_string())),
+        Ok(value) => Ok(Secret(value)),
+        Err(std::env::VarError::NotPresent) => Err(SecretError::EnvMissing(name.to_string())),
+        Err(std::env::VarError::NotUnicode(_)) => Err(SecretError::EnvNotUnicode(name.to_string())),
+    }
+}
+
+/// A secret from what reading its file gave.
+fn from_file(
+    path: &std::path::Path,
+    read: Result<Vec<u8>, files::ReadError>,
+) -> Result<Secret, SecretError> {
+    let shown = path.display().to_string();
+    // Never the contents in an error: only what kind of failure it was.
+    let bytes = read.map_err(|error| SecretError::FileUnreadable {
+        path: shown.clone(),
+        reason: error.to_string(),
+    })?;
+    let mut value = String::from_utf8(bytes).map_err(|_| SecretError::FileUnreadable {
+        path: shown.clone(),
+        reason: "not valid UTF-8".to_string(),
+    })?;
+    let trimmed = value.trim_end_matches(['\n', '\r']).len();
+    value.truncate(trimmed);
+    if value.is_empty() {
+        return Err(SecretError::FileEmpty(shown));
+    }
+    Ok(Secret(value))
 }
 
 /// Removes known secret values from text that came back from a server (an `error_description`,
@@ -196,15 +202,6 @@ pub fn excerpt(scrubber: &Scrubber, text: &str, max_chars: usize) -> String {
     out
 }
 
-/// An I/O failure in words a person expects ("no such file", not "entity not found").
-pub fn describe_io(kind: std::io::ErrorKind) -> String {
-    match kind {
-        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,10 +234,32 @@ mod tests {
 
     #[test]
     fn endless_or_huge_secret_files_are_errors_not_exhausted_memory() {
+        // An endless device is refused for what it is (issue 17) before a byte is read.
         let source = SecretSource::File(PathBuf::from("/dev/zero"));
         assert_eq!(
             source.read().unwrap_err().to_string(),
-            "cannot read /dev/zero: larger than 65536 bytes"
+            "cannot read /dev/zero: not a regular file (character device); name a regular file \
+             or a symlink to one"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let huge = dir.path().join("huge");
+        std::fs::write(&huge, vec![b'x'; 64 * 1024 + 1]).unwrap();
+        let error = SecretSource::File(huge).read().unwrap_err().to_string();
+        assert!(error.ends_with(": larger than 65536 bytes"), "{error}");
+    }
+
+    /// Issue 17: what a probe's `secret_unavailable` and a load's problem say about a secret
+    /// file on a stalled mount (the stall itself is tested in `src/files/tests.rs`).
+    #[test]
+    fn a_stalled_secret_file_says_it_timed_out() {
+        let stalled = from_file(
+            std::path::Path::new("/mnt/secrets/okq8"),
+            Err(files::ReadError::TimedOut(Duration::from_secs(5))),
+        );
+        assert_eq!(
+            stalled.unwrap_err().to_string(),
+            "cannot read /mnt/secrets/okq8: timed out reading (no answer within 5s; a hung mount \
+             or a stalled file system?)"
         );
     }
 

@@ -17,7 +17,8 @@ use figment::providers::{Format, Toml};
 use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
 
-use crate::secrets::{MAX_PEM_FILE_BYTES, Secret, SecretSource, describe_io, read_capped};
+use crate::files::{self, CONFIG_READ_TIMEOUT, describe_io};
+use crate::secrets::{MAX_PEM_FILE_BYTES, Secret, SecretSource};
 use env::EnvStrings;
 
 /// Largest configuration file accepted (a guard against naming a device or a huge file).
@@ -275,21 +276,37 @@ pub fn load_file(path: &Path, overrides: &Overrides) -> Result<Config, ConfigErr
 /// owning separate files cannot silently override each other.
 pub fn load_files(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, ConfigError> {
     let files = expand_paths(paths)?;
+    let mut layers = Vec::with_capacity(files.len());
+    let mut unreadable = Vec::new();
+    for file in &files {
+        match FileLayer::<Toml>::read(file, MAX_CONFIG_FILE_BYTES) {
+            Ok(layer) => layers.push(layer),
+            Err(problem) => unreadable.push(format!(
+                "configuration file {}: cannot read it: {problem}",
+                file.display()
+            )),
+        }
+    }
+    if !unreadable.is_empty() {
+        return Err(ConfigError {
+            problems: unreadable,
+        });
+    }
     let mut unknown = Vec::new();
     let mut owners: BTreeMap<String, &Path> = BTreeMap::new();
     let mut duplicates = Vec::new();
-    for file in &files {
-        let layer = check_layer(&Toml::file_exact(file));
-        unknown.extend(layer.unknown_keys);
-        for name in layer.providers {
+    for layer in &layers {
+        let check = check_layer(layer);
+        unknown.extend(check.unknown_keys);
+        for name in check.providers {
             match owners.get(&name) {
                 Some(first) => duplicates.push(format!(
                     "key `providers.{name}`: provider defined twice, in {} and in {}; each provider belongs to one file",
                     first.display(),
-                    file.display()
+                    layer.path.display()
                 )),
                 None => {
-                    owners.insert(name, file);
+                    owners.insert(name, &layer.path);
                 }
             }
         }
@@ -300,16 +317,47 @@ pub fn load_files(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Co
         });
     }
     unknown.extend(check_layer(&EnvStrings).unknown_keys);
-    // Each file is parsed a second time here, on purpose: handing the checked data to figment
-    // would mean a copy of it (figment providers lend their data), and parsing is cheaper than
-    // holding two trees of a large configuration at once.
-    let figment = files
+    // Each file was read once (above, bounded); it is parsed a second time here, on purpose:
+    // handing the checked data to figment would mean a copy of it (figment providers lend their
+    // data), and parsing is cheaper than holding two trees of a large configuration at once.
+    let figment = layers
         .iter()
-        .fold(Figment::new(), |figment, file| {
-            figment.merge(Toml::file_exact(file))
-        })
+        .fold(Figment::new(), |figment, layer| figment.merge(layer))
         .merge(EnvStrings);
     load(figment, unknown, overrides)
+}
+
+/// A configuration file read through [`files::read`] (a regular file, capped, with a deadline,
+/// never blocking an async worker) as a figment layer that names the file in messages, as
+/// figment's own file provider does (which reads with blocking I/O and no bound).
+pub(crate) struct FileLayer<F: Format> {
+    path: PathBuf,
+    text: figment::providers::Data<F>,
+}
+
+impl<F: Format> FileLayer<F> {
+    /// Reads `path` (at most `limit` bytes); the error says why it could not be read.
+    pub(crate) fn read(path: &Path, limit: u64) -> Result<Self, String> {
+        let bytes =
+            files::read(path, limit, CONFIG_READ_TIMEOUT).map_err(|error| error.to_string())?;
+        let text = String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_string())?;
+        Ok(FileLayer {
+            path: path.to_path_buf(),
+            text: F::string(&text),
+        })
+    }
+}
+
+impl<F: Format> figment::Provider for FileLayer<F> {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::from(format!("{} file", F::NAME), self.path.as_path())
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        self.text.data()
+    }
 }
 
 /// The files named, with each directory replaced by its `*.toml` files in name order.

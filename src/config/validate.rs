@@ -545,7 +545,7 @@ pub(super) fn validate_tls(prefix: &str, raw: RawTls, problems: &mut Problems) -
     let mut ca_pem = Vec::new();
     if let Some(path) = &raw.ca_file {
         let key = format!("{prefix}.ca_file");
-        match read_capped(path, MAX_PEM_FILE_BYTES) {
+        match files::read(path, MAX_PEM_FILE_BYTES, CONFIG_READ_TIMEOUT) {
             Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
                 Ok(certs) if !certs.is_empty() => {
                     ca_certificates = certs;
@@ -560,14 +560,7 @@ pub(super) fn validate_tls(prefix: &str, raw: RawTls, problems: &mut Problems) -
                     ),
                 ),
             },
-            Err(error) => problems.add(
-                &key,
-                format!(
-                    "cannot read {}: {}",
-                    path.display(),
-                    describe_io(error.kind())
-                ),
-            ),
+            Err(error) => problems.add(&key, format!("cannot read {}: {error}", path.display())),
         }
     }
     let client_identity = client_identity(prefix, &raw, problems);
@@ -604,19 +597,16 @@ pub(super) fn client_identity(
             return None;
         }
     };
-    let read = |key: &str, path: &Path, problems: &mut Problems| match read_capped(
+    let read = |key: &str, path: &Path, problems: &mut Problems| match files::read(
         path,
         MAX_PEM_FILE_BYTES,
+        CONFIG_READ_TIMEOUT,
     ) {
         Ok(bytes) => Some(bytes),
         Err(error) => {
             problems.add(
                 &format!("{prefix}.{key}"),
-                format!(
-                    "cannot read {}: {}",
-                    path.display(),
-                    describe_io(error.kind())
-                ),
+                format!("cannot read {}: {error}", path.display()),
             );
             None
         }

@@ -12,7 +12,7 @@ use crate::config::{AuthMethod, BasicEncoding, Grant, TokenConfig};
 use crate::probe::trace::Trace;
 use crate::probe::transport::{BodyError, TransportError, read_body, send};
 use crate::probe::{jwt, printable};
-use crate::secrets::{AccessToken, Scrubber, SecretError, excerpt};
+use crate::secrets::{AccessToken, Scrubber, Secret, SecretError, excerpt};
 
 /// Longest server-supplied text (error_description, body excerpt) kept for the log.
 const EXCERPT_CHARS: usize = 200;
@@ -168,17 +168,27 @@ pub async fn request_token(
     let started = Instant::now();
     let requested_at = SystemTime::now();
     let mut status = None;
-    let attempt = attempt(
-        client,
-        config,
-        timeout,
-        requested_at,
-        &mut status,
-        trace.as_deref_mut(),
-    );
-    let result = match tokio::time::timeout(timeout, attempt).await {
-        Ok(result) => result,
-        Err(_elapsed) => Err(TokenError::Transport(TransportError::Timeout)),
+    // The secrets first, each with the provider's timeout as its deadline: a secret file on a
+    // stalled mount is `secret_unavailable` (not `timeout`, which blames the identity provider),
+    // and the request gets what is left of the timeout.
+    let result = match read_secrets(config, timeout).await {
+        Err(error) => Err(error),
+        Ok(secrets) => {
+            let left = timeout.saturating_sub(started.elapsed());
+            let attempt = attempt(
+                client,
+                config,
+                secrets,
+                left,
+                requested_at,
+                &mut status,
+                trace.as_deref_mut(),
+            );
+            match tokio::time::timeout(left, attempt).await {
+                Ok(result) => result,
+                Err(_elapsed) => Err(TokenError::Transport(TransportError::Timeout)),
+            }
+        }
     };
     let duration = started.elapsed();
     if let Some(trace) = trace {
@@ -211,19 +221,34 @@ enum Body {
     Json(serde_json::Map<String, Value>),
 }
 
+/// The client secret and, for the password grant, the password, read now (files are re-read
+/// on every request, so a rotated secret takes effect), both within `deadline`.
+async fn read_secrets(
+    config: &TokenConfig,
+    deadline: Duration,
+) -> Result<(Secret, Option<Secret>), TokenError> {
+    let started = Instant::now();
+    let client_secret = config.client_secret.read_within(deadline).await?;
+    let password = match &config.grant {
+        Grant::Password { password, .. } => Some(
+            password
+                .read_within(deadline.saturating_sub(started.elapsed()))
+                .await?,
+        ),
+        Grant::ClientCredentials => None,
+    };
+    Ok((client_secret, password))
+}
+
 async fn attempt(
     client: &reqwest::Client,
     config: &TokenConfig,
+    (client_secret, password): (Secret, Option<Secret>),
     timeout: Duration,
     requested_at: SystemTime,
     status_seen: &mut Option<u16>,
     mut trace: Option<&mut Trace>,
 ) -> Result<IssuedToken, TokenError> {
-    let client_secret = config.client_secret.read()?;
-    let password = match &config.grant {
-        Grant::Password { password, .. } => Some(password.read()?),
-        Grant::ClientCredentials => None,
-    };
     let mut scrubber = Scrubber::default();
     scrubber.add(client_secret.expose());
     if let Some(password) = &password {

@@ -9,15 +9,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use figment::Figment;
-use figment::providers::{Format, Yaml};
+use figment::providers::Yaml;
 use hyper::header::{AUTHORIZATION, HeaderValue};
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
-use crate::config::ConfigError;
-use crate::secrets::{MAX_PEM_FILE_BYTES, read_capped};
+use crate::config::{ConfigError, FileLayer};
+use crate::files::{self, CONFIG_READ_TIMEOUT};
+use crate::secrets::MAX_PEM_FILE_BYTES;
+
+/// Largest web configuration file read (a few users and file names; a guard against naming a
+/// device or a huge file).
+const MAX_WEB_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,12 +56,19 @@ pub fn load(path: &Path) -> Result<WebSecurity, ConfigError> {
         return Err(ConfigError {
             problems: vec![format!(
                 "web configuration file {shown}: cannot read it: {}",
-                crate::secrets::describe_io(error.kind())
+                files::describe_io(error.kind())
             )],
         });
     }
+    let layer = FileLayer::<Yaml>::read(path, MAX_WEB_CONFIG_FILE_BYTES).map_err(|problem| {
+        ConfigError {
+            problems: vec![format!(
+                "web configuration file {shown}: cannot read it: {problem}"
+            )],
+        }
+    })?;
     let raw: RawWebConfig = Figment::new()
-        .merge(Yaml::file_exact(path))
+        .merge(layer)
         .extract()
         .map_err(|error| ConfigError {
             problems: error
@@ -127,7 +139,7 @@ fn tls_acceptor(
             ));
             None
         }
-        Some(path) => match read_capped(path, MAX_PEM_FILE_BYTES)
+        Some(path) => match files::read(path, MAX_PEM_FILE_BYTES, CONFIG_READ_TIMEOUT)
             .map_err(|error| error.to_string())
             .and_then(|pem| PrivateKeyDer::from_pem_slice(&pem).map_err(|error| error.to_string()))
         {
@@ -257,7 +269,8 @@ fn tls_acceptor(
 
 /// Every certificate in a PEM file of bounded size.
 fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = read_capped(path, MAX_PEM_FILE_BYTES).map_err(|error| error.to_string())?;
+    let pem = files::read(path, MAX_PEM_FILE_BYTES, CONFIG_READ_TIMEOUT)
+        .map_err(|error| error.to_string())?;
     CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| error.to_string())
