@@ -156,6 +156,8 @@ async fn async_main(cli: Cli) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    // Before any request is sent: the request slots are sized by the limit in force.
+    oauth2_exporter::raise_descriptor_limit();
     let address = config.web.listen_address.clone();
     let listener = match tokio::net::TcpListener::bind(&address).await {
         Ok(listener) => listener,
