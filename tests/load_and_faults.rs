@@ -53,6 +53,18 @@ fn http_client() -> reqwest::Client {
         .unwrap()
 }
 
+/// One plain-text scrape.
+async fn scrape(client: &reqwest::Client, addr: SocketAddr) -> String {
+    client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn wait_for_metrics(
     client: &reqwest::Client,
     addr: SocketAddr,
@@ -61,14 +73,7 @@ async fn wait_for_metrics(
 ) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let metrics = client
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = scrape(client, addr).await;
         if predicate(&metrics) {
             return metrics;
         }
@@ -634,14 +639,7 @@ async fn sigterm_with_probes_in_flight_exits_0_within_5_s() {
     let addr = exporter.address().await;
     idp.wait_for_requests("/token", 10, WAIT).await;
     // In flight indeed: no cycle has finished.
-    let metrics = http_client()
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&http_client(), addr).await;
     assert!(
         !metrics.contains("oauth2_probe_last_run_timestamp_seconds{"),
         "a cycle finished: {}",
@@ -1006,14 +1004,7 @@ async fn a_black_holed_fleet_under_256_descriptors_fails_honestly_and_recovers()
     for _ in 0..1000 {
         peak_fds = peak_fds.max(open_fds(pid));
         let sent = Instant::now();
-        metrics = client
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        metrics = scrape(&client, addr).await;
         scrape_times.push(sent.elapsed());
         let sent = Instant::now();
         let health = client

@@ -118,7 +118,7 @@ impl Metrics {
         .expect("metric definitions are static");
         let requests_in_flight_limit = IntGauge::new(
             "oauth2_exporter_requests_in_flight_limit",
-            "The most outgoing requests the exporter has in flight at once, derived from its file descriptor limit; a request that finds no free slot within its timeout fails with reason exporter_busy.",
+            "The most outgoing requests the exporter has in flight at once, derived from its file descriptor limit; a request that finds no free slot within half its timeout fails with reason exporter_busy.",
         )
         .expect("metric definitions are static");
         build_info
