@@ -156,8 +156,6 @@ async fn async_main(cli: Cli) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    // Before any request is sent: the request slots are sized by the limit in force.
-    oauth2_exporter::raise_descriptor_limit();
     let address = config.web.listen_address.clone();
     let listener = match tokio::net::TcpListener::bind(&address).await {
         Ok(listener) => listener,
@@ -166,6 +164,9 @@ async fn async_main(cli: Cli) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Before any request is sent (the request slots are sized by the limit in force), and after
+    // the bind, so that "address in use" stays the one line it is.
+    oauth2_exporter::raise_descriptor_limit();
     match listener.local_addr() {
         Ok(bound) => tracing::info!(
             address = %bound,
