@@ -36,6 +36,13 @@ struct Cli {
     /// How often /metrics is scraped during the run (gzip, as Prometheus does).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     scrape_every: Duration,
+    /// Make the target's token endpoints misbehave (issue 16): `blackhole` (accept, never
+    /// answer) or `dribble` (one byte a second); `none` is the healthy run.
+    #[arg(long, default_value = "none", value_parser = target::Fault::parse)]
+    fault: target::Fault,
+    /// Run the exporter under `prlimit --nofile=N:N` (e.g. 1024, systemd's default soft limit).
+    #[arg(long, value_name = "N")]
+    exporter_nofile: Option<u64>,
     /// Leave blackbox_exporter out (the exporter alone on the machine).
     #[arg(long)]
     no_blackbox: bool,
@@ -86,6 +93,8 @@ fn main() -> ExitCode {
         interval: cli.interval,
         duration: cli.duration,
         scrape_every: cli.scrape_every,
+        fault: cli.fault,
+        exporter_nofile: cli.exporter_nofile,
     };
     let setup = harness::Setup {
         exporter,

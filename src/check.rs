@@ -89,7 +89,10 @@ struct CheckResult {
 
 /// Runs one cycle of each provider at once. Each cycle is bounded by its provider's timeout.
 async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, reqwest::Error> {
-    let shared = transport::build_client(&Default::default())?;
+    // The same bound on requests in flight as the daemon: `check` over a large fleet must not
+    // report the exporter's own descriptor shortage as the identity provider's fault either.
+    let shared =
+        transport::build_client(&Default::default(), &transport::Slots::for_this_process())?;
     let mut cycles = tokio::task::JoinSet::new();
     for (index, provider) in providers.into_iter().enumerate() {
         let client = transport::client_for(&provider.tls, &shared)?;

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::scheduler::{self, StartJitter};
 use crate::web::security::WebSecurity;
-use crate::{config, metrics, web};
+use crate::{config, metrics, probe, web};
 
 /// How long probes and connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -58,12 +58,21 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::new());
+    // One bound on outgoing requests for the whole process, sized by the descriptor limit (which
+    // main raised to the hard limit before we got here), shown by two gauges.
+    let slots = probe::transport::Slots::for_this_process();
+    tracing::info!(
+        limit = slots.limit(),
+        "outgoing requests in flight are limited"
+    );
+    metrics.watch_requests(slots.clone());
     let recorders = scheduler::Recorders::new(Arc::clone(&metrics));
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let mut scheduler = scheduler::Scheduler::new(
         recorders.clone(),
         options.jitter,
+        &slots,
         cancel.clone(),
         tracker.clone(),
     )

@@ -27,7 +27,8 @@
 //! - `probe/`: one cycle of one provider (token, canary, retry once with a fresh token),
 //!   returning a `CycleReport`; knows nothing of metrics, the web or the scheduler. `token`
 //!   (each dialect, and `TokenReason`), `canary` (and `CanaryReason`), `transport` (outgoing
-//!   clients: `client_for` is the one rule for which a provider uses), `jwt` (reads an expiry,
+//!   clients: `client_for` is the one rule for which a provider uses; `Slots`, the process-wide
+//!   bound on requests in flight, sized by the descriptor limit), `jwt` (reads an expiry,
 //!   never verifies), `trace` (the redacted debug trace of `/probe?debug=true`).
 //! - `scheduler`: one task per provider on its interval, with jitter and cancellation; moves
 //!   the running set to a reloaded configuration; its mailbox answers `/probe` with the report.
@@ -67,6 +68,7 @@ pub use daemon::{
     ConfigSource, RunOptions, claim_hangup, run, run_with, shutdown_signal, unless_shutdown,
 };
 pub use probe::token;
+pub use probe::transport::raise_descriptor_limit;
 pub use scheduler::StartJitter;
 pub use web::security::{WebSecurity, load as load_web_config};
 

@@ -170,6 +170,9 @@ async fn async_main(cli: Cli) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Before any request is sent (the request slots are sized by the limit in force), and after
+    // the bind, so that "address in use" stays the one line it is.
+    oauth2_exporter::raise_descriptor_limit();
     match listener.local_addr() {
         Ok(bound) => tracing::info!(
             address = %bound,

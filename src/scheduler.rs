@@ -135,23 +135,25 @@ pub struct Scheduler {
     recorders: Recorders,
     jitter: StartJitter,
     /// Shared by every provider with default TLS settings, across reloads: one connection pool.
-    shared_client: reqwest::Client,
+    shared_client: transport::Client,
     root: CancellationToken,
     tracker: TaskTracker,
     running: HashMap<String, Running>,
 }
 
 impl Scheduler {
+    /// Every provider's requests take their slots from `slots`.
     pub fn new(
         recorders: Recorders,
         jitter: StartJitter,
+        slots: &transport::Slots,
         root: CancellationToken,
         tracker: TaskTracker,
     ) -> Result<Scheduler, reqwest::Error> {
         Ok(Scheduler {
             recorders,
             jitter,
-            shared_client: transport::build_client(&Default::default())?,
+            shared_client: transport::build_client(&Default::default(), slots)?,
             root,
             tracker,
             running: HashMap::new(),
@@ -214,7 +216,7 @@ impl Scheduler {
         Ok(changes)
     }
 
-    fn start(&mut self, config: ProviderConfig, client: reqwest::Client) {
+    fn start(&mut self, config: ProviderConfig, client: transport::Client) {
         self.recorders.metrics.add_provider(&config.name);
         self.recorders
             .status

@@ -42,6 +42,8 @@ async fn the_harness_produces_a_complete_table_and_the_exporter_probes_every_pro
         interval: Duration::from_secs(2),
         duration: Duration::from_secs(5),
         scrape_every: Duration::from_secs(1),
+        fault: Default::default(),
+        exporter_nofile: None,
     };
     let setup = Setup {
         exporter: PathBuf::from(env!("CARGO_BIN_EXE_oauth2-exporter")),

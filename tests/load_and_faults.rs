@@ -1,8 +1,8 @@
 //! Load and faults on the daemon itself (issue #4, section 5), mostly against the real binary:
 //! 200 concurrent scrapers for 10 s while 100 providers probe (every scrape well-formed, probes
 //! on schedule, memory flat), slowloris clients that must not block scrapes, SIGTERM with token
-//! requests hanging in flight, and provider mutual TLS against a token server that requires
-//! client certificates.
+//! requests hanging in flight, provider mutual TLS against a token server that requires
+//! client certificates, and (issue 16) 400 providers black-holed under a 256-descriptor limit.
 //!
 //! The tests in this file take turns (one lock): each measures timing or memory, and running
 //! them side by side on a 2-core machine would measure the other tests. Measured numbers are
@@ -53,6 +53,18 @@ fn http_client() -> reqwest::Client {
         .unwrap()
 }
 
+/// One plain-text scrape.
+async fn scrape(client: &reqwest::Client, addr: SocketAddr) -> String {
+    client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn wait_for_metrics(
     client: &reqwest::Client,
     addr: SocketAddr,
@@ -61,14 +73,7 @@ async fn wait_for_metrics(
 ) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let metrics = client
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = scrape(client, addr).await;
         if predicate(&metrics) {
             return metrics;
         }
@@ -634,14 +639,7 @@ async fn sigterm_with_probes_in_flight_exits_0_within_5_s() {
     let addr = exporter.address().await;
     idp.wait_for_requests("/token", 10, WAIT).await;
     // In flight indeed: no cycle has finished.
-    let metrics = http_client()
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&http_client(), addr).await;
     assert!(
         !metrics.contains("oauth2_probe_last_run_timestamp_seconds{"),
         "a cycle finished: {}",
@@ -835,4 +833,273 @@ async fn provider_mtls_with_and_without_a_client_certificate() {
         Some(1.0)
     );
     daemon.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// An identity provider that black-holes a large fleet (issue 16).
+
+/// Providers in the black-hole test: far more than the 64 request slots a 256-descriptor
+/// process gets, as 3 000 are beyond the 448 slots of systemd's default 1 024.
+const BLACKHOLE_PROVIDERS: usize = 400;
+/// The descriptor limit (soft and hard) the exporter runs with in that test.
+const BLACKHOLE_NOFILE: u64 = 256;
+
+/// What [`BlackHole`] does with a connection.
+const HOLD: usize = 0;
+const ANSWER: usize = 1;
+const STOP: usize = 2;
+
+/// A token endpoint on loopback (std, on a thread of its own) that first black-holes: accepts
+/// and never answers, as behind a firewall dropping packets or an overloaded IdP; then, once
+/// told to, answers every request with a token.
+struct BlackHole {
+    addr: SocketAddr,
+    mode: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BlackHole {
+    fn start() -> BlackHole {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Non-blocking, so the thread notices STOP; bounded in time besides.
+        listener.set_nonblocking(true).unwrap();
+        let mode = Arc::new(AtomicUsize::new(HOLD));
+        let thread_mode = Arc::clone(&mode);
+        let thread = std::thread::spawn(move || {
+            let mut held = std::collections::VecDeque::new();
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while Instant::now() < deadline {
+                match thread_mode.load(Ordering::Acquire) {
+                    STOP => break,
+                    ANSWER => held.clear(),
+                    _ => {}
+                }
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        if thread_mode.load(Ordering::Acquire) == HOLD {
+                            // Bounded: the oldest (long abandoned by the exporter) go first.
+                            if held.len() >= 4096 {
+                                held.pop_front();
+                            }
+                            held.push_back(stream);
+                        } else {
+                            answer_token_request(stream);
+                        }
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        BlackHole {
+            addr,
+            mode,
+            thread: Some(thread),
+        }
+    }
+
+    fn answer(&self) {
+        self.mode.store(ANSWER, Ordering::Release);
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.mode.store(STOP, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads one request (headers, then the body its Content-Length announces; bounded in size and
+/// time) and answers with a token, closing the connection.
+fn answer_token_request(stream: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut stream = stream;
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while request.len() < 64 * 1024 {
+        let Ok(n) = stream.read(&mut buffer) else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        request.extend_from_slice(&buffer[..n]);
+        let text = String::from_utf8_lossy(&request);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    let body = r#"{"access_token":"recovered","token_type":"Bearer","expires_in":3600}"#;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Open descriptors of a process, from `/proc/PID/fd`.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
+}
+
+/// Issue 16: 400 providers against a token server that accepts and never answers, in a process
+/// limited to 256 descriptors. The exporter must not run out of descriptors, must report every
+/// failure as `timeout` (the IdP's) or `exporter_busy` (its own), never `connect`, must keep
+/// answering scrapes fast, and every provider must recover once the server answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_fleet_under_256_descriptors_fails_honestly_and_recovers() {
+    let _turn = SERIAL.lock().await;
+    if !support::binary::prlimit_available() {
+        println!("SKIPPED: prlimit (util-linux) is not installed");
+        return;
+    }
+    let hole = BlackHole::start();
+    let url = format!("http://{}/token", hole.addr);
+    let mut toml = String::from("[defaults]\ninterval = \"2s\"\ntimeout = \"2s\"\n");
+    for i in 0..BLACKHOLE_PROVIDERS {
+        toml.push_str(&format!(
+            "[providers.b{i:03}.token]\nurl = \"{url}\"\nclient_id = \"b{i:03}\"\nclient_secret = \"s{i:03}\"\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = certs::write(dir.path(), "exporter.toml", &toml);
+    let mut exporter = Binary::new()
+        .config(&config)
+        .listen_loopback()
+        .descriptor_limit(BLACKHOLE_NOFILE)
+        .spawn();
+    let addr = exporter.address().await;
+    let pid = exporter.pid();
+    let client = http_client();
+    let failed = |m: &str, i: usize| {
+        sample(m, &format!("oauth2_probe_success{{provider=\"b{i:03}\"}}")) == Some(0.0)
+    };
+
+    // Black-holed: scrape every 250 ms until every provider has failed at least twice over,
+    // timing each scrape and counting the exporter's descriptors.
+    let mut scrape_times = Vec::new();
+    let mut peak_fds = 0;
+    let mut health_worst = Duration::ZERO;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut metrics = String::new();
+    let mut all_failed_at = None;
+    for _ in 0..1000 {
+        peak_fds = peak_fds.max(open_fds(pid));
+        let sent = Instant::now();
+        metrics = scrape(&client, addr).await;
+        scrape_times.push(sent.elapsed());
+        let sent = Instant::now();
+        let health = client
+            .get(format!("http://{addr}/-/healthy"))
+            .send()
+            .await
+            .unwrap();
+        assert!(health.status().is_success());
+        health_worst = health_worst.max(sent.elapsed());
+        if all_failed_at.is_none() && (0..BLACKHOLE_PROVIDERS).all(|i| failed(&metrics, i)) {
+            all_failed_at = Some(Instant::now());
+        }
+        // Two more intervals after all failed: the steady state of the outage.
+        if all_failed_at.is_some_and(|at| at.elapsed() > Duration::from_secs(4)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every provider failed within 60 s: {}\n{}",
+            relevant_lines(&metrics),
+            exporter.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    scrape_times.sort();
+    let reasons = |reason: &str| -> f64 {
+        (0..BLACKHOLE_PROVIDERS)
+            .filter_map(|i| {
+                sample(
+                    &metrics,
+                    &format!(
+                        "oauth2_token_request_failures_total{{provider=\"b{i:03}\",reason=\"{reason}\"}}"
+                    ),
+                )
+            })
+            .sum()
+    };
+    let (timeouts, busy, connects) = (
+        reasons("timeout"),
+        reasons("exporter_busy"),
+        reasons("connect"),
+    );
+    let failures: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("oauth2_token_request_failures_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    let limit = sample(&metrics, "oauth2_exporter_requests_in_flight_limit");
+    let in_flight = sample(&metrics, "oauth2_exporter_requests_in_flight");
+    println!(
+        "black hole, {BLACKHOLE_PROVIDERS} providers, nofile {BLACKHOLE_NOFILE}: failures timeout {timeouts} exporter_busy {busy} connect {connects} (all {failures}); \
+         slots {in_flight:?}/{limit:?}; peak fds {peak_fds}; scrape p50 {:?} max {:?}; /-/healthy max {health_worst:?}",
+        percentile(&scrape_times, 50),
+        scrape_times.last().copied().unwrap_or_default(),
+    );
+    let stderr = exporter.stderr();
+    assert_eq!(
+        connects, 0.0,
+        "a local shortage blamed on the IdP:\n{stderr}"
+    );
+    assert_eq!(timeouts + busy, failures, "{}", relevant_lines(&metrics));
+    assert!(timeouts > 0.0 && busy > 0.0, "{}", relevant_lines(&metrics));
+    assert_eq!(limit, Some(64.0), "(256 - 128 reserved) / 2");
+    assert!(in_flight.is_some_and(|n| n <= 64.0), "{in_flight:?}");
+    assert!(!stderr.contains("Too many open files"), "{stderr}");
+    assert!(
+        stderr.contains("msg=\"file descriptor limit\" limit=256"),
+        "{stderr}"
+    );
+    assert!(peak_fds < BLACKHOLE_NOFILE as usize, "peak fds {peak_fds}");
+    let slowest = scrape_times.last().copied().unwrap_or_default();
+    assert!(
+        slowest < Duration::from_secs(1),
+        "slowest scrape {slowest:?}"
+    );
+    assert!(
+        health_worst < Duration::from_secs(1),
+        "slowest /-/healthy {health_worst:?}"
+    );
+
+    // The IdP answers again: every provider recovers.
+    hole.answer();
+    let recovered = Instant::now();
+    // Generous: a debug build on 2 shared cores logs and probes 400 providers meanwhile.
+    exporter
+        .wait_for_metrics("every provider recovered", Duration::from_secs(60), |m| {
+            (0..BLACKHOLE_PROVIDERS).all(|i| {
+                sample(m, &format!("oauth2_probe_success{{provider=\"b{i:03}\"}}")) == Some(1.0)
+            })
+        })
+        .await;
+    println!(
+        "black hole: every provider recovered {:?} after the server answered",
+        recovered.elapsed()
+    );
+    let (status, _) = exporter.stop().await;
+    assert_eq!(status.code(), Some(0), "{}", exporter.stderr());
 }

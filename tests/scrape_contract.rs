@@ -99,6 +99,7 @@ const TOKEN_REASONS: &[&str] = &[
     "tls",
     "invalid_response",
     "secret_unavailable",
+    "exporter_busy",
 ];
 const CANARY_REASONS: &[&str] = &[
     "unauthorized",
@@ -110,6 +111,7 @@ const CANARY_REASONS: &[&str] = &[
     "connect",
     "tls",
     "no_token",
+    "exporter_busy",
 ];
 
 /// `# TYPE` and `# HELP` of every family, and every sample as (family, label names and values).
@@ -420,6 +422,8 @@ async fn process_metrics_and_build_info() {
         ("process_start_time_seconds", "gauge"),
         ("process_open_fds", "gauge"),
         ("process_max_fds", "gauge"),
+        ("oauth2_exporter_requests_in_flight", "gauge"),
+        ("oauth2_exporter_requests_in_flight_limit", "gauge"),
     ] {
         assert_eq!(
             exposition.types.get(name).map(String::as_str),
@@ -428,6 +432,13 @@ async fn process_metrics_and_build_info() {
         );
         assert!(sample(&text, name).is_some(), "{name} has no sample");
     }
+    // Issue 16: the request slots are sized by the descriptor limit, beyond a reserve.
+    let limit = sample(&text, "oauth2_exporter_requests_in_flight_limit").unwrap_or(0.0);
+    let max_fds = sample(&text, "process_max_fds").unwrap_or(0.0);
+    assert!(
+        limit >= 1.0 && limit < max_fds,
+        "limit {limit}, process_max_fds {max_fds}"
+    );
     let revision = oauth2_exporter::REVISION;
     assert!(!revision.is_empty());
     assert_eq!(

@@ -10,7 +10,7 @@
 //!
 //! How each number is measured is documented on [`Report`] and in BENCHMARKS.md.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -38,6 +38,11 @@ pub struct Scenario {
     pub duration: Duration,
     /// How often `/metrics` is scraped (gzip, as Prometheus does) during the run.
     pub scrape_every: Duration,
+    /// How the target's token endpoints misbehave (issue 16); `None` for the healthy run.
+    pub fault: target::Fault,
+    /// Run the exporter under `prlimit --nofile=N:N` (systemd's default soft limit is 1 024);
+    /// `None`: it inherits the harness's limit.
+    pub exporter_nofile: Option<u64>,
 }
 
 /// How the load target is started.
@@ -275,6 +280,8 @@ pub struct ProcSample {
     pub cpu: Duration,
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// Open descriptors (entries of `/proc/PID/fd`).
+    pub fds: u64,
 }
 
 fn clock_ticks_per_second() -> u64 {
@@ -314,6 +321,7 @@ fn proc_sample(pid: Option<u32>, ticks: u64) -> Option<ProcSample> {
         cpu: Duration::from_micros((utime + stime) * 1_000_000 / ticks),
         rss_kib: kib("VmRSS:")?,
         hwm_kib: kib("VmHWM:")?,
+        fds: std::fs::read_dir(format!("{dir}/fd")).map_or(0, |entries| entries.count() as u64),
     })
 }
 
@@ -608,7 +616,9 @@ async fn drive_blackbox(
     'rounds: for round in 0u32.. {
         for &(offset, index) in &schedule {
             let due = start + offset + interval * round;
-            if due >= until || sent >= max_probes {
+            // The clock too: when blackbox falls behind (a silent token endpoint holds each
+            // probe for its whole timeout), the schedule would keep it probing long after.
+            if due >= until || sent >= max_probes || tokio::time::Instant::now() >= until {
                 break 'rounds;
             }
             tokio::time::sleep_until(due).await;
@@ -1020,6 +1030,17 @@ pub struct Machine {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Report {
     pub providers: usize,
+    /// The token endpoints' fault (issue 16): "none" for the healthy run.
+    pub fault: String,
+    /// The exporter's descriptor limit when the harness set one.
+    pub exporter_nofile: Option<u64>,
+    /// Most descriptors open at once (1 s samples), exporter and blackbox.
+    pub exporter_peak_fds: u64,
+    pub blackbox_peak_fds: Option<u64>,
+    /// The exporter's token failures in the final scrape, summed over providers, by reason.
+    pub exporter_token_failures: BTreeMap<String, f64>,
+    /// Slowest gzip scrape during the run, ms.
+    pub scrape_max_ms: Option<f64>,
     pub interval_s: f64,
     pub duration_s: f64,
     pub window_s: f64,
@@ -1309,6 +1330,9 @@ impl Report {
 
     /// Reasons the run is not a valid measurement.
     pub fn problems(&self) -> Vec<String> {
+        if self.fault != "none" {
+            return self.fault_problems();
+        }
         let mut problems = self.missing();
         if self.providers_ok != self.providers {
             problems.push(format!(
@@ -1345,6 +1369,24 @@ impl Report {
         problems
     }
 
+    /// Under a fault every probe fails by design; what must hold instead: no failure blamed on
+    /// the connection (`connect`: the exporter ran out of descriptors), no scrape over a second.
+    fn fault_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(connects) = self.exporter_token_failures.get("connect")
+            && *connects > 0.0
+        {
+            problems.push(format!("{connects} token failures reported as connect"));
+        }
+        if self.scrape_max_ms.is_some_and(|ms| ms >= 1000.0) {
+            problems.push(format!(
+                "a scrape took {:.0} ms",
+                self.scrape_max_ms.unwrap_or_default()
+            ));
+        }
+        problems
+    }
+
     /// The report as Markdown: a heading line, the table, and what blackbox answered.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
@@ -1352,6 +1394,27 @@ impl Report {
             out,
             "N = {} providers, interval {} s, run {} s (window {:.1} s after a warm-up of one interval), exporter {}",
             self.providers, self.interval_s, self.duration_s, self.window_s, self.exporter_revision
+        );
+        let _ = writeln!(
+            out,
+            "fault: {}; exporter descriptor limit {}; peak descriptors: exporter {}, blackbox {}; slowest scrape {}; exporter token failures by reason: {}",
+            self.fault,
+            self.exporter_nofile
+                .map_or_else(|| "inherited".to_string(), |n| n.to_string()),
+            self.exporter_peak_fds,
+            self.blackbox_peak_fds
+                .map_or_else(|| "-".to_string(), |n| n.to_string()),
+            self.scrape_max_ms
+                .map_or_else(|| "-".to_string(), |ms| format!("{ms:.0} ms")),
+            if self.exporter_token_failures.is_empty() {
+                "none".to_string()
+            } else {
+                self.exporter_token_failures
+                    .iter()
+                    .map(|(reason, n)| format!("{reason} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
         );
         match &self.blackbox {
             Some(b) => {
@@ -1470,6 +1533,7 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
         providers: scenario.providers,
         lanes: lanes.clone(),
         token_lifetime: 3600,
+        fault: scenario.fault,
         // Token + canary per cycle per client, with room for retries and the extra probes.
         max_requests: per_client * 2 * lanes.len() as u64 * 2 + 1000,
     };
@@ -1528,7 +1592,18 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
     // The exporter.
     let config_path = work.path().join("exporter.toml");
     write_private(&config_path, &exporter_config(scenario, &exporter_lane))?;
-    let mut command = Command::new(&setup.exporter);
+    // prlimit sets the limit and execs: the pid stays the exporter's.
+    let mut command = match scenario.exporter_nofile {
+        None => Command::new(&setup.exporter),
+        Some(limit) => {
+            let mut command = Command::new("prlimit");
+            command
+                .arg(format!("--nofile={limit}:{limit}"))
+                .arg("--")
+                .arg(&setup.exporter);
+            command
+        }
+    };
     command
         .arg("--config.file")
         .arg(&config_path)
@@ -1879,8 +1954,38 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
         driver_cpu_share_pct: share_pct(w1.driver.cpu.saturating_sub(w0.driver.cpu), window),
     };
 
+    let exporter_peak_fds = all_samples.iter().map(|(_, e, _)| e.fds).max().unwrap_or(0);
+    let blackbox_peak_fds = all_samples
+        .iter()
+        .filter_map(|(_, _, b)| b.map(|b| b.fds))
+        .max();
+    let mut exporter_token_failures = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("oauth2_token_request_failures_total{")
+            && let Some((labels, value)) = rest.rsplit_once("} ")
+            && let Some(reason) = labels
+                .split(',')
+                .find_map(|l| l.strip_prefix("reason=\""))
+                .and_then(|r| r.strip_suffix('"'))
+            && let Ok(value) = value.parse::<f64>()
+        {
+            *exporter_token_failures
+                .entry(reason.to_string())
+                .or_insert(0.0) += value;
+        }
+    }
     let report = Report {
         providers: scenario.providers,
+        fault: scenario.fault.as_str().to_string(),
+        exporter_nofile: scenario.exporter_nofile,
+        exporter_peak_fds,
+        blackbox_peak_fds,
+        exporter_token_failures,
+        scrape_max_ms: gzip_total
+            .iter()
+            .copied()
+            .chain([gzip.total.as_secs_f64() * 1e3])
+            .reduce(f64::max),
         interval_s: scenario.interval.as_secs_f64(),
         duration_s: scenario.duration.as_secs_f64(),
         window_s: window.as_secs_f64(),

@@ -10,6 +10,10 @@
 //! Control: `GET /counters` (JSON) and `GET /records` (one line per request:
 //! `lane kind provider arrival_ns handling_ns status`, arrival relative to `started_unix_ns`).
 //!
+//! Faults (issue 16, `--fault`): `blackhole` accepts token connections and never answers;
+//! `dribble` answers them one byte a second. Both hold a connection at most [`FAULT_HOLD`] and
+//! close it as soon as the client gives up, so the target itself never runs out of descriptors.
+//!
 //! Bounded: after `max_requests` requests every answer is 503 (the driver then reports the run as
 //! invalid), and at most that many records are kept.
 
@@ -39,6 +43,43 @@ const MAX_BODY: usize = 64 * 1024;
 /// clients only read the claims.
 const JWT_HEADER: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 
+/// How long a faulty token endpoint holds a connection at most: three times the exporter's
+/// 10 s timeout, so every client has given up long before.
+const FAULT_HOLD: Duration = Duration::from_secs(30);
+
+/// How the token endpoints misbehave (issue 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    /// Healthy: every request answered at once.
+    #[default]
+    None,
+    /// Accept, read, never answer (a firewall dropping packets, an overloaded IdP).
+    Blackhole,
+    /// Answer one byte a second.
+    Dribble,
+}
+
+impl Fault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::None => "none",
+            Fault::Blackhole => "blackhole",
+            Fault::Dribble => "dribble",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Fault, String> {
+        match text {
+            "none" => Ok(Fault::None),
+            "blackhole" => Ok(Fault::Blackhole),
+            "dribble" => Ok(Fault::Dribble),
+            other => Err(format!(
+                "unknown fault {other:?} (allowed: none, blackhole, dribble)"
+            )),
+        }
+    }
+}
+
 /// What the target serves.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -49,6 +90,8 @@ pub struct Options {
     pub token_lifetime: u64,
     /// Requests served (over all lanes) before every answer becomes 503.
     pub max_requests: u64,
+    /// How the token endpoints misbehave.
+    pub fault: Fault,
 }
 
 impl Options {
@@ -59,6 +102,7 @@ impl Options {
             lanes: vec!["exporter".into()],
             token_lifetime: 3600,
             max_requests: 10_000_000,
+            fault: Fault::None,
         };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
@@ -73,6 +117,7 @@ impl Options {
                 "--lanes" => options.lanes = value.split(',').map(str::to_string).collect(),
                 "--token-lifetime" => options.token_lifetime = number()?,
                 "--max-requests" => options.max_requests = number()?,
+                "--fault" => options.fault = Fault::parse(value)?,
                 other => return Err(format!("unknown flag {other}")),
             }
         }
@@ -92,6 +137,8 @@ impl Options {
             self.token_lifetime.to_string(),
             "--max-requests".into(),
             self.max_requests.to_string(),
+            "--fault".into(),
+            self.fault.as_str().into(),
         ]
     }
 }
@@ -221,11 +268,17 @@ impl Target {
     pub async fn serve(self, cancel: CancellationToken) {
         let mut tasks = tokio::task::JoinSet::new();
         for (lane, kind, listener) in self.listeners {
+            // Faults are the token endpoints' only: no token, no canary call.
+            let fault = match kind {
+                Kind::Token => self.state.options.fault,
+                Kind::Api => Fault::None,
+            };
             let state = Arc::clone(&self.state);
             let counted = Some((Arc::clone(&state.lanes[lane]), kind));
             tasks.spawn(accept_loop(
                 listener,
                 counted,
+                fault,
                 cancel.clone(),
                 move |request| {
                     let state = Arc::clone(&state);
@@ -237,6 +290,7 @@ impl Target {
         tasks.spawn(accept_loop(
             self.control,
             None,
+            Fault::None,
             cancel.clone(),
             move |request| {
                 let state = Arc::clone(&state);
@@ -249,10 +303,11 @@ impl Target {
 }
 
 /// Accepts connections until cancelled, counting them in `counted`; every connection is
-/// HTTP/1.1 with keep-alive.
+/// HTTP/1.1 with keep-alive, or, with a `fault`, held by [`hold_faulty`] and never served.
 async fn accept_loop<H, F>(
     listener: TcpListener,
     counted: Option<(Arc<LaneCounters>, Kind)>,
+    fault: Fault,
     cancel: CancellationToken,
     handler: H,
 ) where
@@ -276,6 +331,11 @@ async fn accept_loop<H, F>(
             Some((lane, Kind::Api)) => lane.api_connections.fetch_add(1, Ordering::Relaxed),
             None => 0,
         };
+        if fault != Fault::None {
+            connections.spawn(hold_faulty(stream, fault));
+            while connections.try_join_next().is_some() {}
+            continue;
+        }
         let handler = handler.clone();
         connections.spawn(async move {
             let service = service_fn(move |request| {
@@ -290,6 +350,38 @@ async fn accept_loop<H, F>(
         while connections.try_join_next().is_some() {}
     }
     connections.shutdown().await;
+}
+
+/// Holds one connection for at most [`FAULT_HOLD`]: reads (and drops) whatever arrives until the
+/// client closes, and for `Dribble` writes a response one byte a second meanwhile.
+async fn hold_faulty(stream: tokio::net::TcpStream, fault: Fault) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 64\r\n\r\n{\"access_token\":\"dribbled\",\"token_type\":\"Bearer\",\"expires_in\":60}";
+    let (mut reader, mut writer) = stream.into_split();
+    let read_until_closed = async {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let dribble = async {
+        if fault != Fault::Dribble {
+            return std::future::pending::<()>().await;
+        }
+        for byte in RESPONSE.iter().cycle() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if writer.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        _ = read_until_closed => {}
+        _ = dribble => {}
+        _ = tokio::time::sleep(FAULT_HOLD) => {}
+    }
 }
 
 fn unix_ns(time: SystemTime) -> u64 {

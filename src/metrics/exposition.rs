@@ -43,6 +43,7 @@ impl Metrics {
             .iter()
             .map(|(name, series)| (name.clone(), series.clone()))
             .collect();
+        self.update_scrape_time_gauges();
         let mut process = Vec::with_capacity(8 * 1024);
         // Encoding into a Vec cannot fail for I/O reasons; a partial page beats none.
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut process) {

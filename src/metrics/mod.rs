@@ -7,13 +7,14 @@
 //! the reload state come from a small `prometheus` registry.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus::{Gauge, GaugeVec, Opts, Registry};
+use prometheus::{Gauge, GaugeVec, IntGauge, Opts, Registry};
 
 use crate::probe::canary::CanaryReason;
 use crate::probe::token::TokenReason;
+use crate::probe::transport::Slots;
 use crate::probe::{CycleReport, HeldToken, Validity};
 
 mod exposition;
@@ -81,6 +82,10 @@ pub struct Metrics {
     registry: Registry,
     reload_successful: Gauge,
     reload_success_time: Gauge,
+    /// The process's request slots, read when a scrape asks (set once by the daemon).
+    requests: OnceLock<Slots>,
+    requests_in_flight: IntGauge,
+    requests_in_flight_limit: IntGauge,
 }
 
 /// Counts one answer with this status in a by-code list kept sorted.
@@ -118,6 +123,16 @@ impl Metrics {
             &["version", "revision"],
         )
         .expect("metric definitions are static");
+        let requests_in_flight = IntGauge::new(
+            "oauth2_exporter_requests_in_flight",
+            "Outgoing requests (token and canary) the exporter has in flight now.",
+        )
+        .expect("metric definitions are static");
+        let requests_in_flight_limit = IntGauge::new(
+            "oauth2_exporter_requests_in_flight_limit",
+            "The most outgoing requests the exporter has in flight at once, derived from its file descriptor limit; a request that finds no free slot within half its timeout fails with reason exporter_busy.",
+        )
+        .expect("metric definitions are static");
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::REVISION])
             .set(1.0);
@@ -125,6 +140,8 @@ impl Metrics {
             Box::new(reload_successful.clone()),
             Box::new(reload_success_time.clone()),
             Box::new(build_info),
+            Box::new(requests_in_flight.clone()),
+            Box::new(requests_in_flight_limit.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for collector in collectors {
@@ -137,6 +154,25 @@ impl Metrics {
             registry,
             reload_successful,
             reload_success_time,
+            requests: OnceLock::new(),
+            requests_in_flight,
+            requests_in_flight_limit,
+        }
+    }
+
+    /// Exports the use and limit of the process's request slots from now on (the two gauges
+    /// read 0 until then).
+    pub fn watch_requests(&self, slots: Slots) {
+        let _ = self.requests.set(slots);
+    }
+
+    /// Brings the scrape-time gauges up to date; called as a scrape is rendered.
+    fn update_scrape_time_gauges(&self) {
+        if let Some(slots) = self.requests.get() {
+            self.requests_in_flight
+                .set(i64::try_from(slots.in_flight()).unwrap_or(i64::MAX));
+            self.requests_in_flight_limit
+                .set(i64::try_from(slots.limit()).unwrap_or(i64::MAX));
         }
     }
 

@@ -32,6 +32,7 @@ reason_enum! {
         Connect => "connect",
         Tls => "tls",
         NoToken => "no_token",
+        ExporterBusy => "exporter_busy",
     }
 }
 
@@ -98,6 +99,7 @@ impl CanaryError {
             CanaryError::Transport(TransportError::Timeout) => CanaryReason::Timeout,
             CanaryError::Transport(TransportError::Connect(_)) => CanaryReason::Connect,
             CanaryError::Transport(TransportError::Tls(_)) => CanaryReason::Tls,
+            CanaryError::Transport(TransportError::Busy(_)) => CanaryReason::ExporterBusy,
             CanaryError::NoToken => CanaryReason::NoToken,
         }
     }

@@ -58,8 +58,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use self::canary::{CanaryError, CanaryOutcome};
-use self::token::TokenOutcome;
+use self::token::{TokenError, TokenOutcome};
 use self::trace::Trace;
+use self::transport::Client;
 use crate::config::ProviderConfig;
 use crate::secrets::{AccessToken, Scrubber};
 
@@ -209,16 +210,17 @@ impl CycleReport {
     }
 }
 
-/// A provider's probing state: its configuration, HTTP client and held token.
+/// A provider's probing state: its configuration, HTTP client (with the process's request
+/// slots) and held token.
 pub struct Prober {
     /// Shared with the scheduler (and a replacement prober after a panic): one copy per provider.
     pub config: Arc<ProviderConfig>,
-    client: reqwest::Client,
+    client: Client,
     held: Option<HeldToken>,
 }
 
 impl Prober {
-    pub fn new(config: Arc<ProviderConfig>, client: reqwest::Client) -> Self {
+    pub fn new(config: Arc<ProviderConfig>, client: Client) -> Self {
         Prober {
             config,
             client,
@@ -230,7 +232,7 @@ impl Prober {
         self.held.as_ref()
     }
 
-    pub fn client(&self) -> &reqwest::Client {
+    pub fn client(&self) -> &Client {
         &self.client
     }
 
@@ -320,19 +322,32 @@ impl Prober {
     }
 
     /// Calls the canary with the held token; `None` when no token is held (or no canary is set).
+    /// The call holds a request slot; waiting for one counts against the timeout.
     async fn call_canary(&self, trace: Option<&mut Trace>) -> Option<CanaryOutcome> {
         let canary_config = self.config.canary.as_ref()?;
         let held = self.held.as_ref()?;
-        Some(
-            self::canary::call(
-                &self.client,
-                canary_config,
-                &held.access_token,
-                self.config.timeout,
-                trace,
-            )
-            .await,
+        let started = Instant::now();
+        let slot = match self.client.slots.acquire(self.config.timeout).await {
+            Ok(slot) => slot,
+            Err(busy) => {
+                trace_busy(trace, &busy);
+                return Some(CanaryOutcome {
+                    duration: started.elapsed(),
+                    status: None,
+                    result: Err(busy.into()),
+                });
+            }
+        };
+        let outcome = self::canary::call(
+            &self.client.http,
+            canary_config,
+            &held.access_token,
+            slot.remaining,
+            trace,
         )
+        .await;
+        drop(slot);
+        Some(outcome)
     }
 
     /// Requests a token; on success it replaces the held one, on failure the held one is kept
@@ -342,13 +357,29 @@ impl Prober {
         outcomes: &mut Vec<TokenOutcome>,
         trace: Option<&mut Trace>,
     ) -> bool {
-        let outcome = self::token::request_token(
-            &self.client,
-            &self.config.token,
-            self.config.timeout,
-            trace,
-        )
-        .await;
+        // The request holds a request slot; waiting for one counts against the timeout.
+        let started = Instant::now();
+        let outcome = match self.client.slots.acquire(self.config.timeout).await {
+            Ok(slot) => {
+                let outcome = self::token::request_token(
+                    &self.client.http,
+                    &self.config.token,
+                    slot.remaining,
+                    trace,
+                )
+                .await;
+                drop(slot);
+                outcome
+            }
+            Err(busy) => {
+                trace_busy(trace, &busy);
+                TokenOutcome {
+                    duration: started.elapsed(),
+                    status: None,
+                    result: Err(TokenError::Transport(busy)),
+                }
+            }
+        };
         let ok = match &outcome.result {
             Ok(issued) => {
                 self.held = Some(HeldToken {
@@ -363,5 +394,12 @@ impl Prober {
         };
         outcomes.push(outcome);
         ok
+    }
+}
+
+/// The trace's account of a request never sent for want of a slot.
+fn trace_busy(trace: Option<&mut Trace>, busy: &transport::TransportError) {
+    if let Some(trace) = trace {
+        trace.line(format!("not sent: {busy} (reason exporter_busy)"));
     }
 }

@@ -71,11 +71,12 @@ reason_enum! {
         Tls => "tls",
         InvalidResponse => "invalid_response",
         SecretUnavailable => "secret_unavailable",
+        ExporterBusy => "exporter_busy",
     }
 }
 
 /// Every `reason` a token request can fail with (the name the fuzz targets use).
-pub const REASONS: [TokenReason; 15] = TokenReason::ALL;
+pub const REASONS: [TokenReason; TokenReason::ALL.len()] = TokenReason::ALL;
 
 /// Why a token request failed. Each variant maps to one fixed `reason` label value; the texts
 /// are for the log and are already scrubbed of the secrets that were sent.
@@ -142,6 +143,7 @@ impl TokenError {
             TokenError::Transport(TransportError::Timeout) => TokenReason::Timeout,
             TokenError::Transport(TransportError::Connect(_)) => TokenReason::Connect,
             TokenError::Transport(TransportError::Tls(_)) => TokenReason::Tls,
+            TokenError::Transport(TransportError::Busy(_)) => TokenReason::ExporterBusy,
             TokenError::InvalidResponse(_) => TokenReason::InvalidResponse,
         }
     }

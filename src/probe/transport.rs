@@ -1,9 +1,13 @@
-//! Outgoing HTTP: building clients (redirects off, keep-alive, per-provider TLS settings),
-//! reading bodies with a size cap, and classifying transport failures into the fixed reasons
-//! `timeout`, `connect` and `tls`.
+//! Outgoing HTTP: building clients (redirects off, keep-alive, per-provider TLS settings), the
+//! process-wide bound on requests in flight ([`Slots`]), reading bodies with a size cap, and
+//! classifying transport failures into the fixed reasons `timeout`, `connect`, `tls` and
+//! `exporter_busy` (our own descriptors or ports ran out: never the remote side's fault).
 
 use std::error::Error as _;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::TlsConfig;
 use crate::probe::trace::Trace;
@@ -21,6 +25,10 @@ pub enum TransportError {
     Connect(String),
     #[error("TLS failed: {0}")]
     Tls(String),
+    /// The exporter itself could not send the request: no free request slot within the
+    /// timeout, or the operating system refused a local resource (descriptors, ports).
+    #[error("exporter busy: {0}")]
+    Busy(String),
 }
 
 impl TransportError {
@@ -32,9 +40,11 @@ impl TransportError {
         }
         let mut chain = Vec::new();
         let mut tls = false;
+        let mut local = false;
         let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
         while let Some(cause) = source {
             tls |= is_tls_error(cause);
+            local |= is_local_resource_error(cause);
             chain.push(cause.to_string());
             source = cause.source();
         }
@@ -43,7 +53,10 @@ impl TransportError {
         } else {
             chain.join(": ")
         };
-        if tls {
+        // Checked first: "tcp open error: Too many open files" is our failure, not the IdP's.
+        if local {
+            TransportError::Busy(message)
+        } else if tls {
             TransportError::Tls(message)
         } else {
             TransportError::Connect(message)
@@ -70,6 +83,168 @@ fn is_tls_error(cause: &(dyn std::error::Error + 'static)) -> bool {
         };
     }
     false
+}
+
+/// The `errno` values that mean this process or host ran out of something of its own: open
+/// descriptors (EMFILE, ENFILE), local ports (EADDRNOTAVAIL from `connect`), socket buffers
+/// (ENOBUFS) or memory (ENOMEM). None of them says anything about the remote side.
+pub fn is_local_errno(code: i32) -> bool {
+    #[cfg(unix)]
+    {
+        [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::EADDRNOTAVAIL,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+        ]
+        .contains(&code)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = code;
+        false
+    }
+}
+
+/// Whether a cause is, or wraps, an `io::Error` with a local-resource `errno`. Walks both
+/// `source()` and `io::Error::get_ref()` (see [`is_tls_error`] for why both), bounded.
+fn is_local_resource_error(cause: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(cause);
+    for _ in 0..16 {
+        let Some(error) = current else { return false };
+        current = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => {
+                if io.raw_os_error().is_some_and(is_local_errno) {
+                    return true;
+                }
+                io.get_ref()
+                    .map(|inner| inner as &(dyn std::error::Error + 'static))
+            }
+            None => error.source(),
+        };
+    }
+    false
+}
+
+/// Descriptors kept out of [`Slots`]' reach: the process's own (standard streams, the runtime's
+/// epoll and wake-up descriptors, the listener, log output), the web server's connections for
+/// scrapes, health checks, the status page and reloads, and file reads (secrets, keys, a
+/// reloaded configuration). A handful of each is the normal load; 128 leaves room for bursts.
+pub const DESCRIPTOR_RESERVE: u64 = 128;
+
+/// The most request slots ever made, whatever the descriptor limit (an unlimited hard limit
+/// would otherwise ask for more permits than a semaphore holds).
+const MAX_SLOTS: usize = 1 << 20;
+
+/// The process-wide bound on outgoing requests in flight (token and canary alike, every
+/// client), so that the exporter never exhausts its descriptors. Cloning shares the bound.
+///
+/// Of the descriptors beyond [`DESCRIPTOR_RESERVE`], half are slots for requests in flight and
+/// half are left to idle keep-alive connections: a connection is only opened while a slot is
+/// held, and each client's pool keeps at most [`Slots::idle_per_host`] idle ones per host, so
+/// with one identity provider (the usual fleet: many clients, one token URL) descriptors stay
+/// within the limit. Were many distinct hosts to keep idle connections beyond that, a connect
+/// failing with EMFILE is still reported as `exporter_busy`, never as the remote side's fault.
+#[derive(Debug, Clone)]
+pub struct Slots {
+    semaphore: Arc<Semaphore>,
+    limit: usize,
+}
+
+/// A held request slot, released when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    /// What is left of the timeout the slot was waited for within.
+    pub remaining: Duration,
+}
+
+impl Slots {
+    /// `limit` requests in flight at once (at least one).
+    pub fn new(limit: usize) -> Slots {
+        let limit = limit.clamp(1, MAX_SLOTS);
+        Slots {
+            semaphore: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// The slots a process with this many descriptors (the soft `RLIMIT_NOFILE`) can afford.
+    pub fn for_descriptor_limit(descriptors: u64) -> Slots {
+        let spare = descriptors.saturating_sub(DESCRIPTOR_RESERVE) / 2;
+        Slots::new(usize::try_from(spare).unwrap_or(MAX_SLOTS))
+    }
+
+    /// The slots the current soft descriptor limit affords (256 descriptors' worth if it
+    /// cannot be read: a conservative guess rather than none).
+    pub fn for_this_process() -> Slots {
+        let soft = rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .map(|(soft, _hard)| soft)
+            .unwrap_or(256);
+        Slots::for_descriptor_limit(soft)
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.limit
+            .saturating_sub(self.semaphore.available_permits())
+    }
+
+    /// The most requests in flight at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Idle keep-alive connections each pool keeps per host: the other half of the budget.
+    pub fn idle_per_host(&self) -> usize {
+        self.limit
+    }
+
+    /// Waits for a free slot for a request with this `timeout`, at most half of it: the other
+    /// half is the remote side's, so a `timeout` always means the server had at least half the
+    /// configured time to answer, and waiting on the exporter itself is never blamed on it.
+    /// `Err` (reason `exporter_busy`) says how long it waited and how busy the exporter was.
+    pub async fn acquire(&self, timeout: Duration) -> Result<Slot, TransportError> {
+        let started = Instant::now();
+        let wait = timeout / 2;
+        match tokio::time::timeout(wait, Arc::clone(&self.semaphore).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Slot {
+                _permit: permit,
+                remaining: timeout.saturating_sub(started.elapsed()),
+            }),
+            // The semaphore is never closed; were it, waiting longer would not help either.
+            Ok(Err(_)) | Err(_) => Err(TransportError::Busy(format!(
+                "no free request slot within {:.1}s, half the timeout ({} requests in flight, limit {})",
+                started.elapsed().as_secs_f64(),
+                self.in_flight(),
+                self.limit
+            ))),
+        }
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, as the Go runtime does for Go exporters
+/// (systemd's default soft limit for services is 1 024, which a large fleet in an outage
+/// exceeds), and logs the limit the process runs with. A failure is logged and the inherited
+/// limit kept: the request slots are sized by whatever limit is in force.
+pub fn raise_descriptor_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "file descriptor limit"),
+        Err(error) => {
+            let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .map(|(soft, _)| soft.to_string())
+                .unwrap_or_else(|_| "unknown".into());
+            tracing::warn!(%error, %limit, "cannot raise the file descriptor limit; keeping the inherited one");
+        }
+    }
+}
+
+/// An HTTP client and the process-wide request slots its requests take.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub slots: Slots,
 }
 
 /// Sends a request. Records the status it was answered with (for the 401 count, even when the
@@ -128,13 +303,14 @@ pub async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, BodyE
     Ok(body)
 }
 
-/// Builds one client. Redirects are never followed: a token endpoint that redirects would make
-/// us re-send credentials to wherever it points.
-pub fn build_client(tls: &TlsConfig) -> Result<reqwest::Client, reqwest::Error> {
+/// Builds one client taking its requests' slots from `slots`. Redirects are never followed: a
+/// token endpoint that redirects would make us re-send credentials to wherever it points.
+pub fn build_client(tls: &TlsConfig, slots: &Slots) -> Result<Client, reqwest::Error> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("oauth2-exporter/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(slots.idle_per_host())
         .tcp_keepalive(Duration::from_secs(60));
     if !tls.ca_certificates.is_empty() {
         builder = builder.tls_certs_merge(tls.ca_certificates.iter().cloned());
@@ -145,19 +321,79 @@ pub fn build_client(tls: &TlsConfig) -> Result<reqwest::Client, reqwest::Error> 
     if tls.insecure_skip_verify {
         builder = builder.tls_danger_accept_invalid_certs(true);
     }
-    builder.build()
+    Ok(Client {
+        http: builder.build()?,
+        slots: slots.clone(),
+    })
 }
 
 /// The client a provider with these TLS settings uses: `shared` (one connection pool for every
 /// provider with default settings) unless it needs its own CA, client certificate or
-/// verification setting. The one rule the scheduler and `check` both follow.
-pub fn client_for(
-    tls: &TlsConfig,
-    shared: &reqwest::Client,
-) -> Result<reqwest::Client, reqwest::Error> {
+/// verification setting. The one rule the scheduler and `check` both follow. Every client takes
+/// its slots from the shared one's: the bound is the process's.
+pub fn client_for(tls: &TlsConfig, shared: &Client) -> Result<Client, reqwest::Error> {
     if tls.is_default() {
         Ok(shared.clone())
     } else {
-        build_client(tls)
+        build_client(tls, &shared.slots)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_leave_the_reserve_and_half_the_rest_for_idle_connections() {
+        assert_eq!(Slots::for_descriptor_limit(1024).limit(), 448);
+        assert_eq!(Slots::for_descriptor_limit(256).limit(), 64);
+        // Below the reserve there is still one slot: probes run, one at a time.
+        assert_eq!(Slots::for_descriptor_limit(64).limit(), 1);
+        assert_eq!(Slots::for_descriptor_limit(u64::MAX).limit(), MAX_SLOTS);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_finds_no_slot_within_its_timeout_is_exporter_busy() {
+        let slots = Slots::new(1);
+        let held = slots
+            .acquire(Duration::from_secs(1))
+            .await
+            .expect("a free slot");
+        assert_eq!(slots.in_flight(), 1);
+        let started = Instant::now();
+        let error = slots
+            .acquire(Duration::from_millis(200))
+            .await
+            .expect_err("no slot is free");
+        // Half the timeout waited: the other half would have been the server's.
+        assert!(
+            started.elapsed() < Duration::from_millis(190),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(&error, TransportError::Busy(m) if m.contains("limit 1")),
+            "{error}"
+        );
+        drop(held);
+        assert_eq!(slots.in_flight(), 0);
+        let slot = slots.acquire(Duration::from_secs(2)).await.expect("freed");
+        assert!(
+            slot.remaining > Duration::from_secs(1),
+            "{:?}",
+            slot.remaining
+        );
+    }
+
+    #[test]
+    fn running_out_of_descriptors_or_ports_is_local_not_the_remote_side() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::EADDRNOTAVAIL] {
+            let inner = std::io::Error::from_raw_os_error(errno);
+            // As hyper wraps it: an io::Error whose payload is another error.
+            let wrapped = std::io::Error::other(inner);
+            assert!(is_local_resource_error(&wrapped), "errno {errno}");
+        }
+        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert!(!is_local_resource_error(&refused));
     }
 }

@@ -37,6 +37,49 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Pause after a failed accept. EMFILE leaves the connection in the accept queue, so accepting
+/// again at once would fail again at once: a busy loop that starves the probes freeing the
+/// descriptors. 100 ms keeps a scrape's extra wait small.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accept failures are logged at most once per this interval (with how many there were), so
+/// a descriptor shortage does not flood the log.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Rate-limited warnings about failed accepts.
+#[derive(Default)]
+struct AcceptFailures {
+    last_logged: Option<tokio::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, error: &std::io::Error) {
+        // A client that reset before we accepted it is its own business.
+        if !error
+            .raw_os_error()
+            .is_some_and(crate::probe::transport::is_local_errno)
+        {
+            tracing::debug!(%error, "accept failed");
+            return;
+        }
+        self.unlogged += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= ACCEPT_LOG_EVERY)
+        {
+            tracing::warn!(
+                %error,
+                failures = self.unlogged,
+                "cannot accept connections; retrying every 100 ms"
+            );
+            self.last_logged = Some(now);
+            self.unlogged = 0;
+        }
+    }
+}
+
 /// Serves plain HTTP on `listener` until `cancel` fires, then gives open connections a short
 /// grace period. (Only the demo's identity provider serves without the TLS option.)
 #[cfg(feature = "demo")]
@@ -61,6 +104,7 @@ pub async fn serve_with_tls<H, F>(
     let handler = Arc::new(handler);
     let connections = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut accept_failures = AcceptFailures::default();
     loop {
         let permit = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -74,11 +118,13 @@ pub async fn serve_with_tls<H, F>(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    // Usually EMFILE or a connection reset before accept; back off briefly
-                    // instead of spinning.
-                    tracing::debug!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    // Usually EMFILE/ENFILE or a connection reset before accept; back off
+                    // instead of spinning, and stay cancellable meanwhile.
+                    accept_failures.failed(&error);
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    }
                 }
             },
         };

@@ -46,6 +46,19 @@ const POLL_EVERY: Duration = Duration::from_millis(20);
 /// How long the pipe readers may take to hand over the last bytes once the child exited.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
+/// util-linux `prlimit`, which [`Binary::descriptor_limit`] runs the binary under.
+const PRLIMIT: &str = "prlimit";
+
+/// Whether `prlimit` can be run here (tests that need it print SKIPPED without it).
+pub fn prlimit_available() -> bool {
+    scrubbed_command(PRLIMIT)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 /// True for a variable no child inherits from the test process: a proxy setting, in any case
 /// (`HTTP_PROXY`, `https_proxy`, `ALL_PROXY`, `no_proxy`, ...).
 pub fn is_proxy_variable(name: &OsStr) -> bool {
@@ -115,6 +128,7 @@ impl Signal {
 #[derive(Debug, Clone, Default)]
 pub struct Binary {
     wrapper: Vec<OsString>,
+    descriptor_limit: Option<u64>,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     clear_env: bool,
@@ -197,6 +211,14 @@ impl Binary {
         self
     }
 
+    /// Runs the binary with `RLIMIT_NOFILE` at `limit`, soft and hard (so the exporter cannot
+    /// raise it), through util-linux `prlimit`, which sets the limit and then execs: the pid
+    /// stays the exporter's. Check [`prlimit_available`] first.
+    pub fn descriptor_limit(mut self, limit: u64) -> Binary {
+        self.descriptor_limit = Some(limit);
+        self
+    }
+
     /// The bound of [`Binary::run`] (default [`START_LIMIT`]).
     pub fn limit(mut self, limit: Duration) -> Binary {
         self.limit = Some(limit);
@@ -210,13 +232,23 @@ impl Binary {
             .iter()
             .map(|w| w.to_string_lossy().into_owned())
             .collect();
+        if let Some(limit) = self.descriptor_limit {
+            words.insert(0, format!("{PRLIMIT} --nofile={limit}:{limit} --"));
+        }
         words.push("oauth2-exporter".to_owned());
         words.extend(self.args.iter().map(|a| a.to_string_lossy().into_owned()));
         words.join(" ")
     }
 
     fn command(&self) -> Command {
-        let mut command = match self.wrapper.split_first() {
+        let mut argv: Vec<OsString> = Vec::new();
+        if let Some(limit) = self.descriptor_limit {
+            argv.push(PRLIMIT.into());
+            argv.push(format!("--nofile={limit}:{limit}").into());
+            argv.push("--".into());
+        }
+        argv.extend(self.wrapper.iter().cloned());
+        let mut command = match argv.split_first() {
             None => Command::new(BIN),
             Some((program, rest)) => {
                 let mut command = Command::new(program);
