@@ -9,8 +9,10 @@
 //! runs cycles, and the metrics, the status page, the log, `/probe` and `check` each render the
 //! same report. Folders group code by job:
 //!
-//! - `main.rs` (the binary): flags, logging, the runtime, and dispatch to serve, `check`,
+//! - `main.rs` (the binary): logging, the runtime, binding, and dispatch to serve, `check`,
 //!   `--config.check` or `--demo`. Nothing else.
+//! - [`cli`]: the flags as clap defines them (the man page and completions are generated from
+//!   them) and the `--version` text.
 //! - [`daemon`](run_with): [`run`] / [`run_with`], the reload loop, and every signal (SIGINT
 //!   and SIGTERM end it, SIGHUP reloads).
 //! - `check`: the `check` command, one cycle per provider (all, or those named), as a table or
@@ -45,6 +47,7 @@
 //! Public items are the few that `main.rs`, `tests/`, `fuzz/` and `examples/` use.
 
 pub mod check;
+pub mod cli;
 pub mod config;
 mod daemon;
 #[cfg(feature = "demo")]
@@ -58,7 +61,10 @@ pub mod secrets;
 mod status;
 mod web;
 
-pub use daemon::{ConfigSource, RunOptions, claim_hangup, run, run_with, shutdown_signal};
+pub use daemon::{
+    ConfigSource, DEFAULT_TELEMETRY_PATH, Listeners, RunOptions, bind, claim_hangup, run, run_with,
+    shutdown_signal,
+};
 pub use probe::token;
 pub use scheduler::StartJitter;
 pub use web::security::{WebSecurity, load as load_web_config};

@@ -6,13 +6,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::Parser;
+use oauth2_exporter::cli::{self, CheckArgs, Cli, Command};
 use oauth2_exporter::config::{self, Overrides};
 #[cfg(feature = "demo")]
 use oauth2_exporter::demo::DemoServer;
-use oauth2_exporter::logging::{self, LogFormat, LogLevel};
+use oauth2_exporter::logging;
 use oauth2_exporter::{
-    ConfigSource, RunOptions, StartJitter, check, claim_hangup, load_web_config, run_with,
+    ConfigSource, RunOptions, StartJitter, bind, claim_hangup, load_web_config, run_with,
     shutdown_signal,
 };
 use std::sync::Arc;
@@ -23,68 +24,16 @@ use tokio_util::task::TaskTracker;
 #[cfg(feature = "demo")]
 const DEMO_LISTEN_ADDRESS: &str = "127.0.0.1:9875";
 
-/// Proves continuously that OAuth2 machine-to-machine credentials work, and exports what it saw
-/// as Prometheus metrics.
-#[derive(Debug, Parser)]
-#[command(name = "oauth2-exporter", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    /// Configuration file (TOML), or a directory of *.toml files merged in name order. May be
-    /// given several times; a provider defined in two files is an error.
-    #[arg(
-        long = "config.file",
-        value_name = "PATH",
-        default_value = "exporter.toml",
-        action = ArgAction::Append,
-        global = true
-    )]
-    config_files: Vec<PathBuf>,
-    /// Address to serve /metrics on (overrides web.listen_address).
-    #[arg(long = "web.listen-address", value_name = "ADDR")]
-    listen_address: Option<String>,
-    /// TLS and basic auth for the web endpoints, in the Prometheus exporter-toolkit format.
-    #[arg(long = "web.config.file", value_name = "PATH")]
-    web_config_file: Option<PathBuf>,
-    /// Log level of the exporter's own messages.
-    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
-    log_level: LogLevel,
-    /// Log format.
-    #[arg(
-        long = "log.format",
-        value_enum,
-        default_value = "logfmt",
-        global = true
-    )]
-    log_format: LogFormat,
-    /// Validate the configuration (secrets resolved), print every problem, and exit.
-    #[arg(long = "config.check")]
-    config_check: bool,
-    /// Run against a built-in identity provider and API on loopback, with a built-in
-    /// configuration: the quickest way to see every metric.
-    #[arg(long, conflicts_with_all = ["config_files", "config_check"])]
-    demo: bool,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run each provider's token flow and canary once, print the results, and exit: 0 when all
-    /// pass, 1 when any fails, 2 on a configuration error.
-    Check(CheckArgs),
-}
-
-#[derive(Debug, Args)]
-struct CheckArgs {
-    /// Check only this provider (may be given several times).
-    #[arg(long = "provider", value_name = "NAME")]
-    providers: Vec<String>,
-    /// Output format.
-    #[arg(long = "output", value_enum, default_value = "table")]
-    output: check::Output,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.version {
+        print!("{}", cli::version_text());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(problem) = cli::telemetry_path_problem(&cli.telemetry_path) {
+        eprintln!("error: {problem}");
+        return ExitCode::from(2);
+    }
     logging::init(cli.log_level, cli.log_format);
     // Panics are bugs; log them as one structured line like everything else. A panic inside a
     // probe cycle is also caught and counted, and probing goes on.
@@ -156,21 +105,24 @@ async fn async_main(cli: Cli) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let address = config.web.listen_address.clone();
-    let listener = match tokio::net::TcpListener::bind(&address).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("error: cannot listen on {address}: {error}");
-            return ExitCode::from(1);
+    let mut listeners = Vec::new();
+    for address in config.web.listen_addresses() {
+        let listener = match bind(address).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("error: cannot listen on {address}: {error}");
+                return ExitCode::from(1);
+            }
+        };
+        match listener.local_addr() {
+            Ok(bound) => tracing::info!(
+                address = %bound,
+                metrics = %format!("http://{bound}{}", cli.telemetry_path),
+                "listening"
+            ),
+            Err(error) => tracing::warn!(%error, "cannot tell the bound address"),
         }
-    };
-    match listener.local_addr() {
-        Ok(bound) => tracing::info!(
-            address = %bound,
-            metrics = %format!("http://{bound}/metrics"),
-            "listening"
-        ),
-        Err(error) => tracing::warn!(%error, "cannot tell the bound address"),
+        listeners.push(listener);
     }
 
     let options = RunOptions {
@@ -178,8 +130,9 @@ async fn async_main(cli: Cli) -> ExitCode {
         reload: Some(source),
         reload_on_sighup: true,
         web_security,
+        telemetry_path: cli.telemetry_path.clone(),
     };
-    let result = run_with(config, listener, options, shutdown).await;
+    let result = run_with(config, listeners, options, shutdown).await;
     demo_cancel.cancel();
     demo_tracker.close();
     demo_tracker.wait().await;
@@ -197,7 +150,7 @@ async fn async_main(cli: Cli) -> ExitCode {
 fn file_source(cli: &Cli) -> ConfigSource {
     let paths = cli.config_files.clone();
     let overrides = Overrides {
-        listen_address: cli.listen_address.clone(),
+        listen_addresses: cli.listen_addresses.clone(),
     };
     Arc::new(move || config::load_files(&paths, &overrides))
 }
@@ -246,13 +199,12 @@ async fn demo_source(
             ExitCode::from(1)
         })?;
     tracing::info!(address = %server.addr(), "demo identity provider and API started");
-    let overrides = Overrides {
-        listen_address: Some(
-            cli.listen_address
-                .clone()
-                .unwrap_or_else(|| DEMO_LISTEN_ADDRESS.to_string()),
-        ),
+    let listen_addresses = if cli.listen_addresses.is_empty() {
+        vec![DEMO_LISTEN_ADDRESS.to_string()]
+    } else {
+        cli.listen_addresses.clone()
     };
+    let overrides = Overrides { listen_addresses };
     let toml = server.config_toml();
     Ok(Arc::new(move || config::load_str(&toml, &overrides)))
 }
