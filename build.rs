@@ -5,16 +5,8 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() {
-    let revision = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .and_then(|output| String::from_utf8(output.stdout).ok())
-        .map(|text| text.trim().to_string())
-        .filter(|text| !text.is_empty())
-        // Built outside a git checkout (e.g. from a crates.io package): say so plainly.
-        .unwrap_or_else(|| "unknown".to_string());
+    // Built outside a git checkout (e.g. from a crates.io package): say so plainly.
+    let revision = first_line("git", &["rev-parse", "--short=12", "HEAD"]);
     println!("cargo:rustc-env=OAUTH2_EXPORTER_REVISION={revision}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
@@ -37,16 +29,21 @@ fn main() {
 
     // Cargo tells build scripts which compiler builds the crate.
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
-    let rustc_version = Command::new(rustc)
-        .arg("--version")
+    let rustc_version = first_line(&rustc, &["--version"]);
+    println!("cargo:rustc-env=OAUTH2_EXPORTER_RUSTC_VERSION={rustc_version}");
+}
+
+/// What `program args` prints, trimmed; "unknown" when it cannot run, fails or prints nothing.
+fn first_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
         .output()
         .ok()
         .filter(|output| output.status.success())
         .and_then(|output| String::from_utf8(output.stdout).ok())
         .map(|text| text.trim().to_string())
         .filter(|text| !text.is_empty())
-        .unwrap_or_else(|| "unknown".to_string());
-    println!("cargo:rustc-env=OAUTH2_EXPORTER_RUSTC_VERSION={rustc_version}");
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// `YYYYMMDD-HH:MM:SS` in UTC, the form Prometheus' exporters print as their build date.

@@ -339,40 +339,27 @@ async fn every_listen_address_is_protected_alike() {
 
     for addr in addresses {
         let client = setup.https_client(addr, None);
-        let metrics = client
-            .get(https_url(addr, "/custom/metrics"))
-            .basic_auth("prometheus", Some(password))
+        let get = |path: &str, password: Option<&str>| {
+            let request = client.get(https_url(addr, path));
+            match password {
+                Some(password) => request.basic_auth("prometheus", Some(password)),
+                None => request,
+            }
             .send()
+        };
+        let metrics = get("/custom/metrics", Some(password))
             .await
             .unwrap_or_else(|e| panic!("{addr}: {}\n{}", chain(&e), exporter.stderr()));
         assert_eq!(metrics.status(), 200, "{addr}");
-        assert!(
-            metrics
-                .text()
-                .await
-                .unwrap()
-                .contains("oauth2_exporter_build_info{"),
-            "{addr}"
-        );
-        let unauthenticated = client
-            .get(https_url(addr, "/custom/metrics"))
-            .send()
-            .await
-            .unwrap();
+        let body = metrics.text().await.unwrap();
+        assert!(body.contains("oauth2_exporter_build_info{"), "{addr}");
+        let unauthenticated = get("/custom/metrics", None).await.unwrap();
         assert_eq!(unauthenticated.status(), 401, "{addr} without credentials");
         // The old path is not served once the metrics moved.
-        let old = client
-            .get(https_url(addr, "/metrics"))
-            .basic_auth("prometheus", Some(password))
-            .send()
-            .await
-            .unwrap();
+        let old = get("/metrics", Some(password)).await.unwrap();
         assert_eq!(old.status(), 404, "{addr} /metrics after the move");
         // The status page links the moved path.
-        let page = client
-            .get(https_url(addr, "/"))
-            .basic_auth("prometheus", Some(password))
-            .send()
+        let page = get("/", Some(password))
             .await
             .unwrap()
             .text()
