@@ -8,6 +8,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::check;
 use crate::logging::{LogFormat, LogLevel};
+use crate::shard::Shard;
 
 /// Proves continuously that OAuth2 machine-to-machine credentials work, and exports what it saw
 /// as Prometheus metrics.
@@ -64,6 +65,22 @@ pub struct Cli {
     /// configuration: the quickest way to see every metric.
     #[arg(long, conflicts_with_all = ["config_files", "config_check"])]
     pub demo: bool,
+    /// Probe only the providers of shard N (0-based) of --total-shards; every shard loads the
+    /// same configuration.
+    #[arg(long = "shard", value_name = "N", global = true)]
+    pub shard: Option<u32>,
+    /// How many shards the fleet is split over (with --shard or --shard-from-pod-name).
+    #[arg(long = "total-shards", value_name = "M", global = true)]
+    pub total_shards: Option<u32>,
+    /// Take --shard from a StatefulSet pod name's ordinal suffix (oauth2-exporter-2 is shard 2),
+    /// e.g. --shard-from-pod-name=$(POD_NAME).
+    #[arg(
+        long = "shard-from-pod-name",
+        value_name = "NAME",
+        conflicts_with = "shard",
+        global = true
+    )]
+    pub shard_from_pod_name: Option<String>,
     /// Print the version, git revision, build date and rustc version, and exit.
     #[arg(short = 'V', long, action = ArgAction::SetTrue)]
     pub version: bool,
@@ -84,6 +101,29 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "table")]
     pub output: check::Output,
+}
+
+impl Cli {
+    /// This process's shard from `--shard` / `--shard-from-pod-name` and `--total-shards` (both
+    /// or neither), or why they do not fit together.
+    pub fn shard(&self) -> Result<Option<Shard>, String> {
+        let ordinal = match (&self.shard_from_pod_name, self.shard) {
+            (Some(pod), _) => Some(Shard::ordinal_from_pod_name(pod)?),
+            (None, ordinal) => ordinal,
+        };
+        match (ordinal, self.total_shards) {
+            (None, None) => Ok(None),
+            (Some(ordinal), Some(total)) => Shard::new(ordinal, total).map(Some),
+            (Some(_), None) => Err(
+                "--shard needs --total-shards: give both (or --shard-from-pod-name and --total-shards) or neither"
+                    .to_string(),
+            ),
+            (None, Some(_)) => Err(
+                "--total-shards needs --shard or --shard-from-pod-name: give both or neither"
+                    .to_string(),
+            ),
+        }
+    }
 }
 
 /// What `--version` prints: the fields and layout of Prometheus' exporters (`go version`

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::scheduler::{self, StartJitter};
+use crate::shard::Shard;
 use crate::web::security::WebSecurity;
 use crate::{config, metrics, web};
 
@@ -32,6 +33,8 @@ pub struct RunOptions {
     pub web_security: WebSecurity,
     /// Where the metrics are served (`--web.telemetry-path`, [`DEFAULT_TELEMETRY_PATH`]).
     pub telemetry_path: String,
+    /// `--shard N --total-shards M`: probe only this shard's providers.
+    pub shard: Option<Shard>,
 }
 
 /// Where `/metrics` is served unless `--web.telemetry-path` says otherwise.
@@ -80,6 +83,7 @@ pub async fn run(
         reload_on_sighup: false,
         web_security: Default::default(),
         telemetry_path: DEFAULT_TELEMETRY_PATH.to_string(),
+        shard: None,
     };
     run_with(config, listener, options, shutdown).await
 }
@@ -113,6 +117,7 @@ pub async fn run_with(
         ready: AtomicBool::new(false),
         reload: options.reload.is_some().then_some(reload_requests),
         telemetry_path: options.telemetry_path,
+        shard: options.shard,
     });
     for listener in listeners.into().0 {
         tracker.spawn(web::serve(
@@ -123,13 +128,24 @@ pub async fn run_with(
         ));
     }
 
-    scheduler
+    scheduler.set_shard(options.shard);
+    metrics.record_shard(options.shard);
+    let started = scheduler
         .apply(&config.providers)
         .map_err(|error| anyhow::anyhow!("cannot set up an HTTP client: {error}"))?;
     metrics.record_reload(true);
     recorders.status.record_reload(true);
     state.ready.store(true, Ordering::Release);
-    tracing::info!(providers = config.providers.len(), "probing started");
+    match options.shard {
+        None => tracing::info!(providers = started.added.len(), "probing started"),
+        Some(shard) => tracing::info!(
+            providers = started.added.len(),
+            configured = config.providers.len(),
+            shard = shard.ordinal(),
+            total_shards = shard.total(),
+            "probing started"
+        ),
+    }
 
     let mut hangups = hangup_signals(options.reload_on_sighup);
     tokio::pin!(shutdown);

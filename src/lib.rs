@@ -37,6 +37,8 @@
 //! - `web/`: routing, health, readiness, reload and the basic-auth gate (`mod.rs`); the accept
 //!   loop (`server`), `--web.config.file` (`security`), `/metrics` under load (`scrape`),
 //!   `/probe` (`probe`), and the HTML status page (`status_page`).
+//! - [`shard`]: which of `--total-shards` processes probes a provider (rendezvous hashing of
+//!   its name), applied by the scheduler, `/probe` and `check`.
 //! - `humanize`: durations as a person says them, for the status page and `check`.
 //! - `logging`: logfmt or JSON logs on standard error.
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
@@ -58,6 +60,7 @@ mod metrics;
 mod probe;
 mod scheduler;
 pub mod secrets;
+pub mod shard;
 mod status;
 mod web;
 

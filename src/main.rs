@@ -12,6 +12,7 @@ use oauth2_exporter::config::{self, Overrides};
 #[cfg(feature = "demo")]
 use oauth2_exporter::demo::DemoServer;
 use oauth2_exporter::logging;
+use oauth2_exporter::shard::Shard;
 use oauth2_exporter::{
     ConfigSource, RunOptions, StartJitter, bind, claim_hangup, load_web_config, run_with,
     shutdown_signal,
@@ -34,6 +35,13 @@ fn main() -> ExitCode {
         eprintln!("error: {problem}");
         return ExitCode::from(2);
     }
+    let shard = match cli.shard() {
+        Ok(shard) => shard,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return ExitCode::from(2);
+        }
+    };
     logging::init(cli.log_level, cli.log_format);
     // Panics are bugs; log them as one structured line like everything else. A panic inside a
     // probe cycle is also caught and counted, and probing goes on.
@@ -52,12 +60,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(async_main(cli))
+    runtime.block_on(async_main(cli, shard))
 }
 
-async fn async_main(cli: Cli) -> ExitCode {
+async fn async_main(cli: Cli, shard: Option<Shard>) -> ExitCode {
     if let Some(Command::Check(args)) = &cli.command {
-        return check(&cli, args).await;
+        return check(&cli, args, shard).await;
     }
     // Listen for SIGINT and SIGTERM before anything else, so that a signal during start-up
     // still ends in an orderly exit 0 rather than the default abrupt termination.
@@ -131,6 +139,7 @@ async fn async_main(cli: Cli) -> ExitCode {
         reload_on_sighup: true,
         web_security,
         telemetry_path: cli.telemetry_path.clone(),
+        shard,
     };
     let result = run_with(config, listeners, options, shutdown).await;
     demo_cancel.cancel();
@@ -175,14 +184,32 @@ fn warn_exposed_secrets(paths: &[PathBuf], config: &config::Config) {
     }
 }
 
-/// `oauth2-exporter check`: loads the configuration as the daemon would, then hands over.
-async fn check(cli: &Cli, args: &CheckArgs) -> ExitCode {
-    match file_source(cli)() {
-        Ok(config) => {
-            oauth2_exporter::check::command(config.providers, &args.providers, args.output).await
+/// `oauth2-exporter check`: loads the configuration as the daemon would, keeps this shard's
+/// providers, then hands over.
+async fn check(cli: &Cli, args: &CheckArgs, shard: Option<Shard>) -> ExitCode {
+    let config = match file_source(cli)() {
+        Ok(config) => config,
+        Err(error) => return config_error(&files_label(&cli.config_files), &error.problems),
+    };
+    let Some(shard) = shard else {
+        return oauth2_exporter::check::command(config.providers, &args.providers, args.output)
+            .await;
+    };
+    let (mine, others): (Vec<_>, Vec<_>) = config
+        .providers
+        .into_iter()
+        .partition(|provider| shard.owns(&provider.name));
+    for name in &args.providers {
+        if others.iter().any(|provider| &provider.name == name) {
+            eprintln!(
+                "error: provider {name:?} is checked by shard {} of {}; this is {shard}",
+                oauth2_exporter::shard::owner(name, shard.total()),
+                shard.total()
+            );
+            return ExitCode::from(2);
         }
-        Err(error) => config_error(&files_label(&cli.config_files), &error.problems),
     }
+    oauth2_exporter::check::command(mine, &args.providers, args.output).await
 }
 
 /// Starts the demo identity provider; its built-in configuration points at it.

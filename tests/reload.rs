@@ -55,6 +55,7 @@ impl Reloadable {
             reload_on_sighup: false,
             web_security: Default::default(),
             telemetry_path: oauth2_exporter::DEFAULT_TELEMETRY_PATH.to_string(),
+            shard: None,
         };
         let task = tokio::spawn(oauth2_exporter::run_with(
             config,

@@ -35,7 +35,7 @@ _oauth2__exporter() {
 
     case "${cmd}" in
         oauth2__exporter)
-            opts="-V -h --config.file --web.listen-address --web.telemetry-path --web.config.file --log.level --log.format --config.check --demo --version --help check help"
+            opts="-V -h --config.file --web.listen-address --web.telemetry-path --web.config.file --log.level --log.format --config.check --demo --shard --total-shards --shard-from-pod-name --version --help check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -65,6 +65,18 @@ _oauth2__exporter() {
                     COMPREPLY=($(compgen -W "logfmt json" -- "${cur}"))
                     return 0
                     ;;
+                --shard)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --total-shards)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard-from-pod-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -73,7 +85,7 @@ _oauth2__exporter() {
             return 0
             ;;
         oauth2__subcmd__exporter__subcmd__check)
-            opts="-h --provider --output --config.file --log.level --log.format --help"
+            opts="-h --provider --output --config.file --log.level --log.format --shard --total-shards --shard-from-pod-name --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -97,6 +109,18 @@ _oauth2__exporter() {
                     ;;
                 --log.format)
                     COMPREPLY=($(compgen -W "logfmt json" -- "${cur}"))
+                    return 0
+                    ;;
+                --shard)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --total-shards)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard-from-pod-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

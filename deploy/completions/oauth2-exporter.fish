@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_oauth2_exporter_global_optspecs
-    string join \n config.file= web.listen-address= web.telemetry-path= web.config.file= log.level= log.format= config.check demo V/version h/help
+    string join \n config.file= web.listen-address= web.telemetry-path= web.config.file= log.level= log.format= config.check demo shard= total-shards= shard-from-pod-name= V/version h/help
 end
 
 function __fish_oauth2_exporter_needs_command
@@ -35,6 +35,9 @@ debug\t''
 trace\t''"
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_needs_command" -l log.format -d 'Log format' -r -f -a "logfmt\t''
 json\t''"
+complete -c oauth2-exporter -n "__fish_oauth2_exporter_needs_command" -l shard -d 'Probe only the providers of shard N (0-based) of --total-shards; every shard loads the same configuration' -r
+complete -c oauth2-exporter -n "__fish_oauth2_exporter_needs_command" -l total-shards -d 'How many shards the fleet is split over (with --shard or --shard-from-pod-name)' -r
+complete -c oauth2-exporter -n "__fish_oauth2_exporter_needs_command" -l shard-from-pod-name -d 'Take --shard from a StatefulSet pod name\'s ordinal suffix (oauth2-exporter-2 is shard 2), e.g. --shard-from-pod-name=$(POD_NAME)' -r
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_needs_command" -l config.check -d 'Validate the configuration (secrets resolved), print every problem, and exit'
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_needs_command" -l demo -d 'Run against a built-in identity provider and API on loopback, with a built-in configuration: the quickest way to see every metric'
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_needs_command" -s V -l version -d 'Print the version, git revision, build date and rustc version, and exit'
@@ -52,6 +55,9 @@ debug\t''
 trace\t''"
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -l log.format -d 'Log format' -r -f -a "logfmt\t''
 json\t''"
+complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -l shard -d 'Probe only the providers of shard N (0-based) of --total-shards; every shard loads the same configuration' -r
+complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -l total-shards -d 'How many shards the fleet is split over (with --shard or --shard-from-pod-name)' -r
+complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -l shard-from-pod-name -d 'Take --shard from a StatefulSet pod name\'s ordinal suffix (oauth2-exporter-2 is shard 2), e.g. --shard-from-pod-name=$(POD_NAME)' -r
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -s h -l help -d 'Print help'
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand help; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Run each provider\'s token flow and canary once, print the results, and exit: 0 when all pass, 1 when any fails, 2 on a configuration error'
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand help; and not __fish_seen_subcommand_from check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -77,6 +77,8 @@ pub struct Metrics {
     registry: Registry,
     reload_successful: Gauge,
     reload_success_time: Gauge,
+    shard_ordinal: Gauge,
+    total_shards: Gauge,
 }
 
 fn seconds_since_epoch(time: SystemTime) -> f64 {
@@ -98,6 +100,17 @@ impl Metrics {
             "When the configuration was last (re)loaded successfully.",
         )
         .expect("metric definitions are static");
+        let shard_ordinal = Gauge::new(
+            "oauth2_exporter_shard_ordinal",
+            "This process's shard (--shard), 0-based; 0 when the fleet is not sharded.",
+        )
+        .expect("metric definitions are static");
+        let total_shards = Gauge::new(
+            "oauth2_exporter_total_shards",
+            "How many shards this process believes the fleet has (--total-shards); 1 when not sharded.",
+        )
+        .expect("metric definitions are static");
+        total_shards.set(1.0);
         let build_info = GaugeVec::new(
             Opts::new(
                 "oauth2_exporter_build_info",
@@ -113,6 +126,8 @@ impl Metrics {
             Box::new(reload_successful.clone()),
             Box::new(reload_success_time.clone()),
             Box::new(build_info),
+            Box::new(shard_ordinal.clone()),
+            Box::new(total_shards.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for collector in collectors {
@@ -125,7 +140,16 @@ impl Metrics {
             registry,
             reload_successful,
             reload_success_time,
+            shard_ordinal,
+            total_shards,
         }
+    }
+
+    /// Records this process's shard (unsharded: shard 0 of 1), for the sharding alert.
+    pub fn record_shard(&self, shard: Option<crate::shard::Shard>) {
+        let (ordinal, total) = shard.map_or((0, 1), |s| (s.ordinal(), s.total()));
+        self.shard_ordinal.set(f64::from(ordinal));
+        self.total_shards.set(f64::from(total));
     }
 
     fn with_provider(&self, provider: &str, update: impl FnOnce(&mut ProviderSeries)) {

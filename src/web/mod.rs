@@ -51,6 +51,8 @@ pub struct WebState {
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
     /// Where `/metrics` is served (`--web.telemetry-path`).
     pub telemetry_path: String,
+    /// This process's shard, if the fleet is sharded: `/probe` names another shard's providers.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Serves the endpoints on `listener` until `cancel`, behind TLS and basic auth when
