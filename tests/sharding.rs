@@ -29,9 +29,9 @@ fn name(i: usize) -> String {
     format!("fleet-{i:03}")
 }
 
-fn write_config(dir: &Path, token_url: &str) -> std::path::PathBuf {
+fn write_config(dir: &Path, token_url: &str, count: usize) -> std::path::PathBuf {
     let mut toml = String::from("[defaults]\ninterval = \"3s\"\ntimeout = \"5s\"\n");
-    for i in 0..PROVIDERS {
+    for i in 0..count {
         toml.push_str(&format!(
             "[providers.{n}.token]\nurl = \"{token_url}\"\nclient_id = \"{n}\"\nclient_secret_env = \"SHARD_SECRET\"\n",
             n = name(i)
@@ -130,7 +130,7 @@ fn assert_partition(total: u32, seen: &BTreeMap<String, BTreeSet<u32>>) -> BTree
 async fn shards_split_the_fleet_and_a_fourth_shard_moves_about_a_quarter() {
     let server = FakeServer::start(|_| Reply::token("shared-token", 3600)).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &server.url("/token"));
+    let config = write_config(dir.path(), &server.url("/token"), PROVIDERS);
 
     let (mut three, seen) = run_fleet(3, &config, &server).await;
     let before = assert_partition(3, &seen);
@@ -148,11 +148,7 @@ async fn shards_split_the_fleet_and_a_fourth_shard_moves_about_a_quarter() {
             Some(f64::from(ordinal))
         );
         assert_eq!(sample(&metrics, "oauth2_exporter_total_shards"), Some(3.0));
-        let exported: BTreeSet<String> = before
-            .keys()
-            .filter(|p| metrics.contains(&format!("provider=\"{p}\"")))
-            .cloned()
-            .collect();
+        let exported = exported(&metrics, PROVIDERS);
         let own: BTreeSet<String> = before
             .iter()
             .filter(|(_, s)| **s == ordinal)
@@ -191,7 +187,7 @@ async fn shards_split_the_fleet_and_a_fourth_shard_moves_about_a_quarter() {
     }
 
     let server = FakeServer::start(|_| Reply::token("shared-token", 3600)).await;
-    let config = write_config(dir.path(), &server.url("/token"));
+    let config = write_config(dir.path(), &server.url("/token"), PROVIDERS);
     let (four, seen) = run_fleet(4, &config, &server).await;
     let after = assert_partition(4, &seen);
     let moved: Vec<&String> = before
@@ -221,7 +217,7 @@ async fn shards_split_the_fleet_and_a_fourth_shard_moves_about_a_quarter() {
 async fn check_checks_only_its_shard() {
     let server = FakeServer::start(|_| Reply::token("shared-token", 3600)).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &server.url("/token"));
+    let config = write_config(dir.path(), &server.url("/token"), PROVIDERS);
     let output = Binary::new()
         .config(&config)
         .args([
@@ -317,4 +313,45 @@ fn shard_flags_are_validated() {
             "{args:?}"
         );
     }
+}
+
+/// The providers of `fleet` a shard's `/metrics` shows.
+fn exported(metrics: &str, fleet: usize) -> BTreeSet<String> {
+    (0..fleet)
+        .map(name)
+        .filter(|p| metrics.contains(&format!("provider=\"{p}\"")))
+        .collect()
+}
+
+/// A reload applies the same rule to the new configuration: providers added to the file join
+/// the shard that owns them, and only that one.
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_keeps_the_assignment_rule() {
+    let server = FakeServer::start(|_| Reply::token("shared-token", 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.url("/token"), 30);
+    let mut shard = Binary::new()
+        .config(&config)
+        .listen_loopback()
+        .args(["--shard", "1", "--total-shards", "2"])
+        .env("SHARD_SECRET", secret_of(1))
+        .spawn();
+    let addr = shard.address().await;
+    let own = |fleet: usize| -> BTreeSet<String> {
+        (0..fleet).map(name).filter(|p| owner(p, 2) == 1).collect()
+    };
+    let metrics = http_request(addr, "GET", "/metrics", &[], b"")
+        .unwrap()
+        .body;
+    assert_eq!(exported(&metrics, 60), own(30));
+
+    write_config(dir.path(), &server.url("/token"), 60);
+    let reload = http_request(addr, "POST", "/-/reload", &[], b"").unwrap();
+    assert_eq!(reload.status, 200, "{}", reload.body);
+    let metrics = http_request(addr, "GET", "/metrics", &[], b"")
+        .unwrap()
+        .body;
+    assert_eq!(exported(&metrics, 60), own(60));
+    let (status, _) = shard.stop().await;
+    assert!(status.success(), "{}", shard.stderr());
 }
