@@ -1,19 +1,69 @@
-//! Records the git revision the binary was built from, for `oauth2_exporter_build_info`.
+//! Records what `--version` and `oauth2_exporter_build_info` say about the build: the git
+//! revision, the build date and the rustc version. Nothing here uses the network.
 
 use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() {
-    let revision = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
+    // Built outside a git checkout (e.g. from a crates.io package): say so plainly.
+    let revision = first_line("git", &["rev-parse", "--short=12", "HEAD"]);
+    println!("cargo:rustc-env=OAUTH2_EXPORTER_REVISION={revision}");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/refs/heads");
+
+    // SOURCE_DATE_EPOCH (reproducible-builds.org) makes the date, and so the binary, repeatable.
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let seconds = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_secs())
+                .unwrap_or(0)
+        });
+    println!(
+        "cargo:rustc-env=OAUTH2_EXPORTER_BUILD_DATE={}",
+        build_date(seconds)
+    );
+
+    // Cargo tells build scripts which compiler builds the crate.
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let rustc_version = first_line(&rustc, &["--version"]);
+    println!("cargo:rustc-env=OAUTH2_EXPORTER_RUSTC_VERSION={rustc_version}");
+}
+
+/// What `program args` prints, trimmed; "unknown" when it cannot run, fails or prints nothing.
+fn first_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
         .output()
         .ok()
         .filter(|output| output.status.success())
         .and_then(|output| String::from_utf8(output.stdout).ok())
         .map(|text| text.trim().to_string())
         .filter(|text| !text.is_empty())
-        // Built outside a git checkout (e.g. from a crates.io package): say so plainly.
-        .unwrap_or_else(|| "unknown".to_string());
-    println!("cargo:rustc-env=OAUTH2_EXPORTER_REVISION={revision}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// `YYYYMMDD-HH:MM:SS` in UTC, the form Prometheus' exporters print as their build date.
+fn build_date(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let of_day = seconds % 86_400;
+    // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}:{:02}:{:02}",
+        of_day / 3_600,
+        of_day % 3_600 / 60,
+        of_day % 60
+    )
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::scheduler::{self, StartJitter};
+use crate::shard::Shard;
 use crate::web::security::WebSecurity;
 use crate::{config, metrics, probe, web};
 
@@ -31,6 +32,42 @@ pub struct RunOptions {
     pub reload_on_sighup: bool,
     /// TLS and basic auth for the web endpoints.
     pub web_security: WebSecurity,
+    /// Where the metrics are served (`--web.telemetry-path`, [`DEFAULT_TELEMETRY_PATH`]).
+    pub telemetry_path: String,
+    /// `--shard N --total-shards M`: probe only this shard's providers.
+    pub shard: Option<Shard>,
+}
+
+/// Where `/metrics` is served unless `--web.telemetry-path` says otherwise.
+pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
+
+/// The bound sockets [`run_with`] serves, all alike: one, or one per `--web.listen-address`.
+pub struct Listeners(Vec<TcpListener>);
+
+impl From<TcpListener> for Listeners {
+    fn from(listener: TcpListener) -> Self {
+        Listeners(vec![listener])
+    }
+}
+
+impl From<Vec<TcpListener>> for Listeners {
+    fn from(listeners: Vec<TcpListener>) -> Self {
+        Listeners(listeners)
+    }
+}
+
+/// Binds a validated listen address. `:PORT` means every interface, as in Prometheus
+/// exporters: IPv6 and IPv4 where the machine has IPv6 (`[::]`, dual-stack on Linux by default),
+/// otherwise IPv4 only (`0.0.0.0`).
+pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
+    match address.strip_prefix(':') {
+        Some(port) => match TcpListener::bind(format!("[::]:{port}")).await {
+            Ok(listener) => Ok(listener),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => Err(error),
+            Err(_) => TcpListener::bind(format!("0.0.0.0:{port}")).await,
+        },
+        None => TcpListener::bind(address).await,
+    }
 }
 
 /// Serves `/metrics` on `listener` and probes every provider of `config` until `shutdown`
@@ -46,14 +83,17 @@ pub async fn run(
         reload: None,
         reload_on_sighup: false,
         web_security: Default::default(),
+        telemetry_path: DEFAULT_TELEMETRY_PATH.to_string(),
+        shard: None,
     };
     run_with(config, listener, options, shutdown).await
 }
 
-/// [`run`], with reloads on `POST /-/reload` (and SIGHUP if asked) from `options.reload`.
+/// [`run`], with reloads on `POST /-/reload` (and SIGHUP if asked) from `options.reload`, on
+/// one listener or several (each served alike).
 pub async fn run_with(
     config: config::Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -86,21 +126,36 @@ pub async fn run_with(
         directory: Arc::clone(&recorders.directory),
         ready: AtomicBool::new(false),
         reload: options.reload.is_some().then_some(reload_requests),
+        telemetry_path: options.telemetry_path,
+        shard: options.shard,
     });
-    tracker.spawn(web::serve(
-        listener,
-        options.web_security,
-        Arc::clone(&state),
-        cancel.clone(),
-    ));
+    for listener in listeners.into().0 {
+        tracker.spawn(web::serve(
+            listener,
+            options.web_security.clone(),
+            Arc::clone(&state),
+            cancel.clone(),
+        ));
+    }
 
-    scheduler
+    scheduler.set_shard(options.shard);
+    metrics.record_shard(options.shard);
+    let started = scheduler
         .apply(&config.providers)
         .map_err(|error| anyhow::anyhow!("cannot set up an HTTP client: {error}"))?;
     metrics.record_reload(true);
     recorders.status.record_reload(true);
     state.ready.store(true, Ordering::Release);
-    tracing::info!(providers = config.providers.len(), "probing started");
+    match options.shard {
+        None => tracing::info!(providers = started.added.len(), "probing started"),
+        Some(shard) => tracing::info!(
+            providers = started.added.len(),
+            configured = config.providers.len(),
+            shard = shard.ordinal(),
+            total_shards = shard.total(),
+            "probing started"
+        ),
+    }
 
     let mut hangups = hangup_signals(options.reload_on_sighup);
     tokio::pin!(shutdown);
@@ -172,7 +227,9 @@ fn reload(
     state: &web::WebState,
 ) -> Result<String, String> {
     let outcome = loaded.and_then(|config| {
-        if config.web.listen_address != initial_web.listen_address {
+        if config.web.listen_address != initial_web.listen_address
+            || config.web.extra_listen_addresses != initial_web.extra_listen_addresses
+        {
             tracing::warn!("web.listen_address changed; it takes effect only after a restart");
         }
         scheduler

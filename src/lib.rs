@@ -9,8 +9,10 @@
 //! runs cycles, and the metrics, the status page, the log, `/probe` and `check` each render the
 //! same report. Folders group code by job:
 //!
-//! - `main.rs` (the binary): flags, logging, the runtime, and dispatch to serve, `check`,
+//! - `main.rs` (the binary): logging, the runtime, binding, and dispatch to serve, `check`,
 //!   `--config.check` or `--demo`. Nothing else.
+//! - [`cli`]: the flags as clap defines them (the man page and completions are generated from
+//!   them) and the `--version` text.
 //! - [`daemon`](run_with): [`run`] / [`run_with`], the reload loop, and every signal (SIGINT
 //!   and SIGTERM end it, SIGHUP reloads).
 //! - `check`: the `check` command, one cycle per provider (all, or those named), as a table or
@@ -39,6 +41,8 @@
 //! - `web/`: routing, health, readiness, reload and the basic-auth gate (`mod.rs`); the accept
 //!   loop (`server`), `--web.config.file` (`security`), `/metrics` under load (`scrape`),
 //!   `/probe` (`probe`), and the HTML status page (`status_page`).
+//! - [`shard`]: which of `--total-shards` processes probes a provider (rendezvous hashing of
+//!   its name), applied by the scheduler, `/probe` and `check`.
 //! - `humanize`: durations as a person says them, for the status page and `check`.
 //! - `logging`: logfmt or JSON logs on standard error.
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
@@ -50,6 +54,7 @@
 //! Public items are the few that `main.rs`, `tests/`, `fuzz/` and `examples/` use.
 
 pub mod check;
+pub mod cli;
 pub mod config;
 mod daemon;
 #[cfg(feature = "demo")]
@@ -61,11 +66,13 @@ mod metrics;
 mod probe;
 mod scheduler;
 pub mod secrets;
+pub mod shard;
 mod status;
 mod web;
 
 pub use daemon::{
-    ConfigSource, RunOptions, claim_hangup, run, run_with, shutdown_signal, unless_shutdown,
+    ConfigSource, DEFAULT_TELEMETRY_PATH, Listeners, RunOptions, bind, claim_hangup, run, run_with,
+    shutdown_signal, unless_shutdown,
 };
 pub use probe::token;
 pub use probe::transport::raise_descriptor_limit;

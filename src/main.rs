@@ -6,13 +6,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::Parser;
+use oauth2_exporter::cli::{self, CheckArgs, Cli, Command};
 use oauth2_exporter::config::{self, Overrides};
 #[cfg(feature = "demo")]
 use oauth2_exporter::demo::DemoServer;
-use oauth2_exporter::logging::{self, LogFormat, LogLevel};
+use oauth2_exporter::logging;
+use oauth2_exporter::shard::Shard;
 use oauth2_exporter::{
-    ConfigSource, RunOptions, StartJitter, WebSecurity, check, claim_hangup, load_web_config,
+    ConfigSource, RunOptions, StartJitter, WebSecurity, bind, claim_hangup, load_web_config,
     run_with, shutdown_signal, unless_shutdown,
 };
 use std::sync::Arc;
@@ -23,68 +25,23 @@ use tokio_util::task::TaskTracker;
 #[cfg(feature = "demo")]
 const DEMO_LISTEN_ADDRESS: &str = "127.0.0.1:9875";
 
-/// Proves continuously that OAuth2 machine-to-machine credentials work, and exports what it saw
-/// as Prometheus metrics.
-#[derive(Debug, Parser)]
-#[command(name = "oauth2-exporter", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    /// Configuration file (TOML), or a directory of *.toml files merged in name order. May be
-    /// given several times; a provider defined in two files is an error.
-    #[arg(
-        long = "config.file",
-        value_name = "PATH",
-        default_value = "exporter.toml",
-        action = ArgAction::Append,
-        global = true
-    )]
-    config_files: Vec<PathBuf>,
-    /// Address to serve /metrics on (overrides web.listen_address).
-    #[arg(long = "web.listen-address", value_name = "ADDR")]
-    listen_address: Option<String>,
-    /// TLS and basic auth for the web endpoints, in the Prometheus exporter-toolkit format.
-    #[arg(long = "web.config.file", value_name = "PATH")]
-    web_config_file: Option<PathBuf>,
-    /// Log level of the exporter's own messages.
-    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
-    log_level: LogLevel,
-    /// Log format.
-    #[arg(
-        long = "log.format",
-        value_enum,
-        default_value = "logfmt",
-        global = true
-    )]
-    log_format: LogFormat,
-    /// Validate the configuration (secrets resolved), print every problem, and exit.
-    #[arg(long = "config.check")]
-    config_check: bool,
-    /// Run against a built-in identity provider and API on loopback, with a built-in
-    /// configuration: the quickest way to see every metric.
-    #[arg(long, conflicts_with_all = ["config_files", "config_check"])]
-    demo: bool,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run each provider's token flow and canary once, print the results, and exit: 0 when all
-    /// pass, 1 when any fails, 2 on a configuration error.
-    Check(CheckArgs),
-}
-
-#[derive(Debug, Args)]
-struct CheckArgs {
-    /// Check only this provider (may be given several times).
-    #[arg(long = "provider", value_name = "NAME")]
-    providers: Vec<String>,
-    /// Output format.
-    #[arg(long = "output", value_enum, default_value = "table")]
-    output: check::Output,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.version {
+        print!("{}", cli::version_text());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(problem) = cli::telemetry_path_problem(&cli.telemetry_path) {
+        eprintln!("error: {problem}");
+        return ExitCode::from(2);
+    }
+    let shard = match cli.shard() {
+        Ok(shard) => shard,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return ExitCode::from(2);
+        }
+    };
     logging::init(cli.log_level, cli.log_format);
     // Panics are bugs; log them as one structured line like everything else. A panic inside a
     // probe cycle is also caught and counted, and probing goes on.
@@ -103,16 +60,16 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(async_main(cli));
+    let code = runtime.block_on(async_main(cli, shard));
     // The daemon already gave its tasks their grace period; a blocking thread still busy (a
     // start-up load abandoned at a signal, a DNS lookup) must not hold the exit.
     runtime.shutdown_background();
     code
 }
 
-async fn async_main(cli: Cli) -> ExitCode {
+async fn async_main(cli: Cli, shard: Option<Shard>) -> ExitCode {
     if let Some(Command::Check(args)) = &cli.command {
-        return check(&cli, args).await;
+        return check(&cli, args, shard).await;
     }
     // Listen for SIGINT and SIGTERM before anything else, so that a signal during start-up
     // still ends in an orderly exit 0 rather than the default abrupt termination.
@@ -162,33 +119,38 @@ async fn async_main(cli: Cli) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let address = config.web.listen_address.clone();
-    let listener = match tokio::net::TcpListener::bind(&address).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("error: cannot listen on {address}: {error}");
-            return ExitCode::from(1);
+    let mut listeners = Vec::new();
+    for address in config.web.listen_addresses() {
+        let listener = match bind(address).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("error: cannot listen on {address}: {error}");
+                return ExitCode::from(1);
+            }
+        };
+        match listener.local_addr() {
+            Ok(bound) => tracing::info!(
+                address = %bound,
+                metrics = %format!("http://{bound}{}", cli.telemetry_path),
+                "listening"
+            ),
+            Err(error) => tracing::warn!(%error, "cannot tell the bound address"),
         }
-    };
-    // Before any request is sent (the request slots are sized by the limit in force), and after
-    // the bind, so that "address in use" stays the one line it is.
-    oauth2_exporter::raise_descriptor_limit();
-    match listener.local_addr() {
-        Ok(bound) => tracing::info!(
-            address = %bound,
-            metrics = %format!("http://{bound}/metrics"),
-            "listening"
-        ),
-        Err(error) => tracing::warn!(%error, "cannot tell the bound address"),
+        listeners.push(listener);
     }
+    // Before any request is sent (the request slots are sized by the limit in force), and after
+    // the binds, so that "address in use" stays the one line it is.
+    oauth2_exporter::raise_descriptor_limit();
 
     let options = RunOptions {
         jitter: StartJitter::Random,
         reload: Some(source),
         reload_on_sighup: true,
         web_security,
+        telemetry_path: cli.telemetry_path.clone(),
+        shard,
     };
-    let result = run_with(config, listener, options, shutdown).await;
+    let result = run_with(config, listeners, options, shutdown).await;
     demo_cancel.cancel();
     demo_tracker.close();
     demo_tracker.wait().await;
@@ -238,7 +200,7 @@ impl StartUp {
 fn file_source(cli: &Cli) -> ConfigSource {
     let paths = cli.config_files.clone();
     let overrides = Overrides {
-        listen_address: cli.listen_address.clone(),
+        listen_addresses: cli.listen_addresses.clone(),
     };
     Arc::new(move || config::load_files(&paths, &overrides))
 }
@@ -263,14 +225,32 @@ fn warn_exposed_secrets(paths: &[PathBuf], config: &config::Config) {
     }
 }
 
-/// `oauth2-exporter check`: loads the configuration as the daemon would, then hands over.
-async fn check(cli: &Cli, args: &CheckArgs) -> ExitCode {
-    match file_source(cli)() {
-        Ok(config) => {
-            oauth2_exporter::check::command(config.providers, &args.providers, args.output).await
+/// `oauth2-exporter check`: loads the configuration as the daemon would, keeps this shard's
+/// providers, then hands over.
+async fn check(cli: &Cli, args: &CheckArgs, shard: Option<Shard>) -> ExitCode {
+    let config = match file_source(cli)() {
+        Ok(config) => config,
+        Err(error) => return config_error(&files_label(&cli.config_files), &error.problems),
+    };
+    let Some(shard) = shard else {
+        return oauth2_exporter::check::command(config.providers, &args.providers, args.output)
+            .await;
+    };
+    let (mine, others): (Vec<_>, Vec<_>) = config
+        .providers
+        .into_iter()
+        .partition(|provider| shard.owns(&provider.name));
+    for name in &args.providers {
+        if others.iter().any(|provider| &provider.name == name) {
+            eprintln!(
+                "error: provider {name:?} is checked by shard {} of {}; this is {shard}",
+                oauth2_exporter::shard::owner(name, shard.total()),
+                shard.total()
+            );
+            return ExitCode::from(2);
         }
-        Err(error) => config_error(&files_label(&cli.config_files), &error.problems),
     }
+    oauth2_exporter::check::command(mine, &args.providers, args.output).await
 }
 
 /// Starts the demo identity provider; its built-in configuration points at it.
@@ -287,13 +267,12 @@ async fn demo_source(
             ExitCode::from(1)
         })?;
     tracing::info!(address = %server.addr(), "demo identity provider and API started");
-    let overrides = Overrides {
-        listen_address: Some(
-            cli.listen_address
-                .clone()
-                .unwrap_or_else(|| DEMO_LISTEN_ADDRESS.to_string()),
-        ),
+    let listen_addresses = if cli.listen_addresses.is_empty() {
+        vec![DEMO_LISTEN_ADDRESS.to_string()]
+    } else {
+        cli.listen_addresses.clone()
     };
+    let overrides = Overrides { listen_addresses };
     let toml = server.config_toml();
     Ok(Arc::new(move || config::load_str(&toml, &overrides)))
 }

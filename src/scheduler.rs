@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::probe::trace::Trace;
 use crate::probe::transport;
 use crate::probe::{CycleReport, HeldToken, Prober};
+use crate::shard::Shard;
 use crate::status::StatusBoard;
 
 /// One caller's wish for a cycle now (`/probe`).
@@ -41,9 +42,20 @@ pub struct ProbeAnswer {
 #[derive(Default)]
 pub struct Directory {
     providers: Mutex<HashMap<String, mpsc::Sender<ProbeRequest>>>,
+    /// Configured providers that another shard probes, so `/probe` can name it.
+    elsewhere: Mutex<HashMap<String, u32>>,
 }
 
 impl Directory {
+    /// The shard that probes `provider` when it is configured but not probed here.
+    pub fn owner_elsewhere(&self, provider: &str) -> Option<u32> {
+        self.elsewhere
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(provider)
+            .copied()
+    }
+
     pub fn insert(&self, provider: &str, requests: mpsc::Sender<ProbeRequest>) {
         self.providers
             .lock()
@@ -139,6 +151,8 @@ pub struct Scheduler {
     root: CancellationToken,
     tracker: TaskTracker,
     running: HashMap<String, Running>,
+    /// With `--shard`, only the providers this shard owns run (on start and on every reload).
+    shard: Option<Shard>,
 }
 
 impl Scheduler {
@@ -157,7 +171,13 @@ impl Scheduler {
             root,
             tracker,
             running: HashMap::new(),
+            shard: None,
         })
+    }
+
+    /// From now on, run only the providers `shard` owns.
+    pub fn set_shard(&mut self, shard: Option<Shard>) {
+        self.shard = shard;
     }
 
     /// Makes exactly `providers` run: new ones start, removed ones stop and their series are
@@ -165,9 +185,20 @@ impl Scheduler {
     /// unchanged ones keep running untouched, held token included. Nothing changes if a client
     /// cannot be built.
     pub fn apply(&mut self, providers: &[ProviderConfig]) -> Result<Changes, reqwest::Error> {
+        // Every shard loads the same configuration; each keeps its own part of it.
+        let (providers, elsewhere): (Vec<&ProviderConfig>, Vec<&ProviderConfig>) = providers
+            .iter()
+            .partition(|provider| self.shard.is_none_or(|shard| shard.owns(&provider.name)));
+        let elsewhere: HashMap<String, u32> = match self.shard {
+            Some(shard) => elsewhere
+                .into_iter()
+                .map(|p| (p.name.clone(), crate::shard::owner(&p.name, shard.total())))
+                .collect(),
+            None => HashMap::new(),
+        };
         let mut changes = Changes::default();
         let mut to_start = Vec::new();
-        for provider in providers {
+        for &provider in &providers {
             match self.running.get(&provider.name) {
                 Some(running) if *running.config == *provider => {
                     changes.unchanged.push(provider.name.clone());
@@ -213,6 +244,12 @@ impl Scheduler {
             }
             self.start(config, client);
         }
+        *self
+            .recorders
+            .directory
+            .elsewhere
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = elsewhere;
         Ok(changes)
     }
 

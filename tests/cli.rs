@@ -85,14 +85,121 @@ fn busy_config(dir: &Path) -> PathBuf {
     path
 }
 
+/// `--version` (and `-V`) print the fields Prometheus' exporters print, one per line (issue 14,
+/// section 3): version and git revision, build date, compiler, platform.
 #[test]
-fn version_prints_name_and_version() {
-    let output = run(&["--version"]);
-    assert_eq!(output.status.code(), Some(0));
-    assert_eq!(
-        text(&output.stdout),
-        format!("oauth2-exporter {}\n", env!("CARGO_PKG_VERSION"))
-    );
+fn version_prints_name_version_revision_date_and_rustc() {
+    for flag in ["--version", "-V"] {
+        let output = run(&[flag]);
+        assert_eq!(output.status.code(), Some(0), "{flag}");
+        assert_eq!(text(&output.stderr), "", "{flag}");
+        let stdout = text(&output.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 4, "{flag}:\n{stdout}");
+        let first = format!(
+            "oauth2-exporter, version {} (revision: ",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(
+            lines[0].starts_with(&first) && lines[0].ends_with(')'),
+            "{flag}: {}",
+            lines[0]
+        );
+        let revision = &lines[0][first.len()..lines[0].len() - 1];
+        assert!(
+            revision == "unknown"
+                || (revision.len() == 12 && revision.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{flag}: revision {revision:?}"
+        );
+        let date = lines[1]
+            .strip_prefix("  build date:       ")
+            .unwrap_or_else(|| panic!("{flag}: {}", lines[1]));
+        // YYYYMMDD-HH:MM:SS, as Prometheus' exporters print it.
+        let shape: String = date
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '9' } else { c })
+            .collect();
+        assert_eq!(shape, "99999999-99:99:99", "{flag}: build date {date:?}");
+        let rustc = lines[2]
+            .strip_prefix("  rustc version:    ")
+            .unwrap_or_else(|| panic!("{flag}: {}", lines[2]));
+        assert!(rustc.starts_with("rustc 1."), "{flag}: {rustc}");
+        assert_eq!(
+            lines[3],
+            format!(
+                "  platform:         {}/{}",
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            ),
+            "{flag}"
+        );
+    }
+}
+
+/// `--web.listen-address` in the forms Prometheus exporters document (issue 14, section 3),
+/// repeated or not, passes `--config.check`; a bare port or host still exits 2 naming the key.
+#[test]
+fn listen_address_forms_of_prometheus_exporters_are_accepted() {
+    let (_dir, file) = private_copy("valid-minimal.toml");
+    let file = file.to_str().unwrap();
+    for addresses in [
+        vec![":9875"],
+        vec!["0.0.0.0:9875"],
+        vec!["[::]:9875"],
+        vec!["localhost:9875"],
+        vec!["127.0.0.1:9875", "[::1]:9875", ":9876"],
+    ] {
+        let mut args = vec!["--config.file", file, "--config.check"];
+        for address in &addresses {
+            args.extend(["--web.listen-address", address]);
+        }
+        let output = run(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{addresses:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    for bad in ["9875", "localhost", "::1:9875", "127.0.0.1:http"] {
+        // Refused as the first address and as a further one alike.
+        for args in [
+            vec!["--web.listen-address", bad],
+            vec!["--web.listen-address", ":9875", "--web.listen-address", bad],
+        ] {
+            let mut args = args.clone();
+            args.extend(["--config.file", file, "--config.check"]);
+            let output = run(&args);
+            assert_eq!(output.status.code(), Some(2), "{args:?}");
+            assert_eq!(
+                text(&output.stderr),
+                format!(
+                    "error: {file}: invalid configuration (1 problem):\n  key `web.listen_address`: invalid address {bad:?}; expected HOST:PORT, e.g. \"0.0.0.0:9875\"\n"
+                ),
+                "{args:?}"
+            );
+        }
+    }
+}
+
+/// `--web.telemetry-path` must be an absolute path that hides no other endpoint: anything else
+/// exits 2 with one line saying what is allowed.
+#[test]
+fn an_unusable_telemetry_path_exits_2() {
+    for (path, expected) in [
+        (
+            "metrics",
+            "error: --web.telemetry-path: invalid path \"metrics\"; expected an absolute path such as \"/metrics\"\n",
+        ),
+        (
+            "/probe",
+            "error: --web.telemetry-path: \"/probe\" is taken by another endpoint; not one of /, /probe, /-/healthy, /-/ready, /-/reload\n",
+        ),
+    ] {
+        let output = run(&["--web.telemetry-path", path, "--config.check"]);
+        assert_eq!(output.status.code(), Some(2), "{path}");
+        assert_eq!(text(&output.stderr), expected, "{path}");
+    }
 }
 
 /// `--config.check` on a valid file: exit 0 and one success line naming the file and the

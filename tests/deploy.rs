@@ -1274,3 +1274,255 @@ fn kubernetes_manifests_pass_offline_schema_validation() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes: sharded, and the operator's copies of the rules and the dashboard (issue 14)
+// ---------------------------------------------------------------------------------------------
+
+/// `text` with every non-empty line indented by `prefix`.
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines()
+        .map(|line| {
+            if line.is_empty() {
+                "\n".to_owned()
+            } else {
+                format!("{prefix}{line}\n")
+            }
+        })
+        .collect()
+}
+
+/// The PrometheusRule carrying prometheus/alerts.yml as its `spec`, line for line.
+fn prometheus_rule_manifest() -> String {
+    format!(
+        "# deploy/kubernetes/monitoring/prometheusrule.yaml: prometheus/alerts.yml for a\n\
+         # prometheus-operator managed Prometheus (its ruleSelector must match the labels below; with\n\
+         # kube-prometheus-stack usually `release: <helm release name>`). Generated: the spec is\n\
+         # prometheus/alerts.yml indented, and tests/deploy.rs fails when they differ; rewrite it with\n\
+         # `OAUTH2_EXPORTER_REGENERATE=1 cargo test --test deploy operator_manifests`.\n\
+         apiVersion: monitoring.coreos.com/v1\n\
+         kind: PrometheusRule\n\
+         metadata:\n  name: oauth2-exporter\n  labels:\n    app.kubernetes.io/name: oauth2-exporter\n\
+         spec:\n{}",
+        indent(&read(&repo().join("prometheus/alerts.yml")), "  ")
+    )
+}
+
+/// The dashboards of grafana/, sorted by name.
+fn dashboards() -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = std::fs::read_dir(repo().join("grafana"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                read(&p),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The ConfigMap carrying every grafana/*.json for Grafana's dashboard sidecar.
+fn dashboard_manifest() -> String {
+    let mut text = String::from(
+        "# deploy/kubernetes/monitoring/grafana-dashboard.yaml: the dashboards of grafana/ for the\n\
+         # Grafana sidecar (kube-prometheus-stack's grafana.sidecar.dashboards), which loads every\n\
+         # ConfigMap labelled grafana_dashboard: \"1\". Generated: each key is a grafana/*.json file as\n\
+         # it is, and tests/deploy.rs fails when they differ; rewrite it with\n\
+         # `OAUTH2_EXPORTER_REGENERATE=1 cargo test --test deploy operator_manifests`.\n\
+         apiVersion: v1\n\
+         kind: ConfigMap\n\
+         metadata:\n  name: oauth2-exporter-dashboards\n  labels:\n    app.kubernetes.io/name: oauth2-exporter\n    grafana_dashboard: \"1\"\n\
+         data:\n",
+    );
+    for (name, json) in dashboards() {
+        text.push_str(&format!("  {name}: |\n{}", indent(&json, "    ")));
+    }
+    text
+}
+
+/// The PrometheusRule carries exactly prometheus/alerts.yml and the dashboard ConfigMap exactly
+/// grafana/*.json: as text (regenerated with OAUTH2_EXPORTER_REGENERATE=1) and, read back as
+/// YAML, as data.
+#[test]
+fn operator_manifests_carry_exactly_the_rules_and_the_dashboards() {
+    let regenerate = std::env::var_os("OAUTH2_EXPORTER_REGENERATE").is_some();
+    for (name, expected) in [
+        ("monitoring/prometheusrule.yaml", prometheus_rule_manifest()),
+        ("monitoring/grafana-dashboard.yaml", dashboard_manifest()),
+    ] {
+        let path = manifests_dir().join(name);
+        if regenerate {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            write(&path, &expected);
+        }
+        assert!(
+            std::fs::read_to_string(&path).is_ok_and(|text| text == expected),
+            "deploy/kubernetes/{name} differs from its source; rewrite it with \
+             `OAUTH2_EXPORTER_REGENERATE=1 cargo test --test deploy operator_manifests`"
+        );
+    }
+
+    let rule = manifest("monitoring/prometheusrule.yaml");
+    let alerts: Value = figment::Figment::from(figment::providers::Yaml::file_exact(
+        repo().join("prometheus/alerts.yml"),
+    ))
+    .extract()
+    .unwrap();
+    assert_eq!(
+        rule["spec"], alerts,
+        "the PrometheusRule's spec is alerts.yml"
+    );
+    assert!(
+        rule["spec"]["groups"][0]["rules"]
+            .as_array()
+            .is_some_and(|rules| rules.iter().any(|r| r["alert"] == "OAuth2ExporterDown"))
+    );
+
+    let dashboards_map = manifest("monitoring/grafana-dashboard.yaml");
+    assert_eq!(
+        dashboards_map["metadata"]["labels"]["grafana_dashboard"],
+        "1"
+    );
+    let data = dashboards_map["data"].as_object().expect("data");
+    let expected = dashboards();
+    assert_eq!(data.len(), expected.len());
+    for (name, json) in expected {
+        assert_eq!(data[&name], json, "{name} is carried as it is");
+    }
+}
+
+/// The sharded StatefulSet fits its Service, its PodMonitor and the shared ConfigMap and Secret:
+/// `replicas` equals `--total-shards`, the ordinal comes from the pod's own name, every shard is
+/// scraped as job="oauth2-exporter", and the pod keeps the unsharded Deployment's hardening.
+#[test]
+fn sharded_manifests_fit_together() {
+    let statefulset = manifest("sharded/statefulset.yaml");
+    let service = manifest("sharded/service.yaml");
+    let monitor = manifest("sharded/podmonitor.yaml");
+    let deployment = manifest("deployment.yaml");
+    let pod = &statefulset["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+    assert!(selects(
+        &statefulset["spec"]["selector"]["matchLabels"],
+        &pod["metadata"]["labels"]
+    ));
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let total: u64 = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--total-shards="))
+        .expect("--total-shards=M")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        statefulset["spec"]["replicas"], total,
+        "replicas = --total-shards"
+    );
+    assert!(
+        args.contains(&"--shard-from-pod-name=$(POD_NAME)"),
+        "{args:?}"
+    );
+    assert_eq!(
+        container["env"],
+        serde_json::json!([{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}])
+    );
+    // The same configuration, secrets, probes and hardening as the unsharded Deployment.
+    let unsharded = &deployment["spec"]["template"]["spec"];
+    for key in ["volumes", "securityContext", "automountServiceAccountToken"] {
+        assert_eq!(pod["spec"][key], unsharded[key], "{key}");
+    }
+    let unsharded_container = &unsharded["containers"][0];
+    for key in [
+        "image",
+        "ports",
+        "livenessProbe",
+        "readinessProbe",
+        "securityContext",
+        "volumeMounts",
+    ] {
+        assert_eq!(container[key], unsharded_container[key], "{key}");
+    }
+    assert!(args.contains(&"--config.file=/etc/oauth2-exporter/config/exporter.toml"));
+
+    // The headless Service the StatefulSet names.
+    assert_eq!(
+        statefulset["spec"]["serviceName"],
+        service["metadata"]["name"]
+    );
+    assert_eq!(service["spec"]["clusterIP"], "None");
+    assert!(selects(
+        &service["spec"]["selector"],
+        &pod["metadata"]["labels"]
+    ));
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
+
+    // Every shard scraped on its own, as job="oauth2-exporter".
+    assert_eq!(monitor["kind"], "PodMonitor");
+    assert!(selects(
+        &monitor["spec"]["selector"]["matchLabels"],
+        &pod["metadata"]["labels"]
+    ));
+    let job_label = str_at(&monitor, "/spec/jobLabel");
+    assert_eq!(pod["metadata"]["labels"][job_label], "oauth2-exporter");
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["port"], "metrics");
+    assert_eq!(endpoint["path"], "/metrics");
+
+    for name in ["statefulset.yaml", "service.yaml", "podmonitor.yaml"] {
+        let text = read(&manifests_dir().join("sharded").join(name));
+        assert!(
+            text.starts_with(&format!("# deploy/kubernetes/sharded/{name}:")),
+            "{name} starts with a comment saying what it is"
+        );
+    }
+}
+
+/// The sharded manifests and the operator's copies validate offline like the others: the
+/// built-in kinds against Kubernetes' schemas for each bundled version, PodMonitor and
+/// PrometheusRule against prometheus-operator's models.
+#[test]
+fn sharded_and_operator_manifests_pass_offline_schema_validation() {
+    let Some(python) =
+        validator_python("sharded_and_operator_manifests_pass_offline_schema_validation")
+    else {
+        return;
+    };
+    let files: Vec<PathBuf> = [
+        "sharded/statefulset.yaml",
+        "sharded/service.yaml",
+        "sharded/podmonitor.yaml",
+        "monitoring/prometheusrule.yaml",
+        "monitoring/grafana-dashboard.yaml",
+    ]
+    .iter()
+    .map(|name| manifests_dir().join(name))
+    .collect();
+    let verdicts = validate(&python, &files);
+    let mut kinds: BTreeSet<&str> = BTreeSet::new();
+    for v in &verdicts {
+        assert_eq!(v["ok"], true, "rejected: {v:#}");
+        kinds.insert(str_at(v, "/kind"));
+    }
+    assert_eq!(
+        kinds,
+        [
+            "ConfigMap",
+            "PodMonitor",
+            "PrometheusRule",
+            "Service",
+            "StatefulSet"
+        ]
+        .into_iter()
+        .collect()
+    );
+    let files_seen: BTreeSet<&str> = verdicts.iter().map(|v| str_at(v, "/file")).collect();
+    assert_eq!(files_seen.len(), files.len(), "every file holds a resource");
+}

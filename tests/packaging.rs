@@ -25,20 +25,21 @@
 //! cannot be set, while lower explicit ones can. `--network=host` lets the container reach the
 //! loopback token server and the test reach the exporter. None of this is part of the image.
 //!
-//! The helpers below are local to this file for now; they move to tests/support once that is
-//! rewritten.
+//! Child processes, the environment scrub, skipping and HTTP come from `tests/support` (one
+//! launcher, one scrub, issue 10); only what is about packaging is here.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use support::binary::{run_bounded, scrubbed_command};
+use support::peers::{find_tool, http_request, skip_or_fail};
+use support::{FakeServer, Reply};
 
 /// Upper bound for one command (building the image or the package copies and strips a debug
 /// binary of a few hundred MB, on CI's 2 shared cores).
@@ -65,17 +66,8 @@ fn repo() -> PathBuf {
 }
 
 /// Prints SKIPPED, or fails when CI requires every peer (OAUTH2_EXPORTER_REQUIRE_PEERS=1).
-fn skip_or_fail(test: &str, why: &str) {
-    if std::env::var("OAUTH2_EXPORTER_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("{test}: {why} (OAUTH2_EXPORTER_REQUIRE_PEERS=1)");
-    }
-    eprintln!("SKIPPED {test}: {why}");
-}
-
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
-        .unwrap_or(false)
+    find_tool(tool).is_some()
 }
 
 fn is_root() -> bool {
@@ -84,61 +76,18 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A command with every proxy variable removed, no standard input, and dpkg kept from asking.
+/// A command without proxy variables (the one scrub, `support::binary`), no standard input,
+/// and dpkg kept from asking.
 fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut cmd = Command::new(program);
-    for (name, _) in std::env::vars_os() {
-        if name
-            .to_string_lossy()
-            .to_ascii_lowercase()
-            .ends_with("_proxy")
-        {
-            cmd.env_remove(name);
-        }
-    }
+    let mut cmd = scrubbed_command(program);
     cmd.env("DEBIAN_FRONTEND", "noninteractive");
     cmd.stdin(Stdio::null());
     cmd
 }
 
 /// Runs `cmd` to completion within COMMAND_LIMIT (killed after it) and returns its output.
-fn run(mut cmd: Command) -> Output {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {what}: {e}"));
-    // Read both pipes on threads so a chatty command cannot block on a full pipe.
-    let mut stdout = child.stdout.take().expect("stdout piped");
-    let mut stderr = child.stderr.take().expect("stderr piped");
-    let out = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
-    });
-    let err = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
-    let deadline = Instant::now() + COMMAND_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {COMMAND_LIMIT:?}");
-        }
-        thread::sleep(POLL_EVERY);
-    };
-    Output {
-        status,
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
+fn run(cmd: Command) -> Output {
+    run_bounded(cmd, COMMAND_LIMIT)
 }
 
 fn run_ok(cmd: Command) -> String {
@@ -186,142 +135,11 @@ impl Drop for Container {
     }
 }
 
-/// One request the token server received.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    headers: BTreeMap<String, String>,
-    body: String,
-}
-
-/// A loopback token endpoint (`POST /token`) and canary API (`GET /api`) that records every
-/// request; one request per connection (`Connection: close`).
-struct TokenServer {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl TokenServer {
-    fn start() -> TokenServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the token server");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local addr");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen2, stop2) = (seen.clone(), stop.clone());
-        let thread = thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Ok(request) = serve_one(stream) {
-                            seen2.lock().expect("seen").push(request);
-                        }
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        TokenServer {
-            addr,
-            seen,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("seen").clone()
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn serve_one(mut stream: TcpStream) -> std::io::Result<Seen> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    // Read the head, then exactly Content-Length bytes of body; bounded by the size cap and the
-    // read timeout.
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 || buf.len() > 64 * 1024 {
-            return Err(std::io::Error::other("incomplete request head"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut start = lines.next().unwrap_or_default().split(' ');
-    let method = start.next().unwrap_or_default().to_owned();
-    let path = start.next().unwrap_or_default().to_owned();
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-        .min(64 * 1024);
-    while buf.len() < head_end + length {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
-    let (status, content_type, reply) = match (method.as_str(), path.as_str()) {
-        ("POST", "/token") => (
-            "200 OK",
-            "application/json",
-            format!(r#"{{"access_token":"{TOKEN}","token_type":"Bearer","expires_in":3600}}"#),
-        ),
-        ("GET", "/api") => ("200 OK", "application/json", "{}".to_owned()),
-        _ => ("404 Not Found", "text/plain", "not found".to_owned()),
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{reply}",
-        reply.len()
-    )?;
-    Ok(Seen {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
-
 /// GET `path` from the exporter: (status, body), or None while nothing answers.
 fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
+    http_request(addr, "GET", path, &[], b"")
+        .ok()
+        .map(|response| (response.status, response.body))
 }
 
 /// A loopback port that was free a moment ago, for the exporter inside the container.
@@ -339,8 +157,10 @@ fn write_readable(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
 }
 
-#[test]
-fn image_builds_offline_and_runs_non_root_with_the_shipped_config() {
+// Multi-threaded: the fake token server runs on the runtime's workers while this test blocks on
+// podman.
+#[tokio::test(flavor = "multi_thread")]
+async fn image_builds_offline_and_runs_non_root_with_the_shipped_config() {
     let test = "image_builds_offline_and_runs_non_root_with_the_shipped_config";
     for tool in ["podman", "runc"] {
         if !on_path(tool) {
@@ -440,7 +260,15 @@ fn image_builds_offline_and_runs_non_root_with_the_shipped_config() {
 
     // `check` in the image, with a configuration mounted over the shipped one (so no
     // --config.file: the working directory's exporter.toml is the default).
-    let server = TokenServer::start();
+    let server =
+        FakeServer::start(
+            |request| match (request.method.as_str(), request.path.as_str()) {
+                ("POST", "/token") => Reply::token(TOKEN, 3600),
+                ("GET", "/api") => Reply::json(200, serde_json::json!({})),
+                _ => Reply::status(404),
+            },
+        )
+        .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let toml = dir.path().join("exporter.toml");
     write_readable(
@@ -477,29 +305,29 @@ fn image_builds_offline_and_runs_non_root_with_the_shipped_config() {
         "check printed a secret:\n{stdout}{stderr}"
     );
 
-    let seen = server.seen();
-    let token = seen
+    let tokens = server.requests_to("/token");
+    let token = tokens
         .iter()
-        .find(|s| s.method == "POST" && s.path == "/token")
-        .unwrap_or_else(|| panic!("no token request reached the server: {seen:?}"));
+        .find(|r| r.method == "POST")
+        .unwrap_or_else(|| {
+            panic!(
+                "no token request reached the server: {:?}",
+                server.requests()
+            )
+        });
     // The secret reached the token endpoint, in the form body or in basic auth.
-    let basic = token
-        .headers
-        .get("authorization")
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let basic_secret = token.basic_credentials().map(|(_, secret)| secret);
     assert!(
-        token.body.contains(SECRET) || basic.ends_with(&format!(":{SECRET}")),
+        token.body_text().contains(SECRET) || basic_secret.as_deref() == Some(SECRET),
         "the token request carries the secret from the container's environment: {token:?}"
     );
     assert!(
-        seen.iter().any(|s| s.method == "GET"
-            && s.path == "/api"
-            && s.headers.get("authorization").map(String::as_str)
-                == Some(&format!("Bearer {TOKEN}"))),
-        "the canary call used the token: {seen:?}"
+        server
+            .requests_to("/api")
+            .iter()
+            .any(|r| r.method == "GET" && r.bearer() == Some(TOKEN)),
+        "the canary call used the token: {:?}",
+        server.requests()
     );
     drop(image);
 }
@@ -634,9 +462,29 @@ fn deb_installs_checks_its_conffile_and_purges_cleanly() {
 
     let version = run_ok(tool("/usr/bin/oauth2-exporter", &["--version"]));
     assert!(
-        version.contains(env!("CARGO_PKG_VERSION")),
+        version.starts_with(&format!(
+            "oauth2-exporter, version {} (revision: ",
+            env!("CARGO_PKG_VERSION")
+        )),
         "--version: {version}"
     );
+
+    // The man pages and completions generated from the flags (tests/generated_docs.rs), where
+    // man, bash-completion, zsh and fish look for them; cargo-deb may gzip the man pages.
+    for wanted in [
+        "/usr/share/man/man1/oauth2-exporter.1",
+        "/usr/share/man/man1/oauth2-exporter-check.1",
+        "/usr/share/bash-completion/completions/oauth2-exporter",
+        "/usr/share/zsh/vendor-completions/_oauth2-exporter",
+        "/usr/share/fish/vendor_completions.d/oauth2-exporter.fish",
+    ] {
+        assert!(
+            files
+                .iter()
+                .any(|f| f == Path::new(wanted) || f == Path::new(&format!("{wanted}.gz"))),
+            "the package ships {wanted}: {files:?}"
+        );
+    }
 
     // The system user: no login, no home.
     let passwd = run_ok(tool("getent", &["passwd", PACKAGE]));

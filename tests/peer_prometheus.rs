@@ -67,6 +67,7 @@ const ALERTS: &[&str] = &[
     "OAuth2TokenEndpointSlow",
     "OAuth2ProbeFailing",
     "OAuth2ExporterDown",
+    "OAuth2ExporterShardingMismatch",
 ];
 
 fn repo() -> PathBuf {

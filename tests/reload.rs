@@ -54,6 +54,8 @@ impl Reloadable {
             reload: Some(source),
             reload_on_sighup: false,
             web_security: Default::default(),
+            telemetry_path: oauth2_exporter::DEFAULT_TELEMETRY_PATH.to_string(),
+            shard: None,
         };
         let task = tokio::spawn(oauth2_exporter::run_with(
             config,

@@ -306,6 +306,75 @@ async fn basic_auth_accepts_the_right_password_only() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Several listen addresses (issue 14, section 3).
+
+/// `--web.listen-address` given twice (the exporter-toolkit behaviour): every address serves
+/// the endpoints behind the same TLS and basic auth, and `--web.telemetry-path` moves the
+/// metrics on each of them.
+#[tokio::test]
+async fn every_listen_address_is_protected_alike() {
+    let setup = Setup::new();
+    let password = "correct horse battery staple";
+    let hash = bcrypt::hash(password, 4).unwrap();
+    let web = setup.web_config("", &format!("basic_auth_users:\n  prometheus: '{hash}'\n"));
+    let mut exporter = Binary::new()
+        .config(&setup.config)
+        .args(["--web.listen-address", "127.0.0.1:0"])
+        .args(["--web.listen-address", "localhost:0"])
+        .args(["--web.telemetry-path", "/custom/metrics"])
+        .args(["--web.config.file", web.to_str().unwrap()])
+        .spawn();
+    let logs = exporter.wait_for_log("msg=listening", 2).await;
+    let addresses: Vec<SocketAddr> = logs
+        .lines()
+        .filter(|line| line.contains("msg=listening"))
+        .filter_map(support::binary::listening_address)
+        .collect();
+    assert_eq!(addresses.len(), 2, "two listening lines:\n{logs}");
+    assert_ne!(addresses[0], addresses[1]);
+    assert!(
+        addresses.iter().all(|a| a.ip().is_loopback()),
+        "{addresses:?}"
+    );
+
+    for addr in addresses {
+        let client = setup.https_client(addr, None);
+        let get = |path: &str, password: Option<&str>| {
+            let request = client.get(https_url(addr, path));
+            match password {
+                Some(password) => request.basic_auth("prometheus", Some(password)),
+                None => request,
+            }
+            .send()
+        };
+        let metrics = get("/custom/metrics", Some(password))
+            .await
+            .unwrap_or_else(|e| panic!("{addr}: {}\n{}", chain(&e), exporter.stderr()));
+        assert_eq!(metrics.status(), 200, "{addr}");
+        let body = metrics.text().await.unwrap();
+        assert!(body.contains("oauth2_exporter_build_info{"), "{addr}");
+        let unauthenticated = get("/custom/metrics", None).await.unwrap();
+        assert_eq!(unauthenticated.status(), 401, "{addr} without credentials");
+        // The old path is not served once the metrics moved.
+        let old = get("/metrics", Some(password)).await.unwrap();
+        assert_eq!(old.status(), 404, "{addr} /metrics after the move");
+        // The status page links the moved path.
+        let page = get("/", Some(password))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains(r#"<a href="/custom/metrics">Metrics</a>"#),
+            "{page}"
+        );
+    }
+    let (status, _) = exporter.stop().await;
+    assert!(status.success(), "{}", exporter.stderr());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Client certificates.
 
 /// `RequireAndVerifyClientCert`: a client certificate signed by `client_ca_file` gets 200;

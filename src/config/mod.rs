@@ -54,6 +54,17 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct WebConfig {
     pub listen_address: String,
+    /// Further `--web.listen-address` values after the first (which is `listen_address`): each
+    /// is served like it, behind the same `--web.config.file`.
+    pub extra_listen_addresses: Vec<String>,
+}
+
+impl WebConfig {
+    /// Every address to listen on, the configured one first.
+    pub fn listen_addresses(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.listen_address.as_str())
+            .chain(self.extra_listen_addresses.iter().map(String::as_str))
+    }
 }
 
 /// Compared on reload: an unchanged provider keeps its held token and its task.
@@ -261,7 +272,9 @@ impl std::error::Error for ConfigError {}
 /// Command-line values that override the configuration (they win over every other layer).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    pub listen_address: Option<String>,
+    /// `--web.listen-address`, in the order given (it may be repeated, as in the Prometheus
+    /// exporter-toolkit): the first replaces `web.listen_address`, the others are added to it.
+    pub listen_addresses: Vec<String>,
 }
 
 /// Loads the configuration file at `path` with environment and command-line overrides, and
@@ -481,12 +494,20 @@ fn load(
     mut problems: Vec<String>,
     overrides: &Overrides,
 ) -> Result<Config, ConfigError> {
-    if let Some(address) = &overrides.listen_address {
+    if let Some(address) = overrides.listen_addresses.first() {
         figment = figment.merge(("web.listen_address", address));
     }
+    let extra_listen_addresses = overrides.listen_addresses.get(1..).unwrap_or_default();
+    problems.extend(check_listen_addresses(
+        "web.listen_address",
+        extra_listen_addresses,
+    ));
     match figment.extract::<RawConfig>() {
         Ok(raw) => match validate(raw) {
-            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(mut config) if problems.is_empty() => {
+                config.web.extra_listen_addresses = extra_listen_addresses.to_vec();
+                Ok(config)
+            }
             Ok(_) => Err(ConfigError { problems }),
             Err(error) => {
                 problems.extend(error.problems);

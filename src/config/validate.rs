@@ -62,7 +62,10 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     if problems.0.is_empty() {
         Ok(Config {
-            web: WebConfig { listen_address },
+            web: WebConfig {
+                listen_address,
+                extra_listen_addresses: Vec::new(),
+            },
             providers,
         })
     } else {
@@ -79,9 +82,14 @@ pub fn is_valid_provider_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
+/// `HOST:PORT`, or `:PORT` for every interface as Prometheus exporters write it (the host may
+/// be a name such as `localhost`, or an IPv6 address in brackets such as `[::]`).
 pub(super) fn check_listen_address(key: &str, address: &str, problems: &mut Problems) {
     let valid = match address.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok()
+                && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')))
+        }
         None => false,
     };
     if !valid {
@@ -90,6 +98,15 @@ pub(super) fn check_listen_address(key: &str, address: &str, problems: &mut Prob
             format!("invalid address {address:?}; expected HOST:PORT, e.g. \"0.0.0.0:9875\""),
         );
     }
+}
+
+/// The problems of several listen addresses given for `key`.
+pub(super) fn check_listen_addresses(key: &str, addresses: &[String]) -> Vec<String> {
+    let mut problems = Problems::default();
+    for address in addresses {
+        check_listen_address(key, address, &mut problems);
+    }
+    problems.0
 }
 
 pub(super) fn duration_or(

@@ -86,6 +86,8 @@ pub struct Metrics {
     requests: OnceLock<Slots>,
     requests_in_flight: IntGauge,
     requests_in_flight_limit: IntGauge,
+    shard_ordinal: Gauge,
+    total_shards: Gauge,
 }
 
 /// Counts one answer with this status in a by-code list kept sorted.
@@ -115,6 +117,17 @@ impl Metrics {
             "When the configuration was last (re)loaded successfully.",
         )
         .expect("metric definitions are static");
+        let shard_ordinal = Gauge::new(
+            "oauth2_exporter_shard_ordinal",
+            "This process's shard (--shard), 0-based; 0 when the fleet is not sharded.",
+        )
+        .expect("metric definitions are static");
+        let total_shards = Gauge::new(
+            "oauth2_exporter_total_shards",
+            "How many shards this process believes the fleet has (--total-shards); 1 when not sharded.",
+        )
+        .expect("metric definitions are static");
+        total_shards.set(1.0);
         let build_info = GaugeVec::new(
             Opts::new(
                 "oauth2_exporter_build_info",
@@ -142,6 +155,8 @@ impl Metrics {
             Box::new(build_info),
             Box::new(requests_in_flight.clone()),
             Box::new(requests_in_flight_limit.clone()),
+            Box::new(shard_ordinal.clone()),
+            Box::new(total_shards.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for collector in collectors {
@@ -157,6 +172,8 @@ impl Metrics {
             requests: OnceLock::new(),
             requests_in_flight,
             requests_in_flight_limit,
+            shard_ordinal,
+            total_shards,
         }
     }
 
@@ -174,6 +191,13 @@ impl Metrics {
             self.requests_in_flight_limit
                 .set(i64::try_from(slots.limit()).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Records this process's shard (unsharded: shard 0 of 1), for the sharding alert.
+    pub fn record_shard(&self, shard: Option<crate::shard::Shard>) {
+        let (ordinal, total) = shard.map_or((0, 1), |s| (s.ordinal(), s.total()));
+        self.shard_ordinal.set(f64::from(ordinal));
+        self.total_shards.set(f64::from(total));
     }
 
     fn with_provider(&self, provider: &str, update: impl FnOnce(&mut ProviderSeries)) {

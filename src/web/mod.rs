@@ -32,6 +32,9 @@ use crate::scheduler::Directory;
 use crate::status::StatusBoard;
 
 /// The Prometheus text exposition format, version 0.0.4.
+/// The paths the exporter serves besides the metrics: `--web.telemetry-path` may not be one.
+pub const RESERVED_PATHS: [&str; 5] = ["/", "/probe", "/-/healthy", "/-/ready", "/-/reload"];
+
 pub(crate) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A reload asked for over HTTP, with where to send its outcome (a message for the caller).
@@ -46,6 +49,10 @@ pub struct WebState {
     pub ready: AtomicBool,
     /// Where `POST /-/reload` sends its request; `None` when reloading is not possible.
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
+    /// Where `/metrics` is served (`--web.telemetry-path`).
+    pub telemetry_path: String,
+    /// This process's shard, if the fleet is sharded: `/probe` names another shard's providers.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Serves the endpoints on `listener` until `cancel`, behind TLS and basic auth when
@@ -74,6 +81,15 @@ pub async fn serve(
 
 async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpResponse {
     let path = request.uri().path();
+    // The telemetry path is validated not to shadow another endpoint, so it is matched first.
+    let path = if path == state.telemetry_path {
+        "/metrics"
+    } else if path == "/metrics" {
+        // Moved by --web.telemetry-path: not served here.
+        ""
+    } else {
+        path
+    };
     let allowed = match path {
         "/" | "/metrics" | "/probe" | "/-/healthy" | "/-/ready" => "GET, HEAD",
         "/-/reload" => "POST",
@@ -191,5 +207,5 @@ fn accepts_gzip(request: &Request<Incoming>) -> bool {
 }
 
 fn index_page(state: &WebState) -> String {
-    status_page::render(&state.status)
+    status_page::render(&state.status, &state.telemetry_path)
 }

@@ -39,6 +39,16 @@ pub(super) async fn probe(state: &WebState, request: &Request<Incoming>) -> Http
             ),
         );
     };
+    if let (Some(owner), Some(shard)) = (state.directory.owner_elsewhere(&provider), state.shard) {
+        return respond(
+            StatusCode::NOT_FOUND,
+            text,
+            format!(
+                "provider {provider:?} is probed by shard {owner} of {total}; this is {shard}\n",
+                total = shard.total()
+            ),
+        );
+    }
     let Some(requests) = state.directory.get(&provider) else {
         return respond(
             StatusCode::NOT_FOUND,

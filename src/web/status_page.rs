@@ -11,7 +11,7 @@ use crate::status::{ProviderStatus, State, StatusBoard};
 /// Seconds between automatic refreshes of the page.
 const REFRESH_SECONDS: u32 = 30;
 
-pub fn render(board: &StatusBoard) -> String {
+pub fn render(board: &StatusBoard, telemetry_path: &str) -> String {
     let now = SystemTime::now();
     let rows = board.snapshot();
     let failing = rows
@@ -64,7 +64,7 @@ header p {{ margin: 0.2rem 0; }}
 <header>
 <h1>oauth2-exporter</h1>
 <p>Version {version} ({revision}) · up {uptime} · configuration {reload}</p>
-<p>{total} providers: {failing} failing, {healthy} ok · refreshes every {REFRESH_SECONDS}s · <a href="/metrics">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
+<p>{total} providers: {failing} failing, {healthy} ok · refreshes every {REFRESH_SECONDS}s · <a href="{metrics_path}">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
 </header>
 <table id="providers">
 <thead><tr><th>Provider</th><th>State</th><th>Last failure</th><th>Token expires in</th><th>Lifetime</th><th>Token latency</th><th>Canary latency</th><th>Canary status</th><th>Last success</th><th>Last run</th></tr></thead>
@@ -77,6 +77,7 @@ header p {{ margin: 0.2rem 0; }}
 "#,
         version = env!("CARGO_PKG_VERSION"),
         revision = escape(crate::REVISION),
+        metrics_path = escape(telemetry_path),
         uptime = human(board.uptime()),
         total = rows.len(),
     )

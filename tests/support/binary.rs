@@ -86,6 +86,20 @@ pub fn scrubbed_command(program: impl AsRef<OsStr>) -> Command {
     command
 }
 
+/// Runs any other program to completion with both pipes drained (so a chatty one never blocks),
+/// killed and panicking after `limit`; returns its status and output. Use it on a
+/// [`scrubbed_command`].
+pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
+    let command_line = format!("{command:?}");
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {command_line}: {e}"));
+    let pid = child.id();
+    Running::capture(child, pid, command_line).finish(limit)
+}
+
 /// True for a variable the exporter never inherits (see the module comment).
 fn is_scrubbed(name: &OsStr) -> bool {
     let upper = name.to_string_lossy().to_ascii_uppercase();
@@ -299,13 +313,7 @@ impl Binary {
     /// exit status and everything written to stdout and stderr.
     pub fn run(self) -> Output {
         let limit = self.limit.unwrap_or(START_LIMIT);
-        let mut running = self.spawn();
-        let (status, _) = running.exit_blocking(limit);
-        Output {
-            status,
-            stdout: running.stdout.lock().unwrap().clone(),
-            stderr: running.stderr.lock().unwrap().clone(),
-        }
+        self.spawn().finish(limit)
     }
 
     /// [`Binary::run`] off the async runtime, which meanwhile keeps serving the test's fakes.
@@ -317,36 +325,21 @@ impl Binary {
 
     /// Starts the binary and returns at once; see [`Running`] for waiting on it.
     pub fn spawn(self) -> Running {
-        let mut child = self.spawn_child();
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let drained = vec![
-            drain(
-                child.stdout.take().expect("piped stdout"),
-                Arc::clone(&stdout),
-            ),
-            drain(
-                child.stderr.take().expect("piped stderr"),
-                Arc::clone(&stderr),
-            ),
-        ];
+        let child = self.spawn_child();
         let pid = if self.wrapper.is_empty() {
             child.id()
         } else {
-            child_pid(child.id()).unwrap_or_else(|| {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("`{}`: the wrapper started no child", self.describe())
-            })
+            match child_pid(child.id()) {
+                Some(pid) => pid,
+                None => {
+                    let mut child = child;
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("`{}`: the wrapper started no child", self.describe())
+                }
+            }
         };
-        Running {
-            child,
-            pid,
-            stdout,
-            stderr,
-            drained,
-            command_line: self.describe(),
-        }
+        Running::capture(child, pid, self.describe())
     }
 }
 
@@ -421,6 +414,40 @@ pub struct Running {
 }
 
 impl Running {
+    /// Takes over a child spawned with both pipes piped, draining them on threads.
+    fn capture(mut child: Child, pid: u32, command_line: String) -> Running {
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let drained = vec![
+            drain(
+                child.stdout.take().expect("piped stdout"),
+                Arc::clone(&stdout),
+            ),
+            drain(
+                child.stderr.take().expect("piped stderr"),
+                Arc::clone(&stderr),
+            ),
+        ];
+        Running {
+            child,
+            pid,
+            stdout,
+            stderr,
+            drained,
+            command_line,
+        }
+    }
+
+    /// Waits up to `limit` for the exit and returns the status and all output.
+    fn finish(mut self, limit: Duration) -> Output {
+        let (status, _) = self.exit_blocking(limit);
+        Output {
+            status,
+            stdout: self.stdout.lock().unwrap().clone(),
+            stderr: self.stderr.lock().unwrap().clone(),
+        }
+    }
+
     /// The exporter's pid (not the wrapper's).
     pub fn pid(&self) -> u32 {
         self.pid

@@ -21,6 +21,8 @@ from cloudcoil.models.prometheus_operator import v1 as prometheus_operator_v1
 
 CRD_MODELS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): prometheus_operator_v1.ServiceMonitor,
+    ("monitoring.coreos.com/v1", "PodMonitor"): prometheus_operator_v1.PodMonitor,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): prometheus_operator_v1.PrometheusRule,
 }
 CRD_CHECKER = "cloudcoil.models.prometheus_operator " + importlib.metadata.version(
     "cloudcoil.models.prometheus_operator"
