@@ -8,17 +8,22 @@
 //! schedule, `/metrics` answers, and it recovers when the link is swapped back); SIGTERM during
 //! start-up and `--config.check`.
 //!
-//! A regular file whose read *stalls* (a hung NFS or FUSE mount) cannot be made here without
-//! root and a FUSE server; `src/files/tests.rs` gets a reader thread really stuck in `open()`
-//! (a blocking open of a named pipe) through the reader seam, and `src/daemon.rs`'s tests show
-//! SIGTERM ending a start-up load stuck that way.
+//! A regular file whose read *stalls* (a hung NFS, CSI or FUSE mount) is made real with a FUSE
+//! file system served by this test process (`stalled_mount/`, Linux, needs `/dev/fuse` and
+//! `fusermount3`; SKIPPED without them, a failure under `OAUTH2_EXPORTER_REQUIRE_PEERS=1`): a
+//! secret on it makes `--config.check` and the daemon exit 2 after the load deadline ("timed out
+//! reading"), SIGTERM during that load ends them within the grace period, and a secret link
+//! swapped onto it while the daemon runs fails that provider alone until the mount answers
+//! again. `src/files/tests.rs` covers the reader seam without FUSE.
 
+#[cfg(target_os = "linux")]
+mod stalled_mount;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::{Binary, FakeServer, Reply, Signal, WAIT, sample};
+use support::{Binary, FakeServer, Reply, Running, Signal, WAIT, sample};
 
 /// No secret below may be printed.
 const SECRET: &str = "mounted-secret-4c2d";
@@ -186,21 +191,20 @@ fn tokens_requested(metrics: &str, provider: &str) -> f64 {
     .unwrap_or(0.0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_secret_swapped_for_a_named_pipe_fails_its_provider_alone_and_recovers() {
-    let idp = identity_provider().await;
-    let dir = tempfile::tempdir().unwrap();
-    let volume_dir = dir.path().join("volume");
+/// A daemon probing `mounted`, whose secret is in a [`SecretVolume`] under `dir`, and `steady`,
+/// whose secret is inline, once both succeeded.
+async fn mounted_and_steady(idp: &FakeServer, dir: &Path) -> (SecretVolume, Running) {
+    let volume_dir = dir.join("volume");
     std::fs::create_dir(&volume_dir).unwrap();
     let mut volume = SecretVolume::new(&volume_dir);
     volume.rotate(|path| std::fs::write(path, format!("{SECRET}\n")).unwrap());
 
-    let config = dir.path().join("exporter.toml");
+    let config = dir.join("exporter.toml");
     let mounted = format!("client_secret_file = \"{}\"", volume.secret().display());
     let steady = format!("client_secret = \"{SECRET}\"");
     std::fs::write(
         &config,
-        provider(&idp, "mounted", &mounted) + &provider(&idp, "steady", &steady),
+        provider(idp, "mounted", &mounted) + &provider(idp, "steady", &steady),
     )
     .unwrap();
     let mut daemon = Binary::new().config(&config).listen_loopback().spawn();
@@ -210,9 +214,12 @@ async fn a_secret_swapped_for_a_named_pipe_fails_its_provider_alone_and_recovers
                 && sample(m, r#"oauth2_probe_success{provider="steady"}"#) == Some(1.0)
         })
         .await;
+    (volume, daemon)
+}
 
-    // The secret mount now hands out a named pipe: refused, that provider alone fails.
-    volume.rotate(mkfifo);
+/// Waits until `mounted` failed `secret_unavailable`, then checks that meanwhile `steady` goes
+/// on, on its 1 s schedule, and `/metrics` answers. Returns when the failure was seen.
+async fn fails_alone(daemon: &mut Running) -> Instant {
     let failed = daemon
         .wait_for_metrics("the mounted provider fails secret_unavailable", WAIT, |m| {
             sample(
@@ -223,7 +230,7 @@ async fn a_secret_swapped_for_a_named_pipe_fails_its_provider_alone_and_recovers
                 && sample(m, r#"oauth2_probe_success{provider="mounted"}"#) == Some(0.0)
         })
         .await;
-    // Meanwhile the other provider goes on, on its 1 s schedule, and /metrics answers.
+    let failed_at = Instant::now();
     let before = tokens_requested(&failed, "steady");
     let later = daemon
         .wait_for_metrics("the steady provider probed twice more", WAIT, |m| {
@@ -234,6 +241,18 @@ async fn a_secret_swapped_for_a_named_pipe_fails_its_provider_alone_and_recovers
         sample(&later, r#"oauth2_probe_success{provider="steady"}"#),
         Some(1.0)
     );
+    failed_at
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_swapped_for_a_named_pipe_fails_its_provider_alone_and_recovers() {
+    let idp = identity_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut volume, mut daemon) = mounted_and_steady(&idp, dir.path()).await;
+
+    // The secret mount now hands out a named pipe: refused, that provider alone fails.
+    volume.rotate(mkfifo);
+    fails_alone(&mut daemon).await;
     let logs = daemon.logs();
     assert!(
         logs.contains("not a regular file (named pipe)"),
@@ -306,4 +325,155 @@ async fn sigterm_during_start_up_or_config_check_exits_within_the_grace_period()
             }
         }
     }
+}
+
+/// The load deadline (`CONFIG_READ_TIMEOUT`, 5 s in src/files.rs) as seen from outside: not
+/// sooner than this...
+#[cfg(target_os = "linux")]
+const LOAD_DEADLINE_AT_LEAST: Duration = Duration::from_millis(4500);
+/// ...and not much later, on a shared 2-core machine.
+#[cfg(target_os = "linux")]
+const LOAD_DEADLINE_AT_MOST: Duration = Duration::from_secs(15);
+
+/// A mounted stalled file system serving [`SECRET`], or `None` after reporting why there is
+/// none (SKIPPED, or a panic under `OAUTH2_EXPORTER_REQUIRE_PEERS=1`).
+#[cfg(target_os = "linux")]
+fn stalled_mount(test: &str, parent: &Path) -> Option<stalled_mount::StalledMount> {
+    match stalled_mount::StalledMount::mount(parent, &format!("{SECRET}\n")) {
+        Ok(mount) => Some(mount),
+        Err(why) => {
+            support::peers::skip_or_fail(test, &why);
+            None
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_on_a_stalled_mount_times_out_at_load_and_sigterm_still_works() {
+    let idp = identity_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Declared after the directory: unmounted (even on a panic) before it is removed.
+    let Some(mount) = stalled_mount(
+        "a_secret_on_a_stalled_mount_times_out_at_load_and_sigterm_still_works",
+        dir.path(),
+    ) else {
+        return;
+    };
+    let config = dir.path().join("stalled.toml");
+    let line = format!("client_secret_file = \"{}\"", mount.file().display());
+    std::fs::write(&config, provider(&idp, "stalled", &line)).unwrap();
+
+    for check in [true, false] {
+        let mut binary = Binary::new().config(&config).listen_loopback();
+        if check {
+            binary = binary.arg("--config.check");
+        }
+        let (code, stderr, took) = run(binary).await;
+        assert_eq!(code, Some(2), "check={check}:\n{stderr}");
+        assert!(
+            stderr.contains("key `providers.stalled.token.client_secret_file`")
+                && stderr.contains("timed out reading"),
+            "check={check}: the key or \"timed out reading\" is missing:\n{stderr}"
+        );
+        assert!(
+            (LOAD_DEADLINE_AT_LEAST..LOAD_DEADLINE_AT_MOST).contains(&took),
+            "check={check}: exited after {took:?}, not after the load deadline"
+        );
+    }
+    // The stall was the mount's, not anything else's.
+    assert!(mount.reads() >= 1, "no read reached the stalled mount");
+
+    // SIGTERM while the load waits on the mount: the documented exit, within the grace period.
+    for check in [false, true] {
+        let mut binary = Binary::new().config(&config).listen_loopback();
+        if check {
+            binary = binary.arg("--config.check");
+        }
+        let mut running = binary.spawn();
+        // Well inside the 5 s load deadline, well after the handlers are in place.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(running.running(), "check={check}: exited before the signal");
+        running.signal(Signal::Term);
+        let (status, took) = running.exit(GRACE).await;
+        let logs = running.logs();
+        assert!(took < GRACE, "check={check}: SIGTERM took {took:?}\n{logs}");
+        let (code, said) = if check {
+            (
+                1,
+                "interrupted by a signal before the configuration was checked",
+            )
+        } else {
+            (0, "shutting down (signal during start-up)")
+        };
+        assert_eq!(status.code(), Some(code), "check={check}: {status}\n{logs}");
+        assert!(
+            logs.contains(said),
+            "check={check}: no {said:?} in:\n{logs}"
+        );
+        assert!(!logs.contains(SECRET));
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_swapped_onto_a_stalled_mount_fails_its_provider_alone_and_recovers() {
+    let idp = identity_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mount) = stalled_mount(
+        "a_secret_swapped_onto_a_stalled_mount_fails_its_provider_alone_and_recovers",
+        dir.path(),
+    ) else {
+        return;
+    };
+    let (mut volume, mut daemon) = mounted_and_steady(&idp, dir.path()).await;
+
+    // The secret now leads onto the stalled mount: that provider alone fails, within its
+    // timeout (2 s) of its next cycle (1 s).
+    let swapped = Instant::now();
+    volume.rotate(|path| std::os::unix::fs::symlink(mount.file(), path).unwrap());
+    let took = fails_alone(&mut daemon).await - swapped;
+    assert!(took < Duration::from_secs(8), "failed only after {took:?}");
+    assert!(mount.reads() >= 1, "no read reached the stalled mount");
+    let logs = daemon.logs();
+    assert!(
+        logs.contains("timed out reading"),
+        "the log does not say why:\n{logs}"
+    );
+
+    // The mount answers again: the provider recovers without a restart, reading through it.
+    mount.release();
+    daemon
+        .wait_for_metrics("the mounted provider recovers", WAIT, |m| {
+            sample(m, r#"oauth2_probe_success{provider="mounted"}"#) == Some(1.0)
+        })
+        .await;
+    // And once the link leads back to a local file.
+    volume.rotate(|path| std::fs::write(path, SECRET).unwrap());
+    let now = daemon.wait_for_metrics("a scrape", WAIT, |_| true).await;
+    let failures_before = sample(
+        &now,
+        r#"oauth2_token_request_failures_total{provider="mounted",reason="secret_unavailable"}"#,
+    );
+    let requests_before = tokens_requested(&now, "mounted");
+    let after = daemon
+        .wait_for_metrics("the mounted provider probed twice more", WAIT, |m| {
+            tokens_requested(m, "mounted") >= requests_before + 2.0
+        })
+        .await;
+    assert_eq!(
+        sample(&after, r#"oauth2_probe_success{provider="mounted"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            r#"oauth2_token_request_failures_total{provider="mounted",reason="secret_unavailable"}"#,
+        ),
+        failures_before
+    );
+    let (status, took) = daemon.stop().await;
+    assert_eq!(status.code(), Some(0), "{}", daemon.logs());
+    assert!(took < GRACE, "SIGTERM took {took:?}");
+    assert!(!daemon.logs().contains(SECRET));
 }
