@@ -89,7 +89,8 @@ pub struct Setup {
 // Child processes.
 
 /// A child process, killed (by its id, through `Child::kill`) when dropped; standard error is
-/// drained by a thread that keeps the last lines for diagnostics.
+/// drained by a thread that keeps the last lines for diagnostics and, when asked, every line in a
+/// file.
 struct Proc {
     name: &'static str,
     child: Child,
@@ -99,12 +100,27 @@ struct Proc {
 const TAIL_LINES: usize = 30;
 
 impl Proc {
-    /// Starts `command` with standard error piped; `on_line` sees every line of it.
+    /// Starts `command` with standard error piped; `on_line` sees every line of it, and `log`,
+    /// when given, receives every line (a fault run's failures are explained by lines long gone
+    /// from the tail).
     fn spawn(
         name: &'static str,
         mut command: Command,
+        log: Option<&Path>,
         on_line: impl Fn(&str) + Send + 'static,
     ) -> anyhow::Result<Proc> {
+        let mut log = match log {
+            Some(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                let file = std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                Some(std::io::LineWriter::new(file))
+            }
+            None => None,
+        };
         command.stdin(Stdio::null()).stderr(Stdio::piped());
         // Everything here talks to loopback: a proxy from the environment (HTTPS_PROXY,
         // ALL_PROXY, ...) would put a third process into the numbers, or fail the run.
@@ -126,6 +142,13 @@ impl Proc {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     on_line(&line);
+                    if let Some(writer) = log.as_mut() {
+                        use std::io::Write as _;
+                        // A full disk loses the log, not the run.
+                        if writeln!(writer, "{line}").is_err() {
+                            log = None;
+                        }
+                    }
                     if let Ok(mut tail) = tail.lock() {
                         if tail.len() == TAIL_LINES {
                             tail.pop_front();
@@ -207,7 +230,7 @@ fn start_target(
                 .args(args)
                 .args(options.to_args())
                 .stdout(Stdio::piped());
-            let mut proc = Proc::spawn("load target", command, |_| {})?;
+            let mut proc = Proc::spawn("load target", command, None, |_| {})?;
             let stdout = proc
                 .child
                 .stdout
@@ -1058,6 +1081,26 @@ pub struct Report {
     pub blackbox_skipped: Option<String>,
     pub machine: Machine,
     pub refused_by_target: u64,
+    /// Where the exporter's whole log was kept (fault runs).
+    pub exporter_log: Option<String>,
+    /// How the exporter came back once the fault ended (fault runs).
+    pub recovery: Option<Recovery>,
+}
+
+/// After a fault run the target is healed (`GET /heal`) and the exporter's plain `/metrics` is
+/// read every few seconds until every provider's last cycle succeeded, or the bound passed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Recovery {
+    /// Seconds from the heal to the scrape that showed every provider succeeding; `None` if that
+    /// never happened within `bound_s`.
+    pub all_recovered_s: Option<f64>,
+    /// Providers whose last cycle succeeded in the last scrape read.
+    pub providers_recovered: usize,
+    pub bound_s: f64,
+    /// Slowest plain scrape while recovering (the page is parsed; no gzip), ms.
+    pub scrape_max_ms: f64,
+    /// Scrapes read while recovering.
+    pub scrapes: usize,
 }
 
 /// A table cell.
@@ -1384,6 +1427,14 @@ impl Report {
                 self.scrape_max_ms.unwrap_or_default()
             ));
         }
+        if let Some(recovery) = &self.recovery
+            && recovery.all_recovered_s.is_none()
+        {
+            problems.push(format!(
+                "only {} of {} providers recovered within {:.0} s of the fault's end",
+                recovery.providers_recovered, self.providers, recovery.bound_s
+            ));
+        }
         problems
     }
 
@@ -1416,6 +1467,23 @@ impl Report {
                     .join(", ")
             }
         );
+        if let Some(r) = &self.recovery {
+            let _ = writeln!(
+                out,
+                "recovery after the fault: {} of {} providers succeeding {}; slowest plain scrape meanwhile {:.0} ms ({} scrapes)",
+                r.providers_recovered,
+                self.providers,
+                r.all_recovered_s.map_or_else(
+                    || format!("(not all within {:.0} s)", r.bound_s),
+                    |s| format!("{s:.1} s after the heal")
+                ),
+                r.scrape_max_ms,
+                r.scrapes
+            );
+        }
+        if let Some(path) = &self.exporter_log {
+            let _ = writeln!(out, "exporter log: {path}");
+        }
         match &self.blackbox {
             Some(b) => {
                 let _ = writeln!(out, "blackbox: {}", b.version);
@@ -1513,6 +1581,44 @@ fn say(setup: &Setup, text: impl AsRef<str>) {
     }
 }
 
+/// Ends the target's fault and reads the exporter's plain `/metrics` every 5 s until every
+/// provider's last cycle succeeded, for at most one interval plus two timeouts plus 10 s (a cycle
+/// started during the fault ends by its timeout; the next one, within an interval, succeeds).
+async fn measure_recovery(
+    control: SocketAddr,
+    exporter: SocketAddr,
+    scenario: &Scenario,
+) -> anyhow::Result<Recovery> {
+    let healed = http_get(control, "/heal", false, Duration::from_secs(30)).await?;
+    if healed.status != 200 {
+        bail!("the target answered {} to /heal", healed.status);
+    }
+    let started = Instant::now();
+    let bound = scenario.interval + Duration::from_secs(30);
+    let mut recovery = Recovery {
+        bound_s: bound.as_secs_f64(),
+        ..Recovery::default()
+    };
+    loop {
+        let answer = http_get(exporter, "/metrics", false, Duration::from_secs(30)).await?;
+        recovery.scrapes += 1;
+        recovery.scrape_max_ms = recovery.scrape_max_ms.max(answer.total.as_secs_f64() * 1e3);
+        let text = String::from_utf8_lossy(&answer.body);
+        recovery.providers_recovered = parse_exposition(&text, scenario.providers)
+            .iter()
+            .filter(|e| e.success == Some(1.0))
+            .count();
+        if recovery.providers_recovered == scenario.providers {
+            recovery.all_recovered_s = Some(started.elapsed().as_secs_f64());
+            return Ok(recovery);
+        }
+        if started.elapsed() >= bound {
+            return Ok(recovery);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
 /// Runs one scenario end to end. Every process it started is stopped when it returns.
 pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
     if scenario.duration < scenario.interval * 2 {
@@ -1580,7 +1686,7 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
             .arg("--log.level=warn")
             .stdout(Stdio::null());
         say(setup, format!("starting blackbox on {addr}"));
-        let mut proc = Proc::spawn("blackbox_exporter", command, |_| {})?;
+        let mut proc = Proc::spawn("blackbox_exporter", command, None, |_| {})?;
         if let Err(error) = wait_for_status(addr, "/-/healthy", Duration::from_secs(120)).await {
             proc.check_running()?;
             return Err(error);
@@ -1618,21 +1724,45 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
     let address_sender = Mutex::new(Some(address_sender));
     let warnings = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let warning_counter = Arc::clone(&warnings);
+    // Under a fault, every line of the exporter's log is kept next to the binary (under target/),
+    // so that each reported reason can be traced to the failures that produced it.
+    let exporter_log = (scenario.fault != target::Fault::None).then(|| {
+        let dir = setup
+            .exporter
+            .parent()
+            .map_or_else(|| PathBuf::from("bench-logs"), |dir| dir.join("bench-logs"));
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        dir.join(format!(
+            "exporter-{}-{}-{stamp}.log",
+            scenario.fault.as_str(),
+            scenario.providers
+        ))
+    });
+    if let Some(path) = &exporter_log {
+        say(setup, format!("the exporter's log: {}", path.display()));
+    }
     say(setup, "starting the exporter");
-    let mut exporter_proc = Proc::spawn("oauth2-exporter", command, move |line| {
-        if line.contains("msg=listening")
-            && let Some(address) = line
-                .split_whitespace()
-                .find_map(|field| field.strip_prefix("address="))
-            && let Ok(mut sender) = address_sender.lock()
-            && let Some(sender) = sender.take()
-        {
-            let _ = sender.send(address.to_string());
-        }
-        if line.contains("level=warn") || line.contains("level=error") {
-            warning_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    })?;
+    let mut exporter_proc = Proc::spawn(
+        "oauth2-exporter",
+        command,
+        exporter_log.as_deref(),
+        move |line| {
+            if line.contains("msg=listening")
+                && let Some(address) = line
+                    .split_whitespace()
+                    .find_map(|field| field.strip_prefix("address="))
+                && let Ok(mut sender) = address_sender.lock()
+                && let Some(sender) = sender.take()
+            {
+                let _ = sender.send(address.to_string());
+            }
+            if line.contains("level=warn") || line.contains("level=error") {
+                warning_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        },
+    )?;
     let exporter_addr: SocketAddr = match address_receiver.recv_timeout(Duration::from_secs(120)) {
         Ok(address) => address.parse()?,
         Err(_) => {
@@ -1795,6 +1925,17 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
             views.push((case.to_string(), lines));
         }
     }
+
+    // Recovery (faults only), after everything above has been read from the faulty state.
+    let recovery = if scenario.fault == target::Fault::None {
+        None
+    } else {
+        say(
+            setup,
+            "fault over (target healed); waiting for every provider to recover",
+        );
+        Some(measure_recovery(bound.control, exporter_addr, scenario).await?)
+    };
 
     // Analysis.
     let window = w1.at - w0.at;
@@ -2004,6 +2145,8 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
         },
         machine,
         refused_by_target: refused,
+        exporter_log: exporter_log.map(|path| path.display().to_string()),
+        recovery,
     };
     drop(exporter_proc);
     drop(blackbox_proc);

@@ -7,8 +7,9 @@
 //!
 //! Paths: `POST /p/{i}/token` (client `client-{i}`, secret `bench-secret-{i}`, HTTP Basic or form
 //! body, `grant_type=client_credentials`) and `GET /p/{i}/api` (Bearer token issued for `i`).
-//! Control: `GET /counters` (JSON) and `GET /records` (one line per request:
-//! `lane kind provider arrival_ns handling_ns status`, arrival relative to `started_unix_ns`).
+//! Control: `GET /counters` (JSON), `GET /records` (one line per request:
+//! `lane kind provider arrival_ns handling_ns status`, arrival relative to `started_unix_ns`) and
+//! `GET /heal` (ends the fault: connections accepted from then on are served normally).
 //!
 //! Faults (issue 16, `--fault`): `blackhole` accepts token connections and never answers;
 //! `dribble` answers them one byte a second. Both hold a connection at most [`FAULT_HOLD`] and
@@ -20,7 +21,7 @@
 use std::convert::Infallible;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -212,6 +213,8 @@ struct State {
     refused: AtomicU64,
     issued: AtomicU64,
     records: Mutex<Vec<Record>>,
+    /// Set by `GET /heal`: the fault is over (the harness then measures recovery).
+    healed: Arc<AtomicBool>,
 }
 
 /// A bound, not yet serving, target.
@@ -237,6 +240,7 @@ impl Target {
             served: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             issued: AtomicU64::new(0),
+            healed: Arc::default(),
         });
         let mut listeners = Vec::new();
         let mut lanes = Vec::new();
@@ -279,6 +283,7 @@ impl Target {
                 listener,
                 counted,
                 fault,
+                Arc::clone(&self.state.healed),
                 cancel.clone(),
                 move |request| {
                     let state = Arc::clone(&state);
@@ -291,6 +296,7 @@ impl Target {
             self.control,
             None,
             Fault::None,
+            Arc::clone(&self.state.healed),
             cancel.clone(),
             move |request| {
                 let state = Arc::clone(&state);
@@ -303,11 +309,13 @@ impl Target {
 }
 
 /// Accepts connections until cancelled, counting them in `counted`; every connection is
-/// HTTP/1.1 with keep-alive, or, with a `fault`, held by [`hold_faulty`] and never served.
+/// HTTP/1.1 with keep-alive, or, with a `fault` and until `healed` is set, held by
+/// [`hold_faulty`] and never served.
 async fn accept_loop<H, F>(
     listener: TcpListener,
     counted: Option<(Arc<LaneCounters>, Kind)>,
     fault: Fault,
+    healed: Arc<AtomicBool>,
     cancel: CancellationToken,
     handler: H,
 ) where
@@ -331,7 +339,7 @@ async fn accept_loop<H, F>(
             Some((lane, Kind::Api)) => lane.api_connections.fetch_add(1, Ordering::Relaxed),
             None => 0,
         };
-        if fault != Fault::None {
+        if fault != Fault::None && !healed.load(Ordering::Relaxed) {
             connections.spawn(hold_faulty(stream, fault));
             while connections.try_join_next().is_some() {}
             continue;
@@ -639,6 +647,10 @@ fn control(state: &State, request: &Request<Incoming>) -> Response<Full<Bytes>> 
                 );
             }
             reply(StatusCode::OK, "text/plain", text)
+        }
+        "/heal" => {
+            state.healed.store(true, Ordering::Relaxed);
+            reply(StatusCode::OK, "text/plain", "healed\n")
         }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
