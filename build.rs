@@ -48,22 +48,9 @@ fn first_line(program: &str, args: &[&str]) -> String {
 
 /// `YYYYMMDD-HH:MM:SS` in UTC, the form Prometheus' exporters print as their build date.
 fn build_date(seconds: u64) -> String {
-    let days = (seconds / 86_400) as i64;
-    let of_day = seconds % 86_400;
-    // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}:{:02}:{:02}",
-        of_day / 3_600,
-        of_day % 3_600 / 60,
-        of_day % 60
-    )
+    let time = UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    // RFC 3339 `YYYY-MM-DDTHH:MM:SSZ`, rearranged.
+    let rfc3339 = humantime::format_rfc3339_seconds(time).to_string();
+    let (date, clock) = rfc3339.split_once('T').unwrap_or((&rfc3339, "00:00:00Z"));
+    format!("{}-{}", date.replace('-', ""), clock.trim_end_matches('Z'))
 }
