@@ -124,16 +124,8 @@ url = "{}"
         ));
     }
     let daemon = Daemon::start(&toml).await;
-    daemon
-        .wait_for(
-            |m| {
-                cases.iter().all(|(p, _, _)| {
-                    sample(m, &format!(r#"oauth2_probe_success{{provider="{p}"}}"#)).is_some()
-                })
-            },
-            WAIT,
-        )
-        .await;
+    let names: Vec<&str> = cases.iter().map(|(p, _, _)| p.as_str()).collect();
+    daemon.wait_for_cycles(&names, WAIT).await;
     // A scrape can be torn by a cycle recorded while it is gathered (as in any Prometheus
     // client); every first cycle has been recorded now and the intervals are long, so one
     // more scrape is a consistent snapshot.
@@ -241,16 +233,7 @@ url = "{canary}"
     .concat();
     let daemon = Daemon::start(&toml).await;
     let providers = ["token_tls", "canary_tls", "trusted_ca", "insecure"];
-    daemon
-        .wait_for(
-            |m| {
-                providers.iter().all(|p| {
-                    sample(m, &format!(r#"oauth2_probe_success{{provider="{p}"}}"#)).is_some()
-                })
-            },
-            WAIT,
-        )
-        .await;
+    daemon.wait_for_cycles(&providers, WAIT).await;
     // A scrape can be torn by a cycle recorded while it is gathered (as in any Prometheus
     // client); every first cycle has been recorded now and the intervals are long, so one
     // more scrape is a consistent snapshot.
@@ -413,16 +396,8 @@ url = "{url}"
         ));
     }
     let daemon = Daemon::start(&toml).await;
-    daemon
-        .wait_for(
-            |m| {
-                cases.iter().all(|(p, ..)| {
-                    sample(m, &format!(r#"oauth2_probe_success{{provider="{p}"}}"#)).is_some()
-                })
-            },
-            WAIT,
-        )
-        .await;
+    let names: Vec<&str> = cases.iter().map(|(p, ..)| p.as_str()).collect();
+    daemon.wait_for_cycles(&names, WAIT).await;
     // A scrape can be torn by a cycle recorded while it is gathered (as in any Prometheus
     // client); every first cycle has been recorded now and the intervals are long, so one
     // more scrape is a consistent snapshot.
@@ -548,16 +523,7 @@ client_secret = "secret"
     ];
 
     let daemon = Daemon::start(&toml).await;
-    daemon
-        .wait_for(
-            |m| {
-                providers.iter().all(|p| {
-                    sample(m, &format!(r#"oauth2_probe_success{{provider="{p}"}}"#)).is_some()
-                })
-            },
-            WAIT,
-        )
-        .await;
+    daemon.wait_for_cycles(&providers, WAIT).await;
     // A scrape can be torn by a cycle recorded while it is gathered (as in any Prometheus
     // client); every first cycle has been recorded now and the intervals are long, so one
     // more scrape is a consistent snapshot.

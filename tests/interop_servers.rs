@@ -51,20 +51,6 @@ fn drf_challenge(status: u16, error: &str, description: &str) -> Reply {
     )
 }
 
-/// Waits until every one of `providers` has finished a cycle; the scrape then.
-async fn wait_for_cycles(daemon: &Daemon, providers: &[&str]) -> String {
-    daemon
-        .wait_for(
-            |m| {
-                providers.iter().all(|p| {
-                    sample(m, &format!(r#"oauth2_probe_success{{provider="{p}"}}"#)).is_some()
-                })
-            },
-            WAIT,
-        )
-        .await
-}
-
 /// A Django OAuth Toolkit client with token reuse: its token endpoint at `/token` and its canary
 /// at `canary_path` of `server`; `extra` is appended inside `[providers.NAME.canary]` (and may
 /// open further tables).
@@ -216,7 +202,7 @@ async fn forbidden_and_insufficient_scope_keep_the_token() {
         provider("bare", "/bare")
     ))
     .await;
-    let metrics = wait_for_cycles(&daemon, &["scope", "bare"]).await;
+    let metrics = daemon.wait_for_cycles(&["scope", "bare"], WAIT).await;
     for (name, reason) in [("scope", "insufficient_scope"), ("bare", "forbidden")] {
         assert_eq!(
             provider_series(&metrics, "oauth2_canary_request_failures_total", name),
@@ -321,7 +307,7 @@ async fn server_error_with_oauth_body_is_http_5xx() {
     );
 
     let daemon = Daemon::start(&std::fs::read_to_string(&config).unwrap()).await;
-    let metrics = wait_for_cycles(&daemon, &["authlib"]).await;
+    let metrics = daemon.wait_for_cycles(&["authlib"], WAIT).await;
     assert_eq!(
         provider_series(&metrics, "oauth2_token_request_failures_total", "authlib"),
         [r#"oauth2_token_request_failures_total{provider="authlib",reason="http_5xx"} 1"#]
@@ -361,7 +347,7 @@ async fn unknown_oauth_error_codes_are_shown_as_sent() {
     assert!(table.contains(expected), "{table}");
 
     let daemon = Daemon::start(&std::fs::read_to_string(&config).unwrap()).await;
-    let metrics = wait_for_cycles(&daemon, &["glewlwyd"]).await;
+    let metrics = daemon.wait_for_cycles(&["glewlwyd"], WAIT).await;
     assert_eq!(
         provider_series(&metrics, "oauth2_token_request_failures_total", "glewlwyd"),
         [r#"oauth2_token_request_failures_total{provider="glewlwyd",reason="oauth_error"} 1"#]
@@ -485,7 +471,9 @@ auth_method = "client_secret_basic"
         provider("none", "/none/token", r#"basic_encoding = "raw""#),
     ))
     .await;
-    let metrics = wait_for_cycles(&daemon, &["form", "percent", "none"]).await;
+    let metrics = daemon
+        .wait_for_cycles(&["form", "percent", "none"], WAIT)
+        .await;
     for name in ["form", "percent", "none"] {
         assert_eq!(
             sample(
@@ -543,7 +531,7 @@ password = "wrong"
         server.url("/authlib/token")
     ))
     .await;
-    let metrics = wait_for_cycles(&daemon, &["glewlwyd", "authlib"]).await;
+    let metrics = daemon.wait_for_cycles(&["glewlwyd", "authlib"], WAIT).await;
     let expected = [
         (
             r#"oauth2_token_request_failures_total{provider="glewlwyd",reason="http_4xx"}"#,

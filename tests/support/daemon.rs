@@ -68,6 +68,25 @@ impl Daemon {
         response.text().await.unwrap()
     }
 
+    /// Scrapes until every one of `providers` has finished a cycle (its `oauth2_probe_success`
+    /// exists) and returns that scrape; panics after `timeout`.
+    pub async fn wait_for_cycles<P: AsRef<str>>(
+        &self,
+        providers: &[P],
+        timeout: Duration,
+    ) -> String {
+        self.wait_for(
+            |m| {
+                providers.iter().all(|p| {
+                    let p = p.as_ref();
+                    sample(m, &format!(r#"oauth2_probe_success{{provider="{p}"}}"#)).is_some()
+                })
+            },
+            timeout,
+        )
+        .await
+    }
+
     /// Scrapes every 25 ms until `predicate` holds and returns that scrape; after `timeout`
     /// panics with the last scrape (see [`relevant_lines`]).
     pub async fn wait_for(&self, predicate: impl Fn(&str) -> bool, timeout: Duration) -> String {
