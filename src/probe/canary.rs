@@ -191,37 +191,47 @@ async fn attempt(
     }
     let response = send(request, status_seen, trace.as_deref_mut()).await?;
     let status = response.status().as_u16();
-    let mut scrubber = Scrubber::default();
-    scrubber.add(token.expose());
-    let challenge = bearer_challenge(
-        response
-            .headers()
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|value| value.to_str().ok()),
-    )
-    .map(|(code, description)| {
-        let code: String = printable(&scrubber, &code, usize::MAX)
-            .chars()
-            .take(CODE_CHARS)
-            .collect();
-        let description = description
-            .map(|d| format!(": {}", printable(&scrubber, &d, DESCRIPTION_CHARS)))
-            .unwrap_or_default();
-        (code.clone(), format!("{code}{description}"))
+    let passes = config.passes(status);
+    // The token is scrubbed from what a person may read: the trace's body excerpt and a failing
+    // answer's challenge. A passing call without a trace (every periodic probe that works)
+    // needs neither, so it builds no scrubber.
+    let scrubber = (trace.is_some() || !passes).then(|| {
+        let mut scrubber = Scrubber::default();
+        scrubber.add(token.expose());
+        scrubber
     });
+    let challenge = match &scrubber {
+        Some(scrubber) if !passes => bearer_challenge(
+            response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|value| value.to_str().ok()),
+        )
+        .map(|(code, description)| {
+            let code: String = printable(scrubber, &code, usize::MAX)
+                .chars()
+                .take(CODE_CHARS)
+                .collect();
+            let description = description
+                .map(|d| format!(": {}", printable(scrubber, &d, DESCRIPTION_CHARS)))
+                .unwrap_or_default();
+            (code.clone(), format!("{code}{description}"))
+        }),
+        _ => None,
+    };
     // Read the body so the connection can be reused. It is not logged; a debug trace shows an
     // excerpt to the operator who asked for it, scrubbed of the token.
     match read_body(response).await {
         Ok(body) => {
-            if let Some(trace) = trace {
-                trace.body(&body, &[], &scrubber);
+            if let (Some(trace), Some(scrubber)) = (trace, &scrubber) {
+                trace.body(&body, &[], scrubber);
             }
         }
         Err(BodyError::TooLarge) => {}
         Err(BodyError::Transport(error)) => return Err(error.into()),
     }
-    if config.passes(status) {
+    if passes {
         return Ok(());
     }
     let (code, challenge) = match challenge {
