@@ -1,5 +1,6 @@
 //! The benchmark (issue 6): N providers probed by oauth2-exporter and, side by side in the same
-//! run, by Debian's `prometheus-blackbox-exporter` against the same loopback load target;
+//! run, by a bare reqwest client doing the same two requests (issue 15) and by Debian's
+//! `prometheus-blackbox-exporter`, against the same loopback load target;
 //! prints one Markdown table per run. See BENCHMARKS.md for the scenarios and the results.
 //!
 //! ```sh
@@ -7,9 +8,12 @@
 //! target/release/examples/bench --providers 10000 --interval 60s --duration 240s
 //! ```
 //!
-//! `bench target ...` is the load target itself: the driver starts its own binary in that mode,
-//! so that the target runs in a process of its own.
+//! `bench target ...` is the load target itself and `bench bare ...` the bare reqwest client
+//! lane (the baseline): the driver starts its own binary in those modes, so that each runs in a
+//! process of its own.
 
+#[path = "bench/bare.rs"]
+mod bare;
 #[path = "bench/harness.rs"]
 mod harness;
 #[path = "bench/target.rs"]
@@ -56,8 +60,10 @@ struct Cli {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("target") {
-        return target::run_standalone(&args[2..]);
+    match args.get(1).map(String::as_str) {
+        Some("target") => return target::run_standalone(&args[2..]),
+        Some("bare") => return bare::run_standalone(&args[2..]),
+        _ => {}
     }
     let cli = Cli::parse();
     let Ok(me) = std::env::current_exe() else {
@@ -98,9 +104,13 @@ fn main() -> ExitCode {
     };
     let setup = harness::Setup {
         exporter,
-        target: harness::TargetLaunch::Command {
-            program: me,
+        target: harness::Launch::Command {
+            program: me.clone(),
             args: vec!["target".into()],
+        },
+        bare: harness::Launch::Command {
+            program: me,
+            args: vec!["bare".into()],
         },
         blackbox,
         verbose: true,

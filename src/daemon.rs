@@ -92,7 +92,7 @@ pub async fn run(
 /// [`run`], with reloads on `POST /-/reload` (and SIGHUP if asked) from `options.reload`, on
 /// one listener or several (each served alike).
 pub async fn run_with(
-    config: config::Config,
+    mut config: config::Config,
     listeners: impl Into<Listeners>,
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
@@ -140,8 +140,12 @@ pub async fn run_with(
 
     scheduler.set_shard(options.shard);
     metrics.record_shard(options.shard);
+    // The providers' settings move into the scheduler (one copy each, shared with their
+    // tasks); what stays here until shutdown is the rest (the web settings reloads compare).
+    let providers = std::mem::take(&mut config.providers);
+    let configured = providers.len();
     let started = scheduler
-        .apply(&config.providers)
+        .apply(providers)
         .map_err(|error| anyhow::anyhow!("cannot set up an HTTP client: {error}"))?;
     metrics.record_reload(true);
     recorders.status.record_reload(true);
@@ -150,7 +154,7 @@ pub async fn run_with(
         None => tracing::info!(providers = started.added.len(), "probing started"),
         Some(shard) => tracing::info!(
             providers = started.added.len(),
-            configured = config.providers.len(),
+            configured,
             shard = shard.ordinal(),
             total_shards = shard.total(),
             "probing started"
@@ -233,7 +237,7 @@ fn reload(
             tracing::warn!("web.listen_address changed; it takes effect only after a restart");
         }
         scheduler
-            .apply(&config.providers)
+            .apply(config.providers)
             .map_err(|error| format!("cannot set up an HTTP client: {error}"))
     });
     state.metrics.record_reload(outcome.is_ok());

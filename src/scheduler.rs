@@ -1,27 +1,33 @@
 //! Runs every provider's probe cycle on its own interval: one task per provider (so one slow
-//! provider never delays another, and a provider's cycles never overlap), start times spread
-//! over the first interval, every wait cancellable, and a panicking cycle contained to its
-//! provider. [`Scheduler::apply`] moves the running set to a new configuration.
+//! provider never delays another, and a provider's cycles never overlap), each cycle run inline
+//! in that task (no task per cycle), start times spread over the first interval, every wait
+//! cancellable, and a panicking cycle contained to its provider. Each task is given its
+//! provider's name (shared, not copied), metrics and status handles and `/probe` mailbox at
+//! start, so a cycle records without looking anything up. [`Scheduler::apply`] moves the
+//! running set to a new configuration.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use crate::config::ProviderConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ProviderMetrics};
 use crate::probe::trace::Trace;
 use crate::probe::transport;
 use crate::probe::{CycleReport, HeldToken, Prober};
 use crate::shard::Shard;
-use crate::status::StatusBoard;
+use crate::status::{StatusBoard, StatusHandle};
 
 /// One caller's wish for a cycle now (`/probe`).
 pub struct ProbeRequest {
@@ -38,10 +44,40 @@ pub struct ProbeAnswer {
     pub trace: Option<String>,
 }
 
+/// A provider's on-demand requests (`/probe`), waiting for its task. A lock, an empty `Vec` and
+/// a `Notify` until the first request: a bounded channel allocated its buffer up front, for
+/// every provider, though on-demand probes are rare.
+#[derive(Default)]
+pub struct Mailbox {
+    waiting: Mutex<Vec<ProbeRequest>>,
+    wake: Notify,
+}
+
+impl Mailbox {
+    /// Queues a request for the provider's next cycle; refused (handed back) when
+    /// [`ON_DEMAND_QUEUE`] are already waiting.
+    pub fn try_send(&self, request: ProbeRequest) -> Result<(), ProbeRequest> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if waiting.len() >= ON_DEMAND_QUEUE {
+            return Err(request);
+        }
+        waiting.push(request);
+        drop(waiting);
+        // Stores a wake-up if the task is busy with a cycle: it comes back for these next.
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Every request waiting now; they share one cycle.
+    fn take(&self) -> Vec<ProbeRequest> {
+        std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 /// Where each running provider's task takes on-demand requests: its mailbox.
 #[derive(Default)]
 pub struct Directory {
-    providers: Mutex<HashMap<String, mpsc::Sender<ProbeRequest>>>,
+    providers: Mutex<HashMap<Arc<str>, Arc<Mailbox>>>,
     /// Configured providers that another shard probes, so `/probe` can name it.
     elsewhere: Mutex<HashMap<String, u32>>,
 }
@@ -56,11 +92,11 @@ impl Directory {
             .copied()
     }
 
-    pub fn insert(&self, provider: &str, requests: mpsc::Sender<ProbeRequest>) {
+    pub fn insert(&self, provider: Arc<str>, mailbox: Arc<Mailbox>) {
         self.providers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(provider.to_string(), requests);
+            .insert(provider, mailbox);
     }
 
     pub fn remove(&self, provider: &str) {
@@ -70,7 +106,7 @@ impl Directory {
             .remove(provider);
     }
 
-    pub fn get(&self, provider: &str) -> Option<mpsc::Sender<ProbeRequest>> {
+    pub fn get(&self, provider: &str) -> Option<Arc<Mailbox>> {
         self.providers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -85,7 +121,7 @@ impl Directory {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .keys()
-            .cloned()
+            .map(|name| name.to_string())
             .collect();
         names.sort();
         names
@@ -114,6 +150,16 @@ pub struct Changes {
 struct Running {
     config: Arc<ProviderConfig>,
     cancel: CancellationToken,
+}
+
+/// What a provider's task records into and listens to, given at start: its name (one
+/// allocation shared by the metrics, the status board and the directory), its metrics and
+/// status handles, and its `/probe` mailbox.
+pub(crate) struct Handles {
+    pub name: Arc<str>,
+    pub metrics: ProviderMetrics,
+    pub status: StatusHandle,
+    pub mailbox: Arc<Mailbox>,
 }
 
 /// Where a provider task writes what each periodic cycle saw.
@@ -150,7 +196,7 @@ pub struct Scheduler {
     shared_client: transport::Client,
     root: CancellationToken,
     tracker: TaskTracker,
-    running: HashMap<String, Running>,
+    running: HashMap<Arc<str>, Running>,
     /// With `--shard`, only the providers this shard owns run (on start and on every reload).
     shard: Option<Shard>,
 }
@@ -183,11 +229,12 @@ impl Scheduler {
     /// Makes exactly `providers` run: new ones start, removed ones stop and their series are
     /// deleted, changed ones restart with the new settings (a fresh token, counters kept), and
     /// unchanged ones keep running untouched, held token included. Nothing changes if a client
-    /// cannot be built.
-    pub fn apply(&mut self, providers: &[ProviderConfig]) -> Result<Changes, reqwest::Error> {
+    /// cannot be built. Takes the configuration by value: each started provider's settings move
+    /// into the one `Arc` its task and the scheduler share, never copied.
+    pub fn apply(&mut self, providers: Vec<ProviderConfig>) -> Result<Changes, reqwest::Error> {
         // Every shard loads the same configuration; each keeps its own part of it.
-        let (providers, elsewhere): (Vec<&ProviderConfig>, Vec<&ProviderConfig>) = providers
-            .iter()
+        let (providers, elsewhere): (Vec<ProviderConfig>, Vec<ProviderConfig>) = providers
+            .into_iter()
             .partition(|provider| self.shard.is_none_or(|shard| shard.owns(&provider.name)));
         let elsewhere: HashMap<String, u32> = match self.shard {
             Some(shard) => elsewhere
@@ -197,11 +244,20 @@ impl Scheduler {
             None => HashMap::new(),
         };
         let mut changes = Changes::default();
+        let wanted: std::collections::HashSet<&str> =
+            providers.iter().map(|p| p.name.as_str()).collect();
+        changes.removed = self
+            .running
+            .keys()
+            .filter(|name| !wanted.contains(&***name))
+            .map(|name| name.to_string())
+            .collect();
+        changes.removed.sort();
         let mut to_start = Vec::new();
-        for &provider in &providers {
-            match self.running.get(&provider.name) {
-                Some(running) if *running.config == *provider => {
-                    changes.unchanged.push(provider.name.clone());
+        for provider in providers {
+            match self.running.get(provider.name.as_str()) {
+                Some(running) if *running.config == provider => {
+                    changes.unchanged.push(provider.name);
                 }
                 existing => {
                     let client = transport::client_for(&provider.tls, &self.shared_client)?;
@@ -210,19 +266,10 @@ impl Scheduler {
                     } else {
                         changes.added.push(provider.name.clone());
                     }
-                    to_start.push((provider.clone(), client));
+                    to_start.push((provider, client));
                 }
             }
         }
-        let wanted: std::collections::HashSet<&str> =
-            providers.iter().map(|p| p.name.as_str()).collect();
-        changes.removed = self
-            .running
-            .keys()
-            .filter(|name| !wanted.contains(name.as_str()))
-            .cloned()
-            .collect();
-        changes.removed.sort();
 
         let recorders = self.recorders.clone();
         let _exclusive = recorders
@@ -230,7 +277,7 @@ impl Scheduler {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         for name in &changes.removed {
-            if let Some(running) = self.running.remove(name) {
+            if let Some(running) = self.running.remove(name.as_str()) {
                 running.cancel.cancel();
             }
             self.recorders.metrics.remove_provider(name);
@@ -238,7 +285,7 @@ impl Scheduler {
             self.recorders.directory.remove(name);
         }
         for (config, client) in to_start {
-            if let Some(old) = self.running.remove(&config.name) {
+            if let Some(old) = self.running.remove(config.name.as_str()) {
                 old.cancel.cancel();
                 self.recorders.metrics.forget_token(&config.name);
             }
@@ -254,12 +301,18 @@ impl Scheduler {
     }
 
     fn start(&mut self, config: ProviderConfig, client: transport::Client) {
-        self.recorders.metrics.add_provider(&config.name);
-        self.recorders
-            .status
-            .add_provider(&config.name, config.canary.is_some());
-        let (requests, inbox) = mpsc::channel(ON_DEMAND_QUEUE);
-        self.recorders.directory.insert(&config.name, requests);
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let mailbox = Arc::new(Mailbox::default());
+        let handles = Handles {
+            metrics: self.recorders.metrics.add_provider(Arc::clone(&name)),
+            status: self
+                .recorders
+                .status
+                .add_provider(Arc::clone(&name), config.canary.is_some()),
+            mailbox: Arc::clone(&mailbox),
+            name: Arc::clone(&name),
+        };
+        self.recorders.directory.insert(Arc::clone(&name), mailbox);
         let cancel = self.root.child_token();
         let first_delay = match self.jitter {
             StartJitter::Random => random_below(config.interval),
@@ -270,34 +323,25 @@ impl Scheduler {
         self.tracker.spawn(run_provider(
             prober,
             self.recorders.clone(),
+            handles,
             first_delay,
-            inbox,
             cancel.clone(),
         ));
-        self.running
-            .insert(config.name.clone(), Running { config, cancel });
+        self.running.insert(name, Running { config, cancel });
     }
 }
 
 /// What the provider loop needs of a prober; lets tests substitute a misbehaving one.
-pub(crate) trait Cycle: Sized + Send + 'static {
-    fn name(&self) -> &str;
+pub(crate) trait Cycle: Send + 'static {
     fn interval(&self) -> Duration;
     fn held(&self) -> Option<&HeldToken>;
-    /// A prober with the same settings and no state, to carry on after a panic.
-    fn fresh(&self) -> Self;
-    /// Runs one cycle, handing the prober back with the report (and a trace when asked).
-    fn run(
-        self,
-        debug: bool,
-    ) -> impl Future<Output = (Self, CycleReport, Option<String>)> + Send + 'static;
+    /// Forgets all state (the held token), to carry on after a panic left it half-written.
+    fn reset(&mut self);
+    /// Runs one cycle: the report, and a trace when asked.
+    fn run(&mut self, debug: bool) -> impl Future<Output = (CycleReport, Option<String>)> + Send;
 }
 
 impl Cycle for Prober {
-    fn name(&self) -> &str {
-        &self.config.name
-    }
-
     fn interval(&self) -> Duration {
         self.config.interval
     }
@@ -306,18 +350,37 @@ impl Cycle for Prober {
         Prober::held(self)
     }
 
-    fn fresh(&self) -> Self {
-        Prober::new(Arc::clone(&self.config), self.client().clone())
+    fn reset(&mut self) {
+        *self = Prober::new(Arc::clone(&self.config), self.client().clone());
     }
 
-    async fn run(mut self, debug: bool) -> (Self, CycleReport, Option<String>) {
+    async fn run(&mut self, debug: bool) -> (CycleReport, Option<String>) {
         if debug {
             let mut trace = Trace::default();
             let report = self.run_cycle(Some(&mut trace)).await;
-            (self, report, Some(trace.finish()))
+            (report, Some(trace.finish()))
         } else {
-            let report = self.run_cycle(None).await;
-            (self, report, None)
+            (self.run_cycle(None).await, None)
+        }
+    }
+}
+
+/// A cycle's future, polled in the provider's own task with a panic turned into `Err`, as a
+/// task of its own would contain it: one allocation per cycle instead of a spawned task (its
+/// scheduling, its join), and the idle provider task stays small, as the cycle's state lives
+/// in this box only while the cycle runs.
+struct Contained<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for Contained<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let cycle = self.get_mut().0.as_mut();
+        // After a panic the future is never polled again: it is dropped with the `Err`.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| cycle.poll(context))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_panic) => Poll::Ready(Err(())),
         }
     }
 }
@@ -325,10 +388,11 @@ impl Cycle for Prober {
 pub(crate) async fn run_provider<C: Cycle>(
     mut prober: C,
     recorders: Recorders,
+    handles: Handles,
     first_delay: Duration,
-    mut on_demand: mpsc::Receiver<ProbeRequest>,
     cancel: CancellationToken,
 ) {
+    let name = &*handles.name;
     // `Delay`: after a stall (a cycle longer than the interval), continue at the normal pace
     // instead of firing the missed cycles back to back.
     let mut ticker =
@@ -339,30 +403,21 @@ pub(crate) async fn run_provider<C: Cycle>(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = ticker.tick() => {}
-            Some(request) = on_demand.recv() => {
+            _ = handles.mailbox.wake.notified() => {
                 // Everyone already waiting shares this one cycle.
-                waiting.push(request);
-                while let Ok(request) = on_demand.try_recv() {
-                    waiting.push(request);
+                waiting = handles.mailbox.take();
+                if waiting.is_empty() {
+                    continue; // their wake-up outlived them: nobody asked for this cycle
                 }
             }
         }
-        let name = prober.name().to_string();
         let debug = waiting.iter().any(|request| request.debug);
-        let spare = prober.fresh();
-        // The cycle runs in its own task so that a panic in it (a bug) is contained here.
-        let cycle = tokio::spawn(prober.run(debug));
-        let abort = cycle.abort_handle();
         let joined = tokio::select! {
-            _ = cancel.cancelled() => {
-                abort.abort();
-                return;
-            }
-            joined = cycle => joined,
+            _ = cancel.cancelled() => return,
+            joined = Contained(Box::pin(prober.run(debug))) => joined,
         };
         match joined {
-            Ok((returned, report, trace)) => {
-                prober = returned;
+            Ok((report, trace)) => {
                 let _recording = recorders
                     .changes
                     .read()
@@ -371,13 +426,15 @@ pub(crate) async fn run_provider<C: Cycle>(
                     return; // removed or restarted meanwhile: its results are no longer wanted
                 }
                 if waiting.is_empty() {
-                    recorders.metrics.record(&name, &report, prober.held());
-                    recorders.status.record(&name, &report, prober.held());
-                    log_report(&name, &report);
+                    recorders
+                        .metrics
+                        .record(&handles.metrics, &report, prober.held());
+                    handles.status.record(&report, prober.held());
+                    log_report(name, &report);
                 } else {
                     // On-demand cycles answer their callers; the periodic series stay the
                     // periodic probes' own, but the token they hold now is the new one.
-                    recorders.metrics.record_held(&name, prober.held());
+                    recorders.metrics.record_held(&handles.metrics, prober.held());
                     let report = Arc::new(report);
                     for request in waiting {
                         let answer = ProbeAnswer {
@@ -389,7 +446,7 @@ pub(crate) async fn run_provider<C: Cycle>(
                     }
                 }
             }
-            Err(error) if error.is_panic() => {
+            Err(()) => {
                 let _recording = recorders
                     .changes
                     .read()
@@ -397,15 +454,14 @@ pub(crate) async fn run_provider<C: Cycle>(
                 if cancel.is_cancelled() {
                     return;
                 }
-                recorders.metrics.record_panic(&name);
+                recorders.metrics.record_panic(&handles.metrics);
                 tracing::error!(
                     provider = %name,
                     "probe cycle panicked; the provider's state was reset and probing continues"
                 );
-                prober = spare;
+                prober.reset();
                 // Dropping the waiting requests tells their callers the cycle failed.
             }
-            Err(_cancelled) => return,
         }
     }
 }
@@ -468,21 +524,14 @@ mod tests {
     }
 
     impl Cycle for PanicsOnce {
-        fn name(&self) -> &str {
-            "flaky"
-        }
         fn interval(&self) -> Duration {
             Duration::from_millis(10)
         }
         fn held(&self) -> Option<&HeldToken> {
             None
         }
-        fn fresh(&self) -> Self {
-            PanicsOnce {
-                cycles: Arc::clone(&self.cycles),
-            }
-        }
-        async fn run(self, _debug: bool) -> (Self, CycleReport, Option<String>) {
+        fn reset(&mut self) {}
+        async fn run(&mut self, _debug: bool) -> (CycleReport, Option<String>) {
             let n = self.cycles.fetch_add(1, Ordering::SeqCst);
             assert!(n != 1, "injected fault in cycle {n}");
             let report = CycleReport {
@@ -494,7 +543,7 @@ mod tests {
                 duration: Duration::ZERO,
                 finished_at: SystemTime::now(),
             };
-            (self, report, None)
+            (report, None)
         }
     }
 
@@ -502,18 +551,23 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_cycle_is_counted_and_probing_continues() {
         let metrics = Arc::new(Metrics::new());
-        metrics.add_provider("flaky");
         let recorders = Recorders::new(Arc::clone(&metrics));
+        let name: Arc<str> = Arc::from("flaky");
+        let handles = Handles {
+            metrics: metrics.add_provider(Arc::clone(&name)),
+            status: recorders.status.add_provider(Arc::clone(&name), false),
+            mailbox: Arc::default(),
+            name,
+        };
         let cycles = Arc::new(AtomicUsize::new(0));
         let cancel = CancellationToken::new();
-        let (_requests, inbox) = mpsc::channel(1);
         let task = tokio::spawn(run_provider(
             PanicsOnce {
                 cycles: Arc::clone(&cycles),
             },
             recorders,
+            handles,
             Duration::ZERO,
-            inbox,
             cancel.clone(),
         ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

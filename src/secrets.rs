@@ -152,9 +152,13 @@ fn from_file(
 
 /// Removes known secret values from text that came back from a server (an `error_description`,
 /// a body excerpt) before it is logged: a broken identity provider may echo the request.
+///
+/// Built for every token request, but used only when a person may read what came back (a
+/// failure, a trace): so `add` only keeps the value, and the encodings it travels in are worked
+/// out when text is scrubbed, not for every request that succeeds.
 #[derive(Default)]
 pub struct Scrubber {
-    needles: Vec<String>,
+    values: Vec<String>,
 }
 
 impl Scrubber {
@@ -162,24 +166,36 @@ impl Scrubber {
     /// and protect nothing.
     const MIN_LEN: usize = 4;
 
-    /// Adds a value, together with the encodings it travels in (form, JSON, Basic header).
+    /// Adds a value, to be removed together with the encodings it travels in (form, JSON,
+    /// Basic header).
     pub fn add(&mut self, value: &str) {
-        if value.len() < Self::MIN_LEN {
-            return;
+        if value.len() >= Self::MIN_LEN && !self.values.iter().any(|known| known == value) {
+            self.values.push(value.to_string());
         }
-        let form: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
-        let json = serde_json::to_string(value).unwrap_or_default();
-        let json = json.trim_matches('"').to_string();
-        for needle in [value.to_string(), form, json] {
-            if !self.needles.contains(&needle) {
-                self.needles.push(needle);
+    }
+
+    /// Every value and its encodings, each once, in the order added.
+    fn needles(&self) -> Vec<String> {
+        let mut needles: Vec<String> = Vec::with_capacity(self.values.len() * 3);
+        for value in &self.values {
+            let form: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+            let json = serde_json::to_string(value).unwrap_or_default();
+            let json = json.trim_matches('"').to_string();
+            for needle in [value.clone(), form, json] {
+                if !needles.contains(&needle) {
+                    needles.push(needle);
+                }
             }
         }
+        needles
     }
 
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for needle in &self.needles {
+        if self.values.is_empty() {
+            return out;
+        }
+        for needle in self.needles() {
             if out.contains(needle.as_str()) {
                 out = out.replace(needle.as_str(), REDACTED);
             }

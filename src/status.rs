@@ -2,7 +2,7 @@
 //! next to the metrics (from the same report) and read when `/` is rendered.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::probe::{CycleReport, Failure, HeldToken};
@@ -65,9 +65,22 @@ pub struct ReloadState {
     pub last_success: SystemTime,
 }
 
+/// One provider's row, shared with the provider's task, which records through it without
+/// looking the provider up by name.
+#[derive(Clone, Default)]
+pub struct StatusHandle(Arc<Mutex<ProviderStatus>>);
+
+impl StatusHandle {
+    pub fn record(&self, report: &CycleReport, held: Option<&HeldToken>) {
+        let mut status = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        StatusBoard::record_into(&mut status, report, held);
+    }
+}
+
 pub struct StatusBoard {
     started: Instant,
-    providers: Mutex<BTreeMap<String, ProviderStatus>>,
+    /// Keys are the provider names the scheduler shares with the metrics and `/probe`.
+    providers: Mutex<BTreeMap<Arc<str>, StatusHandle>>,
     reload: Mutex<Option<ReloadState>>,
 }
 
@@ -86,19 +99,23 @@ impl StatusBoard {
         self.started.elapsed()
     }
 
-    pub fn add_provider(&self, name: &str, canary_configured: bool) {
+    /// Adds a provider's row and returns the handle its task records through.
+    pub fn add_provider(
+        &self,
+        name: impl Into<Arc<str>>,
+        canary_configured: bool,
+    ) -> StatusHandle {
         let mut providers = self
             .providers
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         // A restarted provider starts over: its old token and results belong to old settings.
-        providers.insert(
-            name.to_string(),
-            ProviderStatus {
-                canary_configured,
-                ..ProviderStatus::default()
-            },
-        );
+        let handle = StatusHandle(Arc::new(Mutex::new(ProviderStatus {
+            canary_configured,
+            ..ProviderStatus::default()
+        })));
+        providers.insert(name.into(), handle.clone());
+        handle
     }
 
     pub fn remove_provider(&self, name: &str) {
@@ -108,14 +125,8 @@ impl StatusBoard {
             .remove(name);
     }
 
-    pub fn record(&self, provider: &str, report: &CycleReport, held: Option<&HeldToken>) {
-        let mut providers = self
-            .providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let Some(status) = providers.get_mut(provider) else {
-            return; // removed while its last cycle ran
-        };
+    /// Writes one cycle's report into a provider's row ([`StatusHandle::record`]).
+    fn record_into(status: &mut ProviderStatus, report: &CycleReport, held: Option<&HeldToken>) {
         status.last_run = Some(report.finished_at);
         status.success = Some(report.success);
         if report.success {
@@ -169,7 +180,10 @@ impl StatusBoard {
             .unwrap_or_else(PoisonError::into_inner);
         let mut rows: Vec<(String, ProviderStatus)> = providers
             .iter()
-            .map(|(name, status)| (name.clone(), status.clone()))
+            .map(|(name, status)| {
+                let status = status.0.lock().unwrap_or_else(PoisonError::into_inner);
+                (name.to_string(), status.clone())
+            })
             .collect();
         rows.sort_by(|(a_name, a), (b_name, b)| {
             a.state().cmp(&b.state()).then_with(|| a_name.cmp(b_name))

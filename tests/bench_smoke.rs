@@ -1,6 +1,7 @@
 //! Smoke run of the benchmark harness (issue 6): CI does not time benchmarks, but it keeps the
-//! harness working. 100 providers probed every 2 s for 5 s by the exporter binary (and by
-//! blackbox_exporter through `/probe` when it is installed), against the load target on
+//! harness working. 100 providers probed every 2 s for 5 s by the exporter binary, by the bare
+//! reqwest client lane (issue 15; in a thread here) and by blackbox_exporter through `/probe`
+//! when it is installed, against the load target on
 //! loopback; asserts that the table is complete and that the exporter probed every provider,
 //! reused its connections and reported latencies close to the target's own.
 //!
@@ -13,6 +14,9 @@
 // copy in tests/support. An example cannot be imported as a crate, hence `#[path]`, the one left
 // in tests/. (The harness scrubs proxy variables from its children itself.)
 #[allow(dead_code)]
+#[path = "../examples/bench/bare.rs"]
+mod bare;
+#[allow(dead_code)]
 #[path = "../examples/bench/harness.rs"]
 mod harness;
 #[allow(dead_code)]
@@ -22,7 +26,7 @@ mod target;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use harness::{Blackbox, Cell, Scenario, Setup, TargetLaunch};
+use harness::{Blackbox, Cell, Launch, Scenario, Setup};
 
 const PROVIDERS: usize = 100;
 
@@ -48,7 +52,9 @@ async fn the_harness_produces_a_complete_table_and_the_exporter_probes_every_pro
     let setup = Setup {
         exporter: PathBuf::from(env!("CARGO_BIN_EXE_oauth2-exporter")),
         // No example binary is built for this test: the target runs in a thread of it.
-        target: TargetLaunch::InProcess,
+        target: Launch::InProcess,
+        // The bare reqwest client lane (issue 15) too, in a thread with its own runtime.
+        bare: Launch::InProcess,
         blackbox,
         verbose: false,
     };
@@ -63,6 +69,8 @@ async fn the_harness_produces_a_complete_table_and_the_exporter_probes_every_pro
     assert!(rows.len() >= 15, "{table}");
     for row in &rows {
         assert_ne!(row.exporter, Cell::Missing, "{}\n{table}", row.measure);
+        assert_ne!(row.bare, Cell::Missing, "{}\n{table}", row.measure);
+        assert_ne!(row.bare_ratio, Cell::Missing, "{}\n{table}", row.measure);
         if blackbox_ran {
             assert_ne!(row.blackbox, Cell::Missing, "{}\n{table}", row.measure);
             assert_ne!(row.ratio, Cell::Missing, "{}\n{table}", row.measure);
@@ -106,6 +114,22 @@ async fn the_harness_produces_a_complete_table_and_the_exporter_probes_every_pro
         report.scrape.gzip_bytes > 0 && report.scrape.gzip_bytes < report.scrape.plain_bytes,
         "{table}"
     );
+
+    // The bare reqwest client lane (issue 15) made the same requests, all answered, and its
+    // CPU ratio is printed.
+    let bare = report.bare.as_ref().expect("no bare client lane");
+    assert_eq!(bare.failures, 0, "{table}");
+    assert_eq!(bare.providers_seen, PROVIDERS, "{table}");
+    assert!(bare.traffic.cycles_in_window > 0, "{table}");
+    assert!(
+        bare.traffic.token_connections * 4 <= bare.traffic.token_requests,
+        "{table}"
+    );
+    let cpu_row = rows
+        .iter()
+        .find(|row| row.measure.starts_with("CPU per 1 000 cycles, ms, probing only"))
+        .expect("no probing CPU row");
+    assert!(matches!(cpu_row.bare_ratio, Cell::Value(_)), "{table}");
 
     if let Some(blackbox) = &report.blackbox {
         assert!(blackbox.probes_sent >= PROVIDERS as u64, "{table}");

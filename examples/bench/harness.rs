@@ -23,7 +23,7 @@ use anyhow::{Context, anyhow, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::target;
+use crate::{bare, target};
 
 // ---------------------------------------------------------------------------------------------
 // What to run.
@@ -45,9 +45,10 @@ pub struct Scenario {
     pub exporter_nofile: Option<u64>,
 }
 
-/// How the load target is started.
-pub enum TargetLaunch {
-    /// A separate process (`program args...`) that prints its [`target::Bound`] as one JSON line.
+/// How the load target and the bare client lane are started.
+pub enum Launch {
+    /// A separate process (`program args...`): the target prints its [`target::Bound`] as one
+    /// JSON line, the bare client `ready`.
     Command { program: PathBuf, args: Vec<String> },
     /// A thread of this process (the smoke test, which has no example binary to start).
     #[allow(dead_code)] // constructed by tests/bench_smoke.rs only
@@ -79,7 +80,9 @@ impl Blackbox {
 
 pub struct Setup {
     pub exporter: PathBuf,
-    pub target: TargetLaunch,
+    pub target: Launch,
+    /// The bare reqwest client lane (issue 15): the CPU and memory baseline.
+    pub bare: Launch,
     pub blackbox: Blackbox,
     /// Progress lines on standard error.
     pub verbose: bool,
@@ -220,11 +223,11 @@ impl Drop for TargetHandle {
 }
 
 fn start_target(
-    launch: &TargetLaunch,
+    launch: &Launch,
     options: &target::Options,
 ) -> anyhow::Result<(TargetHandle, target::Bound)> {
     match launch {
-        TargetLaunch::Command { program, args } => {
+        Launch::Command { program, args } => {
             let mut command = Command::new(program);
             command
                 .args(args)
@@ -253,7 +256,7 @@ fn start_target(
             })?;
             Ok((TargetHandle::Process(proc), bound))
         }
-        TargetLaunch::InProcess => {
+        Launch::InProcess => {
             let cancel = CancellationToken::new();
             let (sender, receiver) = std::sync::mpsc::channel();
             let options = options.clone();
@@ -294,6 +297,104 @@ fn start_target(
     }
 }
 
+/// The running bare client lane, in a process or a thread of this one.
+enum BareHandle {
+    Process {
+        proc: Proc,
+        /// The last failure count it printed.
+        failures: Arc<std::sync::atomic::AtomicU64>,
+    },
+    Thread {
+        cancel: CancellationToken,
+        tid: u32,
+        failures: Arc<bare::Failures>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+}
+
+impl BareHandle {
+    /// Where its CPU time (and, for a process, its memory) is read.
+    fn source(&self) -> Sampled {
+        match self {
+            BareHandle::Process { proc, .. } => Sampled::Process(proc.pid()),
+            BareHandle::Thread { tid, .. } => Sampled::Thread(*tid),
+        }
+    }
+
+    fn failures(&self) -> u64 {
+        match self {
+            BareHandle::Process { failures, .. } => {
+                failures.load(std::sync::atomic::Ordering::Relaxed)
+            }
+            BareHandle::Thread { failures, .. } => failures.count(),
+        }
+    }
+}
+
+impl Drop for BareHandle {
+    fn drop(&mut self) {
+        if let BareHandle::Thread { cancel, thread, .. } = self {
+            cancel.cancel();
+            if let Some(thread) = thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+fn start_bare(launch: &Launch, options: bare::Options) -> anyhow::Result<BareHandle> {
+    match launch {
+        Launch::Command { program, args } => {
+            let mut command = Command::new(program);
+            command
+                .args(args)
+                .args(options.to_args())
+                .stdout(Stdio::piped());
+            let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let counted = Arc::clone(&failures);
+            let mut proc = Proc::spawn("bare client", command, None, move |line| {
+                if let Some(count) = line
+                    .strip_prefix("bare client: failures ")
+                    .and_then(|n| n.trim().parse().ok())
+                {
+                    counted.store(count, std::sync::atomic::Ordering::Relaxed);
+                }
+            })?;
+            let stdout = proc
+                .child
+                .stdout
+                .take()
+                .ok_or_else(|| anyhow!("no stdout"))?;
+            let (sender, receiver) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let _ = BufReader::new(stdout).read_line(&mut line);
+                let _ = sender.send(line);
+            });
+            let line = receiver
+                .recv_timeout(Duration::from_secs(60))
+                .map_err(|_| anyhow!("the bare client did not start in 60 s"))?;
+            if line.trim() != "ready" {
+                bail!(
+                    "the bare client printed {line:?} instead of ready:\n{}",
+                    proc.tail()
+                );
+            }
+            Ok(BareHandle::Process { proc, failures })
+        }
+        Launch::InProcess => {
+            let cancel = CancellationToken::new();
+            let (tid, failures, thread) = bare::run_in_thread(options, cancel.clone())?;
+            Ok(BareHandle::Thread {
+                cancel,
+                tid,
+                failures,
+                thread: Some(thread),
+            })
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // /proc.
 
@@ -318,11 +419,36 @@ fn clock_ticks_per_second() -> u64 {
         .unwrap_or(100)
 }
 
+/// What a sample is read from: another process, or one thread of this one (its CPU time only:
+/// its memory is this process's).
+#[derive(Debug, Clone, Copy)]
+enum Sampled {
+    Process(u32),
+    Thread(u32),
+}
+
+impl Sampled {
+    fn sample(self, ticks: u64) -> Option<ProcSample> {
+        match self {
+            Sampled::Process(pid) => proc_sample(Some(pid), ticks),
+            Sampled::Thread(tid) => proc_dir_sample(&format!("/proc/self/task/{tid}"), ticks),
+        }
+    }
+
+    fn has_own_memory(self) -> bool {
+        matches!(self, Sampled::Process(_))
+    }
+}
+
 fn proc_sample(pid: Option<u32>, ticks: u64) -> Option<ProcSample> {
     let dir = match pid {
         Some(pid) => format!("/proc/{pid}"),
         None => "/proc/self".to_string(),
     };
+    proc_dir_sample(&dir, ticks)
+}
+
+fn proc_dir_sample(dir: &str, ticks: u64) -> Option<ProcSample> {
     let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) start at field 3 (state);
     // utime and stime are fields 14 and 15.
@@ -1035,6 +1161,20 @@ pub struct BlackboxSide {
     pub views: Vec<(String, Vec<String>)>,
 }
 
+/// The bare reqwest client lane (issue 15): the same two requests per cycle and nothing else.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BareSide {
+    pub resources: Resources,
+    pub traffic: Traffic,
+    /// Cycles that failed (the run is then invalid).
+    pub failures: u64,
+    /// Providers the target saw a token and a canary request from on this lane (status 200).
+    pub providers_seen: usize,
+    /// It ran in a process of its own (its memory is measured); in a thread of the driver
+    /// (the smoke test) only its CPU time is.
+    pub own_memory: bool,
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Machine {
     pub nproc: usize,
@@ -1077,6 +1217,9 @@ pub struct Report {
     pub exporter_warnings: u64,
     pub scrape: ScrapeStats,
     pub fidelity: Fidelity,
+    /// VmRSS right after the final plain-text scrape, MiB (issue 15: a plain scrape streams).
+    pub exporter_rss_after_plain_mib: Option<f64>,
+    pub bare: Option<BareSide>,
     pub blackbox: Option<BlackboxSide>,
     pub blackbox_skipped: Option<String>,
     pub machine: Machine,
@@ -1138,6 +1281,9 @@ fn q2(q: Option<Quantiles>, unit: &str) -> Option<String> {
 pub struct Row {
     pub measure: &'static str,
     pub exporter: Cell,
+    /// The bare reqwest client lane, and the exporter's figure divided by its figure.
+    pub bare: Cell,
+    pub bare_ratio: Cell,
     pub blackbox: Cell,
     pub ratio: Cell,
 }
@@ -1159,8 +1305,13 @@ impl Report {
     /// The table, one row per measure; blackbox cells say why they are empty.
     pub fn rows(&self) -> Vec<Row> {
         let bb = self.blackbox.as_ref();
+        let bare = self.bare.as_ref();
         let skipped = || Cell::NotApplicable("not run");
         let bb_cell = |value: Option<String>| match bb {
+            Some(_) => cell(value),
+            None => skipped(),
+        };
+        let bare_cell = |value: Option<String>| match bare {
             Some(_) => cell(value),
             None => skipped(),
         };
@@ -1169,21 +1320,47 @@ impl Report {
             (Some(_), Some(a), Some(b)) if b > 0.0 => Cell::Value(format!("{:.2}", a / b)),
             _ => Cell::Missing,
         };
+        let bare_ratio = |a: Option<f64>, b: Option<f64>| match (bare, a, b) {
+            (None, _, _) => skipped(),
+            (Some(_), Some(a), Some(b)) if b > 0.0 => Cell::Value(format!("{:.2}", a / b)),
+            _ => Cell::Missing,
+        };
         let none = || Cell::NotApplicable("");
+        // The bare lane's memory is this process's when it runs in a thread (the smoke test).
+        let bare_memory = |value: Option<f64>, format: fn(f64) -> String| match bare {
+            Some(b) if !b.own_memory => Cell::NotApplicable("in the driver's process"),
+            _ => bare_cell(value.map(format)),
+        };
+        let bare_memory_ratio = |a: f64, b: Option<f64>| match bare {
+            Some(b) if !b.own_memory => Cell::NotApplicable(""),
+            _ => bare_ratio(Some(a), b),
+        };
         let exporter_cpu =
             Self::cpu_per_1000_ms(&self.exporter, self.exporter_traffic.cycles_in_window);
+        let exporter_probing = self.probing_cpu_per_1000_ms();
         let bb_cpu =
             bb.and_then(|b| Self::cpu_per_1000_ms(&b.resources, b.traffic.cycles_in_window));
+        let bare_cpu =
+            bare.and_then(|b| Self::cpu_per_1000_ms(&b.resources, b.traffic.cycles_in_window));
+        let per_provider_kib = |mib: f64| mib * 1024.0 / self.providers.max(1) as f64;
+        let exporter_kib = per_provider_kib(self.exporter.rss_steady_mib);
+        let bare_kib = bare.map(|b| per_provider_kib(b.resources.rss_steady_mib));
+        let bb_kib = bb.map(|b| per_provider_kib(b.resources.rss_steady_mib));
+        let steady = self.exporter.rss_steady_mib.max(1e-9);
         let mut rows = vec![
             Row {
                 measure: "probe cycles in window (token requests seen by target)",
                 exporter: Cell::Value(self.exporter_traffic.cycles_in_window.to_string()),
+                bare: bare_cell(bare.map(|b| b.traffic.cycles_in_window.to_string())),
+                bare_ratio: none(),
                 blackbox: bb_cell(bb.map(|b| b.traffic.cycles_in_window.to_string())),
                 ratio: none(),
             },
             Row {
-                measure: "providers OK (exporter: last cycle; blackbox: probes OK / sent)",
+                measure: "providers OK (exporter: last cycle; bare: seen / failed cycles; blackbox: probes OK / sent)",
                 exporter: Cell::Value(format!("{} / {}", self.providers_ok, self.providers)),
+                bare: bare_cell(bare.map(|b| format!("{} / {} failed", b.providers_seen, b.failures))),
+                bare_ratio: none(),
                 blackbox: bb_cell(
                     bb.map(|b| format!("{} / {}", b.probes_succeeded, b.probes_sent)),
                 ),
@@ -1192,18 +1369,27 @@ impl Report {
             Row {
                 measure: "CPU per 1 000 cycles, ms (exporter incl. its /metrics scrapes)",
                 exporter: cell(exporter_cpu.map(|v| format!("{v:.0}"))),
+                bare: bare_cell(bare_cpu.map(|v| format!("{v:.0}"))),
+                bare_ratio: bare_ratio(exporter_cpu, bare_cpu),
                 blackbox: bb_cell(bb_cpu.map(|v| format!("{v:.0}"))),
                 ratio: ratio(exporter_cpu, bb_cpu),
             },
             Row {
                 measure: "CPU per 1 000 cycles, ms, probing only (scrapes subtracted)",
-                exporter: cell(self.probing_cpu_per_1000_ms().map(|v| format!("{v:.0}"))),
+                exporter: cell(exporter_probing.map(|v| format!("{v:.0}"))),
+                bare: bare_cell(bare_cpu.map(|v| format!("{v:.0}"))),
+                bare_ratio: bare_ratio(exporter_probing, bare_cpu),
                 blackbox: bb_cell(bb_cpu.map(|v| format!("{v:.0}"))),
-                ratio: ratio(self.probing_cpu_per_1000_ms(), bb_cpu),
+                ratio: ratio(exporter_probing, bb_cpu),
             },
             Row {
                 measure: "average CPU share of one core in window",
                 exporter: Cell::Value(format!("{:.2} %", self.exporter.cpu_share_pct)),
+                bare: bare_cell(bare.map(|b| format!("{:.2} %", b.resources.cpu_share_pct))),
+                bare_ratio: bare_ratio(
+                    Some(self.exporter.cpu_share_pct),
+                    bare.map(|b| b.resources.cpu_share_pct),
+                ),
                 blackbox: bb_cell(bb.map(|b| format!("{:.2} %", b.resources.cpu_share_pct))),
                 ratio: ratio(
                     Some(self.exporter.cpu_share_pct),
@@ -1213,12 +1399,21 @@ impl Report {
             Row {
                 measure: "CPU before the window (start-up and first interval), s",
                 exporter: Cell::Value(format!("{:.2}", self.exporter.startup_cpu_s)),
+                bare: bare_cell(bare.map(|b| format!("{:.2}", b.resources.startup_cpu_s))),
+                bare_ratio: none(),
                 blackbox: bb_cell(bb.map(|b| format!("{:.2}", b.resources.startup_cpu_s))),
                 ratio: none(),
             },
             Row {
                 measure: "RSS steady (median in window), MiB",
                 exporter: Cell::Value(format!("{:.1}", self.exporter.rss_steady_mib)),
+                bare: bare_memory(bare.map(|b| b.resources.rss_steady_mib), |v| {
+                    format!("{v:.1}")
+                }),
+                bare_ratio: bare_memory_ratio(
+                    self.exporter.rss_steady_mib,
+                    bare.map(|b| b.resources.rss_steady_mib),
+                ),
                 blackbox: bb_cell(bb.map(|b| format!("{:.1}", b.resources.rss_steady_mib))),
                 ratio: ratio(
                     Some(self.exporter.rss_steady_mib),
@@ -1226,11 +1421,23 @@ impl Report {
                 ),
             },
             Row {
+                measure: "RSS steady per provider, KiB",
+                exporter: Cell::Value(format!("{exporter_kib:.2}")),
+                bare: bare_memory(bare_kib, |v| format!("{v:.2}")),
+                bare_ratio: bare_memory_ratio(exporter_kib, bare_kib),
+                blackbox: bb_cell(bb_kib.map(|v| format!("{v:.2}"))),
+                ratio: ratio(Some(exporter_kib), bb_kib),
+            },
+            Row {
                 measure: "RSS peak (VmHWM) at window end / after final scrapes, MiB",
                 exporter: Cell::Value(format!(
                     "{:.1} / {:.1}",
                     self.exporter.rss_peak_window_mib, self.exporter.rss_peak_mib
                 )),
+                bare: bare_memory(bare.map(|b| b.resources.rss_peak_mib), |v| {
+                    format!("{v:.1}")
+                }),
+                bare_ratio: none(),
                 blackbox: bb_cell(bb.map(|b| {
                     format!(
                         "{:.1} / {:.1}",
@@ -1243,8 +1450,24 @@ impl Report {
                 ),
             },
             Row {
+                measure: "exporter: start-up peak ÷ steady RSS; RSS after the final plain scrape ÷ steady",
+                exporter: cell(self.exporter_rss_after_plain_mib.map(|after| {
+                    format!(
+                        "{:.2}; {:.2} ({after:.1} MiB)",
+                        self.exporter.rss_peak_window_mib / steady,
+                        after / steady
+                    )
+                })),
+                bare: none(),
+                bare_ratio: none(),
+                blackbox: none(),
+                ratio: none(),
+            },
+            Row {
                 measure: "cycle lateness p50 / p99 / max (target's view; blackbox: driver pacing)",
                 exporter: cell(q3(self.exporter_traffic.lateness_ms, "ms")),
+                bare: bare_cell(bare.and_then(|b| q3(b.traffic.lateness_ms, "ms"))),
+                bare_ratio: none(),
                 blackbox: bb_cell(bb.and_then(|b| q3(b.traffic.lateness_ms, "ms"))),
                 ratio: none(),
             },
@@ -1255,6 +1478,11 @@ impl Report {
                         .token_connections_per_1000()
                         .map(|v| format!("{v:.1}")),
                 ),
+                bare: bare_cell(
+                    bare.and_then(|b| b.traffic.token_connections_per_1000())
+                        .map(|v| format!("{v:.1}")),
+                ),
+                bare_ratio: none(),
                 blackbox: bb_cell(
                     bb.and_then(|b| b.traffic.token_connections_per_1000())
                         .map(|v| format!("{v:.1}")),
@@ -1268,62 +1496,71 @@ impl Report {
                         .api_connections_per_1000()
                         .map(|v| format!("{v:.1}")),
                 ),
+                bare: bare_cell(
+                    bare.and_then(|b| b.traffic.api_connections_per_1000())
+                        .map(|v| format!("{v:.1}")),
+                ),
+                bare_ratio: none(),
                 blackbox: bb_cell(
                     bb.and_then(|b| b.traffic.api_connections_per_1000())
                         .map(|v| format!("{v:.1}")),
                 ),
                 ratio: none(),
             },
-            Row {
-                measure: "token latency: reported minus target handling, p50 / p99 per provider",
-                exporter: cell(q2(self.fidelity.token_overhead_ms, "ms")),
-                blackbox: Cell::NotApplicable("not reported (token step hidden)"),
-                ratio: none(),
-            },
-            Row {
-                measure: "canary latency: reported minus target handling, p50 / p99 per provider",
-                exporter: cell(q2(self.fidelity.canary_overhead_ms, "ms")),
-                blackbox: Cell::NotApplicable("only probe total"),
-                ratio: none(),
-            },
-            Row {
-                measure: "probe duration as reported, p50 / p99 (blackbox probe_duration_seconds)",
-                exporter: Cell::NotApplicable("see rows above"),
-                blackbox: bb_cell(bb.and_then(|b| q2(b.probe_duration_ms, "ms"))),
-                ratio: none(),
-            },
-            Row {
-                measure: "target's own token handling time, p50 / p99",
-                exporter: cell(q2(self.fidelity.target_token_handling_ms, "ms")),
-                blackbox: Cell::NotApplicable(""),
-                ratio: none(),
-            },
-            Row {
-                measure: "/metrics gzip scrapes during run: TTFB p50 / p99 / max",
-                exporter: cell(q3(self.scrape.gzip_ttfb_ms, "ms")),
-                blackbox: Cell::NotApplicable("no per-provider page"),
-                ratio: none(),
-            },
-            Row {
-                measure: "/metrics gzip scrapes during run: total p50 / p99 / max",
-                exporter: cell(q3(self.scrape.gzip_total_ms, "ms")),
-                blackbox: Cell::NotApplicable(""),
-                ratio: none(),
-            },
-            Row {
-                measure: "/metrics plain after run: TTFB / total",
-                exporter: cell(
+        ];
+        // Rows only the exporter (and for one, blackbox) has.
+        let exporter_only = |measure: &'static str, exporter: Cell, blackbox: Cell| Row {
+            measure,
+            exporter,
+            bare: none(),
+            bare_ratio: none(),
+            blackbox,
+            ratio: none(),
+        };
+        rows.extend([
+            exporter_only(
+                "token latency: reported minus target handling, p50 / p99 per provider",
+                cell(q2(self.fidelity.token_overhead_ms, "ms")),
+                Cell::NotApplicable("not reported (token step hidden)"),
+            ),
+            exporter_only(
+                "canary latency: reported minus target handling, p50 / p99 per provider",
+                cell(q2(self.fidelity.canary_overhead_ms, "ms")),
+                Cell::NotApplicable("only probe total"),
+            ),
+            exporter_only(
+                "probe duration as reported, p50 / p99 (blackbox probe_duration_seconds)",
+                Cell::NotApplicable("see rows above"),
+                bb_cell(bb.and_then(|b| q2(b.probe_duration_ms, "ms"))),
+            ),
+            exporter_only(
+                "target's own token handling time, p50 / p99",
+                cell(q2(self.fidelity.target_token_handling_ms, "ms")),
+                Cell::NotApplicable(""),
+            ),
+            exporter_only(
+                "/metrics gzip scrapes during run: TTFB p50 / p99 / max",
+                cell(q3(self.scrape.gzip_ttfb_ms, "ms")),
+                Cell::NotApplicable("no per-provider page"),
+            ),
+            exporter_only(
+                "/metrics gzip scrapes during run: total p50 / p99 / max",
+                cell(q3(self.scrape.gzip_total_ms, "ms")),
+                Cell::NotApplicable(""),
+            ),
+            exporter_only(
+                "/metrics plain after run: TTFB / total",
+                cell(
                     self.scrape
                         .plain_ttfb_ms
                         .zip(self.scrape.plain_total_ms)
                         .map(|(a, b)| format!("{a:.1} / {b:.1} ms")),
                 ),
-                blackbox: Cell::NotApplicable(""),
-                ratio: none(),
-            },
-            Row {
-                measure: "/metrics size plain / gzip",
-                exporter: cell(
+                Cell::NotApplicable(""),
+            ),
+            exporter_only(
+                "/metrics size plain / gzip",
+                cell(
                     (self.scrape.plain_bytes > 0 && self.scrape.gzip_bytes > 0).then(|| {
                         format!(
                             "{:.2} MiB / {:.2} MiB",
@@ -1332,25 +1569,22 @@ impl Report {
                         )
                     }),
                 ),
-                blackbox: Cell::NotApplicable(""),
-                ratio: none(),
-            },
-            Row {
-                measure: "exporter CPU per gzip scrape (median)",
-                exporter: cell(self.scrape.cpu_per_scrape_ms.map(|v| format!("{v:.0} ms"))),
-                blackbox: Cell::NotApplicable(""),
-                ratio: none(),
-            },
-        ];
-        rows.push(Row {
-            measure: "machine: all cores busy in window / of which other processes",
-            exporter: Cell::Value(format!(
-                "{:.0} % / {:.0} % of {} cores",
-                self.machine.busy_pct, self.machine.others_pct, self.machine.nproc
-            )),
-            blackbox: Cell::NotApplicable("same machine"),
-            ratio: none(),
-        });
+                Cell::NotApplicable(""),
+            ),
+            exporter_only(
+                "exporter CPU per gzip scrape (median)",
+                cell(self.scrape.cpu_per_scrape_ms.map(|v| format!("{v:.0} ms"))),
+                Cell::NotApplicable(""),
+            ),
+            exporter_only(
+                "machine: all cores busy in window / of which other processes",
+                Cell::Value(format!(
+                    "{:.0} % / {:.0} % of {} cores",
+                    self.machine.busy_pct, self.machine.others_pct, self.machine.nproc
+                )),
+                Cell::NotApplicable("same machine"),
+            ),
+        ]);
         rows
     }
 
@@ -1360,6 +1594,8 @@ impl Report {
         for row in self.rows() {
             for (side, c) in [
                 ("exporter", &row.exporter),
+                ("bare", &row.bare),
+                ("exporter ÷ bare", &row.bare_ratio),
                 ("blackbox", &row.blackbox),
                 ("ratio", &row.ratio),
             ] {
@@ -1400,6 +1636,17 @@ impl Report {
                 "the target rejected {} exporter requests",
                 self.exporter_traffic.rejected
             ));
+        }
+        if let Some(b) = &self.bare {
+            if b.failures > 0 {
+                problems.push(format!("{} bare client cycles failed", b.failures));
+            }
+            if b.providers_seen != self.providers {
+                problems.push(format!(
+                    "the target saw token and canary requests from {} of {} providers on the bare lane",
+                    b.providers_seen, self.providers
+                ));
+            }
         }
         if let Some(b) = &self.blackbox {
             if b.probes_failed > 0 {
@@ -1507,14 +1754,18 @@ impl Report {
                 .unwrap_or_else(|| "in the driver's process".into()),
             self.machine.driver_cpu_share_pct
         );
-        out.push_str("| measure | oauth2-exporter | blackbox_exporter | exporter ÷ blackbox |\n");
-        out.push_str("|---|---|---|---|\n");
+        out.push_str(
+            "| measure | oauth2-exporter | bare reqwest client | exporter ÷ bare | blackbox_exporter | exporter ÷ blackbox |\n",
+        );
+        out.push_str("|---|---|---|---|---|---|\n");
         for row in self.rows() {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 row.measure,
                 row.exporter.show(),
+                row.bare.show(),
+                row.bare_ratio.show(),
                 row.blackbox.show(),
                 row.ratio.show()
             );
@@ -1539,18 +1790,31 @@ impl Report {
 // ---------------------------------------------------------------------------------------------
 // The run.
 
+/// The target's lanes: the exporter's, the bare client's, and blackbox's when it runs.
+const BARE_LANE: usize = 1;
+const BLACKBOX_LANE: usize = 2;
+
 struct Snapshot {
     at: Instant,
     unix_ns: u64,
     exporter: ProcSample,
     blackbox: Option<ProcSample>,
     target: Option<ProcSample>,
+    /// In a thread of the driver (the smoke test), its CPU is also the driver's.
+    bare: Option<ProcSample>,
     driver: ProcSample,
     system: (u64, u64),
 }
 
-fn snapshot(ticks: u64, exporter: u32, blackbox: Option<u32>, target: Option<u32>) -> Snapshot {
+fn snapshot(
+    ticks: u64,
+    exporter: u32,
+    blackbox: Option<u32>,
+    target: Option<u32>,
+    bare: Sampled,
+) -> Snapshot {
     Snapshot {
+        bare: bare.sample(ticks),
         at: Instant::now(),
         unix_ns: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -1564,8 +1828,14 @@ fn snapshot(ticks: u64, exporter: u32, blackbox: Option<u32>, target: Option<u32
     }
 }
 
-/// One 1 s sample: when, the exporter, blackbox (if running).
-type MemorySample = (Instant, ProcSample, Option<ProcSample>);
+/// One 1 s sample of every measured process.
+#[derive(Clone)]
+struct MemorySample {
+    at: Instant,
+    exporter: ProcSample,
+    blackbox: Option<ProcSample>,
+    bare: Option<ProcSample>,
+}
 
 fn share_pct(cpu: Duration, wall: Duration) -> f64 {
     cpu.as_secs_f64() * 100.0 / wall.as_secs_f64().max(1e-9)
@@ -1630,10 +1900,11 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
         (scenario.duration.as_secs_f64() / scenario.interval.as_secs_f64()).ceil() as u64 + 1;
     let per_client = scenario.providers as u64 * rounds;
     let blackbox_on = matches!(setup.blackbox, Blackbox::Binary(_));
+    // Lane 0 is the exporter's, 1 the bare client's, 2 blackbox's (when it runs).
     let lanes: Vec<String> = if blackbox_on {
-        vec!["exporter".into(), "blackbox".into()]
+        vec!["exporter".into(), "bare".into(), "blackbox".into()]
     } else {
-        vec!["exporter".into()]
+        vec!["exporter".into(), "bare".into()]
     };
     let target_options = target::Options {
         providers: scenario.providers,
@@ -1658,7 +1929,9 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
     let mut blackbox_proc = None;
     let mut blackbox_addr = None;
     let mut blackbox_version = String::new();
-    if let (Blackbox::Binary(program), Some(lane)) = (&setup.blackbox, bound.lanes.get(1)) {
+    if let (Blackbox::Binary(program), Some(lane)) =
+        (&setup.blackbox, bound.lanes.get(BLACKBOX_LANE))
+    {
         let closed_port = free_port()?;
         let config_path = work.path().join("blackbox.yml");
         write_private(
@@ -1774,6 +2047,19 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
         }
     };
     wait_for_status(exporter_addr, "/-/ready", Duration::from_secs(120)).await?;
+    // The bare client starts as the exporter is ready: both lanes' first cycles are spread over
+    // the same first interval, the warm-up before the window.
+    say(setup, "starting the bare client lane");
+    let bare_handle = start_bare(
+        &setup.bare,
+        bare::Options {
+            token: bound.lanes[BARE_LANE].token,
+            api: bound.lanes[BARE_LANE].api,
+            providers: scenario.providers,
+            interval: scenario.interval,
+        },
+    )?;
+    let bare_source = bare_handle.source();
     let exporter_pid = exporter_proc.pid();
     let blackbox_pid = blackbox_proc.as_ref().map(Proc::pid);
     let target_pid = target_handle.pid();
@@ -1811,8 +2097,14 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
                 }
                 let exporter = proc_sample(Some(exporter_pid), ticks).unwrap_or_default();
                 let blackbox = blackbox_pid.and_then(|pid| proc_sample(Some(pid), ticks));
+                let bare = bare_source.sample(ticks);
                 if let Ok(mut samples) = samples.lock() {
-                    samples.push((Instant::now(), exporter, blackbox));
+                    samples.push(MemorySample {
+                        at: Instant::now(),
+                        exporter,
+                        blackbox,
+                        bare,
+                    });
                 }
             }
         })
@@ -1840,7 +2132,7 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
         })
     };
     let driver = blackbox_addr.map(|addr| {
-        let lane = bound.lanes[1].clone();
+        let lane = bound.lanes[BLACKBOX_LANE].clone();
         let providers = scenario.providers;
         let interval = scenario.interval;
         tokio::spawn(drive_blackbox(
@@ -1854,7 +2146,7 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
         watch.tick().await;
         exporter_proc.check_running()?;
     }
-    let w0 = snapshot(ticks, exporter_pid, blackbox_pid, target_pid);
+    let w0 = snapshot(ticks, exporter_pid, blackbox_pid, target_pid, bare_source);
     say(setup, "warm-up done; window starts");
     while tokio::time::Instant::now() < end {
         tokio::select! {
@@ -1866,7 +2158,7 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
             proc.check_running()?;
         }
     }
-    let w1 = snapshot(ticks, exporter_pid, blackbox_pid, target_pid);
+    let w1 = snapshot(ticks, exporter_pid, blackbox_pid, target_pid, bare_source);
     let load_after = load_average();
     say(setup, "window over; final scrapes");
     stop.cancel();
@@ -1879,9 +2171,12 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
 
     // Final scrapes: plain (parsed for fidelity and success) and gzip (size).
     let (plain, plain_body) = measured_scrape(exporter_addr, exporter_pid, ticks, false).await?;
+    // What the plain scrape left resident (issue 15: it streams, so next to nothing).
+    let rss_after_plain = proc_sample(Some(exporter_pid), ticks).map(|s| mib(s.rss_kib));
     let (gzip, _) = measured_scrape(exporter_addr, exporter_pid, ticks, true).await?;
     let end_exporter = proc_sample(Some(exporter_pid), ticks).unwrap_or_default();
     let end_blackbox = blackbox_pid.and_then(|pid| proc_sample(Some(pid), ticks));
+    let end_bare = bare_source.sample(ticks);
     let text = String::from_utf8_lossy(&plain_body);
     let exported = parse_exposition(&text, scenario.providers);
 
@@ -1893,7 +2188,7 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
     // What blackbox reports, for a good probe and two failures.
     let mut views = Vec::new();
     if let Some(addr) = blackbox_addr {
-        let lane = &bound.lanes[1];
+        let lane = &bound.lanes[BLACKBOX_LANE];
         for (case, module) in [
             ("good credentials", "p0"),
             (
@@ -1960,7 +2255,7 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
     let all_samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
     let in_window: Vec<_> = all_samples
         .iter()
-        .filter(|(at, _, _)| *at >= w0.at && *at <= w1.at)
+        .filter(|sample| sample.at >= w0.at && sample.at <= w1.at)
         .collect();
     let resources = |a: ProcSample, b: ProcSample, end: ProcSample, steady: Vec<f64>| Resources {
         startup_cpu_s: a.cpu.as_secs_f64(),
@@ -1974,7 +2269,7 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
         w0.exporter,
         w1.exporter,
         end_exporter,
-        in_window.iter().map(|(_, e, _)| mib(e.rss_kib)).collect(),
+        in_window.iter().map(|s| mib(s.exporter.rss_kib)).collect(),
     );
 
     let mut scrape = ScrapeStats {
@@ -2017,20 +2312,37 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
         target_token_handling_ms: quantiles(&token_handling),
     };
 
-    let mut seen_token = vec![false; scenario.providers];
-    let mut seen_api = vec![false; scenario.providers];
-    for r in records.iter().filter(|r| r.lane == 0 && r.status == 200) {
-        if r.token {
-            seen_token[r.provider] = true;
-        } else {
-            seen_api[r.provider] = true;
+    let providers_seen = |lane: usize| {
+        let mut seen_token = vec![false; scenario.providers];
+        let mut seen_api = vec![false; scenario.providers];
+        for r in records.iter().filter(|r| r.lane == lane && r.status == 200) {
+            if r.token {
+                seen_token[r.provider] = true;
+            } else {
+                seen_api[r.provider] = true;
+            }
         }
-    }
-    let providers_seen = seen_token
-        .iter()
-        .zip(&seen_api)
-        .filter(|(t, a)| **t && **a)
-        .count();
+        seen_token
+            .iter()
+            .zip(&seen_api)
+            .filter(|(t, a)| **t && **a)
+            .count()
+    };
+    let bare = BareSide {
+        resources: resources(
+            w0.bare.unwrap_or_default(),
+            w1.bare.unwrap_or_default(),
+            end_bare.unwrap_or_default(),
+            in_window
+                .iter()
+                .filter_map(|s| s.bare.map(|b| mib(b.rss_kib)))
+                .collect(),
+        ),
+        traffic: traffic(BARE_LANE),
+        failures: bare_handle.failures(),
+        providers_seen: providers_seen(BARE_LANE),
+        own_memory: bare_source.has_own_memory(),
+    };
     let providers_ok = exported
         .iter()
         .filter(|e| e.success == Some(1.0) && e.token_requests >= 1.0)
@@ -2045,11 +2357,11 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
                 end_blackbox.unwrap_or_default(),
                 in_window
                     .iter()
-                    .filter_map(|(_, _, b)| b.map(|b| mib(b.rss_kib)))
+                    .filter_map(|s| s.blackbox.map(|b| mib(b.rss_kib)))
                     .collect(),
             ),
             traffic: {
-                let mut t = traffic(1);
+                let mut t = traffic(BLACKBOX_LANE);
                 // The blackbox lane's pacing is the driver's: keep the target's view, which
                 // includes blackbox's own delay before it sends the token request.
                 if t.lateness_ms.is_none() {
@@ -2068,9 +2380,14 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
     };
 
     let ours = |s: &Snapshot| {
+        let bare = match bare_source {
+            Sampled::Process(_) => s.bare.unwrap_or_default().cpu,
+            Sampled::Thread(_) => Duration::ZERO, // counted in the driver's
+        };
         s.exporter.cpu
             + s.blackbox.unwrap_or_default().cpu
             + s.target.unwrap_or_default().cpu
+            + bare
             + s.driver.cpu
     };
     let (busy, total) = (
@@ -2095,10 +2412,14 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
         driver_cpu_share_pct: share_pct(w1.driver.cpu.saturating_sub(w0.driver.cpu), window),
     };
 
-    let exporter_peak_fds = all_samples.iter().map(|(_, e, _)| e.fds).max().unwrap_or(0);
+    let exporter_peak_fds = all_samples
+        .iter()
+        .map(|s| s.exporter.fds)
+        .max()
+        .unwrap_or(0);
     let blackbox_peak_fds = all_samples
         .iter()
-        .filter_map(|(_, _, b)| b.map(|b| b.fds))
+        .filter_map(|s| s.blackbox.map(|b| b.fds))
         .max();
     let mut exporter_token_failures = BTreeMap::new();
     for line in text.lines() {
@@ -2134,10 +2455,12 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
         exporter,
         exporter_traffic: traffic(0),
         providers_ok,
-        providers_seen,
+        providers_seen: providers_seen(0),
         exporter_warnings: warnings.load(std::sync::atomic::Ordering::Relaxed),
         scrape,
         fidelity,
+        exporter_rss_after_plain_mib: rss_after_plain,
+        bare: Some(bare),
         blackbox,
         blackbox_skipped: match &setup.blackbox {
             Blackbox::Off { why } => Some(why.clone()),
@@ -2148,6 +2471,7 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
         exporter_log: exporter_log.map(|path| path.display().to_string()),
         recovery,
     };
+    drop(bare_handle);
     drop(exporter_proc);
     drop(blackbox_proc);
     drop(target_handle);

@@ -4,8 +4,7 @@
 //! escaping ([A-Za-z0-9_.-]), nor do the closed label sets.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 use std::time::SystemTime;
 
 use prometheus::{Encoder, TextEncoder};
@@ -13,7 +12,7 @@ use prometheus::{Encoder, TextEncoder};
 use crate::probe::canary::CanaryReason;
 use crate::probe::token::TokenReason;
 
-use super::{Histogram, LATENCY_BUCKETS, Metrics, ProviderSeries, seconds_since_epoch};
+use super::{Codes, Histogram, LATENCY_BUCKETS, Metrics, ProviderSeries, seconds_since_epoch};
 
 impl Metrics {
     /// The text exposition of every metric (for plain-text scrapes and tests).
@@ -35,13 +34,14 @@ impl Metrics {
 
     /// Writes the text exposition to `sink`, a chunk at a time.
     pub fn render_to(&self, sink: &mut dyn std::io::Write) -> std::io::Result<()> {
-        // The lock is held only to copy the records (about 600 bytes a provider).
-        let snapshot: Vec<(String, ProviderSeries)> = self
+        // The lock is held only to take a pointer to each record (copied on write: a cycle that
+        // ends during the render writes a copy, the snapshot keeps what it took).
+        let snapshot: Vec<(Arc<str>, Arc<ProviderSeries>)> = self
             .providers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|(name, series)| (name.clone(), series.clone()))
+            .map(|(name, record)| (Arc::clone(name), record.snapshot()))
             .collect();
         self.update_scrape_time_gauges();
         let mut process = Vec::with_capacity(8 * 1024);
@@ -56,27 +56,21 @@ impl Metrics {
     }
 }
 
-/// Compresses an already rendered text (when a plain-text render is shared with a gzip scrape).
-pub fn gzip(plain: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = gzip_encoder(Vec::with_capacity(plain.len() / 8));
-    encoder.write_all(plain)?;
-    encoder.finish()
-}
-
 /// The one compression setting for `/metrics`: the fast level, as scrapes are frequent and the
 /// text compresses about 15-fold even so.
 fn gzip_encoder(into: Vec<u8>) -> flate2::write::GzEncoder<Vec<u8>> {
     flate2::write::GzEncoder::new(into, flate2::Compression::fast())
 }
 
-/// Decompresses a gzip render (when it is shared with a plain-text scrape).
+/// Decompresses a gzip render (tests compare it with the plain text).
+#[cfg(test)]
 pub fn gunzip(compressed: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut plain = Vec::with_capacity(compressed.len() * 16);
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(compressed), &mut plain)?;
     Ok(plain)
 }
 
-type Snapshot = [(String, ProviderSeries)];
+type Snapshot = [(Arc<str>, Arc<ProviderSeries>)];
 
 /// Text being written: gathered in a small buffer that is handed to the sink each time it
 /// fills, between series. The first sink error is kept and ends the render.
@@ -178,14 +172,14 @@ fn per_code(
     out: &mut Out<'_>,
     snapshot: &Snapshot,
     (name, help): (&str, &str),
-    counts: impl Fn(&ProviderSeries) -> &[(u16, u64)],
+    counts: impl Fn(&ProviderSeries) -> &Codes,
 ) {
     if snapshot.iter().all(|(_, s)| counts(s).is_empty()) {
         return;
     }
     header(out, name, "counter", help);
     for (provider, series) in snapshot {
-        for (code, count) in counts(series) {
+        for (code, count) in counts(series).iter() {
             let _ = writeln!(
                 out,
                 "{name}{{code=\"{code}\",provider=\"{provider}\"}} {count}"

@@ -1,13 +1,15 @@
 //! The exporter's metrics. Each provider's series live in one compact record, written only by
-//! [`Metrics::record`] from a cycle's report. `/metrics` is written directly from a snapshot of
-//! those records, taken under a short lock: a scrape is consistent (never half a cycle), and
-//! costs little memory and time even for 10 000 providers, which a general-purpose registry
-//! holding one object per series did not. Values that depend on the current time (validity,
+//! [`Metrics::record`] from a cycle's report (through the [`ProviderMetrics`] handle the
+//! provider's task is given at start: no lookup by name per cycle). `/metrics` is written
+//! directly from a snapshot of those records: each record is copied on write, so a snapshot is
+//! a pointer per provider taken under a short lock, a scrape is consistent (never half a
+//! cycle), and it costs little memory and time even for 30 000 providers, which a
+//! general-purpose registry holding one object per series did not. Values that depend on the current time (validity,
 //! seconds until expiry) are computed when the text is written. Process metrics, build info and
 //! the reload state come from a small `prometheus` registry.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Gauge, GaugeVec, IntGauge, Opts, Registry};
@@ -20,7 +22,8 @@ use crate::probe::{CycleReport, HeldToken, Validity};
 mod exposition;
 pub mod probe_page;
 
-pub use exposition::{gunzip, gzip};
+#[cfg(test)]
+pub use exposition::gunzip;
 
 /// Latency buckets in seconds: identity providers answer in tens of milliseconds when healthy
 /// and in seconds when struggling; the timeout caps the top.
@@ -60,12 +63,12 @@ struct ProviderSeries {
     canary_requests: u64,
     canary_failures: [u64; CanaryReason::ALL.len()],
     canary_duration: Histogram,
-    /// Token answers by status code, sorted: alerts read 401 and 403 whatever the body.
-    token_responses: Vec<(u16, u64)>,
+    /// Token answers by status code: alerts read 401 and 403 whatever the body.
+    token_responses: Codes,
     /// The `grant_type` of the last cycle (`oauth2_token_grant_info`).
     grant: Option<&'static str>,
-    /// By status code, sorted.
-    canary_responses: Vec<(u16, u64)>,
+    /// By status code.
+    canary_responses: Codes,
     /// Token phase, canary phase.
     unauthorized: [u64; 2],
     probe_success: Option<bool>,
@@ -77,8 +80,79 @@ struct ProviderSeries {
     token: Option<Option<Validity>>,
 }
 
+/// Answers counted by HTTP status code, in code order. Nearly every provider only ever sees one
+/// code (200), so the lowest is kept inline and only a second one allocates: a `Vec` per record
+/// and phase was a heap block per provider for one number.
+#[derive(Debug, Clone, Default)]
+struct Codes {
+    lowest: Option<(u16, u64)>,
+    /// Every other code, sorted.
+    more: Vec<(u16, u64)>,
+}
+
+impl Codes {
+    /// Counts one answer with this status.
+    fn count(&mut self, status: u16) {
+        match &mut self.lowest {
+            None => self.lowest = Some((status, 1)),
+            Some((code, count)) if *code == status => *count += 1,
+            Some(lowest) if status < lowest.0 => {
+                let (code, count) = std::mem::replace(lowest, (status, 1));
+                count_code(&mut self.more, code, count);
+            }
+            Some(_) => count_code(&mut self.more, status, 1),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lowest.is_none()
+    }
+
+    /// Every code with its count, in code order.
+    fn iter(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.lowest.iter().chain(&self.more).copied()
+    }
+}
+
+/// One provider's record, shared by the metrics (which list it) and the provider's task (which
+/// records through it). Copied on write: a scrape's snapshot holds the `Arc` of each record as
+/// it was, and a cycle ending meanwhile writes a fresh copy.
+#[derive(Clone, Default)]
+pub struct ProviderMetrics(Arc<Mutex<Arc<ProviderSeries>>>);
+
+impl ProviderMetrics {
+    fn update(&self, update: impl FnOnce(&mut ProviderSeries)) {
+        let mut series = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        update(Arc::make_mut(&mut series));
+    }
+
+    fn snapshot(&self) -> Arc<ProviderSeries> {
+        Arc::clone(&self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Whom a record is for: a provider by name (looked up; reloads and tests), or the handle its
+/// task holds (every cycle).
+pub enum Recipient<'a> {
+    Name(&'a str),
+    Handle(&'a ProviderMetrics),
+}
+
+impl<'a> From<&'a str> for Recipient<'a> {
+    fn from(name: &'a str) -> Self {
+        Recipient::Name(name)
+    }
+}
+
+impl<'a> From<&'a ProviderMetrics> for Recipient<'a> {
+    fn from(handle: &'a ProviderMetrics) -> Self {
+        Recipient::Handle(handle)
+    }
+}
+
 pub struct Metrics {
-    providers: Mutex<BTreeMap<String, ProviderSeries>>,
+    /// Keys are the provider names the scheduler shares with the status board and `/probe`.
+    providers: Mutex<BTreeMap<Arc<str>, ProviderMetrics>>,
     registry: Registry,
     reload_successful: Gauge,
     reload_success_time: Gauge,
@@ -90,11 +164,11 @@ pub struct Metrics {
     total_shards: Gauge,
 }
 
-/// Counts one answer with this status in a by-code list kept sorted.
-fn count_code(counts: &mut Vec<(u16, u64)>, status: u16) {
+/// Adds `count` answers with this status to a by-code list kept sorted.
+fn count_code(counts: &mut Vec<(u16, u64)>, status: u16, count: u64) {
     match counts.binary_search_by_key(&status, |(code, _)| *code) {
-        Ok(at) => counts[at].1 += 1,
-        Err(at) => counts.insert(at, (status, 1)),
+        Ok(at) => counts[at].1 += count,
+        Err(at) => counts.insert(at, (status, count)),
     }
 }
 
@@ -200,25 +274,39 @@ impl Metrics {
         self.total_shards.set(f64::from(total));
     }
 
-    fn with_provider(&self, provider: &str, update: impl FnOnce(&mut ProviderSeries)) {
-        let mut providers = self
-            .providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // A provider that is not registered (removed while its last cycle ran) records nothing.
-        if let Some(series) = providers.get_mut(provider) {
-            update(series);
+    fn with_provider<'a>(
+        &self,
+        provider: impl Into<Recipient<'a>>,
+        update: impl FnOnce(&mut ProviderSeries),
+    ) {
+        match provider.into() {
+            Recipient::Handle(record) => record.update(update),
+            Recipient::Name(name) => {
+                let record = self
+                    .providers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(name)
+                    .cloned();
+                // A provider that is not registered (removed while its last cycle ran) records
+                // nothing.
+                if let Some(record) = record {
+                    record.update(update);
+                }
+            }
         }
     }
 
-    /// Creates a provider's unlabelled series at 0, so `rate()` works from the first scrape.
-    /// Counters of a provider registered again (restarted by a reload) go on.
-    pub fn add_provider(&self, provider: &str) {
+    /// Creates a provider's unlabelled series at 0, so `rate()` works from the first scrape,
+    /// and returns the handle its task records through. Counters of a provider registered
+    /// again (restarted by a reload) go on.
+    pub fn add_provider(&self, provider: impl Into<Arc<str>>) -> ProviderMetrics {
         self.providers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry(provider.to_string())
-            .or_default();
+            .entry(provider.into())
+            .or_default()
+            .clone()
     }
 
     /// Deletes every series of a provider that is no longer configured.
@@ -235,7 +323,7 @@ impl Metrics {
     }
 
     /// Counts a probe cycle that panicked.
-    pub fn record_panic(&self, provider: &str) {
+    pub fn record_panic<'a>(&self, provider: impl Into<Recipient<'a>>) {
         self.with_provider(provider, |series| series.panics += 1);
     }
 
@@ -249,7 +337,12 @@ impl Metrics {
     }
 
     /// Records one cycle's report and the token held after it. The only writer of metrics.
-    pub fn record(&self, provider: &str, report: &CycleReport, held: Option<&HeldToken>) {
+    pub fn record<'a>(
+        &self,
+        provider: impl Into<Recipient<'a>>,
+        report: &CycleReport,
+        held: Option<&HeldToken>,
+    ) {
         self.with_provider(provider, |series| {
             for outcome in &report.token_requests {
                 series.token_requests += 1;
@@ -257,7 +350,7 @@ impl Metrics {
                     .token_duration
                     .observe(outcome.duration.as_secs_f64());
                 if let Some(status) = outcome.status {
-                    count_code(&mut series.token_responses, status);
+                    series.token_responses.count(status);
                     if status == 401 {
                         series.unauthorized[0] += 1;
                     }
@@ -278,7 +371,7 @@ impl Metrics {
                     .canary_duration
                     .observe(outcome.duration.as_secs_f64());
                 if let Some(status) = outcome.status {
-                    count_code(&mut series.canary_responses, status);
+                    series.canary_responses.count(status);
                     if status == 401 {
                         series.unauthorized[1] += 1;
                     }
@@ -299,7 +392,7 @@ impl Metrics {
     }
 
     /// Records the token a provider holds (after an on-demand cycle).
-    pub fn record_held(&self, provider: &str, held: Option<&HeldToken>) {
+    pub fn record_held<'a>(&self, provider: impl Into<Recipient<'a>>, held: Option<&HeldToken>) {
         self.with_provider(provider, |series| {
             series.token = Some(held.map(HeldToken::validity))
         });

@@ -124,16 +124,11 @@ pub async fn call(
 ) -> CanaryOutcome {
     let started = Instant::now();
     let mut status = None;
+    // The one timer of the request: it bounds sending, the answer and reading its body alike
+    // (a reqwest timeout on the request as well would arm a second one).
     let result = match tokio::time::timeout(
         timeout,
-        attempt(
-            client,
-            config,
-            token,
-            timeout,
-            &mut status,
-            trace.as_deref_mut(),
-        ),
+        attempt(client, config, token, &mut status, trace.as_deref_mut()),
     )
     .await
     {
@@ -162,7 +157,6 @@ async fn attempt(
     client: &reqwest::Client,
     config: &CanaryConfig,
     token: &AccessToken,
-    timeout: Duration,
     status_seen: &mut Option<u16>,
     mut trace: Option<&mut Trace>,
 ) -> Result<(), CanaryError> {
@@ -174,7 +168,6 @@ async fn attempt(
     authorization.set_sensitive(true);
     let mut request = client
         .request(config.method.clone(), config.url.clone())
-        .timeout(timeout)
         .header(AUTHORIZATION, authorization);
     for (name, value) in &config.headers {
         request = request.header(name, value);

@@ -207,6 +207,14 @@ impl Slots {
     /// `Err` (reason `exporter_busy`) says how long it waited and how busy the exporter was.
     pub async fn acquire(&self, timeout: Duration) -> Result<Slot, TransportError> {
         let started = Instant::now();
+        // A free slot (the usual case) is taken without arming a timer: one timer per request,
+        // the request's own.
+        if let Ok(permit) = Arc::clone(&self.semaphore).try_acquire_owned() {
+            return Ok(Slot {
+                _permit: permit,
+                remaining: timeout,
+            });
+        }
         let wait = timeout / 2;
         match tokio::time::timeout(wait, Arc::clone(&self.semaphore).acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Slot {

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::scrape::ScrapeCache;
 use self::security::WebSecurity;
-use self::server::{HttpResponse, respond};
+use self::server::{HttpResponse, respond, respond_with};
 use crate::metrics::Metrics;
 use crate::scheduler::Directory;
 use crate::status::StatusBoard;
@@ -176,7 +176,7 @@ async fn metrics(state: &WebState, request: &Request<Incoming>) -> HttpResponse 
         .scrapes
         .body(&state.metrics, accepts_gzip(request))
         .await;
-    let mut response = respond(StatusCode::OK, METRICS_CONTENT_TYPE, body);
+    let mut response = respond_with(StatusCode::OK, METRICS_CONTENT_TYPE, body);
     let headers = response.headers_mut();
     if gzipped {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));

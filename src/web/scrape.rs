@@ -1,115 +1,159 @@
 //! Serving `/metrics` under load: the text is rendered on the blocking pool (never on the async
-//! workers that run the probes), one render at a time, and scrapes that queued while a render
-//! ran share it. A scrape never gets text rendered before it arrived, so once no scrape is
-//! waiting the render can serve no one and is dropped. Scrapers that accept gzip (Prometheus
-//! does) get a render streamed straight into the encoder: at 10 000 providers the plain text is
-//! 30 MiB, the compressed page 2 MiB.
+//! workers that run the probes). Scrapers that accept gzip (Prometheus does) get a render
+//! streamed straight into the encoder, one render at a time, and gzip scrapes that queued while
+//! a render ran share it. A scrape never gets text rendered before it arrived, so once no scrape
+//! is waiting the render can serve no one and is dropped. A plain-text scrape streams its own
+//! render to the client in 64 KiB chunks as they are written: at 10 000 providers the plain
+//! text is 30 MiB, the compressed page 2 MiB, and neither is ever held whole as text.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc};
 
-use crate::metrics::{self, Metrics};
+use super::server::{Body, Chunk};
+use crate::metrics::Metrics;
 
-/// One render, in the forms asked for so far (at least one of them).
+/// Plain-text renders streaming at once; more scrapes wait for one to end. Each costs a render's
+/// CPU (about 0.1 s at 10 000 providers), and plain scrapes are people and scripts, not
+/// Prometheus.
+const PLAIN_STREAMS: usize = 2;
+
+/// Chunks a plain-text render may run ahead of the client.
+const CHUNKS_AHEAD: usize = 4;
+
+/// A client that takes no chunk for this long is given up on, so a stalled reader does not keep
+/// a blocking thread and a render slot.
+const CHUNK_WAIT: Duration = Duration::from_secs(30);
+
+/// One gzip render (or, if compression failed, plain text).
 struct Rendered {
     /// When the render finished: it serves every scrape that arrived before then.
     done: Instant,
-    plain: Option<Bytes>,
-    gzip: Option<Bytes>,
+    body: Bytes,
+    gzipped: bool,
 }
 
 impl Rendered {
-    /// A new render in the form asked for: compressed if `gzip` (falling back to plain text
-    /// if compression fails).
-    async fn new(metrics: &Arc<Metrics>, gzip: bool) -> Rendered {
+    /// A new compressed render (plain text if compression fails).
+    async fn new(metrics: &Arc<Metrics>) -> Rendered {
         let metrics = Arc::clone(metrics);
         let rendered = tokio::task::spawn_blocking(move || {
-            if gzip {
-                match metrics.render_gzip() {
-                    Ok(compressed) => return (None, Some(compressed)),
-                    Err(error) => tracing::warn!(%error, "gzip failed; answering uncompressed"),
-                }
+            match metrics.render_gzip() {
+                Ok(compressed) => return (compressed, true),
+                Err(error) => tracing::warn!(%error, "gzip failed; answering uncompressed"),
             }
-            (Some(metrics.render()), None)
+            (metrics.render(), false)
         })
         .await;
-        let (plain, gzip) = rendered.unwrap_or_else(|error| {
+        let (body, gzipped) = rendered.unwrap_or_else(|error| {
             tracing::error!(%error, "rendering metrics failed");
-            (Some(Vec::new()), None)
+            (Vec::new(), false)
         });
         Rendered {
             done: Instant::now(),
-            plain: plain.map(Bytes::from),
-            gzip: gzip.map(Bytes::from),
-        }
-    }
-
-    /// Derives the form this scrape wants from the one held, if it is missing.
-    async fn convert(&mut self, want_gzip: bool) {
-        match (&self.plain, &self.gzip, want_gzip) {
-            (Some(plain), None, true) => {
-                let plain = plain.clone();
-                match tokio::task::spawn_blocking(move || metrics::gzip(&plain)).await {
-                    Ok(Ok(compressed)) => self.gzip = Some(Bytes::from(compressed)),
-                    Ok(Err(error)) => tracing::warn!(%error, "gzip failed; answering uncompressed"),
-                    Err(error) => tracing::warn!(%error, "gzip failed; answering uncompressed"),
-                }
-            }
-            (None, Some(compressed), false) => {
-                let compressed = compressed.clone();
-                match tokio::task::spawn_blocking(move || metrics::gunzip(&compressed)).await {
-                    Ok(Ok(plain)) => self.plain = Some(Bytes::from(plain)),
-                    // Cannot happen to our own output; answer with nothing rather than
-                    // with a body the client did not accept.
-                    Ok(Err(error)) => tracing::error!(%error, "decompressing metrics failed"),
-                    Err(error) => tracing::error!(%error, "decompressing metrics failed"),
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// The body for a scrape, and whether it is gzip-compressed.
-    fn answer(&self, want_gzip: bool) -> (Bytes, bool) {
-        match (&self.plain, &self.gzip) {
-            (_, Some(compressed)) if want_gzip => (compressed.clone(), true),
-            (Some(plain), _) => (plain.clone(), false),
-            _ => (Bytes::new(), false),
+            body: Bytes::from(body),
+            gzipped,
         }
     }
 }
 
-#[derive(Default)]
 pub struct ScrapeCache {
     last: tokio::sync::Mutex<Option<Rendered>>,
-    /// Scrapes between arrival and answer.
+    /// Gzip scrapes between arrival and answer.
     waiting: AtomicUsize,
+    /// [`PLAIN_STREAMS`] permits.
+    plain: Arc<Semaphore>,
+}
+
+impl Default for ScrapeCache {
+    fn default() -> Self {
+        ScrapeCache {
+            last: Default::default(),
+            waiting: AtomicUsize::new(0),
+            plain: Arc::new(Semaphore::new(PLAIN_STREAMS)),
+        }
+    }
 }
 
 impl ScrapeCache {
     /// The exposition text, gzip-compressed when asked and possible; the flag says whether it is.
-    pub async fn body(&self, metrics: &Arc<Metrics>, want_gzip: bool) -> (Bytes, bool) {
+    pub async fn body(&self, metrics: &Arc<Metrics>, want_gzip: bool) -> (Body, bool) {
+        if !want_gzip {
+            return (self.stream_plain(metrics).await, false);
+        }
         let _waiting = Waiting::new(self);
-        self.shared_body(metrics, want_gzip).await
+        let (body, gzipped) = self.shared_gzip(metrics).await;
+        (Body::Full(body.into()), gzipped)
     }
 
-    async fn shared_body(&self, metrics: &Arc<Metrics>, want_gzip: bool) -> (Bytes, bool) {
+    async fn shared_gzip(&self, metrics: &Arc<Metrics>) -> (Bytes, bool) {
         let arrived = Instant::now();
         let mut last = self.last.lock().await;
-        let mut rendered = match last.take() {
+        let rendered = match last.take() {
             Some(rendered) if rendered.done >= arrived => rendered,
-            _ => Rendered::new(metrics, want_gzip).await,
+            _ => Rendered::new(metrics).await,
         };
-        rendered.convert(want_gzip).await;
-        last.insert(rendered).answer(want_gzip)
+        let answer = (rendered.body.clone(), rendered.gzipped);
+        *last = Some(rendered);
+        answer
+    }
+
+    /// A fresh plain-text render, streamed as it is written.
+    async fn stream_plain(&self, metrics: &Arc<Metrics>) -> Body {
+        // The semaphore is never closed.
+        let permit = Arc::clone(&self.plain).acquire_owned().await.ok();
+        let (chunks, body) = mpsc::channel(CHUNKS_AHEAD);
+        let metrics = Arc::clone(metrics);
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut sink = ChunkSink { chunks, runtime };
+            // An error here is the client gone or stalled: there is no one left to tell. A
+            // stream that stops without its end marker makes the response fail, not look whole.
+            if metrics.render_to(&mut sink).is_ok() {
+                let _ = sink.send(Chunk::End);
+            }
+        });
+        Body::Streamed(body)
     }
 }
 
-/// Counts a scrape as waiting until it is answered or abandoned (the client hung up); the last
-/// one to leave drops the render.
+/// Hands a render's chunks to the response body, waiting for the client (at most
+/// [`CHUNK_WAIT`] per chunk) rather than running ahead of it.
+struct ChunkSink {
+    chunks: mpsc::Sender<Chunk>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ChunkSink {
+    fn send(&self, chunk: Chunk) -> std::io::Result<()> {
+        let sent = self
+            .runtime
+            .block_on(tokio::time::timeout(CHUNK_WAIT, self.chunks.send(chunk)));
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_closed)) => Err(std::io::ErrorKind::BrokenPipe.into()),
+            Err(_elapsed) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+}
+
+impl std::io::Write for ChunkSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.send(Chunk::Data(Bytes::copy_from_slice(data)))?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Counts a gzip scrape as waiting until it is answered or abandoned (the client hung up); the
+/// last one to leave drops the render.
 struct Waiting<'a>(&'a ScrapeCache);
 
 impl<'a> Waiting<'a> {
@@ -134,35 +178,58 @@ impl Drop for Waiting<'_> {
 mod tests {
     use super::*;
     use crate::metrics::tests::provider_lines as text_of;
+    use http_body_util::BodyExt;
 
-    /// A render made for a gzip scrape also serves a plain one that queued behind it, and the
-    /// other way round: both see the same page.
+    async fn collect(body: Body) -> Result<Vec<u8>, std::io::Error> {
+        Ok(body.collect().await?.to_bytes().to_vec())
+    }
+
+    /// Issue 15: a plain-text scrape is streamed in chunks as it is rendered (never the whole
+    /// page held), and is the same page as the gzip one.
     #[tokio::test]
-    async fn one_render_serves_both_forms() {
+    async fn a_plain_scrape_streams_the_page_the_gzip_scrape_serves() {
         let metrics = Arc::new(Metrics::new());
-        metrics.add_provider("tenant");
-        for first_gzip in [true, false] {
-            let mut rendered = Rendered::new(&metrics, first_gzip).await;
-            let first = rendered.answer(first_gzip);
-            assert_eq!(first.1, first_gzip);
-            metrics.remove_provider("tenant"); // later renders would differ
-            rendered.convert(!first_gzip).await;
-            let second = rendered.answer(!first_gzip);
-            assert_eq!(second.1, !first_gzip);
-            let (plain, compressed) = if first_gzip {
-                (second.0, first.0)
-            } else {
-                (first.0, second.0)
-            };
-            let unpacked = Bytes::from(metrics::gunzip(&compressed).unwrap());
-            assert_eq!(text_of(&unpacked), text_of(&plain));
-            assert!(
-                text_of(&plain)
-                    .iter()
-                    .any(|line| line.contains("provider=\"tenant\"")),
-                "{plain:?}"
-            );
-            metrics.add_provider("tenant");
+        for index in 0..400 {
+            metrics.add_provider(format!("tenant{index}"));
         }
+        let cache = ScrapeCache::default();
+        let (body, gzipped) = cache.body(&metrics, false).await;
+        assert!(!gzipped);
+        let Body::Streamed(mut chunks) = body else {
+            panic!("a plain scrape was not streamed");
+        };
+        let mut plain = Vec::new();
+        let mut pieces = 0;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), chunks.recv()).await {
+                Ok(Some(Chunk::Data(data))) => {
+                    assert!(data.len() <= 80 * 1024, "a chunk of {} bytes", data.len());
+                    plain.extend_from_slice(&data);
+                    pieces += 1;
+                }
+                Ok(Some(Chunk::End)) => break,
+                other => panic!("the stream ended without its end marker: {:?}", other.is_ok()),
+            }
+        }
+        assert!(pieces > 10, "{pieces} chunks");
+        let (compressed, gzipped) = cache.body(&metrics, true).await;
+        assert!(gzipped);
+        let unpacked = crate::metrics::gunzip(&collect(compressed).await.unwrap()).unwrap();
+        assert_eq!(text_of(&unpacked), text_of(&plain));
+        assert!(text_of(&plain).iter().any(|l| l.contains("provider=\"tenant399\"")));
+    }
+
+    /// A stream whose producer stopped without the end marker fails the body, so the client
+    /// sees an error instead of a page that looks complete.
+    #[tokio::test]
+    async fn a_stream_cut_short_is_an_error_not_a_short_page() {
+        let (chunks, receiver) = mpsc::channel(2);
+        chunks.send(Chunk::Data(Bytes::from_static(b"a 1\n"))).await.unwrap();
+        drop(chunks);
+        assert!(collect(Body::Streamed(receiver)).await.is_err());
+        let (chunks, receiver) = mpsc::channel(2);
+        chunks.send(Chunk::Data(Bytes::from_static(b"a 1\n"))).await.unwrap();
+        chunks.send(Chunk::End).await.unwrap();
+        assert_eq!(collect(Body::Streamed(receiver)).await.unwrap(), b"a 1\n");
     }
 }
