@@ -32,14 +32,17 @@
 //!   clients: `client_for` is the one rule for which a provider uses; `Slots`, the process-wide
 //!   bound on requests in flight, sized by the descriptor limit), `jwt` (reads an expiry,
 //!   never verifies), `trace` (the redacted debug trace of `/probe?debug=true`).
-//! - `scheduler`: one task per provider on its interval, with jitter and cancellation; moves
-//!   the running set to a reloaded configuration; its mailbox answers `/probe` with the report.
+//! - `scheduler`: one task per provider on its interval (each cycle runs inside it, a panic
+//!   contained), with jitter and cancellation, given its metrics and status handles at start;
+//!   moves the running set to a reloaded configuration (each provider's settings held once);
+//!   its mailbox answers `/probe` with the report.
 //! - `metrics/`: the one writer of every series (`mod.rs`, `Metrics::record`), the `/metrics`
 //!   text and gzip from a snapshot (`exposition`), and one report as the `/probe` page
 //!   (`probe_page`). Every metric name and HELP text is written in this folder only.
 //! - `status`: what the status page shows, recorded from the same report as the metrics.
 //! - `web/`: routing, health, readiness, reload and the basic-auth gate (`mod.rs`); the accept
-//!   loop (`server`), `--web.config.file` (`security`), `/metrics` under load (`scrape`),
+//!   loop and response bodies (`server`), `--web.config.file` (`security`), `/metrics` under
+//!   load, gzip shared and plain text streamed (`scrape`),
 //!   `/probe` (`probe`), and the HTML status page (`status_page`).
 //! - [`shard`]: which of `--total-shards` processes probes a provider (rendezvous hashing of
 //!   its name), applied by the scheduler, `/probe` and `check`.

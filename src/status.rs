@@ -100,11 +100,7 @@ impl StatusBoard {
     }
 
     /// Adds a provider's row and returns the handle its task records through.
-    pub fn add_provider(
-        &self,
-        name: impl Into<Arc<str>>,
-        canary_configured: bool,
-    ) -> StatusHandle {
+    pub fn add_provider(&self, name: impl Into<Arc<str>>, canary_configured: bool) -> StatusHandle {
         let mut providers = self
             .providers
             .lock()

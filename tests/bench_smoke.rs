@@ -127,7 +127,10 @@ async fn the_harness_produces_a_complete_table_and_the_exporter_probes_every_pro
     );
     let cpu_row = rows
         .iter()
-        .find(|row| row.measure.starts_with("CPU per 1 000 cycles, ms, probing only"))
+        .find(|row| {
+            row.measure
+                .starts_with("CPU per 1 000 cycles, ms, probing only")
+        })
         .expect("no probing CPU row");
     assert!(matches!(cpu_row.bare_ratio, Cell::Value(_)), "{table}");
 

@@ -1359,7 +1359,9 @@ impl Report {
             Row {
                 measure: "providers OK (exporter: last cycle; bare: seen / failed cycles; blackbox: probes OK / sent)",
                 exporter: Cell::Value(format!("{} / {}", self.providers_ok, self.providers)),
-                bare: bare_cell(bare.map(|b| format!("{} / {} failed", b.providers_seen, b.failures))),
+                bare: bare_cell(
+                    bare.map(|b| format!("{} / {} failed", b.providers_seen, b.failures)),
+                ),
                 bare_ratio: none(),
                 blackbox: bb_cell(
                     bb.map(|b| format!("{} / {}", b.probes_succeeded, b.probes_sent)),

@@ -53,7 +53,7 @@ pub(crate) fn provider_lines(text: &[u8]) -> Vec<String> {
 fn the_gzip_render_streams_the_same_page_in_many_chunks() {
     let metrics = Metrics::new();
     for index in 0..400 {
-        metrics.add_provider(&format!("tenant{index}"));
+        metrics.add_provider(format!("tenant{index}"));
     }
     let plain = metrics.render();
     assert!(plain.len() > 10 * Out::CHUNK, "{} bytes", plain.len());
@@ -89,7 +89,7 @@ impl std::io::Write for Full {
 fn a_failing_sink_ends_the_render_with_its_error() {
     let metrics = Metrics::new();
     for index in 0..400 {
-        metrics.add_provider(&format!("tenant{index}"));
+        metrics.add_provider(format!("tenant{index}"));
     }
     let mut sink = Full {
         room: 3 * Out::CHUNK,
