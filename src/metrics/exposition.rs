@@ -62,11 +62,19 @@ fn gzip_encoder(into: Vec<u8>) -> flate2::write::GzEncoder<Vec<u8>> {
     flate2::write::GzEncoder::new(into, flate2::Compression::fast())
 }
 
+/// Decompresses a gzip render into `sink` as it goes (a plain-text scrape served from the
+/// shared gzip render, streamed: the 30 MiB text is never held whole).
+pub fn gunzip_to(compressed: &[u8], sink: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut chunked = std::io::BufWriter::with_capacity(Out::CHUNK, sink);
+    std::io::copy(&mut flate2::read::GzDecoder::new(compressed), &mut chunked)?;
+    std::io::Write::flush(&mut chunked)
+}
+
 /// Decompresses a gzip render (tests compare it with the plain text).
 #[cfg(test)]
 pub fn gunzip(compressed: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut plain = Vec::with_capacity(compressed.len() * 16);
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(compressed), &mut plain)?;
+    gunzip_to(compressed, &mut plain)?;
     Ok(plain)
 }
 

@@ -24,6 +24,7 @@ pub mod probe_page;
 
 #[cfg(test)]
 pub use exposition::gunzip;
+pub use exposition::gunzip_to;
 
 /// Latency buckets in seconds: identity providers answer in tens of milliseconds when healthy
 /// and in seconds when struggling; the timeout caps the top.

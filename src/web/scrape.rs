@@ -1,31 +1,26 @@
 //! Serving `/metrics` under load: the text is rendered on the blocking pool (never on the async
-//! workers that run the probes). Scrapers that accept gzip (Prometheus does) get a render
-//! streamed straight into the encoder, one render at a time, and gzip scrapes that queued while
-//! a render ran share it. A scrape never gets text rendered before it arrived, so once no scrape
-//! is waiting the render can serve no one and is dropped. A plain-text scrape streams its own
-//! render to the client in 64 KiB chunks as they are written: at 10 000 providers the plain
-//! text is 30 MiB, the compressed page 2 MiB, and neither is ever held whole as text.
+//! workers that run the probes), streamed straight into the gzip encoder, one render at a time,
+//! and scrapes that queued while a render ran share it. A scrape never gets text rendered before
+//! it arrived, so once no scrape is waiting the render can serve no one and is dropped.
+//! Scrapers that accept gzip (Prometheus does) get the compressed page; a plain-text scrape gets
+//! it decompressed as it is sent, in 64 KiB chunks: at 10 000 providers the plain text is 30 MiB,
+//! the compressed page 2 MiB, and the text is never held whole.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use super::server::{Body, Chunk};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 
-/// Plain-text renders streaming at once; more scrapes wait for one to end. Each costs a render's
-/// CPU (about 0.1 s at 10 000 providers), and plain scrapes are people and scripts, not
-/// Prometheus.
-const PLAIN_STREAMS: usize = 2;
-
-/// Chunks a plain-text render may run ahead of the client.
+/// Chunks a plain-text answer may run ahead of the client.
 const CHUNKS_AHEAD: usize = 4;
 
 /// A client that takes no chunk for this long is given up on, so a stalled reader does not keep
-/// a blocking thread and a render slot.
+/// a blocking thread.
 const CHUNK_WAIT: Duration = Duration::from_secs(30);
 
 /// One gzip render (or, if compression failed, plain text).
@@ -60,36 +55,27 @@ impl Rendered {
     }
 }
 
+#[derive(Default)]
 pub struct ScrapeCache {
     last: tokio::sync::Mutex<Option<Rendered>>,
-    /// Gzip scrapes between arrival and answer.
+    /// Scrapes between arrival and answer.
     waiting: AtomicUsize,
-    /// [`PLAIN_STREAMS`] permits.
-    plain: Arc<Semaphore>,
-}
-
-impl Default for ScrapeCache {
-    fn default() -> Self {
-        ScrapeCache {
-            last: Default::default(),
-            waiting: AtomicUsize::new(0),
-            plain: Arc::new(Semaphore::new(PLAIN_STREAMS)),
-        }
-    }
 }
 
 impl ScrapeCache {
     /// The exposition text, gzip-compressed when asked and possible; the flag says whether it is.
     pub async fn body(&self, metrics: &Arc<Metrics>, want_gzip: bool) -> (Body, bool) {
-        if !want_gzip {
-            return (self.stream_plain(metrics).await, false);
+        let (page, gzipped) = {
+            let _waiting = Waiting::new(self);
+            self.shared_body(metrics).await
+        };
+        if want_gzip || !gzipped {
+            return (Body::Full(page.into()), gzipped);
         }
-        let _waiting = Waiting::new(self);
-        let (body, gzipped) = self.shared_gzip(metrics).await;
-        (Body::Full(body.into()), gzipped)
+        (stream_decompressed(page), false)
     }
 
-    async fn shared_gzip(&self, metrics: &Arc<Metrics>) -> (Bytes, bool) {
+    async fn shared_body(&self, metrics: &Arc<Metrics>) -> (Bytes, bool) {
         let arrived = Instant::now();
         let mut last = self.last.lock().await;
         let rendered = match last.take() {
@@ -100,25 +86,21 @@ impl ScrapeCache {
         *last = Some(rendered);
         answer
     }
+}
 
-    /// A fresh plain-text render, streamed as it is written.
-    async fn stream_plain(&self, metrics: &Arc<Metrics>) -> Body {
-        // The semaphore is never closed.
-        let permit = Arc::clone(&self.plain).acquire_owned().await.ok();
-        let (chunks, body) = mpsc::channel(CHUNKS_AHEAD);
-        let metrics = Arc::clone(metrics);
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let mut sink = ChunkSink { chunks, runtime };
-            // An error here is the client gone or stalled: there is no one left to tell. A
-            // stream that stops without its end marker makes the response fail, not look whole.
-            if metrics.render_to(&mut sink).is_ok() {
-                let _ = sink.send(Chunk::End);
-            }
-        });
-        Body::Streamed(body)
-    }
+/// The text of a compressed page, decompressed on the blocking pool as the client takes it.
+fn stream_decompressed(page: Bytes) -> Body {
+    let (chunks, body) = mpsc::channel(CHUNKS_AHEAD);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut sink = ChunkSink { chunks, runtime };
+        // An error here is the client gone or stalled: there is no one left to tell. A stream
+        // that stops without its end marker makes the response fail, not look complete.
+        if metrics::gunzip_to(&page, &mut sink).is_ok() {
+            let _ = sink.send(Chunk::End);
+        }
+    });
+    Body::Streamed(body)
 }
 
 /// Hands a render's chunks to the response body, waiting for the client (at most
@@ -152,8 +134,8 @@ impl std::io::Write for ChunkSink {
     }
 }
 
-/// Counts a gzip scrape as waiting until it is answered or abandoned (the client hung up); the
-/// last one to leave drops the render.
+/// Counts a scrape as waiting until it is answered or abandoned (the client hung up); the last
+/// one to leave drops the render.
 struct Waiting<'a>(&'a ScrapeCache);
 
 impl<'a> Waiting<'a> {
@@ -184,8 +166,8 @@ mod tests {
         Ok(body.collect().await?.to_bytes().to_vec())
     }
 
-    /// Issue 15: a plain-text scrape is streamed in chunks as it is rendered (never the whole
-    /// page held), and is the same page as the gzip one.
+    /// Issue 15: a plain-text scrape is streamed in chunks as it is decompressed (the text is
+    /// never held whole), and is the same page as the gzip one.
     #[tokio::test]
     async fn a_plain_scrape_streams_the_page_the_gzip_scrape_serves() {
         let metrics = Arc::new(Metrics::new());
@@ -208,7 +190,10 @@ mod tests {
                     pieces += 1;
                 }
                 Ok(Some(Chunk::End)) => break,
-                other => panic!("the stream ended without its end marker: {:?}", other.is_ok()),
+                other => panic!(
+                    "the stream ended without its end marker: {:?}",
+                    other.is_ok()
+                ),
             }
         }
         assert!(pieces > 10, "{pieces} chunks");
@@ -216,7 +201,11 @@ mod tests {
         assert!(gzipped);
         let unpacked = crate::metrics::gunzip(&collect(compressed).await.unwrap()).unwrap();
         assert_eq!(text_of(&unpacked), text_of(&plain));
-        assert!(text_of(&plain).iter().any(|l| l.contains("provider=\"tenant399\"")));
+        assert!(
+            text_of(&plain)
+                .iter()
+                .any(|l| l.contains("provider=\"tenant399\""))
+        );
     }
 
     /// A stream whose producer stopped without the end marker fails the body, so the client
@@ -224,11 +213,17 @@ mod tests {
     #[tokio::test]
     async fn a_stream_cut_short_is_an_error_not_a_short_page() {
         let (chunks, receiver) = mpsc::channel(2);
-        chunks.send(Chunk::Data(Bytes::from_static(b"a 1\n"))).await.unwrap();
+        chunks
+            .send(Chunk::Data(Bytes::from_static(b"a 1\n")))
+            .await
+            .unwrap();
         drop(chunks);
         assert!(collect(Body::Streamed(receiver)).await.is_err());
         let (chunks, receiver) = mpsc::channel(2);
-        chunks.send(Chunk::Data(Bytes::from_static(b"a 1\n"))).await.unwrap();
+        chunks
+            .send(Chunk::Data(Bytes::from_static(b"a 1\n")))
+            .await
+            .unwrap();
         chunks.send(Chunk::End).await.unwrap();
         assert_eq!(collect(Body::Streamed(receiver)).await.unwrap(), b"a 1\n");
     }
