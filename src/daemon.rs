@@ -144,12 +144,6 @@ pub async fn run_with(
     // tasks); what stays here until shutdown is the rest (the web settings reloads compare).
     let providers = std::mem::take(&mut config.providers);
     let configured = providers.len();
-    // The rest is copied and the loaded value dropped, for the reason `Scheduler::apply` copies
-    // each provider's settings: nothing kept from the load pins the loader thread's arena.
-    let config = {
-        let loaded = config;
-        loaded.clone()
-    };
     let started = scheduler
         .apply(providers)
         .map_err(|error| anyhow::anyhow!("cannot set up an HTTP client: {error}"))?;

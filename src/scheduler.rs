@@ -229,8 +229,8 @@ impl Scheduler {
     /// Makes exactly `providers` run: new ones start, removed ones stop and their series are
     /// deleted, changed ones restart with the new settings (a fresh token, counters kept), and
     /// unchanged ones keep running untouched, held token included. Nothing changes if a client
-    /// cannot be built. Takes the configuration by value: each provider's settings are held
-    /// once, in the `Arc` its task and the scheduler share, and the loaded copy is dropped.
+    /// cannot be built. Takes the configuration by value: each started provider's settings move
+    /// into the one `Arc` its task and the scheduler share, never copied.
     pub fn apply(&mut self, providers: Vec<ProviderConfig>) -> Result<Changes, reqwest::Error> {
         // Every shard loads the same configuration; each keeps its own part of it.
         let (providers, elsewhere): (Vec<ProviderConfig>, Vec<ProviderConfig>) = providers
@@ -266,12 +266,7 @@ impl Scheduler {
                     } else {
                         changes.added.push(provider.name.clone());
                     }
-                    // Copied here and the loaded one dropped, rather than moved: the loaded
-                    // values live in the allocator arena of the thread that parsed the file,
-                    // among the parse's garbage, and would keep that whole arena resident (64 MiB
-                    // at 10 000 providers, issue 15). Copied, they sit with the rest of the
-                    // provider's state, and the loader's arena can be given back.
-                    to_start.push((provider.clone(), client));
+                    to_start.push((provider, client));
                 }
             }
         }
