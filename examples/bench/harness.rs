@@ -168,6 +168,25 @@ impl Proc {
         self.child.id()
     }
 
+    /// The first line the process prints on its standard output (piped), within `within`: how
+    /// the load target and the bare client say they are ready.
+    fn first_line(&mut self, within: Duration) -> anyhow::Result<String> {
+        let stdout = self
+            .child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("{}: no stdout", self.name))?;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        receiver
+            .recv_timeout(within)
+            .map_err(|_| anyhow!("{} printed nothing within {within:?}", self.name))
+    }
+
     /// Fails if the process has exited, with its last lines of standard error.
     fn check_running(&mut self) -> anyhow::Result<()> {
         if let Ok(Some(status)) = self.child.try_wait() {
@@ -234,20 +253,7 @@ fn start_target(
                 .args(options.to_args())
                 .stdout(Stdio::piped());
             let mut proc = Proc::spawn("load target", command, None, |_| {})?;
-            let stdout = proc
-                .child
-                .stdout
-                .take()
-                .ok_or_else(|| anyhow!("no stdout"))?;
-            let (sender, receiver) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let mut line = String::new();
-                let _ = BufReader::new(stdout).read_line(&mut line);
-                let _ = sender.send(line);
-            });
-            let line = receiver
-                .recv_timeout(Duration::from_secs(30))
-                .map_err(|_| anyhow!("the load target did not report its ports in 30 s"))?;
+            let line = proc.first_line(Duration::from_secs(30))?;
             let bound = serde_json::from_str(line.trim()).with_context(|| {
                 format!(
                     "the load target printed {line:?} instead of its ports:\n{}",
@@ -360,20 +366,7 @@ fn start_bare(launch: &Launch, options: bare::Options) -> anyhow::Result<BareHan
                     counted.store(count, std::sync::atomic::Ordering::Relaxed);
                 }
             })?;
-            let stdout = proc
-                .child
-                .stdout
-                .take()
-                .ok_or_else(|| anyhow!("no stdout"))?;
-            let (sender, receiver) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let mut line = String::new();
-                let _ = BufReader::new(stdout).read_line(&mut line);
-                let _ = sender.send(line);
-            });
-            let line = receiver
-                .recv_timeout(Duration::from_secs(60))
-                .map_err(|_| anyhow!("the bare client did not start in 60 s"))?;
+            let line = proc.first_line(Duration::from_secs(60))?;
             if line.trim() != "ready" {
                 bail!(
                     "the bare client printed {line:?} instead of ready:\n{}",
