@@ -88,7 +88,7 @@ struct CheckResult {
 }
 
 /// Runs one cycle of each provider at once. Each cycle is bounded by its provider's timeout.
-async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, reqwest::Error> {
+async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, transport::ClientError> {
     // The same bound on requests in flight as the daemon: `check` over a large fleet must not
     // report the exporter's own descriptor shortage as the identity provider's fault either.
     let shared =

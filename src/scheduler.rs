@@ -163,7 +163,7 @@ impl Scheduler {
         slots: &transport::Slots,
         root: CancellationToken,
         tracker: TaskTracker,
-    ) -> Result<Scheduler, reqwest::Error> {
+    ) -> Result<Scheduler, transport::ClientError> {
         Ok(Scheduler {
             recorders,
             jitter,
@@ -184,7 +184,10 @@ impl Scheduler {
     /// deleted, changed ones restart with the new settings (a fresh token, counters kept), and
     /// unchanged ones keep running untouched, held token included. Nothing changes if a client
     /// cannot be built.
-    pub fn apply(&mut self, providers: &[ProviderConfig]) -> Result<Changes, reqwest::Error> {
+    pub fn apply(
+        &mut self,
+        providers: &[ProviderConfig],
+    ) -> Result<Changes, transport::ClientError> {
         // Every shard loads the same configuration; each keeps its own part of it.
         let (providers, elsewhere): (Vec<&ProviderConfig>, Vec<&ProviderConfig>) = providers
             .iter()
@@ -493,6 +496,7 @@ mod tests {
                 grant: "client_credentials",
                 duration: Duration::ZERO,
                 finished_at: SystemTime::now(),
+                expiries: Default::default(),
             };
             (self, report, None)
         }

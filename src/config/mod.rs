@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use figment::Figment;
 use figment::providers::{Format, Toml};
@@ -30,11 +30,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
 
 mod env;
+mod expiry;
 mod messages;
 mod raw;
 mod validate;
 
 pub use env::ENV_PREFIX;
+pub use expiry::expired_credential_warnings;
 pub(crate) use messages::describe_error;
 use messages::*;
 use raw::*;
@@ -94,6 +96,26 @@ pub struct TokenConfig {
     pub refresh_before: Duration,
     pub json_fields: JsonFields,
     pub response: ResponseFields,
+    /// When the client secret stops working, as the provider said (`client_secret_expires`).
+    pub client_secret_expires: Option<SystemTime>,
+    /// When the password stops working (`password_expires`, password grant only).
+    pub password_expires: Option<SystemTime>,
+    /// Claims every newly obtained token must carry (`[token.expect]`).
+    pub expect: Option<Expect>,
+}
+
+/// `[providers.NAME.token.expect]`: what a newly obtained JWT must say. The values are
+/// configuration, not secrets: a mismatch names them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Expect {
+    /// Each must be in `scope` (RFC 9068, space-separated) or `scp` (string or array).
+    pub scopes: Vec<String>,
+    /// Each must be in `roles` (Entra ID application permissions).
+    pub roles: Vec<String>,
+    /// Must be in `aud` (a string or an array).
+    pub audience: Option<String>,
+    /// Must equal `iss`.
+    pub issuer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +240,15 @@ pub struct ClientIdentity {
     /// Certificate chain and key, PEM, as read (compared on reload).
     pem: Vec<u8>,
     pub identity: reqwest::Identity,
+    /// `client_cert_file`: watched for its notAfter (`tls_client_certificate` expiry).
+    pub cert_file: PathBuf,
+}
+
+impl ClientIdentity {
+    /// The certificate chain and private key, PEM (for building the TLS client).
+    pub fn pem(&self) -> &[u8] {
+        &self.pem
+    }
 }
 
 impl fmt::Debug for ClientIdentity {

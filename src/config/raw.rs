@@ -66,6 +66,19 @@ pub(super) struct RawToken {
     pub(super) refresh_before: Option<String>,
     pub(super) json_fields: Option<RawJsonFields>,
     pub(super) response: Option<RawResponse>,
+    pub(super) client_secret_expires: Option<String>,
+    pub(super) password_expires: Option<String>,
+    pub(super) expect: Option<RawExpect>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawExpect {
+    #[serde(default, deserialize_with = "lenient::strings")]
+    pub(super) scopes: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::strings")]
+    pub(super) roles: Vec<String>,
+    pub(super) audience: Option<String>,
+    pub(super) issuer: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,11 +143,15 @@ pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
             "refresh_before",
             "json_fields",
             "response",
+            "client_secret_expires",
+            "password_expires",
+            "expect",
         ],
         ["providers", _, "token", "json_fields"] => {
             &["client_id", "client_secret", "username", "password"]
         }
         ["providers", _, "token", "response"] => &["access_token", "expires_in"],
+        ["providers", _, "token", "expect"] => &["scopes", "roles", "audience", "issuer"],
         ["providers", _, "canary"] => &[
             "url",
             "method",

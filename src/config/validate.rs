@@ -9,7 +9,7 @@ use super::*;
 pub(super) struct Problems(Vec<String>);
 
 impl Problems {
-    fn add(&mut self, key: &str, what: impl fmt::Display) {
+    pub(super) fn add(&mut self, key: &str, what: impl fmt::Display) {
         self.0.push(format!("key `{key}`: {what}"));
     }
 }
@@ -463,6 +463,24 @@ pub(super) fn validate_token(
         }
     };
 
+    let client_secret_expires = super::expiry::expiry_date(
+        &key("client_secret_expires"),
+        raw.client_secret_expires.as_deref(),
+        problems,
+    );
+    let password_expires = super::expiry::expiry_date(
+        &key("password_expires"),
+        raw.password_expires.as_deref(),
+        problems,
+    );
+    if raw.password_expires.is_some() && !matches!(grant, Some(Grant::Password { .. })) {
+        problems.add(
+            &key("password_expires"),
+            "only meaningful with grant_type = \"password\"",
+        );
+    }
+    let expect = super::expiry::expect(prefix, raw.expect, problems);
+
     Some(TokenConfig {
         url: url?,
         grant: grant?,
@@ -476,6 +494,9 @@ pub(super) fn validate_token(
         refresh_before,
         json_fields,
         response,
+        client_secret_expires,
+        password_expires,
+        expect,
     })
 }
 
@@ -632,7 +653,11 @@ pub(super) fn client_identity(
     pem.push(b'\n');
     pem.extend(read("client_key_file", key_path, problems)?);
     match reqwest::Identity::from_pem(&pem) {
-        Ok(identity) => Some(ClientIdentity { pem, identity }),
+        Ok(identity) => Some(ClientIdentity {
+            pem,
+            identity,
+            cert_file: cert_path.clone(),
+        }),
         Err(_) => {
             // The parser's message could quote the key material; say only what is wrong.
             problems.add(

@@ -76,7 +76,7 @@ pub fn gunzip(compressed: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(plain)
 }
 
-type Snapshot = [(String, ProviderSeries)];
+pub(super) type Snapshot = [(String, ProviderSeries)];
 
 /// Text being written: gathered in a small buffer that is handed to the sink each time it
 /// fills, between series. The first sink error is kept and ends the render.
@@ -107,7 +107,7 @@ impl<'w> Out<'w> {
     }
 
     /// Called after each provider's lines: hands the buffer over once it is full.
-    fn series_done(&mut self) {
+    pub(super) fn series_done(&mut self) {
         if self.text.len() >= Self::CHUNK {
             self.flush();
         }
@@ -138,7 +138,7 @@ impl std::fmt::Write for Out<'_> {
     }
 }
 
-fn header(out: &mut Out<'_>, name: &str, kind: &str, help: &str) {
+pub(super) fn header(out: &mut Out<'_>, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -469,4 +469,5 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         ),
         |s| count(s.panics),
     );
+    super::expiry::write(out, snapshot);
 }

@@ -8,7 +8,7 @@ use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use crate::config::CanaryConfig;
 use crate::probe::printable;
 use crate::probe::trace::Trace;
-use crate::probe::transport::{BodyError, TransportError, read_body, send};
+use crate::probe::transport::{BodyError, Seen, TransportError, read_body, send};
 use crate::secrets::{AccessToken, Scrubber};
 
 /// What one canary request produced.
@@ -16,6 +16,8 @@ use crate::secrets::{AccessToken, Scrubber};
 pub struct CanaryOutcome {
     pub duration: Duration,
     pub status: Option<u16>,
+    /// The endpoint's leaf certificate (https), see [`Seen`].
+    pub certificate: Option<u64>,
     pub result: Result<(), CanaryError>,
 }
 
@@ -123,7 +125,7 @@ pub async fn call(
     mut trace: Option<&mut Trace>,
 ) -> CanaryOutcome {
     let started = Instant::now();
-    let mut status = None;
+    let mut seen = Seen::default();
     let result = match tokio::time::timeout(
         timeout,
         attempt(
@@ -131,7 +133,7 @@ pub async fn call(
             config,
             token,
             timeout,
-            &mut status,
+            &mut seen,
             trace.as_deref_mut(),
         ),
     )
@@ -153,7 +155,8 @@ pub async fn call(
     }
     CanaryOutcome {
         duration,
-        status,
+        status: seen.status,
+        certificate: seen.certificate,
         result,
     }
 }
@@ -163,7 +166,7 @@ async fn attempt(
     config: &CanaryConfig,
     token: &AccessToken,
     timeout: Duration,
-    status_seen: &mut Option<u16>,
+    seen: &mut Seen,
     mut trace: Option<&mut Trace>,
 ) -> Result<(), CanaryError> {
     let mut authorization =
@@ -189,7 +192,7 @@ async fn attempt(
             ));
         }
     }
-    let response = send(request, status_seen, trace.as_deref_mut()).await?;
+    let response = send(request, seen, trace.as_deref_mut()).await?;
     let status = response.status().as_u16();
     let passes = config.passes(status);
     // The token is scrubbed from what a person may read: the trace's body excerpt and a failing

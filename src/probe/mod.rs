@@ -8,12 +8,16 @@
 //! - [`transport`]: outgoing HTTP clients (one rule for which one a provider uses), capped body
 //!   reads, transport failure classes.
 //! - [`jwt`]: reads (never verifies) a JWT's claims, for its expiry.
+//! - [`claims`]: `[token.expect]`, the claims a new token must carry.
+//! - [`expiry`]: when credentials and endpoint certificates expire, when a credential last
+//!   changed (kept between cycles by the prober's [`expiry::Watch`]).
+//! - [`verifier`]: the TLS settings of outgoing clients, recording the chains endpoints present.
 //! - [`trace`]: the redacted step-by-step trace `/probe?debug=true` shows.
 
-/// Defines a closed `reason` label set: an enum whose `ALL` lists every variant in declaration
-/// order (so `reason as usize` indexes an array of counters, and a new variant is counted
-/// without further change), with `as_str()` for the label value. Written once for the token
-/// and canary sets so the two cannot drift apart in shape.
+/// Defines a closed label set (a `reason`, and issue 13's `credential` and `phase`): an enum
+/// whose `ALL` lists every variant in declaration order (so `reason as usize` indexes an array
+/// of counters, and a new variant is counted without further change), with `as_str()` for the
+/// label value. Written once so the sets cannot drift apart in shape.
 macro_rules! reason_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $label:literal,)* }) => {
         $(#[$doc])*
@@ -49,15 +53,19 @@ macro_rules! reason_enum {
 }
 
 pub mod canary;
+pub mod claims;
+pub mod expiry;
 pub mod jwt;
 pub mod token;
 pub mod trace;
 pub mod transport;
+pub mod verifier;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use self::canary::{CanaryError, CanaryOutcome};
+use self::expiry::{Credential, Expiries, TlsPhase, Watch};
 use self::token::{TokenError, TokenOutcome};
 use self::trace::Trace;
 use self::transport::Client;
@@ -96,6 +104,9 @@ pub struct HeldToken {
     /// The last canary call with this token said it is dead (401 or another status listed in
     /// `token_rejected_status`, or `error="invalid_token"`).
     pub rejected: bool,
+    /// It lacks what `[token.expect]` asks: the canary still uses it (to show whether the API
+    /// already refuses it), but it is never reused, so every cycle checks a fresh token.
+    pub claims_failed: bool,
 }
 
 /// What decides whether a held token is valid, without the token itself: kept by the metrics
@@ -133,6 +144,7 @@ impl HeldToken {
         match self.expires_at {
             // Unknown expiry: we cannot tell when it lapses, so never rely on it.
             None => true,
+            Some(_) if self.claims_failed => true,
             Some(expires_at) => self.rejected || expires_at <= now + refresh_before,
         }
     }
@@ -152,6 +164,8 @@ pub struct CycleReport {
     pub grant: &'static str,
     pub duration: Duration,
     pub finished_at: SystemTime,
+    /// Credential and endpoint certificate expiries, credential change times (issue 13).
+    pub expiries: Expiries,
 }
 
 /// The failure that decided a cycle: the phase and reason in the metrics' closed vocabulary,
@@ -217,6 +231,7 @@ pub struct Prober {
     pub config: Arc<ProviderConfig>,
     client: Client,
     held: Option<HeldToken>,
+    watch: Watch,
 }
 
 impl Prober {
@@ -225,6 +240,7 @@ impl Prober {
             config,
             client,
             held: None,
+            watch: Watch::default(),
         }
     }
 
@@ -243,6 +259,10 @@ impl Prober {
         let mut token_requests = Vec::new();
         let mut canary_requests = Vec::new();
         let mut canary_skipped = false;
+        // Certificate files first: their notAfter and change show even when the token fails.
+        self.watch
+            .read_certificates(&self.config, self.config.timeout)
+            .await;
 
         let must_request = match &self.held {
             Some(held) if self.config.token.reuse => {
@@ -310,6 +330,10 @@ impl Prober {
             }
         }
 
+        for outcome in &canary_requests {
+            let expiry = self.client.chain_expiry(outcome.certificate);
+            self.watch.saw_endpoint(TlsPhase::Canary, expiry);
+        }
         CycleReport {
             token_requests,
             canary_requests,
@@ -318,6 +342,7 @@ impl Prober {
             grant: self.config.token.grant.as_str(),
             duration: started.elapsed(),
             finished_at: SystemTime::now(),
+            expiries: self.watch.report(&self.config),
         }
     }
 
@@ -334,6 +359,7 @@ impl Prober {
                 return Some(CanaryOutcome {
                     duration: started.elapsed(),
                     status: None,
+                    certificate: None,
                     result: Err(busy.into()),
                 });
             }
@@ -355,40 +381,62 @@ impl Prober {
     async fn refresh(
         &mut self,
         outcomes: &mut Vec<TokenOutcome>,
-        trace: Option<&mut Trace>,
+        mut trace: Option<&mut Trace>,
     ) -> bool {
         // The request holds a request slot; waiting for one counts against the timeout.
         let started = Instant::now();
-        let outcome = match self.client.slots.acquire(self.config.timeout).await {
+        let mut outcome = match self.client.slots.acquire(self.config.timeout).await {
             Ok(slot) => {
                 let outcome = self::token::request_token(
                     &self.client.http,
                     &self.config.token,
                     slot.remaining,
-                    trace,
+                    trace.as_deref_mut(),
                 )
                 .await;
                 drop(slot);
                 outcome
             }
             Err(busy) => {
-                trace_busy(trace, &busy);
+                trace_busy(trace.as_deref_mut(), &busy);
                 TokenOutcome {
                     duration: started.elapsed(),
                     status: None,
+                    certificate: None,
+                    credentials: [0; 2],
                     result: Err(TokenError::Transport(busy)),
                 }
             }
         };
+        let now = SystemTime::now();
+        let [secret, password] = outcome.credentials;
+        self.watch.saw(Credential::ClientSecret, secret, now);
+        self.watch.saw(Credential::Password, password, now);
+        let expiry = self.client.chain_expiry(outcome.certificate);
+        self.watch.saw_endpoint(TlsPhase::Token, expiry);
         let ok = match &outcome.result {
             Ok(issued) => {
+                let claims = match &self.config.token.expect {
+                    Some(expect) => self::claims::check(expect, issued.access_token.expose()),
+                    None => Ok(()),
+                };
                 self.held = Some(HeldToken {
                     access_token: issued.access_token.clone(),
                     lifetime: issued.lifetime,
                     expires_at: issued.expires_at,
                     rejected: false,
+                    claims_failed: claims.is_err(),
                 });
-                true
+                match claims {
+                    Ok(()) => true,
+                    Err(mismatch) => {
+                        if let Some(trace) = trace {
+                            trace.line(format!("[token.expect] failed, reason claims: {mismatch}"));
+                        }
+                        outcome.result = Err(TokenError::Claims(mismatch));
+                        false
+                    }
+                }
             }
             Err(_) => false,
         };

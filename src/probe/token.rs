@@ -9,8 +9,9 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 
 use crate::config::{AuthMethod, BasicEncoding, Grant, TokenConfig};
+use crate::probe::expiry::fingerprint;
 use crate::probe::trace::Trace;
-use crate::probe::transport::{BodyError, TransportError, read_body, send};
+use crate::probe::transport::{BodyError, Seen, TransportError, read_body, send};
 use crate::probe::{jwt, printable};
 use crate::secrets::{AccessToken, Scrubber, Secret, SecretError, excerpt};
 
@@ -30,6 +31,11 @@ pub struct TokenOutcome {
     pub duration: Duration,
     /// The HTTP status, when a response arrived.
     pub status: Option<u16>,
+    /// The endpoint's leaf certificate (https), see [`Seen`].
+    pub certificate: Option<u64>,
+    /// Keyed hashes ([`fingerprint`]) of the client secret and the password read for this
+    /// request (0: not read), so the prober notices a rotation without keeping either.
+    pub credentials: [u64; 2],
     pub result: Result<IssuedToken, TokenError>,
 }
 
@@ -72,6 +78,7 @@ reason_enum! {
         InvalidResponse => "invalid_response",
         SecretUnavailable => "secret_unavailable",
         ExporterBusy => "exporter_busy",
+        Claims => "claims",
     }
 }
 
@@ -110,6 +117,10 @@ pub enum TokenError {
     Transport(#[from] TransportError),
     #[error("invalid token response: {0}")]
     InvalidResponse(String),
+    /// A token was issued, but it does not carry what `[token.expect]` asks (issue 13). The
+    /// text names the claim and the expected value (configuration), never the token.
+    #[error("{0}")]
+    Claims(String),
 }
 
 fn description_suffix(description: &Option<String>) -> String {
@@ -145,6 +156,7 @@ impl TokenError {
             TokenError::Transport(TransportError::Tls(_)) => TokenReason::Tls,
             TokenError::Transport(TransportError::Busy(_)) => TokenReason::ExporterBusy,
             TokenError::InvalidResponse(_) => TokenReason::InvalidResponse,
+            TokenError::Claims(_) => TokenReason::Claims,
         }
     }
 
@@ -169,13 +181,21 @@ pub async fn request_token(
 ) -> TokenOutcome {
     let started = Instant::now();
     let requested_at = SystemTime::now();
-    let mut status = None;
+    let mut seen = Seen::default();
+    let mut credentials = [0; 2];
     // The secrets first, each with the provider's timeout as its deadline: a secret file on a
     // stalled mount is `secret_unavailable` (not `timeout`, which blames the identity provider),
     // and the request gets what is left of the timeout.
     let result = match read_secrets(config, timeout).await {
         Err(error) => Err(error),
         Ok(secrets) => {
+            credentials = [
+                fingerprint(secrets.0.expose().as_bytes()),
+                secrets
+                    .1
+                    .as_ref()
+                    .map_or(0, |password| fingerprint(password.expose().as_bytes())),
+            ];
             let left = timeout.saturating_sub(started.elapsed());
             let attempt = attempt(
                 client,
@@ -183,7 +203,7 @@ pub async fn request_token(
                 secrets,
                 left,
                 requested_at,
-                &mut status,
+                &mut seen,
                 trace.as_deref_mut(),
             );
             match tokio::time::timeout(left, attempt).await {
@@ -212,7 +232,9 @@ pub async fn request_token(
     }
     TokenOutcome {
         duration,
-        status,
+        status: seen.status,
+        certificate: seen.certificate,
+        credentials,
         result,
     }
 }
@@ -248,7 +270,7 @@ async fn attempt(
     (client_secret, password): (Secret, Option<Secret>),
     timeout: Duration,
     requested_at: SystemTime,
-    status_seen: &mut Option<u16>,
+    seen: &mut Seen,
     mut trace: Option<&mut Trace>,
 ) -> Result<IssuedToken, TokenError> {
     let mut scrubber = Scrubber::default();
@@ -332,7 +354,7 @@ async fn attempt(
     };
     drop(body);
 
-    let response = send(request, status_seen, trace.as_deref_mut()).await?;
+    let response = send(request, seen, trace.as_deref_mut()).await?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()

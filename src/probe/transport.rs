@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::TlsConfig;
 use crate::probe::trace::Trace;
+use crate::probe::verifier::{self, Chains};
 
 /// Bodies larger than this are not read: a token response is a few KiB at most.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -245,13 +246,41 @@ pub fn raise_descriptor_limit() {
 pub struct Client {
     pub http: reqwest::Client,
     pub slots: Slots,
+    /// The certificate chains its endpoints presented (see [`Seen::certificate`]).
+    pub chains: Arc<Chains>,
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error("TLS settings: {0}")]
+    Tls(String),
+}
+
+/// What a response showed before its body was read (kept when reading the body then fails).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub status: Option<u16>,
+    /// The fingerprint of the leaf certificate the endpoint presented (https only): the
+    /// client's [`Chains`] knows the earliest notAfter of its chain.
+    pub certificate: Option<u64>,
+}
+
+impl Client {
+    /// The earliest notAfter (Unix seconds) of the chain whose leaf a response named
+    /// ([`Seen::certificate`]).
+    pub fn chain_expiry(&self, leaf: Option<u64>) -> Option<u64> {
+        self.chains.earliest(leaf?)
+    }
 }
 
 /// Sends a request. Records the status it was answered with (for the 401 count, even when the
 /// body then fails) and, in a debug trace, the status line and headers.
 pub async fn send(
     request: reqwest::RequestBuilder,
-    status_seen: &mut Option<u16>,
+    seen: &mut Seen,
     trace: Option<&mut Trace>,
 ) -> Result<reqwest::Response, TransportError> {
     let response = request
@@ -259,7 +288,12 @@ pub async fn send(
         .await
         .map_err(|error| TransportError::from_reqwest(&error))?;
     let status = response.status().as_u16();
-    *status_seen = Some(status);
+    seen.status = Some(status);
+    seen.certificate = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(reqwest::tls::TlsInfo::peer_certificate)
+        .map(crate::probe::expiry::fingerprint);
     if let Some(trace) = trace {
         trace.line(format!("<- HTTP {status}"));
         for (name, value) in response.headers() {
@@ -304,26 +338,24 @@ pub async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, BodyE
 }
 
 /// Builds one client taking its requests' slots from `slots`. Redirects are never followed: a
-/// token endpoint that redirects would make us re-send credentials to wherever it points.
-pub fn build_client(tls: &TlsConfig, slots: &Slots) -> Result<Client, reqwest::Error> {
-    let mut builder = reqwest::Client::builder()
+/// token endpoint that redirects would make us re-send credentials to wherever it points. TLS
+/// is configured by [`verifier::client_config`] (the same verification as reqwest's own, which
+/// also records the chains endpoints present); `tls_info` hands each response its leaf.
+pub fn build_client(tls: &TlsConfig, slots: &Slots) -> Result<Client, ClientError> {
+    let chains = Arc::new(Chains::default());
+    let rustls = verifier::client_config(tls, &chains).map_err(ClientError::Tls)?;
+    let builder = reqwest::Client::builder()
         .user_agent(concat!("oauth2-exporter/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(slots.idle_per_host())
-        .tcp_keepalive(Duration::from_secs(60));
-    if !tls.ca_certificates.is_empty() {
-        builder = builder.tls_certs_merge(tls.ca_certificates.iter().cloned());
-    }
-    if let Some(client) = &tls.client_identity {
-        builder = builder.identity(client.identity.clone());
-    }
-    if tls.insecure_skip_verify {
-        builder = builder.tls_danger_accept_invalid_certs(true);
-    }
+        .tcp_keepalive(Duration::from_secs(60))
+        .tls_backend_preconfigured(rustls)
+        .tls_info(true);
     Ok(Client {
         http: builder.build()?,
         slots: slots.clone(),
+        chains,
     })
 }
 
@@ -331,7 +363,7 @@ pub fn build_client(tls: &TlsConfig, slots: &Slots) -> Result<Client, reqwest::E
 /// provider with default settings) unless it needs its own CA, client certificate or
 /// verification setting. The one rule the scheduler and `check` both follow. Every client takes
 /// its slots from the shared one's: the bound is the process's.
-pub fn client_for(tls: &TlsConfig, shared: &Client) -> Result<Client, reqwest::Error> {
+pub fn client_for(tls: &TlsConfig, shared: &Client) -> Result<Client, ClientError> {
     if tls.is_default() {
         Ok(shared.clone())
     } else {

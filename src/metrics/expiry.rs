@@ -1,0 +1,58 @@
+//! The expiry and rotation series of issue 13, written from each provider's [`Expiries`]:
+//! when a client credential stops working, when its value last changed, and when the
+//! certificate chain an endpoint presented expires. Absolute Unix times, as cert-manager and
+//! x509-certificate-exporter export them: alerts and dashboards compute what is left.
+
+use std::fmt::Write as _;
+
+use crate::probe::expiry::{Credential, Expiries, TlsPhase};
+
+use super::exposition::{Out, Snapshot, header};
+
+const FAMILIES: [(&str, &str, &str); 3] = [
+    (
+        "oauth2_client_credential_expiry_timestamp_seconds",
+        "credential",
+        "When the client credential stops working (Unix time): the configured client_secret_expires or password_expires, or the notAfter of a certificate file (re-read when it changes).",
+    ),
+    (
+        "oauth2_client_credential_change_timestamp_seconds",
+        "credential",
+        "When the exporter last saw the credential's value change (its first sighting, at start, counts); compared by a keyed hash held in memory only.",
+    ),
+    (
+        "oauth2_tls_certificate_expiry_timestamp_seconds",
+        "phase",
+        "Earliest notAfter (Unix time) of the certificate chain the endpoint presented on the last request of this phase answered over https.",
+    ),
+];
+
+/// Writes the three families, each only with the series that have a value.
+pub(super) fn write(out: &mut Out<'_>, snapshot: &Snapshot) {
+    let credentials = Credential::ALL.map(Credential::as_str);
+    let phases = TlsPhase::ALL.map(TlsPhase::as_str);
+    let getters: [(&[&str], fn(&Expiries) -> &[u64]); 3] = [
+        (&credentials, |e| &e.credential),
+        (&credentials, |e| &e.changed),
+        (&phases, |e| &e.tls),
+    ];
+    for ((name, label, help), (values, get)) in FAMILIES.into_iter().zip(getters) {
+        let mut wrote_header = false;
+        for (provider, series) in snapshot {
+            for (value, at) in values.iter().zip(get(&series.expiries)) {
+                if *at == 0 {
+                    continue;
+                }
+                if !wrote_header {
+                    header(out, name, "gauge", help);
+                    wrote_header = true;
+                }
+                let _ = writeln!(
+                    out,
+                    "{name}{{{label}=\"{value}\",provider=\"{provider}\"}} {at}"
+                );
+            }
+            out.series_done();
+        }
+    }
+}
