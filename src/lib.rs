@@ -30,8 +30,10 @@
 //!   returning a `CycleReport`; knows nothing of metrics, the web or the scheduler. `token`
 //!   (each dialect, and `TokenReason`), `canary` (and `CanaryReason`), `transport` (outgoing
 //!   clients: `client_for` is the one rule for which a provider uses; `Slots`, the process-wide
-//!   bound on requests in flight, sized by the descriptor limit), `jwt` (reads an expiry,
-//!   never verifies), `trace` (the redacted debug trace of `/probe?debug=true`).
+//!   bound on requests in flight, sized by the descriptor limit), `verifier` (their TLS
+//!   settings, recording the certificate chains endpoints present), `jwt` (reads an expiry,
+//!   never verifies), `claims` (`[token.expect]`), `expiry` (credential and certificate expiry,
+//!   credential changes by keyed hash), `trace` (the redacted debug trace of `/probe?debug=true`).
 //! - `scheduler`: one task per provider on its interval, with jitter and cancellation; moves
 //!   the running set to a reloaded configuration; its mailbox answers `/probe` with the report.
 //! - `metrics/`: the one writer of every series (`mod.rs`, `Metrics::record`), the `/metrics`

@@ -51,7 +51,7 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-key-token.toml",
         problems: &[
-            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response",
+            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response, client_secret_expires, password_expires, expect",
             // The misspelt key is not taken for the secret, so the secret is also missing.
             "key `providers.okq8.token.client_secret`: missing; set exactly one of providers.okq8.token.client_secret | providers.okq8.token.client_secret_file | providers.okq8.token.client_secret_env",
         ],
@@ -172,6 +172,22 @@ const CASES: &[Case] = &[
         problems: &[
             r#"key `providers.glewlwyd.token.basic_encoding`: "raw" cannot send a client_id containing ':' (the server splits id and secret at the first colon); use basic_encoding = "form""#,
             r#"key `providers.typo.token.basic_encoding`: unknown value "percent"; allowed: form, raw"#,
+        ],
+    },
+    // Issue 13: expiry dates and expected claims.
+    Case {
+        fixture: "invalid-credential-expiry.toml",
+        problems: &[
+            r#"key `providers.entra.token.client_secret_expires`: invalid date "01.05.2027"; expected an RFC 3339 date or date-time, e.g. "2027-05-01" or "2027-05-01T12:00:00Z""#,
+            r#"key `providers.entra.token.password_expires`: only meaningful with grant_type = "password""#,
+        ],
+    },
+    Case {
+        fixture: "invalid-token-expect.toml",
+        problems: &[
+            "key `providers.empty.token.expect`: empty; set at least one of scopes, roles, audience, issuer (or remove the table)",
+            r#"key `providers.spaced.token.expect.scopes`: invalid value "api.read api.write"; each is non-empty and contains no spaces"#,
+            "key `providers.spaced.token.expect.issuer`: must not be empty; remove it to not check it",
         ],
     },
     Case {

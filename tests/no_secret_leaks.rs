@@ -445,6 +445,16 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
         case("s_password", &password("pw-client"), ("success", "")),
         case("s_basic", &basic("basic-client"), ("success", "")),
         case("s_json", &json_body("json-client"), ("success", "")),
+        // Issue 13: an opaque token against [token.expect] (reason `claims`, the token still
+        // used by the canary), and a secret with an expiry date and a change time.
+        case(
+            "t_claims",
+            &format!(
+                "{}\nclient_secret_expires = \"2031-02-03\"\n[providers.t_claims.token.expect]\nroles = [\"Orders.Read\"]",
+                inline("claims-client")
+            ),
+            ("token", "claims"),
+        ),
     ];
     for c in &mut cases {
         match c.name {

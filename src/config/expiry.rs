@@ -27,7 +27,7 @@ pub(super) fn parse_date(text: &str) -> Option<SystemTime> {
         };
         let (hours, minutes) = zone.get(1..)?.split_once(':')?;
         let (hours, minutes) = (hours.parse::<i64>().ok()?, minutes.parse::<i64>().ok()?);
-        if hours.to_string().len() > 2 || !(0..24).contains(&hours) || !(0..60).contains(&minutes) {
+        if !(0..24).contains(&hours) || !(0..60).contains(&minutes) {
             return None;
         }
         (local, sign * (hours * 3600 + minutes * 60))
