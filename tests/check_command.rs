@@ -531,8 +531,16 @@ async fn check_warn_within_exits_1_for_an_expiry_inside_the_window() {
     let plain = check(&["--config.file", path]).await;
     assert_eq!(plain.code, Some(0), "no window, no warning: {plain:#?}");
     let alpha = table_row(&plain.stdout, "alpha");
-    assert_eq!(&alpha[alpha.len() - 4..], ["client_secret", "in", "20", "days"], "{plain:#?}");
-    assert_eq!(table_row(&plain.stdout, "delta").last(), Some(&"-"), "{plain:#?}");
+    assert_eq!(
+        &alpha[alpha.len() - 4..],
+        ["client_secret", "in", "20", "days"],
+        "{plain:#?}"
+    );
+    assert_eq!(
+        table_row(&plain.stdout, "delta").last(),
+        Some(&"-"),
+        "{plain:#?}"
+    );
 
     let outside = check(&["--config.file", path, "--warn-within", "14d"]).await;
     assert_eq!(outside.code, Some(0), "20 days is outside 14: {outside:#?}");
@@ -548,7 +556,15 @@ async fn check_warn_within_exits_1_for_an_expiry_inside_the_window() {
     );
     inside.assert_no_secret();
 
-    let json = check(&["--config.file", path, "--warn-within", "30d", "--output", "json"]).await;
+    let json = check(&[
+        "--config.file",
+        path,
+        "--warn-within",
+        "30d",
+        "--output",
+        "json",
+    ])
+    .await;
     assert_eq!(json.code, Some(1), "{json:#?}");
     let json = json.json();
     assert_eq!(json["passed"], false);

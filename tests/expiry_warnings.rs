@@ -102,9 +102,14 @@ client_secret = "plain-secret"
         Some(intermediate_expiry as f64),
         "the intermediate lapses first: {metrics}"
     );
-    assert_eq!(sample(&metrics, &canary), Some(canary_expiry as f64), "{metrics}");
+    assert_eq!(
+        sample(&metrics, &canary),
+        Some(canary_expiry as f64),
+        "{metrics}"
+    );
     assert!(
-        !metrics.contains(r#"phase="discovery""#) && !metrics.contains(&format!("{TLS}{{phase=\"token\",provider=\"plain\"}}")),
+        !metrics.contains(r#"phase="discovery""#)
+            && !metrics.contains(&format!("{TLS}{{phase=\"token\",provider=\"plain\"}}")),
         "only phases answered over https have a gauge: {metrics}"
     );
     daemon.stop().await;
@@ -147,10 +152,17 @@ client_key_file = "{key}"
     let cert_changed = gauge("mtls", "credential", "tls_client_certificate", CHANGED);
     let secret_changed = gauge("mtls", "credential", "client_secret", CHANGED);
     let metrics = daemon.wait_for_cycles(&["mtls"], WAIT).await;
-    assert_eq!(sample(&metrics, &expiry), Some(first_expiry as f64), "{metrics}");
+    assert_eq!(
+        sample(&metrics, &expiry),
+        Some(first_expiry as f64),
+        "{metrics}"
+    );
     // The configured date, offset applied.
     assert_eq!(
-        sample(&metrics, &gauge("mtls", "credential", "client_secret", CREDENTIAL)),
+        sample(
+            &metrics,
+            &gauge("mtls", "credential", "client_secret", CREDENTIAL)
+        ),
         Some(1_927_854_306.0),
         "{metrics}"
     );
@@ -211,8 +223,14 @@ async fn a_claims_mismatch_fails_the_token_phase_and_the_canary_still_runs() {
     let lacking = jwt(json!({"exp": exp, "aud": "api://orders", "roles": ["Orders.Write"]}));
     let matching = jwt(json!({"exp": exp, "aud": "api://orders", "roles": ["Orders.Read"]}));
     let idp = FakeServer::start(move |request| match request.path.as_str() {
-        "/lacking/token" => Reply::json(200, json!({"access_token": lacking, "token_type": "Bearer"})),
-        "/matching/token" => Reply::json(200, json!({"access_token": matching, "token_type": "Bearer"})),
+        "/lacking/token" => Reply::json(
+            200,
+            json!({"access_token": lacking, "token_type": "Bearer"}),
+        ),
+        "/matching/token" => Reply::json(
+            200,
+            json!({"access_token": matching, "token_type": "Bearer"}),
+        ),
         _ => Reply::status(200),
     })
     .await;
@@ -264,7 +282,10 @@ url = "{api}"
         ) >= Some(2.0),
         "every new token is checked (never reused): {metrics}"
     );
-    assert!(lacking("oauth2_canary_requests_total") >= Some(1.0), "{metrics}");
+    assert!(
+        lacking("oauth2_canary_requests_total") >= Some(1.0),
+        "{metrics}"
+    );
     assert_eq!(lacking("oauth2_token_valid"), Some(1.0), "{metrics}");
     assert_eq!(lacking("oauth2_token_last_success_timestamp_seconds"), None);
     assert_eq!(
@@ -311,7 +332,9 @@ fn the_demo_shows_a_secret_expiring_in_20_days() {
     let series = gauge("okq8", "credential", "client_secret", CREDENTIAL);
     let deadline = std::time::Instant::now() + WAIT;
     let (metrics, page) = loop {
-        let metrics = http_request(addr, "GET", "/metrics", &[], &[]).unwrap().body;
+        let metrics = http_request(addr, "GET", "/metrics", &[], &[])
+            .unwrap()
+            .body;
         let page = http_request(addr, "GET", "/", &[], &[]).unwrap().body;
         if sample(&metrics, &series).is_some() && page.contains("client_secret in 20 days") {
             break (metrics, page);

@@ -68,6 +68,10 @@ const ALERTS: &[&str] = &[
     "OAuth2ProbeFailing",
     "OAuth2ExporterDown",
     "OAuth2ExporterShardingMismatch",
+    "OAuth2ClientCredentialExpiringSoon",
+    "OAuth2ClientCredentialExpired",
+    "OAuth2TLSCertificateExpiringSoon",
+    "OAuth2TokenClaimsMismatch",
 ];
 
 fn repo() -> PathBuf {
@@ -849,8 +853,8 @@ fn dashboard_has_datasource_and_provider_variables_and_every_query_uses_them() {
         "oauth2_token_valid{",
         "oauth2_token_last_success_timestamp_seconds{",
         // Issue 13: the nearest-expiry table.
-        "bottomk by (instance, provider) (1,\n  label_replace(oauth2_client_credential_expiry_timestamp_seconds{",
-        "label_replace(oauth2_tls_certificate_expiry_timestamp_seconds{",
+        "bottomk by (instance, provider) (1,\n  oauth2_client_credential_expiry_timestamp_seconds{",
+        "or\n  oauth2_tls_certificate_expiry_timestamp_seconds{",
     ] {
         assert!(all.contains(needed), "no dashboard query has {needed}");
     }
