@@ -9,50 +9,68 @@ use crate::probe::expiry::{Credential, Expiries, TlsPhase};
 
 use super::exposition::{Out, Snapshot, header};
 
-const FAMILIES: [(&str, &str, &str); 3] = [
-    (
-        "oauth2_client_credential_expiry_timestamp_seconds",
-        "credential",
-        "When the client credential stops working (Unix time): the configured client_secret_expires or password_expires, or the notAfter of a certificate file (re-read when it changes).",
-    ),
-    (
-        "oauth2_client_credential_change_timestamp_seconds",
-        "credential",
-        "When the exporter last saw the credential's value change (its first sighting, at start, counts); compared by a keyed hash held in memory only.",
-    ),
-    (
-        "oauth2_tls_certificate_expiry_timestamp_seconds",
-        "phase",
-        "Earliest notAfter (Unix time) of the certificate chain the endpoint presented on the last request of this phase answered over https.",
-    ),
-];
-
 /// Writes the three families, each only with the series that have a value.
 pub(super) fn write(out: &mut Out<'_>, snapshot: &Snapshot) {
     let credentials = Credential::ALL.map(Credential::as_str);
     let phases = TlsPhase::ALL.map(TlsPhase::as_str);
-    let getters: [(&[&str], fn(&Expiries) -> &[u64]); 3] = [
-        (&credentials, |e| &e.credential),
-        (&credentials, |e| &e.changed),
-        (&phases, |e| &e.tls),
-    ];
-    for ((name, label, help), (values, get)) in FAMILIES.into_iter().zip(getters) {
-        let mut wrote_header = false;
-        for (provider, series) in snapshot {
-            for (value, at) in values.iter().zip(get(&series.expiries)) {
-                if *at == 0 {
-                    continue;
-                }
-                if !wrote_header {
-                    header(out, name, "gauge", help);
-                    wrote_header = true;
-                }
-                let _ = writeln!(
-                    out,
-                    "{name}{{{label}=\"{value}\",provider=\"{provider}\"}} {at}"
-                );
+    family(
+        out,
+        snapshot,
+        (
+            "oauth2_client_credential_expiry_timestamp_seconds",
+            "credential",
+            "When the client credential stops working (Unix time): the configured client_secret_expires or password_expires, or the notAfter of a certificate file (re-read when it changes).",
+        ),
+        &credentials,
+        |e| &e.credential,
+    );
+    family(
+        out,
+        snapshot,
+        (
+            "oauth2_client_credential_change_timestamp_seconds",
+            "credential",
+            "When the exporter last saw the credential's value change (its first sighting, at start, counts); compared by a keyed hash held in memory only.",
+        ),
+        &credentials,
+        |e| &e.changed,
+    );
+    family(
+        out,
+        snapshot,
+        (
+            "oauth2_tls_certificate_expiry_timestamp_seconds",
+            "phase",
+            "Earliest notAfter (Unix time) of the certificate chain the endpoint presented on the last request of this phase answered over https.",
+        ),
+        &phases,
+        |e| &e.tls,
+    );
+}
+
+/// One gauge family labelled `label` (one of `values`) and `provider`; 0 is "no value".
+fn family(
+    out: &mut Out<'_>,
+    snapshot: &Snapshot,
+    (name, label, help): (&str, &str, &str),
+    values: &[&str],
+    get: impl Fn(&Expiries) -> &[u64],
+) {
+    let mut wrote_header = false;
+    for (provider, series) in snapshot {
+        for (value, at) in values.iter().zip(get(&series.expiries)) {
+            if *at == 0 {
+                continue;
             }
-            out.series_done();
+            if !wrote_header {
+                header(out, name, "gauge", help);
+                wrote_header = true;
+            }
+            let _ = writeln!(
+                out,
+                "{name}{{{label}=\"{value}\",provider=\"{provider}\"}} {at}"
+            );
         }
+        out.series_done();
     }
 }
