@@ -41,16 +41,7 @@ impl Ca {
     /// A new self-signed CA whose subject is `common_name` (distinct names keep distinct CAs
     /// apart in error messages).
     pub fn new(common_name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let params = ca_params(common_name);
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         Ca {
@@ -97,16 +88,7 @@ impl Ca {
     /// An intermediate CA signed by this one, valid until the start of `not_after`
     /// (`YYYY-MM-DD`); its certificate PEM is what a server sends after its leaf.
     pub fn intermediate(&self, common_name: &str, not_after: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let mut params = ca_params(common_name);
         params.use_authority_key_identifier_extension = true;
         set_not_after(&mut params, not_after);
         let key = KeyPair::generate().unwrap();
@@ -154,6 +136,21 @@ impl Ca {
             key_pem: key.serialize_pem(),
         }
     }
+}
+
+/// The parameters of a certificate authority named `common_name`.
+fn ca_params(common_name: &str) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
 }
 
 /// Sets `params`' notAfter to the start (UTC) of `text`, a `YYYY-MM-DD` date.
