@@ -418,7 +418,7 @@ fn all_keys_fixture_loads_to_the_values_written() {
     assert_eq!(okq8.timeout, Duration::from_secs(15));
     assert_eq!(
         okq8.token.client_secret,
-        SecretSource::File("tests/fixtures/secret.txt".into())
+        Some(SecretSource::File("tests/fixtures/secret.txt".into()))
     );
     assert_eq!(okq8.token.scopes, ["api://apim-xxxxx-xxxxx-api/.default"]);
     let canary = okq8.canary.as_ref().unwrap();

@@ -66,6 +66,12 @@ pub(super) struct RawToken {
     pub(super) refresh_before: Option<String>,
     pub(super) json_fields: Option<RawJsonFields>,
     pub(super) response: Option<RawResponse>,
+    pub(super) private_key_file: Option<PathBuf>,
+    pub(super) certificate_file: Option<PathBuf>,
+    pub(super) signing_algorithm: Option<String>,
+    pub(super) key_id: Option<String>,
+    pub(super) assertion_audience: Option<String>,
+    pub(super) assertion_lifetime: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +136,12 @@ pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
             "refresh_before",
             "json_fields",
             "response",
+            "private_key_file",
+            "certificate_file",
+            "signing_algorithm",
+            "key_id",
+            "assertion_audience",
+            "assertion_lifetime",
         ],
         ["providers", _, "token", "json_fields"] => {
             &["client_id", "client_secret", "username", "password"]

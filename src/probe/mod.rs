@@ -4,6 +4,8 @@
 //! endpoints or the scheduler.
 //!
 //! - [`token`]: the token request in each dialect and the classification of its answer.
+//! - [`client_auth`]: how the client proves itself (every `auth_method`), with its material
+//!   prepared once per provider.
 //! - [`canary`]: the API call with the token and its classification.
 //! - [`transport`]: outgoing HTTP clients (one rule for which one a provider uses), capped body
 //!   reads, transport failure classes.
@@ -49,6 +51,7 @@ macro_rules! reason_enum {
 }
 
 pub mod canary;
+pub mod client_auth;
 pub mod jwt;
 pub mod token;
 pub mod trace;
@@ -58,6 +61,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use self::canary::{CanaryError, CanaryOutcome};
+use self::client_auth::ClientAuth;
 use self::token::{TokenError, TokenOutcome};
 use self::trace::Trace;
 use self::transport::Client;
@@ -217,6 +221,8 @@ pub struct Prober {
     pub config: Arc<ProviderConfig>,
     client: Client,
     held: Option<HeldToken>,
+    /// Client-authentication material prepared from `config`, reused across cycles.
+    auth: ClientAuth,
 }
 
 impl Prober {
@@ -225,6 +231,7 @@ impl Prober {
             config,
             client,
             held: None,
+            auth: ClientAuth::default(),
         }
     }
 
@@ -364,6 +371,7 @@ impl Prober {
                 let outcome = self::token::request_token(
                     &self.client.http,
                     &self.config.token,
+                    &mut self.auth,
                     slot.remaining,
                     trace,
                 )

@@ -1,0 +1,1 @@
+//! Unit tests of client authentication: every method decorates the request as it must.
