@@ -100,6 +100,7 @@ const TOKEN_REASONS: &[&str] = &[
     "invalid_response",
     "secret_unavailable",
     "exporter_busy",
+    "client_assertion",
 ];
 const CANARY_REASONS: &[&str] = &[
     "unauthorized",
