@@ -491,7 +491,9 @@ fn client_authentication_material_is_checked_at_load() {
     for (extra, expected) in &cases {
         let got = problems(extra);
         if got != [expected.as_str()] {
-            failures.push(format!("{extra}\n  expected: {expected}\n  got:      {got:?}"));
+            failures.push(format!(
+                "{extra}\n  expected: {expected}\n  got:      {got:?}"
+            ));
         }
         for secret in [rsa.serialize_pem(), ec.serialize_pem()] {
             let body: String = secret.lines().nth(1).unwrap_or_default().to_string();

@@ -79,7 +79,30 @@ impl Ca {
         self.leaf(common_name, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)
     }
 
+    /// A client certificate whose validity ended in 2021 (issue 12: an expired credential).
+    pub fn expired_client(&self, common_name: &str) -> Leaf {
+        self.leaf_with(
+            common_name,
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+            |params| {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            },
+        )
+    }
+
     fn leaf(&self, common_name: &str, names: Vec<String>, usage: ExtendedKeyUsagePurpose) -> Leaf {
+        self.leaf_with(common_name, names, usage, |_| {})
+    }
+
+    fn leaf_with(
+        &self,
+        common_name: &str,
+        names: Vec<String>,
+        usage: ExtendedKeyUsagePurpose,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
         let mut params = CertificateParams::new(names).unwrap();
         params
             .distinguished_name
@@ -90,6 +113,7 @@ impl Ca {
             KeyUsagePurpose::KeyEncipherment,
         ];
         params.extended_key_usages = vec![usage];
+        adjust(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Leaf {
