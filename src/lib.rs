@@ -31,7 +31,8 @@
 //!   named pipe or a hung mount fails one read instead of freezing the process.
 //! - `probe/`: one cycle of one provider (token, canary, retry once with a fresh token),
 //!   returning a `CycleReport`; knows nothing of metrics, the web or the scheduler. `token`
-//!   (each dialect, and `TokenReason`), `canary` (and `CanaryReason`), `transport` (outgoing
+//!   (each dialect, and `TokenReason`), `client_auth` (how the client proves itself, for every
+//!   `auth_method`, with its material prepared once per provider), `canary` (and `CanaryReason`), `transport` (outgoing
 //!   clients: `client_for` is the one rule for which a provider uses; `Slots`, the process-wide
 //!   bound on requests in flight, sized by the descriptor limit), `jwt` (reads an expiry,
 //!   never verifies), `trace` (the redacted debug trace of `/probe?debug=true`).

@@ -4,7 +4,8 @@
 //! Nothing downstream re-validates.
 //!
 //! This file holds the validated types and the `load_*` entry points; [`raw`] the configuration
-//! as written and the keys each table allows; [`validate`] the conversion; [`messages`] parser
+//! as written and the keys each table allows; [`validate`] the conversion; [`client_auth`] the
+//! checks of `auth_method` and its key material; [`messages`] parser
 //! errors as one-line messages (never a secret); [`env`] the `OAUTH2_EXPORTER_*` layer.
 
 use std::collections::BTreeMap;

@@ -841,7 +841,9 @@ async fn okq8_certificate_credential_is_checked_like_entra_id() {
     let mut issuer = claims("jti-5");
     issuer["iss"] = json!("someone-else");
     let unknown = json!({"alg": "RS256", "typ": "JWT", "x5t": "AAAAAAAAAAAAAAAAAAAAAAAAAAA"});
-    let rows: Vec<(&str, Vec<(String, String)>, u16, &str, u32)> = vec![
+    // (case, form, status, error, AADSTS code)
+    type Row<'a> = (&'a str, Vec<(String, String)>, u16, &'a str, u32);
+    let rows: Vec<Row> = vec![
         ("replayed jti", form(&good), 401, "invalid_client", 700_027),
         (
             "unregistered thumbprint",

@@ -75,6 +75,12 @@ impl Credentials {
     }
 }
 
+/// What a client assertion says, decoded: what a person may see of it (never the signature).
+pub struct ShownAssertion {
+    pub header: Map<String, Value>,
+    pub claims: Map<String, Value>,
+}
+
 /// What client authentication adds to one token request.
 pub struct Decoration {
     /// Fields for the body, in order (JSON member names for `json_body`).
@@ -82,7 +88,7 @@ pub struct Decoration {
     /// `Authorization: Basic`, for `client_secret_basic`.
     pub authorization: Option<HeaderValue>,
     /// The assertion's decoded header and claims, for the debug trace (never the signature).
-    pub assertion: Option<(Map<String, Value>, Map<String, Value>)>,
+    pub assertion: Option<ShownAssertion>,
     /// The field names whose values are credentials (shown `[redacted]` in a trace).
     pub secret_fields: Vec<String>,
 }
@@ -237,7 +243,7 @@ impl ClientAuth {
             }
             AuthMethod::TlsClientAuth => decoration.fields.push(client_id()),
             AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt => {
-                let (assertion, header, claims) = sign_assertion(config, credentials, endpoint)?;
+                let (assertion, shown) = sign_assertion(config, credentials, endpoint)?;
                 scrubber.add(assertion.expose());
                 decoration.fields.push(client_id());
                 decoration
@@ -247,7 +253,7 @@ impl ClientAuth {
                     .fields
                     .push(("client_assertion".into(), assertion.expose().to_string()));
                 decoration.secret_fields.push("client_assertion".into());
-                decoration.assertion = Some((header, claims));
+                decoration.assertion = Some(shown);
             }
         }
         Ok(decoration)
@@ -268,12 +274,12 @@ impl ClientAuth {
 
 /// Signs the client assertion of one request: `iss` = `sub` = client id, `aud` (configured, or
 /// the endpoint), a fresh `jti`, `iat` = `nbf` = now, `exp` = now + `assertion_lifetime`.
-/// Returns it with its header and claims (for the trace).
+/// Returns it with its decoded header and claims (for the trace).
 fn sign_assertion(
     config: &TokenConfig,
     credentials: &Credentials,
     endpoint: &Url,
-) -> Result<(ClientAssertion, Map<String, Value>, Map<String, Value>), AuthError> {
+) -> Result<(ClientAssertion, ShownAssertion), AuthError> {
     let failed = |error: KeyError| AuthError::Assertion(error.to_string());
     let Some(settings) = &config.assertion else {
         return Err(AuthError::Assertion("no assertion settings".into()));
@@ -334,7 +340,7 @@ fn sign_assertion(
         "{signing_input}.{}",
         URL_SAFE_NO_PAD.encode(signature)
     ));
-    Ok((assertion, header, claims))
+    Ok((assertion, ShownAssertion { header, claims }))
 }
 
 /// The `Authorization: Basic` header. `form` (RFC 6749 section 2.3.1): id and secret are

@@ -382,8 +382,8 @@ fn trace_request(
             trace.line(scrubber.scrub(&serde_json::to_string_pretty(&shown).unwrap_or_default()));
         }
     }
-    if let Some((header, claims)) = &decoration.assertion {
-        trace.assertion(config.auth_method.as_str(), header, claims);
+    if let Some(shown) = &decoration.assertion {
+        trace.assertion(config.auth_method.as_str(), &shown.header, &shown.claims);
     }
 }
 
