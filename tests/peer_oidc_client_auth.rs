@@ -3,7 +3,8 @@
 //! from a PKCS#1 key, ES256 from a SEC1 key), `client_secret_jwt` and `tls_client_auth`, and is
 //! refused for a wrong key, a wrong audience, a method the client is not registered for, an
 //! unknown, expired or foreign client certificate; oidc-provider refuses a replayed assertion,
-//! and the exporter never sends one twice. Skipped (with a `SKIPPED` line) when Node or the peer
+//! and the exporter never sends one twice. The OKQ8 certificate-credential example of
+//! docs/configuration.md, copied as a new user would, works against it. Skipped (with a `SKIPPED` line) when Node or the peer
 //! is missing; a failure under `OAUTH2_EXPORTER_REQUIRE_PEERS=1`.
 
 mod support;
@@ -336,4 +337,83 @@ fn tls_client_auth_with_the_registered_certificate_only() {
             assert!(!logs.contains(line), "client key material in the logs");
         }
     }
+}
+
+/// "A configuration copied from the README example works against oidc-provider" (issue 12):
+/// the OKQ8 certificate-credential example of docs/configuration.md with only its placeholders
+/// filled in (the token URL, client id, key and certificate paths, scope and canary URL) and a
+/// short interval.
+#[test]
+fn the_documented_certificate_credential_example_works() {
+    let Some(peer) = OidcPeer::start(false) else {
+        return;
+    };
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .unwrap();
+    let section = docs
+        .split("### OKQ8 with a certificate credential")
+        .nth(1)
+        .expect("the example's section in docs/configuration.md");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a toml block in the section");
+
+    let dir = tempfile::tempdir().unwrap();
+    let key_pem = std::fs::read_to_string(peer.client_key("rsa.pkcs8.key")).unwrap();
+    let key = rcgen::KeyPair::from_pem(&key_pem).unwrap();
+    let params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    let key_file = certs::write(dir.path(), "okq8.key", &key_pem);
+    let cert_file = certs::write(
+        dir.path(),
+        "okq8.crt",
+        &params.self_signed(&key).unwrap().pem(),
+    );
+    let mut config = example.to_string();
+    for (placeholder, value) in [
+        (
+            "https://login.microsoftonline.com/a53d724c-15ea-4469-a987-82a5b30ec167/oauth2/v2.0/token",
+            peer.token_url.clone(),
+        ),
+        (
+            "YOUR-OKQ8-CLIENT-ID",
+            "private-key-rs256-client".to_string(),
+        ),
+        ("/run/secrets/okq8.key", key_file.display().to_string()),
+        ("/run/secrets/okq8.crt", cert_file.display().to_string()),
+        ("api://apim-xxxxx-xxxxx-api/.default", peer.scope.clone()),
+        ("https://YOUR-OKQ8-API/...", peer.canary_url.clone()),
+        ("interval = \"5m\"", "interval = \"1s\"".to_string()),
+    ] {
+        assert!(
+            config.contains(placeholder),
+            "{placeholder} not in the example:\n{example}"
+        );
+        config = config.replace(placeholder, &value);
+    }
+    let exporter = Exporter::start(&config);
+    let m = exporter.wait_for_metrics(
+        "the documented example succeeds twice",
+        |m| {
+            sample(m, "oauth2_probe_success{provider=\"okq8\"}") == Some(1.0)
+                && value(m, "oauth2_token_requests_total{provider=\"okq8\"}") >= 2.0
+        },
+        WAIT,
+    );
+    assert_eq!(
+        value(
+            &m,
+            "oauth2_canary_responses_total{code=\"200\",provider=\"okq8\"}"
+        ) >= 1.0,
+        true
+    );
+    // The certificate's thumbprints were sent, as Entra ID needs them.
+    let header = &peer.assertions("private-key-rs256-client")["header"];
+    assert!(
+        header["x5t"].is_string() && header["x5t#S256"].is_string(),
+        "{header}"
+    );
 }

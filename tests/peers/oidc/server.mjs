@@ -12,7 +12,8 @@
 //            written. Two instances given the same file sign with the same key, so a canary that
 //            rejects the other instance's token proves its *issuer* check, not just a key mismatch.
 //   --client-keys  directory for the client keys of the private_key_jwt clients (issue 12): the
-//            script generates them per run and writes `rsa.key` (PKCS#1), `ec.key` (SEC1 P-256)
+//            script generates them per run and writes `rsa.key` (PKCS#1; also as PKCS#8 in
+//            `rsa.pkcs8.key`), `ec.key` (SEC1 P-256)
 //            and `unregistered.key` (PKCS#8 RSA, registered nowhere), mode 0600, and registers
 //            the public halves of the first two (JWKS) with `private-key-rs256-client` and
 //            `private-key-es256-client`. Without it those clients are not registered.
@@ -74,6 +75,8 @@ async function clientKeyClients(dir) {
   const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const unregistered = generateKeyPairSync('rsa', { modulusLength: 2048 });
   write('rsa.key', rsa.privateKey.export({ type: 'pkcs1', format: 'pem' }));
+  // The same RSA key as PKCS#8, for a test to make a certificate of it (rcgen reads PKCS#8).
+  write('rsa.pkcs8.key', rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }));
   write('ec.key', ec.privateKey.export({ type: 'sec1', format: 'pem' }));
   write('unregistered.key', unregistered.privateKey.export({ type: 'pkcs8', format: 'pem' }));
   const jwk = async (key) => ({ ...(await exportJWK(key.publicKey)), use: 'sig' });
