@@ -23,12 +23,16 @@
 //!   is the environment layer, `mod.rs` the validated types and `load_*`.
 //! - [`secrets`]: the self-redacting secret types (one macro makes them all), secret sources
 //!   re-read on use, scrubbing of server text.
+//! - `signing`: key material for client assertions (PEM private keys and certificates, whether
+//!   they fit together, thumbprints, RS256/PS256/ES256/HS256 signatures), for `config` to check
+//!   at load and `probe` to sign with.
 //! - `files`: the one way any file is read (configuration, secrets, certificates, the web
 //!   configuration): regular files only, capped, on a detached thread with a deadline, so a
 //!   named pipe or a hung mount fails one read instead of freezing the process.
 //! - `probe/`: one cycle of one provider (token, canary, retry once with a fresh token),
 //!   returning a `CycleReport`; knows nothing of metrics, the web or the scheduler. `token`
-//!   (each dialect, and `TokenReason`), `canary` (and `CanaryReason`), `transport` (outgoing
+//!   (each dialect, and `TokenReason`), `client_auth` (how the client proves itself, for every
+//!   `auth_method`, with its material prepared once per provider), `canary` (and `CanaryReason`), `transport` (outgoing
 //!   clients: `client_for` is the one rule for which a provider uses; `Slots`, the process-wide
 //!   bound on requests in flight, sized by the descriptor limit), `verifier` (their TLS
 //!   settings, recording the certificate chains endpoints present), `jwt` (reads an expiry,
@@ -50,8 +54,8 @@
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
 //!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!
-//! Dependencies point one way: `files` imports nothing of ours; `probe` imports only `config`
-//! and `secrets` (which read through `files`); `metrics`, `status` and `scheduler` import
+//! Dependencies point one way: `files` imports nothing of ours; `signing` only `secrets`;
+//! `probe` imports only `config`, `signing` and `secrets` (which read through `files`); `metrics`, `status` and `scheduler` import
 //! `probe`; `web` imports those; `daemon` ties them together.
 //! Public items are the few that `main.rs`, `tests/`, `fuzz/` and `examples/` use.
 
@@ -69,6 +73,7 @@ mod probe;
 mod scheduler;
 pub mod secrets;
 pub mod shard;
+mod signing;
 mod status;
 mod web;
 

@@ -1,4 +1,4 @@
-//! Secret values (client secrets, passwords, access tokens), where they are read from, and the
+//! Secret values (client secrets, passwords, access tokens, private keys, client assertions), where they are read from, and the
 //! scrubbing of text that may echo them. Every type here redacts itself in `Debug` and `Display`;
 //! reading the value is a deliberate `.expose()` call.
 
@@ -61,6 +61,20 @@ secret_type!(
     /// An access token issued by an identity provider. Never printed.
     AccessToken,
     /// The value itself: only for the `Authorization` header.
+);
+
+secret_type!(
+    /// A private key's PEM text (`private_key_file`), kept to notice when the file changes.
+    /// Never printed.
+    PrivateKeyPem,
+    /// The PEM text itself: only for parsing the key.
+);
+
+secret_type!(
+    /// A signed client assertion (`private_key_jwt`, `client_secret_jwt`): a bearer credential
+    /// until it expires. Never printed; a trace shows its decoded header and claims instead.
+    ClientAssertion,
+    /// The value itself: only for the `client_assertion` form field.
 );
 
 /// Where a secret comes from. File and environment sources are read again on every use, so a

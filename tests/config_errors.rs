@@ -51,7 +51,7 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-key-token.toml",
         problems: &[
-            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response, client_secret_expires, password_expires, expect",
+            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response, client_secret_expires, password_expires, expect, private_key_file, certificate_file, signing_algorithm, key_id, assertion_audience, assertion_lifetime",
             // The misspelt key is not taken for the secret, so the secret is also missing.
             "key `providers.okq8.token.client_secret`: missing; set exactly one of providers.okq8.token.client_secret | providers.okq8.token.client_secret_file | providers.okq8.token.client_secret_env",
         ],
@@ -125,7 +125,32 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-auth-method.toml",
         problems: &[
-            r#"key `providers.okq8.token.auth_method`: unknown value "private_key_jwt"; allowed: client_secret_post, client_secret_basic, json_body"#,
+            r#"key `providers.okq8.token.auth_method`: unknown value "mtls"; allowed: client_secret_post, client_secret_basic, json_body, private_key_jwt, client_secret_jwt, tls_client_auth"#,
+        ],
+    },
+    // Issue 12: what each client-authentication method needs and refuses (the key and
+    // certificate checks are in `client_authentication_material_is_checked_at_load`).
+    Case {
+        fixture: "invalid-private-key-jwt-with-secret.toml",
+        problems: &[
+            "key `providers.okq8.token.private_key_file`: missing; private_key_jwt signs with this PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC P-256)",
+            r#"key `providers.okq8.token.client_secret`: not used with auth_method = "private_key_jwt" (the private key proves the client; no secret is sent); remove it, or choose a method that uses a secret: client_secret_post, client_secret_basic, json_body, client_secret_jwt"#,
+        ],
+    },
+    Case {
+        fixture: "invalid-tls-client-auth-without-certificate.toml",
+        problems: &[
+            r#"key `providers.fapi.tls.client_cert_file`: missing; auth_method = "tls_client_auth" authenticates with the client certificate: set client_cert_file and client_key_file in this provider's [tls] table"#,
+        ],
+    },
+    Case {
+        fixture: "invalid-assertion-keys-with-another-method.toml",
+        problems: &[
+            r#"key `providers.hmac.token.private_key_file`: only meaningful with auth_method = "private_key_jwt"; auth_method is "client_secret_jwt""#,
+            "key `providers.hmac.token.assertion_lifetime`: longer than 1h; an assertion is a bearer credential until it expires, and servers refuse long-lived ones (the default is 5m)",
+            r#"key `providers.hmac.token.signing_algorithm`: RS256 does not go with auth_method = "client_secret_jwt"; allowed: HS256 (client_secret_jwt signs with the client secret)"#,
+            r#"key `providers.okq8.token.certificate_file`: only meaningful with auth_method = "private_key_jwt"; auth_method is "client_secret_basic""#,
+            r#"key `providers.okq8.token.signing_algorithm`: only meaningful with auth_method = "private_key_jwt" or "client_secret_jwt"; auth_method is "client_secret_basic""#,
         ],
     },
     Case {
@@ -387,9 +412,129 @@ fn load_str_reports_every_problem_with_its_key() {
         error.problems,
         [
             "key `defaults.interval`: must be greater than 0",
-            r#"key `providers.a.token.auth_method`: unknown value "jwt"; allowed: client_secret_post, client_secret_basic, json_body"#,
+            r#"key `providers.a.token.auth_method`: unknown value "jwt"; allowed: client_secret_post, client_secret_basic, json_body, private_key_jwt, client_secret_jwt, tls_client_auth"#,
         ]
     );
+}
+
+/// Issue 12: a private key or certificate that cannot work stops loading with the key named and
+/// what is allowed: unreadable, encrypted, unsupported, an algorithm that does not fit, a
+/// certificate of another key. The messages never show key material.
+#[test]
+fn client_authentication_material_is_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let ec = rcgen::KeyPair::generate().unwrap();
+    let rsa_key = support::certs::write(dir.path(), "rsa.key", &rsa.serialize_pem());
+    let ec_key = support::certs::write(dir.path(), "ec.key", &ec.serialize_pem());
+    let params = rcgen::CertificateParams::new(vec!["okq8.test".to_string()]).unwrap();
+    let ec_cert = support::certs::write(
+        dir.path(),
+        "ec.crt",
+        &params.self_signed(&ec).unwrap().pem(),
+    );
+    let encrypted = support::certs::write(
+        dir.path(),
+        "encrypted.key",
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMAMCAQA=\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    );
+    let ed25519 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let unsupported = support::certs::write(dir.path(), "ed.key", &ed25519.serialize_pem());
+    let missing = dir.path().join("missing.key");
+    let problems = |extra: &str| {
+        let toml = format!(
+            "[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\n\
+             auth_method = \"private_key_jwt\"\n{extra}"
+        );
+        match config::load_str(&toml, &Overrides::default()) {
+            Ok(_) => vec!["loaded".to_string()],
+            Err(error) => error.problems,
+        }
+    };
+    let key = |path: &Path| format!("private_key_file = {:?}\n", path.display().to_string());
+    let cert = |path: &Path| format!("certificate_file = {:?}\n", path.display().to_string());
+    let cases: Vec<(String, String)> = vec![
+        (
+            key(&missing),
+            format!(
+                "key `providers.p.token.private_key_file`: cannot read {}: no such file or directory",
+                missing.display()
+            ),
+        ),
+        (
+            key(&encrypted),
+            format!(
+                "key `providers.p.token.private_key_file`: {} holds an encrypted private key, which the exporter cannot unlock (no passphrase); store it unencrypted (e.g. `openssl pkey -in KEY -out KEY.plain`) in a file only the exporter may read",
+                encrypted.display()
+            ),
+        ),
+        (
+            key(&unsupported),
+            format!(
+                "key `providers.p.token.private_key_file`: {} holds an unsupported private key; allowed: RSA (2048 to 8192 bits) or EC P-256",
+                unsupported.display()
+            ),
+        ),
+        (
+            key(&ec_cert),
+            format!(
+                "key `providers.p.token.private_key_file`: {} holds no PEM private key; expected \"PRIVATE KEY\" (PKCS#8), \"RSA PRIVATE KEY\" (PKCS#1) or \"EC PRIVATE KEY\" (SEC1)",
+                ec_cert.display()
+            ),
+        ),
+        (
+            key(&rsa_key) + "signing_algorithm = \"ES256\"\n",
+            "key `providers.p.token.signing_algorithm`: ES256 does not fit an RSA key; allowed with it: RS256, PS256".to_string(),
+        ),
+        (
+            key(&ec_key) + "signing_algorithm = \"HS256\"\n",
+            r#"key `providers.p.token.signing_algorithm`: HS256 does not go with auth_method = "private_key_jwt"; allowed: RS256, PS256 (RSA keys), ES256 (EC P-256 keys)"#.to_string(),
+        ),
+        (
+            key(&rsa_key) + &cert(&ec_cert),
+            format!(
+                "key `providers.p.token.certificate_file`: {} is not the certificate of the private key (its public key is another): the server checks the signature with the certificate it has registered; name the certificate of {}",
+                ec_cert.display(),
+                rsa_key.display()
+            ),
+        ),
+        (
+            key(&ec_key) + "client_secret_env = \"OKQ8_SECRET\"\n",
+            r#"key `providers.p.token.client_secret_env`: not used with auth_method = "private_key_jwt" (the private key proves the client; no secret is sent); remove it, or choose a method that uses a secret: client_secret_post, client_secret_basic, json_body, client_secret_jwt"#.to_string(),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (extra, expected) in &cases {
+        let got = problems(extra);
+        if got != [expected.as_str()] {
+            failures.push(format!(
+                "{extra}\n  expected: {expected}\n  got:      {got:?}"
+            ));
+        }
+        for secret in [rsa.serialize_pem(), ec.serialize_pem()] {
+            let body: String = secret.lines().nth(1).unwrap_or_default().to_string();
+            assert!(!got.concat().contains(&body), "key material in {got:?}");
+        }
+    }
+    // What works: an EC key with its certificate, ES256 by default.
+    let loaded = config::load_str(
+        &format!(
+            "[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\n\
+             auth_method = \"private_key_jwt\"\n{}{}key_id = \"k1\"\n",
+            key(&ec_key),
+            cert(&ec_cert)
+        ),
+        &Overrides::default(),
+    )
+    .expect("an EC key and its certificate load");
+    let token = &loaded.providers[0].token;
+    assert_eq!(token.auth_method, AuthMethod::PrivateKeyJwt);
+    assert_eq!(token.client_secret, None);
+    let assertion = token.assertion.as_ref().expect("assertion settings");
+    assert_eq!(assertion.algorithm, None, "chosen by the key at signing");
+    assert_eq!(assertion.key_id.as_deref(), Some("k1"));
+    assert_eq!(assertion.lifetime, Duration::from_secs(300));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Defaults fill what the minimal file leaves out.
@@ -434,7 +579,7 @@ fn all_keys_fixture_loads_to_the_values_written() {
     assert_eq!(okq8.timeout, Duration::from_secs(15));
     assert_eq!(
         okq8.token.client_secret,
-        SecretSource::File("tests/fixtures/secret.txt".into())
+        Some(SecretSource::File("tests/fixtures/secret.txt".into()))
     );
     assert_eq!(okq8.token.scopes, ["api://apim-xxxxx-xxxxx-api/.default"]);
     let canary = okq8.canary.as_ref().unwrap();

@@ -36,6 +36,35 @@ const VANISHING_SECRET: &str = "van1sh-S3cr3t-gone";
 /// Issued with `token_type: mac`, so rejected (`invalid_response`): never held, never shown.
 const REJECTED_TOKEN: &str = "at-rejected-mac-token-Zq9x";
 const ENV_VAR: &str = "LEAK_TEST_CLIENT_SECRET";
+/// The client secret of `client_secret_jwt` (issue 12): it signs, and is never sent.
+const HMAC_SECRET: &str = "hm4c-S3cr3t-signs-never-sent-0123456789";
+
+/// A private key (PKCS#8 PEM) and a certificate for it, made per run.
+fn key_and_certificate() -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let params = rcgen::CertificateParams::new(vec!["leak-test.example".to_string()]).unwrap();
+    let cert = params.self_signed(&key).unwrap().pem();
+    (key.serialize_pem(), cert)
+}
+
+/// A private key as needles (issue 12): each line of its PEM body, and every 24-character slice
+/// of the base64 body (at 12-character steps), so a key printed re-wrapped, cut, or in part
+/// is found too.
+fn key_needles(pem: &str) -> Vec<String> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut needles: Vec<String> = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .map(str::to_string)
+        .collect();
+    let chars: Vec<char> = body.chars().collect();
+    let mut start = 0;
+    while start + 24 <= chars.len() {
+        needles.push(chars[start..start + 24].iter().collect());
+        start += 12;
+    }
+    needles
+}
 
 /// Every form a secret may take on the wire or in an output format.
 fn encodings(secret: &str) -> Vec<String> {
@@ -218,7 +247,9 @@ fn token_reply(name: &str, request: &Recorded, issued: &Mutex<Vec<String>>, n: u
         token
     };
     match name {
-        "t_invalid_client" => oauth_echo(401, "invalid_client", request),
+        "t_invalid_client" | "t_invalid_client_assertion" => {
+            oauth_echo(401, "invalid_client", request)
+        }
         "t_invalid_grant" => oauth_echo(400, "invalid_grant", request),
         "t_invalid_scope" => oauth_echo(400, "invalid_scope", request),
         "t_invalid_request" => oauth_echo(400, "invalid_request", request),
@@ -326,6 +357,26 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     std::fs::write(&secret_file, format!("{FILE_SECRET}\n")).unwrap();
     let vanishing_file = dir.path().join("vanishing.secret");
     std::fs::write(&vanishing_file, VANISHING_SECRET).unwrap();
+    // Issue 12: private keys, their certificates, and a key that is swapped for one that no
+    // longer fits its certificate once probing runs (reason `client_assertion`).
+    let (key_pem, cert_pem) = key_and_certificate();
+    let (swapped_pem, _) = key_and_certificate();
+    let key_file = dir.path().join("client.key");
+    std::fs::write(&key_file, &key_pem).unwrap();
+    let cert_file = dir.path().join("client.crt");
+    std::fs::write(&cert_file, &cert_pem).unwrap();
+    let swapping_key_file = dir.path().join("swapping.key");
+    std::fs::write(&swapping_key_file, &key_pem).unwrap();
+    let private_key = |client: &str, key: &Path| {
+        format!(
+            "client_id = \"{client}\"\nauth_method = \"private_key_jwt\"\nprivate_key_file = '{}'\ncertificate_file = '{}'",
+            key.display(),
+            cert_file.display()
+        )
+    };
+    let secret_jwt = format!(
+        "client_id = \"hmac-client\"\nclient_secret = '{HMAC_SECRET}'\nauth_method = \"client_secret_jwt\""
+    );
 
     let basic = |client: &str| {
         format!(
@@ -455,6 +506,24 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
             ),
             ("token", "claims"),
         ),
+        // Issue 12: client assertions, echoed back in a refusal, a key that stops fitting,
+        // and successes.
+        echoing(case(
+            "t_invalid_client_assertion",
+            &private_key("pkjwt-client", &key_file),
+            ("token", "invalid_client"),
+        )),
+        case(
+            "t_client_assertion",
+            &private_key("pkjwt-client", &swapping_key_file),
+            ("token", "client_assertion"),
+        ),
+        case(
+            "s_private_key_jwt",
+            &private_key("pkjwt-client", &key_file),
+            ("success", ""),
+        ),
+        case("s_client_secret_jwt", &secret_jwt, ("success", "")),
     ];
     for c in &mut cases {
         match c.name {
@@ -525,8 +594,21 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut vanished = false;
+    let mut swapped = false;
     let metrics = loop {
         let metrics = get("/metrics").await;
+        if !swapped
+            && count(
+                &metrics,
+                "oauth2_token_requests_total",
+                "t_client_assertion",
+            ) >= 1.0
+        {
+            // The key was checked at start-up and used by the first cycle; now it is replaced
+            // by one its certificate does not hold.
+            std::fs::write(&swapping_key_file, &swapped_pem).unwrap();
+            swapped = true;
+        }
         if !vanished
             && count(
                 &metrics,
@@ -551,6 +633,11 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     };
     let index = get("/").await;
     let healthy = get("/-/healthy").await;
+    let debug_trace = get("/probe?provider=t_invalid_client_assertion&debug=true").await;
+    assert!(
+        debug_trace.contains("client_assertion=[redacted]"),
+        "{debug_trace}"
+    );
     let (stdout, stderr) = stop(&mut exporter).await;
 
     // Control: the fakes really received every secret, in the form its method sends it.
@@ -573,6 +660,21 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
         BASIC_SECRET
     );
     assert_eq!(first("s_json").json()["clientSecret"], JSON_SECRET);
+    let assertions: Vec<String> = [
+        "t_invalid_client_assertion",
+        "s_private_key_jwt",
+        "t_client_assertion",
+        "s_client_secret_jwt",
+    ]
+    .iter()
+    .flat_map(|name| fake.requests_to(&format!("/token/{name}")))
+    .filter_map(|request| request.form_map().get("client_assertion").cloned())
+    .collect();
+    assert!(
+        assertions.len() >= 8,
+        "the fakes received few client assertions: {}",
+        assertions.len()
+    );
     assert_eq!(
         first("t_secret_unavailable").form_map()["client_secret"],
         VANISHING_SECRET
@@ -655,6 +757,14 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
         needles.extend(encodings(secret));
     }
     needles.extend(basic_forms("basic-client", BASIC_SECRET));
+    needles.extend(encodings(HMAC_SECRET));
+    needles.extend(key_needles(&key_pem));
+    needles.extend(key_needles(&swapped_pem));
+    for assertion in &assertions {
+        needles.insert(assertion.clone());
+        // The signature alone identifies an assertion as well as all of it.
+        needles.insert(assertion.rsplit('.').next().unwrap_or_default().to_string());
+    }
     let tokens = issued.lock().unwrap().clone();
     assert!(tokens.len() >= 10, "few tokens issued: {tokens:?}");
     needles.extend(tokens);
@@ -667,6 +777,7 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
             ("/metrics", &metrics),
             ("/", &index),
             ("/-/healthy", &healthy),
+            ("/probe?debug=true", &debug_trace),
         ],
     );
     for leak in found {

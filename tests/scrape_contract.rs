@@ -101,6 +101,7 @@ const TOKEN_REASONS: &[&str] = &[
     "secret_unavailable",
     "exporter_busy",
     "claims",
+    "client_assertion",
 ];
 const CANARY_REASONS: &[&str] = &[
     "unauthorized",

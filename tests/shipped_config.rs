@@ -80,6 +80,15 @@ fn every_commented_provider_section_is_valid_when_uncommented() {
         for file in ["cube_client_secret", "everactive_password"] {
             std::fs::write(dir.path().join(file), "x-secret\n").unwrap();
         }
+        // The certificate credential's key and certificate (issue 12): a matching pair.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["okq8.test".to_string()]).unwrap();
+        std::fs::write(dir.path().join("okq8.key"), key.serialize_pem()).unwrap();
+        std::fs::write(
+            dir.path().join("okq8.crt"),
+            params.self_signed(&key).unwrap().pem(),
+        )
+        .unwrap();
         let config = dir.path().join("config.toml");
         std::fs::write(&config, format!("{head}{body}")).unwrap();
         let (ok, output) = check(&config, dir.path());

@@ -4,7 +4,8 @@
 //! Nothing downstream re-validates.
 //!
 //! This file holds the validated types and the `load_*` entry points; [`raw`] the configuration
-//! as written and the keys each table allows; [`validate`] the conversion; [`messages`] parser
+//! as written and the keys each table allows; [`validate`] the conversion; [`client_auth`] the
+//! checks of `auth_method` and its key material; [`messages`] parser
 //! errors as one-line messages (never a secret); [`env`] the `OAUTH2_EXPORTER_*` layer.
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
 
+mod client_auth;
 mod env;
 mod expiry;
 mod messages;
@@ -86,8 +88,11 @@ pub struct TokenConfig {
     pub url: Url,
     pub grant: Grant,
     pub client_id: String,
-    pub client_secret: SecretSource,
+    /// `None` for the methods that send no secret (`private_key_jwt`, `tls_client_auth`).
+    pub client_secret: Option<SecretSource>,
     pub auth_method: AuthMethod,
+    /// How client assertions are made (`private_key_jwt`, `client_secret_jwt` only).
+    pub assertion: Option<AssertionConfig>,
     /// How `client_secret_basic` writes the id and secret inside the header.
     pub basic_encoding: BasicEncoding,
     pub scopes: Vec<String>,
@@ -136,12 +141,70 @@ impl Grant {
     }
 }
 
+/// `auth_method`: how the client proves itself at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
     ClientSecretPost,
     ClientSecretBasic,
     JsonBody,
+    /// RFC 7523 section 2.2: a JWT signed HS256 with the client secret.
+    ClientSecretJwt,
+    /// RFC 7523 section 2.2: a JWT signed with `private_key_file`; no secret is sent.
+    PrivateKeyJwt,
+    /// RFC 8705 section 2.1: the `[tls]` client certificate; only `client_id` is sent.
+    TlsClientAuth,
 }
+
+impl AuthMethod {
+    /// Every method, as the configuration spells them (the order messages list them in).
+    pub const ALL: [AuthMethod; 6] = [
+        AuthMethod::ClientSecretPost,
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::JsonBody,
+        AuthMethod::PrivateKeyJwt,
+        AuthMethod::ClientSecretJwt,
+        AuthMethod::TlsClientAuth,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::JsonBody => "json_body",
+            AuthMethod::ClientSecretJwt => "client_secret_jwt",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
+        }
+    }
+
+    /// Whether the method needs a client secret (sent, or signing the assertion).
+    pub fn uses_secret(self) -> bool {
+        !matches!(self, AuthMethod::PrivateKeyJwt | AuthMethod::TlsClientAuth)
+    }
+}
+
+/// How `private_key_jwt` and `client_secret_jwt` make their assertions. The key and certificate
+/// files are only named here: the probe re-reads them on use (rotation without restart) and
+/// validation has checked them once at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssertionConfig {
+    /// `private_key_file` (`private_key_jwt` only).
+    pub private_key_file: Option<PathBuf>,
+    /// `certificate_file`: adds its `x5t` and `x5t#S256` thumbprints to the header.
+    pub certificate_file: Option<PathBuf>,
+    /// `signing_algorithm`; `None`: by the key (RS256 for RSA, ES256 for EC; HS256 for secrets).
+    pub algorithm: Option<crate::signing::Algorithm>,
+    /// `key_id`: the `kid` header.
+    pub key_id: Option<String>,
+    /// `assertion_audience`; `None`: the token endpoint URL the request goes to.
+    pub audience: Option<String>,
+    /// `assertion_lifetime`: `exp - iat`.
+    pub lifetime: Duration,
+}
+
+/// Default `assertion_lifetime`: long enough for any clock skew a server tolerates, short enough
+/// that a captured assertion is soon worthless (Entra ID and oidc-provider accept it).
+pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// `basic_encoding`: how the client id and secret are written inside `Authorization: Basic`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,7 +540,7 @@ pub fn exposed_secrets_warning(path: &Path, config: &Config) -> Option<String> {
         .providers
         .iter()
         .filter(|p| {
-            matches!(p.token.client_secret, SecretSource::Inline(_))
+            matches!(p.token.client_secret, Some(SecretSource::Inline(_)))
                 || matches!(
                     &p.token.grant,
                     Grant::Password {

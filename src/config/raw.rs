@@ -69,6 +69,12 @@ pub(super) struct RawToken {
     pub(super) client_secret_expires: Option<String>,
     pub(super) password_expires: Option<String>,
     pub(super) expect: Option<RawExpect>,
+    pub(super) private_key_file: Option<PathBuf>,
+    pub(super) certificate_file: Option<PathBuf>,
+    pub(super) signing_algorithm: Option<String>,
+    pub(super) key_id: Option<String>,
+    pub(super) assertion_audience: Option<String>,
+    pub(super) assertion_lifetime: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +152,12 @@ pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
             "client_secret_expires",
             "password_expires",
             "expect",
+            "private_key_file",
+            "certificate_file",
+            "signing_algorithm",
+            "key_id",
+            "assertion_audience",
+            "assertion_lifetime",
         ],
         ["providers", _, "token", "json_fields"] => {
             &["client_id", "client_secret", "username", "password"]

@@ -256,6 +256,16 @@ pub(super) fn validate_provider(
     let canary = raw
         .canary
         .and_then(|canary| validate_canary(&format!("{prefix}.canary"), canary, problems));
+    let has_client_certificate = raw
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.client_cert_file.is_some() || tls.client_key_file.is_some());
+    client_auth::check_tls_client_auth(
+        prefix,
+        token.as_ref().map(|token| token.auth_method),
+        has_client_certificate,
+        problems,
+    );
     let tls = raw
         .tls
         .map(|tls| validate_tls(&format!("{prefix}.tls"), tls, problems))
@@ -275,13 +285,13 @@ pub(super) fn validate_provider(
 
 pub(super) fn validate_token(
     prefix: &str,
-    raw: RawToken,
+    mut raw: RawToken,
     problems: &mut Problems,
 ) -> Option<TokenConfig> {
     let key = |field: &str| format!("{prefix}.{field}");
     let url = http_url(&key("url"), raw.url.as_deref(), problems);
 
-    let client_id = match raw.client_id {
+    let client_id = match raw.client_id.take() {
         Some(id) if !id.is_empty() => Some(id),
         _ => {
             problems.add(
@@ -291,25 +301,27 @@ pub(super) fn validate_token(
             None
         }
     };
-    let client_secret = secret_source(
-        &key("client_secret"),
-        raw.client_secret,
-        raw.client_secret_file,
-        raw.client_secret_env,
-        problems,
-    );
-
-    let auth_method = match raw.auth_method.as_deref() {
-        None | Some("client_secret_post") => Some(AuthMethod::ClientSecretPost),
-        Some("client_secret_basic") => Some(AuthMethod::ClientSecretBasic),
-        Some("json_body") => Some(AuthMethod::JsonBody),
-        Some(other) => {
-            problems.add(
-                &key("auth_method"),
-                format!("unknown value {other:?}; allowed: client_secret_post, client_secret_basic, json_body"),
-            );
+    let auth_method =
+        client_auth::auth_method(&key("auth_method"), raw.auth_method.as_deref(), problems);
+    let assertion = client_auth::assertion(prefix, &raw, auth_method, problems);
+    let client_secret = match auth_method {
+        Some(method) if !method.uses_secret() => {
+            let given = [
+                ("client_secret", raw.client_secret.is_some()),
+                ("client_secret_file", raw.client_secret_file.is_some()),
+                ("client_secret_env", raw.client_secret_env.is_some()),
+            ];
+            let given: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
+            client_auth::refuse_secret(prefix, method, &given, problems);
             None
         }
+        _ => secret_source(
+            &key("client_secret"),
+            raw.client_secret,
+            raw.client_secret_file,
+            raw.client_secret_env,
+            problems,
+        ),
     };
 
     let basic_encoding = match raw.basic_encoding.as_deref() {
@@ -485,8 +497,9 @@ pub(super) fn validate_token(
         url: url?,
         grant: grant?,
         client_id: client_id?,
-        client_secret: client_secret?,
+        client_secret,
         auth_method: auth_method?,
+        assertion,
         basic_encoding: basic_encoding?,
         scopes: raw.scopes,
         params: raw.params,

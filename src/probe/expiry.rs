@@ -159,8 +159,14 @@ pub fn chain_not_after<'a>(chain: impl IntoIterator<Item = &'a [u8]>) -> Option<
 /// certificate is `[tls] client_cert_file`.
 pub fn certificate_files(config: &ProviderConfig) -> [(Credential, Option<&Path>); 2] {
     [
-        // private_key_jwt's `certificate_file` (issue 12): wire its path here.
-        (Credential::ClientCertificate, None),
+        (
+            Credential::ClientCertificate,
+            config
+                .token
+                .assertion
+                .as_ref()
+                .and_then(|assertion| assertion.certificate_file.as_deref()),
+        ),
         (
             Credential::TlsClientCertificate,
             config

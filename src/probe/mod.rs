@@ -4,6 +4,8 @@
 //! endpoints or the scheduler.
 //!
 //! - [`token`]: the token request in each dialect and the classification of its answer.
+//! - [`client_auth`]: how the client proves itself (every `auth_method`), with its material
+//!   prepared once per provider.
 //! - [`canary`]: the API call with the token and its classification.
 //! - [`transport`]: outgoing HTTP clients (one rule for which one a provider uses), capped body
 //!   reads, transport failure classes.
@@ -54,6 +56,7 @@ macro_rules! reason_enum {
 
 pub mod canary;
 pub mod claims;
+pub mod client_auth;
 pub mod expiry;
 pub mod jwt;
 pub mod token;
@@ -65,6 +68,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use self::canary::{CanaryError, CanaryOutcome};
+use self::client_auth::ClientAuth;
 use self::expiry::{Credential, Expiries, TlsPhase, Watch};
 use self::token::{TokenError, TokenOutcome};
 use self::trace::Trace;
@@ -232,6 +236,8 @@ pub struct Prober {
     client: Client,
     held: Option<HeldToken>,
     watch: Watch,
+    /// Client-authentication material prepared from `config`, reused across cycles.
+    auth: ClientAuth,
 }
 
 impl Prober {
@@ -241,6 +247,7 @@ impl Prober {
             client,
             held: None,
             watch: Watch::default(),
+            auth: ClientAuth::default(),
         }
     }
 
@@ -390,6 +397,7 @@ impl Prober {
                 let outcome = self::token::request_token(
                     &self.client.http,
                     &self.config.token,
+                    &mut self.auth,
                     slot.remaining,
                     trace.as_deref_mut(),
                 )

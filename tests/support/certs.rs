@@ -67,21 +67,21 @@ impl Ca {
     /// [`Ca::server`] whose notAfter is the start (UTC) of `not_after`, a `YYYY-MM-DD` date
     /// (issue 13: certificate expiry).
     pub fn server_until(&self, not_after: &str) -> Leaf {
-        self.leaf_until(
+        self.leaf_with(
             "localhost",
             vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             ExtendedKeyUsagePurpose::ServerAuth,
-            Some(not_after),
+            |params| set_not_after(params, not_after),
         )
     }
 
     /// [`Ca::client`] whose notAfter is the start (UTC) of `not_after` (`YYYY-MM-DD`).
     pub fn client_until(&self, common_name: &str, not_after: &str) -> Leaf {
-        self.leaf_until(
+        self.leaf_with(
             common_name,
             Vec::new(),
             ExtendedKeyUsagePurpose::ClientAuth,
-            Some(not_after),
+            |params| set_not_after(params, not_after),
         )
     }
 
@@ -105,21 +105,31 @@ impl Ca {
         self.leaf(common_name, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)
     }
 
-    fn leaf(&self, common_name: &str, names: Vec<String>, usage: ExtendedKeyUsagePurpose) -> Leaf {
-        self.leaf_until(common_name, names, usage, None)
+    /// A client certificate whose validity ended in 2021 (issue 12: an expired credential).
+    pub fn expired_client(&self, common_name: &str) -> Leaf {
+        self.leaf_with(
+            common_name,
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+            |params| {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            },
+        )
     }
 
-    fn leaf_until(
+    fn leaf(&self, common_name: &str, names: Vec<String>, usage: ExtendedKeyUsagePurpose) -> Leaf {
+        self.leaf_with(common_name, names, usage, |_| {})
+    }
+
+    fn leaf_with(
         &self,
         common_name: &str,
         names: Vec<String>,
         usage: ExtendedKeyUsagePurpose,
-        not_after: Option<&str>,
+        adjust: impl FnOnce(&mut CertificateParams),
     ) -> Leaf {
         let mut params = CertificateParams::new(names).unwrap();
-        if let Some(not_after) = not_after {
-            set_not_after(&mut params, not_after);
-        }
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
@@ -129,6 +139,7 @@ impl Ca {
             KeyUsagePurpose::KeyEncipherment,
         ];
         params.extended_key_usages = vec![usage];
+        adjust(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Leaf {
