@@ -438,11 +438,8 @@ fn all_keys_fixture_loads_to_the_values_written() {
     assert_eq!(cube.token.auth_method, AuthMethod::ClientSecretBasic);
     assert_eq!(cube.token.basic_encoding, BasicEncoding::Raw);
     assert_eq!(
-        cube.token.params.iter().collect::<Vec<_>>(),
-        [
-            (&"acr_values".to_string(), &"tenant:acme".to_string()),
-            (&"resource".to_string(), &"connectapi".to_string())
-        ]
+        cube.token.form_params().collect::<Vec<_>>(),
+        [("acr_values", "tenant:acme"), ("resource", "connectapi")]
     );
     assert!(cube.token.reuse);
     assert_eq!(cube.token.refresh_before, Duration::from_secs(600));

@@ -7,8 +7,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
+use url::Url;
 
 use crate::config::{AuthMethod, BasicEncoding, Grant, TokenConfig};
+use crate::probe::discovery::DiscoveryError;
 use crate::probe::trace::Trace;
 use crate::probe::transport::{BodyError, TransportError, read_body, send};
 use crate::probe::{jwt, printable};
@@ -72,6 +74,7 @@ reason_enum! {
         InvalidResponse => "invalid_response",
         SecretUnavailable => "secret_unavailable",
         ExporterBusy => "exporter_busy",
+        Discovery => "discovery",
     }
 }
 
@@ -110,6 +113,10 @@ pub enum TokenError {
     Transport(#[from] TransportError),
     #[error("invalid token response: {0}")]
     InvalidResponse(String),
+    /// `issuer` is configured and no usable token endpoint is known yet: the metadata could not
+    /// be fetched, or failed its checks.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
 }
 
 fn description_suffix(description: &Option<String>) -> String {
@@ -145,6 +152,7 @@ impl TokenError {
             TokenError::Transport(TransportError::Tls(_)) => TokenReason::Tls,
             TokenError::Transport(TransportError::Busy(_)) => TokenReason::ExporterBusy,
             TokenError::InvalidResponse(_) => TokenReason::InvalidResponse,
+            TokenError::Discovery(_) => TokenReason::Discovery,
         }
     }
 
@@ -159,11 +167,14 @@ impl TokenError {
     }
 }
 
-/// Requests a token. Never takes longer than `timeout` (plus scheduling noise). With a trace,
-/// records each step with secrets and tokens redacted.
+/// Requests a token from `endpoint`: the configured `url`, or the `token_endpoint` discovery
+/// found for the `issuer` (resolved by the caller for this request, so a refreshed endpoint is
+/// used as soon as it is known). Never takes longer than `timeout` (plus scheduling noise). With
+/// a trace, records each step with secrets and tokens redacted.
 pub async fn request_token(
     client: &reqwest::Client,
     config: &TokenConfig,
+    endpoint: &Url,
     timeout: Duration,
     mut trace: Option<&mut Trace>,
 ) -> TokenOutcome {
@@ -180,6 +191,7 @@ pub async fn request_token(
             let attempt = attempt(
                 client,
                 config,
+                endpoint,
                 secrets,
                 left,
                 requested_at,
@@ -242,9 +254,11 @@ async fn read_secrets(
     Ok((client_secret, password))
 }
 
+#[allow(clippy::too_many_arguments)] // one request's inputs, each used once
 async fn attempt(
     client: &reqwest::Client,
     config: &TokenConfig,
+    endpoint: &Url,
     (client_secret, password): (Secret, Option<Secret>),
     timeout: Duration,
     requested_at: SystemTime,
@@ -288,7 +302,11 @@ async fn attempt(
             if let Some(scope) = scope {
                 form.push(("scope".into(), scope));
             }
-            form.extend(config.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+            form.extend(
+                config
+                    .form_params()
+                    .map(|(key, value)| (key.to_string(), value.to_string())),
+            );
             Body::Form(form)
         }
         AuthMethod::JsonBody => {
@@ -309,18 +327,18 @@ async fn attempt(
             if let Some(scope) = scope {
                 body.insert("scope".to_string(), scope.into());
             }
-            for (key, value) in &config.params {
-                body.insert(key.clone(), value.clone().into());
+            for (key, value) in config.json_params() {
+                body.insert(key.to_string(), value);
             }
             Body::Json(body)
         }
     };
 
     if let Some(trace) = trace.as_deref_mut() {
-        trace_request(trace, config, &body, basic.is_some(), &scrubber);
+        trace_request(trace, config, endpoint, &body, basic.is_some(), &scrubber);
     }
     let mut request = client
-        .post(config.url.clone())
+        .post(endpoint.clone())
         .timeout(timeout)
         .header(ACCEPT, "application/json");
     if let Some(header) = basic {
@@ -357,11 +375,12 @@ async fn attempt(
 fn trace_request(
     trace: &mut Trace,
     config: &TokenConfig,
+    endpoint: &Url,
     body: &Body,
     basic: bool,
     scrubber: &Scrubber,
 ) {
-    trace.line(format!("-> POST {}", config.url));
+    trace.line(format!("-> POST {endpoint}"));
     trace.line("Accept: application/json");
     if basic {
         trace.line("Authorization: Basic [redacted]");
