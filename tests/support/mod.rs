@@ -7,7 +7,8 @@
 //!   (config overrides, log variables, every proxy variable) every child process gets;
 //! - [`exposition`]: reading the text exposition in assertions;
 //! - [`certs`]: test certificates; [`hostile`]: byte-level hostile servers;
-//! - [`peers`]: software no one here wrote (oidc-provider on node), skipped when missing.
+//! - [`peers`]: software no one here wrote (oidc-provider on node), skipped when missing;
+//!   [`proxy`]: squid as a real HTTP proxy on loopback, likewise.
 //!
 //! Typical use:
 //!
@@ -38,6 +39,7 @@ pub mod exposition;
 pub mod fake;
 pub mod hostile;
 pub mod peers;
+pub mod proxy;
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
