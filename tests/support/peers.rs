@@ -423,7 +423,10 @@ pub fn oidc_peer_dir() -> PathBuf {
 ///   this server's token store), else 401 with `WWW-Authenticate: Bearer error="invalid_token"`.
 ///   So a token without `scope=api:read` gets 401.
 /// - [`OidcPeer::stats`]: what the server saw, as JSON:
-///   `{"token": {"<client_id> <method>": n, ...}, "canary": {"200": n, "401": n}}`.
+///   `{"token": {"<client_id> <method>": n, ...}, "canary": {"200": n, "401": n},
+///   "discovery": {"/.well-known/openid-configuration": n, "503 /.well-known/...": n}}`.
+/// - `POST /_peer/discovery?up=0` makes the discovery documents answer 503 (`?up=1` undoes it):
+///   an identity provider whose metadata is down while its token endpoint works.
 pub struct OidcPeer {
     child: Child,
     // Kept open: the peer exits when it closes.

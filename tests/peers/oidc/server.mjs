@@ -11,6 +11,8 @@
 //            written. Two instances given the same file sign with the same key, so a canary that
 //            rejects the other instance's token proves its *issuer* check, not just a key mismatch.
 //
+// `POST /_peer/discovery?up=0` (and `?up=1`) switches the discovery documents to 503 and back.
+//
 // The process exits when its stdin closes, so a test runner that dies cannot leave it behind.
 
 import { randomBytes } from 'node:crypto';
@@ -67,7 +69,11 @@ async function signingKeys() {
 }
 
 // What the peer saw, for tests to cross-check the exporter's metrics against the server side.
-const stats = { token: {}, canary: {} };
+const stats = { token: {}, canary: {}, discovery: {} };
+
+// Test switch (issue 12): while true, the discovery documents answer 503, as an identity
+// provider whose metadata endpoint is down while its token endpoint still works.
+let discoveryDown = false;
 const bump = (table, key) => { table[key] = (table[key] ?? 0) + 1; };
 
 function readBody(req, limit = 64 * 1024) {
@@ -225,7 +231,18 @@ server.listen(port, '127.0.0.1', async () => {
     } else if (path === '/_peer/stats') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(stats));
+    } else if (path === '/_peer/discovery' && req.method === 'POST') {
+      discoveryDown = new URL(req.url, issuer).searchParams.get('up') === '0';
+      res.writeHead(204);
+      res.end();
+    } else if (path.startsWith('/.well-known/') && discoveryDown) {
+      bump(stats.discovery, `503 ${path}`);
+      res.writeHead(503, { 'content-type': 'text/plain' });
+      res.end('discovery switched off by the test');
     } else {
+      if (path.startsWith('/.well-known/')) {
+        bump(stats.discovery, path);
+      }
       providerHandler(req, res);
     }
   });
