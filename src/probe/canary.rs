@@ -8,7 +8,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use crate::config::CanaryConfig;
 use crate::probe::printable;
 use crate::probe::trace::Trace;
-use crate::probe::transport::{BodyError, TransportError, read_body, send};
+use crate::probe::transport::{BodyError, Client, TransportError, read_body, send};
 use crate::secrets::{AccessToken, Scrubber, SecretError};
 
 /// What one canary request produced.
@@ -122,7 +122,7 @@ impl CanaryError {
 /// Calls the canary with `Authorization: Bearer <token>`. Never takes longer than `timeout`.
 /// With a trace, records the exchange with the token redacted.
 pub async fn call(
-    client: &reqwest::Client,
+    client: &Client,
     config: &CanaryConfig,
     token: &AccessToken,
     timeout: Duration,
@@ -165,7 +165,7 @@ pub async fn call(
 }
 
 async fn attempt(
-    client: &reqwest::Client,
+    client: &Client,
     config: &CanaryConfig,
     token: &AccessToken,
     timeout: Duration,
@@ -186,6 +186,11 @@ async fn attempt(
             .read_within(timeout.saturating_sub(started.elapsed()))
             .await
             .map_err(CanaryError::SecretUnavailable)?;
+        // The trace shows response headers as received: an API echoing the key in one (a
+        // challenge, a debug header) must show `[redacted]` there too.
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.always_scrub().add(secret.expose());
+        }
         let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
             CanaryError::SecretUnavailable(SecretError::NotAHeaderValue(name.to_string()))
         })?;
@@ -193,6 +198,7 @@ async fn attempt(
         secret_headers.push((name, value, secret));
     }
     let mut request = client
+        .http
         .request(config.method.clone(), config.url.clone())
         .timeout(timeout.saturating_sub(started.elapsed()))
         .header(AUTHORIZATION, authorization);
@@ -223,6 +229,7 @@ async fn attempt(
     // needs neither, so it builds no scrubber.
     let scrubber = (trace.is_some() || !passes).then(|| {
         let mut scrubber = Scrubber::default();
+        client.add_secrets(&mut scrubber);
         scrubber.add(token.expose());
         for (_, _, secret) in &secret_headers {
             scrubber.add(secret.expose());

@@ -12,7 +12,7 @@ use url::Url;
 use crate::config::{AuthMethod, DiscoveryConfig, TokenConfig};
 use crate::probe::printable;
 use crate::probe::trace::Trace;
-use crate::probe::transport::{BodyError, ProxyRoute, TransportError, read_body, send};
+use crate::probe::transport::{BodyError, Client, ProxyRoute, TransportError, read_body, send};
 use crate::secrets::Scrubber;
 
 /// Longest server-supplied value (a listed method, an issuer) shown in a failure's detail.
@@ -103,7 +103,7 @@ fn registered_name(method: AuthMethod) -> Option<&'static str> {
 /// Fetches and checks the issuer's metadata within `timeout`. With a trace, records each
 /// request and what was taken from the answer.
 pub async fn discover(
-    client: &reqwest::Client,
+    client: &Client,
     route: &ProxyRoute,
     discovery: &DiscoveryConfig,
     token: &TokenConfig,
@@ -127,7 +127,7 @@ pub async fn discover(
                     error: TransportError::Timeout,
                 }),
             };
-        result = fetched.and_then(|metadata| check(&metadata, &url, discovery, token));
+        result = fetched.and_then(|metadata| check(&metadata, &url, discovery, token, client));
         // Only a missing OpenID document sends us on to the RFC 8414 one.
         if !matches!(result, Err(DiscoveryError::Status { status: 404, .. })) {
             break;
@@ -149,7 +149,7 @@ pub async fn discover(
 
 /// One metadata request: the document as JSON, or why there is none.
 async fn fetch(
-    client: &reqwest::Client,
+    client: &Client,
     url: &Url,
     timeout: Duration,
     mut trace: Option<&mut Trace>,
@@ -163,6 +163,7 @@ async fn fetch(
         trace.line("Accept: application/json");
     }
     let request = client
+        .http
         .get(url.clone())
         .timeout(timeout)
         .header(reqwest::header::ACCEPT, "application/json");
@@ -200,13 +201,17 @@ fn check(
     url: &Url,
     discovery: &DiscoveryConfig,
     token: &TokenConfig,
+    client: &Client,
 ) -> Result<Discovered, DiscoveryError> {
     let invalid = |why: String| DiscoveryError::Invalid {
         url: url.to_string(),
         why,
     };
-    // Server text shown to people: printable, bounded (nothing secret was sent).
-    let shown = |text: &str| printable(&Scrubber::default(), text, VALUE_CHARS);
+    // Server text shown to people: printable, bounded, without the proxy's credentials (the
+    // only secret a discovery request carries).
+    let mut scrubber = Scrubber::default();
+    client.add_secrets(&mut scrubber);
+    let shown = |text: &str| printable(&scrubber, text, VALUE_CHARS);
     let issuer = metadata
         .get("issuer")
         .and_then(Value::as_str)

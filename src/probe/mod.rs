@@ -250,6 +250,9 @@ impl Prober {
     /// limited by the provider's timeout.
     pub async fn run_cycle(&mut self, mut trace: Option<&mut Trace>) -> CycleReport {
         let started = Instant::now();
+        if let Some(trace) = trace.as_deref_mut() {
+            self.client.add_secrets(trace.always_scrub());
+        }
         let mut token_requests = Vec::new();
         let mut canary_requests = Vec::new();
         let mut canary_skipped = false;
@@ -352,11 +355,11 @@ impl Prober {
             }
         };
         let mut outcome = self::canary::call(
-            &self.client.http,
+            &self.client,
             canary_config,
             &held.access_token,
             slot.remaining,
-            trace,
+            trace.as_deref_mut(),
         )
         .await;
         drop(slot);
@@ -364,7 +367,10 @@ impl Prober {
         outcome.result = match outcome.result {
             Err(CanaryError::Transport(error)) => Err(route().explain(error).into()),
             Err(error) => Err(match route().proxy_refused(outcome.status) {
-                Some(refused) => refused.into(),
+                Some(refused) => {
+                    trace_refused(trace.as_deref_mut(), &refused);
+                    refused.into()
+                }
                 None => error,
             }),
             ok => ok,
@@ -408,7 +414,7 @@ impl Prober {
         let result = match self.client.slots.acquire(self.config.timeout).await {
             Ok(slot) => {
                 let result = self::discovery::discover(
-                    &self.client.http,
+                    &self.client,
                     &route,
                     discovery,
                     &self.config.token,
@@ -481,18 +487,18 @@ impl Prober {
         let mut outcome = match self.client.slots.acquire(self.config.timeout).await {
             Ok(slot) => {
                 let outcome = self::token::request_token(
-                    &self.client.http,
+                    &self.client,
                     &self.config.token,
                     &endpoint,
                     slot.remaining,
-                    trace,
+                    trace.as_deref_mut(),
                 )
                 .await;
                 drop(slot);
                 outcome
             }
             Err(busy) => {
-                trace_busy(trace, &busy);
+                trace_busy(trace.as_deref_mut(), &busy);
                 TokenOutcome {
                     duration: started.elapsed(),
                     status: None,
@@ -504,7 +510,10 @@ impl Prober {
         outcome.result = match outcome.result {
             Err(TokenError::Transport(error)) => Err(TokenError::Transport(route().explain(error))),
             Err(error) => Err(match route().proxy_refused(outcome.status) {
-                Some(refused) => TokenError::Transport(refused),
+                Some(refused) => {
+                    trace_refused(trace.as_deref_mut(), &refused);
+                    TokenError::Transport(refused)
+                }
                 None => error,
             }),
             ok => ok,
@@ -523,6 +532,16 @@ impl Prober {
         };
         outcomes.push(outcome);
         ok
+    }
+}
+
+/// The trace's account of a 407 answer: the request code classified it as the server's answer;
+/// it is the proxy's, and counts as `connect`.
+fn trace_refused(trace: Option<&mut Trace>, refused: &transport::TransportError) {
+    if let Some(trace) = trace {
+        trace.line(format!(
+            "the 407 came from the proxy, not the server: counted as reason connect: {refused}"
+        ));
     }
 }
 

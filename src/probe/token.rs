@@ -12,7 +12,7 @@ use url::Url;
 use crate::config::{AuthMethod, BasicEncoding, Grant, TokenConfig};
 use crate::probe::discovery::DiscoveryError;
 use crate::probe::trace::Trace;
-use crate::probe::transport::{BodyError, TransportError, read_body, send};
+use crate::probe::transport::{BodyError, Client, TransportError, read_body, send};
 use crate::probe::{jwt, printable};
 use crate::secrets::{AccessToken, Scrubber, Secret, SecretError, excerpt};
 
@@ -172,7 +172,7 @@ impl TokenError {
 /// used as soon as it is known). Never takes longer than `timeout` (plus scheduling noise). With
 /// a trace, records each step with secrets and tokens redacted.
 pub async fn request_token(
-    client: &reqwest::Client,
+    client: &Client,
     config: &TokenConfig,
     endpoint: &Url,
     timeout: Duration,
@@ -256,7 +256,7 @@ async fn read_secrets(
 
 #[allow(clippy::too_many_arguments)] // one request's inputs, each used once
 async fn attempt(
-    client: &reqwest::Client,
+    client: &Client,
     config: &TokenConfig,
     endpoint: &Url,
     (client_secret, password): (Secret, Option<Secret>),
@@ -266,6 +266,7 @@ async fn attempt(
     mut trace: Option<&mut Trace>,
 ) -> Result<IssuedToken, TokenError> {
     let mut scrubber = Scrubber::default();
+    client.add_secrets(&mut scrubber);
     scrubber.add(client_secret.expose());
     if let Some(password) = &password {
         scrubber.add(password.expose());
@@ -338,6 +339,7 @@ async fn attempt(
         trace_request(trace, config, endpoint, &body, basic.is_some(), &scrubber);
     }
     let mut request = client
+        .http
         .post(endpoint.clone())
         .timeout(timeout)
         .header(ACCEPT, "application/json");

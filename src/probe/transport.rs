@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::config::{ProxySetting, TlsConfig};
 use crate::probe::trace::Trace;
+use crate::secrets::Scrubber;
 
 /// Bodies larger than this are not read: a token response is a few KiB at most.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -253,6 +254,23 @@ pub struct Client {
 }
 
 impl Client {
+    /// Adds this client's own secrets to `scrubber`: the `proxy_url` password and the
+    /// `Proxy-Authorization: Basic` value it travels in, so that a proxy (or a server behind it)
+    /// echoing them shows `[redacted]`.
+    pub fn add_secrets(&self, scrubber: &mut Scrubber) {
+        if let ProxySetting::Url(proxy) = &self.proxy
+            && let Some((user, password)) = &proxy.credentials
+        {
+            use base64::Engine as _;
+            scrubber.add(password.expose());
+            scrubber.add(&base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                user.expose(),
+                password.expose()
+            )));
+        }
+    }
+
     /// The proxy a request to `url` goes through with this client.
     pub fn route(&self, url: &Url) -> ProxyRoute {
         match &self.proxy {
