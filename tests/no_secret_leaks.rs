@@ -810,6 +810,37 @@ fn configuration_output_never_shows_secrets() {
             shows: "key `providers.p.canary.url`",
             secret: URL_PASSWORD,
         },
+        // Issue 12: a proxy URL's password, in an invalid proxy_url and in a valid one.
+        ConfigCase {
+            what: "credentials in an unsupported proxy_url",
+            toml: format!(
+                "[defaults]\nproxy_url = \"socks5://u:{URL_PASSWORD}@proxy.example:1080\"\n[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\nclient_secret = 'x-secret'\n"
+            ),
+            env: vec![],
+            code: 2,
+            shows: "key `defaults.proxy_url`: unsupported proxy",
+            secret: URL_PASSWORD,
+        },
+        ConfigCase {
+            what: "a valid proxy_url with credentials",
+            toml: format!(
+                "[providers.p]\nproxy_url = \"http://u:{URL_PASSWORD}@proxy.example:3128\"\n[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\nclient_secret = 'x-secret'\n"
+            ),
+            env: vec![],
+            code: 0,
+            shows: "configuration is valid",
+            secret: URL_PASSWORD,
+        },
+        ConfigCase {
+            what: "a secret header's value written inline instead of its source",
+            toml: format!(
+                "[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\nclient_secret = 'x-secret'\n[providers.p.canary]\nurl = \"https://api.example/\"\nsecret_headers = {{ \"Ocp-Apim-Subscription-Key\" = '{CONFIG_SECRET}' }}\n"
+            ),
+            env: vec![],
+            code: 2,
+            shows: "key `providers.p.canary.secret_headers.Ocp-Apim-Subscription-Key`",
+            secret: CONFIG_SECRET,
+        },
     ];
 
     let dir = tempfile::tempdir().unwrap();
