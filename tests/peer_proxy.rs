@@ -42,6 +42,7 @@ async fn requests_go_through_the_proxy_and_its_failures_name_it() {
     let down_host = down.trim_start_matches("http://").to_string();
     let proxy_host = squid.addr.to_string();
 
+    let down_proxy = format!("http://user:{PROXY_PASSWORD_ENCODED}@{down_host}");
     let config = format!(
         r#"
 [defaults]
@@ -86,7 +87,7 @@ url = "{direct_api}"
 "#,
         good = squid.url_with(PROXY_PASSWORD_ENCODED),
         wrong = squid.url_with("not-the-password"),
-        down = format!("http://user:{PROXY_PASSWORD_ENCODED}@{down_host}"),
+        down = down_proxy,
         issuer = idp.url("/issuer"),
         token = idp.url("/token"),
         api = idp.url("/api"),

@@ -368,7 +368,7 @@ impl Prober {
             Err(CanaryError::Transport(error)) => Err(route().explain(error).into()),
             Err(error) => Err(match route().proxy_refused(outcome.status) {
                 Some(refused) => {
-                    trace_refused(trace.as_deref_mut(), &refused);
+                    trace_refused(trace, &refused);
                     refused.into()
                 }
                 None => error,
@@ -511,7 +511,7 @@ impl Prober {
             Err(TokenError::Transport(error)) => Err(TokenError::Transport(route().explain(error))),
             Err(error) => Err(match route().proxy_refused(outcome.status) {
                 Some(refused) => {
-                    trace_refused(trace.as_deref_mut(), &refused);
+                    trace_refused(trace, &refused);
                     TokenError::Transport(refused)
                 }
                 None => error,
