@@ -34,13 +34,7 @@ client_secret = "{name}-secret"
 
 /// The body of `/probe?provider=NAME&debug=true`.
 async fn debug_trace(daemon: &Daemon, name: &str) -> String {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let response = client
-        .get(daemon.url(&format!("/probe?provider={name}&debug=true")))
-        .send()
-        .await
-        .unwrap();
-    response.text().await.unwrap()
+    support::get_text(&daemon.url(&format!("/probe?provider={name}&debug=true"))).await
 }
 
 /// RFC 8414 section 3.1: with no OpenID document (404), the metadata is looked for at

@@ -37,6 +37,21 @@ const VANISHING_SECRET: &str = "van1sh-S3cr3t-gone";
 const REJECTED_TOKEN: &str = "at-rejected-mac-token-Zq9x";
 const ENV_VAR: &str = "LEAK_TEST_CLIENT_SECRET";
 
+/// RFC 3986 component encoding (`%20` for a space), as some servers re-encode, and as a
+/// password is written in a URL's userinfo.
+fn percent(secret: &str) -> String {
+    secret
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Every form a secret may take on the wire or in an output format.
 fn encodings(secret: &str) -> Vec<String> {
     let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
@@ -48,18 +63,14 @@ fn encodings(secret: &str) -> Vec<String> {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;");
-    // RFC 3986 component encoding (`%20` for a space), as some servers re-encode.
-    let percent: String = secret
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    let mut all = vec![secret.to_string(), form, json, logfmt, html, percent];
+    let mut all = vec![
+        secret.to_string(),
+        form,
+        json,
+        logfmt,
+        html,
+        percent(secret),
+    ];
     all.sort();
     all.dedup();
     all
@@ -980,16 +991,7 @@ async fn proxy_passwords_and_secret_header_values_never_appear() {
     let down = closed_port_url("").await;
     let down_host = down.trim_start_matches("http://").to_string();
     let proxy_host = proxy.url("").trim_start_matches("http://").to_string();
-    let encoded_password: String = PROXY_SECRET
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let encoded_password = percent(PROXY_SECRET);
 
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("apim.key");
@@ -1069,27 +1071,15 @@ secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ file = '{key_file}' }} }}
             },
         )
         .await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut pages = String::new();
     for name in names {
-        let trace = client
-            .get(format!("http://{address}/probe?provider={name}&debug=true"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let trace = support::get_text(&format!(
+            "http://{address}/probe?provider={name}&debug=true"
+        ))
+        .await;
         pages.push_str(&format!("== {name}\n{trace}\n"));
     }
-    let index = client
-        .get(format!("http://{address}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let index = support::get_text(&format!("http://{address}/")).await;
     let (stdout, stderr) = stop(&mut exporter).await;
 
     // Control: the secrets really went out, and the echoes really came back.

@@ -117,15 +117,7 @@ secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ file = '{key}' }} }}
         Some(SECOND)
     );
 
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let trace = client
-        .get(daemon.url("/probe?provider=okq8&debug=true"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let trace = support::get_text(&daemon.url("/probe?provider=okq8&debug=true")).await;
     assert!(
         trace.contains("ocp-apim-subscription-key: [redacted] (secret_headers)"),
         "{trace}"

@@ -176,27 +176,14 @@ url = "{direct_api}"
     );
 
     // The debug trace says which proxy each request used, by host and port only.
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let trace = client
-        .get(format!("http://{addr}/probe?provider=through&debug=true"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let trace =
+        support::get_text(&format!("http://{addr}/probe?provider=through&debug=true")).await;
     assert!(
         trace.contains(&format!("proxy: {proxy_host} (proxy_url)")),
         "{trace}"
     );
-    let direct = client
-        .get(format!("http://{addr}/probe?provider=direct&debug=true"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let direct =
+        support::get_text(&format!("http://{addr}/probe?provider=direct&debug=true")).await;
     assert!(
         direct.contains("proxy: none (proxy_url = \"none\")"),
         "{direct}"

@@ -717,17 +717,9 @@ pub(super) fn validate_canary(
     let mut headers = Vec::with_capacity(raw.headers.len());
     for (name, value) in raw.headers {
         let key = format!("{prefix}.headers.{name}");
-        let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
-            problems.add(&key, "invalid HTTP header name");
+        let Some(header_name) = canary_header_name(&key, &name, problems) else {
             continue;
         };
-        if header_name == reqwest::header::AUTHORIZATION {
-            problems.add(
-                &key,
-                "the exporter sets Authorization itself (Bearer <token>)",
-            );
-            continue;
-        }
         match HeaderValue::from_str(&value) {
             Ok(header_value) => headers.push((header_name, header_value)),
             Err(_) => problems.add(&key, "invalid HTTP header value (control characters?)"),
@@ -744,6 +736,23 @@ pub(super) fn validate_canary(
     })
 }
 
+/// A canary header's name (in `headers` or `secret_headers`): a valid name, not the
+/// `Authorization` the exporter sets itself.
+fn canary_header_name(key: &str, name: &str, problems: &mut Problems) -> Option<HeaderName> {
+    let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
+        problems.add(key, "invalid HTTP header name");
+        return None;
+    };
+    if header_name == reqwest::header::AUTHORIZATION {
+        problems.add(
+            key,
+            "the exporter sets Authorization itself (Bearer <token>)",
+        );
+        return None;
+    }
+    Some(header_name)
+}
+
 /// `secret_headers`: each a header name and exactly one of `env` / `file`, resolved once now
 /// (so a missing variable stops start-up naming it) and re-read on every call.
 fn secret_headers(
@@ -755,20 +764,9 @@ fn secret_headers(
     let mut headers = Vec::with_capacity(raw.len());
     for (name, source) in raw {
         let key = format!("{prefix}.secret_headers.{name}");
-        let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
-            problems.add(
-                &key,
-                "invalid HTTP header name; allowed: letters, digits and !#$%&'*+-.^_`|~",
-            );
+        let Some(header_name) = canary_header_name(&key, &name, problems) else {
             continue;
         };
-        if header_name == reqwest::header::AUTHORIZATION {
-            problems.add(
-                &key,
-                "the exporter sets Authorization itself (Bearer <token>)",
-            );
-            continue;
-        }
         if plain.iter().any(|(other, _)| *other == header_name)
             || headers.iter().any(|(other, _)| *other == header_name)
         {

@@ -80,6 +80,23 @@ pub fn jwt(claims: &serde_json::Value) -> String {
     )
 }
 
+/// `GET url` (loopback; this process's proxy variables ignored, 10 s deadline) and its body
+/// whatever the status: for `/probe?...&debug=true` traces and pages.
+pub async fn get_text(url: &str) -> String {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: body: {e}"))
+}
+
 /// Runs `future` and returns its output and how long it took.
 pub async fn timed<F: Future>(future: F) -> (F::Output, Duration) {
     let started = Instant::now();
