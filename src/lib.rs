@@ -28,10 +28,12 @@
 //!   named pipe or a hung mount fails one read instead of freezing the process.
 //! - `probe/`: one cycle of one provider (token, canary, retry once with a fresh token),
 //!   returning a `CycleReport`; knows nothing of metrics, the web or the scheduler. `token`
-//!   (each dialect, and `TokenReason`), `canary` (and `CanaryReason`), `transport` (outgoing
-//!   clients: `client_for` is the one rule for which a provider uses; `Slots`, the process-wide
-//!   bound on requests in flight, sized by the descriptor limit), `jwt` (reads an expiry,
-//!   never verifies), `trace` (the redacted debug trace of `/probe?debug=true`).
+//!   (each dialect, and `TokenReason`), `discovery` (an `issuer`'s token endpoint from its
+//!   metadata, kept by the prober between refreshes), `canary` (and `CanaryReason`), `transport`
+//!   (outgoing clients: `client_for` is the one rule for which a provider uses, proxy included;
+//!   `Slots`, the process-wide bound on requests in flight, sized by the descriptor limit;
+//!   `ProxyRoute`, which proxy a request took), `jwt` (reads an expiry, never verifies), `trace`
+//!   (the redacted debug trace of `/probe?debug=true`).
 //! - `scheduler`: one task per provider on its interval, with jitter and cancellation; moves
 //!   the running set to a reloaded configuration; its mailbox answers `/probe` with the report.
 //! - `metrics/`: the one writer of every series (`mod.rs`, `Metrics::record`), the `/metrics`
