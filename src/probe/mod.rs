@@ -246,8 +246,9 @@ impl Prober {
         &self.client
     }
 
-    /// Runs one cycle. Its length is bounded: at most two token and two canary requests, each
-    /// limited by the provider's timeout.
+    /// Runs one cycle. Its length is bounded: at most two token and two canary requests, and
+    /// with `issuer` a discovery fetch before a token request when one is due (two documents at
+    /// most), each limited by the provider's timeout.
     pub async fn run_cycle(&mut self, mut trace: Option<&mut Trace>) -> CycleReport {
         let started = Instant::now();
         if let Some(trace) = trace.as_deref_mut() {
