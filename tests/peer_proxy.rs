@@ -202,3 +202,68 @@ url = "{direct_api}"
         }
     }
 }
+
+/// Without `proxy_url`, `HTTP_PROXY` (and `NO_PROXY`) from the environment apply, as curl reads
+/// them; the debug trace names the proxy by host and port, never the credentials the variable
+/// holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_proxy_url_the_environment_proxy_applies() {
+    let Some(squid) = Squid::start("without_proxy_url_the_environment_proxy_applies") else {
+        return;
+    };
+    let idp = FakeServer::start(|request| match request.path.as_str() {
+        "/env/token" => Reply::token("env-proxied-token", 3600),
+        _ => Reply::status(404),
+    })
+    .await;
+    // A second server, named `localhost` and excluded by NO_PROXY: reached directly.
+    let excluded = FakeServer::start(|_| Reply::token("direct-token", 3600)).await;
+    let config = format!(
+        "[defaults]\ninterval = \"500ms\"\n\n[providers.env.token]\nurl = \"{}\"\nclient_id = \"env\"\nclient_secret = \"env-secret\"\n\n[providers.excluded.token]\nurl = \"{}\"\nclient_id = \"excluded\"\nclient_secret = \"excluded-secret\"\n",
+        idp.url("/env/token"),
+        excluded
+            .url("/excluded/token")
+            .replace("127.0.0.1", "localhost"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.toml");
+    std::fs::write(&path, &config).unwrap();
+    let mut exporter = Binary::new()
+        .config(&path)
+        .listen_loopback()
+        .current_dir(dir.path())
+        .env("HTTP_PROXY", squid.url_with(PROXY_PASSWORD_ENCODED))
+        .env("NO_PROXY", "localhost")
+        .spawn();
+    exporter
+        .wait_for_metrics("both providers succeed", WAIT, |m| {
+            ["env", "excluded"].iter().all(|p| {
+                sample(m, &format!(r#"oauth2_probe_success{{provider="{p}"}}"#)) == Some(1.0)
+            })
+        })
+        .await;
+    squid
+        .wait_for_access(
+            &[
+                "TCP_MISS/200",
+                &format!(" POST {} ", idp.url("/env/token")),
+                " probe ",
+            ],
+            WAIT,
+        )
+        .await;
+    assert!(!squid.access_log().contains("/excluded/token"));
+    let addr = exporter.address().await;
+    let trace = support::get_text(&format!("http://{addr}/probe?provider=env&debug=true")).await;
+    assert!(
+        trace.contains(&format!("proxy: from environment: {}", squid.addr)),
+        "{trace}"
+    );
+    let direct =
+        support::get_text(&format!("http://{addr}/probe?provider=excluded&debug=true")).await;
+    assert!(direct.contains("proxy: none\n"), "{direct}");
+    exporter.stop().await;
+    for text in [exporter.stderr(), trace] {
+        assert!(!text.contains(PROXY_PASSWORD) && !text.contains(PROXY_PASSWORD_ENCODED));
+    }
+}
