@@ -113,11 +113,14 @@ struct CheckResult {
 async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, transport::ClientError> {
     // The same bound on requests in flight as the daemon: `check` over a large fleet must not
     // report the exporter's own descriptor shortage as the identity provider's fault either.
-    let shared =
-        transport::build_client(&Default::default(), &transport::Slots::for_this_process())?;
+    let shared = transport::build_client(
+        &Default::default(),
+        &Default::default(),
+        &transport::Slots::for_this_process(),
+    )?;
     let mut cycles = tokio::task::JoinSet::new();
     for (index, provider) in providers.into_iter().enumerate() {
-        let client = transport::client_for(&provider.tls, &shared)?;
+        let client = transport::client_for(&provider.tls, &provider.proxy, &shared)?;
         cycles.spawn(async move {
             let name = provider.name.clone();
             let mut prober = Prober::new(std::sync::Arc::new(provider), client);

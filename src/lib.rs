@@ -32,9 +32,11 @@
 //! - `probe/`: one cycle of one provider (token, canary, retry once with a fresh token),
 //!   returning a `CycleReport`; knows nothing of metrics, the web or the scheduler. `token`
 //!   (each dialect, and `TokenReason`), `client_auth` (how the client proves itself, for every
-//!   `auth_method`, with its material prepared once per provider), `canary` (and `CanaryReason`), `transport` (outgoing
-//!   clients: `client_for` is the one rule for which a provider uses; `Slots`, the process-wide
-//!   bound on requests in flight, sized by the descriptor limit), `verifier` (their TLS
+//!   `auth_method`, with its material prepared once per provider), `discovery` (an `issuer`'s
+//!   token endpoint from its metadata, kept by the prober between refreshes), `canary` (and
+//!   `CanaryReason`), `transport` (outgoing clients: `client_for` is the one rule for which a
+//!   provider uses, proxy included; `Slots`, the process-wide bound on requests in flight, sized
+//!   by the descriptor limit; `ProxyRoute`, which proxy a request took), `verifier` (their TLS
 //!   settings, recording the certificate chains endpoints present), `jwt` (reads an expiry,
 //!   never verifies), `claims` (`[token.expect]`), `expiry` (credential and certificate expiry,
 //!   credential changes by keyed hash), `trace` (the redacted debug trace of `/probe?debug=true`).

@@ -167,7 +167,11 @@ impl Scheduler {
         Ok(Scheduler {
             recorders,
             jitter,
-            shared_client: transport::build_client(&Default::default(), slots)?,
+            shared_client: transport::build_client(
+                &Default::default(),
+                &Default::default(),
+                slots,
+            )?,
             root,
             tracker,
             running: HashMap::new(),
@@ -207,7 +211,8 @@ impl Scheduler {
                     changes.unchanged.push(provider.name.clone());
                 }
                 existing => {
-                    let client = transport::client_for(&provider.tls, &self.shared_client)?;
+                    let client =
+                        transport::client_for(&provider.tls, &provider.proxy, &self.shared_client)?;
                     if existing.is_some() {
                         changes.restarted.push(provider.name.clone());
                     } else {

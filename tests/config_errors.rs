@@ -45,13 +45,13 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-key-provider.toml",
         problems: &[
-            "{file}: key `providers.okq8.intervall`: unknown key; allowed here: interval, timeout, token, canary, tls",
+            "{file}: key `providers.okq8.intervall`: unknown key; allowed here: interval, timeout, proxy_url, token, canary, tls",
         ],
     },
     Case {
         fixture: "invalid-unknown-key-token.toml",
         problems: &[
-            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response, client_secret_expires, password_expires, expect, private_key_file, certificate_file, signing_algorithm, key_id, assertion_audience, assertion_lifetime",
+            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, issuer, discovery_refresh, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response, client_secret_expires, password_expires, expect, private_key_file, certificate_file, signing_algorithm, key_id, assertion_audience, assertion_lifetime",
             // The misspelt key is not taken for the secret, so the secret is also missing.
             "key `providers.okq8.token.client_secret`: missing; set exactly one of providers.okq8.token.client_secret | providers.okq8.token.client_secret_file | providers.okq8.token.client_secret_env",
         ],
@@ -80,6 +80,39 @@ const CASES: &[Case] = &[
         fixture: "invalid-no-secret-source.toml",
         problems: &[
             "key `providers.okq8.token.client_secret`: missing; set exactly one of providers.okq8.token.client_secret | providers.okq8.token.client_secret_file | providers.okq8.token.client_secret_env",
+        ],
+    },
+    Case {
+        fixture: "invalid-url-and-issuer.toml",
+        problems: &[
+            "key `providers.both.token.url`: both url and issuer are set; set exactly one of providers.both.token.url (a fixed token endpoint) | providers.both.token.issuer (the token endpoint found by discovery)",
+            "key `providers.fixed.token.discovery_refresh`: only meaningful with issuer; set issuer instead of url, or remove it",
+            "key `providers.neither.token.url`: missing; set exactly one of providers.neither.token.url (an http:// or https:// URL) | providers.neither.token.issuer (an issuer whose metadata names the token endpoint)",
+            r#"key `providers.query.token.issuer`: issuer "https://login.example.com/tenant?x=1" has a query or fragment; an issuer is a URL without them (RFC 8414 section 2)"#,
+        ],
+    },
+    Case {
+        fixture: "invalid-proxy-url.toml",
+        problems: &[
+            r#"key `defaults.proxy_url`: unsupported proxy "socks5://[redacted]@proxy.example:1080" (scheme "socks5"); expected "none" or a proxy URL such as "http://proxy.example:3128" (http:// or https://, optional user:password@, no path)"#,
+            r#"key `providers.okq8.proxy_url`: proxy "http://[redacted]@proxy.example:3128/path" has a path, query or fragment; expected "none" or a proxy URL such as "http://proxy.example:3128" (http:// or https://, optional user:password@, no path)"#,
+        ],
+    },
+    Case {
+        fixture: "invalid-secret-headers.toml",
+        problems: &[
+            "key `providers.okq8.canary.secret_headers.Authorization`: the exporter sets Authorization itself (Bearer <token>)",
+            "key `providers.okq8.canary.secret_headers.Bad Header`: invalid HTTP header name",
+            "key `providers.okq8.canary.secret_headers.Ocp-Apim-Subscription-Key.env`: environment variable OAUTH2_EXPORTER_FIXTURE_SURELY_UNSET is not set",
+            r#"key `providers.okq8.canary.secret_headers.X-Both`: both env and file are set; set exactly one: { env = "VARIABLE" } or { file = "/path/to/file" }"#,
+            r#"key `providers.okq8.canary.secret_headers.X-Neither`: no source given; set exactly one: { env = "VARIABLE" } or { file = "/path/to/file" }"#,
+            "key `providers.okq8.canary.secret_headers.ocp-apim-trace`: header given twice (names are case-insensitive; also in headers?); keep one",
+        ],
+    },
+    Case {
+        fixture: "invalid-empty-param-list.toml",
+        problems: &[
+            "key `providers.okq8.token.params.resource`: empty list; give one value or more (a list sends the key once per value), or remove it",
         ],
     },
     Case {
@@ -241,14 +274,14 @@ const ALL_AT_ONCE_CASES: &[Case] = &[
     Case {
         fixture: "invalid-two-unknown-keys.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url",
             "{file}: key `web.listen`: unknown key; allowed here: listen_address",
         ],
     },
     Case {
         fixture: "invalid-unknown-key-and-bad-value.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url",
             r#"key `web.listen_address`: invalid address "9875"; expected HOST:PORT, e.g. "0.0.0.0:9875""#,
         ],
     },
@@ -599,11 +632,8 @@ fn all_keys_fixture_loads_to_the_values_written() {
     assert_eq!(cube.token.auth_method, AuthMethod::ClientSecretBasic);
     assert_eq!(cube.token.basic_encoding, BasicEncoding::Raw);
     assert_eq!(
-        cube.token.params.iter().collect::<Vec<_>>(),
-        [
-            (&"acr_values".to_string(), &"tenant:acme".to_string()),
-            (&"resource".to_string(), &"connectapi".to_string())
-        ]
+        cube.token.form_params().collect::<Vec<_>>(),
+        [("acr_values", "tenant:acme"), ("resource", "connectapi")]
     );
     assert!(cube.token.reuse);
     assert_eq!(cube.token.refresh_before, Duration::from_secs(600));

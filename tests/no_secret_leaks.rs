@@ -66,6 +66,21 @@ fn key_needles(pem: &str) -> Vec<String> {
     needles
 }
 
+/// RFC 3986 component encoding (`%20` for a space), as some servers re-encode, and as a
+/// password is written in a URL's userinfo.
+fn percent(secret: &str) -> String {
+    secret
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Every form a secret may take on the wire or in an output format.
 fn encodings(secret: &str) -> Vec<String> {
     let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
@@ -77,18 +92,14 @@ fn encodings(secret: &str) -> Vec<String> {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;");
-    // RFC 3986 component encoding (`%20` for a space), as some servers re-encode.
-    let percent: String = secret
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    let mut all = vec![secret.to_string(), form, json, logfmt, html, percent];
+    let mut all = vec![
+        secret.to_string(),
+        form,
+        json,
+        logfmt,
+        html,
+        percent(secret),
+    ];
     all.sort();
     all.dedup();
     all
@@ -931,6 +942,37 @@ fn configuration_output_never_shows_secrets() {
             shows: "key `providers.p.canary.url`",
             secret: URL_PASSWORD,
         },
+        // Issue 12: a proxy URL's password, in an invalid proxy_url and in a valid one.
+        ConfigCase {
+            what: "credentials in an unsupported proxy_url",
+            toml: format!(
+                "[defaults]\nproxy_url = \"socks5://u:{URL_PASSWORD}@proxy.example:1080\"\n[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\nclient_secret = 'x-secret'\n"
+            ),
+            env: vec![],
+            code: 2,
+            shows: "key `defaults.proxy_url`: unsupported proxy",
+            secret: URL_PASSWORD,
+        },
+        ConfigCase {
+            what: "a valid proxy_url with credentials",
+            toml: format!(
+                "[providers.p]\nproxy_url = \"http://u:{URL_PASSWORD}@proxy.example:3128\"\n[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\nclient_secret = 'x-secret'\n"
+            ),
+            env: vec![],
+            code: 0,
+            shows: "configuration is valid",
+            secret: URL_PASSWORD,
+        },
+        ConfigCase {
+            what: "a secret header's value written inline instead of its source",
+            toml: format!(
+                "[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\nclient_secret = 'x-secret'\n[providers.p.canary]\nurl = \"https://api.example/\"\nsecret_headers = {{ \"Ocp-Apim-Subscription-Key\" = '{CONFIG_SECRET}' }}\n"
+            ),
+            env: vec![],
+            code: 2,
+            shows: "key `providers.p.canary.secret_headers.Ocp-Apim-Subscription-Key`",
+            secret: CONFIG_SECRET,
+        },
     ];
 
     let dir = tempfile::tempdir().unwrap();
@@ -1011,6 +1053,216 @@ async fn a_failed_reload_shows_no_secret() {
             ("reload answer", &answers),
             ("stderr", &stderr),
             ("stdout", &stdout),
+        ],
+    );
+    assert!(found.is_empty(), "secrets leaked:\n{}", found.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxy credentials and secret headers (issue 12).
+
+const PROXY_USER: &str = "leak-proxy-user";
+const PROXY_SECRET: &str = "pr0xy-S3cr3t:c@lon w/sp&ce";
+const HEADER_ENV_SECRET: &str = r#"apim-Env-K3y"q"\slash"#;
+const HEADER_FILE_SECRET: &str = "apim-F1le-K3y+plus/sl";
+
+/// Issue 12: a `proxy_url` password and `secret_headers` values, at trace level, never appear
+/// on stderr, stdout, /metrics, / or in any `/probe?debug=true` trace, even when a hostile proxy
+/// and API echo them back (in bodies and challenges) and the proxy is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_passwords_and_secret_header_values_never_appear() {
+    // A "proxy" that refuses everyone with 407 and echoes the credentials it was sent.
+    let proxy = FakeServer::start(|request| {
+        let echoed = request.header("proxy-authorization").unwrap_or_default();
+        let decoded = echoed
+            .strip_prefix("Basic ")
+            .and_then(|b| STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        Reply::raw(
+            407,
+            &[("content-type", "text/plain")],
+            format!("you sent Proxy-Authorization: {echoed} = {decoded}"),
+        )
+    })
+    .await;
+    let api = FakeServer::start(|request| match request.path.as_str() {
+        "/token" => Reply::token("leak-test-token-7d1c", 3600),
+        "/api/echo" => {
+            let key = request
+                .header("ocp-apim-subscription-key")
+                .unwrap_or_default();
+            // A well-formed quoted-string, so the challenge parser reads the whole key back.
+            let quoted = key.replace('\\', "\\\\").replace('"', "\\\"");
+            Reply::raw(
+                401,
+                &[(
+                    "www-authenticate",
+                    &format!(
+                        "Bearer error=\"invalid_token\", error_description=\"bad key {quoted}\""
+                    ),
+                )],
+                format!("your key was {key}"),
+            )
+        }
+        "/api/ok" => Reply::status(200),
+        _ => Reply::status(404),
+    })
+    .await;
+    let down = closed_port_url("").await;
+    let down_host = down.trim_start_matches("http://").to_string();
+    let proxy_host = proxy.url("").trim_start_matches("http://").to_string();
+    let encoded_password = percent(PROXY_SECRET);
+
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("apim.key");
+    std::fs::write(&key_file, format!("{HEADER_FILE_SECRET}\n")).unwrap();
+    let token = |url: &str| {
+        format!("url = \"{url}\"\nclient_id = \"c\"\nclient_secret = \"leak-client-secret-0\"")
+    };
+    let config = format!(
+        r#"
+[defaults]
+interval = "300ms"
+timeout = "700ms"
+
+[providers.refused]
+proxy_url = "http://{PROXY_USER}:{encoded_password}@{proxy_host}"
+[providers.refused.token]
+{refused_token}
+
+[providers.refused_discovery]
+proxy_url = "http://{PROXY_USER}:{encoded_password}@{proxy_host}"
+[providers.refused_discovery.token]
+issuer = "{issuer}"
+client_id = "c"
+client_secret = "leak-client-secret-0"
+
+[providers.proxy_down]
+proxy_url = "http://{PROXY_USER}:{encoded_password}@{down_host}"
+[providers.proxy_down.token]
+{refused_token}
+
+[providers.header_echo]
+proxy_url = "none"
+[providers.header_echo.token]
+{direct_token}
+[providers.header_echo.canary]
+url = "{echo}"
+secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ env = "LEAK_APIM_KEY" }} }}
+
+[providers.header_ok]
+proxy_url = "none"
+[providers.header_ok.token]
+{direct_token}
+[providers.header_ok.canary]
+url = "{ok}"
+secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ file = '{key_file}' }} }}
+"#,
+        refused_token = token(&api.url("/token")),
+        direct_token = token(&api.url("/token")),
+        issuer = api.url("/issuer"),
+        echo = api.url("/api/echo"),
+        ok = api.url("/api/ok"),
+        key_file = key_file.display(),
+    );
+    let path = dir.path().join("exporter.toml");
+    std::fs::write(&path, &config).unwrap();
+    let mut exporter = start(dir.path(), &path, &[("LEAK_APIM_KEY", HEADER_ENV_SECRET)]);
+    let address = exporter.address().await;
+    let names = [
+        "refused",
+        "refused_discovery",
+        "proxy_down",
+        "header_echo",
+        "header_ok",
+    ];
+    let metrics = exporter
+        .wait_for_metrics(
+            "every provider ran three cycles",
+            Duration::from_secs(30),
+            |m| {
+                names.iter().all(|p| {
+                    sample(
+                        m,
+                        &format!("oauth2_token_requests_total{{provider=\"{p}\"}}"),
+                    )
+                    .is_some_and(|v| v >= 3.0)
+                })
+            },
+        )
+        .await;
+    let mut pages = String::new();
+    for name in names {
+        let trace = support::get_text(&format!(
+            "http://{address}/probe?provider={name}&debug=true"
+        ))
+        .await;
+        pages.push_str(&format!("== {name}\n{trace}\n"));
+    }
+    let index = support::get_text(&format!("http://{address}/")).await;
+    let (stdout, stderr) = stop(&mut exporter).await;
+
+    // Control: the secrets really went out, and the echoes really came back.
+    let sent = proxy.requests();
+    assert!(
+        sent.iter().any(|r| r.header("proxy-authorization")
+            == Some(&format!(
+                "Basic {}",
+                STANDARD.encode(format!("{PROXY_USER}:{PROXY_SECRET}"))
+            ))),
+        "the proxy never got the credentials: {sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .any(|r| r.path.contains("/issuer/.well-known/openid-configuration")),
+        "discovery did not go through the proxy: {sent:?}"
+    );
+    let keys: BTreeSet<&str> = api
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("ocp-apim-subscription-key"))
+        .map(|k| match k {
+            k if k == HEADER_ENV_SECRET => "env",
+            k if k == HEADER_FILE_SECRET => "file",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(keys, BTreeSet::from(["env", "file"]));
+    for expected in [
+        "provider=refused phase=token reason=connect",
+        "provider=refused_discovery phase=token reason=discovery",
+        "provider=proxy_down phase=token reason=connect",
+        "provider=header_echo phase=canary reason=unauthorized",
+    ] {
+        assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
+    }
+    assert!(
+        stderr.contains("bad key [redacted]"),
+        "the echoed key was not visibly scrubbed:\n{stderr}"
+    );
+    assert!(
+        pages.contains("ocp-apim-subscription-key: [redacted] (secret_headers)"),
+        "{pages}"
+    );
+    assert!(
+        pages.contains(&format!("= {PROXY_USER}:[redacted]")),
+        "the proxy's echo was not visibly scrubbed:\n{pages}"
+    );
+
+    let mut needles: BTreeSet<String> = BTreeSet::new();
+    for secret in [PROXY_SECRET, HEADER_ENV_SECRET, HEADER_FILE_SECRET] {
+        needles.extend(encodings(secret));
+    }
+    needles.extend(basic_forms(PROXY_USER, PROXY_SECRET));
+    let found = leaks(
+        &needles,
+        &[
+            ("stderr", &stderr),
+            ("stdout", &stdout),
+            ("/metrics", &metrics),
+            ("/", &index),
+            ("/probe?debug=true", &pages),
         ],
     );
     assert!(found.is_empty(), "secrets leaked:\n{}", found.join("\n"));

@@ -102,6 +102,7 @@ const TOKEN_REASONS: &[&str] = &[
     "exporter_busy",
     "claims",
     "client_assertion",
+    "discovery",
 ];
 const CANARY_REASONS: &[&str] = &[
     "unauthorized",
@@ -114,6 +115,7 @@ const CANARY_REASONS: &[&str] = &[
     "tls",
     "no_token",
     "exporter_busy",
+    "secret_unavailable",
 ];
 
 /// `# TYPE` and `# HELP` of every family, and every sample as (family, label names and values).

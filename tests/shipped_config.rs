@@ -13,6 +13,7 @@ fn check(config: &Path, secrets_dir: &Path) -> (bool, String) {
         .arg(config)
         .env("EQHUB_CLIENT_SECRET", "x-eqhub")
         .env("OKQ8_CLIENT_SECRET", "x-okq8")
+        .env("OKQ8_APIM_KEY", "x-okq8-apim")
         .env("NEXTOME_CLIENT_SECRET", "x-nextome")
         .env("EVERACTIVE_CLIENT_SECRET", "x-everactive")
         .current_dir(secrets_dir)

@@ -19,7 +19,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
 
 use crate::files::{self, CONFIG_READ_TIMEOUT, describe_io};
-use crate::secrets::{MAX_PEM_FILE_BYTES, Secret, SecretSource};
+use crate::secrets::{MAX_PEM_FILE_BYTES, ProxyCredential, Secret, SecretSource};
 use env::EnvStrings;
 
 /// Largest configuration file accepted (a guard against naming a device or a huge file).
@@ -29,6 +29,7 @@ pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9875";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
+pub const DEFAULT_DISCOVERY_REFRESH: Duration = Duration::from_secs(3600);
 
 mod client_auth;
 mod env;
@@ -81,11 +82,46 @@ pub struct ProviderConfig {
     pub token: TokenConfig,
     pub canary: Option<CanaryConfig>,
     pub tls: TlsConfig,
+    /// How the provider's token, discovery and canary requests reach the network.
+    pub proxy: ProxySetting,
+}
+
+/// `proxy_url`, per provider or from `[defaults]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ProxySetting {
+    /// Not set: `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` apply, as read by the
+    /// HTTP client (curl's rules).
+    #[default]
+    Environment,
+    /// `"none"`: always direct, whatever the environment says.
+    Disabled,
+    Url(ProxyUrl),
+}
+
+/// A proxy URL split into what may be shown and the credentials, which may not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyUrl {
+    /// `http://host:port` (or https), without `user:password@`: safe for logs and traces.
+    pub url: Url,
+    /// The `user:password@` part, percent-decoded; sent as `Proxy-Authorization: Basic`.
+    pub credentials: Option<(ProxyCredential, ProxyCredential)>,
+}
+
+impl ProxyUrl {
+    /// `host:port` as logs and failure details name the proxy.
+    pub fn host_port(&self) -> String {
+        let host = self.url.host_str().unwrap_or_default();
+        match self.url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenConfig {
-    pub url: Url,
+    /// Where token requests go: a fixed `url`, or what discovery finds for `issuer`.
+    pub endpoint: TokenEndpoint,
     pub grant: Grant,
     pub client_id: String,
     /// `None` for the methods that send no secret (`private_key_jwt`, `tls_client_auth`).
@@ -96,7 +132,7 @@ pub struct TokenConfig {
     /// How `client_secret_basic` writes the id and secret inside the header.
     pub basic_encoding: BasicEncoding,
     pub scopes: Vec<String>,
-    pub params: BTreeMap<String, String>,
+    pub params: BTreeMap<String, ParamValue>,
     pub reuse: bool,
     pub refresh_before: Duration,
     pub json_fields: JsonFields,
@@ -121,6 +157,75 @@ pub struct Expect {
     pub audience: Option<String>,
     /// Must equal `iss`.
     pub issuer: Option<String>,
+}
+
+impl TokenConfig {
+    /// The extra `params` as form fields: a list value gives the key once per value, in the
+    /// order written (RFC 8707 `resource`).
+    pub fn form_params(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params.iter().flat_map(|(key, value)| {
+            value
+                .values()
+                .iter()
+                .map(move |value| (key.as_str(), value.as_str()))
+        })
+    }
+
+    /// The extra `params` as JSON members: a list value is a JSON array.
+    pub fn json_params(&self) -> impl Iterator<Item = (&str, serde_json::Value)> {
+        self.params.iter().map(|(key, value)| {
+            let json = match value {
+                ParamValue::One(value) => serde_json::Value::from(value.as_str()),
+                ParamValue::List(values) => serde_json::Value::from(values.clone()),
+            };
+            (key.as_str(), json)
+        })
+    }
+}
+
+/// A `params` value as written: one string, or a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamValue {
+    One(String),
+    List(Vec<String>),
+}
+
+impl ParamValue {
+    pub fn values(&self) -> &[String] {
+        match self {
+            ParamValue::One(value) => std::slice::from_ref(value),
+            ParamValue::List(values) => values,
+        }
+    }
+}
+
+/// Where token requests are sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenEndpoint {
+    /// `url`: this one, always.
+    Url(Url),
+    /// `issuer`: the `token_endpoint` of the issuer's metadata (OpenID Connect Discovery or
+    /// RFC 8414), fetched before the first request and again every `discovery_refresh`.
+    Discovery(DiscoveryConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    /// As written: the metadata's `issuer` must equal it exactly (RFC 8414 section 3.3).
+    pub issuer: String,
+    /// The same, parsed: where the metadata URLs are made from.
+    pub issuer_url: Url,
+    pub refresh: Duration,
+}
+
+impl TokenEndpoint {
+    /// The configured `url`, or the `issuer`: what people know this provider's endpoint by.
+    pub fn configured(&self) -> &Url {
+        match self {
+            TokenEndpoint::Url(url) => url,
+            TokenEndpoint::Discovery(discovery) => &discovery.issuer_url,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,6 +375,9 @@ pub struct CanaryConfig {
     /// `None`: any 2xx passes.
     pub expected_status: Option<Vec<u16>>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `secret_headers`: values read from their source on every call (a rotated key takes
+    /// effect without a restart) and never shown.
+    pub secret_headers: Vec<(HeaderName, SecretSource)>,
     /// Statuses that mean "this token is dead" (default 401): the held token is marked rejected
     /// and replaced, as RFC 6750's `error="invalid_token"` does whatever the status.
     pub token_rejected_status: Vec<u16>,

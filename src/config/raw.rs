@@ -32,12 +32,14 @@ pub(super) struct RawWeb {
 pub(super) struct RawDefaults {
     pub(super) interval: Option<String>,
     pub(super) timeout: Option<String>,
+    pub(super) proxy_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(super) struct RawProvider {
     pub(super) interval: Option<String>,
     pub(super) timeout: Option<String>,
+    pub(super) proxy_url: Option<String>,
     pub(super) token: Option<RawToken>,
     pub(super) canary: Option<RawCanary>,
     pub(super) tls: Option<RawTls>,
@@ -46,6 +48,8 @@ pub(super) struct RawProvider {
 #[derive(Debug, Deserialize)]
 pub(super) struct RawToken {
     pub(super) url: Option<String>,
+    pub(super) issuer: Option<String>,
+    pub(super) discovery_refresh: Option<String>,
     pub(super) grant_type: Option<String>,
     pub(super) client_id: Option<String>,
     pub(super) client_secret: Option<String>,
@@ -56,7 +60,7 @@ pub(super) struct RawToken {
     #[serde(default, deserialize_with = "lenient::strings")]
     pub(super) scopes: Vec<String>,
     #[serde(default)]
-    pub(super) params: BTreeMap<String, String>,
+    pub(super) params: BTreeMap<String, RawParam>,
     pub(super) username: Option<String>,
     pub(super) password: Option<String>,
     pub(super) password_file: Option<PathBuf>,
@@ -87,6 +91,15 @@ pub(super) struct RawExpect {
     pub(super) issuer: Option<String>,
 }
 
+/// A `params` value: one string, or a list sent as the key once per value (RFC 8707
+/// `resource`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawParam {
+    One(String),
+    List(Vec<String>),
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct RawJsonFields {
     pub(super) client_id: Option<String>,
@@ -109,8 +122,17 @@ pub(super) struct RawCanary {
     pub(super) expected_status: Option<Vec<u16>>,
     #[serde(default)]
     pub(super) headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(super) secret_headers: BTreeMap<String, RawSecretRef>,
     #[serde(default, deserialize_with = "lenient::statuses")]
     pub(super) token_rejected_status: Option<Vec<u16>>,
+}
+
+/// Where a secret header's value is read from: `{ env = "NAME" }` or `{ file = "/path" }`.
+#[derive(Debug, Deserialize)]
+pub(super) struct RawSecretRef {
+    pub(super) env: Option<String>,
+    pub(super) file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,15 +145,17 @@ pub(super) struct RawTls {
 }
 
 /// The keys allowed in the table at `path` (provider names replaced by `*`); `None` where any
-/// key is allowed (provider names, `params`, `headers`).
+/// key is allowed (provider names, `params`, `headers`, `secret_headers`' header names).
 pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {
         [] => &["web", "defaults", "providers"],
         ["web"] => &["listen_address"],
-        ["defaults"] => &["interval", "timeout"],
-        ["providers", _] => &["interval", "timeout", "token", "canary", "tls"],
+        ["defaults"] => &["interval", "timeout", "proxy_url"],
+        ["providers", _] => &["interval", "timeout", "proxy_url", "token", "canary", "tls"],
         ["providers", _, "token"] => &[
             "url",
+            "issuer",
+            "discovery_refresh",
             "grant_type",
             "client_id",
             "client_secret",
@@ -169,8 +193,10 @@ pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
             "method",
             "expected_status",
             "headers",
+            "secret_headers",
             "token_rejected_status",
         ],
+        ["providers", _, "canary", "secret_headers", _] => &["env", "file"],
         ["providers", _, "tls"] => &[
             "ca_file",
             "client_cert_file",

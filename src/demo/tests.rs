@@ -740,11 +740,19 @@ async fn probe_with_exporter(demo: &Demo, text: &str, name: &str) {
     let config = crate::config::load_str(text, &Default::default()).unwrap();
     let provider = config.providers.iter().find(|p| p.name == name).unwrap();
     let mut auth = crate::probe::client_auth::ClientAuth::default();
+    // The exporter's own outgoing client, never proxied: the demo is on loopback.
+    let client = crate::probe::transport::build_client(
+        &provider.tls,
+        &crate::config::ProxySetting::Disabled,
+        &crate::probe::transport::Slots::new(8),
+    )
+    .unwrap();
     for _ in 0..2 {
         let outcome = crate::probe::token::request_token(
-            &demo.client,
+            &client,
             &provider.token,
             &mut auth,
+            provider.token.endpoint.configured(),
             Duration::from_secs(10),
             None,
         )

@@ -3,13 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 
 use crate::config::CanaryConfig;
 use crate::probe::printable;
 use crate::probe::trace::Trace;
-use crate::probe::transport::{BodyError, Seen, TransportError, read_body, send};
-use crate::secrets::{AccessToken, Scrubber};
+use crate::probe::transport::{BodyError, Client, Seen, TransportError, read_body, send};
+use crate::secrets::{AccessToken, Scrubber, SecretError};
 
 /// What one canary request produced.
 #[derive(Debug)]
@@ -35,6 +35,7 @@ reason_enum! {
         Tls => "tls",
         NoToken => "no_token",
         ExporterBusy => "exporter_busy",
+        SecretUnavailable => "secret_unavailable",
     }
 }
 
@@ -78,6 +79,10 @@ pub enum CanaryError {
     Transport(#[from] TransportError),
     #[error("no token is held, so the canary was not sent")]
     NoToken,
+    /// A `secret_headers` value could not be read (or is not a valid header value), so the call
+    /// was not sent.
+    #[error("a secret header could not be read, so the canary was not sent: {0}")]
+    SecretUnavailable(SecretError),
 }
 
 fn challenge_suffix(challenge: &Option<String>) -> String {
@@ -103,6 +108,7 @@ impl CanaryError {
             CanaryError::Transport(TransportError::Tls(_)) => CanaryReason::Tls,
             CanaryError::Transport(TransportError::Busy(_)) => CanaryReason::ExporterBusy,
             CanaryError::NoToken => CanaryReason::NoToken,
+            CanaryError::SecretUnavailable(_) => CanaryReason::SecretUnavailable,
         }
     }
 
@@ -118,7 +124,7 @@ impl CanaryError {
 /// Calls the canary with `Authorization: Bearer <token>`. Never takes longer than `timeout`.
 /// With a trace, records the exchange with the token redacted.
 pub async fn call(
-    client: &reqwest::Client,
+    client: &Client,
     config: &CanaryConfig,
     token: &AccessToken,
     timeout: Duration,
@@ -162,7 +168,7 @@ pub async fn call(
 }
 
 async fn attempt(
-    client: &reqwest::Client,
+    client: &Client,
     config: &CanaryConfig,
     token: &AccessToken,
     timeout: Duration,
@@ -175,12 +181,35 @@ async fn attempt(
             // have accepted it either.
             .map_err(|_| CanaryError::Unpresentable)?;
     authorization.set_sensitive(true);
+    // Read on every call, like client secrets: a rotated key takes effect without a restart.
+    let started = std::time::Instant::now();
+    let mut secret_headers = Vec::with_capacity(config.secret_headers.len());
+    for (name, source) in &config.secret_headers {
+        let secret = source
+            .read_within(timeout.saturating_sub(started.elapsed()))
+            .await
+            .map_err(CanaryError::SecretUnavailable)?;
+        // The trace shows response headers as received: an API echoing the key in one (a
+        // challenge, a debug header) must show `[redacted]` there too.
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.always_scrub().add(secret.expose());
+        }
+        let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
+            CanaryError::SecretUnavailable(SecretError::NotAHeaderValue(name.to_string()))
+        })?;
+        value.set_sensitive(true);
+        secret_headers.push((name, value, secret));
+    }
     let mut request = client
+        .http
         .request(config.method.clone(), config.url.clone())
-        .timeout(timeout)
+        .timeout(timeout.saturating_sub(started.elapsed()))
         .header(AUTHORIZATION, authorization);
     for (name, value) in &config.headers {
         request = request.header(name, value);
+    }
+    for (name, value, _) in &secret_headers {
+        request = request.header(*name, value.clone());
     }
     if let Some(trace) = trace.as_deref_mut() {
         trace.line(format!("-> {} {}", config.method, config.url));
@@ -191,6 +220,9 @@ async fn attempt(
                 value.as_bytes(),
             ));
         }
+        for (name, _, _) in &secret_headers {
+            trace.line(format!("{name}: [redacted] (secret_headers)"));
+        }
     }
     let response = send(request, seen, trace.as_deref_mut()).await?;
     let status = response.status().as_u16();
@@ -200,7 +232,11 @@ async fn attempt(
     // needs neither, so it builds no scrubber.
     let scrubber = (trace.is_some() || !passes).then(|| {
         let mut scrubber = Scrubber::default();
+        client.add_secrets(&mut scrubber);
         scrubber.add(token.expose());
+        for (_, _, secret) in &secret_headers {
+            scrubber.add(secret.expose());
+        }
         scrubber
     });
     let challenge = match &scrubber {

@@ -9,8 +9,9 @@ use url::Url;
 
 use crate::config::{AuthMethod, Grant, TokenConfig};
 use crate::probe::client_auth::{AuthError, ClientAuth, Credentials, Decoration};
+use crate::probe::discovery::DiscoveryError;
 use crate::probe::trace::Trace;
-use crate::probe::transport::{BodyError, Seen, TransportError, read_body, send};
+use crate::probe::transport::{BodyError, Client, Seen, TransportError, read_body, send};
 use crate::probe::{jwt, printable};
 use crate::secrets::{AccessToken, Scrubber, SecretError, excerpt};
 
@@ -79,6 +80,7 @@ reason_enum! {
         ExporterBusy => "exporter_busy",
         Claims => "claims",
         ClientAssertion => "client_assertion",
+        Discovery => "discovery",
     }
 }
 
@@ -129,6 +131,10 @@ pub enum TokenError {
     /// text names the claim and the expected value (configuration), never the token.
     #[error("{0}")]
     Claims(String),
+    /// `issuer` is configured and no usable token endpoint is known yet: the metadata could not
+    /// be fetched, or failed its checks.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
 }
 
 fn description_suffix(description: &Option<String>) -> String {
@@ -168,6 +174,7 @@ impl TokenError {
             TokenError::Transport(TransportError::Busy(_)) => TokenReason::ExporterBusy,
             TokenError::InvalidResponse(_) => TokenReason::InvalidResponse,
             TokenError::Claims(_) => TokenReason::Claims,
+            TokenError::Discovery(_) => TokenReason::Discovery,
         }
     }
 
@@ -182,12 +189,15 @@ impl TokenError {
     }
 }
 
-/// Requests a token. Never takes longer than `timeout` (plus scheduling noise). With a trace,
-/// records each step with secrets and tokens redacted.
+/// Requests a token from `endpoint`: the configured `url`, or the `token_endpoint` discovery
+/// found for the `issuer` (resolved by the caller for this request, so a refreshed endpoint is
+/// used as soon as it is known). Never takes longer than `timeout` (plus scheduling noise). With
+/// a trace, records each step with secrets and tokens redacted.
 pub async fn request_token(
-    client: &reqwest::Client,
+    client: &Client,
     config: &TokenConfig,
     auth: &mut ClientAuth,
+    endpoint: &Url,
     timeout: Duration,
     mut trace: Option<&mut Trace>,
 ) -> TokenOutcome {
@@ -207,6 +217,7 @@ pub async fn request_token(
                 client,
                 config,
                 auth,
+                endpoint,
                 credentials,
                 left,
                 requested_at,
@@ -264,9 +275,10 @@ impl From<AuthError> for TokenError {
 
 #[allow(clippy::too_many_arguments)] // each is one request's own input; a struct would only rename them
 async fn attempt(
-    client: &reqwest::Client,
+    client: &Client,
     config: &TokenConfig,
     auth: &mut ClientAuth,
+    endpoint: &Url,
     credentials: Credentials,
     timeout: Duration,
     requested_at: SystemTime,
@@ -274,9 +286,9 @@ async fn attempt(
     mut trace: Option<&mut Trace>,
 ) -> Result<IssuedToken, TokenError> {
     let mut scrubber = Scrubber::default();
-    // The endpoint this request goes to: an assertion's default audience is taken from it, not
-    // from the configuration, so an endpoint found another way (discovery) just works.
-    let endpoint = &config.url;
+    client.add_secrets(&mut scrubber);
+    // `endpoint` is the one this request goes to (the configured `url`, or the discovered one):
+    // an assertion's default audience is taken from it.
     let decoration = auth.decorate(config, &credentials, endpoint, &mut scrubber)?;
 
     let username = match &config.grant {
@@ -301,8 +313,8 @@ async fn attempt(
         if let Some(scope) = scope {
             body.insert("scope".to_string(), scope.into());
         }
-        for (key, value) in &config.params {
-            body.insert(key.clone(), value.clone().into());
+        for (key, value) in config.json_params() {
+            body.insert(key.to_string(), value);
         }
         Body::Json(body)
     } else {
@@ -315,7 +327,11 @@ async fn attempt(
         if let Some(scope) = scope {
             form.push(("scope".into(), scope));
         }
-        form.extend(config.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        form.extend(
+            config
+                .form_params()
+                .map(|(key, value)| (key.to_string(), value.to_string())),
+        );
         Body::Form(form)
     };
 
@@ -323,6 +339,7 @@ async fn attempt(
         trace_request(trace, config, endpoint, &body, &decoration, &scrubber);
     }
     let mut request = client
+        .http
         .post(endpoint.clone())
         .timeout(timeout)
         .header(ACCEPT, "application/json");

@@ -29,6 +29,9 @@ const BODY_CHARS: usize = 2048;
 pub struct Trace {
     started: Instant,
     text: String,
+    /// Secrets that hold for the whole cycle (a proxy's credentials), removed from every line,
+    /// response headers included.
+    always: Scrubber,
 }
 
 impl Default for Trace {
@@ -36,11 +39,17 @@ impl Default for Trace {
         Trace {
             started: Instant::now(),
             text: String::new(),
+            always: Scrubber::default(),
         }
     }
 }
 
 impl Trace {
+    /// The scrubber applied to every line from now on.
+    pub fn always_scrub(&mut self) -> &mut Scrubber {
+        &mut self.always
+    }
+
     /// Starts a section, e.g. "token request".
     pub fn section(&mut self, title: &str) {
         let _ = writeln!(
@@ -51,7 +60,8 @@ impl Trace {
     }
 
     pub fn line(&mut self, text: impl AsRef<str>) {
-        for line in text.as_ref().lines() {
+        let text = self.always.scrub(text.as_ref());
+        for line in text.lines() {
             let _ = writeln!(self.text, "  {line}");
         }
     }

@@ -434,7 +434,10 @@ pub fn oidc_peer_dir() -> PathBuf {
 /// - [`OidcPeer::stats`]: what the server saw, as JSON:
 ///   `{"token": {"<client_id> <method>": n, ...}, "canary": {"200": n, "401": n},
 ///   "assertions": {"<client_id>": {"count", "reused_jti", "last", "header", "claims"}},
-///   "secret_with_assertion": n}` (plain-HTTP peers only).
+///   "secret_with_assertion": n,
+///   "discovery": {"/.well-known/openid-configuration": n, "503 /.well-known/...": n}}`.
+/// - `POST /_peer/discovery?up=0` makes the discovery documents answer 503 (`?up=1` undoes it):
+///   an identity provider whose metadata is down while its token endpoint works.
 pub struct OidcPeer {
     child: Child,
     // Kept open: the peer exits when it closes.

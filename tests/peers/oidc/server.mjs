@@ -21,6 +21,8 @@
 //            request a client certificate, and register `mtls-client` (tls_client_auth,
 //            subject `CN=oauth2-exporter-mtls`, which a certificate from client-ca.crt must carry).
 //
+// `POST /_peer/discovery?up=0` (and `?up=1`) switches the discovery documents to 503 and back.
+//
 // The process exits when its stdin closes, so a test runner that dies cannot leave it behind.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -110,9 +112,14 @@ async function signingKeys() {
 // What the peer saw, for tests to cross-check the exporter's metrics against the server side.
 // `assertions`: per client, how many client assertions it sent, how many reused a jti, the last
 // one (a test replays it: it must be refused) and its decoded header; `secret_with_assertion`
-// counts requests that carried a client_secret next to an assertion (never allowed).
-const stats = { token: {}, canary: {}, assertions: {}, secret_with_assertion: 0 };
+// counts requests that carried a client_secret next to an assertion (never allowed);
+// `discovery`: the metadata documents served, by path (and `503 path` while switched off).
+const stats = { token: {}, canary: {}, assertions: {}, secret_with_assertion: 0, discovery: {} };
 const seenJti = new Set();
+
+// Test switch (issue 12): while true, the discovery documents answer 503, as an identity
+// provider whose metadata endpoint is down while its token endpoint still works.
+let discoveryDown = false;
 const bump = (table, key) => { table[key] = (table[key] ?? 0) + 1; };
 
 function readBody(req, limit = 64 * 1024) {
@@ -311,7 +318,18 @@ server.listen(port, '127.0.0.1', async () => {
     } else if (path === '/_peer/stats') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(stats));
+    } else if (path === '/_peer/discovery' && req.method === 'POST') {
+      discoveryDown = new URL(req.url, issuer).searchParams.get('up') === '0';
+      res.writeHead(204);
+      res.end();
+    } else if (path.startsWith('/.well-known/') && discoveryDown) {
+      bump(stats.discovery, `503 ${path}`);
+      res.writeHead(503, { 'content-type': 'text/plain' });
+      res.end('discovery switched off by the test');
     } else {
+      if (path.startsWith('/.well-known/')) {
+        bump(stats.discovery, path);
+      }
       providerHandler(req, res);
     }
   });
