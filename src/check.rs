@@ -3,14 +3,23 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 
 use crate::config::ProviderConfig;
-use crate::humanize::human;
+use crate::humanize::{human, until};
+use crate::probe::expiry::{Credential, Expiry};
 use crate::probe::transport;
 use crate::probe::{CycleReport, HeldToken, Prober};
+
+/// The expiries of a report that fall before `deadline` (now + `--warn-within`).
+fn expiring(report: &CycleReport, deadline: SystemTime) -> impl Iterator<Item = Expiry> + '_ {
+    report
+        .expiries
+        .all()
+        .filter(move |expiry| expiry.time() <= deadline)
+}
 
 /// How `check` prints its results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -21,8 +30,14 @@ pub enum Output {
 
 /// `oauth2-exporter check` once the configuration is loaded: keeps the providers named in
 /// `names` (all when empty), runs them, prints the results. Exit 0 when all pass, 1 when any
-/// fails, 2 for an unknown name.
-pub async fn command(providers: Vec<ProviderConfig>, names: &[String], output: Output) -> ExitCode {
+/// fails or (with `warn_within`) when a credential or certificate expires within that window,
+/// 2 for an unknown name.
+pub async fn command(
+    providers: Vec<ProviderConfig>,
+    names: &[String],
+    output: Output,
+    warn_within: Option<Duration>,
+) -> ExitCode {
     let providers = match select(providers, names) {
         Ok(providers) => providers,
         Err(message) => {
@@ -37,11 +52,18 @@ pub async fn command(providers: Vec<ProviderConfig>, names: &[String], output: O
             return ExitCode::from(1);
         }
     };
+    let now = SystemTime::now();
+    let deadline = warn_within.map(|window| now + window);
     match output {
-        Output::Table => print!("{}", table(&results)),
-        Output::Json => println!("{}", json(&results)),
+        Output::Table => print!("{}", table(&results, now, warn_within)),
+        Output::Json => println!("{}", json(&results, deadline)),
     }
-    if results.iter().all(|r| r.report.success) {
+    let expiring = deadline.is_some_and(|deadline| {
+        results
+            .iter()
+            .any(|r| expiring(&r.report, deadline).next().is_some())
+    });
+    if results.iter().all(|r| r.report.success) && !expiring {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -88,14 +110,17 @@ struct CheckResult {
 }
 
 /// Runs one cycle of each provider at once. Each cycle is bounded by its provider's timeout.
-async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, reqwest::Error> {
+async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, transport::ClientError> {
     // The same bound on requests in flight as the daemon: `check` over a large fleet must not
     // report the exporter's own descriptor shortage as the identity provider's fault either.
-    let shared =
-        transport::build_client(&Default::default(), &transport::Slots::for_this_process())?;
+    let shared = transport::build_client(
+        &Default::default(),
+        &Default::default(),
+        &transport::Slots::for_this_process(),
+    )?;
     let mut cycles = tokio::task::JoinSet::new();
     for (index, provider) in providers.into_iter().enumerate() {
-        let client = transport::client_for(&provider.tls, &shared)?;
+        let client = transport::client_for(&provider.tls, &provider.proxy, &shared)?;
         cycles.spawn(async move {
             let name = provider.name.clone();
             let mut prober = Prober::new(std::sync::Arc::new(provider), client);
@@ -128,8 +153,9 @@ fn millis(duration: Option<Duration>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// A fixed-width table, one row per provider, then the failure details.
-fn table(results: &[CheckResult]) -> String {
+/// A fixed-width table, one row per provider, then the failure details and (with
+/// `--warn-within`) what expires within the window.
+fn table(results: &[CheckResult], now: SystemTime, warn_within: Option<Duration>) -> String {
     let width = results
         .iter()
         .map(|r| r.provider.len())
@@ -137,10 +163,11 @@ fn table(results: &[CheckResult]) -> String {
         .unwrap_or(0)
         .max("PROVIDER".len());
     let mut out = format!(
-        "{:<width$}  {:<6}  {:<22}  {:>9}  {:>8}  {:<20}  {:>9}\n",
-        "PROVIDER", "RESULT", "TOKEN", "LIFETIME", "TOKEN MS", "CANARY", "CANARY MS"
+        "{:<width$}  {:<6}  {:<22}  {:>9}  {:>8}  {:<20}  {:>9}  {}\n",
+        "PROVIDER", "RESULT", "TOKEN", "LIFETIME", "TOKEN MS", "CANARY", "CANARY MS", "EXPIRES"
     );
     let mut details = String::new();
+    let mut warnings = String::new();
     for result in results {
         let report = &result.report;
         let token = match report.token_requests.last() {
@@ -167,9 +194,14 @@ fn table(results: &[CheckResult]) -> String {
             .and_then(|held| held.lifetime)
             .map(human)
             .unwrap_or_else(|| "-".into());
+        let nearest = report
+            .expiries
+            .nearest()
+            .map(|e| format!("{} {}", e.describe(), until(e.time(), now)))
+            .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "{:<width$}  {:<6}  {:<22}  {:>9}  {:>8}  {:<20}  {:>9}",
+            "{:<width$}  {:<6}  {:<22}  {:>9}  {:>8}  {:<20}  {:>9}  {}",
             result.provider,
             if report.success { "ok" } else { "FAIL" },
             token,
@@ -177,7 +209,21 @@ fn table(results: &[CheckResult]) -> String {
             millis(report.token_requests.last().map(|o| o.duration)),
             canary,
             millis(report.canary_requests.last().map(|o| o.duration)),
+            nearest,
         );
+        if let Some(window) = warn_within {
+            for expiry in expiring(report, now + window) {
+                let _ = writeln!(
+                    warnings,
+                    "{}: {} expires {} ({}), within --warn-within {}",
+                    result.provider,
+                    expiry.describe(),
+                    until(expiry.time(), now),
+                    humantime::format_rfc3339_seconds(expiry.time()),
+                    humantime::format_duration(window)
+                );
+            }
+        }
         if let Some(failure) = report.failure() {
             let status = failure
                 .status
@@ -201,11 +247,16 @@ fn table(results: &[CheckResult]) -> String {
         out.push('\n');
         out.push_str(&details);
     }
+    if !warnings.is_empty() {
+        out.push('\n');
+        out.push_str(&warnings);
+    }
     out
 }
 
-/// The same as JSON: an object with `passed` and one entry per provider.
-fn json(results: &[CheckResult]) -> String {
+/// The same as JSON: an object with `passed` and one entry per provider, every expiry as
+/// RFC 3339 (`within_warning`: inside `--warn-within`, when given).
+fn json(results: &[CheckResult], deadline: Option<SystemTime>) -> String {
     let providers: Vec<serde_json::Value> = results
         .iter()
         .map(|result| {
@@ -233,6 +284,33 @@ fn json(results: &[CheckResult]) -> String {
                 })
             });
             let held = result.held.as_ref();
+            let expiries: Vec<serde_json::Value> = report
+                .expiries
+                .all()
+                .map(|expiry| {
+                    let mut entry = json!({
+                        (if expiry.kind == "tls" { "phase" } else { "credential" }): expiry.name,
+                        "kind": expiry.kind,
+                        "expires": humantime::format_rfc3339_seconds(expiry.time()).to_string(),
+                    });
+                    if let Some(deadline) = deadline {
+                        entry["within_warning"] = (expiry.time() <= deadline).into();
+                    }
+                    entry
+                })
+                .collect();
+            let changes: serde_json::Map<String, serde_json::Value> = Credential::ALL
+                .iter()
+                .zip(report.expiries.changed)
+                .filter(|(_, at)| *at != 0)
+                .map(|(credential, at)| {
+                    let at = std::time::UNIX_EPOCH + Duration::from_secs(at);
+                    (
+                        credential.as_str().to_string(),
+                        humantime::format_rfc3339_seconds(at).to_string().into(),
+                    )
+                })
+                .collect();
             json!({
                 "provider": result.provider,
                 "success": report.success,
@@ -246,10 +324,17 @@ fn json(results: &[CheckResult]) -> String {
                 "canary_skipped": report.canary_skipped,
                 "failure": failure,
                 "duration_seconds": report.duration.as_secs_f64(),
+                "expiries": expiries,
+                "credential_changes": changes,
             })
         })
         .collect();
-    let passed = results.iter().all(|r| r.report.success);
+    let passed = results.iter().all(|r| r.report.success)
+        && deadline.is_none_or(|deadline| {
+            results
+                .iter()
+                .all(|r| expiring(&r.report, deadline).next().is_none())
+        });
     serde_json::to_string_pretty(&json!({"passed": passed, "providers": providers}))
         .unwrap_or_default()
 }

@@ -101,6 +101,16 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "table")]
     pub output: check::Output,
+    /// Also exit 1 when a credential or certificate expires within this window (e.g. 30d),
+    /// even if every probe passed: for a weekly CI job that nags before the break.
+    #[arg(long = "warn-within", value_name = "DURATION", value_parser = parse_window)]
+    pub warn_within: Option<std::time::Duration>,
+}
+
+/// `--warn-within`: a duration as the configuration writes them ("30d", "2w", "72h").
+fn parse_window(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|error| format!("{error}; expected a duration such as 30d, 2w or 72h"))
 }
 
 impl Cli {

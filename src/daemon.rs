@@ -149,6 +149,7 @@ pub async fn run_with(
         .map_err(|error| anyhow::anyhow!("cannot set up an HTTP client: {error}"))?;
     metrics.record_reload(true);
     recorders.status.record_reload(true);
+    warn_expired_credentials(&config);
     state.ready.store(true, Ordering::Release);
     match options.shard {
         None => tracing::info!(providers = started.added.len(), "probing started"),
@@ -236,6 +237,7 @@ fn reload(
         {
             tracing::warn!("web.listen_address changed; it takes effect only after a restart");
         }
+        warn_expired_credentials(&config);
         scheduler
             .apply(config.providers)
             .map_err(|error| format!("cannot set up an HTTP client: {error}"))
@@ -263,6 +265,14 @@ fn reload(
             tracing::error!(error = %message, "configuration reload failed");
             Err(message)
         }
+    }
+}
+
+/// A configured expiry date already past is not a configuration error (the exporter is there
+/// to show the breakage, issue 13): it is a warning at start and at every reload.
+fn warn_expired_credentials(config: &config::Config) {
+    for warning in config::expired_credential_warnings(config, std::time::SystemTime::now()) {
+        tracing::warn!("{warning}");
     }
 }
 

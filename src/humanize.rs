@@ -1,6 +1,6 @@
 //! Durations as a person says them ("42s", "5h 3m"), for the status page and `check`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// A duration the way a person says it: "42s", "47m", "5h 3m", "2d 4h".
 pub fn human(duration: Duration) -> String {
@@ -19,9 +19,42 @@ pub fn human(duration: Duration) -> String {
     }
 }
 
+/// When something expires, from `now`: "in 23 days", "in 5h 3m", "expired 2 days ago".
+pub fn until(at: SystemTime, now: SystemTime) -> String {
+    let days = |d: Duration| match d.as_secs() / 86400 {
+        1 => "1 day".to_string(),
+        n => format!("{n} days"),
+    };
+    match at.duration_since(now) {
+        Ok(left) if left.as_secs() >= 86400 => format!("in {}", days(left)),
+        Ok(left) => format!("in {}", human(left)),
+        Err(past) if past.duration().as_secs() >= 86400 => {
+            format!("expired {} ago", days(past.duration()))
+        }
+        Err(past) => format!("expired {} ago", human(past.duration())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expiries_read_as_days_left_or_ago() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let day = Duration::from_secs(86400);
+        assert_eq!(
+            until(now + 23 * day + Duration::from_secs(5), now),
+            "in 23 days"
+        );
+        assert_eq!(until(now + day, now), "in 1 day");
+        assert_eq!(
+            until(now + Duration::from_secs(5 * 3600 + 180), now),
+            "in 5h 3m"
+        );
+        assert_eq!(until(now - 2 * day, now), "expired 2 days ago");
+        assert_eq!(until(now - Duration::from_secs(90), now), "expired 1m ago");
+    }
 
     #[test]
     fn durations_read_like_a_person_says_them() {

@@ -23,15 +23,23 @@
 //!   is the environment layer, `mod.rs` the validated types and `load_*`.
 //! - [`secrets`]: the self-redacting secret types (one macro makes them all), secret sources
 //!   re-read on use, scrubbing of server text.
+//! - `signing`: key material for client assertions (PEM private keys and certificates, whether
+//!   they fit together, thumbprints, RS256/PS256/ES256/HS256 signatures), for `config` to check
+//!   at load and `probe` to sign with.
 //! - `files`: the one way any file is read (configuration, secrets, certificates, the web
 //!   configuration): regular files only, capped, on a detached thread with a deadline, so a
 //!   named pipe or a hung mount fails one read instead of freezing the process.
 //! - `probe/`: one cycle of one provider (token, canary, retry once with a fresh token),
 //!   returning a `CycleReport`; knows nothing of metrics, the web or the scheduler. `token`
-//!   (each dialect, and `TokenReason`), `canary` (and `CanaryReason`), `transport` (outgoing
-//!   clients: `client_for` is the one rule for which a provider uses; `Slots`, the process-wide
-//!   bound on requests in flight, sized by the descriptor limit), `jwt` (reads an expiry,
-//!   never verifies), `trace` (the redacted debug trace of `/probe?debug=true`).
+//!   (each dialect, and `TokenReason`), `client_auth` (how the client proves itself, for every
+//!   `auth_method`, with its material prepared once per provider), `discovery` (an `issuer`'s
+//!   token endpoint from its metadata, kept by the prober between refreshes), `canary` (and
+//!   `CanaryReason`), `transport` (outgoing clients: `client_for` is the one rule for which a
+//!   provider uses, proxy included; `Slots`, the process-wide bound on requests in flight, sized
+//!   by the descriptor limit; `ProxyRoute`, which proxy a request took), `verifier` (their TLS
+//!   settings, recording the certificate chains endpoints present), `jwt` (reads an expiry,
+//!   never verifies), `claims` (`[token.expect]`), `expiry` (credential and certificate expiry,
+//!   credential changes by keyed hash), `trace` (the redacted debug trace of `/probe?debug=true`).
 //! - `scheduler`: one task per provider on its interval (each cycle runs inside it, a panic
 //!   contained), with jitter and cancellation, given its metrics and status handles at start;
 //!   moves the running set to a reloaded configuration (each provider's settings held once);
@@ -51,8 +59,8 @@
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
 //!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!
-//! Dependencies point one way: `files` imports nothing of ours; `probe` imports only `config`
-//! and `secrets` (which read through `files`); `metrics`, `status` and `scheduler` import
+//! Dependencies point one way: `files` imports nothing of ours; `signing` only `secrets`;
+//! `probe` imports only `config`, `signing` and `secrets` (which read through `files`); `metrics`, `status` and `scheduler` import
 //! `probe`; `web` imports those; `daemon` ties them together.
 //! Public items are the few that `main.rs`, `tests/`, `fuzz/` and `examples/` use.
 
@@ -70,6 +78,7 @@ mod probe;
 mod scheduler;
 pub mod secrets;
 pub mod shard;
+mod signing;
 mod status;
 mod web;
 

@@ -233,8 +233,13 @@ async fn check(cli: &Cli, args: &CheckArgs, shard: Option<Shard>) -> ExitCode {
         Err(error) => return config_error(&files_label(&cli.config_files), &error.problems),
     };
     let Some(shard) = shard else {
-        return oauth2_exporter::check::command(config.providers, &args.providers, args.output)
-            .await;
+        return oauth2_exporter::check::command(
+            config.providers,
+            &args.providers,
+            args.output,
+            args.warn_within,
+        )
+        .await;
     };
     let (mine, others): (Vec<_>, Vec<_>) = config
         .providers
@@ -250,7 +255,7 @@ async fn check(cli: &Cli, args: &CheckArgs, shard: Option<Shard>) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    oauth2_exporter::check::command(mine, &args.providers, args.output).await
+    oauth2_exporter::check::command(mine, &args.providers, args.output, args.warn_within).await
 }
 
 /// Starts the demo identity provider; its built-in configuration points at it.

@@ -209,11 +209,15 @@ impl Scheduler {
         slots: &transport::Slots,
         root: CancellationToken,
         tracker: TaskTracker,
-    ) -> Result<Scheduler, reqwest::Error> {
+    ) -> Result<Scheduler, transport::ClientError> {
         Ok(Scheduler {
             recorders,
             jitter,
-            shared_client: transport::build_client(&Default::default(), slots)?,
+            shared_client: transport::build_client(
+                &Default::default(),
+                &Default::default(),
+                slots,
+            )?,
             root,
             tracker,
             running: HashMap::new(),
@@ -231,7 +235,10 @@ impl Scheduler {
     /// unchanged ones keep running untouched, held token included. Nothing changes if a client
     /// cannot be built. Takes the configuration by value: each started provider's settings move
     /// into the one `Arc` its task and the scheduler share, never copied.
-    pub fn apply(&mut self, providers: Vec<ProviderConfig>) -> Result<Changes, reqwest::Error> {
+    pub fn apply(
+        &mut self,
+        providers: Vec<ProviderConfig>,
+    ) -> Result<Changes, transport::ClientError> {
         // Every shard loads the same configuration; each keeps its own part of it.
         let (providers, elsewhere): (Vec<ProviderConfig>, Vec<ProviderConfig>) = providers
             .into_iter()
@@ -260,7 +267,8 @@ impl Scheduler {
                     changes.unchanged.push(provider.name);
                 }
                 existing => {
-                    let client = transport::client_for(&provider.tls, &self.shared_client)?;
+                    let client =
+                        transport::client_for(&provider.tls, &provider.proxy, &self.shared_client)?;
                     if existing.is_some() {
                         changes.restarted.push(provider.name.clone());
                     } else {
@@ -544,6 +552,7 @@ mod tests {
                 grant: "client_credentials",
                 duration: Duration::ZERO,
                 finished_at: SystemTime::now(),
+                expiries: Default::default(),
             };
             (report, None)
         }

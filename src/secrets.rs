@@ -1,6 +1,7 @@
-//! Secret values (client secrets, passwords, access tokens), where they are read from, and the
-//! scrubbing of text that may echo them. Every type here redacts itself in `Debug` and `Display`;
-//! reading the value is a deliberate `.expose()` call.
+//! Secret values (client secrets, passwords, access tokens, private keys, client assertions,
+//! proxy credentials, secret header values), where they are read from, and the scrubbing of text
+//! that may echo them. Every type here redacts itself in `Debug` and `Display`; reading the value
+//! is a deliberate `.expose()` call.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -63,6 +64,26 @@ secret_type!(
     /// The value itself: only for the `Authorization` header.
 );
 
+secret_type!(
+    /// A private key's PEM text (`private_key_file`), kept to notice when the file changes.
+    /// Never printed.
+    PrivateKeyPem,
+    /// The PEM text itself: only for parsing the key.
+);
+
+secret_type!(
+    /// A signed client assertion (`private_key_jwt`, `client_secret_jwt`): a bearer credential
+    /// until it expires. Never printed; a trace shows its decoded header and claims instead.
+    ClientAssertion,
+    /// The value itself: only for the `client_assertion` form field.
+);
+
+secret_type!(
+    /// The user name or password of a `proxy_url`'s `user:password@`. Never printed.
+    ProxyCredential,
+    /// The value itself: only for the `Proxy-Authorization` header.
+);
+
 /// Where a secret comes from. File and environment sources are read again on every use, so a
 /// rotated secret takes effect without a restart.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +106,11 @@ pub enum SecretError {
     FileUnreadable { path: String, reason: String },
     #[error("file {0} is empty")]
     FileEmpty(String),
+    /// A secret header's value holds bytes a header may not (not shown: a secret).
+    #[error(
+        "the value of secret header {0} is not a valid HTTP header value (control characters or non-ASCII?)"
+    )]
+    NotAHeaderValue(String),
 }
 
 impl SecretSource {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::probe::expiry::Expiry;
 use crate::probe::{CycleReport, Failure, HeldToken};
 
 /// Longest `error_description` kept for the page.
@@ -26,6 +27,8 @@ pub struct ProviderStatus {
     pub token_latency: Option<Duration>,
     pub canary_latency: Option<Duration>,
     pub canary_status: Option<u16>,
+    /// The nearest credential or endpoint certificate expiry (issue 13).
+    pub nearest_expiry: Option<Expiry>,
 }
 
 impl ProviderStatus {
@@ -146,6 +149,7 @@ impl StatusBoard {
         status.token_held = held.is_some();
         status.expires_at = held.and_then(|h| h.expires_at);
         status.lifetime = held.and_then(|h| h.lifetime);
+        status.nearest_expiry = report.expiries.nearest();
     }
 
     pub fn record_reload(&self, successful: bool) {

@@ -171,7 +171,8 @@ async fn check_exits_0_and_prints_a_table_when_every_provider_passes() {
     assert_eq!(
         header,
         [
-            "PROVIDER", "RESULT", "TOKEN", "LIFETIME", "TOKEN", "MS", "CANARY", "CANARY", "MS"
+            "PROVIDER", "RESULT", "TOKEN", "LIFETIME", "TOKEN", "MS", "CANARY", "CANARY", "MS",
+            "EXPIRES"
         ],
         "{outcome:#?}"
     );
@@ -191,6 +192,7 @@ async fn check_exits_0_and_prints_a_table_when_every_provider_passes() {
             delta[4],
             "not",
             "configured",
+            "-",
             "-"
         ],
         "{outcome:#?}"
@@ -219,7 +221,7 @@ async fn check_exits_1_when_any_provider_fails_naming_phase_reason_and_status() 
         ["bravo", "FAIL", "invalid_client", "-"],
         "{outcome:#?}"
     );
-    assert_eq!(&bravo[5..], ["no_token", "-"], "{outcome:#?}");
+    assert_eq!(&bravo[5..], ["no_token", "-", "-"], "{outcome:#?}");
     let charlie = table_row(&outcome.stdout, "charlie");
     assert_eq!(
         &charlie[..4],
@@ -295,7 +297,9 @@ async fn check_json_output_parses_with_every_field() {
             [
                 "canary",
                 "canary_skipped",
+                "credential_changes",
                 "duration_seconds",
+                "expiries",
                 "failure",
                 "provider",
                 "success",
@@ -500,4 +504,81 @@ async fn check_runs_the_providers_concurrently() {
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
     assert_eq!(rows, ["one", "three", "two"], "{outcome:#?}");
+}
+
+/// Issue 13: `--warn-within` exits 1 when a credential expires within the window even though
+/// every probe passed, names it, and the JSON carries every expiry as RFC 3339; outside the
+/// window (or without the flag) the exit code is the probes' own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warn_within_exits_1_for_an_expiry_inside_the_window() {
+    let idp = identity_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let in_20_days = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + Duration::from_secs(20 * 86400 + 3600),
+    )
+    .to_string();
+    let config = write_config(
+        dir.path(),
+        "exporter.toml",
+        &format!(
+            "{}\nclient_secret_expires = \"{in_20_days}\"\n{}",
+            provider(&idp, "alpha", "ok", SECRETS[0], None).trim_end(),
+            provider(&idp, "delta", "ok", SECRETS[2], None),
+        ),
+    );
+    let path = config.to_str().unwrap();
+
+    let plain = check(&["--config.file", path]).await;
+    assert_eq!(plain.code, Some(0), "no window, no warning: {plain:#?}");
+    let alpha = table_row(&plain.stdout, "alpha");
+    assert_eq!(
+        &alpha[alpha.len() - 4..],
+        ["client_secret", "in", "20", "days"],
+        "{plain:#?}"
+    );
+    assert_eq!(
+        table_row(&plain.stdout, "delta").last(),
+        Some(&"-"),
+        "{plain:#?}"
+    );
+
+    let outside = check(&["--config.file", path, "--warn-within", "14d"]).await;
+    assert_eq!(outside.code, Some(0), "20 days is outside 14: {outside:#?}");
+
+    let inside = check(&["--config.file", path, "--warn-within", "30d"]).await;
+    assert_eq!(inside.code, Some(1), "{inside:#?}");
+    assert!(
+        inside.stdout.contains("\n2 of 2 providers passed.\n")
+            && inside.stdout.contains(&format!(
+                "alpha: client_secret expires in 20 days ({in_20_days}), within --warn-within 30days"
+            )),
+        "{inside:#?}"
+    );
+    inside.assert_no_secret();
+
+    let json = check(&[
+        "--config.file",
+        path,
+        "--warn-within",
+        "30d",
+        "--output",
+        "json",
+    ])
+    .await;
+    assert_eq!(json.code, Some(1), "{json:#?}");
+    let json = json.json();
+    assert_eq!(json["passed"], false);
+    assert_eq!(
+        json["providers"][0]["expiries"],
+        json!([{"credential": "client_secret", "kind": "credential", "expires": in_20_days, "within_warning": true}])
+    );
+    assert_eq!(json["providers"][1]["expiries"], json!([]));
+    let seen = json["providers"][0]["credential_changes"]["client_secret"]
+        .as_str()
+        .unwrap();
+    assert!(humantime::parse_rfc3339(seen).is_ok(), "{seen}");
+
+    let bad = check(&["--config.file", path, "--warn-within", "soon"]).await;
+    assert_eq!(bad.code, Some(2), "{bad:#?}");
+    assert!(bad.stderr.contains("--warn-within"), "{bad:#?}");
 }

@@ -45,13 +45,13 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-key-provider.toml",
         problems: &[
-            "{file}: key `providers.okq8.intervall`: unknown key; allowed here: interval, timeout, token, canary, tls",
+            "{file}: key `providers.okq8.intervall`: unknown key; allowed here: interval, timeout, proxy_url, token, canary, tls",
         ],
     },
     Case {
         fixture: "invalid-unknown-key-token.toml",
         problems: &[
-            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response",
+            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, issuer, discovery_refresh, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response, client_secret_expires, password_expires, expect, private_key_file, certificate_file, signing_algorithm, key_id, assertion_audience, assertion_lifetime",
             // The misspelt key is not taken for the secret, so the secret is also missing.
             "key `providers.okq8.token.client_secret`: missing; set exactly one of providers.okq8.token.client_secret | providers.okq8.token.client_secret_file | providers.okq8.token.client_secret_env",
         ],
@@ -80,6 +80,39 @@ const CASES: &[Case] = &[
         fixture: "invalid-no-secret-source.toml",
         problems: &[
             "key `providers.okq8.token.client_secret`: missing; set exactly one of providers.okq8.token.client_secret | providers.okq8.token.client_secret_file | providers.okq8.token.client_secret_env",
+        ],
+    },
+    Case {
+        fixture: "invalid-url-and-issuer.toml",
+        problems: &[
+            "key `providers.both.token.url`: both url and issuer are set; set exactly one of providers.both.token.url (a fixed token endpoint) | providers.both.token.issuer (the token endpoint found by discovery)",
+            "key `providers.fixed.token.discovery_refresh`: only meaningful with issuer; set issuer instead of url, or remove it",
+            "key `providers.neither.token.url`: missing; set exactly one of providers.neither.token.url (an http:// or https:// URL) | providers.neither.token.issuer (an issuer whose metadata names the token endpoint)",
+            r#"key `providers.query.token.issuer`: issuer "https://login.example.com/tenant?x=1" has a query or fragment; an issuer is a URL without them (RFC 8414 section 2)"#,
+        ],
+    },
+    Case {
+        fixture: "invalid-proxy-url.toml",
+        problems: &[
+            r#"key `defaults.proxy_url`: unsupported proxy "socks5://[redacted]@proxy.example:1080" (scheme "socks5"); expected "none" or a proxy URL such as "http://proxy.example:3128" (http:// or https://, optional user:password@, no path)"#,
+            r#"key `providers.okq8.proxy_url`: proxy "http://[redacted]@proxy.example:3128/path" has a path, query or fragment; expected "none" or a proxy URL such as "http://proxy.example:3128" (http:// or https://, optional user:password@, no path)"#,
+        ],
+    },
+    Case {
+        fixture: "invalid-secret-headers.toml",
+        problems: &[
+            "key `providers.okq8.canary.secret_headers.Authorization`: the exporter sets Authorization itself (Bearer <token>)",
+            "key `providers.okq8.canary.secret_headers.Bad Header`: invalid HTTP header name",
+            "key `providers.okq8.canary.secret_headers.Ocp-Apim-Subscription-Key.env`: environment variable OAUTH2_EXPORTER_FIXTURE_SURELY_UNSET is not set",
+            r#"key `providers.okq8.canary.secret_headers.X-Both`: both env and file are set; set exactly one: { env = "VARIABLE" } or { file = "/path/to/file" }"#,
+            r#"key `providers.okq8.canary.secret_headers.X-Neither`: no source given; set exactly one: { env = "VARIABLE" } or { file = "/path/to/file" }"#,
+            "key `providers.okq8.canary.secret_headers.ocp-apim-trace`: header given twice (names are case-insensitive; also in headers?); keep one",
+        ],
+    },
+    Case {
+        fixture: "invalid-empty-param-list.toml",
+        problems: &[
+            "key `providers.okq8.token.params.resource`: empty list; give one value or more (a list sends the key once per value), or remove it",
         ],
     },
     Case {
@@ -125,7 +158,32 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-auth-method.toml",
         problems: &[
-            r#"key `providers.okq8.token.auth_method`: unknown value "private_key_jwt"; allowed: client_secret_post, client_secret_basic, json_body"#,
+            r#"key `providers.okq8.token.auth_method`: unknown value "mtls"; allowed: client_secret_post, client_secret_basic, json_body, private_key_jwt, client_secret_jwt, tls_client_auth"#,
+        ],
+    },
+    // Issue 12: what each client-authentication method needs and refuses (the key and
+    // certificate checks are in `client_authentication_material_is_checked_at_load`).
+    Case {
+        fixture: "invalid-private-key-jwt-with-secret.toml",
+        problems: &[
+            "key `providers.okq8.token.private_key_file`: missing; private_key_jwt signs with this PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC P-256)",
+            r#"key `providers.okq8.token.client_secret`: not used with auth_method = "private_key_jwt" (the private key proves the client; no secret is sent); remove it, or choose a method that uses a secret: client_secret_post, client_secret_basic, json_body, client_secret_jwt"#,
+        ],
+    },
+    Case {
+        fixture: "invalid-tls-client-auth-without-certificate.toml",
+        problems: &[
+            r#"key `providers.fapi.tls.client_cert_file`: missing; auth_method = "tls_client_auth" authenticates with the client certificate: set client_cert_file and client_key_file in this provider's [tls] table"#,
+        ],
+    },
+    Case {
+        fixture: "invalid-assertion-keys-with-another-method.toml",
+        problems: &[
+            r#"key `providers.hmac.token.private_key_file`: only meaningful with auth_method = "private_key_jwt"; auth_method is "client_secret_jwt""#,
+            "key `providers.hmac.token.assertion_lifetime`: longer than 1h; an assertion is a bearer credential until it expires, and servers refuse long-lived ones (the default is 5m)",
+            r#"key `providers.hmac.token.signing_algorithm`: RS256 does not go with auth_method = "client_secret_jwt"; allowed: HS256 (client_secret_jwt signs with the client secret)"#,
+            r#"key `providers.okq8.token.certificate_file`: only meaningful with auth_method = "private_key_jwt"; auth_method is "client_secret_basic""#,
+            r#"key `providers.okq8.token.signing_algorithm`: only meaningful with auth_method = "private_key_jwt" or "client_secret_jwt"; auth_method is "client_secret_basic""#,
         ],
     },
     Case {
@@ -174,6 +232,22 @@ const CASES: &[Case] = &[
             r#"key `providers.typo.token.basic_encoding`: unknown value "percent"; allowed: form, raw"#,
         ],
     },
+    // Issue 13: expiry dates and expected claims.
+    Case {
+        fixture: "invalid-credential-expiry.toml",
+        problems: &[
+            r#"key `providers.entra.token.client_secret_expires`: invalid date "01.05.2027"; expected an RFC 3339 date or date-time, e.g. "2027-05-01" or "2027-05-01T12:00:00Z""#,
+            r#"key `providers.entra.token.password_expires`: only meaningful with grant_type = "password""#,
+        ],
+    },
+    Case {
+        fixture: "invalid-token-expect.toml",
+        problems: &[
+            "key `providers.empty.token.expect`: empty; set at least one of scopes, roles, audience, issuer (or remove the table)",
+            r#"key `providers.spaced.token.expect.scopes`: invalid value "api.read api.write"; each is non-empty and contains no spaces"#,
+            "key `providers.spaced.token.expect.issuer`: must not be empty; remove it to not check it",
+        ],
+    },
     Case {
         fixture: "invalid-listen-address.toml",
         problems: &[
@@ -200,14 +274,14 @@ const ALL_AT_ONCE_CASES: &[Case] = &[
     Case {
         fixture: "invalid-two-unknown-keys.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url",
             "{file}: key `web.listen`: unknown key; allowed here: listen_address",
         ],
     },
     Case {
         fixture: "invalid-unknown-key-and-bad-value.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url",
             r#"key `web.listen_address`: invalid address "9875"; expected HOST:PORT, e.g. "0.0.0.0:9875""#,
         ],
     },
@@ -371,9 +445,129 @@ fn load_str_reports_every_problem_with_its_key() {
         error.problems,
         [
             "key `defaults.interval`: must be greater than 0",
-            r#"key `providers.a.token.auth_method`: unknown value "jwt"; allowed: client_secret_post, client_secret_basic, json_body"#,
+            r#"key `providers.a.token.auth_method`: unknown value "jwt"; allowed: client_secret_post, client_secret_basic, json_body, private_key_jwt, client_secret_jwt, tls_client_auth"#,
         ]
     );
+}
+
+/// Issue 12: a private key or certificate that cannot work stops loading with the key named and
+/// what is allowed: unreadable, encrypted, unsupported, an algorithm that does not fit, a
+/// certificate of another key. The messages never show key material.
+#[test]
+fn client_authentication_material_is_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let ec = rcgen::KeyPair::generate().unwrap();
+    let rsa_key = support::certs::write(dir.path(), "rsa.key", &rsa.serialize_pem());
+    let ec_key = support::certs::write(dir.path(), "ec.key", &ec.serialize_pem());
+    let params = rcgen::CertificateParams::new(vec!["okq8.test".to_string()]).unwrap();
+    let ec_cert = support::certs::write(
+        dir.path(),
+        "ec.crt",
+        &params.self_signed(&ec).unwrap().pem(),
+    );
+    let encrypted = support::certs::write(
+        dir.path(),
+        "encrypted.key",
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMAMCAQA=\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    );
+    let ed25519 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let unsupported = support::certs::write(dir.path(), "ed.key", &ed25519.serialize_pem());
+    let missing = dir.path().join("missing.key");
+    let problems = |extra: &str| {
+        let toml = format!(
+            "[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\n\
+             auth_method = \"private_key_jwt\"\n{extra}"
+        );
+        match config::load_str(&toml, &Overrides::default()) {
+            Ok(_) => vec!["loaded".to_string()],
+            Err(error) => error.problems,
+        }
+    };
+    let key = |path: &Path| format!("private_key_file = {:?}\n", path.display().to_string());
+    let cert = |path: &Path| format!("certificate_file = {:?}\n", path.display().to_string());
+    let cases: Vec<(String, String)> = vec![
+        (
+            key(&missing),
+            format!(
+                "key `providers.p.token.private_key_file`: cannot read {}: no such file or directory",
+                missing.display()
+            ),
+        ),
+        (
+            key(&encrypted),
+            format!(
+                "key `providers.p.token.private_key_file`: {} holds an encrypted private key, which the exporter cannot unlock (no passphrase); store it unencrypted (e.g. `openssl pkey -in KEY -out KEY.plain`) in a file only the exporter may read",
+                encrypted.display()
+            ),
+        ),
+        (
+            key(&unsupported),
+            format!(
+                "key `providers.p.token.private_key_file`: {} holds an unsupported private key; allowed: RSA (2048 to 8192 bits) or EC P-256",
+                unsupported.display()
+            ),
+        ),
+        (
+            key(&ec_cert),
+            format!(
+                "key `providers.p.token.private_key_file`: {} holds no PEM private key; expected \"PRIVATE KEY\" (PKCS#8), \"RSA PRIVATE KEY\" (PKCS#1) or \"EC PRIVATE KEY\" (SEC1)",
+                ec_cert.display()
+            ),
+        ),
+        (
+            key(&rsa_key) + "signing_algorithm = \"ES256\"\n",
+            "key `providers.p.token.signing_algorithm`: ES256 does not fit an RSA key; allowed with it: RS256, PS256".to_string(),
+        ),
+        (
+            key(&ec_key) + "signing_algorithm = \"HS256\"\n",
+            r#"key `providers.p.token.signing_algorithm`: HS256 does not go with auth_method = "private_key_jwt"; allowed: RS256, PS256 (RSA keys), ES256 (EC P-256 keys)"#.to_string(),
+        ),
+        (
+            key(&rsa_key) + &cert(&ec_cert),
+            format!(
+                "key `providers.p.token.certificate_file`: {} is not the certificate of the private key (its public key is another): the server checks the signature with the certificate it has registered; name the certificate of {}",
+                ec_cert.display(),
+                rsa_key.display()
+            ),
+        ),
+        (
+            key(&ec_key) + "client_secret_env = \"OKQ8_SECRET\"\n",
+            r#"key `providers.p.token.client_secret_env`: not used with auth_method = "private_key_jwt" (the private key proves the client; no secret is sent); remove it, or choose a method that uses a secret: client_secret_post, client_secret_basic, json_body, client_secret_jwt"#.to_string(),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (extra, expected) in &cases {
+        let got = problems(extra);
+        if got != [expected.as_str()] {
+            failures.push(format!(
+                "{extra}\n  expected: {expected}\n  got:      {got:?}"
+            ));
+        }
+        for secret in [rsa.serialize_pem(), ec.serialize_pem()] {
+            let body: String = secret.lines().nth(1).unwrap_or_default().to_string();
+            assert!(!got.concat().contains(&body), "key material in {got:?}");
+        }
+    }
+    // What works: an EC key with its certificate, ES256 by default.
+    let loaded = config::load_str(
+        &format!(
+            "[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\n\
+             auth_method = \"private_key_jwt\"\n{}{}key_id = \"k1\"\n",
+            key(&ec_key),
+            cert(&ec_cert)
+        ),
+        &Overrides::default(),
+    )
+    .expect("an EC key and its certificate load");
+    let token = &loaded.providers[0].token;
+    assert_eq!(token.auth_method, AuthMethod::PrivateKeyJwt);
+    assert_eq!(token.client_secret, None);
+    let assertion = token.assertion.as_ref().expect("assertion settings");
+    assert_eq!(assertion.algorithm, None, "chosen by the key at signing");
+    assert_eq!(assertion.key_id.as_deref(), Some("k1"));
+    assert_eq!(assertion.lifetime, Duration::from_secs(300));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Defaults fill what the minimal file leaves out.
@@ -418,7 +612,7 @@ fn all_keys_fixture_loads_to_the_values_written() {
     assert_eq!(okq8.timeout, Duration::from_secs(15));
     assert_eq!(
         okq8.token.client_secret,
-        SecretSource::File("tests/fixtures/secret.txt".into())
+        Some(SecretSource::File("tests/fixtures/secret.txt".into()))
     );
     assert_eq!(okq8.token.scopes, ["api://apim-xxxxx-xxxxx-api/.default"]);
     let canary = okq8.canary.as_ref().unwrap();
@@ -438,11 +632,8 @@ fn all_keys_fixture_loads_to_the_values_written() {
     assert_eq!(cube.token.auth_method, AuthMethod::ClientSecretBasic);
     assert_eq!(cube.token.basic_encoding, BasicEncoding::Raw);
     assert_eq!(
-        cube.token.params.iter().collect::<Vec<_>>(),
-        [
-            (&"acr_values".to_string(), &"tenant:acme".to_string()),
-            (&"resource".to_string(), &"connectapi".to_string())
-        ]
+        cube.token.form_params().collect::<Vec<_>>(),
+        [("acr_values", "tenant:acme"), ("resource", "connectapi")]
     );
     assert!(cube.token.reuse);
     assert_eq!(cube.token.refresh_before, Duration::from_secs(600));

@@ -96,7 +96,10 @@ fn check_config_input(name: &str, data: &[u8]) {
                 );
                 assert!(!provider.token.client_id.is_empty(), "{name}");
                 assert!(
-                    matches!(provider.token.url.scheme(), "http" | "https"),
+                    matches!(
+                        provider.token.endpoint.configured().scheme(),
+                        "http" | "https"
+                    ),
                     "{name}"
                 );
             }

@@ -36,6 +36,50 @@ const VANISHING_SECRET: &str = "van1sh-S3cr3t-gone";
 /// Issued with `token_type: mac`, so rejected (`invalid_response`): never held, never shown.
 const REJECTED_TOKEN: &str = "at-rejected-mac-token-Zq9x";
 const ENV_VAR: &str = "LEAK_TEST_CLIENT_SECRET";
+/// The client secret of `client_secret_jwt` (issue 12): it signs, and is never sent.
+const HMAC_SECRET: &str = "hm4c-S3cr3t-signs-never-sent-0123456789";
+
+/// A private key (PKCS#8 PEM) and a certificate for it, made per run.
+fn key_and_certificate() -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let params = rcgen::CertificateParams::new(vec!["leak-test.example".to_string()]).unwrap();
+    let cert = params.self_signed(&key).unwrap().pem();
+    (key.serialize_pem(), cert)
+}
+
+/// A private key as needles (issue 12): each line of its PEM body, and every 24-character slice
+/// of the base64 body (at 12-character steps), so a key printed re-wrapped, cut, or in part
+/// is found too.
+fn key_needles(pem: &str) -> Vec<String> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut needles: Vec<String> = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .map(str::to_string)
+        .collect();
+    let chars: Vec<char> = body.chars().collect();
+    let mut start = 0;
+    while start + 24 <= chars.len() {
+        needles.push(chars[start..start + 24].iter().collect());
+        start += 12;
+    }
+    needles
+}
+
+/// RFC 3986 component encoding (`%20` for a space), as some servers re-encode, and as a
+/// password is written in a URL's userinfo.
+fn percent(secret: &str) -> String {
+    secret
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
 
 /// Every form a secret may take on the wire or in an output format.
 fn encodings(secret: &str) -> Vec<String> {
@@ -48,18 +92,14 @@ fn encodings(secret: &str) -> Vec<String> {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;");
-    // RFC 3986 component encoding (`%20` for a space), as some servers re-encode.
-    let percent: String = secret
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    let mut all = vec![secret.to_string(), form, json, logfmt, html, percent];
+    let mut all = vec![
+        secret.to_string(),
+        form,
+        json,
+        logfmt,
+        html,
+        percent(secret),
+    ];
     all.sort();
     all.dedup();
     all
@@ -218,7 +258,9 @@ fn token_reply(name: &str, request: &Recorded, issued: &Mutex<Vec<String>>, n: u
         token
     };
     match name {
-        "t_invalid_client" => oauth_echo(401, "invalid_client", request),
+        "t_invalid_client" | "t_invalid_client_assertion" => {
+            oauth_echo(401, "invalid_client", request)
+        }
         "t_invalid_grant" => oauth_echo(400, "invalid_grant", request),
         "t_invalid_scope" => oauth_echo(400, "invalid_scope", request),
         "t_invalid_request" => oauth_echo(400, "invalid_request", request),
@@ -326,6 +368,26 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     std::fs::write(&secret_file, format!("{FILE_SECRET}\n")).unwrap();
     let vanishing_file = dir.path().join("vanishing.secret");
     std::fs::write(&vanishing_file, VANISHING_SECRET).unwrap();
+    // Issue 12: private keys, their certificates, and a key that is swapped for one that no
+    // longer fits its certificate once probing runs (reason `client_assertion`).
+    let (key_pem, cert_pem) = key_and_certificate();
+    let (swapped_pem, _) = key_and_certificate();
+    let key_file = dir.path().join("client.key");
+    std::fs::write(&key_file, &key_pem).unwrap();
+    let cert_file = dir.path().join("client.crt");
+    std::fs::write(&cert_file, &cert_pem).unwrap();
+    let swapping_key_file = dir.path().join("swapping.key");
+    std::fs::write(&swapping_key_file, &key_pem).unwrap();
+    let private_key = |client: &str, key: &Path| {
+        format!(
+            "client_id = \"{client}\"\nauth_method = \"private_key_jwt\"\nprivate_key_file = '{}'\ncertificate_file = '{}'",
+            key.display(),
+            cert_file.display()
+        )
+    };
+    let secret_jwt = format!(
+        "client_id = \"hmac-client\"\nclient_secret = '{HMAC_SECRET}'\nauth_method = \"client_secret_jwt\""
+    );
 
     let basic = |client: &str| {
         format!(
@@ -445,6 +507,34 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
         case("s_password", &password("pw-client"), ("success", "")),
         case("s_basic", &basic("basic-client"), ("success", "")),
         case("s_json", &json_body("json-client"), ("success", "")),
+        // Issue 13: an opaque token against [token.expect] (reason `claims`, the token still
+        // used by the canary), and a secret with an expiry date and a change time.
+        case(
+            "t_claims",
+            &format!(
+                "{}\nclient_secret_expires = \"2031-02-03\"\n[providers.t_claims.token.expect]\nroles = [\"Orders.Read\"]",
+                inline("claims-client")
+            ),
+            ("token", "claims"),
+        ),
+        // Issue 12: client assertions, echoed back in a refusal, a key that stops fitting,
+        // and successes.
+        echoing(case(
+            "t_invalid_client_assertion",
+            &private_key("pkjwt-client", &key_file),
+            ("token", "invalid_client"),
+        )),
+        case(
+            "t_client_assertion",
+            &private_key("pkjwt-client", &swapping_key_file),
+            ("token", "client_assertion"),
+        ),
+        case(
+            "s_private_key_jwt",
+            &private_key("pkjwt-client", &key_file),
+            ("success", ""),
+        ),
+        case("s_client_secret_jwt", &secret_jwt, ("success", "")),
     ];
     for c in &mut cases {
         match c.name {
@@ -515,8 +605,21 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut vanished = false;
+    let mut swapped = false;
     let metrics = loop {
         let metrics = get("/metrics").await;
+        if !swapped
+            && count(
+                &metrics,
+                "oauth2_token_requests_total",
+                "t_client_assertion",
+            ) >= 1.0
+        {
+            // The key was checked at start-up and used by the first cycle; now it is replaced
+            // by one its certificate does not hold.
+            std::fs::write(&swapping_key_file, &swapped_pem).unwrap();
+            swapped = true;
+        }
         if !vanished
             && count(
                 &metrics,
@@ -541,6 +644,11 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     };
     let index = get("/").await;
     let healthy = get("/-/healthy").await;
+    let debug_trace = get("/probe?provider=t_invalid_client_assertion&debug=true").await;
+    assert!(
+        debug_trace.contains("client_assertion=[redacted]"),
+        "{debug_trace}"
+    );
     let (stdout, stderr) = stop(&mut exporter).await;
 
     // Control: the fakes really received every secret, in the form its method sends it.
@@ -563,6 +671,21 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
         BASIC_SECRET
     );
     assert_eq!(first("s_json").json()["clientSecret"], JSON_SECRET);
+    let assertions: Vec<String> = [
+        "t_invalid_client_assertion",
+        "s_private_key_jwt",
+        "t_client_assertion",
+        "s_client_secret_jwt",
+    ]
+    .iter()
+    .flat_map(|name| fake.requests_to(&format!("/token/{name}")))
+    .filter_map(|request| request.form_map().get("client_assertion").cloned())
+    .collect();
+    assert!(
+        assertions.len() >= 8,
+        "the fakes received few client assertions: {}",
+        assertions.len()
+    );
     assert_eq!(
         first("t_secret_unavailable").form_map()["client_secret"],
         VANISHING_SECRET
@@ -645,6 +768,14 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
         needles.extend(encodings(secret));
     }
     needles.extend(basic_forms("basic-client", BASIC_SECRET));
+    needles.extend(encodings(HMAC_SECRET));
+    needles.extend(key_needles(&key_pem));
+    needles.extend(key_needles(&swapped_pem));
+    for assertion in &assertions {
+        needles.insert(assertion.clone());
+        // The signature alone identifies an assertion as well as all of it.
+        needles.insert(assertion.rsplit('.').next().unwrap_or_default().to_string());
+    }
     let tokens = issued.lock().unwrap().clone();
     assert!(tokens.len() >= 10, "few tokens issued: {tokens:?}");
     needles.extend(tokens);
@@ -657,6 +788,7 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
             ("/metrics", &metrics),
             ("/", &index),
             ("/-/healthy", &healthy),
+            ("/probe?debug=true", &debug_trace),
         ],
     );
     for leak in found {
@@ -810,6 +942,37 @@ fn configuration_output_never_shows_secrets() {
             shows: "key `providers.p.canary.url`",
             secret: URL_PASSWORD,
         },
+        // Issue 12: a proxy URL's password, in an invalid proxy_url and in a valid one.
+        ConfigCase {
+            what: "credentials in an unsupported proxy_url",
+            toml: format!(
+                "[defaults]\nproxy_url = \"socks5://u:{URL_PASSWORD}@proxy.example:1080\"\n[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\nclient_secret = 'x-secret'\n"
+            ),
+            env: vec![],
+            code: 2,
+            shows: "key `defaults.proxy_url`: unsupported proxy",
+            secret: URL_PASSWORD,
+        },
+        ConfigCase {
+            what: "a valid proxy_url with credentials",
+            toml: format!(
+                "[providers.p]\nproxy_url = \"http://u:{URL_PASSWORD}@proxy.example:3128\"\n[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\nclient_secret = 'x-secret'\n"
+            ),
+            env: vec![],
+            code: 0,
+            shows: "configuration is valid",
+            secret: URL_PASSWORD,
+        },
+        ConfigCase {
+            what: "a secret header's value written inline instead of its source",
+            toml: format!(
+                "[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\nclient_secret = 'x-secret'\n[providers.p.canary]\nurl = \"https://api.example/\"\nsecret_headers = {{ \"Ocp-Apim-Subscription-Key\" = '{CONFIG_SECRET}' }}\n"
+            ),
+            env: vec![],
+            code: 2,
+            shows: "key `providers.p.canary.secret_headers.Ocp-Apim-Subscription-Key`",
+            secret: CONFIG_SECRET,
+        },
     ];
 
     let dir = tempfile::tempdir().unwrap();
@@ -890,6 +1053,216 @@ async fn a_failed_reload_shows_no_secret() {
             ("reload answer", &answers),
             ("stderr", &stderr),
             ("stdout", &stdout),
+        ],
+    );
+    assert!(found.is_empty(), "secrets leaked:\n{}", found.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxy credentials and secret headers (issue 12).
+
+const PROXY_USER: &str = "leak-proxy-user";
+const PROXY_SECRET: &str = "pr0xy-S3cr3t:c@lon w/sp&ce";
+const HEADER_ENV_SECRET: &str = r#"apim-Env-K3y"q"\slash"#;
+const HEADER_FILE_SECRET: &str = "apim-F1le-K3y+plus/sl";
+
+/// Issue 12: a `proxy_url` password and `secret_headers` values, at trace level, never appear
+/// on stderr, stdout, /metrics, / or in any `/probe?debug=true` trace, even when a hostile proxy
+/// and API echo them back (in bodies and challenges) and the proxy is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_passwords_and_secret_header_values_never_appear() {
+    // A "proxy" that refuses everyone with 407 and echoes the credentials it was sent.
+    let proxy = FakeServer::start(|request| {
+        let echoed = request.header("proxy-authorization").unwrap_or_default();
+        let decoded = echoed
+            .strip_prefix("Basic ")
+            .and_then(|b| STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        Reply::raw(
+            407,
+            &[("content-type", "text/plain")],
+            format!("you sent Proxy-Authorization: {echoed} = {decoded}"),
+        )
+    })
+    .await;
+    let api = FakeServer::start(|request| match request.path.as_str() {
+        "/token" => Reply::token("leak-test-token-7d1c", 3600),
+        "/api/echo" => {
+            let key = request
+                .header("ocp-apim-subscription-key")
+                .unwrap_or_default();
+            // A well-formed quoted-string, so the challenge parser reads the whole key back.
+            let quoted = key.replace('\\', "\\\\").replace('"', "\\\"");
+            Reply::raw(
+                401,
+                &[(
+                    "www-authenticate",
+                    &format!(
+                        "Bearer error=\"invalid_token\", error_description=\"bad key {quoted}\""
+                    ),
+                )],
+                format!("your key was {key}"),
+            )
+        }
+        "/api/ok" => Reply::status(200),
+        _ => Reply::status(404),
+    })
+    .await;
+    let down = closed_port_url("").await;
+    let down_host = down.trim_start_matches("http://").to_string();
+    let proxy_host = proxy.url("").trim_start_matches("http://").to_string();
+    let encoded_password = percent(PROXY_SECRET);
+
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("apim.key");
+    std::fs::write(&key_file, format!("{HEADER_FILE_SECRET}\n")).unwrap();
+    let token = |url: &str| {
+        format!("url = \"{url}\"\nclient_id = \"c\"\nclient_secret = \"leak-client-secret-0\"")
+    };
+    let config = format!(
+        r#"
+[defaults]
+interval = "300ms"
+timeout = "700ms"
+
+[providers.refused]
+proxy_url = "http://{PROXY_USER}:{encoded_password}@{proxy_host}"
+[providers.refused.token]
+{refused_token}
+
+[providers.refused_discovery]
+proxy_url = "http://{PROXY_USER}:{encoded_password}@{proxy_host}"
+[providers.refused_discovery.token]
+issuer = "{issuer}"
+client_id = "c"
+client_secret = "leak-client-secret-0"
+
+[providers.proxy_down]
+proxy_url = "http://{PROXY_USER}:{encoded_password}@{down_host}"
+[providers.proxy_down.token]
+{refused_token}
+
+[providers.header_echo]
+proxy_url = "none"
+[providers.header_echo.token]
+{direct_token}
+[providers.header_echo.canary]
+url = "{echo}"
+secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ env = "LEAK_APIM_KEY" }} }}
+
+[providers.header_ok]
+proxy_url = "none"
+[providers.header_ok.token]
+{direct_token}
+[providers.header_ok.canary]
+url = "{ok}"
+secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ file = '{key_file}' }} }}
+"#,
+        refused_token = token(&api.url("/token")),
+        direct_token = token(&api.url("/token")),
+        issuer = api.url("/issuer"),
+        echo = api.url("/api/echo"),
+        ok = api.url("/api/ok"),
+        key_file = key_file.display(),
+    );
+    let path = dir.path().join("exporter.toml");
+    std::fs::write(&path, &config).unwrap();
+    let mut exporter = start(dir.path(), &path, &[("LEAK_APIM_KEY", HEADER_ENV_SECRET)]);
+    let address = exporter.address().await;
+    let names = [
+        "refused",
+        "refused_discovery",
+        "proxy_down",
+        "header_echo",
+        "header_ok",
+    ];
+    let metrics = exporter
+        .wait_for_metrics(
+            "every provider ran three cycles",
+            Duration::from_secs(30),
+            |m| {
+                names.iter().all(|p| {
+                    sample(
+                        m,
+                        &format!("oauth2_token_requests_total{{provider=\"{p}\"}}"),
+                    )
+                    .is_some_and(|v| v >= 3.0)
+                })
+            },
+        )
+        .await;
+    let mut pages = String::new();
+    for name in names {
+        let trace = support::get_text(&format!(
+            "http://{address}/probe?provider={name}&debug=true"
+        ))
+        .await;
+        pages.push_str(&format!("== {name}\n{trace}\n"));
+    }
+    let index = support::get_text(&format!("http://{address}/")).await;
+    let (stdout, stderr) = stop(&mut exporter).await;
+
+    // Control: the secrets really went out, and the echoes really came back.
+    let sent = proxy.requests();
+    assert!(
+        sent.iter().any(|r| r.header("proxy-authorization")
+            == Some(&format!(
+                "Basic {}",
+                STANDARD.encode(format!("{PROXY_USER}:{PROXY_SECRET}"))
+            ))),
+        "the proxy never got the credentials: {sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .any(|r| r.path.contains("/issuer/.well-known/openid-configuration")),
+        "discovery did not go through the proxy: {sent:?}"
+    );
+    let keys: BTreeSet<&str> = api
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("ocp-apim-subscription-key"))
+        .map(|k| match k {
+            k if k == HEADER_ENV_SECRET => "env",
+            k if k == HEADER_FILE_SECRET => "file",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(keys, BTreeSet::from(["env", "file"]));
+    for expected in [
+        "provider=refused phase=token reason=connect",
+        "provider=refused_discovery phase=token reason=discovery",
+        "provider=proxy_down phase=token reason=connect",
+        "provider=header_echo phase=canary reason=unauthorized",
+    ] {
+        assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
+    }
+    assert!(
+        stderr.contains("bad key [redacted]"),
+        "the echoed key was not visibly scrubbed:\n{stderr}"
+    );
+    assert!(
+        pages.contains("ocp-apim-subscription-key: [redacted] (secret_headers)"),
+        "{pages}"
+    );
+    assert!(
+        pages.contains(&format!("= {PROXY_USER}:[redacted]")),
+        "the proxy's echo was not visibly scrubbed:\n{pages}"
+    );
+
+    let mut needles: BTreeSet<String> = BTreeSet::new();
+    for secret in [PROXY_SECRET, HEADER_ENV_SECRET, HEADER_FILE_SECRET] {
+        needles.extend(encodings(secret));
+    }
+    needles.extend(basic_forms(PROXY_USER, PROXY_SECRET));
+    let found = leaks(
+        &needles,
+        &[
+            ("stderr", &stderr),
+            ("stdout", &stdout),
+            ("/metrics", &metrics),
+            ("/", &index),
+            ("/probe?debug=true", &pages),
         ],
     );
     assert!(found.is_empty(), "secrets leaked:\n{}", found.join("\n"));

@@ -68,6 +68,10 @@ const ALERTS: &[&str] = &[
     "OAuth2ProbeFailing",
     "OAuth2ExporterDown",
     "OAuth2ExporterShardingMismatch",
+    "OAuth2ClientCredentialExpiringSoon",
+    "OAuth2ClientCredentialExpired",
+    "OAuth2TLSCertificateExpiringSoon",
+    "OAuth2TokenClaimsMismatch",
 ];
 
 fn repo() -> PathBuf {
@@ -324,6 +328,8 @@ fn every_state_config(peer: &OidcPeer) -> String {
             post_method,
             &peer.scope,
         ),
+        // Issue 13: a secret that expires in 20 days, for the expiry alert and the dashboard's
+        // nearest-expiry table.
         provider(
             WRONG_SECRET,
             &peer.token_url,
@@ -331,6 +337,16 @@ fn every_state_config(peer: &OidcPeer) -> String {
             "not-the-secret",
             post_method,
             &peer.scope,
+        )
+        .replacen(
+            "auth_method",
+            &format!(
+                "client_secret_expires = \"{}\"\nauth_method",
+                humantime::format_rfc3339_seconds(
+                    std::time::SystemTime::now() + Duration::from_secs(20 * 86400)
+                )
+            ),
+            1,
         ),
         provider(
             IDP_DOWN,
@@ -836,6 +852,9 @@ fn dashboard_has_datasource_and_provider_variables_and_every_query_uses_them() {
         "oauth2_token_expires_in_seconds{",
         "oauth2_token_valid{",
         "oauth2_token_last_success_timestamp_seconds{",
+        // Issue 13: the nearest-expiry table.
+        "bottomk by (instance, provider) (1,\n  oauth2_client_credential_expiry_timestamp_seconds{",
+        "or\n  oauth2_tls_certificate_expiry_timestamp_seconds{",
     ] {
         assert!(all.contains(needed), "no dashboard query has {needed}");
     }
@@ -1034,6 +1053,7 @@ fn prometheus_scrapes_exporter_and_every_dashboard_query_returns_data() {
             ("OAuth2CredentialsRejected", WRONG_SECRET),
             ("OAuth2TokenEndpointUnreachable", IDP_DOWN),
             ("OAuth2CanaryUnauthorized", CANARY_REJECTS),
+            ("OAuth2ClientCredentialExpiringSoon", WRONG_SECRET),
         ] {
             if prometheus.query(&pending(alert, provider)).is_empty() {
                 return Err(format!("{alert} not pending for {provider}\n{}", context()));

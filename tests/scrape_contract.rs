@@ -100,6 +100,9 @@ const TOKEN_REASONS: &[&str] = &[
     "invalid_response",
     "secret_unavailable",
     "exporter_busy",
+    "claims",
+    "client_assertion",
+    "discovery",
 ];
 const CANARY_REASONS: &[&str] = &[
     "unauthorized",
@@ -112,6 +115,7 @@ const CANARY_REASONS: &[&str] = &[
     "tls",
     "no_token",
     "exporter_busy",
+    "secret_unavailable",
 ];
 
 /// `# TYPE` and `# HELP` of every family, and every sample as (family, label names and values).

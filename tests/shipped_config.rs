@@ -13,6 +13,7 @@ fn check(config: &Path, secrets_dir: &Path) -> (bool, String) {
         .arg(config)
         .env("EQHUB_CLIENT_SECRET", "x-eqhub")
         .env("OKQ8_CLIENT_SECRET", "x-okq8")
+        .env("OKQ8_APIM_KEY", "x-okq8-apim")
         .env("NEXTOME_CLIENT_SECRET", "x-nextome")
         .env("EVERACTIVE_CLIENT_SECRET", "x-everactive")
         .current_dir(secrets_dir)
@@ -80,6 +81,15 @@ fn every_commented_provider_section_is_valid_when_uncommented() {
         for file in ["cube_client_secret", "everactive_password"] {
             std::fs::write(dir.path().join(file), "x-secret\n").unwrap();
         }
+        // The certificate credential's key and certificate (issue 12): a matching pair.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["okq8.test".to_string()]).unwrap();
+        std::fs::write(dir.path().join("okq8.key"), key.serialize_pem()).unwrap();
+        std::fs::write(
+            dir.path().join("okq8.crt"),
+            params.self_signed(&key).unwrap().pem(),
+        )
+        .unwrap();
         let config = dir.path().join("config.toml");
         std::fs::write(&config, format!("{head}{body}")).unwrap();
         let (ok, output) = check(&config, dir.path());

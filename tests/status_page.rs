@@ -198,6 +198,7 @@ interval = "2s"
 url = "{analytics}"
 client_id = "analytics"
 client_secret = "{s0}"
+client_secret_expires = "{analytics_expires}"
 [providers.analytics.canary]
 url = "{ok}"
 
@@ -237,6 +238,10 @@ url = "{forbidden}"
         s1 = SECRETS[1],
         s2 = SECRETS[2],
         s3 = SECRETS[3],
+        // Issue 13: an hour past 20 days, so the Expires column reads "in 20 days".
+        analytics_expires = humantime::format_rfc3339_seconds(
+            std::time::SystemTime::now() + Duration::from_secs(20 * 86400 + 3600)
+        ),
     );
 
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -321,6 +326,7 @@ url = "{forbidden}"
             "Token latency",
             "Canary latency",
             "Canary status",
+            "Expires",
             "Last success",
             "Last run"
         ]),
@@ -359,7 +365,7 @@ url = "{forbidden}"
         unreachable!()
     };
     for row in rows {
-        assert_eq!(row["cells"].as_array().unwrap().len(), 10, "{row:#}");
+        assert_eq!(row["cells"].as_array().unwrap().len(), 11, "{row:#}");
         assert_eq!(cell(row, 0), row["provider"], "{row:#}");
     }
 
@@ -385,8 +391,9 @@ url = "{forbidden}"
     assert!(is_latency(cell(billing, 5)), "{billing:#}");
     assert_eq!(cell(billing, 6), "—", "canary not sent: {billing:#}");
     assert_eq!(cell(billing, 7), "—", "canary not sent: {billing:#}");
-    assert_eq!(cell(billing, 8), "never", "{billing:#}");
-    assert!(is_recent(cell(billing, 9)), "{billing:#}");
+    assert_eq!(cell(billing, 8), "—", "no expiry configured: {billing:#}");
+    assert_eq!(cell(billing, 9), "never", "{billing:#}");
+    assert!(is_recent(cell(billing, 10)), "{billing:#}");
 
     // Token fine, canary forbidden.
     assert_eq!(cell(payments, 1), "failing");
@@ -403,7 +410,7 @@ url = "{forbidden}"
     assert!(is_latency(cell(payments, 5)), "{payments:#}");
     assert!(is_latency(cell(payments, 6)), "{payments:#}");
     assert_eq!(cell(payments, 7), "403", "{payments:#}");
-    assert_eq!(cell(payments, 8), "never", "{payments:#}");
+    assert_eq!(cell(payments, 9), "never", "{payments:#}");
 
     // First cycle still waiting for its token.
     assert_eq!(cell(crm, 1), "no data yet", "{crm:#}");
@@ -416,6 +423,7 @@ url = "{forbidden}"
             json!("—"),
             json!("—"),
             json!("not configured"),
+            json!("—"),
             json!("never"),
             json!("—")
         ],
@@ -430,8 +438,18 @@ url = "{forbidden}"
     assert!(is_latency(cell(analytics, 5)), "{analytics:#}");
     assert!(is_latency(cell(analytics, 6)), "{analytics:#}");
     assert_eq!(cell(analytics, 7), "200", "{analytics:#}");
-    assert!(is_recent(cell(analytics, 8)), "{analytics:#}");
+    // Issue 13: the nearest credential expiry, in the warning colour under 30 days.
+    assert_eq!(
+        cell(analytics, 8),
+        "client_secret in 20 days",
+        "{analytics:#}"
+    );
+    assert!(
+        html.contains(r#"<td class="expires"><span class="expiring" title="#),
+        "{html}"
+    );
     assert!(is_recent(cell(analytics, 9)), "{analytics:#}");
+    assert!(is_recent(cell(analytics, 10)), "{analytics:#}");
 
     // The screenshot: a real PNG of a page wider than it is tall, kept for CI and the README.
     let png = std::fs::read(&screenshot)

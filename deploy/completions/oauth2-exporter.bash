@@ -85,7 +85,7 @@ _oauth2__exporter() {
             return 0
             ;;
         oauth2__subcmd__exporter__subcmd__check)
-            opts="-h --provider --output --config.file --log.level --log.format --shard --total-shards --shard-from-pod-name --help"
+            opts="-h --provider --output --warn-within --config.file --log.level --log.format --shard --total-shards --shard-from-pod-name --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -97,6 +97,10 @@ _oauth2__exporter() {
                     ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --warn-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config.file)

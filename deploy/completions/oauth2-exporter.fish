@@ -47,6 +47,7 @@ complete -c oauth2-exporter -n "__fish_oauth2_exporter_needs_command" -f -a "hel
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -l provider -d 'Check only this provider (may be given several times)' -r
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
+complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -l warn-within -d 'Also exit 1 when a credential or certificate expires within this window (e.g. 30d), even if every probe passed: for a weekly CI job that nags before the break' -r
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -l config.file -d 'Configuration file (TOML), or a directory of *.toml files merged in name order. May be given several times; a provider defined in two files is an error' -r -F
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -l log.level -d 'Log level of the exporter\'s own messages' -r -f -a "error\t''
 warn\t''

@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
                 );
                 assert!(!provider.interval.is_zero() && !provider.timeout.is_zero());
                 assert!(!provider.token.client_id.is_empty());
-                assert!(matches!(provider.token.url.scheme(), "http" | "https"));
+                assert!(matches!(provider.token.endpoint.configured().scheme(), "http" | "https"));
             }
         }
         // An error always says what is wrong.

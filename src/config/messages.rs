@@ -86,6 +86,10 @@ pub(super) fn is_secret_key(key: &str) -> bool {
     key.ends_with("client_secret")
         || key.ends_with("password")
         || key.starts_with("basic_auth_users")
+        // A header value written inline where a `{ env = .. }` / `{ file = .. }` belongs is the
+        // secret itself; a proxy URL may hold `user:password@`.
+        || key.contains(".secret_headers")
+        || key.ends_with("proxy_url")
 }
 
 /// Figment's error path sometimes already ends with the offending field, sometimes not.

@@ -4,13 +4,14 @@
 //! Nothing downstream re-validates.
 //!
 //! This file holds the validated types and the `load_*` entry points; [`raw`] the configuration
-//! as written and the keys each table allows; [`validate`] the conversion; [`messages`] parser
+//! as written and the keys each table allows; [`validate`] the conversion; [`client_auth`] the
+//! checks of `auth_method` and its key material; [`messages`] parser
 //! errors as one-line messages (never a secret); [`env`] the `OAUTH2_EXPORTER_*` layer.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use figment::Figment;
 use figment::providers::{Format, Toml};
@@ -18,7 +19,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
 
 use crate::files::{self, CONFIG_READ_TIMEOUT, describe_io};
-use crate::secrets::{MAX_PEM_FILE_BYTES, Secret, SecretSource};
+use crate::secrets::{MAX_PEM_FILE_BYTES, ProxyCredential, Secret, SecretSource};
 use env::EnvStrings;
 
 /// Largest configuration file accepted (a guard against naming a device or a huge file).
@@ -28,13 +29,17 @@ pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9875";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
+pub const DEFAULT_DISCOVERY_REFRESH: Duration = Duration::from_secs(3600);
 
+mod client_auth;
 mod env;
+mod expiry;
 mod messages;
 mod raw;
 mod validate;
 
 pub use env::ENV_PREFIX;
+pub use expiry::expired_credential_warnings;
 pub(crate) use messages::describe_error;
 use messages::*;
 use raw::*;
@@ -77,23 +82,150 @@ pub struct ProviderConfig {
     pub token: TokenConfig,
     pub canary: Option<CanaryConfig>,
     pub tls: TlsConfig,
+    /// How the provider's token, discovery and canary requests reach the network.
+    pub proxy: ProxySetting,
+}
+
+/// `proxy_url`, per provider or from `[defaults]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ProxySetting {
+    /// Not set: `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` apply, as read by the
+    /// HTTP client (curl's rules).
+    #[default]
+    Environment,
+    /// `"none"`: always direct, whatever the environment says.
+    Disabled,
+    Url(ProxyUrl),
+}
+
+/// A proxy URL split into what may be shown and the credentials, which may not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyUrl {
+    /// `http://host:port` (or https), without `user:password@`: safe for logs and traces.
+    pub url: Url,
+    /// The `user:password@` part, percent-decoded; sent as `Proxy-Authorization: Basic`.
+    pub credentials: Option<(ProxyCredential, ProxyCredential)>,
+}
+
+impl ProxyUrl {
+    /// `host:port` as logs and failure details name the proxy.
+    pub fn host_port(&self) -> String {
+        let host = self.url.host_str().unwrap_or_default();
+        match self.url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenConfig {
-    pub url: Url,
+    /// Where token requests go: a fixed `url`, or what discovery finds for `issuer`.
+    pub endpoint: TokenEndpoint,
     pub grant: Grant,
     pub client_id: String,
-    pub client_secret: SecretSource,
+    /// `None` for the methods that send no secret (`private_key_jwt`, `tls_client_auth`).
+    pub client_secret: Option<SecretSource>,
     pub auth_method: AuthMethod,
+    /// How client assertions are made (`private_key_jwt`, `client_secret_jwt` only).
+    pub assertion: Option<AssertionConfig>,
     /// How `client_secret_basic` writes the id and secret inside the header.
     pub basic_encoding: BasicEncoding,
     pub scopes: Vec<String>,
-    pub params: BTreeMap<String, String>,
+    pub params: BTreeMap<String, ParamValue>,
     pub reuse: bool,
     pub refresh_before: Duration,
     pub json_fields: JsonFields,
     pub response: ResponseFields,
+    /// When the client secret stops working, as the provider said (`client_secret_expires`).
+    pub client_secret_expires: Option<SystemTime>,
+    /// When the password stops working (`password_expires`, password grant only).
+    pub password_expires: Option<SystemTime>,
+    /// Claims every newly obtained token must carry (`[token.expect]`).
+    pub expect: Option<Expect>,
+}
+
+/// `[providers.NAME.token.expect]`: what a newly obtained JWT must say. The values are
+/// configuration, not secrets: a mismatch names them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Expect {
+    /// Each must be in `scope` (RFC 9068, space-separated) or `scp` (string or array).
+    pub scopes: Vec<String>,
+    /// Each must be in `roles` (Entra ID application permissions).
+    pub roles: Vec<String>,
+    /// Must be in `aud` (a string or an array).
+    pub audience: Option<String>,
+    /// Must equal `iss`.
+    pub issuer: Option<String>,
+}
+
+impl TokenConfig {
+    /// The extra `params` as form fields: a list value gives the key once per value, in the
+    /// order written (RFC 8707 `resource`).
+    pub fn form_params(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params.iter().flat_map(|(key, value)| {
+            value
+                .values()
+                .iter()
+                .map(move |value| (key.as_str(), value.as_str()))
+        })
+    }
+
+    /// The extra `params` as JSON members: a list value is a JSON array.
+    pub fn json_params(&self) -> impl Iterator<Item = (&str, serde_json::Value)> {
+        self.params.iter().map(|(key, value)| {
+            let json = match value {
+                ParamValue::One(value) => serde_json::Value::from(value.as_str()),
+                ParamValue::List(values) => serde_json::Value::from(values.clone()),
+            };
+            (key.as_str(), json)
+        })
+    }
+}
+
+/// A `params` value as written: one string, or a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamValue {
+    One(String),
+    List(Vec<String>),
+}
+
+impl ParamValue {
+    pub fn values(&self) -> &[String] {
+        match self {
+            ParamValue::One(value) => std::slice::from_ref(value),
+            ParamValue::List(values) => values,
+        }
+    }
+}
+
+/// Where token requests are sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenEndpoint {
+    /// `url`: this one, always.
+    Url(Url),
+    /// `issuer`: the `token_endpoint` of the issuer's metadata (OpenID Connect Discovery or
+    /// RFC 8414), fetched before the first request and again every `discovery_refresh`.
+    Discovery(DiscoveryConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    /// As written: the metadata's `issuer` must equal it exactly (RFC 8414 section 3.3).
+    pub issuer: String,
+    /// The same, parsed: where the metadata URLs are made from.
+    pub issuer_url: Url,
+    pub refresh: Duration,
+}
+
+impl TokenEndpoint {
+    /// The configured `url`, or the `issuer`: what people know this provider's endpoint by.
+    pub fn configured(&self) -> &Url {
+        match self {
+            TokenEndpoint::Url(url) => url,
+            TokenEndpoint::Discovery(discovery) => &discovery.issuer_url,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,12 +246,70 @@ impl Grant {
     }
 }
 
+/// `auth_method`: how the client proves itself at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
     ClientSecretPost,
     ClientSecretBasic,
     JsonBody,
+    /// RFC 7523 section 2.2: a JWT signed HS256 with the client secret.
+    ClientSecretJwt,
+    /// RFC 7523 section 2.2: a JWT signed with `private_key_file`; no secret is sent.
+    PrivateKeyJwt,
+    /// RFC 8705 section 2.1: the `[tls]` client certificate; only `client_id` is sent.
+    TlsClientAuth,
 }
+
+impl AuthMethod {
+    /// Every method, as the configuration spells them (the order messages list them in).
+    pub const ALL: [AuthMethod; 6] = [
+        AuthMethod::ClientSecretPost,
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::JsonBody,
+        AuthMethod::PrivateKeyJwt,
+        AuthMethod::ClientSecretJwt,
+        AuthMethod::TlsClientAuth,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::JsonBody => "json_body",
+            AuthMethod::ClientSecretJwt => "client_secret_jwt",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
+        }
+    }
+
+    /// Whether the method needs a client secret (sent, or signing the assertion).
+    pub fn uses_secret(self) -> bool {
+        !matches!(self, AuthMethod::PrivateKeyJwt | AuthMethod::TlsClientAuth)
+    }
+}
+
+/// How `private_key_jwt` and `client_secret_jwt` make their assertions. The key and certificate
+/// files are only named here: the probe re-reads them on use (rotation without restart) and
+/// validation has checked them once at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssertionConfig {
+    /// `private_key_file` (`private_key_jwt` only).
+    pub private_key_file: Option<PathBuf>,
+    /// `certificate_file`: adds its `x5t` and `x5t#S256` thumbprints to the header.
+    pub certificate_file: Option<PathBuf>,
+    /// `signing_algorithm`; `None`: by the key (RS256 for RSA, ES256 for EC; HS256 for secrets).
+    pub algorithm: Option<crate::signing::Algorithm>,
+    /// `key_id`: the `kid` header.
+    pub key_id: Option<String>,
+    /// `assertion_audience`; `None`: the token endpoint URL the request goes to.
+    pub audience: Option<String>,
+    /// `assertion_lifetime`: `exp - iat`.
+    pub lifetime: Duration,
+}
+
+/// Default `assertion_lifetime`: long enough for any clock skew a server tolerates, short enough
+/// that a captured assertion is soon worthless (Entra ID and oidc-provider accept it).
+pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// `basic_encoding`: how the client id and secret are written inside `Authorization: Basic`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +375,9 @@ pub struct CanaryConfig {
     /// `None`: any 2xx passes.
     pub expected_status: Option<Vec<u16>>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `secret_headers`: values read from their source on every call (a rotated key takes
+    /// effect without a restart) and never shown.
+    pub secret_headers: Vec<(HeaderName, SecretSource)>,
     /// Statuses that mean "this token is dead" (default 401): the held token is marked rejected
     /// and replaced, as RFC 6750's `error="invalid_token"` does whatever the status.
     pub token_rejected_status: Vec<u16>,
@@ -218,6 +411,15 @@ pub struct ClientIdentity {
     /// Certificate chain and key, PEM, as read (compared on reload).
     pem: Vec<u8>,
     pub identity: reqwest::Identity,
+    /// `client_cert_file`: watched for its notAfter (`tls_client_certificate` expiry).
+    pub cert_file: PathBuf,
+}
+
+impl ClientIdentity {
+    /// The certificate chain and private key, PEM (for building the TLS client).
+    pub fn pem(&self) -> &[u8] {
+        &self.pem
+    }
 }
 
 impl fmt::Debug for ClientIdentity {
@@ -446,7 +648,7 @@ pub fn exposed_secrets_warning(path: &Path, config: &Config) -> Option<String> {
         .providers
         .iter()
         .filter(|p| {
-            matches!(p.token.client_secret, SecretSource::Inline(_))
+            matches!(p.token.client_secret, Some(SecretSource::Inline(_)))
                 || matches!(
                     &p.token.grant,
                     Grant::Password {

@@ -32,12 +32,14 @@ pub(super) struct RawWeb {
 pub(super) struct RawDefaults {
     pub(super) interval: Option<String>,
     pub(super) timeout: Option<String>,
+    pub(super) proxy_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(super) struct RawProvider {
     pub(super) interval: Option<String>,
     pub(super) timeout: Option<String>,
+    pub(super) proxy_url: Option<String>,
     pub(super) token: Option<RawToken>,
     pub(super) canary: Option<RawCanary>,
     pub(super) tls: Option<RawTls>,
@@ -46,6 +48,8 @@ pub(super) struct RawProvider {
 #[derive(Debug, Deserialize)]
 pub(super) struct RawToken {
     pub(super) url: Option<String>,
+    pub(super) issuer: Option<String>,
+    pub(super) discovery_refresh: Option<String>,
     pub(super) grant_type: Option<String>,
     pub(super) client_id: Option<String>,
     pub(super) client_secret: Option<String>,
@@ -56,7 +60,7 @@ pub(super) struct RawToken {
     #[serde(default, deserialize_with = "lenient::strings")]
     pub(super) scopes: Vec<String>,
     #[serde(default)]
-    pub(super) params: BTreeMap<String, String>,
+    pub(super) params: BTreeMap<String, RawParam>,
     pub(super) username: Option<String>,
     pub(super) password: Option<String>,
     pub(super) password_file: Option<PathBuf>,
@@ -66,6 +70,34 @@ pub(super) struct RawToken {
     pub(super) refresh_before: Option<String>,
     pub(super) json_fields: Option<RawJsonFields>,
     pub(super) response: Option<RawResponse>,
+    pub(super) client_secret_expires: Option<String>,
+    pub(super) password_expires: Option<String>,
+    pub(super) expect: Option<RawExpect>,
+    pub(super) private_key_file: Option<PathBuf>,
+    pub(super) certificate_file: Option<PathBuf>,
+    pub(super) signing_algorithm: Option<String>,
+    pub(super) key_id: Option<String>,
+    pub(super) assertion_audience: Option<String>,
+    pub(super) assertion_lifetime: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawExpect {
+    #[serde(default, deserialize_with = "lenient::strings")]
+    pub(super) scopes: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::strings")]
+    pub(super) roles: Vec<String>,
+    pub(super) audience: Option<String>,
+    pub(super) issuer: Option<String>,
+}
+
+/// A `params` value: one string, or a list sent as the key once per value (RFC 8707
+/// `resource`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawParam {
+    One(String),
+    List(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,8 +122,17 @@ pub(super) struct RawCanary {
     pub(super) expected_status: Option<Vec<u16>>,
     #[serde(default)]
     pub(super) headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(super) secret_headers: BTreeMap<String, RawSecretRef>,
     #[serde(default, deserialize_with = "lenient::statuses")]
     pub(super) token_rejected_status: Option<Vec<u16>>,
+}
+
+/// Where a secret header's value is read from: `{ env = "NAME" }` or `{ file = "/path" }`.
+#[derive(Debug, Deserialize)]
+pub(super) struct RawSecretRef {
+    pub(super) env: Option<String>,
+    pub(super) file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,15 +145,17 @@ pub(super) struct RawTls {
 }
 
 /// The keys allowed in the table at `path` (provider names replaced by `*`); `None` where any
-/// key is allowed (provider names, `params`, `headers`).
+/// key is allowed (provider names, `params`, `headers`, `secret_headers`' header names).
 pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {
         [] => &["web", "defaults", "providers"],
         ["web"] => &["listen_address"],
-        ["defaults"] => &["interval", "timeout"],
-        ["providers", _] => &["interval", "timeout", "token", "canary", "tls"],
+        ["defaults"] => &["interval", "timeout", "proxy_url"],
+        ["providers", _] => &["interval", "timeout", "proxy_url", "token", "canary", "tls"],
         ["providers", _, "token"] => &[
             "url",
+            "issuer",
+            "discovery_refresh",
             "grant_type",
             "client_id",
             "client_secret",
@@ -130,18 +173,30 @@ pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
             "refresh_before",
             "json_fields",
             "response",
+            "client_secret_expires",
+            "password_expires",
+            "expect",
+            "private_key_file",
+            "certificate_file",
+            "signing_algorithm",
+            "key_id",
+            "assertion_audience",
+            "assertion_lifetime",
         ],
         ["providers", _, "token", "json_fields"] => {
             &["client_id", "client_secret", "username", "password"]
         }
         ["providers", _, "token", "response"] => &["access_token", "expires_in"],
+        ["providers", _, "token", "expect"] => &["scopes", "roles", "audience", "issuer"],
         ["providers", _, "canary"] => &[
             "url",
             "method",
             "expected_status",
             "headers",
+            "secret_headers",
             "token_rejected_status",
         ],
+        ["providers", _, "canary", "secret_headers", _] => &["env", "file"],
         ["providers", _, "tls"] => &[
             "ca_file",
             "client_cert_file",

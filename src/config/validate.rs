@@ -9,7 +9,7 @@ use super::*;
 pub(super) struct Problems(Vec<String>);
 
 impl Problems {
-    fn add(&mut self, key: &str, what: impl fmt::Display) {
+    pub(super) fn add(&mut self, key: &str, what: impl fmt::Display) {
         self.0.push(format!("key `{key}`: {what}"));
     }
 }
@@ -36,6 +36,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         &mut problems,
     );
 
+    let default_proxy = raw
+        .defaults
+        .proxy_url
+        .as_deref()
+        .and_then(|text| proxy_setting("defaults.proxy_url", text, &mut problems))
+        .unwrap_or_default();
+
     let mut providers = Vec::with_capacity(raw.providers.len());
     for (name, provider) in raw.providers {
         let prefix = format!("providers.{name}");
@@ -52,8 +59,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             name,
             &prefix,
             provider,
-            default_interval,
-            default_timeout,
+            Defaults {
+                interval: default_interval,
+                timeout: default_timeout,
+                proxy: &default_proxy,
+            },
             &mut problems,
         ) {
             providers.push(provider);
@@ -222,27 +232,126 @@ pub(super) const RESERVED_PARAMS: [&str; 6] = [
     "password",
 ];
 
+/// What `[defaults]` gives every provider that does not set its own.
+pub(super) struct Defaults<'a> {
+    pub(super) interval: Duration,
+    pub(super) timeout: Duration,
+    pub(super) proxy: &'a ProxySetting,
+}
+
+/// `proxy_url`: `"none"`, or an `http://` / `https://` URL of a proxy with an optional
+/// `user:password@` (kept apart from the URL, as a secret). Messages never show the credentials.
+pub(super) fn proxy_setting(
+    key: &str,
+    text: &str,
+    problems: &mut Problems,
+) -> Option<ProxySetting> {
+    if text == "none" {
+        return Some(ProxySetting::Disabled);
+    }
+    let allowed = "expected \"none\" or a proxy URL such as \"http://proxy.example:3128\" (http:// or https://, optional user:password@, no path)";
+    let mut url = match Url::parse(text) {
+        Ok(url) => url,
+        Err(error) => {
+            problems.add(
+                key,
+                format!("invalid URL {:?} ({error}); {allowed}", shown_url(text)),
+            );
+            return None;
+        }
+    };
+    let shown = shown_url(text);
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        problems.add(
+            key,
+            format!(
+                "unsupported proxy {shown:?} (scheme {:?}); {allowed}",
+                url.scheme()
+            ),
+        );
+        return None;
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        problems.add(
+            key,
+            format!("proxy {shown:?} has a path, query or fragment; {allowed}"),
+        );
+        return None;
+    }
+    let decode = |part: &str| {
+        percent_decode(part).ok_or_else(|| {
+            format!("the user:password@ part of proxy {shown:?} is not valid percent-encoded UTF-8")
+        })
+    };
+    let credentials = if url.username().is_empty() && url.password().is_none() {
+        None
+    } else {
+        match (
+            decode(url.username()),
+            decode(url.password().unwrap_or_default()),
+        ) {
+            (Ok(user), Ok(password)) => {
+                Some((ProxyCredential::new(user), ProxyCredential::new(password)))
+            }
+            (Err(why), _) | (_, Err(why)) => {
+                problems.add(key, why);
+                return None;
+            }
+        }
+    };
+    // Infallible for an http(s) URL with a host; checked anyway rather than unwrapped.
+    if url.set_username("").is_err() || url.set_password(None).is_err() {
+        problems.add(
+            key,
+            format!("cannot separate the credentials of proxy {shown:?}"),
+        );
+        return None;
+    }
+    Some(ProxySetting::Url(ProxyUrl { url, credentials }))
+}
+
+/// Percent-decoding of a URL's user or password part.
+fn percent_decode(part: &str) -> Option<String> {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = part.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 pub(super) fn validate_provider(
     name: String,
     prefix: &str,
     raw: RawProvider,
-    default_interval: Duration,
-    default_timeout: Duration,
+    defaults: Defaults<'_>,
     problems: &mut Problems,
 ) -> Option<ProviderConfig> {
     let before = problems.0.len();
     let interval = duration_or(
         &format!("{prefix}.interval"),
         raw.interval.as_deref(),
-        default_interval,
+        defaults.interval,
         problems,
     );
     let timeout = duration_or(
         &format!("{prefix}.timeout"),
         raw.timeout.as_deref(),
-        default_timeout,
+        defaults.timeout,
         problems,
     );
+    let proxy = match raw.proxy_url.as_deref() {
+        Some(text) => proxy_setting(&format!("{prefix}.proxy_url"), text, problems),
+        None => Some(defaults.proxy.clone()),
+    };
     let token = match raw.token {
         Some(token) => validate_token(&format!("{prefix}.token"), token, problems),
         None => {
@@ -256,6 +365,16 @@ pub(super) fn validate_provider(
     let canary = raw
         .canary
         .and_then(|canary| validate_canary(&format!("{prefix}.canary"), canary, problems));
+    let has_client_certificate = raw
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.client_cert_file.is_some() || tls.client_key_file.is_some());
+    client_auth::check_tls_client_auth(
+        prefix,
+        token.as_ref().map(|token| token.auth_method),
+        has_client_certificate,
+        problems,
+    );
     let tls = raw
         .tls
         .map(|tls| validate_tls(&format!("{prefix}.tls"), tls, problems))
@@ -270,18 +389,19 @@ pub(super) fn validate_provider(
         token: token?,
         canary,
         tls,
+        proxy: proxy?,
     })
 }
 
 pub(super) fn validate_token(
     prefix: &str,
-    raw: RawToken,
+    mut raw: RawToken,
     problems: &mut Problems,
 ) -> Option<TokenConfig> {
     let key = |field: &str| format!("{prefix}.{field}");
-    let url = http_url(&key("url"), raw.url.as_deref(), problems);
+    let endpoint = token_endpoint(prefix, &raw, problems);
 
-    let client_id = match raw.client_id {
+    let client_id = match raw.client_id.take() {
         Some(id) if !id.is_empty() => Some(id),
         _ => {
             problems.add(
@@ -291,25 +411,27 @@ pub(super) fn validate_token(
             None
         }
     };
-    let client_secret = secret_source(
-        &key("client_secret"),
-        raw.client_secret,
-        raw.client_secret_file,
-        raw.client_secret_env,
-        problems,
-    );
-
-    let auth_method = match raw.auth_method.as_deref() {
-        None | Some("client_secret_post") => Some(AuthMethod::ClientSecretPost),
-        Some("client_secret_basic") => Some(AuthMethod::ClientSecretBasic),
-        Some("json_body") => Some(AuthMethod::JsonBody),
-        Some(other) => {
-            problems.add(
-                &key("auth_method"),
-                format!("unknown value {other:?}; allowed: client_secret_post, client_secret_basic, json_body"),
-            );
+    let auth_method =
+        client_auth::auth_method(&key("auth_method"), raw.auth_method.as_deref(), problems);
+    let assertion = client_auth::assertion(prefix, &raw, auth_method, problems);
+    let client_secret = match auth_method {
+        Some(method) if !method.uses_secret() => {
+            let given = [
+                ("client_secret", raw.client_secret.is_some()),
+                ("client_secret_file", raw.client_secret_file.is_some()),
+                ("client_secret_env", raw.client_secret_env.is_some()),
+            ];
+            let given: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
+            client_auth::refuse_secret(prefix, method, &given, problems);
             None
         }
+        _ => secret_source(
+            &key("client_secret"),
+            raw.client_secret,
+            raw.client_secret_file,
+            raw.client_secret_env,
+            problems,
+        ),
     };
 
     let basic_encoding = match raw.basic_encoding.as_deref() {
@@ -393,13 +515,27 @@ pub(super) fn validate_token(
             );
         }
     }
-    for param in raw.params.keys() {
+    let mut params = BTreeMap::new();
+    for (param, value) in raw.params {
+        let param_key = format!("{prefix}.params.{param}");
         if RESERVED_PARAMS.contains(&param.as_str()) {
             problems.add(
-                &format!("{prefix}.params.{param}"),
+                &param_key,
                 format!("{param:?} is set by the exporter itself; use the dedicated key instead"),
             );
         }
+        let value = match value {
+            RawParam::One(value) => ParamValue::One(value),
+            RawParam::List(values) if values.is_empty() => {
+                problems.add(
+                    &param_key,
+                    "empty list; give one value or more (a list sends the key once per value), or remove it",
+                );
+                continue;
+            }
+            RawParam::List(values) => ParamValue::List(values),
+        };
+        params.insert(param, value);
     }
 
     let refresh_before = duration_or(
@@ -463,20 +599,103 @@ pub(super) fn validate_token(
         }
     };
 
+    let client_secret_expires = super::expiry::expiry_date(
+        &key("client_secret_expires"),
+        raw.client_secret_expires.as_deref(),
+        problems,
+    );
+    let password_expires = super::expiry::expiry_date(
+        &key("password_expires"),
+        raw.password_expires.as_deref(),
+        problems,
+    );
+    if raw.password_expires.is_some() && !matches!(grant, Some(Grant::Password { .. })) {
+        problems.add(
+            &key("password_expires"),
+            "only meaningful with grant_type = \"password\"",
+        );
+    }
+    let expect = super::expiry::expect(prefix, raw.expect, problems);
+
     Some(TokenConfig {
-        url: url?,
+        endpoint: endpoint?,
         grant: grant?,
         client_id: client_id?,
-        client_secret: client_secret?,
+        client_secret,
         auth_method: auth_method?,
+        assertion,
         basic_encoding: basic_encoding?,
         scopes: raw.scopes,
-        params: raw.params,
+        params,
         reuse: raw.reuse,
         refresh_before,
         json_fields,
         response,
+        client_secret_expires,
+        password_expires,
+        expect,
     })
+}
+
+/// Exactly one of `url` (a fixed token endpoint) and `issuer` (found by discovery, refreshed
+/// every `discovery_refresh`).
+fn token_endpoint(prefix: &str, raw: &RawToken, problems: &mut Problems) -> Option<TokenEndpoint> {
+    let key = |field: &str| format!("{prefix}.{field}");
+    match (&raw.url, &raw.issuer) {
+        (Some(_), Some(_)) => {
+            problems.add(
+                &key("url"),
+                format!(
+                    "both url and issuer are set; set exactly one of {0} (a fixed token endpoint) | {1} (the token endpoint found by discovery)",
+                    key("url"),
+                    key("issuer")
+                ),
+            );
+            None
+        }
+        (None, None) => {
+            problems.add(
+                &key("url"),
+                format!(
+                    "missing; set exactly one of {0} (an http:// or https:// URL) | {1} (an issuer whose metadata names the token endpoint)",
+                    key("url"),
+                    key("issuer")
+                ),
+            );
+            None
+        }
+        (Some(url), None) => {
+            if raw.discovery_refresh.is_some() {
+                problems.add(
+                    &key("discovery_refresh"),
+                    "only meaningful with issuer; set issuer instead of url, or remove it",
+                );
+            }
+            http_url(&key("url"), Some(url), problems).map(TokenEndpoint::Url)
+        }
+        (None, Some(issuer)) => {
+            let refresh = duration_or(
+                &key("discovery_refresh"),
+                raw.discovery_refresh.as_deref(),
+                DEFAULT_DISCOVERY_REFRESH,
+                problems,
+            );
+            let issuer_url = http_url(&key("issuer"), Some(issuer), problems)?;
+            // RFC 8414 section 2: an issuer has no query or fragment.
+            if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
+                problems.add(
+                    &key("issuer"),
+                    format!("issuer {issuer:?} has a query or fragment; an issuer is a URL without them (RFC 8414 section 2)"),
+                );
+                return None;
+            }
+            Some(TokenEndpoint::Discovery(DiscoveryConfig {
+                issuer: issuer.clone(),
+                issuer_url,
+                refresh,
+            }))
+        }
+    }
 }
 
 pub(super) fn validate_canary(
@@ -532,29 +751,96 @@ pub(super) fn validate_canary(
     let mut headers = Vec::with_capacity(raw.headers.len());
     for (name, value) in raw.headers {
         let key = format!("{prefix}.headers.{name}");
-        let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
-            problems.add(&key, "invalid HTTP header name");
+        let Some(header_name) = canary_header_name(&key, &name, problems) else {
             continue;
         };
-        if header_name == reqwest::header::AUTHORIZATION {
-            problems.add(
-                &key,
-                "the exporter sets Authorization itself (Bearer <token>)",
-            );
-            continue;
-        }
         match HeaderValue::from_str(&value) {
             Ok(header_value) => headers.push((header_name, header_value)),
             Err(_) => problems.add(&key, "invalid HTTP header value (control characters?)"),
         }
     }
+    let secret_headers = secret_headers(prefix, raw.secret_headers, &headers, problems);
     Some(CanaryConfig {
         url: url?,
         method: method?,
         expected_status: raw.expected_status,
         headers,
+        secret_headers,
         token_rejected_status,
     })
+}
+
+/// A canary header's name (in `headers` or `secret_headers`): a valid name, not the
+/// `Authorization` the exporter sets itself.
+fn canary_header_name(key: &str, name: &str, problems: &mut Problems) -> Option<HeaderName> {
+    let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
+        problems.add(key, "invalid HTTP header name");
+        return None;
+    };
+    if header_name == reqwest::header::AUTHORIZATION {
+        problems.add(
+            key,
+            "the exporter sets Authorization itself (Bearer <token>)",
+        );
+        return None;
+    }
+    Some(header_name)
+}
+
+/// `secret_headers`: each a header name and exactly one of `env` / `file`, resolved once now
+/// (so a missing variable stops start-up naming it) and re-read on every call.
+fn secret_headers(
+    prefix: &str,
+    raw: BTreeMap<String, RawSecretRef>,
+    plain: &[(HeaderName, HeaderValue)],
+    problems: &mut Problems,
+) -> Vec<(HeaderName, SecretSource)> {
+    let mut headers = Vec::with_capacity(raw.len());
+    for (name, source) in raw {
+        let key = format!("{prefix}.secret_headers.{name}");
+        let Some(header_name) = canary_header_name(&key, &name, problems) else {
+            continue;
+        };
+        if plain.iter().any(|(other, _)| *other == header_name)
+            || headers.iter().any(|(other, _)| *other == header_name)
+        {
+            problems.add(
+                &key,
+                "header given twice (names are case-insensitive; also in headers?); keep one",
+            );
+            continue;
+        }
+        let source = match (source.env, source.file) {
+            (Some(env), None) => SecretSource::Env(env),
+            (None, Some(file)) => SecretSource::File(file),
+            (given_env, _) => {
+                let what = if given_env.is_some() {
+                    "both env and file are set"
+                } else {
+                    "no source given"
+                };
+                problems.add(
+                    &key,
+                    format!("{what}; set exactly one: {{ env = \"VARIABLE\" }} or {{ file = \"/path/to/file\" }}"),
+                );
+                continue;
+            }
+        };
+        let source_key = match &source {
+            SecretSource::File(_) => format!("{key}.file"),
+            _ => format!("{key}.env"),
+        };
+        match source.read() {
+            Err(error) => problems.add(&source_key, error),
+            // Never the value in the message: it is a secret.
+            Ok(value) if HeaderValue::from_str(value.expose()).is_err() => problems.add(
+                &source_key,
+                "the value read is not a valid HTTP header value (control characters or non-ASCII?); not shown: a secret",
+            ),
+            Ok(_) => headers.push((header_name, source)),
+        }
+    }
+    headers
 }
 
 pub(super) fn validate_tls(prefix: &str, raw: RawTls, problems: &mut Problems) -> TlsConfig {
@@ -632,7 +918,11 @@ pub(super) fn client_identity(
     pem.push(b'\n');
     pem.extend(read("client_key_file", key_path, problems)?);
     match reqwest::Identity::from_pem(&pem) {
-        Ok(identity) => Some(ClientIdentity { pem, identity }),
+        Ok(identity) => Some(ClientIdentity {
+            pem,
+            identity,
+            cert_file: cert_path.clone(),
+        }),
         Err(_) => {
             // The parser's message could quote the key material; say only what is wrong.
             problems.add(

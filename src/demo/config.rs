@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use super::certificate::{CredentialFiles, OKQ8_CERTIFICATE_CLIENT};
 use super::dialects::{
     CUBE_CLIENT, CUBE_RESOURCE, CUBE_SCOPE, CUBE_TENANT, EQHUB_CLIENT, EQHUB_TEKNO,
     EVERACTIVE_CLIENT, EVERACTIVE_PASSWORD, EVERACTIVE_PASSWORD_CLIENT, EVERACTIVE_USERNAME,
@@ -20,9 +21,14 @@ use super::{
 /// template's own braces (inline tables, `{1,64}`) pass through untouched.
 pub(super) const TEMPLATE: &str = include_str!("demo.toml");
 
+/// How far ahead the demo's okq8 secret expires: inside the 30-day warning window, outside the
+/// 7-day critical one.
+pub(super) const DEMO_SECRET_EXPIRES_IN: std::time::Duration =
+    std::time::Duration::from_secs(20 * 86400 + 3600);
+
 /// The configuration pointing at the demo server on `addr`.
-pub(super) fn render(addr: SocketAddr) -> String {
-    placeholders(addr)
+pub(super) fn render(addr: SocketAddr, files: &CredentialFiles) -> String {
+    placeholders(addr, files)
         .iter()
         .fold(TEMPLATE.to_owned(), |text, (name, value)| {
             text.replace(&format!("{{{name}}}"), value)
@@ -31,7 +37,10 @@ pub(super) fn render(addr: SocketAddr) -> String {
 
 /// Each placeholder of [`TEMPLATE`] and its value: a quoted TOML string, except `base`, which
 /// only appears inside a comment.
-pub(super) fn placeholders(addr: SocketAddr) -> Vec<(&'static str, String)> {
+pub(super) fn placeholders(
+    addr: SocketAddr,
+    files: &CredentialFiles,
+) -> Vec<(&'static str, String)> {
     let base = format!("http://{addr}");
     let q = toml_string;
     vec![
@@ -50,7 +59,22 @@ pub(super) fn placeholders(addr: SocketAddr) -> Vec<(&'static str, String)> {
         ("okq8_id", q(OKQ8_CLIENT.client_id)),
         ("okq8_secret", q(OKQ8_CLIENT.secret)),
         ("okq8_rotated_secret", q(OKQ8_ROTATED_AWAY_SECRET)),
+        ("okq8_certificate_id", q(OKQ8_CERTIFICATE_CLIENT)),
+        ("okq8_key_file", q(&files.key_file.display().to_string())),
+        (
+            "okq8_certificate_file",
+            q(&files.certificate_file.display().to_string()),
+        ),
         ("okq8_scope", q(&format!("{OKQ8_RESOURCE}/.default"))),
+        // Issue 13: a secret that "expires in 20 days" whenever the demo is started (an hour
+        // more, so that it reads "in 20 days" for the first hour rather than "in 19 days").
+        (
+            "okq8_secret_expires",
+            q(&humantime::format_rfc3339_seconds(
+                std::time::SystemTime::now() + DEMO_SECRET_EXPIRES_IN,
+            )
+            .to_string()),
+        ),
         ("cube_token_url", q(&format!("{base}{CUBE_TOKEN_PATH}"))),
         ("cube_canary_url", q(&format!("{base}{CUBE_CANARY_PATH}"))),
         ("cube_id", q(CUBE_CLIENT.client_id)),

@@ -149,7 +149,8 @@ pub(super) fn eqhub_token(state: &State, headers: &HeaderMap, body: &[u8]) -> Di
     })))
 }
 
-/// OKQ8: Azure AD v2 `client_credentials`, one `api://<resource>/.default` scope, AADSTS errors.
+/// OKQ8: Azure AD v2 `client_credentials`, one `api://<resource>/.default` scope, AADSTS errors;
+/// a client secret, or a client assertion signed with the registered certificate's key.
 pub(super) fn okq8_token(
     state: &State,
     tenant: &str,
@@ -166,7 +167,38 @@ pub(super) fn okq8_token(
     }
     let form = Form::parse(headers, body, azure)?;
     require_grant(&form, &["client_credentials"], azure)?;
-    authenticate(headers, &form, &[OKQ8_CLIENT], azure)?;
+    match form.get("client_assertion") {
+        // A certificate credential (private_key_jwt), checked as Entra ID checks it.
+        Some(assertion) => {
+            if form.get("client_secret").is_some() || headers.contains_key(header::AUTHORIZATION) {
+                return Err(OAuthErrorReply::invalid_request(
+                    "AADSTS90014: A client may authenticate with a client_assertion or a                      client_secret, not both.",
+                )
+                .code(90_014)
+                .in_dialect(azure));
+            }
+            let client_id = form.get("client_id");
+            state
+                .certificate
+                .check(
+                    form.get("client_assertion_type"),
+                    assertion,
+                    client_id,
+                    &state.okq8_token_url,
+                )
+                .map_err(|refusal| {
+                    let reply = if refusal.code == 50_027 {
+                        OAuthErrorReply::invalid_request(refusal.description)
+                    } else {
+                        OAuthErrorReply::invalid_client(refusal.description)
+                    };
+                    reply.code(refusal.code).in_dialect(azure)
+                })?;
+        }
+        None => {
+            authenticate(headers, &form, &[OKQ8_CLIENT], azure)?;
+        }
+    }
     let scope = form.require("scope", azure)?;
     let Some(resource) = scope.strip_suffix("/.default").filter(|r| !r.contains(' ')) else {
         return Err(OAuthErrorReply::new(

@@ -9,9 +9,11 @@
 //!
 //! This file owns the server (start/stop, the token store every connection shares) and the one
 //! routing table; `dialects.rs` holds the five token endpoints and the clients registered at them,
-//! `api.rs` the canary APIs, `config.rs` the built-in configuration (`demo.toml`).
+//! `certificate.rs` the OKQ8 app's certificate credential and Entra ID's check of a client
+//! assertion, `api.rs` the canary APIs, `config.rs` the built-in configuration (`demo.toml`).
 
 mod api;
+mod certificate;
 mod config;
 mod dialects;
 #[cfg(test)]
@@ -38,6 +40,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::web::server::{self as http_server, HttpResponse, respond};
 use api::{canary, canary_teknos};
+use certificate::CertificateCredential;
 use dialects::{
     cube_token, eqhub_token, everactive_token, nextome_token, okq8_token, token_endpoint,
 };
@@ -77,8 +80,8 @@ enum Api {
 /// The running demo server. Its `Debug` shows the address only: the token store is secret.
 pub struct DemoServer {
     addr: SocketAddr,
-    // Held so tests can inspect and seed the token store; the serving task has its own handle.
-    #[cfg_attr(not(test), allow(dead_code))]
+    // Held for the configuration (the credential's files) and so tests can inspect and seed the
+    // token store; the serving task has its own handle.
     state: Arc<State>,
 }
 
@@ -98,7 +101,12 @@ impl DemoServer {
     ) -> std::io::Result<DemoServer> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(State::new(addr));
+        // RSA key generation takes a moment: off the async workers.
+        let certificate =
+            tokio::task::spawn_blocking(|| CertificateCredential::create(&std::env::temp_dir()))
+                .await
+                .map_err(std::io::Error::other)??;
+        let state = Arc::new(State::new(addr, certificate));
         let handler_state = Arc::clone(&state);
         tracker.spawn(http_server::serve(listener, cancel, move |request| {
             handle(Arc::clone(&handler_state), request)
@@ -112,7 +120,7 @@ impl DemoServer {
 
     /// The built-in exporter configuration (TOML text) pointing at this server.
     pub fn config_toml(&self) -> String {
-        config::render(self.addr)
+        config::render(self.addr, &self.state.certificate.files)
     }
 }
 
@@ -127,6 +135,10 @@ struct State {
     keys: RandomState,
     /// `iss` of the Nextome JWTs.
     issuer: String,
+    /// The OKQ8 tenant's token URL: the `aud` its client assertions must carry.
+    okq8_token_url: String,
+    /// The certificate credential registered for the OKQ8 certificate app.
+    certificate: CertificateCredential,
 }
 
 #[derive(Clone, Copy)]
@@ -136,8 +148,10 @@ struct Issued {
 }
 
 impl State {
-    fn new(addr: SocketAddr) -> State {
+    fn new(addr: SocketAddr, certificate: CertificateCredential) -> State {
         State {
+            okq8_token_url: format!("http://{addr}/{}/oauth2/v2.0/token", dialects::OKQ8_TENANT),
+            certificate,
             tokens: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
             inserts: AtomicU64::new(0),

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::RequestBuilder;
 use reqwest::header::HeaderMap as ReqHeaders;
 
+use super::certificate::{CredentialFiles, OKQ8_CERTIFICATE_CLIENT};
 use super::config::{TEMPLATE, placeholders, render, toml_string};
 use super::dialects::{
     CUBE_CLIENT, EQHUB_CLIENT, EQHUB_TEKNO, EVERACTIVE_CLIENT, EVERACTIVE_PASSWORD,
@@ -581,7 +582,7 @@ fn basic_decoding_form_decodes_id_and_secret() {
 
 #[test]
 fn tokens_are_unique_and_the_store_is_bounded() {
-    let state = State::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)));
+    let state = State::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), credential());
     let mut seen = std::collections::HashSet::new();
     for _ in 0..1000 {
         let token = state.random_string();
@@ -589,7 +590,7 @@ fn tokens_are_unique_and_the_store_is_bounded() {
         assert!(seen.insert(token), "duplicate token");
     }
     // Another server (other keys) does not produce the same sequence.
-    let other = State::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)));
+    let other = State::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), credential());
     assert!(!seen.contains(&other.random_string()));
 
     let expired: Vec<String> = (0..10)
@@ -729,6 +730,197 @@ async fn probe(demo: &Demo, provider: &Value) -> Result<(Value, u16), (u16, Valu
     Ok((reply.body, status))
 }
 
+/// A demo certificate credential in the system's temporary directory (removed when dropped).
+fn credential() -> CertificateCredential {
+    CertificateCredential::create(&std::env::temp_dir()).unwrap()
+}
+
+/// Runs `name`'s token request with the exporter's own code, then its canary.
+async fn probe_with_exporter(demo: &Demo, text: &str, name: &str) {
+    let config = crate::config::load_str(text, &Default::default()).unwrap();
+    let provider = config.providers.iter().find(|p| p.name == name).unwrap();
+    let mut auth = crate::probe::client_auth::ClientAuth::default();
+    // The exporter's own outgoing client, never proxied: the demo is on loopback.
+    let client = crate::probe::transport::build_client(
+        &provider.tls,
+        &crate::config::ProxySetting::Disabled,
+        &crate::probe::transport::Slots::new(8),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let outcome = crate::probe::token::request_token(
+            &client,
+            &provider.token,
+            &mut auth,
+            provider.token.endpoint.configured(),
+            Duration::from_secs(10),
+            None,
+        )
+        .await;
+        let token = outcome
+            .result
+            .unwrap_or_else(|e| panic!("{name}: the demo refused the exporter's request: {e}"));
+        let canary = provider.canary.as_ref().unwrap();
+        let status = demo
+            .send(
+                demo.client
+                    .get(canary.url.clone())
+                    .bearer_auth(token.access_token.expose()),
+            )
+            .await
+            .status;
+        assert_eq!(status, 200, "{name}: canary");
+    }
+}
+
+/// A client assertion signed with `key` (RS256).
+fn signed(key: &crate::signing::SigningKey, header: &Value, claims: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = key
+        .sign(crate::signing::Algorithm::Rs256, input.as_bytes())
+        .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// The certificate credential is checked as Entra ID checks it, and refused in its words.
+#[tokio::test]
+async fn okq8_certificate_credential_is_checked_like_entra_id() {
+    let demo = start().await;
+    let path = demo.okq8_token_path();
+    let token_url = format!("{}{path}", demo.base);
+    let files = &demo.server.state.certificate.files;
+    let pem = std::fs::read_to_string(&files.key_file).unwrap();
+    let key =
+        crate::signing::SigningKey::from_pem(&crate::secrets::PrivateKeyPem::new(pem)).unwrap();
+    let certificate =
+        crate::signing::Certificate::from_pem(&std::fs::read(&files.certificate_file).unwrap())
+            .unwrap();
+    let other_key = {
+        let generated = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        crate::signing::SigningKey::from_pem(&crate::secrets::PrivateKeyPem::new(
+            generated.serialize_pem(),
+        ))
+        .unwrap()
+    };
+    let now = unix_now().as_secs();
+    let header = json!({"alg": "RS256", "typ": "JWT", "x5t": certificate.x5t});
+    let claims = |jti: &str| {
+        json!({"iss": OKQ8_CERTIFICATE_CLIENT, "sub": OKQ8_CERTIFICATE_CLIENT, "aud": token_url,
+               "jti": jti, "iat": now, "nbf": now, "exp": now + 300})
+    };
+    let scope = format!("{OKQ8_RESOURCE}/.default");
+    let form = |assertion: &str| {
+        vec![
+            ("grant_type".to_string(), "client_credentials".to_string()),
+            ("client_id".to_string(), OKQ8_CERTIFICATE_CLIENT.to_string()),
+            (
+                "client_assertion_type".to_string(),
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+            ),
+            ("client_assertion".to_string(), assertion.to_string()),
+            ("scope".to_string(), scope.clone()),
+        ]
+    };
+    let send = |fields: Vec<(String, String)>| {
+        let request = demo
+            .client
+            .post(format!("{}{path}", demo.base))
+            .form(&fields);
+        demo.send(request)
+    };
+
+    let good = signed(&key, &header, &claims("jti-1"));
+    let reply = send(form(&good)).await;
+    let token = access_token(&reply, "access_token");
+    assert_eq!(demo.get(OKQ8_CANARY_PATH, Some(&token)).await.status, 200);
+    // x5t#S256 alone identifies the certificate too.
+    let s256 = json!({"alg": "RS256", "typ": "JWT", "x5t#S256": certificate.x5t_s256});
+    let reply = send(form(&signed(&key, &s256, &claims("jti-2")))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let mut expired = claims("jti-3");
+    expired["exp"] = json!(now - 3600);
+    let mut audience = claims("jti-4");
+    audience["aud"] = json!("https://login.microsoftonline.com/other/oauth2/v2.0/token");
+    let mut issuer = claims("jti-5");
+    issuer["iss"] = json!("someone-else");
+    let unknown = json!({"alg": "RS256", "typ": "JWT", "x5t": "AAAAAAAAAAAAAAAAAAAAAAAAAAA"});
+    // (case, form, status, error, AADSTS code)
+    type Row<'a> = (&'a str, Vec<(String, String)>, u16, &'a str, u32);
+    let rows: Vec<Row> = vec![
+        ("replayed jti", form(&good), 401, "invalid_client", 700_027),
+        (
+            "unregistered thumbprint",
+            form(&signed(&key, &unknown, &claims("jti-6"))),
+            401,
+            "invalid_client",
+            700_027,
+        ),
+        (
+            "signed by another key",
+            form(&signed(&other_key, &header, &claims("jti-7"))),
+            401,
+            "invalid_client",
+            700_027,
+        ),
+        (
+            "wrong audience",
+            form(&signed(&key, &header, &audience)),
+            401,
+            "invalid_client",
+            700_027,
+        ),
+        (
+            "expired",
+            form(&signed(&key, &header, &expired)),
+            401,
+            "invalid_client",
+            700_024,
+        ),
+        (
+            "iss is not the client",
+            form(&signed(&key, &header, &issuer)),
+            401,
+            "invalid_client",
+            700_021,
+        ),
+        (
+            "wrong assertion type",
+            form(&signed(&key, &header, &claims("jti-8")))
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == "client_assertion_type" {
+                        (k, "urn:other".to_string())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
+            400,
+            "invalid_request",
+            50_027,
+        ),
+    ];
+    for (case, fields, status, error, code) in rows {
+        let reply = send(fields).await;
+        assert_oauth_error(case, &reply, status, error);
+        assert_eq!(reply.body["error_codes"][0], code, "{case}: {}", reply.body);
+        let description = reply.body["error_description"].as_str().unwrap();
+        assert!(
+            description.starts_with(&format!("AADSTS{code}")),
+            "{case}: {description}"
+        );
+        assert!(
+            reply.body["correlation_id"].is_string(),
+            "{case}: Entra's form"
+        );
+    }
+}
+
 #[tokio::test]
 async fn demo_config_drives_every_provider_against_the_server() {
     use figment::providers::Format as _;
@@ -751,8 +943,13 @@ async fn demo_config_drives_every_provider_against_the_server() {
             "everactive-password",
             "nextome",
             "okq8",
+            "okq8-certificate",
             "okq8-rotated-secret"
         ]
+    );
+    assert_eq!(
+        providers["okq8-certificate"]["token"]["auth_method"],
+        "private_key_jwt"
     );
     assert_eq!(providers["cube"]["token"]["reuse"], true);
     assert_eq!(providers["cube"]["token"]["refresh_before"], "5m");
@@ -778,6 +975,11 @@ async fn demo_config_drives_every_provider_against_the_server() {
                 url.starts_with(&format!("{}/", demo.base)),
                 "{name}: {url} not the demo server"
             );
+        }
+        if name == "okq8-certificate" {
+            // Signing is the exporter's job: its own token request must satisfy the demo.
+            probe_with_exporter(&demo, &text, name).await;
+            continue;
         }
         let outcome = probe(&demo, provider).await;
         if name == "okq8-rotated-secret" {
@@ -820,8 +1022,12 @@ async fn server_stops_when_cancelled() {
 #[test]
 fn every_config_placeholder_is_used_and_filled() {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 9));
-    let text = render(addr);
-    for (name, _) in placeholders(addr) {
+    let files = CredentialFiles {
+        key_file: "/tmp/demo/okq8.key".into(),
+        certificate_file: "/tmp/demo/okq8.crt".into(),
+    };
+    let text = render(addr, &files);
+    for (name, _) in placeholders(addr, &files) {
         let placeholder = format!("{{{name}}}");
         assert!(TEMPLATE.contains(&placeholder), "{placeholder} unused");
         assert!(

@@ -78,7 +78,7 @@ pub fn gunzip(compressed: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(plain)
 }
 
-type Snapshot = [(Arc<str>, Arc<ProviderSeries>)];
+pub(super) type Snapshot = [(Arc<str>, Arc<ProviderSeries>)];
 
 /// Text being written: gathered in a small buffer that is handed to the sink each time it
 /// fills, between series. The first sink error is kept and ends the render.
@@ -109,7 +109,7 @@ impl<'w> Out<'w> {
     }
 
     /// Called after each provider's lines: hands the buffer over once it is full.
-    fn series_done(&mut self) {
+    pub(super) fn series_done(&mut self) {
         if self.text.len() >= Self::CHUNK {
             self.flush();
         }
@@ -140,7 +140,7 @@ impl std::fmt::Write for Out<'_> {
     }
 }
 
-fn header(out: &mut Out<'_>, name: &str, kind: &str, help: &str) {
+pub(super) fn header(out: &mut Out<'_>, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -471,4 +471,5 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         ),
         |s| count(s.panics),
     );
+    super::expiry::write(out, snapshot);
 }

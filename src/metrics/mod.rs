@@ -15,10 +15,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prometheus::{Gauge, GaugeVec, IntGauge, Opts, Registry};
 
 use crate::probe::canary::CanaryReason;
+use crate::probe::expiry::Expiries;
 use crate::probe::token::TokenReason;
 use crate::probe::transport::Slots;
 use crate::probe::{CycleReport, HeldToken, Validity};
 
+mod expiry;
 mod exposition;
 pub mod probe_page;
 
@@ -79,6 +81,8 @@ struct ProviderSeries {
     /// `None` until the first cycle: `oauth2_token_valid` is absent then. `Some(None)`: no token
     /// is held.
     token: Option<Option<Validity>>,
+    /// Credential and endpoint certificate expiries, credential changes (issue 13).
+    expiries: Expiries,
 }
 
 /// Answers counted by HTTP status code, in code order. Nearly every provider only ever sees one
@@ -389,6 +393,7 @@ impl Metrics {
             series.probe_duration = Some(report.duration.as_secs_f64());
             series.probe_last_run = Some(seconds_since_epoch(report.finished_at));
             series.token = Some(held.map(HeldToken::validity));
+            series.expiries = report.expiries;
         });
     }
 

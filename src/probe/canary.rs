@@ -3,19 +3,21 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 
 use crate::config::CanaryConfig;
 use crate::probe::printable;
 use crate::probe::trace::Trace;
-use crate::probe::transport::{BodyError, TransportError, read_body, send};
-use crate::secrets::{AccessToken, Scrubber};
+use crate::probe::transport::{BodyError, Client, Seen, TransportError, read_body, send};
+use crate::secrets::{AccessToken, Scrubber, SecretError};
 
 /// What one canary request produced.
 #[derive(Debug)]
 pub struct CanaryOutcome {
     pub duration: Duration,
     pub status: Option<u16>,
+    /// The endpoint's leaf certificate (https), see [`Seen`].
+    pub certificate: Option<u64>,
     pub result: Result<(), CanaryError>,
 }
 
@@ -33,6 +35,7 @@ reason_enum! {
         Tls => "tls",
         NoToken => "no_token",
         ExporterBusy => "exporter_busy",
+        SecretUnavailable => "secret_unavailable",
     }
 }
 
@@ -76,6 +79,10 @@ pub enum CanaryError {
     Transport(#[from] TransportError),
     #[error("no token is held, so the canary was not sent")]
     NoToken,
+    /// A `secret_headers` value could not be read (or is not a valid header value), so the call
+    /// was not sent.
+    #[error("a secret header could not be read, so the canary was not sent: {0}")]
+    SecretUnavailable(SecretError),
 }
 
 fn challenge_suffix(challenge: &Option<String>) -> String {
@@ -101,6 +108,7 @@ impl CanaryError {
             CanaryError::Transport(TransportError::Tls(_)) => CanaryReason::Tls,
             CanaryError::Transport(TransportError::Busy(_)) => CanaryReason::ExporterBusy,
             CanaryError::NoToken => CanaryReason::NoToken,
+            CanaryError::SecretUnavailable(_) => CanaryReason::SecretUnavailable,
         }
     }
 
@@ -116,19 +124,26 @@ impl CanaryError {
 /// Calls the canary with `Authorization: Bearer <token>`. Never takes longer than `timeout`.
 /// With a trace, records the exchange with the token redacted.
 pub async fn call(
-    client: &reqwest::Client,
+    client: &Client,
     config: &CanaryConfig,
     token: &AccessToken,
     timeout: Duration,
     mut trace: Option<&mut Trace>,
 ) -> CanaryOutcome {
     let started = Instant::now();
-    let mut status = None;
+    let mut seen = Seen::default();
     // The one timer of the request: it bounds sending, the answer and reading its body alike
     // (a reqwest timeout on the request as well would arm a second one).
     let result = match tokio::time::timeout(
         timeout,
-        attempt(client, config, token, &mut status, trace.as_deref_mut()),
+        attempt(
+            client,
+            config,
+            token,
+            timeout,
+            &mut seen,
+            trace.as_deref_mut(),
+        ),
     )
     .await
     {
@@ -148,16 +163,20 @@ pub async fn call(
     }
     CanaryOutcome {
         duration,
-        status,
+        status: seen.status,
+        certificate: seen.certificate,
         result,
     }
 }
 
 async fn attempt(
-    client: &reqwest::Client,
+    client: &Client,
     config: &CanaryConfig,
     token: &AccessToken,
-    status_seen: &mut Option<u16>,
+    // Only the deadline of reading `secret_headers`: the request itself is bounded by the
+    // caller's one timer.
+    timeout: Duration,
+    seen: &mut Seen,
     mut trace: Option<&mut Trace>,
 ) -> Result<(), CanaryError> {
     let mut authorization =
@@ -166,11 +185,34 @@ async fn attempt(
             // have accepted it either.
             .map_err(|_| CanaryError::Unpresentable)?;
     authorization.set_sensitive(true);
+    // Read on every call, like client secrets: a rotated key takes effect without a restart.
+    let started = std::time::Instant::now();
+    let mut secret_headers = Vec::with_capacity(config.secret_headers.len());
+    for (name, source) in &config.secret_headers {
+        let secret = source
+            .read_within(timeout.saturating_sub(started.elapsed()))
+            .await
+            .map_err(CanaryError::SecretUnavailable)?;
+        // The trace shows response headers as received: an API echoing the key in one (a
+        // challenge, a debug header) must show `[redacted]` there too.
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.always_scrub().add(secret.expose());
+        }
+        let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
+            CanaryError::SecretUnavailable(SecretError::NotAHeaderValue(name.to_string()))
+        })?;
+        value.set_sensitive(true);
+        secret_headers.push((name, value, secret));
+    }
     let mut request = client
+        .http
         .request(config.method.clone(), config.url.clone())
         .header(AUTHORIZATION, authorization);
     for (name, value) in &config.headers {
         request = request.header(name, value);
+    }
+    for (name, value, _) in &secret_headers {
+        request = request.header(*name, value.clone());
     }
     if let Some(trace) = trace.as_deref_mut() {
         trace.line(format!("-> {} {}", config.method, config.url));
@@ -181,8 +223,11 @@ async fn attempt(
                 value.as_bytes(),
             ));
         }
+        for (name, _, _) in &secret_headers {
+            trace.line(format!("{name}: [redacted] (secret_headers)"));
+        }
     }
-    let response = send(request, status_seen, trace.as_deref_mut()).await?;
+    let response = send(request, seen, trace.as_deref_mut()).await?;
     let status = response.status().as_u16();
     let passes = config.passes(status);
     // The token is scrubbed from what a person may read: the trace's body excerpt and a failing
@@ -190,7 +235,11 @@ async fn attempt(
     // needs neither, so it builds no scrubber.
     let scrubber = (trace.is_some() || !passes).then(|| {
         let mut scrubber = Scrubber::default();
+        client.add_secrets(&mut scrubber);
         scrubber.add(token.expose());
+        for (_, _, secret) in &secret_headers {
+            scrubber.add(secret.expose());
+        }
         scrubber
     });
     let challenge = match &scrubber {

@@ -4,16 +4,24 @@
 //! endpoints or the scheduler.
 //!
 //! - [`token`]: the token request in each dialect and the classification of its answer.
+//! - [`client_auth`]: how the client proves itself (every `auth_method`), with its material
+//!   prepared once per provider.
+//! - [`discovery`]: the token endpoint of an `issuer`, from its metadata, cached between
+//!   refreshes.
 //! - [`canary`]: the API call with the token and its classification.
 //! - [`transport`]: outgoing HTTP clients (one rule for which one a provider uses), capped body
 //!   reads, transport failure classes.
 //! - [`jwt`]: reads (never verifies) a JWT's claims, for its expiry.
+//! - [`claims`]: `[token.expect]`, the claims a new token must carry.
+//! - [`expiry`]: when credentials and endpoint certificates expire, when a credential last
+//!   changed (kept between cycles by the prober's [`expiry::Watch`]).
+//! - [`verifier`]: the TLS settings of outgoing clients, recording the chains endpoints present.
 //! - [`trace`]: the redacted step-by-step trace `/probe?debug=true` shows.
 
-/// Defines a closed `reason` label set: an enum whose `ALL` lists every variant in declaration
-/// order (so `reason as usize` indexes an array of counters, and a new variant is counted
-/// without further change), with `as_str()` for the label value. Written once for the token
-/// and canary sets so the two cannot drift apart in shape.
+/// Defines a closed label set (a `reason`, and issue 13's `credential` and `phase`): an enum
+/// whose `ALL` lists every variant in declaration order (so `reason as usize` indexes an array
+/// of counters, and a new variant is counted without further change), with `as_str()` for the
+/// label value. Written once so the sets cannot drift apart in shape.
 macro_rules! reason_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $label:literal,)* }) => {
         $(#[$doc])*
@@ -49,19 +57,29 @@ macro_rules! reason_enum {
 }
 
 pub mod canary;
+pub mod claims;
+pub mod client_auth;
+pub mod discovery;
+pub mod expiry;
 pub mod jwt;
 pub mod token;
 pub mod trace;
 pub mod transport;
+pub mod verifier;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use url::Url;
+
 use self::canary::{CanaryError, CanaryOutcome};
+use self::client_auth::ClientAuth;
+use self::discovery::Discovered;
+use self::expiry::{Credential, Expiries, TlsPhase, Watch};
 use self::token::{TokenError, TokenOutcome};
 use self::trace::Trace;
 use self::transport::Client;
-use crate::config::ProviderConfig;
+use crate::config::{ProviderConfig, TokenEndpoint};
 use crate::secrets::{AccessToken, Scrubber};
 
 /// Server-supplied text (an OAuth `error` code or `error_description`, a `WWW-Authenticate`
@@ -96,6 +114,9 @@ pub struct HeldToken {
     /// The last canary call with this token said it is dead (401 or another status listed in
     /// `token_rejected_status`, or `error="invalid_token"`).
     pub rejected: bool,
+    /// It lacks what `[token.expect]` asks: the canary still uses it (to show whether the API
+    /// already refuses it), but it is never reused, so every cycle checks a fresh token.
+    pub claims_failed: bool,
 }
 
 /// What decides whether a held token is valid, without the token itself: kept by the metrics
@@ -133,6 +154,7 @@ impl HeldToken {
         match self.expires_at {
             // Unknown expiry: we cannot tell when it lapses, so never rely on it.
             None => true,
+            Some(_) if self.claims_failed => true,
             Some(expires_at) => self.rejected || expires_at <= now + refresh_before,
         }
     }
@@ -152,6 +174,8 @@ pub struct CycleReport {
     pub grant: &'static str,
     pub duration: Duration,
     pub finished_at: SystemTime,
+    /// Credential and endpoint certificate expiries, credential change times (issue 13).
+    pub expiries: Expiries,
 }
 
 /// The failure that decided a cycle: the phase and reason in the metrics' closed vocabulary,
@@ -211,12 +235,18 @@ impl CycleReport {
 }
 
 /// A provider's probing state: its configuration, HTTP client (with the process's request
-/// slots) and held token.
+/// slots), held token and, with `issuer`, the last good discovery result.
 pub struct Prober {
     /// Shared with the scheduler (and a replacement prober after a panic): one copy per provider.
     pub config: Arc<ProviderConfig>,
     client: Client,
     held: Option<HeldToken>,
+    watch: Watch,
+    /// Client-authentication material prepared from `config`, reused across cycles.
+    auth: ClientAuth,
+    /// Kept across cycles like the held token (and so across a reload that leaves the provider
+    /// unchanged); replaced only by a successful refresh.
+    discovered: Option<Discovered>,
 }
 
 impl Prober {
@@ -225,6 +255,9 @@ impl Prober {
             config,
             client,
             held: None,
+            watch: Watch::default(),
+            auth: ClientAuth::default(),
+            discovered: None,
         }
     }
 
@@ -236,13 +269,21 @@ impl Prober {
         &self.client
     }
 
-    /// Runs one cycle. Its length is bounded: at most two token and two canary requests, each
-    /// limited by the provider's timeout.
+    /// Runs one cycle. Its length is bounded: at most two token and two canary requests, and
+    /// with `issuer` a discovery fetch before a token request when one is due (two documents at
+    /// most), each limited by the provider's timeout.
     pub async fn run_cycle(&mut self, mut trace: Option<&mut Trace>) -> CycleReport {
         let started = Instant::now();
+        if let Some(trace) = trace.as_deref_mut() {
+            self.client.add_secrets(trace.always_scrub());
+        }
         let mut token_requests = Vec::new();
         let mut canary_requests = Vec::new();
         let mut canary_skipped = false;
+        // Certificate files first: their notAfter and change show even when the token fails.
+        self.watch
+            .read_certificates(&self.config, self.config.timeout)
+            .await;
 
         let must_request = match &self.held {
             Some(held) if self.config.token.reuse => {
@@ -252,11 +293,8 @@ impl Prober {
         };
         let mut token_ok = !must_request;
         if must_request {
-            if let Some(trace) = trace.as_deref_mut() {
-                trace.section("token request");
-            }
             token_ok = self
-                .refresh(&mut token_requests, trace.as_deref_mut())
+                .refresh(&mut token_requests, "token request", trace.as_deref_mut())
                 .await;
         } else if let Some(trace) = trace.as_deref_mut() {
             trace.section("token reused");
@@ -287,11 +325,12 @@ impl Prober {
                             .is_err_and(CanaryError::rejects_token)
                     };
                     if rejected(&outcome) && token_requests.is_empty() {
-                        if let Some(trace) = trace.as_deref_mut() {
-                            trace.section("token request (retry: the reused token was rejected)");
-                        }
                         token_ok = self
-                            .refresh(&mut token_requests, trace.as_deref_mut())
+                            .refresh(
+                                &mut token_requests,
+                                "token request (retry: the reused token was rejected)",
+                                trace.as_deref_mut(),
+                            )
                             .await;
                         if let Some(trace) = trace.as_deref_mut() {
                             trace.section("canary request (retry with the fresh token)");
@@ -310,6 +349,10 @@ impl Prober {
             }
         }
 
+        for outcome in &canary_requests {
+            let expiry = self.client.chain_expiry(outcome.certificate);
+            self.watch.saw_endpoint(TlsPhase::Canary, expiry);
+        }
         CycleReport {
             token_requests,
             canary_requests,
@@ -318,15 +361,21 @@ impl Prober {
             grant: self.config.token.grant.as_str(),
             duration: started.elapsed(),
             finished_at: SystemTime::now(),
+            expiries: self.watch.report(&self.config),
         }
     }
 
     /// Calls the canary with the held token; `None` when no token is held (or no canary is set).
     /// The call holds a request slot; waiting for one counts against the timeout.
-    async fn call_canary(&self, trace: Option<&mut Trace>) -> Option<CanaryOutcome> {
+    async fn call_canary(&self, mut trace: Option<&mut Trace>) -> Option<CanaryOutcome> {
         let canary_config = self.config.canary.as_ref()?;
         let held = self.held.as_ref()?;
         let started = Instant::now();
+        // Worked out only when someone reads it (a trace, a failure); see `refresh`.
+        let route = || self.client.route(&canary_config.url);
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.line(format!("proxy: {}", route()));
+        }
         let slot = match self.client.slots.acquire(self.config.timeout).await {
             Ok(slot) => slot,
             Err(busy) => {
@@ -334,20 +383,119 @@ impl Prober {
                 return Some(CanaryOutcome {
                     duration: started.elapsed(),
                     status: None,
+                    certificate: None,
                     result: Err(busy.into()),
                 });
             }
         };
-        let outcome = self::canary::call(
-            &self.client.http,
+        let mut outcome = self::canary::call(
+            &self.client,
             canary_config,
             &held.access_token,
             slot.remaining,
-            trace,
+            trace.as_deref_mut(),
         )
         .await;
         drop(slot);
+        // Through a proxy, failures name it; a 407 is the proxy's answer, not the API's.
+        outcome.result = match outcome.result {
+            Err(CanaryError::Transport(error)) => Err(route().explain(error).into()),
+            Err(error) => Err(match route().proxy_refused(outcome.status) {
+                Some(refused) => {
+                    trace_refused(trace, &refused);
+                    refused.into()
+                }
+                None => error,
+            }),
+            ok => ok,
+        };
         Some(outcome)
+    }
+
+    /// The token endpoint for this request: the configured `url`, or the `token_endpoint` of
+    /// the issuer's metadata, fetched when there is none yet or its refresh is due (the fetch
+    /// holds a request slot, like every request). A failed refresh keeps the last good endpoint
+    /// with a warning; with none, the cycle fails in the token phase, reason `discovery`.
+    async fn token_endpoint(&mut self, mut trace: Option<&mut Trace>) -> Result<Url, TokenOutcome> {
+        let discovery = match &self.config.token.endpoint {
+            TokenEndpoint::Url(url) => return Ok(url.clone()),
+            TokenEndpoint::Discovery(discovery) => discovery,
+        };
+        let now = Instant::now();
+        if let Some(found) = &self.discovered
+            && !found.is_due(discovery.refresh, now)
+        {
+            if let Some(trace) = trace.as_deref_mut() {
+                trace.section("discovery");
+                trace.line(format!(
+                    "token endpoint {} from the metadata fetched {}s ago ({}); next refresh after discovery_refresh = {}",
+                    found.token_endpoint,
+                    now.duration_since(found.fetched_at).as_secs(),
+                    found.source,
+                    humantime::format_duration(discovery.refresh),
+                ));
+            }
+            return Ok(found.token_endpoint.clone());
+        }
+        // Both metadata URLs share the issuer's host, so one route stands for both.
+        let [openid, _] = self::discovery::metadata_urls(&discovery.issuer_url);
+        let route = self.client.route(&openid);
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.section("discovery");
+            trace.line(format!("proxy: {route}"));
+        }
+        let started = Instant::now();
+        let result = match self.client.slots.acquire(self.config.timeout).await {
+            Ok(slot) => {
+                let result = self::discovery::discover(
+                    &self.client,
+                    &route,
+                    discovery,
+                    &self.config.token,
+                    slot.remaining,
+                    trace.as_deref_mut(),
+                )
+                .await
+                .map_err(TokenError::from);
+                drop(slot);
+                result
+            }
+            Err(busy) => {
+                trace_busy(trace.as_deref_mut(), &busy);
+                Err(TokenError::Transport(busy))
+            }
+        };
+        match (result, &self.discovered) {
+            (Ok(found), _) => {
+                let expiry = self.client.chain_expiry(found.certificate);
+                self.watch.saw_endpoint(TlsPhase::Discovery, expiry);
+                let endpoint = found.token_endpoint.clone();
+                self.discovered = Some(found);
+                Ok(endpoint)
+            }
+            (Err(error), Some(last_good)) => {
+                tracing::warn!(
+                    provider = %self.config.name,
+                    error = %error,
+                    token_endpoint = %last_good.token_endpoint,
+                    "discovery refresh failed; keeping the last good token endpoint (retried next cycle)"
+                );
+                if let Some(trace) = trace {
+                    trace.line(format!(
+                        "refresh failed; keeping the last good token endpoint {}",
+                        last_good.token_endpoint
+                    ));
+                }
+                Ok(last_good.token_endpoint.clone())
+            }
+            (Err(error), None) => Err(TokenOutcome {
+                duration: started.elapsed(),
+                status: None,
+                certificate: None,
+                credentials: [0; 2],
+                result: Err(error),
+            }),
+        }
     }
 
     /// Requests a token; on success it replaces the held one, on failure the held one is kept
@@ -355,45 +503,106 @@ impl Prober {
     async fn refresh(
         &mut self,
         outcomes: &mut Vec<TokenOutcome>,
-        trace: Option<&mut Trace>,
+        title: &str,
+        mut trace: Option<&mut Trace>,
     ) -> bool {
+        let endpoint = match self.token_endpoint(trace.as_deref_mut()).await {
+            Ok(endpoint) => endpoint,
+            Err(outcome) => {
+                outcomes.push(outcome);
+                return false;
+            }
+        };
+        // Worked out only when someone reads it (a trace, a failure): with the environment's
+        // proxy rules it reads the variables again.
+        let route = || self.client.route(&endpoint);
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.section(title);
+            trace.line(format!("proxy: {}", route()));
+        }
         // The request holds a request slot; waiting for one counts against the timeout.
         let started = Instant::now();
-        let outcome = match self.client.slots.acquire(self.config.timeout).await {
+        let mut outcome = match self.client.slots.acquire(self.config.timeout).await {
             Ok(slot) => {
                 let outcome = self::token::request_token(
-                    &self.client.http,
+                    &self.client,
                     &self.config.token,
+                    &mut self.auth,
+                    &endpoint,
                     slot.remaining,
-                    trace,
+                    trace.as_deref_mut(),
                 )
                 .await;
                 drop(slot);
                 outcome
             }
             Err(busy) => {
-                trace_busy(trace, &busy);
+                trace_busy(trace.as_deref_mut(), &busy);
                 TokenOutcome {
                     duration: started.elapsed(),
                     status: None,
+                    certificate: None,
+                    credentials: [0; 2],
                     result: Err(TokenError::Transport(busy)),
                 }
             }
         };
+        // Through a proxy, failures name it; a 407 is the proxy's answer, not the server's.
+        outcome.result = match outcome.result {
+            Err(TokenError::Transport(error)) => Err(TokenError::Transport(route().explain(error))),
+            Err(error) => Err(match route().proxy_refused(outcome.status) {
+                Some(refused) => {
+                    trace_refused(trace.as_deref_mut(), &refused);
+                    TokenError::Transport(refused)
+                }
+                None => error,
+            }),
+            ok => ok,
+        };
+        let now = SystemTime::now();
+        let [secret, password] = outcome.credentials;
+        self.watch.saw(Credential::ClientSecret, secret, now);
+        self.watch.saw(Credential::Password, password, now);
+        let expiry = self.client.chain_expiry(outcome.certificate);
+        self.watch.saw_endpoint(TlsPhase::Token, expiry);
         let ok = match &outcome.result {
             Ok(issued) => {
+                let claims = match &self.config.token.expect {
+                    Some(expect) => self::claims::check(expect, issued.access_token.expose()),
+                    None => Ok(()),
+                };
                 self.held = Some(HeldToken {
                     access_token: issued.access_token.clone(),
                     lifetime: issued.lifetime,
                     expires_at: issued.expires_at,
                     rejected: false,
+                    claims_failed: claims.is_err(),
                 });
-                true
+                match claims {
+                    Ok(()) => true,
+                    Err(mismatch) => {
+                        if let Some(trace) = trace {
+                            trace.line(format!("[token.expect] failed, reason claims: {mismatch}"));
+                        }
+                        outcome.result = Err(TokenError::Claims(mismatch));
+                        false
+                    }
+                }
             }
             Err(_) => false,
         };
         outcomes.push(outcome);
         ok
+    }
+}
+
+/// The trace's account of a 407 answer: the request code classified it as the server's answer;
+/// it is the proxy's, and counts as `connect`.
+fn trace_refused(trace: Option<&mut Trace>, refused: &transport::TransportError) {
+    if let Some(trace) = trace {
+        trace.line(format!(
+            "the 407 came from the proxy, not the server: counted as reason connect: {refused}"
+        ));
     }
 }
 

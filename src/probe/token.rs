@@ -3,16 +3,17 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use serde_json::Value;
+use url::Url;
 
-use crate::config::{AuthMethod, BasicEncoding, Grant, TokenConfig};
+use crate::config::{AuthMethod, Grant, TokenConfig};
+use crate::probe::client_auth::{AuthError, ClientAuth, Credentials, Decoration};
+use crate::probe::discovery::DiscoveryError;
 use crate::probe::trace::Trace;
-use crate::probe::transport::{BodyError, TransportError, read_body, send};
+use crate::probe::transport::{BodyError, Client, Seen, TransportError, read_body, send};
 use crate::probe::{jwt, printable};
-use crate::secrets::{AccessToken, Scrubber, Secret, SecretError, excerpt};
+use crate::secrets::{AccessToken, Scrubber, SecretError, excerpt};
 
 /// Longest server-supplied text (error_description, body excerpt) kept for the log.
 const EXCERPT_CHARS: usize = 200;
@@ -30,6 +31,11 @@ pub struct TokenOutcome {
     pub duration: Duration,
     /// The HTTP status, when a response arrived.
     pub status: Option<u16>,
+    /// The endpoint's leaf certificate (https), see [`Seen`].
+    pub certificate: Option<u64>,
+    /// Keyed hashes ([`crate::probe::expiry::fingerprint`]) of the client secret and the password read for this
+    /// request (0: not read), so the prober notices a rotation without keeping either.
+    pub credentials: [u64; 2],
     pub result: Result<IssuedToken, TokenError>,
 }
 
@@ -72,6 +78,9 @@ reason_enum! {
         InvalidResponse => "invalid_response",
         SecretUnavailable => "secret_unavailable",
         ExporterBusy => "exporter_busy",
+        Claims => "claims",
+        ClientAssertion => "client_assertion",
+        Discovery => "discovery",
     }
 }
 
@@ -84,6 +93,14 @@ pub const REASONS: [TokenReason; TokenReason::ALL.len()] = TokenReason::ALL;
 pub enum TokenError {
     #[error("the client secret or password could not be read: {0}")]
     SecretUnavailable(#[from] SecretError),
+    /// The private key or certificate file could not be read: like a secret file, a secret
+    /// mount's trouble, so `secret_unavailable`.
+    #[error("the private key or certificate could not be read: {0}")]
+    KeyUnavailable(String),
+    /// The client assertion could not be made: an unusable key or certificate (a rotated file
+    /// that does not parse or fit), or a signing failure. Nothing was sent.
+    #[error("cannot make the client assertion: {0}")]
+    ClientAssertion(String),
     #[error("OAuth error {code}{}", description_suffix(description))]
     OAuth {
         /// The server's own `error` code, sanitised (printable ASCII, at most 64 characters):
@@ -110,6 +127,14 @@ pub enum TokenError {
     Transport(#[from] TransportError),
     #[error("invalid token response: {0}")]
     InvalidResponse(String),
+    /// A token was issued, but it does not carry what `[token.expect]` asks (issue 13). The
+    /// text names the claim and the expected value (configuration), never the token.
+    #[error("{0}")]
+    Claims(String),
+    /// `issuer` is configured and no usable token endpoint is known yet: the metadata could not
+    /// be fetched, or failed its checks.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
 }
 
 fn description_suffix(description: &Option<String>) -> String {
@@ -131,7 +156,10 @@ impl TokenError {
     /// The classification: which `reason` this failure is counted under.
     pub fn reason(&self) -> TokenReason {
         match self {
-            TokenError::SecretUnavailable(_) => TokenReason::SecretUnavailable,
+            TokenError::SecretUnavailable(_) | TokenError::KeyUnavailable(_) => {
+                TokenReason::SecretUnavailable
+            }
+            TokenError::ClientAssertion(_) => TokenReason::ClientAssertion,
             TokenError::OAuth { code, .. } => OAUTH_ERROR_CODES
                 .into_iter()
                 .find(|known| known.as_str() == code)
@@ -145,6 +173,8 @@ impl TokenError {
             TokenError::Transport(TransportError::Tls(_)) => TokenReason::Tls,
             TokenError::Transport(TransportError::Busy(_)) => TokenReason::ExporterBusy,
             TokenError::InvalidResponse(_) => TokenReason::InvalidResponse,
+            TokenError::Claims(_) => TokenReason::Claims,
+            TokenError::Discovery(_) => TokenReason::Discovery,
         }
     }
 
@@ -159,31 +189,39 @@ impl TokenError {
     }
 }
 
-/// Requests a token. Never takes longer than `timeout` (plus scheduling noise). With a trace,
-/// records each step with secrets and tokens redacted.
+/// Requests a token from `endpoint`: the configured `url`, or the `token_endpoint` discovery
+/// found for the `issuer` (resolved by the caller for this request, so a refreshed endpoint is
+/// used as soon as it is known). Never takes longer than `timeout` (plus scheduling noise). With
+/// a trace, records each step with secrets and tokens redacted.
 pub async fn request_token(
-    client: &reqwest::Client,
+    client: &Client,
     config: &TokenConfig,
+    auth: &mut ClientAuth,
+    endpoint: &Url,
     timeout: Duration,
     mut trace: Option<&mut Trace>,
 ) -> TokenOutcome {
     let started = Instant::now();
     let requested_at = SystemTime::now();
-    let mut status = None;
+    let mut seen = Seen::default();
+    let mut fingerprints = [0; 2];
     // The secrets first, each with the provider's timeout as its deadline: a secret file on a
     // stalled mount is `secret_unavailable` (not `timeout`, which blames the identity provider),
     // and the request gets what is left of the timeout.
-    let result = match read_secrets(config, timeout).await {
-        Err(error) => Err(error),
-        Ok(secrets) => {
+    let result = match auth.read(config, timeout).await {
+        Err(error) => Err(error.into()),
+        Ok(credentials) => {
+            fingerprints = credentials.fingerprints();
             let left = timeout.saturating_sub(started.elapsed());
             let attempt = attempt(
                 client,
                 config,
-                secrets,
+                auth,
+                endpoint,
+                credentials,
                 left,
                 requested_at,
-                &mut status,
+                &mut seen,
                 trace.as_deref_mut(),
             );
             match tokio::time::timeout(left, attempt).await {
@@ -212,7 +250,9 @@ pub async fn request_token(
     }
     TokenOutcome {
         duration,
-        status,
+        status: seen.status,
+        certificate: seen.certificate,
+        credentials: fingerprints,
         result,
     }
 }
@@ -223,107 +263,87 @@ enum Body {
     Json(serde_json::Map<String, Value>),
 }
 
-/// The client secret and, for the password grant, the password, read now (files are re-read
-/// on every request, so a rotated secret takes effect), both within `deadline`.
-async fn read_secrets(
-    config: &TokenConfig,
-    deadline: Duration,
-) -> Result<(Secret, Option<Secret>), TokenError> {
-    let started = Instant::now();
-    let client_secret = config.client_secret.read_within(deadline).await?;
-    let password = match &config.grant {
-        Grant::Password { password, .. } => Some(
-            password
-                .read_within(deadline.saturating_sub(started.elapsed()))
-                .await?,
-        ),
-        Grant::ClientCredentials => None,
-    };
-    Ok((client_secret, password))
+impl From<AuthError> for TokenError {
+    fn from(error: AuthError) -> TokenError {
+        match error {
+            AuthError::Secret(error) => TokenError::SecretUnavailable(error),
+            AuthError::KeyUnreadable(detail) => TokenError::KeyUnavailable(detail),
+            AuthError::Assertion(detail) => TokenError::ClientAssertion(detail),
+        }
+    }
 }
 
+#[allow(clippy::too_many_arguments)] // each is one request's own input; a struct would only rename them
 async fn attempt(
-    client: &reqwest::Client,
+    client: &Client,
     config: &TokenConfig,
-    (client_secret, password): (Secret, Option<Secret>),
+    auth: &mut ClientAuth,
+    endpoint: &Url,
+    credentials: Credentials,
     timeout: Duration,
     requested_at: SystemTime,
-    status_seen: &mut Option<u16>,
+    seen: &mut Seen,
     mut trace: Option<&mut Trace>,
 ) -> Result<IssuedToken, TokenError> {
     let mut scrubber = Scrubber::default();
-    scrubber.add(client_secret.expose());
-    if let Some(password) = &password {
-        scrubber.add(password.expose());
-    }
+    client.add_secrets(&mut scrubber);
+    // `endpoint` is the one this request goes to (the configured `url`, or the discovered one):
+    // an assertion's default audience is taken from it.
+    let decoration = auth.decorate(config, &credentials, endpoint, &mut scrubber)?;
 
     let username = match &config.grant {
         Grant::Password { username, .. } => Some(username.as_str()),
         Grant::ClientCredentials => None,
     };
+    let password = credentials.password();
     let scope = (!config.scopes.is_empty()).then(|| config.scopes.join(" "));
-    let mut basic = None;
-    let body = match config.auth_method {
-        AuthMethod::ClientSecretPost | AuthMethod::ClientSecretBasic => {
-            let mut form = vec![("grant_type".to_string(), config.grant.as_str().to_string())];
-            if config.auth_method == AuthMethod::ClientSecretPost {
-                form.push(("client_id".into(), config.client_id.clone()));
-                form.push(("client_secret".into(), client_secret.expose().to_string()));
-            } else {
-                let header = basic_authorization(
-                    config.basic_encoding,
-                    &config.client_id,
-                    client_secret.expose(),
-                );
-                // A server may echo the credentials with or without the "Basic " scheme.
-                let value = header.to_str().unwrap_or_default();
-                scrubber.add(value);
-                scrubber.add(value.trim_start_matches("Basic "));
-                basic = Some(header);
-            }
-            if let (Some(username), Some(password)) = (username, &password) {
-                form.push(("username".into(), username.to_string()));
-                form.push(("password".into(), password.expose().to_string()));
-            }
-            if let Some(scope) = scope {
-                form.push(("scope".into(), scope));
-            }
-            form.extend(config.params.iter().map(|(k, v)| (k.clone(), v.clone())));
-            Body::Form(form)
+    let body = if config.auth_method == AuthMethod::JsonBody {
+        let fields = &config.json_fields;
+        let mut body = serde_json::Map::new();
+        for (key, value) in &decoration.fields {
+            body.insert(key.clone(), value.clone().into());
         }
-        AuthMethod::JsonBody => {
-            let fields = &config.json_fields;
-            let mut body = serde_json::Map::new();
-            body.insert(fields.client_id.clone(), config.client_id.clone().into());
+        if let (Some(username), Some(password)) = (username, password) {
+            body.insert(fields.username.clone(), username.to_string().into());
             body.insert(
-                fields.client_secret.clone(),
-                client_secret.expose().to_string().into(),
+                fields.password.clone(),
+                password.expose().to_string().into(),
             );
-            if let (Some(username), Some(password)) = (username, &password) {
-                body.insert(fields.username.clone(), username.to_string().into());
-                body.insert(
-                    fields.password.clone(),
-                    password.expose().to_string().into(),
-                );
-            }
-            if let Some(scope) = scope {
-                body.insert("scope".to_string(), scope.into());
-            }
-            for (key, value) in &config.params {
-                body.insert(key.clone(), value.clone().into());
-            }
-            Body::Json(body)
         }
+        if let Some(scope) = scope {
+            body.insert("scope".to_string(), scope.into());
+        }
+        for (key, value) in config.json_params() {
+            body.insert(key.to_string(), value);
+        }
+        Body::Json(body)
+    } else {
+        let mut form = vec![("grant_type".to_string(), config.grant.as_str().to_string())];
+        form.extend(decoration.fields.iter().cloned());
+        if let (Some(username), Some(password)) = (username, password) {
+            form.push(("username".into(), username.to_string()));
+            form.push(("password".into(), password.expose().to_string()));
+        }
+        if let Some(scope) = scope {
+            form.push(("scope".into(), scope));
+        }
+        form.extend(
+            config
+                .form_params()
+                .map(|(key, value)| (key.to_string(), value.to_string())),
+        );
+        Body::Form(form)
     };
 
     if let Some(trace) = trace.as_deref_mut() {
-        trace_request(trace, config, &body, basic.is_some(), &scrubber);
+        trace_request(trace, config, endpoint, &body, &decoration, &scrubber);
     }
     let mut request = client
-        .post(config.url.clone())
+        .http
+        .post(endpoint.clone())
         .timeout(timeout)
         .header(ACCEPT, "application/json");
-    if let Some(header) = basic {
+    if let Some(header) = decoration.authorization {
         request = request.header(AUTHORIZATION, header);
     }
     request = match &body {
@@ -332,7 +352,7 @@ async fn attempt(
     };
     drop(body);
 
-    let response = send(request, status_seen, trace.as_deref_mut()).await?;
+    let response = send(request, seen, trace.as_deref_mut()).await?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -357,21 +377,23 @@ async fn attempt(
 fn trace_request(
     trace: &mut Trace,
     config: &TokenConfig,
+    endpoint: &Url,
     body: &Body,
-    basic: bool,
+    decoration: &Decoration,
     scrubber: &Scrubber,
 ) {
-    trace.line(format!("-> POST {}", config.url));
+    trace.line(format!("-> POST {endpoint}"));
     trace.line("Accept: application/json");
-    if basic {
+    if decoration.authorization.is_some() {
         trace.line("Authorization: Basic [redacted]");
     }
-    let secret_keys = [
+    let mut secret_keys = vec![
         "client_secret",
         "password",
         config.json_fields.client_secret.as_str(),
         config.json_fields.password.as_str(),
     ];
+    secret_keys.extend(decoration.secret_fields.iter().map(String::as_str));
     match body {
         Body::Form(form) => {
             trace.line("Content-Type: application/x-www-form-urlencoded");
@@ -392,6 +414,9 @@ fn trace_request(
             trace.line(scrubber.scrub(&serde_json::to_string_pretty(&shown).unwrap_or_default()));
         }
     }
+    if let Some(shown) = &decoration.assertion {
+        trace.assertion(config.auth_method.as_str(), &shown.header, &shown.claims);
+    }
 }
 
 /// Interprets a token endpoint's answer (status and body) as the probe does: the entry point for
@@ -409,34 +434,6 @@ pub fn parse_response(
         &Scrubber::default(),
         SystemTime::now(),
     )
-}
-
-/// The `Authorization: Basic` header. `form` (RFC 6749 section 2.3.1): id and secret are
-/// urlencoded, joined by a colon, then base64; with percent escapes only (a space as `%20`, never
-/// `+`), which form decoders (`+` is a space), percent decoders (`+` is a plus, Authlib) and
-/// RFC 3986 decoders all read back the same (issue 11). `raw` (RFC 7617, as curl and browsers):
-/// `id:secret` as written, for servers that do not decode (glewlwyd); validation has refused a
-/// client id with a colon.
-fn basic_authorization(
-    encoding: BasicEncoding,
-    client_id: &str,
-    client_secret: &str,
-) -> HeaderValue {
-    // byte_serialize escapes every byte but `*-._` and alphanumerics, writing a space as `+`
-    // and a literal `+` as `%2B`: so every `+` left is a space.
-    let encode = |s: &str| {
-        url::form_urlencoded::byte_serialize(s.as_bytes())
-            .collect::<String>()
-            .replace('+', "%20")
-    };
-    let credentials = match encoding {
-        BasicEncoding::Form => format!("{}:{}", encode(client_id), encode(client_secret)),
-        BasicEncoding::Raw => format!("{client_id}:{client_secret}"),
-    };
-    let mut value = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials)))
-        .unwrap_or_else(|_| HeaderValue::from_static("Basic"));
-    value.set_sensitive(true);
-    value
 }
 
 /// Turns a token endpoint's answer into a token or a classified failure.

@@ -29,6 +29,9 @@ const BODY_CHARS: usize = 2048;
 pub struct Trace {
     started: Instant,
     text: String,
+    /// Secrets that hold for the whole cycle (a proxy's credentials), removed from every line,
+    /// response headers included.
+    always: Scrubber,
 }
 
 impl Default for Trace {
@@ -36,11 +39,17 @@ impl Default for Trace {
         Trace {
             started: Instant::now(),
             text: String::new(),
+            always: Scrubber::default(),
         }
     }
 }
 
 impl Trace {
+    /// The scrubber applied to every line from now on.
+    pub fn always_scrub(&mut self) -> &mut Scrubber {
+        &mut self.always
+    }
+
     /// Starts a section, e.g. "token request".
     pub fn section(&mut self, title: &str) {
         let _ = writeln!(
@@ -51,7 +60,8 @@ impl Trace {
     }
 
     pub fn line(&mut self, text: impl AsRef<str>) {
-        for line in text.as_ref().lines() {
+        let text = self.always.scrub(text.as_ref());
+        for line in text.lines() {
             let _ = writeln!(self.text, "  {line}");
         }
     }
@@ -95,6 +105,28 @@ impl Trace {
             }
             _ => self.line("access token is opaque (not a JWT)"),
         }
+    }
+
+    /// The client assertion a token request carries, decoded: its header (`alg`, `kid`, `x5t`,
+    /// `x5t#S256`) and claims (`aud`, `exp`, ...) are what the server checks, so an operator
+    /// can compare them with its registration. Never the signature or the encoded assertion.
+    pub fn assertion(
+        &mut self,
+        method: &str,
+        header: &serde_json::Map<String, Value>,
+        claims: &serde_json::Map<String, Value>,
+    ) {
+        self.line(format!(
+            "client assertion ({method}; decoded, signature not shown):"
+        ));
+        self.line(format!(
+            "header: {}",
+            serde_json::to_string(header).unwrap_or_default()
+        ));
+        self.line(format!(
+            "claims: {}",
+            serde_json::to_string_pretty(claims).unwrap_or_default()
+        ));
     }
 
     pub fn finish(self) -> String {

@@ -1,7 +1,8 @@
-//! Outgoing HTTP: building clients (redirects off, keep-alive, per-provider TLS settings), the
-//! process-wide bound on requests in flight ([`Slots`]), reading bodies with a size cap, and
-//! classifying transport failures into the fixed reasons `timeout`, `connect`, `tls` and
-//! `exporter_busy` (our own descriptors or ports ran out: never the remote side's fault).
+//! Outgoing HTTP: building clients (redirects off, keep-alive, per-provider TLS and proxy
+//! settings), the process-wide bound on requests in flight ([`Slots`]), reading bodies with a
+//! size cap, which proxy a request takes ([`ProxyRoute`]), and classifying transport failures
+//! into the fixed reasons `timeout`, `connect`, `tls` and `exporter_busy` (our own descriptors or
+//! ports ran out: never the remote side's fault).
 
 use std::error::Error as _;
 use std::sync::Arc;
@@ -9,8 +10,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::TlsConfig;
+use url::Url;
+
+use crate::config::{ProxySetting, TlsConfig};
 use crate::probe::trace::Trace;
+use crate::probe::verifier::{self, Chains};
+use crate::secrets::Scrubber;
 
 /// Bodies larger than this are not read: a token response is a few KiB at most.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -248,18 +253,172 @@ pub fn raise_descriptor_limit() {
     }
 }
 
-/// An HTTP client and the process-wide request slots its requests take.
+/// An HTTP client, the process-wide request slots its requests take, and the proxy setting it
+/// was built with (to say which proxy a request took).
 #[derive(Debug, Clone)]
 pub struct Client {
     pub http: reqwest::Client,
     pub slots: Slots,
+    /// The certificate chains its endpoints presented (see [`Seen::certificate`]).
+    pub chains: Arc<Chains>,
+    pub proxy: ProxySetting,
+}
+
+impl Client {
+    /// Adds this client's own secrets to `scrubber`: the `proxy_url` password and the
+    /// `Proxy-Authorization: Basic` value it travels in, so that a proxy (or a server behind it)
+    /// echoing them shows `[redacted]`.
+    pub fn add_secrets(&self, scrubber: &mut Scrubber) {
+        if let ProxySetting::Url(proxy) = &self.proxy
+            && let Some((user, password)) = &proxy.credentials
+        {
+            use base64::Engine as _;
+            scrubber.add(password.expose());
+            scrubber.add(&base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                user.expose(),
+                password.expose()
+            )));
+        }
+    }
+
+    /// The proxy a request to `url` goes through with this client.
+    pub fn route(&self, url: &Url) -> ProxyRoute {
+        match &self.proxy {
+            ProxySetting::Disabled => ProxyRoute::Direct { disabled: true },
+            ProxySetting::Url(proxy) => ProxyRoute::Configured(proxy.host_port()),
+            // The rules reqwest applies to a client built without a proxy of its own (curl's:
+            // HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, NO_PROXY), read the same way.
+            ProxySetting::Environment => url
+                .as_str()
+                .parse::<hyper::Uri>()
+                .ok()
+                .and_then(|uri| {
+                    hyper_util::client::proxy::matcher::Matcher::from_env().intercept(&uri)
+                })
+                .and_then(|intercept| {
+                    // Host and port only: the variable's `user:password@` is never shown.
+                    let uri = intercept.uri();
+                    let host = uri.host()?;
+                    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+                        Some("https") => 443,
+                        _ => 80,
+                    });
+                    Some(ProxyRoute::FromEnvironment(format!("{host}:{port}")))
+                })
+                .unwrap_or(ProxyRoute::Direct { disabled: false }),
+        }
+    }
+}
+
+/// Which proxy a request goes through, as the trace and failure details name it: host and port,
+/// never credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyRoute {
+    /// No proxy; `disabled` when `proxy_url = "none"` says so.
+    Direct { disabled: bool },
+    /// `proxy_url`.
+    Configured(String),
+    /// `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` (not excluded by `NO_PROXY`).
+    FromEnvironment(String),
+}
+
+impl std::fmt::Display for ProxyRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyRoute::Direct { disabled: true } => f.write_str("none (proxy_url = \"none\")"),
+            ProxyRoute::Direct { disabled: false } => f.write_str("none"),
+            ProxyRoute::Configured(host) => write!(f, "{host} (proxy_url)"),
+            ProxyRoute::FromEnvironment(host) => write!(f, "from environment: {host}"),
+        }
+    }
+}
+
+impl ProxyRoute {
+    /// A transport failure as people read it: through a proxy, every connection is to the
+    /// proxy, so a refused or failed one names it; a 407 (proxy authentication) says so.
+    pub fn explain(&self, error: TransportError) -> TransportError {
+        let (host, credentials) = match self {
+            ProxyRoute::Direct { .. } => return error,
+            ProxyRoute::Configured(host) => (host, "the user:password@ of proxy_url"),
+            ProxyRoute::FromEnvironment(host) => {
+                (host, "the user:password@ of the proxy environment variable")
+            }
+        };
+        match error {
+            TransportError::Connect(message)
+                if message.contains("proxy authorization required") =>
+            {
+                TransportError::Connect(self.proxy_auth_required(host, credentials))
+            }
+            TransportError::Connect(message) => {
+                TransportError::Connect(format!("via proxy {host}: {message}"))
+            }
+            TransportError::Tls(message) => {
+                TransportError::Tls(format!("via proxy {host}: {message}"))
+            }
+            other => other,
+        }
+    }
+
+    /// A 407 answer: only a proxy sends one, so the request never reached the server. `None`
+    /// when the request went direct (then it is the server's own odd answer).
+    pub fn proxy_refused(&self, status: Option<u16>) -> Option<TransportError> {
+        if status != Some(407) {
+            return None;
+        }
+        match self {
+            ProxyRoute::Direct { .. } => None,
+            ProxyRoute::Configured(host) => Some(TransportError::Connect(
+                self.proxy_auth_required(host, "the user:password@ of proxy_url"),
+            )),
+            ProxyRoute::FromEnvironment(host) => {
+                Some(TransportError::Connect(self.proxy_auth_required(
+                    host,
+                    "the user:password@ of the proxy environment variable",
+                )))
+            }
+        }
+    }
+
+    fn proxy_auth_required(&self, host: &str, credentials: &str) -> String {
+        format!(
+            "proxy {host} refused the request with 407 Proxy Authentication Required: {credentials} is missing or wrong"
+        )
+    }
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error("TLS settings: {0}")]
+    Tls(String),
+}
+
+/// What a response showed before its body was read (kept when reading the body then fails).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub status: Option<u16>,
+    /// The fingerprint of the leaf certificate the endpoint presented (https only): the
+    /// client's [`Chains`] knows the earliest notAfter of its chain.
+    pub certificate: Option<u64>,
+}
+
+impl Client {
+    /// The earliest notAfter (Unix seconds) of the chain whose leaf a response named
+    /// ([`Seen::certificate`]).
+    pub fn chain_expiry(&self, leaf: Option<u64>) -> Option<u64> {
+        self.chains.earliest(leaf?)
+    }
 }
 
 /// Sends a request. Records the status it was answered with (for the 401 count, even when the
 /// body then fails) and, in a debug trace, the status line and headers.
 pub async fn send(
     request: reqwest::RequestBuilder,
-    status_seen: &mut Option<u16>,
+    seen: &mut Seen,
     trace: Option<&mut Trace>,
 ) -> Result<reqwest::Response, TransportError> {
     let response = request
@@ -267,7 +426,12 @@ pub async fn send(
         .await
         .map_err(|error| TransportError::from_reqwest(&error))?;
     let status = response.status().as_u16();
-    *status_seen = Some(status);
+    seen.status = Some(status);
+    seen.certificate = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(reqwest::tls::TlsInfo::peer_certificate)
+        .map(crate::probe::expiry::fingerprint);
     if let Some(trace) = trace {
         trace.line(format!("<- HTTP {status}"));
         for (name, value) in response.headers() {
@@ -312,38 +476,57 @@ pub async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, BodyE
 }
 
 /// Builds one client taking its requests' slots from `slots`. Redirects are never followed: a
-/// token endpoint that redirects would make us re-send credentials to wherever it points.
-pub fn build_client(tls: &TlsConfig, slots: &Slots) -> Result<Client, reqwest::Error> {
+/// token endpoint that redirects would make us re-send credentials to wherever it points. TLS
+/// is configured by [`verifier::client_config`] (the same verification as reqwest's own, which
+/// also records the chains endpoints present); `tls_info` hands each response its leaf.
+pub fn build_client(
+    tls: &TlsConfig,
+    proxy: &ProxySetting,
+    slots: &Slots,
+) -> Result<Client, ClientError> {
+    let chains = Arc::new(Chains::default());
+    let rustls = verifier::client_config(tls, &chains).map_err(ClientError::Tls)?;
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("oauth2-exporter/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(slots.idle_per_host())
-        .tcp_keepalive(Duration::from_secs(60));
-    if !tls.ca_certificates.is_empty() {
-        builder = builder.tls_certs_merge(tls.ca_certificates.iter().cloned());
-    }
-    if let Some(client) = &tls.client_identity {
-        builder = builder.identity(client.identity.clone());
-    }
-    if tls.insecure_skip_verify {
-        builder = builder.tls_danger_accept_invalid_certs(true);
+        .tcp_keepalive(Duration::from_secs(60))
+        .tls_backend_preconfigured(rustls)
+        .tls_info(true);
+    match proxy {
+        // reqwest reads the proxy variables itself when the client is built.
+        ProxySetting::Environment => {}
+        ProxySetting::Disabled => builder = builder.no_proxy(),
+        ProxySetting::Url(proxy) => {
+            let mut all = reqwest::Proxy::all(proxy.url.as_str())?;
+            if let Some((user, password)) = &proxy.credentials {
+                all = all.basic_auth(user.expose(), password.expose());
+            }
+            builder = builder.proxy(all);
+        }
     }
     Ok(Client {
         http: builder.build()?,
         slots: slots.clone(),
+        chains,
+        proxy: proxy.clone(),
     })
 }
 
-/// The client a provider with these TLS settings uses: `shared` (one connection pool for every
-/// provider with default settings) unless it needs its own CA, client certificate or
-/// verification setting. The one rule the scheduler and `check` both follow. Every client takes
-/// its slots from the shared one's: the bound is the process's.
-pub fn client_for(tls: &TlsConfig, shared: &Client) -> Result<Client, reqwest::Error> {
-    if tls.is_default() {
+/// The client a provider with these TLS and proxy settings uses: `shared` (one connection pool
+/// for every provider with default settings) unless it needs its own CA, client certificate,
+/// verification setting or `proxy_url`. The one rule the scheduler and `check` both follow.
+/// Every client takes its slots from the shared one's: the bound is the process's.
+pub fn client_for(
+    tls: &TlsConfig,
+    proxy: &ProxySetting,
+    shared: &Client,
+) -> Result<Client, ClientError> {
+    if tls.is_default() && *proxy == shared.proxy {
         Ok(shared.clone())
     } else {
-        build_client(tls, &shared.slots)
+        build_client(tls, proxy, &shared.slots)
     }
 }
 

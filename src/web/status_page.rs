@@ -5,11 +5,15 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use crate::humanize::human;
+use crate::humanize::{human, until};
 use crate::status::{ProviderStatus, State, StatusBoard};
 
 /// Seconds between automatic refreshes of the page.
 const REFRESH_SECONDS: u32 = 30;
+
+/// An expiry closer than this is shown in the warning colour: the `OAuth2ClientCredentialExpiringSoon`
+/// warning threshold (prometheus/alerts.yml).
+const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86400);
 
 pub fn render(board: &StatusBoard, telemetry_path: &str) -> String {
     let now = SystemTime::now();
@@ -36,7 +40,7 @@ pub fn render(board: &StatusBoard, telemetry_path: &str) -> String {
         row(&mut body, name, status, now);
     }
     if rows.is_empty() {
-        body.push_str("<tr><td colspan=\"10\">No providers are configured.</td></tr>\n");
+        body.push_str("<tr><td colspan=\"11\">No providers are configured.</td></tr>\n");
     }
 
     format!(
@@ -56,6 +60,7 @@ tr.nodata td {{ color: #666; }}
 .state {{ font-weight: bold; }}
 .failing .state, strong.failing {{ color: #b3261e; }}
 .ok .state {{ color: #1e7b34; }}
+.expiring {{ color: #a15c00; font-weight: bold; }}
 .detail {{ color: #555; font-size: 0.85rem; max-width: 28rem; overflow-wrap: anywhere; }}
 header p {{ margin: 0.2rem 0; }}
 </style>
@@ -67,7 +72,7 @@ header p {{ margin: 0.2rem 0; }}
 <p>{total} providers: {failing} failing, {healthy} ok · refreshes every {REFRESH_SECONDS}s · <a href="{metrics_path}">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
 </header>
 <table id="providers">
-<thead><tr><th>Provider</th><th>State</th><th>Last failure</th><th>Token expires in</th><th>Lifetime</th><th>Token latency</th><th>Canary latency</th><th>Canary status</th><th>Last success</th><th>Last run</th></tr></thead>
+<thead><tr><th>Provider</th><th>State</th><th>Last failure</th><th>Token expires in</th><th>Lifetime</th><th>Token latency</th><th>Canary latency</th><th>Canary status</th><th>Expires</th><th>Last success</th><th>Last run</th></tr></thead>
 <tbody>
 {body}</tbody>
 </table>
@@ -118,6 +123,20 @@ fn row(out: &mut String, name: &str, status: &ProviderStatus, now: SystemTime) {
         None if status.token_held => "unknown".to_string(),
         None => "—".to_string(),
     };
+    let expires = match status.nearest_expiry {
+        None => "—".to_string(),
+        Some(expiry) => {
+            let at = expiry.time();
+            let soon = at <= now + EXPIRY_WARNING;
+            format!(
+                "<span{} title=\"{}\">{} {}</span>",
+                if soon { " class=\"expiring\"" } else { "" },
+                humantime::format_rfc3339_seconds(at),
+                escape(&expiry.describe()),
+                until(at, now)
+            )
+        }
+    };
     let canary = if !status.canary_configured {
         "not configured".to_string()
     } else {
@@ -128,7 +147,7 @@ fn row(out: &mut String, name: &str, status: &ProviderStatus, now: SystemTime) {
     };
     let _ = writeln!(
         out,
-        "<tr class=\"{class}\" data-provider=\"{name}\"><td>{name}</td><td class=\"state\">{state}</td><td>{failure}</td><td>{expires_in}</td><td>{lifetime}</td><td>{token}</td><td>{canary_latency}</td><td>{canary}</td><td>{last_success}</td><td>{last_run}</td></tr>",
+        "<tr class=\"{class}\" data-provider=\"{name}\"><td>{name}</td><td class=\"state\">{state}</td><td>{failure}</td><td>{expires_in}</td><td>{lifetime}</td><td>{token}</td><td>{canary_latency}</td><td>{canary}</td><td class=\"expires\">{expires}</td><td>{last_success}</td><td>{last_run}</td></tr>",
         name = escape(name),
         state = state.as_str(),
         lifetime = status.lifetime.map(human).unwrap_or_else(|| "—".into()),

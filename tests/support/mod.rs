@@ -7,7 +7,8 @@
 //!   (config overrides, log variables, every proxy variable) every child process gets;
 //! - [`exposition`]: reading the text exposition in assertions;
 //! - [`certs`]: test certificates; [`hostile`]: byte-level hostile servers;
-//! - [`peers`]: software no one here wrote (oidc-provider on node), skipped when missing.
+//! - [`peers`]: software no one here wrote (oidc-provider on node), skipped when missing;
+//!   [`proxy`]: squid as a real HTTP proxy on loopback, likewise.
 //!
 //! Typical use:
 //!
@@ -38,6 +39,7 @@ pub mod exposition;
 pub mod fake;
 pub mod hostile;
 pub mod peers;
+pub mod proxy;
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -76,6 +78,23 @@ pub fn jwt(claims: &serde_json::Value) -> String {
         encode(&claims.to_string()),
         encode("not-a-real-signature")
     )
+}
+
+/// `GET url` (loopback; this process's proxy variables ignored, 10 s deadline) and its body
+/// whatever the status: for `/probe?...&debug=true` traces and pages.
+pub async fn get_text(url: &str) -> String {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: body: {e}"))
 }
 
 /// Runs `future` and returns its output and how long it took.

@@ -393,6 +393,7 @@ struct ReadyLine {
     opaque: bool,
     basic_client: OidcClient,
     post_client: OidcClient,
+    secret_jwt_client: OidcClient,
 }
 
 /// Directory of the oidc-provider peer (package.json, server.mjs, node_modules after `npm ci`).
@@ -422,8 +423,21 @@ pub fn oidc_peer_dir() -> PathBuf {
 ///   signature checked against this server's keys, `iss`, `aud`, `exp`; opaque mode: looked up in
 ///   this server's token store), else 401 with `WWW-Authenticate: Bearer error="invalid_token"`.
 ///   So a token without `scope=api:read` gets 401.
+/// - Issue 12's client-authentication methods: [`OidcPeer::secret_jwt_client`] registered
+///   `client_secret_jwt`; `private-key-rs256-client` and `private-key-es256-client` registered
+///   `private_key_jwt` with the public halves of [`OidcPeer::client_key`]`("rsa.key")` (PKCS#1)
+///   and `("ec.key")` (SEC1 P-256), generated per start; `("unregistered.key")` is registered
+///   nowhere. oidc-provider itself checks each assertion (signature, `iss`, `sub`, `aud` = the
+///   token URL or issuer, `exp`, a `jti` never seen) and the registered method. Started with
+///   [`OidcPeer::start_tls`] it serves HTTPS, asks for a client certificate, and registers
+///   `mtls-client` (`tls_client_auth`, subject `CN=oauth2-exporter-mtls`).
 /// - [`OidcPeer::stats`]: what the server saw, as JSON:
-///   `{"token": {"<client_id> <method>": n, ...}, "canary": {"200": n, "401": n}}`.
+///   `{"token": {"<client_id> <method>": n, ...}, "canary": {"200": n, "401": n},
+///   "assertions": {"<client_id>": {"count", "reused_jti", "last", "header", "claims"}},
+///   "secret_with_assertion": n,
+///   "discovery": {"/.well-known/openid-configuration": n, "503 /.well-known/...": n}}`.
+/// - `POST /_peer/discovery?up=0` makes the discovery documents answer 503 (`?up=1` undoes it):
+///   an identity provider whose metadata is down while its token endpoint works.
 pub struct OidcPeer {
     child: Child,
     // Kept open: the peer exits when it closes.
@@ -431,6 +445,8 @@ pub struct OidcPeer {
     logs: Arc<Mutex<String>>,
     // Holds the signing key file, shared with siblings started from this peer.
     keys_dir: Arc<tempfile::TempDir>,
+    // This instance's client keys (`rsa.key`, `ec.key`, `unregistered.key`).
+    client_keys: tempfile::TempDir,
     /// `http://127.0.0.1:PORT`.
     pub issuer: String,
     /// Loopback address the peer listens on.
@@ -458,6 +474,8 @@ pub struct OidcPeer {
     pub basic_client: OidcClient,
     /// Registered with `token_endpoint_auth_method = client_secret_post`.
     pub post_client: OidcClient,
+    /// Registered with `token_endpoint_auth_method = client_secret_jwt` (HS256).
+    pub secret_jwt_client: OidcClient,
 }
 
 impl OidcPeer {
@@ -467,17 +485,34 @@ impl OidcPeer {
     /// peer's output if it is installed but fails to start within 30 s.
     pub fn start(opaque_tokens: bool) -> Option<OidcPeer> {
         let keys_dir = Arc::new(tempfile::tempdir().expect("temp dir for the peer's keys"));
-        Self::spawn(opaque_tokens, keys_dir)
+        Self::spawn(opaque_tokens, keys_dir, None)
+    }
+
+    /// Starts a peer on HTTPS with `tls_dir/server.crt` and `server.key`, asking for a client
+    /// certificate issued by `tls_dir/client-ca.crt` (issue 12's `tls_client_auth`).
+    pub fn start_tls(tls_dir: &Path) -> Option<OidcPeer> {
+        let keys_dir = Arc::new(tempfile::tempdir().expect("temp dir for the peer's keys"));
+        Self::spawn(false, keys_dir, Some(tls_dir))
+    }
+
+    /// The path of one of this instance's client private keys (`rsa.key`, `ec.key`,
+    /// `unregistered.key`).
+    pub fn client_key(&self, name: &str) -> PathBuf {
+        self.client_keys.path().join(name)
     }
 
     /// Starts a second instance with the same token format and the *same RS256 signing key* but
     /// its own port, hence another issuer. Its tokens carry the same `aud` and a valid signature
     /// for this peer's keys, so this peer's canary can only reject them by checking `iss`.
     pub fn start_sibling(&self) -> Option<OidcPeer> {
-        Self::spawn(self.opaque, self.keys_dir.clone())
+        Self::spawn(self.opaque, self.keys_dir.clone(), None)
     }
 
-    fn spawn(opaque: bool, keys_dir: Arc<tempfile::TempDir>) -> Option<OidcPeer> {
+    fn spawn(
+        opaque: bool,
+        keys_dir: Arc<tempfile::TempDir>,
+        tls_dir: Option<&Path>,
+    ) -> Option<OidcPeer> {
         let test = current_test();
         let Some(node) = find_tool("node") else {
             skip_or_fail(&test, "node is not on PATH (run scripts/install-peers)");
@@ -497,17 +532,23 @@ impl OidcPeer {
             );
             return None;
         }
+        let client_keys = tempfile::tempdir().expect("temp dir for the client keys");
         let mut command = scrubbed_command(node);
         command
             .current_dir(&dir)
             .arg("server.mjs")
             .arg("--keys")
             .arg(keys_dir.path().join("jwks.json"))
+            .arg("--client-keys")
+            .arg(client_keys.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if opaque {
             command.arg("--opaque");
+        }
+        if let Some(tls_dir) = tls_dir {
+            command.arg("--tls").arg(tls_dir);
         }
         let mut child = command.spawn().expect("spawn node server.mjs");
         let stdin = child.stdin.take();
@@ -545,6 +586,7 @@ impl OidcPeer {
             _stdin: stdin,
             logs,
             keys_dir,
+            client_keys,
             addr: SocketAddr::from(([127, 0, 0, 1], ready.port)),
             issuer: ready.issuer,
             token_url: ready.token_url,
@@ -558,6 +600,7 @@ impl OidcPeer {
             opaque: ready.opaque,
             basic_client: ready.basic_client,
             post_client: ready.post_client,
+            secret_jwt_client: ready.secret_jwt_client,
         })
     }
 
@@ -631,6 +674,36 @@ impl OidcPeer {
         self.stats()["token"][format!("{client_id} {method}")]
             .as_u64()
             .unwrap_or(0)
+    }
+
+    /// What the peer saw of `client_id`'s client assertions: `count`, `reused_jti`, `last` (the
+    /// last assertion, as sent), its decoded `header` and `claims`.
+    pub fn assertions(&self, client_id: &str) -> serde_json::Value {
+        self.stats()["assertions"][client_id].clone()
+    }
+
+    /// Sends `assertion` again as `client_id`'s client assertion; returns the status and body.
+    pub fn replay_assertion(&self, client_id: &str, assertion: &str) -> (u16, String) {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", client_id)
+            .append_pair(
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            )
+            .append_pair("client_assertion", assertion)
+            .append_pair("scope", &self.scope)
+            .append_pair("resource", &self.resource)
+            .finish();
+        let response = http_request(
+            self.addr,
+            "POST",
+            "/token",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+        .expect("token request to the oidc peer");
+        (response.status, response.body)
     }
 
     /// How many canary calls the peer answered with `status`.

@@ -2,7 +2,12 @@
 //! the reason each failure maps to, and the basic authorization header.
 
 use super::*;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::config::BasicEncoding;
 use crate::config::load_str;
+use crate::probe::client_auth::basic_authorization;
 
 fn token_config(extra: &str) -> TokenConfig {
     let toml = format!(

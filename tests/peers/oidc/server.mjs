@@ -3,19 +3,33 @@
 // tests/support/peers.rs (`OidcPeer::start`), which reads the one `OIDC_PEER_READY {json}` line
 // this script prints on stdout once it accepts connections.
 //
-// Usage: node server.mjs [--port N] [--opaque] [--ttl SECONDS] [--keys FILE]
+// Usage: node server.mjs [--port N] [--opaque] [--ttl SECONDS] [--keys FILE] [--client-keys DIR]
+//                        [--tls DIR]
 //   --port   TCP port on 127.0.0.1 (default: env OIDC_PEER_PORT, else 0 = a free port chosen by the OS)
 //   --opaque issue opaque access tokens instead of RS256 JWTs
 //   --ttl    access token lifetime in seconds (default 90: short, so expires_in is checkable)
 //   --keys   JWKS file holding the private signing key: read if it exists, else generated and
 //            written. Two instances given the same file sign with the same key, so a canary that
 //            rejects the other instance's token proves its *issuer* check, not just a key mismatch.
+//   --client-keys  directory for the client keys of the private_key_jwt clients (issue 12): the
+//            script generates them per run and writes `rsa.key` (PKCS#1; also as PKCS#8 in
+//            `rsa.pkcs8.key`), `ec.key` (SEC1 P-256)
+//            and `unregistered.key` (PKCS#8 RSA, registered nowhere), mode 0600, and registers
+//            the public halves of the first two (JWKS) with `private-key-rs256-client` and
+//            `private-key-es256-client`. Without it those clients are not registered.
+//   --tls    directory holding `server.crt`, `server.key` and `client-ca.crt`: serve HTTPS,
+//            request a client certificate, and register `mtls-client` (tls_client_auth,
+//            subject `CN=oauth2-exporter-mtls`, which a certificate from client-ca.crt must carry).
+//
+// `POST /_peer/discovery?up=0` (and `?up=1`) switches the discovery documents to 503 and back.
 //
 // The process exits when its stdin closes, so a test runner that dies cannot leave it behind.
 
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify } from 'jose';
@@ -27,6 +41,8 @@ const { values: args } = parseArgs({
     opaque: { type: 'boolean', default: false },
     ttl: { type: 'string', default: '90' },
     keys: { type: 'string' },
+    'client-keys': { type: 'string' },
+    tls: { type: 'string' },
   },
 });
 
@@ -51,6 +67,33 @@ const clients = [
   { client_id: 'basic-client', client_secret: secret(), token_endpoint_auth_method: 'client_secret_basic' },
   { client_id: 'post-client', client_secret: secret(), token_endpoint_auth_method: 'client_secret_post' },
 ];
+// client_secret_jwt: the secret is the HS256 key (oidc-provider wants at least 32 bytes for it).
+clients.push({ client_id: 'secret-jwt-client', client_secret: secret(), token_endpoint_auth_method: 'client_secret_jwt' });
+
+// private_key_jwt: keys generated per run, private halves written for the test to configure.
+async function clientKeyClients(dir) {
+  const write = (name, pem) => writeFileSync(join(dir, name), pem, { mode: 0o600 });
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const unregistered = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  write('rsa.key', rsa.privateKey.export({ type: 'pkcs1', format: 'pem' }));
+  // The same RSA key as PKCS#8, for a test to make a certificate of it (rcgen reads PKCS#8).
+  write('rsa.pkcs8.key', rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  write('ec.key', ec.privateKey.export({ type: 'sec1', format: 'pem' }));
+  write('unregistered.key', unregistered.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const jwk = async (key) => ({ ...(await exportJWK(key.publicKey)), use: 'sig' });
+  return [
+    { client_id: 'private-key-rs256-client', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [await jwk(rsa)] } },
+    { client_id: 'private-key-es256-client', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [await jwk(ec)] } },
+  ];
+}
+if (args['client-keys']) {
+  clients.push(...(await clientKeyClients(args['client-keys'])));
+}
+const MTLS_SUBJECT = 'CN=oauth2-exporter-mtls';
+if (args.tls) {
+  clients.push({ client_id: 'mtls-client', token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: MTLS_SUBJECT });
+}
 const registeredMethod = new Map(clients.map((c) => [c.client_id, c.token_endpoint_auth_method]));
 
 async function signingKeys() {
@@ -67,7 +110,16 @@ async function signingKeys() {
 }
 
 // What the peer saw, for tests to cross-check the exporter's metrics against the server side.
-const stats = { token: {}, canary: {} };
+// `assertions`: per client, how many client assertions it sent, how many reused a jti, the last
+// one (a test replays it: it must be refused) and its decoded header; `secret_with_assertion`
+// counts requests that carried a client_secret next to an assertion (never allowed);
+// `discovery`: the metadata documents served, by path (and `503 path` while switched off).
+const stats = { token: {}, canary: {}, assertions: {}, secret_with_assertion: 0, discovery: {} };
+const seenJti = new Set();
+
+// Test switch (issue 12): while true, the discovery documents answer 503, as an identity
+// provider whose metadata endpoint is down while its token endpoint still works.
+let discoveryDown = false;
 const bump = (table, key) => { table[key] = (table[key] ?? 0) + 1; };
 
 function readBody(req, limit = 64 * 1024) {
@@ -106,7 +158,22 @@ async function enforceRegisteredAuthMethod(ctx, next) {
   let used;
   let clientId;
   const authz = ctx.get('authorization');
-  if (/^basic /i.test(authz)) {
+  if (form.has('client_assertion')) {
+    used = 'client_assertion';
+    clientId = form.get('client_id') ?? undefined;
+    const assertion = form.get('client_assertion');
+    const [header, payload] = assertion.split('.').slice(0, 2).map((part) => {
+      try { return JSON.parse(Buffer.from(part, 'base64url').toString('utf8')); } catch { return {}; }
+    });
+    const seen = stats.assertions[clientId ?? '-'] ??= { count: 0, reused_jti: 0 };
+    seen.count += 1;
+    if (seenJti.has(`${payload.iss} ${payload.jti}`)) seen.reused_jti += 1;
+    seenJti.add(`${payload.iss} ${payload.jti}`);
+    seen.last = assertion;
+    seen.header = header;
+    seen.claims = payload;
+    if (form.has('client_secret')) stats.secret_with_assertion += 1;
+  } else if (/^basic /i.test(authz)) {
     used = 'client_secret_basic';
     const decoded = Buffer.from(authz.slice(6).trim(), 'base64').toString('utf8');
     const i = decoded.indexOf(':');
@@ -114,10 +181,14 @@ async function enforceRegisteredAuthMethod(ctx, next) {
   } else if (form.has('client_secret')) {
     used = 'client_secret_post';
     clientId = form.get('client_id') ?? undefined;
+  } else {
+    clientId = form.get('client_id') ?? undefined;
   }
   const registered = registeredMethod.get(clientId);
   bump(stats.token, `${clientId ?? '-'} ${used ?? 'none'}`);
-  if (used && registered && used !== registered) {
+  // oidc-provider itself enforces the registered method for assertions and tls_client_auth.
+  const enforced = used === 'client_secret_basic' || used === 'client_secret_post';
+  if (enforced && registered && used !== registered) {
     ctx.status = 401;
     ctx.set('cache-control', 'no-store');
     if (used === 'client_secret_basic') {
@@ -132,14 +203,28 @@ async function enforceRegisteredAuthMethod(ctx, next) {
   return next();
 }
 
-const server = http.createServer();
+const server = args.tls
+  ? https.createServer({
+    cert: readFileSync(join(args.tls, 'server.crt')),
+    key: readFileSync(join(args.tls, 'server.key')),
+    ca: readFileSync(join(args.tls, 'client-ca.crt')),
+    // Asked for, verified against client-ca.crt, but not required at the handshake: an unknown
+    // or expired certificate then reaches oidc-provider, which answers invalid_client.
+    requestCert: true,
+    rejectUnauthorized: false,
+  })
+  : http.createServer();
 server.listen(port, '127.0.0.1', async () => {
   const actualPort = server.address().port;
-  const issuer = `http://127.0.0.1:${actualPort}`;
+  const issuer = `${args.tls ? 'https' : 'http'}://127.0.0.1:${actualPort}`;
   const jwks = await signingKeys();
   const format = args.opaque ? 'opaque' : 'jwt';
 
   const provider = new Provider(issuer, {
+    clientAuthMethods: [
+      'client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt',
+      ...(args.tls ? ['tls_client_auth'] : []),
+    ],
     clients: clients.map((c) => ({
       ...c,
       grant_types: ['client_credentials'],
@@ -152,6 +237,14 @@ server.listen(port, '127.0.0.1', async () => {
     scopes: ['openid', API_SCOPE, FORBIDDEN_SCOPE],
     features: {
       devInteractions: { enabled: false },
+      mTLS: {
+        enabled: Boolean(args.tls),
+        tlsClientAuth: Boolean(args.tls),
+        getCertificate: (ctx) => ctx.socket.getPeerX509Certificate?.(),
+        certificateAuthorized: (ctx) => ctx.socket.authorized === true,
+        certificateSubjectMatches: (ctx, property, expected) => property === 'tls_client_auth_subject_dn'
+          && ctx.socket.getPeerX509Certificate?.()?.subject === expected,
+      },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       resourceIndicators: {
@@ -225,7 +318,18 @@ server.listen(port, '127.0.0.1', async () => {
     } else if (path === '/_peer/stats') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(stats));
+    } else if (path === '/_peer/discovery' && req.method === 'POST') {
+      discoveryDown = new URL(req.url, issuer).searchParams.get('up') === '0';
+      res.writeHead(204);
+      res.end();
+    } else if (path.startsWith('/.well-known/') && discoveryDown) {
+      bump(stats.discovery, `503 ${path}`);
+      res.writeHead(503, { 'content-type': 'text/plain' });
+      res.end('discovery switched off by the test');
     } else {
+      if (path.startsWith('/.well-known/')) {
+        bump(stats.discovery, path);
+      }
       providerHandler(req, res);
     }
   });
@@ -244,6 +348,9 @@ server.listen(port, '127.0.0.1', async () => {
     opaque: args.opaque,
     basic_client: { id: clients[0].client_id, secret: clients[0].client_secret },
     post_client: { id: clients[1].client_id, secret: clients[1].client_secret },
+    secret_jwt_client: { id: clients[2].client_id, secret: clients[2].client_secret },
+    client_keys: args['client-keys'] ?? null,
+    mtls_subject: args.tls ? MTLS_SUBJECT : null,
   };
   process.stdout.write(`OIDC_PEER_READY ${JSON.stringify(ready)}\n`);
 });

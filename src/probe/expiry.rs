@@ -1,0 +1,302 @@
+//! When a provider's credentials and its endpoints' certificates stop working, and when a
+//! credential's value last changed (issue 13): the closed `credential` and `phase` label sets,
+//! the compact record a cycle reports ([`Expiries`]), certificate notAfter parsing, and the
+//! prober's [`Watch`] that follows certificate files and credential values between cycles.
+//!
+//! A credential value is never kept: only a keyed hash of it (SipHash with this process's
+//! random keys), compared to notice a change, and never exported or logged.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::ProviderConfig;
+use crate::files;
+use crate::secrets::MAX_PEM_FILE_BYTES;
+
+reason_enum! {
+    /// The `credential` label set of the credential expiry and change gauges.
+    Credential {
+        ClientSecret => "client_secret",
+        Password => "password",
+        ClientCertificate => "client_certificate",
+        TlsClientCertificate => "tls_client_certificate",
+    }
+}
+
+reason_enum! {
+    /// The `phase` label set of the endpoint certificate expiry gauge: the phases that make
+    /// requests (discovery: the issuer's metadata document).
+    TlsPhase {
+        Token => "token",
+        Canary => "canary",
+        Discovery => "discovery",
+    }
+}
+
+/// A keyed hash of a credential value: equal values give equal fingerprints within this
+/// process, and without the process's random keys a fingerprint says nothing about the value.
+/// Never 0 (0 means "not seen" in [`Watch`]).
+pub fn fingerprint(value: &[u8]) -> u64 {
+    // std's RandomState draws its SipHash keys from the operating system's random source.
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    let mut hasher = KEYS.get_or_init(RandomState::new).build_hasher();
+    hasher.write(value);
+    hasher.finish().max(1)
+}
+
+/// Unix seconds, whole: the resolution of a certificate's notAfter and plenty for a date.
+pub fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What one cycle knows of expiries and changes, as Unix seconds (0: unknown). Kept this
+/// compact (88 bytes) because the metrics hold one per provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expiries {
+    /// `oauth2_client_credential_expiry_timestamp_seconds`, by [`Credential`].
+    pub credential: [u64; Credential::ALL.len()],
+    /// `oauth2_client_credential_change_timestamp_seconds`, by [`Credential`].
+    pub changed: [u64; Credential::ALL.len()],
+    /// `oauth2_tls_certificate_expiry_timestamp_seconds`, by [`TlsPhase`].
+    pub tls: [u64; TlsPhase::ALL.len()],
+}
+
+/// One expiry, named as the metrics name it: `credential` or `tls`, and the label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    /// `"credential"` (a client credential) or `"tls"` (an endpoint's certificate chain).
+    pub kind: &'static str,
+    /// The `credential` or `phase` label value.
+    pub name: &'static str,
+    pub at: u64,
+}
+
+impl Expiry {
+    /// As people read it: `client_secret`, `tls_client_certificate`, `token endpoint certificate`.
+    pub fn describe(&self) -> String {
+        match self.kind {
+            "tls" => format!("{} endpoint certificate", self.name),
+            _ => self.name.to_string(),
+        }
+    }
+
+    pub fn time(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.at)
+    }
+}
+
+impl Expiries {
+    /// Every known expiry: credentials first, then endpoint certificates.
+    pub fn all(&self) -> impl Iterator<Item = Expiry> + '_ {
+        let credentials = Credential::ALL
+            .iter()
+            .zip(self.credential)
+            .map(|(c, at)| Expiry {
+                kind: "credential",
+                name: c.as_str(),
+                at,
+            });
+        let tls = TlsPhase::ALL.iter().zip(self.tls).map(|(p, at)| Expiry {
+            kind: "tls",
+            name: p.as_str(),
+            at,
+        });
+        credentials.chain(tls).filter(|e| e.at != 0)
+    }
+
+    /// The earliest of them (the one to act on first).
+    pub fn nearest(&self) -> Option<Expiry> {
+        self.all().min_by_key(|e| e.at)
+    }
+}
+
+/// The earliest notAfter of the certificates in a PEM file (a chain's first link to lapse
+/// ends it), or of one DER certificate. Keys and other PEM blocks in the file are skipped.
+pub fn earliest_not_after(bytes: &[u8]) -> Result<u64, &'static str> {
+    let mut earliest: Option<i64> = None;
+    let mut found = false;
+    for pem in x509_parser::pem::Pem::iter_from_buffer(bytes) {
+        let Ok(pem) = pem else { break };
+        if pem.label != "CERTIFICATE" {
+            continue;
+        }
+        found = true;
+        let cert = pem
+            .parse_x509()
+            .map_err(|_| "a CERTIFICATE block is not X.509")?;
+        let at = cert.validity().not_after.timestamp();
+        earliest = Some(earliest.map_or(at, |e| e.min(at)));
+    }
+    if !found {
+        let (_, cert) = x509_parser::parse_x509_certificate(bytes)
+            .map_err(|_| "holds no PEM or DER certificate")?;
+        earliest = Some(cert.validity().not_after.timestamp());
+    }
+    // A notAfter before 1970 is long past: 1 keeps it "known, and expired".
+    earliest
+        .map(|at| u64::try_from(at).unwrap_or(0).max(1))
+        .ok_or("holds no certificate")
+}
+
+/// The earliest notAfter of a presented chain (DER certificates), skipping any that do not
+/// parse (the verifier already accepted the chain; a link we cannot read is not a reason to
+/// show nothing).
+pub fn chain_not_after<'a>(chain: impl IntoIterator<Item = &'a [u8]>) -> Option<u64> {
+    chain
+        .into_iter()
+        .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
+        .min()
+        .map(|at| u64::try_from(at).unwrap_or(0).max(1))
+}
+
+/// The certificate files a provider's credentials are read from, by credential. The TLS client
+/// certificate is `[tls] client_cert_file`.
+pub fn certificate_files(config: &ProviderConfig) -> [(Credential, Option<&Path>); 2] {
+    [
+        (
+            Credential::ClientCertificate,
+            config
+                .token
+                .assertion
+                .as_ref()
+                .and_then(|assertion| assertion.certificate_file.as_deref()),
+        ),
+        (
+            Credential::TlsClientCertificate,
+            config
+                .tls
+                .client_identity
+                .as_ref()
+                .map(|identity| identity.cert_file.as_path()),
+        ),
+    ]
+}
+
+/// What a prober remembers between cycles: each credential's fingerprint, the expiries read
+/// from certificate files, and the endpoint certificates last seen.
+#[derive(Debug, Clone, Default)]
+pub struct Watch {
+    /// Keyed hashes of the values last seen, by [`Credential`]; 0: not seen yet.
+    fingerprints: [u64; Credential::ALL.len()],
+    expiries: Expiries,
+}
+
+impl Watch {
+    /// Notes a credential's value as seen at `now`: the change time moves only when the value
+    /// differs from the one seen before (the first sighting counts as a change: "set at start").
+    pub fn saw(&mut self, credential: Credential, fingerprint: u64, now: SystemTime) {
+        let slot = credential as usize;
+        if fingerprint != 0 && self.fingerprints[slot] != fingerprint {
+            self.fingerprints[slot] = fingerprint;
+            self.expiries.changed[slot] = unix_seconds(now).max(1);
+        }
+    }
+
+    /// Records the earliest notAfter of the chain an endpoint presented in `phase`.
+    pub fn saw_endpoint(&mut self, phase: TlsPhase, not_after: Option<u64>) {
+        if let Some(at) = not_after {
+            self.expiries.tls[phase as usize] = at;
+        }
+    }
+
+    /// Reads the provider's certificate files (bounded, like every file read) and, when one's
+    /// content changed, its notAfter. A file that cannot be read or parsed keeps what was read
+    /// before: the credential itself fails its request with a reason of its own.
+    pub async fn read_certificates(&mut self, config: &ProviderConfig, deadline: Duration) {
+        for (credential, path) in certificate_files(config) {
+            let Some(path) = path else { continue };
+            let Ok(bytes) = files::read_async(path, MAX_PEM_FILE_BYTES, deadline).await else {
+                continue;
+            };
+            let seen = fingerprint(&bytes);
+            if self.fingerprints[credential as usize] == seen {
+                continue; // unchanged: no need to parse it again
+            }
+            if let Ok(not_after) = earliest_not_after(&bytes) {
+                self.expiries.credential[credential as usize] = not_after;
+                self.saw(credential, seen, SystemTime::now());
+            }
+        }
+    }
+
+    /// This cycle's expiries: the configured dates, and what was read and seen.
+    pub fn report(&self, config: &ProviderConfig) -> Expiries {
+        let mut expiries = self.expiries;
+        let configured = |date: Option<SystemTime>| date.map(|d| unix_seconds(d).max(1));
+        if let Some(at) = configured(config.token.client_secret_expires) {
+            expiries.credential[Credential::ClientSecret as usize] = at;
+        }
+        if let Some(at) = configured(config.token.password_expires) {
+            expiries.credential[Credential::Password as usize] = at;
+        }
+        expiries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_stable_within_the_process_and_differ_by_value() {
+        assert_eq!(fingerprint(b"s3cret"), fingerprint(b"s3cret"));
+        assert_ne!(fingerprint(b"s3cret"), fingerprint(b"s3cres"));
+        assert_ne!(fingerprint(b""), 0);
+    }
+
+    #[test]
+    fn a_value_seen_again_does_not_move_the_change_time() {
+        let mut watch = Watch::default();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000);
+        watch.saw(Credential::ClientSecret, fingerprint(b"a"), t0);
+        watch.saw(
+            Credential::ClientSecret,
+            fingerprint(b"a"),
+            t0 + Duration::from_secs(60),
+        );
+        assert_eq!(watch.expiries.changed[0], 1_000);
+        watch.saw(
+            Credential::ClientSecret,
+            fingerprint(b"b"),
+            t0 + Duration::from_secs(120),
+        );
+        assert_eq!(watch.expiries.changed[0], 1_120);
+    }
+
+    #[test]
+    fn not_after_of_a_pem_chain_is_its_earliest() {
+        let make = |day: u8| {
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+            params.not_after = rcgen::date_time_ymd(2030, 1, day);
+            let key = rcgen::KeyPair::generate().unwrap();
+            params.self_signed(&key).unwrap()
+        };
+        let late = make(31);
+        let early = make(3);
+        let pem = format!("{}{}", late.pem(), early.pem());
+        let expected = humantime::parse_rfc3339("2030-01-03T00:00:00Z").unwrap();
+        assert_eq!(
+            earliest_not_after(pem.as_bytes()),
+            Ok(unix_seconds(expected))
+        );
+        assert_eq!(
+            earliest_not_after(early.der()),
+            Ok(unix_seconds(expected)),
+            "DER"
+        );
+        assert_eq!(
+            chain_not_after([late.der().as_ref(), early.der().as_ref()]),
+            Some(unix_seconds(expected))
+        );
+        assert!(
+            earliest_not_after(b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n")
+                .is_err()
+        );
+    }
+}
