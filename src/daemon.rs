@@ -140,6 +140,7 @@ pub async fn run_with(
 
     scheduler.set_shard(options.shard);
     metrics.record_shard(options.shard);
+    metrics.set_histograms(config.metrics.histograms);
     let started = scheduler
         .apply(&config.providers)
         .map_err(|error| anyhow::anyhow!("cannot set up an HTTP client: {error}"))?;
@@ -232,9 +233,17 @@ fn reload(
         {
             tracing::warn!("web.listen_address changed; it takes effect only after a restart");
         }
-        scheduler
+        let changes = scheduler
             .apply(&config.providers)
-            .map_err(|error| format!("cannot set up an HTTP client: {error}"))
+            .map_err(|error| format!("cannot set up an HTTP client: {error}"))?;
+        let histograms = config.metrics.histograms;
+        if state.metrics.set_histograms(histograms) {
+            tracing::info!(
+                histograms = %histograms,
+                "metrics.histograms changed; both latency histograms of every provider start afresh"
+            );
+        }
+        Ok(changes)
     });
     state.metrics.record_reload(outcome.is_ok());
     state.status.record_reload(outcome.is_ok());

@@ -11,12 +11,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Format, Metrics};
 
 /// One render, in the forms asked for so far (at least one of them).
 struct Rendered {
     /// When the render finished: it serves every scrape that arrived before then.
     done: Instant,
+    /// Text, or protobuf for Prometheus with native histograms.
+    format: Format,
     plain: Option<Bytes>,
     gzip: Option<Bytes>,
 }
@@ -24,16 +26,16 @@ struct Rendered {
 impl Rendered {
     /// A new render in the form asked for: compressed if `gzip` (falling back to plain text
     /// if compression fails).
-    async fn new(metrics: &Arc<Metrics>, gzip: bool) -> Rendered {
+    async fn new(metrics: &Arc<Metrics>, format: Format, gzip: bool) -> Rendered {
         let metrics = Arc::clone(metrics);
         let rendered = tokio::task::spawn_blocking(move || {
             if gzip {
-                match metrics.render_gzip() {
+                match metrics.render_gzip_as(format) {
                     Ok(compressed) => return (None, Some(compressed)),
                     Err(error) => tracing::warn!(%error, "gzip failed; answering uncompressed"),
                 }
             }
-            (Some(metrics.render()), None)
+            (Some(metrics.render_as(format)), None)
         })
         .await;
         let (plain, gzip) = rendered.unwrap_or_else(|error| {
@@ -42,6 +44,7 @@ impl Rendered {
         });
         Rendered {
             done: Instant::now(),
+            format,
             plain: plain.map(Bytes::from),
             gzip: gzip.map(Bytes::from),
         }
@@ -90,18 +93,31 @@ pub struct ScrapeCache {
 }
 
 impl ScrapeCache {
-    /// The exposition text, gzip-compressed when asked and possible; the flag says whether it is.
-    pub async fn body(&self, metrics: &Arc<Metrics>, want_gzip: bool) -> (Bytes, bool) {
+    /// The exposition in `format`, gzip-compressed when asked and possible; the flag says
+    /// whether it is.
+    pub async fn body(
+        &self,
+        metrics: &Arc<Metrics>,
+        format: Format,
+        want_gzip: bool,
+    ) -> (Bytes, bool) {
         let _waiting = Waiting::new(self);
-        self.shared_body(metrics, want_gzip).await
+        self.shared_body(metrics, format, want_gzip).await
     }
 
-    async fn shared_body(&self, metrics: &Arc<Metrics>, want_gzip: bool) -> (Bytes, bool) {
+    async fn shared_body(
+        &self,
+        metrics: &Arc<Metrics>,
+        format: Format,
+        want_gzip: bool,
+    ) -> (Bytes, bool) {
         let arrived = Instant::now();
         let mut last = self.last.lock().await;
         let mut rendered = match last.take() {
-            Some(rendered) if rendered.done >= arrived => rendered,
-            _ => Rendered::new(metrics, want_gzip).await,
+            // Scrapers that queued together share a render if they asked for the same format
+            // (a pair of Prometheus servers does; a person's curl beside them does not).
+            Some(rendered) if rendered.done >= arrived && rendered.format == format => rendered,
+            _ => Rendered::new(metrics, format, want_gzip).await,
         };
         rendered.convert(want_gzip).await;
         last.insert(rendered).answer(want_gzip)
@@ -142,7 +158,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         metrics.add_provider("tenant");
         for first_gzip in [true, false] {
-            let mut rendered = Rendered::new(&metrics, first_gzip).await;
+            let mut rendered = Rendered::new(&metrics, Format::Text, first_gzip).await;
             let first = rendered.answer(first_gzip);
             assert_eq!(first.1, first_gzip);
             metrics.remove_provider("tenant"); // later renders would differ
