@@ -77,6 +77,16 @@ struct Cli {
     scrapes: u32,
 }
 
+/// The runtime every run drives its clients and children from.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .inspect_err(|error| eprintln!("bench: {error}"))
+        .ok()
+}
+
 /// `--prometheus`: one Prometheus-side run per mode, one table.
 fn run_prometheus(cli: &Cli, exporter: &std::path::Path, me: PathBuf) -> ExitCode {
     let Some(binary) = prometheus::find_prometheus() else {
@@ -92,16 +102,8 @@ fn run_prometheus(cli: &Cli, exporter: &std::path::Path, me: PathBuf) -> ExitCod
         prometheus: binary,
     };
     let setup = prometheus::setup(exporter, me);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("bench: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(prometheus::run(&options, &setup)) {
         Ok(costs) => {
@@ -175,16 +177,8 @@ fn main() -> ExitCode {
         blackbox,
         verbose: true,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("bench: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(harness::run(&scenario, &setup)) {
         Ok(report) => {

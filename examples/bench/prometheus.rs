@@ -158,6 +158,15 @@ async fn own_metric(
         .with_context(|| format!("no {name} in Prometheus' /metrics"))
 }
 
+/// Waits for `/-/ready` of a child just started; an early exit is reported as such.
+async fn ready(proc: &mut Proc, addr: SocketAddr) -> anyhow::Result<()> {
+    if let Err(error) = harness::wait_for_status(addr, "/-/ready", Duration::from_secs(120)).await {
+        proc.check_running()?;
+        return Err(error);
+    }
+    Ok(())
+}
+
 async fn run_mode(options: &Options, setup: &Setup, mode: &str) -> anyhow::Result<ModeCost> {
     let ticks = harness::clock_ticks_per_second();
     let work = tempfile::tempdir()?;
@@ -216,12 +225,7 @@ async fn run_mode(options: &Options, setup: &Setup, mode: &str) -> anyhow::Resul
         format!("[{mode}] starting the exporter on {exporter_addr}"),
     );
     let mut exporter = Proc::spawn("oauth2-exporter", command, None, |_| {})?;
-    if let Err(error) =
-        harness::wait_for_status(exporter_addr, "/-/ready", Duration::from_secs(120)).await
-    {
-        exporter.check_running()?;
-        return Err(error);
-    }
+    ready(&mut exporter, exporter_addr).await?;
     // Start times are spread over the first interval: after it every provider has every series.
     say(
         setup,
@@ -273,12 +277,7 @@ async fn run_mode(options: &Options, setup: &Setup, mode: &str) -> anyhow::Resul
         format!("[{mode}] starting Prometheus on {prometheus_addr}"),
     );
     let mut prometheus = Proc::spawn("prometheus", command, None, |_| {})?;
-    if let Err(error) =
-        harness::wait_for_status(prometheus_addr, "/-/ready", Duration::from_secs(120)).await
-    {
-        prometheus.check_running()?;
-        return Err(error);
-    }
+    ready(&mut prometheus, prometheus_addr).await?;
     // The first scrape comes within one interval; the measured ones follow it.
     let scraped = "count_over_time(up{job=\"oauth2-exporter\"}[1h])";
     let deadline = Instant::now() + options.scrape_interval * (options.scrapes + 4);
