@@ -60,7 +60,7 @@ fn fields(bytes: &[u8]) -> Vec<(u64, Wire)> {
     out
 }
 
-fn field<'a>(message: &'a [(u64, Wire)], number: u64) -> impl Iterator<Item = &'a Wire> {
+fn field(message: &[(u64, Wire)], number: u64) -> impl Iterator<Item = &Wire> {
     message
         .iter()
         .filter(move |(n, _)| *n == number)
