@@ -8,6 +8,14 @@
 //! target/release/examples/bench --providers 10000 --interval 60s --duration 240s
 //! ```
 //!
+//! `--prometheus` measures instead what the exporter costs a real Prometheus in each
+//! `[metrics] histograms` mode (issue 15; `bench/prometheus.rs`):
+//!
+//! ```sh
+//! target/release/examples/bench --prometheus --providers 10000 --interval 60s \
+//!     --scrape-interval 15s --histograms classic,native,none
+//! ```
+//!
 //! `bench target ...` is the load target itself and `bench bare ...` the bare reqwest client
 //! lane (the baseline): the driver starts its own binary in those modes, so that each runs in a
 //! process of its own.
@@ -16,6 +24,8 @@
 mod bare;
 #[path = "bench/harness.rs"]
 mod harness;
+#[path = "bench/prometheus.rs"]
+mod prometheus;
 #[path = "bench/target.rs"]
 mod target;
 
@@ -56,6 +66,65 @@ struct Cli {
     /// Also write the full report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Measure the cost on a real Prometheus (`prometheus` on PATH) of each `--histograms`
+    /// mode instead of the exporter-versus-blackbox run.
+    #[arg(long)]
+    prometheus: bool,
+    /// With `--prometheus`: the `[metrics] histograms` modes to measure, in order.
+    #[arg(long, value_delimiter = ',', default_value = "classic,native,none")]
+    histograms: Vec<String>,
+    /// With `--prometheus`: Prometheus' scrape interval.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    scrape_interval: Duration,
+    /// With `--prometheus`: scrapes before Prometheus is measured.
+    #[arg(long, default_value_t = 4)]
+    scrapes: u32,
+}
+
+/// The runtime every run drives its clients and children from.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .inspect_err(|error| eprintln!("bench: {error}"))
+        .ok()
+}
+
+/// `--prometheus`: one Prometheus-side run per mode, one table.
+fn run_prometheus(cli: &Cli, exporter: &std::path::Path, me: PathBuf) -> ExitCode {
+    let Some(binary) = prometheus::find_prometheus() else {
+        eprintln!("bench: prometheus is not on PATH (scripts/install-peers installs it)");
+        return ExitCode::FAILURE;
+    };
+    let options = prometheus::Options {
+        providers: cli.providers,
+        interval: cli.interval,
+        scrape_interval: cli.scrape_interval,
+        scrapes: cli.scrapes,
+        modes: cli.histograms.clone(),
+        prometheus: binary,
+    };
+    let setup = prometheus::setup(exporter, me);
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(prometheus::run(&options, &setup)) {
+        Ok(costs) => {
+            println!("{}", prometheus::markdown(&options, &costs));
+            if let Some(path) = &cli.json {
+                let json = serde_json::to_string_pretty(&costs).unwrap_or_default();
+                if let Err(error) = std::fs::write(path, json) {
+                    eprintln!("bench: cannot write {}: {error}", path.display());
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -83,6 +152,9 @@ fn main() -> ExitCode {
             exporter.display()
         );
         return ExitCode::FAILURE;
+    }
+    if cli.prometheus {
+        return run_prometheus(&cli, &exporter, me);
     }
     let blackbox = if cli.no_blackbox {
         harness::Blackbox::Off {
@@ -115,16 +187,8 @@ fn main() -> ExitCode {
         blackbox,
         verbose: true,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("bench: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(harness::run(&scenario, &setup)) {
         Ok(report) => {

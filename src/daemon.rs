@@ -140,6 +140,7 @@ pub async fn run_with(
 
     scheduler.set_shard(options.shard);
     metrics.record_shard(options.shard);
+    metrics.set_histograms(config.metrics.histograms);
     // The providers' settings move into the scheduler (one copy each, shared with their
     // tasks); what stays here until shutdown is the rest (the web settings reloads compare).
     let providers = std::mem::take(&mut config.providers);
@@ -238,9 +239,17 @@ fn reload(
             tracing::warn!("web.listen_address changed; it takes effect only after a restart");
         }
         warn_expired_credentials(&config);
-        scheduler
+        let histograms = config.metrics.histograms;
+        let changes = scheduler
             .apply(config.providers)
-            .map_err(|error| format!("cannot set up an HTTP client: {error}"))
+            .map_err(|error| format!("cannot set up an HTTP client: {error}"))?;
+        if state.metrics.set_histograms(histograms) {
+            tracing::info!(
+                histograms = %histograms,
+                "metrics.histograms changed; both latency histograms of every provider start afresh"
+            );
+        }
+        Ok(changes)
     });
     state.metrics.record_reload(outcome.is_ok());
     state.status.record_reload(outcome.is_ok());

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use oauth2_exporter::config::{self, AuthMethod, BasicEncoding, FieldPath, Grant, Overrides};
+use oauth2_exporter::config::{
+    self, AuthMethod, BasicEncoding, FieldPath, Grant, HistogramMode, Overrides,
+};
 use oauth2_exporter::secrets::SecretSource;
 use pretty_assertions::assert_eq;
 use support::peers::http_request;
@@ -36,7 +38,9 @@ struct Case {
 const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-key-top-level.toml",
-        problems: &["{file}: key `webb`: unknown key; allowed here: web, defaults, providers"],
+        problems: &[
+            "{file}: key `webb`: unknown key; allowed here: web, metrics, defaults, providers",
+        ],
     },
     Case {
         fixture: "invalid-unknown-key-web.toml",
@@ -225,6 +229,12 @@ const CASES: &[Case] = &[
         ],
     },
     // Issue 11: raw Basic credentials cannot carry a colon in the client id.
+    Case {
+        fixture: "invalid-metrics-histograms.toml",
+        problems: &[
+            r#"key `metrics.histograms`: unknown value "sparse"; allowed: classic, native, none"#,
+        ],
+    },
     Case {
         fixture: "invalid-basic-encoding.toml",
         problems: &[
@@ -575,6 +585,7 @@ fn client_authentication_material_is_checked_at_load() {
 fn minimal_fixture_gets_the_documented_defaults() {
     let config = config::load_file(&fixture("valid-minimal.toml"), &Overrides::default()).unwrap();
     assert_eq!(config.web.listen_address, "0.0.0.0:9875");
+    assert_eq!(config.metrics.histograms, HistogramMode::Classic);
     assert_eq!(config.providers.len(), 1);
     let okq8 = &config.providers[0];
     assert_eq!(okq8.name, "okq8");
@@ -600,6 +611,7 @@ fn minimal_fixture_gets_the_documented_defaults() {
 fn all_keys_fixture_loads_to_the_values_written() {
     let config = config::load_file(&fixture("valid-all-keys.toml"), &Overrides::default()).unwrap();
     assert_eq!(config.web.listen_address, "127.0.0.1:19875");
+    assert_eq!(config.metrics.histograms, HistogramMode::Native);
     let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         names,

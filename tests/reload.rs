@@ -475,6 +475,49 @@ async fn invalid_reload_keeps_the_running_configuration() {
 
 /// A rotated `client_secret_file` is used by the very next token request, with no reload (the
 /// daemon here has no reload source at all). The fake accepts only the current secret.
+/// Issue 15: `[metrics] histograms` changes on reload. From `classic` to `none` the histograms
+/// give way to the last-duration gauges at once; back to `classic` they start afresh; the
+/// counters go on throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_histogram_mode() {
+    let idp = identity_provider().await;
+    let p = provider(&idp, "p", "token", "");
+    let count = r#"oauth2_token_request_duration_seconds_count{provider="p"}"#;
+    let last = r#"oauth2_token_request_last_duration_seconds{provider="p"}"#;
+    let requests = r#"oauth2_token_requests_total{provider="p"}"#;
+    let daemon = Reloadable::start(&p).await;
+    let before = daemon
+        .wait_for("two token requests", |m| sample(m, count) >= Some(2.0))
+        .await;
+    assert!(!has(&before, last));
+
+    daemon.write_config(&format!("[metrics]\nhistograms = \"none\"\n{p}"));
+    let (status, body) = daemon.reload().await;
+    assert_eq!(status, 200, "{body}");
+    let none = daemon.scrape().await;
+    assert!(!has(&none, count), "{none}");
+    assert!(
+        !none.contains("# TYPE oauth2_token_request_duration_seconds histogram"),
+        "{none}"
+    );
+    let none = daemon
+        .wait_for("the last duration as a gauge", |m| has(m, last))
+        .await;
+    assert!(value(&none, requests) >= value(&before, requests));
+
+    daemon.write_config(&p);
+    let (status, body) = daemon.reload().await;
+    assert_eq!(status, 200, "{body}");
+    let classic = daemon.scrape().await;
+    assert!(!has(&classic, last), "{classic}");
+    assert!(
+        value(&classic, count) < value(&before, count),
+        "the histogram starts afresh\n{classic}"
+    );
+    assert!(value(&classic, requests) >= value(&none, requests));
+    daemon.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotated_secret_file_is_used_without_a_reload() {
     let current = Arc::new(Mutex::new("first-secret-value".to_string()));

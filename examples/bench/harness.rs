@@ -94,7 +94,7 @@ pub struct Setup {
 /// A child process, killed (by its id, through `Child::kill`) when dropped; standard error is
 /// drained by a thread that keeps the last lines for diagnostics and, when asked, every line in a
 /// file.
-struct Proc {
+pub struct Proc {
     name: &'static str,
     child: Child,
     tail: Arc<Mutex<VecDeque<String>>>,
@@ -106,7 +106,7 @@ impl Proc {
     /// Starts `command` with standard error piped; `on_line` sees every line of it, and `log`,
     /// when given, receives every line (a fault run's failures are explained by lines long gone
     /// from the tail).
-    fn spawn(
+    pub fn spawn(
         name: &'static str,
         mut command: Command,
         log: Option<&Path>,
@@ -164,7 +164,7 @@ impl Proc {
         Ok(Proc { name, child, tail })
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -188,7 +188,7 @@ impl Proc {
     }
 
     /// Fails if the process has exited, with its last lines of standard error.
-    fn check_running(&mut self) -> anyhow::Result<()> {
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
         if let Ok(Some(status)) = self.child.try_wait() {
             bail!("{} exited ({status}):\n{}", self.name, self.tail());
         }
@@ -213,7 +213,7 @@ impl Drop for Proc {
 }
 
 /// The running load target, in a process or a thread of this one.
-enum TargetHandle {
+pub enum TargetHandle {
     Process(Proc),
     Thread {
         cancel: CancellationToken,
@@ -241,7 +241,7 @@ impl Drop for TargetHandle {
     }
 }
 
-fn start_target(
+pub fn start_target(
     launch: &Launch,
     options: &target::Options,
 ) -> anyhow::Result<(TargetHandle, target::Bound)> {
@@ -401,7 +401,7 @@ pub struct ProcSample {
     pub fds: u64,
 }
 
-fn clock_ticks_per_second() -> u64 {
+pub fn clock_ticks_per_second() -> u64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -433,7 +433,7 @@ impl Sampled {
     }
 }
 
-fn proc_sample(pid: Option<u32>, ticks: u64) -> Option<ProcSample> {
+pub fn proc_sample(pid: Option<u32>, ticks: u64) -> Option<ProcSample> {
     let dir = match pid {
         Some(pid) => format!("/proc/{pid}"),
         None => "/proc/self".to_string(),
@@ -585,7 +585,7 @@ fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-async fn wait_for_status(addr: SocketAddr, path: &str, within: Duration) -> anyhow::Result<()> {
+pub async fn wait_for_status(addr: SocketAddr, path: &str, within: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     loop {
         if let Ok(answer) = http_get(addr, path, false, Duration::from_secs(5)).await
@@ -607,7 +607,7 @@ fn provider_name(index: usize) -> String {
     format!("p{index}")
 }
 
-fn exporter_config(scenario: &Scenario, lane: &target::LaneAddrs) -> String {
+pub fn exporter_config(scenario: &Scenario, lane: &target::LaneAddrs) -> String {
     let mut text = String::with_capacity(scenario.providers * 320);
     let _ = writeln!(
         text,
@@ -667,13 +667,13 @@ fn blackbox_config(providers: usize, lane: &target::LaneAddrs, closed_port: u16)
     text
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -52,6 +52,7 @@ use validate::*;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub web: WebConfig,
+    pub metrics: MetricsConfig,
     /// Sorted by name.
     pub providers: Vec<ProviderConfig>,
 }
@@ -69,6 +70,49 @@ impl WebConfig {
     pub fn listen_addresses(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.listen_address.as_str())
             .chain(self.extra_listen_addresses.iter().map(String::as_str))
+    }
+}
+
+/// `[metrics]`: how the exporter's own series are exposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricsConfig {
+    pub histograms: HistogramMode,
+}
+
+/// `metrics.histograms`: how the two request latency histograms are exported. Every series per
+/// histogram and provider is one more series in Prometheus' head, so this is the main lever on
+/// what the exporter costs Prometheus (docs/metrics.md has the figures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HistogramMode {
+    /// Classic histograms (12 buckets, `_sum`, `_count`) in the text format.
+    #[default]
+    Classic,
+    /// Native histograms in the protobuf format to scrapers that ask for it; classic ones in the
+    /// text format to the others.
+    Native,
+    /// No histograms: the last token and canary request durations as gauges.
+    None,
+}
+
+impl HistogramMode {
+    pub const ALL: [HistogramMode; 3] = [
+        HistogramMode::Classic,
+        HistogramMode::Native,
+        HistogramMode::None,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistogramMode::Classic => "classic",
+            HistogramMode::Native => "native",
+            HistogramMode::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for HistogramMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -18,6 +18,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) web: RawWeb,
     #[serde(default)]
+    pub(super) metrics: RawMetrics,
+    #[serde(default)]
     pub(super) defaults: RawDefaults,
     #[serde(default)]
     pub(super) providers: BTreeMap<String, RawProvider>,
@@ -26,6 +28,11 @@ pub(super) struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct RawWeb {
     pub(super) listen_address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawMetrics {
+    pub(super) histograms: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,8 +155,9 @@ pub(super) struct RawTls {
 /// key is allowed (provider names, `params`, `headers`, `secret_headers`' header names).
 pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {
-        [] => &["web", "defaults", "providers"],
+        [] => &["web", "metrics", "defaults", "providers"],
         ["web"] => &["listen_address"],
+        ["metrics"] => &["histograms"],
         ["defaults"] => &["interval", "timeout", "proxy_url"],
         ["providers", _] => &["interval", "timeout", "proxy_url", "token", "canary", "tls"],
         ["providers", _, "token"] => &[

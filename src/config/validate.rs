@@ -23,6 +23,20 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .unwrap_or_else(|| DEFAULT_LISTEN_ADDRESS.to_string());
     check_listen_address("web.listen_address", &listen_address, &mut problems);
 
+    let histograms = match raw.metrics.histograms.as_deref() {
+        None => HistogramMode::default(),
+        Some(text) => match HistogramMode::ALL.into_iter().find(|m| m.as_str() == text) {
+            Some(mode) => mode,
+            None => {
+                problems.add(
+                    "metrics.histograms",
+                    format!("unknown value {text:?}; allowed: classic, native, none"),
+                );
+                HistogramMode::default()
+            }
+        },
+    };
+
     let default_interval = duration_or(
         "defaults.interval",
         raw.defaults.interval.as_deref(),
@@ -76,6 +90,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 listen_address,
                 extra_listen_addresses: Vec::new(),
             },
+            metrics: MetricsConfig { histograms },
             providers,
         })
     } else {

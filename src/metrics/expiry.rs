@@ -3,14 +3,12 @@
 //! certificate chain an endpoint presented expires. Absolute Unix times, as cert-manager and
 //! x509-certificate-exporter export them: alerts and dashboards compute what is left.
 
-use std::fmt::Write as _;
-
 use crate::probe::expiry::{Credential, Expiries, TlsPhase};
 
-use super::exposition::{Out, Snapshot, header};
+use super::exposition::{Families, Kind, Snapshot};
 
 /// Writes the three families, each only with the series that have a value.
-pub(super) fn write(out: &mut Out<'_>, snapshot: &Snapshot) {
+pub(super) fn write(out: &mut dyn Families, snapshot: &Snapshot) {
     let credentials = Credential::ALL.map(Credential::as_str);
     let phases = TlsPhase::ALL.map(TlsPhase::as_str);
     family(
@@ -50,7 +48,7 @@ pub(super) fn write(out: &mut Out<'_>, snapshot: &Snapshot) {
 
 /// One gauge family labelled `label` (one of `values`) and `provider`; 0 is "no value".
 fn family(
-    out: &mut Out<'_>,
+    out: &mut dyn Families,
     snapshot: &Snapshot,
     (name, label, help): (&str, &str, &str),
     values: &[&str],
@@ -63,13 +61,10 @@ fn family(
                 continue;
             }
             if !wrote_header {
-                header(out, name, "gauge", help);
+                out.family(name, Kind::Gauge, help);
                 wrote_header = true;
             }
-            let _ = writeln!(
-                out,
-                "{name}{{{label}=\"{value}\",provider=\"{provider}\"}} {at}"
-            );
+            out.sample(name, &[(label, value), ("provider", provider)], *at as f64);
         }
         out.series_done();
     }

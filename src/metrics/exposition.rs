@@ -12,47 +12,84 @@ use prometheus::{Encoder, TextEncoder};
 use crate::probe::canary::CanaryReason;
 use crate::probe::token::TokenReason;
 
-use super::{Codes, Histogram, LATENCY_BUCKETS, Metrics, ProviderSeries, seconds_since_epoch};
+use crate::config::HistogramMode;
+
+use super::latency::Latency;
+use super::{Codes, Format, LATENCY_BUCKETS, Metrics, ProviderSeries, seconds_since_epoch};
 
 impl Metrics {
-    /// The text exposition of every metric (for plain-text scrapes and tests).
+    /// The text exposition of every metric.
+    #[cfg(test)]
     pub fn render(&self) -> Vec<u8> {
-        let mut text = Vec::new();
-        // Writing into a Vec cannot fail.
-        let _ = self.render_to(&mut text);
-        text
+        self.render_as(Format::Text)
     }
 
-    /// The text exposition gzip-compressed. The text streams through the encoder in chunks, so only the
-    /// compressed page is ever held whole: 2 MiB rather than 30 MiB at 10 000 providers, and
-    /// the allocator is not left holding a 30 MiB buffer's worth of pages between scrapes.
+    /// The exposition of every metric in `format`.
+    pub fn render_as(&self, format: Format) -> Vec<u8> {
+        let mut page = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = self.render_format_to(format, &mut page);
+        page
+    }
+
+    /// The text exposition gzip-compressed.
+    #[cfg(test)]
     pub fn render_gzip(&self) -> std::io::Result<Vec<u8>> {
+        self.render_gzip_as(Format::Text)
+    }
+
+    /// The exposition in `format`, gzip-compressed. The page streams through the encoder in
+    /// chunks, so only the compressed page is ever held whole: 2 MiB rather than 30 MiB of text
+    /// at 10 000 providers, and the allocator is not left holding a 30 MiB buffer's worth of
+    /// pages between scrapes.
+    pub fn render_gzip_as(&self, format: Format) -> std::io::Result<Vec<u8>> {
         let mut encoder = gzip_encoder(Vec::new());
-        self.render_to(&mut encoder)?;
+        self.render_format_to(format, &mut encoder)?;
         encoder.finish()
+    }
+
+    fn render_format_to(
+        &self,
+        format: Format,
+        sink: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        match format {
+            Format::Text => self.render_to(sink),
+            Format::Protobuf => self.render_protobuf_to(sink),
+        }
     }
 
     /// Writes the text exposition to `sink`, a chunk at a time.
     pub fn render_to(&self, sink: &mut dyn std::io::Write) -> std::io::Result<()> {
-        // The lock is held only to take a pointer to each record (copied on write: a cycle that
-        // ends during the render writes a copy, the snapshot keeps what it took).
-        let snapshot: Vec<(Arc<str>, Arc<ProviderSeries>)> = self
-            .providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(name, record)| (Arc::clone(name), record.snapshot()))
-            .collect();
-        self.update_scrape_time_gauges();
+        let snapshot = self.snapshot();
         let mut process = Vec::with_capacity(8 * 1024);
         // Encoding into a Vec cannot fail for I/O reasons; a partial page beats none.
-        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut process) {
+        if let Err(error) = TextEncoder::new().encode(&self.gather(), &mut process) {
             tracing::error!(%error, "encoding process metrics failed");
         }
         sink.write_all(&process)?;
         let mut out = Out::new(sink);
         write_providers(&mut out, &snapshot, SystemTime::now());
         out.finish()
+    }
+
+    /// Every provider's record as it is now. The lock is held only to take a pointer to each
+    /// record (copied on write: a cycle that ends during the render writes a copy, the
+    /// snapshot keeps what it took).
+    pub(super) fn snapshot(&self) -> Vec<(Arc<str>, Arc<ProviderSeries>)> {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(name, record)| (Arc::clone(name), record.snapshot()))
+            .collect()
+    }
+
+    /// The registry's families (process metrics, build info, reload and shard state), with
+    /// the scrape-time gauges brought up to date.
+    pub(super) fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.update_scrape_time_gauges();
+        self.registry.gather()
     }
 }
 
@@ -140,8 +177,88 @@ impl std::fmt::Write for Out<'_> {
     }
 }
 
-pub(super) fn header(out: &mut Out<'_>, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+/// The type of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// Where the provider families are written: the text format ([`Out`]) or the protobuf one
+/// (`protobuf::Delimited`). [`write_providers`] is the one list of families, names and HELP
+/// texts, so both formats carry the same series.
+pub(super) trait Families {
+    /// Starts a family.
+    fn family(&mut self, name: &str, kind: Kind, help: &str);
+    /// One series of the current (counter or gauge) family, labels sorted by name.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64);
+    /// One provider's series of the current histogram family.
+    fn histogram(&mut self, name: &str, provider: &str, latency: &Latency);
+    /// Called after each provider's series of a family.
+    fn series_done(&mut self);
+}
+
+impl Families for Out<'_> {
+    fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        let _ = writeln!(
+            self,
+            "# HELP {name} {help}\n# TYPE {name} {}",
+            kind.as_str()
+        );
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.push_str(name);
+        for (at, (label, value)) in labels.iter().enumerate() {
+            self.push(if at == 0 { '{' } else { ',' });
+            let _ = write!(self, "{label}=\"{value}\"");
+        }
+        if !labels.is_empty() {
+            self.push('}');
+        }
+        self.push(' ');
+        number(self, value);
+        self.push('\n');
+    }
+
+    /// The classic buckets: text scrapers get them in `native` mode too.
+    fn histogram(&mut self, name: &str, provider: &str, latency: &Latency) {
+        let Some(histogram) = latency.classic() else {
+            return;
+        };
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(histogram.cumulative) {
+            let _ = write!(self, "{name}_bucket{{provider=\"{provider}\",le=\"");
+            number(self, *bound);
+            let _ = writeln!(self, "\"}} {count}");
+        }
+        let _ = writeln!(
+            self,
+            "{name}_bucket{{provider=\"{provider}\",le=\"+Inf\"}} {}",
+            histogram.count
+        );
+        let _ = write!(self, "{name}_sum{{provider=\"{provider}\"}} ");
+        number(self, histogram.sum);
+        let _ = writeln!(
+            self,
+            "\n{name}_count{{provider=\"{provider}\"}} {}",
+            histogram.count
+        );
+    }
+
+    fn series_done(&mut self) {
+        Out::series_done(self);
+    }
 }
 
 pub(super) fn number(out: &mut Out<'_>, value: f64) {
@@ -156,28 +273,26 @@ pub(super) fn number(out: &mut Out<'_>, value: f64) {
 
 /// A family with one series per provider that has a value: `name{provider="…"} value`.
 fn per_provider(
-    out: &mut Out<'_>,
+    out: &mut dyn Families,
     snapshot: &Snapshot,
-    (name, kind, help): (&str, &str, &str),
+    (name, kind, help): (&str, Kind, &str),
     value: impl Fn(&ProviderSeries) -> Option<f64>,
 ) {
     let mut wrote_header = false;
     for (provider, series) in snapshot {
         let Some(value) = value(series) else { continue };
         if !wrote_header {
-            header(out, name, kind, help);
+            out.family(name, kind, help);
             wrote_header = true;
         }
-        let _ = write!(out, "{name}{{provider=\"{provider}\"}} ");
-        number(out, value);
-        out.push('\n');
+        out.sample(name, &[("provider", provider)], value);
         out.series_done();
     }
 }
 
 /// A counter family by HTTP status `code`, exposing only the codes that were answered.
 fn per_code(
-    out: &mut Out<'_>,
+    out: &mut dyn Families,
     snapshot: &Snapshot,
     (name, help): (&str, &str),
     counts: impl Fn(&ProviderSeries) -> &Codes,
@@ -185,12 +300,16 @@ fn per_code(
     if snapshot.iter().all(|(_, s)| counts(s).is_empty()) {
         return;
     }
-    header(out, name, "counter", help);
+    out.family(name, Kind::Counter, help);
+    let mut digits = String::with_capacity(8);
     for (provider, series) in snapshot {
         for (code, count) in counts(series).iter() {
-            let _ = writeln!(
-                out,
-                "{name}{{code=\"{code}\",provider=\"{provider}\"}} {count}"
+            digits.clear();
+            let _ = write!(digits, "{code}");
+            out.sample(
+                name,
+                &[("code", &digits), ("provider", provider)],
+                count as f64,
             );
         }
         out.series_done();
@@ -199,7 +318,7 @@ fn per_code(
 
 /// A counter family by `reason`, exposing only the reasons that happened.
 fn per_reason(
-    out: &mut Out<'_>,
+    out: &mut dyn Families,
     snapshot: &Snapshot,
     (name, help): (&str, &str),
     reasons: &[&str],
@@ -212,59 +331,47 @@ fn per_reason(
                 continue;
             }
             if !wrote_header {
-                header(out, name, "counter", help);
+                out.family(name, Kind::Counter, help);
                 wrote_header = true;
             }
-            let _ = writeln!(
-                out,
-                "{name}{{provider=\"{provider}\",reason=\"{reason}\"}} {count}"
+            out.sample(
+                name,
+                &[("provider", provider), ("reason", reason)],
+                *count as f64,
             );
         }
         out.series_done();
     }
 }
 
+/// A latency histogram family, absent in `none` mode (where [`last_duration`] stands in).
 fn histogram(
-    out: &mut Out<'_>,
+    out: &mut dyn Families,
     snapshot: &Snapshot,
     (name, help): (&str, &str),
-    get: impl Fn(&ProviderSeries) -> &Histogram,
+    get: impl Fn(&ProviderSeries) -> &Latency,
 ) {
-    if snapshot.is_empty() {
+    if snapshot
+        .iter()
+        .all(|(_, s)| get(s).mode() == HistogramMode::None)
+    {
         return;
     }
-    header(out, name, "histogram", help);
+    out.family(name, Kind::Histogram, help);
     for (provider, series) in snapshot {
-        let histogram = get(series);
-        for (bound, count) in LATENCY_BUCKETS.iter().zip(histogram.cumulative) {
-            let _ = write!(out, "{name}_bucket{{provider=\"{provider}\",le=\"");
-            number(out, *bound);
-            let _ = writeln!(out, "\"}} {count}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{provider=\"{provider}\",le=\"+Inf\"}} {}",
-            histogram.count
-        );
-        let _ = write!(out, "{name}_sum{{provider=\"{provider}\"}} ");
-        number(out, histogram.sum);
-        let _ = writeln!(
-            out,
-            "\n{name}_count{{provider=\"{provider}\"}} {}",
-            histogram.count
-        );
+        out.histogram(name, provider, get(series));
         out.series_done();
     }
 }
 
-fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
+pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: SystemTime) {
     let count = |value: u64| Some(value as f64);
     per_provider(
         out,
         snapshot,
         (
             "oauth2_token_requests_total",
-            "counter",
+            Kind::Counter,
             "Token requests sent by the periodic probes.",
         ),
         |s| count(s.token_requests),
@@ -290,18 +397,14 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
     );
     if snapshot.iter().any(|(_, s)| s.grant.is_some()) {
         let name = "oauth2_token_grant_info";
-        header(
-            out,
+        out.family(
             name,
-            "gauge",
+            Kind::Gauge,
             "The grant_type of the periodic probes' token requests (always 1).",
         );
         for (provider, series) in snapshot {
             if let Some(grant) = series.grant {
-                let _ = writeln!(
-                    out,
-                    "{name}{{grant_type=\"{grant}\",provider=\"{provider}\"}} 1"
-                );
+                out.sample(name, &[("grant_type", grant), ("provider", provider)], 1.0);
                 out.series_done();
             }
         }
@@ -319,8 +422,18 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         out,
         snapshot,
         (
+            "oauth2_token_request_last_duration_seconds",
+            Kind::Gauge,
+            "Latency of the periodic probes' last token request (with [metrics] histograms = \"none\", instead of oauth2_token_request_duration_seconds).",
+        ),
+        |s| s.token_duration.last(),
+    );
+    per_provider(
+        out,
+        snapshot,
+        (
             "oauth2_token_lifetime_seconds",
-            "gauge",
+            Kind::Gauge,
             "Lifetime, as issued, of the last token the periodic probes obtained.",
         ),
         |s| s.token_lifetime,
@@ -330,7 +443,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         snapshot,
         (
             "oauth2_token_last_success_timestamp_seconds",
-            "gauge",
+            Kind::Gauge,
             "When the periodic probes last obtained a token.",
         ),
         |s| s.token_last_success,
@@ -340,7 +453,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         snapshot,
         (
             "oauth2_token_valid",
-            "gauge",
+            Kind::Gauge,
             "1 if the periodic probes hold a token that is not past its expiry and was not rejected by the last canary call (401, a token_rejected_status, or error=invalid_token), else 0.",
         ),
         |s| {
@@ -355,7 +468,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         snapshot,
         (
             "oauth2_token_expiry_timestamp_seconds",
-            "gauge",
+            Kind::Gauge,
             "Expiry of the token held by the periodic probes (absent while unknown).",
         ),
         |s| expires_at(s).map(seconds_since_epoch),
@@ -365,7 +478,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         snapshot,
         (
             "oauth2_token_expires_in_seconds",
-            "gauge",
+            Kind::Gauge,
             "Seconds until the token held by the periodic probes expires, computed at scrape time, floored at 0.",
         ),
         |s| {
@@ -381,7 +494,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         snapshot,
         (
             "oauth2_canary_requests_total",
-            "counter",
+            Kind::Counter,
             "Canary API requests sent by the periodic probes.",
         ),
         |s| count(s.canary_requests),
@@ -405,6 +518,16 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         ),
         |s| &s.canary_duration,
     );
+    per_provider(
+        out,
+        snapshot,
+        (
+            "oauth2_canary_request_last_duration_seconds",
+            Kind::Gauge,
+            "Latency of the periodic probes' last canary API request (with [metrics] histograms = \"none\", instead of oauth2_canary_request_duration_seconds).",
+        ),
+        |s| s.canary_duration.last(),
+    );
     per_code(
         out,
         snapshot,
@@ -416,17 +539,22 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
     );
     let name = "oauth2_unauthorized_responses_total";
     if !snapshot.is_empty() {
-        header(
-            out,
+        out.family(
             name,
-            "counter",
+            Kind::Counter,
             "HTTP 401 answers seen by the periodic probes, by phase (token or canary).",
         );
         for (provider, series) in snapshot {
             let [token, canary] = series.unauthorized;
-            let _ = writeln!(
-                out,
-                "{name}{{phase=\"canary\",provider=\"{provider}\"}} {canary}\n{name}{{phase=\"token\",provider=\"{provider}\"}} {token}"
+            out.sample(
+                name,
+                &[("phase", "canary"), ("provider", provider)],
+                canary as f64,
+            );
+            out.sample(
+                name,
+                &[("phase", "token"), ("provider", provider)],
+                token as f64,
             );
             out.series_done();
         }
@@ -436,7 +564,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         snapshot,
         (
             "oauth2_probe_success",
-            "gauge",
+            Kind::Gauge,
             "1 if the last periodic probe got a token and its canary passed, else 0.",
         ),
         |s| s.probe_success.map(|ok| if ok { 1.0 } else { 0.0 }),
@@ -446,7 +574,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         snapshot,
         (
             "oauth2_probe_duration_seconds",
-            "gauge",
+            Kind::Gauge,
             "Duration of the last periodic probe cycle.",
         ),
         |s| s.probe_duration,
@@ -456,7 +584,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         snapshot,
         (
             "oauth2_probe_last_run_timestamp_seconds",
-            "gauge",
+            Kind::Gauge,
             "When the last periodic probe cycle ended.",
         ),
         |s| s.probe_last_run,
@@ -466,7 +594,7 @@ fn write_providers(out: &mut Out<'_>, snapshot: &Snapshot, now: SystemTime) {
         snapshot,
         (
             "oauth2_exporter_probe_panics_total",
-            "counter",
+            Kind::Counter,
             "Probe cycles that panicked (a bug: please report it); the provider keeps being probed.",
         ),
         |s| count(s.panics),

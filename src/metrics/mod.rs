@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Gauge, GaugeVec, IntGauge, Opts, Registry};
 
+use crate::config::HistogramMode;
 use crate::probe::canary::CanaryReason;
 use crate::probe::expiry::Expiries;
 use crate::probe::token::TokenReason;
@@ -22,17 +23,30 @@ use crate::probe::{CycleReport, HeldToken, Validity};
 
 mod expiry;
 mod exposition;
+mod latency;
 pub mod probe_page;
+mod protobuf;
 
 #[cfg(test)]
 pub use exposition::gunzip;
 pub use exposition::gunzip_to;
+
+use latency::Latency;
 
 /// Latency buckets in seconds: identity providers answer in tens of milliseconds when healthy
 /// and in seconds when struggling; the timeout caps the top.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// The exposition formats of `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The text format, version 0.0.4.
+    Text,
+    /// Length-delimited `io.prometheus.client.MetricFamily` messages (`protobuf`).
+    Protobuf,
+}
 
 /// A latency histogram with cumulative bucket counts, as exposed.
 #[derive(Debug, Clone, Default)]
@@ -60,12 +74,12 @@ impl Histogram {
 struct ProviderSeries {
     token_requests: u64,
     token_failures: [u64; TokenReason::ALL.len()],
-    token_duration: Histogram,
+    token_duration: Latency,
     token_lifetime: Option<f64>,
     token_last_success: Option<f64>,
     canary_requests: u64,
     canary_failures: [u64; CanaryReason::ALL.len()],
-    canary_duration: Histogram,
+    canary_duration: Latency,
     /// Token answers by status code: alerts read 401 and 403 whatever the body.
     token_responses: Codes,
     /// The `grant_type` of the last cycle (`oauth2_token_grant_info`).
@@ -155,9 +169,22 @@ impl<'a> From<&'a ProviderMetrics> for Recipient<'a> {
     }
 }
 
+impl ProviderSeries {
+    fn new(histograms: HistogramMode) -> ProviderSeries {
+        ProviderSeries {
+            token_duration: Latency::new(histograms),
+            canary_duration: Latency::new(histograms),
+            ..ProviderSeries::default()
+        }
+    }
+}
+
 pub struct Metrics {
     /// Keys are the provider names the scheduler shares with the status board and `/probe`.
     providers: Mutex<BTreeMap<Arc<str>, ProviderMetrics>>,
+    /// `[metrics] histograms`; changed only with the `providers` lock held, so a snapshot's
+    /// records are all of the mode read with it.
+    histograms: Mutex<HistogramMode>,
     registry: Registry,
     reload_successful: Gauge,
     reload_success_time: Gauge,
@@ -245,6 +272,7 @@ impl Metrics {
         }
         Metrics {
             providers: Mutex::new(BTreeMap::new()),
+            histograms: Mutex::new(HistogramMode::default()),
             registry,
             reload_successful,
             reload_success_time,
@@ -306,12 +334,61 @@ impl Metrics {
     /// and returns the handle its task records through. Counters of a provider registered
     /// again (restarted by a reload) go on.
     pub fn add_provider(&self, provider: impl Into<Arc<str>>) -> ProviderMetrics {
+        let histograms = self.histograms();
         self.providers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(provider.into())
-            .or_default()
+            .or_insert_with(|| {
+                ProviderMetrics(Arc::new(Mutex::new(Arc::new(ProviderSeries::new(
+                    histograms,
+                )))))
+            })
             .clone()
+    }
+
+    /// The format for a scrape: protobuf when the scraper asks for it and native histograms are
+    /// on (only that format carries them); text otherwise.
+    pub fn format_for(&self, accepts_protobuf: bool) -> Format {
+        if accepts_protobuf && self.histograms() == HistogramMode::Native {
+            Format::Protobuf
+        } else {
+            Format::Text
+        }
+    }
+
+    /// The current `[metrics] histograms`.
+    fn histograms(&self) -> HistogramMode {
+        *self
+            .histograms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets `[metrics] histograms` (at start-up and on reload). A change starts both latency
+    /// series of every provider afresh in the new form, which Prometheus reads as a counter
+    /// reset: a classic and a native histogram cannot be converted into each other. Returns
+    /// whether the mode changed.
+    pub fn set_histograms(&self, mode: HistogramMode) -> bool {
+        let providers = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut current = self
+            .histograms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *current == mode {
+            return false;
+        }
+        *current = mode;
+        for record in providers.values() {
+            record.update(|series| {
+                series.token_duration = Latency::new(mode);
+                series.canary_duration = Latency::new(mode);
+            });
+        }
+        true
     }
 
     /// Deletes every series of a provider that is no longer configured.

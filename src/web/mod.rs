@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, HeaderValue, VARY};
+use hyper::header::{ACCEPT, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, HeaderValue, VARY};
 use hyper::{Request, StatusCode};
 
 use tokio::net::TcpListener;
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use self::scrape::ScrapeCache;
 use self::security::WebSecurity;
 use self::server::{HttpResponse, respond, respond_with};
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
 use crate::scheduler::Directory;
 use crate::status::StatusBoard;
 
@@ -36,6 +36,10 @@ use crate::status::StatusBoard;
 pub const RESERVED_PATHS: [&str; 5] = ["/", "/probe", "/-/healthy", "/-/ready", "/-/reload"];
 
 pub(crate) const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The protobuf exposition format, as Prometheus asks for it and reads it.
+pub(crate) const PROTOBUF_CONTENT_TYPE: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
 /// A reload asked for over HTTP, with where to send its outcome (a message for the caller).
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
@@ -172,17 +176,61 @@ async fn reload(state: &WebState) -> HttpResponse {
 }
 
 async fn metrics(state: &WebState, request: &Request<Incoming>) -> HttpResponse {
+    let format = state.metrics.format_for(accepts_protobuf(request));
     let (body, gzipped) = state
         .scrapes
-        .body(&state.metrics, accepts_gzip(request))
+        .body(&state.metrics, format, accepts_gzip(request))
         .await;
-    let mut response = respond_with(StatusCode::OK, METRICS_CONTENT_TYPE, body);
+    let content_type = match format {
+        Format::Text => METRICS_CONTENT_TYPE,
+        Format::Protobuf => PROTOBUF_CONTENT_TYPE,
+    };
+    let mut response = respond_with(StatusCode::OK, content_type, body);
     let headers = response.headers_mut();
     if gzipped {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     response
+}
+
+/// Whether `Accept` prefers the protobuf exposition (length-delimited `MetricFamily`
+/// messages) to text: Prometheus lists it first, at q=0.7 or more, when its native histograms
+/// are enabled. Media type and parameters are matched without regard to case or spaces.
+fn accepts_protobuf(request: &Request<Incoming>) -> bool {
+    let mut protobuf: f32 = 0.0;
+    let mut text: f32 = 0.0;
+    for entry in request
+        .headers()
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+    {
+        let mut parts = entry.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let (mut quality, mut proto, mut delimited) = (1.0_f32, false, false);
+        for param in parts {
+            let Some((name, value)) = param.split_once('=') else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            match name.trim().to_ascii_lowercase().as_str() {
+                "q" => quality = value.parse().unwrap_or(0.0),
+                "proto" => proto = value == "io.prometheus.client.MetricFamily",
+                "encoding" => delimited = value.eq_ignore_ascii_case("delimited"),
+                _ => {}
+            }
+        }
+        match media.as_str() {
+            "application/vnd.google.protobuf" if proto && delimited => {
+                protobuf = protobuf.max(quality)
+            }
+            "text/plain" | "text/*" | "*/*" => text = text.max(quality),
+            _ => {}
+        }
+    }
+    protobuf > 0.0 && protobuf >= text
 }
 
 /// Whether `Accept-Encoding` lists gzip with a non-zero quality.

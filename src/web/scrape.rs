@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::server::{Body, Chunk};
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Format, Metrics};
 
 /// Chunks a plain-text answer may run ahead of the client.
 const CHUNKS_AHEAD: usize = 4;
@@ -23,24 +23,26 @@ const CHUNKS_AHEAD: usize = 4;
 /// a blocking thread.
 const CHUNK_WAIT: Duration = Duration::from_secs(30);
 
-/// One gzip render (or, if compression failed, plain text).
+/// One gzip render (or, if compression failed, uncompressed) in one format.
 struct Rendered {
     /// When the render finished: it serves every scrape that arrived before then.
     done: Instant,
+    /// Text, or protobuf for Prometheus with native histograms.
+    format: Format,
     body: Bytes,
     gzipped: bool,
 }
 
 impl Rendered {
-    /// A new compressed render (plain text if compression fails).
-    async fn new(metrics: &Arc<Metrics>) -> Rendered {
+    /// A new compressed render (uncompressed if compression fails).
+    async fn new(metrics: &Arc<Metrics>, format: Format) -> Rendered {
         let metrics = Arc::clone(metrics);
         let rendered = tokio::task::spawn_blocking(move || {
-            match metrics.render_gzip() {
+            match metrics.render_gzip_as(format) {
                 Ok(compressed) => return (compressed, true),
                 Err(error) => tracing::warn!(%error, "gzip failed; answering uncompressed"),
             }
-            (metrics.render(), false)
+            (metrics.render_as(format), false)
         })
         .await;
         let (body, gzipped) = rendered.unwrap_or_else(|error| {
@@ -49,6 +51,7 @@ impl Rendered {
         });
         Rendered {
             done: Instant::now(),
+            format,
             body: Bytes::from(body),
             gzipped,
         }
@@ -63,11 +66,17 @@ pub struct ScrapeCache {
 }
 
 impl ScrapeCache {
-    /// The exposition text, gzip-compressed when asked and possible; the flag says whether it is.
-    pub async fn body(&self, metrics: &Arc<Metrics>, want_gzip: bool) -> (Body, bool) {
+    /// The exposition in `format`, gzip-compressed when asked and possible; the flag says
+    /// whether it is.
+    pub async fn body(
+        &self,
+        metrics: &Arc<Metrics>,
+        format: Format,
+        want_gzip: bool,
+    ) -> (Body, bool) {
         let (page, gzipped) = {
             let _waiting = Waiting::new(self);
-            self.shared_body(metrics).await
+            self.shared_body(metrics, format).await
         };
         if want_gzip || !gzipped {
             return (Body::Full(page.into()), gzipped);
@@ -75,12 +84,14 @@ impl ScrapeCache {
         (stream_decompressed(page), false)
     }
 
-    async fn shared_body(&self, metrics: &Arc<Metrics>) -> (Bytes, bool) {
+    async fn shared_body(&self, metrics: &Arc<Metrics>, format: Format) -> (Bytes, bool) {
         let arrived = Instant::now();
         let mut last = self.last.lock().await;
         let rendered = match last.take() {
-            Some(rendered) if rendered.done >= arrived => rendered,
-            _ => Rendered::new(metrics).await,
+            // Scrapers that queued together share a render if they asked for the same format
+            // (a pair of Prometheus servers does; a person's curl beside them does not).
+            Some(rendered) if rendered.done >= arrived && rendered.format == format => rendered,
+            _ => Rendered::new(metrics, format).await,
         };
         let answer = (rendered.body.clone(), rendered.gzipped);
         *last = Some(rendered);
@@ -175,7 +186,7 @@ mod tests {
             metrics.add_provider(format!("tenant{index}"));
         }
         let cache = ScrapeCache::default();
-        let (body, gzipped) = cache.body(&metrics, false).await;
+        let (body, gzipped) = cache.body(&metrics, Format::Text, false).await;
         assert!(!gzipped);
         let Body::Streamed(mut chunks) = body else {
             panic!("a plain scrape was not streamed");
@@ -197,7 +208,7 @@ mod tests {
             }
         }
         assert!(pieces > 10, "{pieces} chunks");
-        let (compressed, gzipped) = cache.body(&metrics, true).await;
+        let (compressed, gzipped) = cache.body(&metrics, Format::Text, true).await;
         assert!(gzipped);
         let unpacked = crate::metrics::gunzip(&collect(compressed).await.unwrap()).unwrap();
         assert_eq!(text_of(&unpacked), text_of(&plain));
