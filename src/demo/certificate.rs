@@ -87,6 +87,16 @@ impl CertificateCredential {
             rcgen::DnType::CommonName,
             "oauth2-exporter demo OKQ8 credential",
         );
+        // Valid for a year from today, like the certificates people upload to Entra ID (rcgen's
+        // default runs to 4096, which the status page's "Expires" column would show as such).
+        let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let year = today.get(0..4).and_then(|f| f.parse::<i32>().ok());
+        let month = today.get(5..7).and_then(|f| f.parse::<u8>().ok());
+        let day = today.get(8..10).and_then(|f| f.parse::<u8>().ok());
+        if let (Some(year), Some(month), Some(day)) = (year, month, day) {
+            // The 29th of February has no twin next year; the 28th is near enough.
+            params.not_after = rcgen::date_time_ymd(year + 1, month, day.min(28));
+        }
         let certificate = params
             .self_signed(&key)
             .map_err(|_| failed("certificate"))?;

@@ -1037,3 +1037,20 @@ fn every_config_placeholder_is_used_and_filled() {
     }
     assert!(text.contains("http://127.0.0.1:9/eqhub-m2m/eqhub-api/v1/token"));
 }
+
+/// The demo's certificate credential expires a year from today, as certificates uploaded to
+/// Entra ID typically do, so the status page's "Expires" column shows a date people recognise.
+#[test]
+fn the_demo_certificate_expires_in_about_a_year() {
+    let credential = credential();
+    let pem = std::fs::read(&credential.files.certificate_file).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let certificate = pem.parse_x509().unwrap();
+    let not_after = certificate.validity().not_after.timestamp();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let days = (not_after - now) / 86_400;
+    assert!((360..=366).contains(&days), "expires in {days} days");
+}
