@@ -127,8 +127,7 @@ pub async fn discover(
     for url in [openid, rfc8414] {
         let left = timeout.saturating_sub(started.elapsed());
         let fetched =
-            match tokio::time::timeout(left, fetch(client, &url, left, trace.as_deref_mut())).await
-            {
+            match tokio::time::timeout(left, fetch(client, &url, trace.as_deref_mut())).await {
                 Ok(fetched) => fetched,
                 Err(_elapsed) => Err(DiscoveryError::Transport {
                     url: url.to_string(),
@@ -165,7 +164,6 @@ pub async fn discover(
 async fn fetch(
     client: &Client,
     url: &Url,
-    timeout: Duration,
     mut trace: Option<&mut Trace>,
 ) -> Result<(Value, Option<u64>), DiscoveryError> {
     let transport = |error: TransportError| DiscoveryError::Transport {
@@ -176,10 +174,10 @@ async fn fetch(
         trace.line(format!("-> GET {url}"));
         trace.line("Accept: application/json");
     }
+    // No reqwest timeout: `discover` bounds each fetch, body included, with its one timer.
     let request = client
         .http
         .get(url.clone())
-        .timeout(timeout)
         .header(reqwest::header::ACCEPT, "application/json");
     let mut seen = Seen::default();
     let response = send(request, &mut seen, trace).await.map_err(transport)?;

@@ -219,7 +219,6 @@ pub async fn request_token(
                 auth,
                 endpoint,
                 credentials,
-                left,
                 requested_at,
                 &mut seen,
                 trace.as_deref_mut(),
@@ -280,7 +279,6 @@ async fn attempt(
     auth: &mut ClientAuth,
     endpoint: &Url,
     credentials: Credentials,
-    timeout: Duration,
     requested_at: SystemTime,
     seen: &mut Seen,
     mut trace: Option<&mut Trace>,
@@ -338,10 +336,11 @@ async fn attempt(
     if let Some(trace) = trace.as_deref_mut() {
         trace_request(trace, config, endpoint, &body, &decoration, &scrubber);
     }
+    // No reqwest timeout: the caller's one timer bounds sending, the answer and the body
+    // alike (a second one per request was measurable per cycle, issue 15).
     let mut request = client
         .http
         .post(endpoint.clone())
-        .timeout(timeout)
         .header(ACCEPT, "application/json");
     if let Some(header) = decoration.authorization {
         request = request.header(AUTHORIZATION, header);
