@@ -13,17 +13,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use figment::Figment;
-use figment::providers::{Format, Toml};
 use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
 
-use crate::files::{self, CONFIG_READ_TIMEOUT, describe_io};
+use crate::files::{self, CONFIG_READ_TIMEOUT};
 use crate::secrets::{MAX_PEM_FILE_BYTES, ProxyCredential, Secret, SecretSource};
-use env::EnvStrings;
-
-/// Largest configuration file accepted (a guard against naming a device or a huge file).
-const MAX_CONFIG_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9875";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -34,17 +28,18 @@ pub const DEFAULT_DISCOVERY_REFRESH: Duration = Duration::from_secs(3600);
 mod client_auth;
 mod env;
 mod expiry;
+mod load;
 mod messages;
 mod raw;
 mod validate;
 
 pub use env::ENV_PREFIX;
 pub use expiry::expired_credential_warnings;
+pub(crate) use load::FileLayer;
+pub use load::{Overrides, expand_paths, exposed_secrets_warning, load_file, load_files, load_str};
 pub(crate) use messages::describe_error;
 use messages::*;
-use raw::*;
 pub use validate::is_valid_provider_name;
-use validate::*;
 
 // ---------------------------------------------------------------------------------------------
 // Validated configuration.
@@ -511,258 +506,3 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-// ---------------------------------------------------------------------------------------------
-// Loading.
-
-/// Command-line values that override the configuration (they win over every other layer).
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    /// `--web.listen-address`, in the order given (it may be repeated, as in the Prometheus
-    /// exporter-toolkit): the first replaces `web.listen_address`, the others are added to it.
-    pub listen_addresses: Vec<String>,
-}
-
-/// Loads the configuration file at `path` with environment and command-line overrides, and
-/// validates it.
-pub fn load_file(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
-    load_files(&[path.to_path_buf()], overrides)
-}
-
-/// Loads several configuration files, or directories of `*.toml` files taken in name order, as
-/// one configuration (later files win for `[web]` and `[defaults]`), with environment and
-/// command-line overrides. A provider defined in two files is an error naming both, so teams
-/// owning separate files cannot silently override each other.
-pub fn load_files(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, ConfigError> {
-    let files = expand_paths(paths)?;
-    let mut layers = Vec::with_capacity(files.len());
-    let mut unreadable = Vec::new();
-    for file in &files {
-        match FileLayer::<Toml>::read(file, MAX_CONFIG_FILE_BYTES) {
-            Ok(layer) => layers.push(layer),
-            Err(problem) => unreadable.push(format!(
-                "configuration file {}: cannot read it: {problem}",
-                file.display()
-            )),
-        }
-    }
-    if !unreadable.is_empty() {
-        return Err(ConfigError {
-            problems: unreadable,
-        });
-    }
-    let mut unknown = Vec::new();
-    let mut owners: BTreeMap<String, &Path> = BTreeMap::new();
-    let mut duplicates = Vec::new();
-    for layer in &layers {
-        let check = check_layer(layer);
-        unknown.extend(check.unknown_keys);
-        for name in check.providers {
-            match owners.get(&name) {
-                Some(first) => duplicates.push(format!(
-                    "key `providers.{name}`: provider defined twice, in {} and in {}; each provider belongs to one file",
-                    first.display(),
-                    layer.path.display()
-                )),
-                None => {
-                    owners.insert(name, &layer.path);
-                }
-            }
-        }
-    }
-    if !duplicates.is_empty() {
-        return Err(ConfigError {
-            problems: duplicates,
-        });
-    }
-    unknown.extend(check_layer(&EnvStrings).unknown_keys);
-    // Each file was read once (above, bounded); it is parsed a second time here, on purpose:
-    // handing the checked data to figment would mean a copy of it (figment providers lend their
-    // data), and parsing is cheaper than holding two trees of a large configuration at once.
-    let figment = layers
-        .iter()
-        .fold(Figment::new(), |figment, layer| figment.merge(layer))
-        .merge(EnvStrings);
-    load(figment, unknown, overrides)
-}
-
-/// A configuration file read through [`files::read`] (a regular file, capped, with a deadline,
-/// never blocking an async worker) as a figment layer that names the file in messages, as
-/// figment's own file provider does (which reads with blocking I/O and no bound).
-pub(crate) struct FileLayer<F: Format> {
-    path: PathBuf,
-    text: figment::providers::Data<F>,
-}
-
-impl<F: Format> FileLayer<F> {
-    /// Reads `path` (at most `limit` bytes); the error says why it could not be read.
-    pub(crate) fn read(path: &Path, limit: u64) -> Result<Self, String> {
-        let bytes =
-            files::read(path, limit, CONFIG_READ_TIMEOUT).map_err(|error| error.to_string())?;
-        let text = String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_string())?;
-        Ok(FileLayer {
-            path: path.to_path_buf(),
-            text: F::string(&text),
-        })
-    }
-}
-
-impl<F: Format> figment::Provider for FileLayer<F> {
-    fn metadata(&self) -> figment::Metadata {
-        figment::Metadata::from(format!("{} file", F::NAME), self.path.as_path())
-    }
-
-    fn data(
-        &self,
-    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
-        self.text.data()
-    }
-}
-
-/// The files named, with each directory replaced by its `*.toml` files in name order.
-pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
-    let mut files = Vec::new();
-    let mut problems = Vec::new();
-    for path in paths {
-        match std::fs::metadata(path) {
-            Err(error) => problems.push(format!(
-                "configuration file {}: cannot read it: {}",
-                path.display(),
-                describe_io(error.kind())
-            )),
-            Ok(metadata) if metadata.is_dir() => match std::fs::read_dir(path) {
-                Err(error) => problems.push(format!(
-                    "configuration directory {}: cannot list it: {}",
-                    path.display(),
-                    describe_io(error.kind())
-                )),
-                Ok(entries) => {
-                    let mut found: Vec<PathBuf> = entries
-                        .filter_map(Result::ok)
-                        .map(|entry| entry.path())
-                        // Hidden entries are skipped: Kubernetes volumes hold `..data` links
-                        // beside the files; a symlinked `*.toml` is followed.
-                        .filter(|p| {
-                            p.file_name()
-                                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
-                        })
-                        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
-                        .collect();
-                    found.sort();
-                    if found.is_empty() {
-                        problems.push(format!(
-                            "configuration directory {}: holds no *.toml files",
-                            path.display()
-                        ));
-                    }
-                    files.extend(found);
-                }
-            },
-            Ok(metadata) if !metadata.is_file() => problems.push(format!(
-                "configuration file {}: not a regular file",
-                path.display()
-            )),
-            Ok(metadata) if metadata.len() > MAX_CONFIG_FILE_BYTES => problems.push(format!(
-                "configuration file {}: larger than {MAX_CONFIG_FILE_BYTES} bytes",
-                path.display()
-            )),
-            Ok(_) => files.push(path.clone()),
-        }
-    }
-    if problems.is_empty() {
-        Ok(files)
-    } else {
-        Err(ConfigError { problems })
-    }
-}
-
-/// Loads configuration from TOML text (the demo's built-in configuration), without environment
-/// overrides.
-pub fn load_str(toml: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
-    let layer = Toml::string(toml);
-    let unknown = check_layer(&layer).unknown_keys;
-    load(Figment::new().merge(layer), unknown, overrides)
-}
-
-/// A warning when the file at `path` holds inline secrets and others than its owner may read it.
-/// (With several files, the warning names every such file; checking a file without inline
-/// secrets is harmless.)
-pub fn exposed_secrets_warning(path: &Path, config: &Config) -> Option<String> {
-    let inline: Vec<&str> = config
-        .providers
-        .iter()
-        .filter(|p| {
-            matches!(p.token.client_secret, Some(SecretSource::Inline(_)))
-                || matches!(
-                    &p.token.grant,
-                    Grant::Password {
-                        password: SecretSource::Inline(_),
-                        ..
-                    }
-                )
-        })
-        .map(|p| p.name.as_str())
-        .collect();
-    if inline.is_empty() {
-        return None;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(path).ok()?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Some(format!(
-                "{} holds inline secrets (providers: {}) and is readable by group or others (mode {:o}); run `chmod 600` on it, or use client_secret_file / client_secret_env",
-                path.display(),
-                name_some(&inline, 5),
-                mode & 0o777
-            ));
-        }
-    }
-    None
-}
-
-/// Up to `shown` names, then how many more: a log line stays readable with 10 000 providers.
-fn name_some(names: &[&str], shown: usize) -> String {
-    if names.len() <= shown {
-        return names.join(", ");
-    }
-    format!(
-        "{} and {} more",
-        names[..shown].join(", "),
-        names.len() - shown
-    )
-}
-
-/// Extracts and validates the merged layers; `problems` holds what the layers' own checks found.
-fn load(
-    mut figment: Figment,
-    mut problems: Vec<String>,
-    overrides: &Overrides,
-) -> Result<Config, ConfigError> {
-    if let Some(address) = overrides.listen_addresses.first() {
-        figment = figment.merge(("web.listen_address", address));
-    }
-    let extra_listen_addresses = overrides.listen_addresses.get(1..).unwrap_or_default();
-    problems.extend(check_listen_addresses(
-        "web.listen_address",
-        extra_listen_addresses,
-    ));
-    match figment.extract::<RawConfig>() {
-        Ok(raw) => match validate(raw) {
-            Ok(mut config) if problems.is_empty() => {
-                config.web.extra_listen_addresses = extra_listen_addresses.to_vec();
-                Ok(config)
-            }
-            Ok(_) => Err(ConfigError { problems }),
-            Err(error) => {
-                problems.extend(error.problems);
-                Err(ConfigError { problems })
-            }
-        },
-        Err(error) => {
-            problems.extend(error.into_iter().map(|e| describe_error(&e)));
-            Err(ConfigError { problems })
-        }
-    }
-}

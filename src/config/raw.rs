@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::env::lenient;
 use super::messages::source_name;
 
-// Unknown keys are found by [`check_layer`] against [`allowed_keys`], all at once, rather than
+// Unknown keys are found by [`walk_unknown`] against [`allowed_keys`], all at once, rather than
 // by serde, which stops at the first.
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,36 +215,9 @@ pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
     })
 }
 
-/// What one layer (a file, the environment) holds that is checked before the layers merge.
-pub(super) struct LayerCheck {
-    /// Every key the configuration does not know, named with where it was written.
-    pub(super) unknown_keys: Vec<String>,
-    /// The providers the layer defines.
-    pub(super) providers: Vec<String>,
-}
-
-/// Checks one layer on its own data. Walking each layer, rather than the merged configuration,
-/// names the source of each key for free, and avoids a copy of the merged configuration (at
-/// 10 000 providers that copy was 60 MiB, the process's peak). A layer that cannot be read or
-/// parsed yields nothing here: the merge reports why.
-pub(super) fn check_layer(layer: &impl figment::Provider) -> LayerCheck {
-    let metadata = layer.metadata();
-    let mut check = LayerCheck {
-        unknown_keys: Vec::new(),
-        providers: Vec::new(),
-    };
-    let Ok(data) = layer.data() else {
-        return check;
-    };
-    for root in data.values() {
-        walk_unknown(&metadata, root, &mut Vec::new(), &mut check.unknown_keys);
-        if let Some(figment::value::Value::Dict(_, providers)) = root.get("providers") {
-            check.providers.extend(providers.keys().cloned());
-        }
-    }
-    check
-}
-
+/// Collects the keys of one layer's `table` (at `path`) that the configuration does not know,
+/// named with where they were written. Walking each layer, rather than the merged configuration,
+/// names the source of each key for free.
 pub(super) fn walk_unknown<'a>(
     metadata: &figment::Metadata,
     table: &'a figment::value::Dict,
