@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderName, HeaderValue};
@@ -120,7 +121,7 @@ pub struct ProviderConfig {
     pub timeout: Duration,
     pub token: TokenConfig,
     pub canary: Option<CanaryConfig>,
-    pub tls: TlsConfig,
+    pub tls: Arc<TlsConfig>,
     /// How the provider's token, discovery and canary requests reach the network.
     pub proxy: ProxySetting,
 }
@@ -134,7 +135,7 @@ pub enum ProxySetting {
     Environment,
     /// `"none"`: always direct, whatever the environment says.
     Disabled,
-    Url(ProxyUrl),
+    Url(Box<ProxyUrl>),
 }
 
 /// A proxy URL split into what may be shown and the credentials, which may not.
@@ -167,21 +168,21 @@ pub struct TokenConfig {
     pub client_secret: Option<SecretSource>,
     pub auth_method: AuthMethod,
     /// How client assertions are made (`private_key_jwt`, `client_secret_jwt` only).
-    pub assertion: Option<AssertionConfig>,
+    pub assertion: Option<Box<AssertionConfig>>,
     /// How `client_secret_basic` writes the id and secret inside the header.
     pub basic_encoding: BasicEncoding,
     pub scopes: Vec<String>,
     pub params: BTreeMap<String, ParamValue>,
     pub reuse: bool,
     pub refresh_before: Duration,
-    pub json_fields: JsonFields,
-    pub response: ResponseFields,
+    pub json_fields: Arc<JsonFields>,
+    pub response: Arc<ResponseFields>,
     /// When the client secret stops working, as the provider said (`client_secret_expires`).
     pub client_secret_expires: Option<SystemTime>,
     /// When the password stops working (`password_expires`, password grant only).
     pub password_expires: Option<SystemTime>,
     /// Claims every newly obtained token must carry (`[token.expect]`).
-    pub expect: Option<Expect>,
+    pub expect: Option<Box<Expect>>,
 }
 
 /// `[providers.NAME.token.expect]`: what a newly obtained JWT must say. The values are
@@ -245,7 +246,7 @@ pub enum TokenEndpoint {
     Url(Url),
     /// `issuer`: the `token_endpoint` of the issuer's metadata (OpenID Connect Discovery or
     /// RFC 8414), fetched before the first request and again every `discovery_refresh`.
-    Discovery(DiscoveryConfig),
+    Discovery(Box<DiscoveryConfig>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

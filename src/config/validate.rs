@@ -3,6 +3,7 @@
 
 use super::raw::*;
 use super::*;
+use std::sync::LazyLock;
 
 /// Collects problems while validation goes on, so that one run reports all of them.
 #[derive(Default)]
@@ -322,7 +323,7 @@ pub(super) fn proxy_setting(
         );
         return None;
     }
-    Some(ProxySetting::Url(ProxyUrl { url, credentials }))
+    Some(ProxySetting::Url(Box::new(ProxyUrl { url, credentials })))
 }
 
 /// Percent-decoding of a URL's user or password part.
@@ -390,10 +391,10 @@ pub(super) fn validate_provider(
         has_client_certificate,
         problems,
     );
-    let tls = raw
-        .tls
-        .map(|tls| validate_tls(&format!("{prefix}.tls"), tls, problems))
-        .unwrap_or_default();
+    let tls = match raw.tls {
+        Some(tls) => Arc::new(validate_tls(&format!("{prefix}.tls"), tls, problems)),
+        None => shared_default(&DEFAULT_TLS),
+    };
     if problems.0.len() != before {
         return None;
     }
@@ -581,36 +582,30 @@ pub(super) fn validate_token(
                 }
                 value
             };
-            JsonFields {
+            Arc::new(JsonFields {
                 client_id: field(fields.client_id, "client_id"),
                 client_secret: field(fields.client_secret, "client_secret"),
                 username: field(fields.username, "username"),
                 password: field(fields.password, "password"),
-            }
+            })
         }
-        None => JsonFields {
-            client_id: "client_id".into(),
-            client_secret: "client_secret".into(),
-            username: "username".into(),
-            password: "password".into(),
-        },
+        None => shared_default(&DEFAULT_JSON_FIELDS),
     };
 
-    let response = {
-        let raw_response = raw.response.unwrap_or(RawResponse {
-            access_token: None,
-            expires_in: None,
-        });
-        let mut path = |value: Option<String>, name: &str| {
-            let value = value.unwrap_or_else(|| name.to_string());
-            if value.is_empty() {
-                problems.add(&format!("{prefix}.response.{name}"), "must not be empty");
-            }
-            FieldPath::parse(&value)
-        };
-        ResponseFields {
-            access_token: path(raw_response.access_token, "access_token"),
-            expires_in: path(raw_response.expires_in, "expires_in"),
+    let response = match raw.response {
+        None => shared_default(&DEFAULT_RESPONSE_FIELDS),
+        Some(raw_response) => {
+            let mut path = |value: Option<String>, name: &str| {
+                let value = value.unwrap_or_else(|| name.to_string());
+                if value.is_empty() {
+                    problems.add(&format!("{prefix}.response.{name}"), "must not be empty");
+                }
+                FieldPath::parse(&value)
+            };
+            Arc::new(ResponseFields {
+                access_token: path(raw_response.access_token, "access_token"),
+                expires_in: path(raw_response.expires_in, "expires_in"),
+            })
         }
     };
 
@@ -638,7 +633,7 @@ pub(super) fn validate_token(
         client_id: client_id?,
         client_secret,
         auth_method: auth_method?,
-        assertion,
+        assertion: assertion.map(Box::new),
         basic_encoding: basic_encoding?,
         scopes: raw.scopes,
         params,
@@ -648,7 +643,7 @@ pub(super) fn validate_token(
         response,
         client_secret_expires,
         password_expires,
-        expect,
+        expect: expect.map(Box::new),
     })
 }
 
@@ -704,11 +699,11 @@ fn token_endpoint(prefix: &str, raw: &RawToken, problems: &mut Problems) -> Opti
                 );
                 return None;
             }
-            Some(TokenEndpoint::Discovery(DiscoveryConfig {
+            Some(TokenEndpoint::Discovery(Box::new(DiscoveryConfig {
                 issuer: issuer.clone(),
                 issuer_url,
                 refresh,
-            }))
+            })))
         }
     }
 }
@@ -856,6 +851,28 @@ fn secret_headers(
         }
     }
     headers
+}
+
+// What nearly every provider has, held once for all of them: an `Arc` each rather than the
+// same six field-name strings and an empty TLS table copied into every provider.
+static DEFAULT_JSON_FIELDS: LazyLock<Arc<JsonFields>> = LazyLock::new(|| {
+    Arc::new(JsonFields {
+        client_id: "client_id".into(),
+        client_secret: "client_secret".into(),
+        username: "username".into(),
+        password: "password".into(),
+    })
+});
+static DEFAULT_RESPONSE_FIELDS: LazyLock<Arc<ResponseFields>> = LazyLock::new(|| {
+    Arc::new(ResponseFields {
+        access_token: FieldPath::Key("access_token".into()),
+        expires_in: FieldPath::Key("expires_in".into()),
+    })
+});
+static DEFAULT_TLS: LazyLock<Arc<TlsConfig>> = LazyLock::new(Arc::default);
+
+fn shared_default<T>(default: &LazyLock<Arc<T>>) -> Arc<T> {
+    Arc::clone(default)
 }
 
 pub(super) fn validate_tls(prefix: &str, raw: RawTls, problems: &mut Problems) -> TlsConfig {

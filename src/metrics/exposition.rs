@@ -384,7 +384,7 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
             "Token requests of the periodic probes that failed, by reason.",
         ),
         &TokenReason::ALL.map(TokenReason::as_str),
-        |s| &s.token_failures,
+        |s| s.token_failures.counts(),
     );
     per_code(
         out,
@@ -507,7 +507,7 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
             "Canary API requests of the periodic probes that failed, by reason (no_token: not sent because no token was held).",
         ),
         &CanaryReason::ALL.map(CanaryReason::as_str),
-        |s| &s.canary_failures,
+        |s| s.canary_failures.counts(),
     );
     histogram(
         out,

@@ -73,12 +73,12 @@ impl Histogram {
 #[derive(Debug, Clone, Default)]
 struct ProviderSeries {
     token_requests: u64,
-    token_failures: [u64; TokenReason::ALL.len()],
+    token_failures: Failures<{ TokenReason::ALL.len() }>,
     token_duration: Latency,
     token_lifetime: Option<f64>,
     token_last_success: Option<f64>,
     canary_requests: u64,
-    canary_failures: [u64; CanaryReason::ALL.len()],
+    canary_failures: Failures<{ CanaryReason::ALL.len() }>,
     canary_duration: Latency,
     /// Token answers by status code: alerts read 401 and 403 whatever the body.
     token_responses: Codes,
@@ -97,6 +97,25 @@ struct ProviderSeries {
     token: Option<Option<Validity>>,
     /// Credential and endpoint certificate expiries, credential changes (issue 13).
     expiries: Expiries,
+}
+
+/// Failures counted by reason (the index of the reason in its `ALL` list), allocated at the first
+/// failure: most providers never fail, and their counters at 0 were a third of every record.
+#[derive(Debug, Clone, Default)]
+struct Failures<const N: usize>(Option<Box<[u64; N]>>);
+
+impl<const N: usize> Failures<N> {
+    fn count(&mut self, reason: usize) {
+        let counts = self.0.get_or_insert_with(|| Box::new([0; N]));
+        if let Some(count) = counts.get_mut(reason) {
+            *count += 1;
+        }
+    }
+
+    /// The count of each reason in order; empty until the first failure.
+    fn counts(&self) -> &[u64] {
+        self.0.as_deref().map_or(&[], |counts| counts.as_slice())
+    }
 }
 
 /// Answers counted by HTTP status code, in code order. Nearly every provider only ever sees one
@@ -443,7 +462,7 @@ impl Metrics {
                         series.token_lifetime = issued.lifetime.map(|l| l.as_secs_f64());
                     }
                     Err(error) => {
-                        series.token_failures[error.reason() as usize] += 1;
+                        series.token_failures.count(error.reason() as usize);
                     }
                 }
             }
@@ -459,11 +478,11 @@ impl Metrics {
                     }
                 }
                 if let Err(error) = &outcome.result {
-                    series.canary_failures[error.reason() as usize] += 1;
+                    series.canary_failures.count(error.reason() as usize);
                 }
             }
             if report.canary_skipped {
-                series.canary_failures[CanaryReason::NoToken as usize] += 1;
+                series.canary_failures.count(CanaryReason::NoToken as usize);
             }
             series.grant = Some(report.grant);
             series.probe_success = Some(report.success);
