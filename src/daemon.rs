@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::scheduler::{self, StartJitter};
 use crate::shard::Shard;
 use crate::web::security::WebSecurity;
-use crate::{config, metrics, probe, web};
+use crate::{config, memory, metrics, probe, web};
 
 /// How long probes and connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -92,11 +92,13 @@ pub async fn run(
 /// [`run`], with reloads on `POST /-/reload` (and SIGHUP if asked) from `options.reload`, on
 /// one listener or several (each served alike).
 pub async fn run_with(
-    mut config: config::Config,
+    config: config::Config,
     listeners: impl Into<Listeners>,
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Loaded on the blocking pool: copied here so that the loader's arena empties.
+    let mut config = memory::settle(config);
     let metrics = Arc::new(metrics::Metrics::new());
     // One bound on outgoing requests for the whole process, sized by the descriptor limit (which
     // main raised to the hard limit before we got here), shown by two gauges.
@@ -185,7 +187,12 @@ pub async fn run_with(
         };
         let loaded = loaded
             .map_err(|error| format!("invalid configuration, keeping the running one:\n{error}"));
-        let outcome = reload(loaded, &config.web, &mut scheduler, &state);
+        let outcome = reload(
+            loaded.map(memory::settle),
+            &config.web,
+            &mut scheduler,
+            &state,
+        );
         if let Some(reply) = reply {
             let _ = reply.send(outcome);
         }

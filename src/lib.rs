@@ -56,6 +56,9 @@
 //!   its name), applied by the scheduler, `/probe` and `check`.
 //! - `humanize`: durations as a person says them, for the status page and `check`.
 //! - `logging`: logfmt or JSON logs on standard error.
+//! - `memory`: glibc's malloc thresholds fixed at start, and the pages freed by loading a
+//!   configuration handed back to the system (the crate's only `unsafe` code: `mallopt` and
+//!   `malloc_trim`).
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
 //!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!
@@ -73,6 +76,7 @@ pub mod demo;
 mod files;
 mod humanize;
 pub mod logging;
+mod memory;
 mod metrics;
 mod probe;
 mod scheduler;
@@ -86,6 +90,7 @@ pub use daemon::{
     ConfigSource, DEFAULT_TELEMETRY_PATH, Listeners, RunOptions, bind, claim_hangup, run, run_with,
     shutdown_signal, unless_shutdown,
 };
+pub use memory::fix_allocator_thresholds;
 pub use probe::token;
 pub use probe::transport::raise_descriptor_limit;
 pub use scheduler::StartJitter;

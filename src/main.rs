@@ -26,6 +26,8 @@ use tokio_util::task::TaskTracker;
 const DEMO_LISTEN_ADDRESS: &str = "127.0.0.1:9875";
 
 fn main() -> ExitCode {
+    // Before any thread starts (see its documentation).
+    oauth2_exporter::fix_allocator_thresholds();
     let cli = Cli::parse();
     if cli.version {
         print!("{}", cli::version_text());

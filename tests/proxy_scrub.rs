@@ -4,8 +4,8 @@
 //! requests went to it instead of to the loopback fakes.
 //!
 //! The variables must be in this process's own environment, which only `std::env::set_var` could
-//! change from inside, and that is `unsafe` (edition 2024) and forbidden here
-//! (`unsafe_code = "forbid"` in Cargo.toml's `[lints]` covers tests too). So the one test runs
+//! change from inside, and that is `unsafe` (edition 2024) and denied here
+//! (`unsafe_code = "deny"` in Cargo.toml's `[lints]` covers tests too). So the one test runs
 //! itself again as a child test process whose environment holds them from its first instruction
 //! (set through `Command::env`, which is safe), and that inner run launches the exporter.
 

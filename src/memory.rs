@@ -1,0 +1,82 @@
+//! Giving freed memory back to the system: glibc's thresholds fixed at start, and what loading a
+//! configuration freed handed back once it is loaded.
+//!
+//! glibc's malloc returns pages to the system only from the top of each arena. Loading a large
+//! configuration frees tens of MB of parse trees whose pages sit below the blocks that outlive
+//! the load (the providers' settings), so without help the process keeps its start-up peak for
+//! life: a 50-64 MiB arena at 10 000 providers, more than the providers' own state
+//! (BENCHMARKS.md, round five). `malloc_trim(0)` walks every arena and hands the free pages in
+//! it back (`madvise`), leaving live blocks where they are.
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// Below this size a block comes from an arena; above, from its own mapping, unmapped when freed.
+/// Also how much free memory at the top of an arena is kept rather than given back.
+const THRESHOLD_BYTES: i32 = 128 * 1024;
+
+/// Fixes glibc's mmap and trim thresholds at their documented defaults (128 KiB), turning off
+/// their dynamic adjustment. Freeing one large mapped block (the TOML parser's 16 MB token list
+/// at 10 000 providers) otherwise raises both to that block's size, up to 32 MiB, and from then
+/// on an arena keeps that much free memory at its top for good: 27 MiB of the loader's arena
+/// stayed resident at 10 000 providers (BENCHMARKS.md, round five). Left alone when the operator
+/// tuned malloc through `GLIBC_TUNABLES` or `MALLOC_*_` variables. Call before other threads
+/// start.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn fix_allocator_thresholds() {
+    let tuned = std::env::var_os("GLIBC_TUNABLES")
+        .is_some_and(|tunables| tunables.to_string_lossy().contains("malloc"))
+        || std::env::vars_os().any(|(name, _)| {
+            let name = name.to_string_lossy();
+            name.starts_with("MALLOC_") && name.ends_with('_')
+        });
+    if tuned {
+        return;
+    }
+    // SAFETY: mallopt takes two integers and no pointer; glibc serializes it with every other
+    // allocator call. An unknown parameter or value is refused (returns 0), never undefined.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD_BYTES);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, THRESHOLD_BYTES);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn fix_allocator_thresholds() {}
+
+/// Moves a loaded value (built on a loader thread, in that thread's arena, its blocks scattered
+/// among the parse's freed ones) into blocks allocated by the calling thread, drops the
+/// original, and hands back every page that leaves free. Without the copy, the freed pages
+/// between the value's blocks stay resident: each holds a few live bytes.
+pub fn settle<T: Clone>(loaded: T) -> T {
+    let rss = || std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let r0 = rss();
+    let settled = loaded.clone();
+    let r1 = rss();
+    drop(loaded);
+    let r2 = rss();
+    let started = std::time::Instant::now();
+    let released = release_freed_memory();
+    tracing::warn!(
+        "TMP statm before {r0} cloned {r1} dropped {r2} trimmed {}",
+        rss()
+    );
+    tracing::debug!(released, took = ?started.elapsed(), "freed memory handed back to the system");
+    settled
+}
+
+/// Returns what the allocator holds free to the system; `true` when it gave anything back.
+/// Called when a configuration has been loaded (see [`settle`]), never per cycle: the walk
+/// locks each arena in turn.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn release_freed_memory() -> bool {
+    // SAFETY: malloc_trim takes no pointer and has no precondition; glibc serializes it with
+    // every other allocator call.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+/// Other allocators (musl's, the BSDs', macOS's) have no such call and keep less.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_freed_memory() -> bool {
+    false
+}
