@@ -145,6 +145,23 @@ impl<'w> Out<'w> {
         self.text.push(c);
     }
 
+    /// Writes `value` in decimal.
+    pub(super) fn integer(&mut self, mut value: u64) {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        // Only ASCII digits were written.
+        self.text
+            .push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+    }
+
     /// Called after each provider's lines: hands the buffer over once it is full.
     pub(super) fn series_done(&mut self) {
         if self.text.len() >= Self::CHUNK {
@@ -222,7 +239,10 @@ impl Families for Out<'_> {
         self.push_str(name);
         for (at, (label, value)) in labels.iter().enumerate() {
             self.push(if at == 0 { '{' } else { ',' });
-            let _ = write!(self, "{label}=\"{value}\"");
+            self.push_str(label);
+            self.push_str("=\"");
+            self.push_str(value);
+            self.push('"');
         }
         if !labels.is_empty() {
             self.push('}');
@@ -237,23 +257,32 @@ impl Families for Out<'_> {
         let Some(histogram) = latency.classic() else {
             return;
         };
-        for (bound, count) in LATENCY_BUCKETS.iter().zip(histogram.cumulative) {
-            let _ = write!(self, "{name}_bucket{{provider=\"{provider}\",le=\"");
-            number(self, *bound);
-            let _ = writeln!(self, "\"}} {count}");
+        let series = |out: &mut Self, suffix: &str| {
+            out.push_str(name);
+            out.push_str(suffix);
+            out.push_str("{provider=\"");
+            out.push_str(provider);
+        };
+        for (bound, count) in LATENCY_BUCKET_LABELS.iter().zip(histogram.cumulative) {
+            series(self, "_bucket");
+            self.push_str("\",le=\"");
+            self.push_str(bound);
+            self.push_str("\"} ");
+            self.integer(count);
+            self.push('\n');
         }
-        let _ = writeln!(
-            self,
-            "{name}_bucket{{provider=\"{provider}\",le=\"+Inf\"}} {}",
-            histogram.count
-        );
-        let _ = write!(self, "{name}_sum{{provider=\"{provider}\"}} ");
+        series(self, "_bucket");
+        self.push_str("\",le=\"+Inf\"} ");
+        self.integer(histogram.count);
+        self.push('\n');
+        series(self, "_sum");
+        self.push_str("\"} ");
         number(self, histogram.sum);
-        let _ = writeln!(
-            self,
-            "\n{name}_count{{provider=\"{provider}\"}} {}",
-            histogram.count
-        );
+        self.push('\n');
+        series(self, "_count");
+        self.push_str("\"} ");
+        self.integer(histogram.count);
+        self.push('\n');
     }
 
     fn series_done(&mut self) {
@@ -261,8 +290,21 @@ impl Families for Out<'_> {
     }
 }
 
+/// The `le` label of each of [`LATENCY_BUCKETS`], as [`number`] writes them (a test holds the
+/// two together): written as text for every provider and scrape, so not formatted each time.
+pub(super) const LATENCY_BUCKET_LABELS: [&str; LATENCY_BUCKETS.len()] = [
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
+];
+
+/// Integers below this are exact in an `f64`, and written by [`Out::integer`].
+const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
 pub(super) fn number(out: &mut Out<'_>, value: f64) {
-    if value.is_nan() {
+    // Counters, timestamps in whole seconds and most gauges are integers: written as such,
+    // without the float formatter (what `{value}` writes for them is the same text).
+    if value.fract() == 0.0 && value.abs() < EXACT_INTEGERS && value.is_sign_positive() {
+        out.integer(value as u64);
+    } else if value.is_nan() {
         out.push_str("NaN");
     } else if value.is_infinite() {
         out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });

@@ -1,7 +1,7 @@
 //! Unit tests of the metrics: recording, the reason counters' indexing, histograms, and the
 //! streamed text and gzip renders.
 
-use super::exposition::{Out, number};
+use super::exposition::{LATENCY_BUCKET_LABELS, Out, number};
 use super::*;
 
 /// The failure counters are indexed by `reason as usize`: each enum's `ALL` must list its
@@ -31,12 +31,38 @@ fn histogram_buckets_are_cumulative() {
 fn numbers_are_written_as_the_text_format_expects() {
     let mut sink = Vec::new();
     let mut out = Out::new(&mut sink);
-    for value in [1.0, 0.25, 1_795_399_676.637_442_8, f64::INFINITY, f64::NAN] {
+    for value in [
+        1.0,
+        0.25,
+        1_795_399_676.637_442_8,
+        f64::INFINITY,
+        f64::NAN,
+        0.0,
+        -0.0,
+        -3.0,
+        1_795_399_676.0,
+        9_007_199_254_740_993.0,
+        18_446_744_073_709_551_615.0,
+    ] {
         number(&mut out, value);
         out.push(' ');
     }
     out.finish().unwrap();
-    assert_eq!(sink, b"1 0.25 1795399676.6374428 +Inf NaN ");
+    assert_eq!(
+        String::from_utf8(sink).unwrap(),
+        "1 0.25 1795399676.6374428 +Inf NaN 0 -0 -3 1795399676 9007199254740992 18446744073709552000 "
+    );
+}
+
+#[test]
+fn bucket_labels_are_the_bounds_as_numbers_are_written() {
+    for (bound, label) in LATENCY_BUCKETS.iter().zip(LATENCY_BUCKET_LABELS) {
+        let mut sink = Vec::new();
+        let mut out = Out::new(&mut sink);
+        number(&mut out, *bound);
+        out.finish().unwrap();
+        assert_eq!(String::from_utf8(sink).unwrap(), label);
+    }
 }
 
 /// The provider lines of a page (process metrics change between two renders).
