@@ -246,7 +246,9 @@ pub struct Prober {
     auth: ClientAuth,
     /// Kept across cycles like the held token (and so across a reload that leaves the provider
     /// unchanged); replaced only by a successful refresh.
-    discovered: Option<Discovered>,
+    /// Boxed: only providers with an `issuer` have one, and every prober is kept for the
+    /// process's life.
+    discovered: Option<Box<Discovered>>,
 }
 
 impl Prober {
@@ -470,7 +472,7 @@ impl Prober {
                 let expiry = self.client.chain_expiry(found.certificate);
                 self.watch.saw_endpoint(TlsPhase::Discovery, expiry);
                 let endpoint = found.token_endpoint.clone();
-                self.discovered = Some(found);
+                self.discovered = Some(Box::new(found));
                 Ok(endpoint)
             }
             (Err(error), Some(last_good)) => {
