@@ -850,14 +850,21 @@ pub struct ScrapeSample {
     pub in_window: bool,
 }
 
+/// How long a scrape may take: a minute, and a second more per 1 000 providers (the plain page
+/// is about 3 KB per provider, 300 MB at 100 000, read here whole).
+fn scrape_limit(providers: usize) -> Duration {
+    Duration::from_secs(60 + providers as u64 / 1000)
+}
+
 async fn measured_scrape(
     exporter: SocketAddr,
     pid: u32,
     ticks: u64,
     gzip: bool,
+    limit: Duration,
 ) -> anyhow::Result<(ScrapeSample, Vec<u8>)> {
     let before = proc_sample(Some(pid), ticks).unwrap_or_default();
-    let answer = http_get(exporter, "/metrics", gzip, Duration::from_secs(60)).await?;
+    let answer = http_get(exporter, "/metrics", gzip, limit).await?;
     let after = proc_sample(Some(pid), ticks).unwrap_or_default();
     if answer.status != 200 {
         bail!("/metrics answered {}", answer.status);
@@ -2108,6 +2115,7 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
     let scraper = {
         let stop = stop.clone();
         let every = scenario.scrape_every;
+        let limit = scrape_limit(scenario.providers);
         tokio::spawn(async move {
             let mut scrapes: Vec<(Instant, Instant, anyhow::Result<ScrapeSample>)> = Vec::new();
             let mut next = t0 + every;
@@ -2117,7 +2125,7 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
                     _ = tokio::time::sleep_until(next) => {}
                 }
                 let started = Instant::now();
-                let result = measured_scrape(exporter_addr, exporter_pid, ticks, true)
+                let result = measured_scrape(exporter_addr, exporter_pid, ticks, true, limit)
                     .await
                     .map(|(sample, _)| sample);
                 scrapes.push((started, Instant::now(), result));
@@ -2165,10 +2173,12 @@ pub async fn run(scenario: &Scenario, setup: &Setup) -> anyhow::Result<Report> {
     };
 
     // Final scrapes: plain (parsed for fidelity and success) and gzip (size).
-    let (plain, plain_body) = measured_scrape(exporter_addr, exporter_pid, ticks, false).await?;
+    let limit = scrape_limit(scenario.providers);
+    let (plain, plain_body) =
+        measured_scrape(exporter_addr, exporter_pid, ticks, false, limit).await?;
     // What the plain scrape left resident (issue 15: it streams, so next to nothing).
     let rss_after_plain = proc_sample(Some(exporter_pid), ticks).map(|s| mib(s.rss_kib));
-    let (gzip, _) = measured_scrape(exporter_addr, exporter_pid, ticks, true).await?;
+    let (gzip, _) = measured_scrape(exporter_addr, exporter_pid, ticks, true, limit).await?;
     let end_exporter = proc_sample(Some(exporter_pid), ticks).unwrap_or_default();
     let end_blackbox = blackbox_pid.and_then(|pid| proc_sample(Some(pid), ticks));
     let end_bare = bare_source.sample(ticks);
