@@ -8,9 +8,9 @@
 //! (BENCHMARKS.md, round five). `malloc_trim(0)` walks every arena and hands the free pages in
 //! it back (`madvise`), leaving live blocks where they are.
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 /// Below this size a block comes from an arena; above, from its own mapping, unmapped when freed.
 /// Also how much free memory at the top of an arena is kept rather than given back.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const THRESHOLD_BYTES: i32 = 128 * 1024;
 
 /// Fixes glibc's mmap and trim thresholds at their documented defaults (128 KiB), turning off
@@ -48,18 +48,10 @@ pub fn fix_allocator_thresholds() {}
 /// original, and hands back every page that leaves free. Without the copy, the freed pages
 /// between the value's blocks stay resident: each holds a few live bytes.
 pub fn settle<T: Clone>(loaded: T) -> T {
-    let rss = || std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let r0 = rss();
     let settled = loaded.clone();
-    let r1 = rss();
     drop(loaded);
-    let r2 = rss();
     let started = std::time::Instant::now();
     let released = release_freed_memory();
-    tracing::warn!(
-        "TMP statm before {r0} cloned {r1} dropped {r2} trimmed {}",
-        rss()
-    );
     tracing::debug!(released, took = ?started.elapsed(), "freed memory handed back to the system");
     settled
 }
