@@ -167,9 +167,35 @@ impl figment::Provider for TomlText<'_> {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let root: Dict =
+        let mut root: Dict =
             toml::from_str(self.text).map_err(|error| figment::Error::from(error.to_string()))?;
+        for value in root.values_mut() {
+            dates_as_text(value);
+        }
         Ok(Profile::Default.collect(root))
+    }
+}
+
+/// The key under which toml hands a TOML date or date-time to a deserializer that takes any
+/// value (figment's): a table of this one key holding the date as written.
+const TOML_DATETIME_KEY: &str = "$__toml_private_datetime";
+
+/// Replaces each TOML date or date-time (`client_secret_expires = 2027-05-01`, unquoted) with its
+/// text, as if it had been quoted: the keys that take dates parse text, and without this an
+/// unquoted date was refused as "expected a string, found map".
+fn dates_as_text(value: &mut Value) {
+    match value {
+        Value::Dict(tag, dict) => {
+            if dict.len() == 1
+                && let Some(Value::String(_, text)) = dict.get(TOML_DATETIME_KEY)
+            {
+                *value = Value::String(*tag, text.clone());
+                return;
+            }
+            dict.values_mut().for_each(dates_as_text);
+        }
+        Value::Array(_, items) => items.iter_mut().for_each(dates_as_text),
+        _ => {}
     }
 }
 
@@ -437,5 +463,48 @@ impl<F: Format> figment::Provider for FileLayer<F> {
         &self,
     ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
         self.text.data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(expires: &str) -> String {
+        format!(
+            "[providers.entra.token]\nurl = \"https://login.example.com/token\"\n\
+             client_id = \"id\"\nclient_secret = \"s\"\nclient_secret_expires = {expires}\n"
+        )
+    }
+
+    /// An unquoted TOML date or date-time is read as the same text quoted.
+    #[test]
+    fn unquoted_dates_are_read_as_their_text() {
+        for (unquoted, quoted) in [
+            ("2027-05-01", "\"2027-05-01\""),
+            ("2027-05-01T12:00:00Z", "\"2027-05-01T12:00:00Z\""),
+            ("2027-05-01T14:00:00+02:00", "\"2027-05-01T14:00:00+02:00\""),
+        ] {
+            let load = |expires: &str| {
+                load_str(&provider(expires), &Overrides::default())
+                    .map(|config| config.providers[0].token.client_secret_expires)
+            };
+            let expected = load(quoted).unwrap();
+            assert!(expected.is_some());
+            assert_eq!(load(unquoted), Ok(expected), "{unquoted}");
+        }
+    }
+
+    /// A local date-time has no offset: named like the same text quoted, not as a table.
+    #[test]
+    fn an_unquoted_local_date_time_is_named_as_text() {
+        let problems = load_str(&provider("2027-05-01T12:00:00"), &Overrides::default())
+            .unwrap_err()
+            .problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("key `providers.entra.token.client_secret_expires`: invalid date \"2027-05-01T12:00:00\""),
+            "{problems:?}"
+        );
     }
 }
