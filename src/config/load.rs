@@ -18,7 +18,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider as _};
 
 use super::env::EnvStrings;
-use super::messages::describe_error;
+use super::messages::{describe_error, source_name};
 use super::raw::{RawConfig, walk_unknown};
 use super::validate::{check_listen_addresses, validate};
 use super::{Config, ConfigError, Grant, SecretSource};
@@ -225,8 +225,8 @@ fn defined_twice(layers: &[Layer]) -> Vec<String> {
             match owners.get(name.as_str()) {
                 Some(first) => duplicates.push(format!(
                     "key `providers.{name}`: provider defined twice, in {} and in {}; each provider belongs to one file",
-                    origin(first),
-                    origin(&layer.metadata)
+                    source_name(first, ""),
+                    source_name(&layer.metadata, "")
                 )),
                 None => {
                     owners.insert(name, &layer.metadata);
@@ -235,13 +235,6 @@ fn defined_twice(layers: &[Layer]) -> Vec<String> {
         }
     }
     duplicates
-}
-
-fn origin(metadata: &Metadata) -> String {
-    match &metadata.source {
-        Some(figment::Source::File(path)) => path.display().to_string(),
-        _ => metadata.name.to_string(),
-    }
 }
 
 /// Extracts and validates the layers (in order: later ones win); `problems` holds what was

@@ -393,7 +393,7 @@ pub(super) fn validate_provider(
     );
     let tls = match raw.tls {
         Some(tls) => Arc::new(validate_tls(&format!("{prefix}.tls"), tls, problems)),
-        None => shared_default(&DEFAULT_TLS),
+        None => Arc::clone(&DEFAULT_TLS),
     };
     if problems.0.len() != before {
         return None;
@@ -589,11 +589,11 @@ pub(super) fn validate_token(
                 password: field(fields.password, "password"),
             })
         }
-        None => shared_default(&DEFAULT_JSON_FIELDS),
+        None => Arc::clone(&DEFAULT_JSON_FIELDS),
     };
 
     let response = match raw.response {
-        None => shared_default(&DEFAULT_RESPONSE_FIELDS),
+        None => Arc::clone(&DEFAULT_RESPONSE_FIELDS),
         Some(raw_response) => {
             let mut path = |value: Option<String>, name: &str| {
                 let value = value.unwrap_or_else(|| name.to_string());
@@ -870,10 +870,6 @@ static DEFAULT_RESPONSE_FIELDS: LazyLock<Arc<ResponseFields>> = LazyLock::new(||
     })
 });
 static DEFAULT_TLS: LazyLock<Arc<TlsConfig>> = LazyLock::new(Arc::default);
-
-fn shared_default<T>(default: &LazyLock<Arc<T>>) -> Arc<T> {
-    Arc::clone(default)
-}
 
 pub(super) fn validate_tls(prefix: &str, raw: RawTls, problems: &mut Problems) -> TlsConfig {
     let mut ca_certificates = Vec::new();
