@@ -143,6 +143,9 @@ pub async fn run_with(
     scheduler.set_shard(options.shard);
     metrics.record_shard(options.shard);
     metrics.set_histograms(config.metrics.histograms);
+    // Before the providers move out of `config` below: read after the move, it found none and
+    // the start-up warning was never logged (issue 22).
+    warn_expired_credentials(&config);
     // The providers' settings move into the scheduler (one copy each, shared with their
     // tasks); what stays here until shutdown is the rest (the web settings reloads compare).
     let providers = std::mem::take(&mut config.providers);
@@ -152,7 +155,6 @@ pub async fn run_with(
         .map_err(|error| anyhow::anyhow!("cannot set up an HTTP client: {error}"))?;
     metrics.record_reload(true);
     recorders.status.record_reload(true);
-    warn_expired_credentials(&config);
     state.ready.store(true, Ordering::Release);
     match options.shard {
         None => tracing::info!(providers = started.added.len(), "probing started"),

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 use support::certs::{self, Ca, days_from_now};
-use support::{Daemon, FakeServer, Reply, WAIT, sample};
+use support::{Binary, Daemon, FakeServer, Reply, Signal, WAIT, sample};
 
 fn now_unix() -> u64 {
     SystemTime::now()
@@ -356,4 +356,45 @@ fn the_demo_shows_a_secret_expiring_in_20_days() {
         .find(|l| l.contains(r#"data-provider="okq8""#))
         .unwrap_or_else(|| panic!("no okq8 row: {page}"));
     assert!(row.contains(r#"<span class="expiring""#), "{row}");
+}
+
+/// Issue 22: a credential whose configured expiry is past is a warning in the log at start (the
+/// providers had been moved out of the configuration before the warning read them, so start-up
+/// logged nothing) and again at every reload, naming the key, never the secret.
+#[tokio::test]
+async fn an_expired_credential_is_a_warning_at_start_and_at_every_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp = FakeServer::start(|_| Reply::token("expired-warning-token", 3600)).await;
+    let path = dir.path().join("exporter.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[providers.lapsed]
+interval = "1h"
+[providers.lapsed.token]
+url = "{url}"
+client_id = "id"
+client_secret = "lapsed-secret-value"
+client_secret_expires = "2020-01-02"
+"#,
+            url = idp.url("/token"),
+        ),
+    )
+    .unwrap();
+    let mut exporter = Binary::new().config(&path).listen_loopback().spawn();
+    let warning = "2020-01-02T00:00:00Z is in the past; the credential has expired";
+    let logs = exporter.wait_for_log("msg=\"probing started", 1).await;
+    let before_start = logs.split("probing started").next().unwrap_or_default();
+    assert!(
+        before_start.contains(warning)
+            && before_start.contains("providers.lapsed.token.client_secret_expires")
+            && before_start.contains("level=warn"),
+        "no start-up warning before probing started:\n{logs}"
+    );
+    exporter.signal(Signal::Hup);
+    exporter.wait_for_log("configuration reloaded", 1).await;
+    let logs = exporter.wait_for_log(warning, 2).await;
+    assert!(!logs.contains("lapsed-secret-value"), "{logs}");
+    exporter.stop().await;
 }
