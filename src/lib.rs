@@ -63,7 +63,8 @@
 //!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!
 //! Dependencies point one way: `files` imports nothing of ours; `signing` only `secrets`;
-//! `probe` imports only `config`, `signing` and `secrets` (which read through `files`); `metrics`, `status` and `scheduler` import
+//! `probe` imports only `config`, `signing`, `secrets` and `files` (key, certificate and
+//! secret files are read through it); `metrics`, `status` and `scheduler` import
 //! `probe`; `web` imports those; `daemon` ties them together.
 //! Public items are the few that `main.rs`, `tests/`, `fuzz/` and `examples/` use.
 

@@ -84,9 +84,6 @@ reason_enum! {
     }
 }
 
-/// Every `reason` a token request can fail with (the name the fuzz targets use).
-pub const REASONS: [TokenReason; TokenReason::ALL.len()] = TokenReason::ALL;
-
 /// Why a token request failed. Each variant maps to one fixed `reason` label value; the texts
 /// are for the log and are already scrubbed of the secrets that were sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -288,6 +285,11 @@ async fn attempt(
     // `endpoint` is the one this request goes to (the configured `url`, or the discovered one):
     // an assertion's default audience is taken from it.
     let decoration = auth.decorate(config, &credentials, endpoint, &mut scrubber)?;
+    // Every line of the trace from here on (response headers included) is scrubbed of what
+    // this request sends (issue 22).
+    if let Some(trace) = trace.as_deref_mut() {
+        trace.always_scrub().extend(&scrubber);
+    }
 
     let username = match &config.grant {
         Grant::Password { username, .. } => Some(username.as_str()),
@@ -365,12 +367,19 @@ async fn attempt(
         }
         Err(BodyError::Transport(error)) => return Err(error.into()),
     };
+    let result = interpret(status, retry_after, &body, config, &scrubber, requested_at);
     if let Some(trace) = trace {
+        // The token is known before the body is shown: a server that repeats it in another
+        // member (`"debug": {"issued": T}`) must show `[redacted]` there too (issue 22).
+        if let Ok(issued) = &result {
+            scrubber.add(issued.access_token.expose());
+            trace.always_scrub().add(issued.access_token.expose());
+        }
         let token_key = config.response.access_token.to_string();
         let token_key = token_key.rsplit('/').next().unwrap_or_default();
         trace.body(&body, &[token_key], &scrubber);
     }
-    interpret(status, retry_after, &body, config, &scrubber, requested_at)
+    result
 }
 
 fn trace_request(
@@ -381,7 +390,10 @@ fn trace_request(
     decoration: &Decoration,
     scrubber: &Scrubber,
 ) {
-    trace.line(format!("-> POST {endpoint}"));
+    trace.line(format!(
+        "-> POST {}",
+        crate::probe::trace::redact_query(endpoint.as_str())
+    ));
     trace.line("Accept: application/json");
     if decoration.authorization.is_some() {
         trace.line("Authorization: Basic [redacted]");
