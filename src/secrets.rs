@@ -177,14 +177,23 @@ fn from_file(
 }
 
 /// Removes known secret values from text that came back from a server (an `error_description`,
-/// a body excerpt) before it is logged: a broken identity provider may echo the request.
+/// a body excerpt, a response header) before a person reads it in the log, on the status page,
+/// in `check` or in a debug trace: a broken identity provider, API or proxy may echo the request.
 ///
 /// Built for every token request, but used only when a person may read what came back (a
 /// failure, a trace): so `add` only keeps the value, and the encodings it travels in are worked
 /// out when text is scrubbed, not for every request that succeeds.
-#[derive(Default)]
+///
+/// Holds the secrets themselves, so it has no derived `Debug`: its own prints only a count.
+#[derive(Default, Clone)]
 pub struct Scrubber {
     values: Vec<String>,
+}
+
+impl fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scrubber({} values {REDACTED})", self.values.len())
+    }
 }
 
 impl Scrubber {
@@ -200,19 +209,33 @@ impl Scrubber {
         }
     }
 
-    /// Every value and its encodings, each once, in the order added.
+    /// Adds every value `other` knows (a request's secrets to a whole cycle's).
+    pub fn extend(&mut self, other: &Scrubber) {
+        for value in &other.values {
+            self.add(value);
+        }
+    }
+
+    /// Every value and the encodings the exporter itself sends it in, each once, longest
+    /// first (so a value containing another is removed whole): as written; form-urlencoded
+    /// (a space as `+`: form bodies); percent-encoded with a space as `%20` (the parts of an
+    /// `Authorization: Basic` header, issue 22: a server that decodes the base64 and echoes
+    /// `id:secret` shows this form); JSON-escaped (`json_body`). The Basic header's base64 is
+    /// added as a value of its own by client authentication, where it is built.
     fn needles(&self) -> Vec<String> {
-        let mut needles: Vec<String> = Vec::with_capacity(self.values.len() * 3);
+        let mut needles: Vec<String> = Vec::with_capacity(self.values.len() * 4);
         for value in &self.values {
             let form: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+            let percent = form.replace('+', "%20");
             let json = serde_json::to_string(value).unwrap_or_default();
             let json = json.trim_matches('"').to_string();
-            for needle in [value.clone(), form, json] {
+            for needle in [value.clone(), form, percent, json] {
                 if !needles.contains(&needle) {
                     needles.push(needle);
                 }
             }
         }
+        needles.sort_by_key(|needle| std::cmp::Reverse(needle.len()));
         needles
     }
 
@@ -324,6 +347,32 @@ mod tests {
             scrubber.scrub(echoed),
             "raw=[redacted] form=[redacted] json=[redacted] abc"
         );
+    }
+
+    /// Issue 22: `client_secret_basic` sends a space as `%20` (RFC 6749 2.3.1 with percent
+    /// escapes only); a server that decodes the header and echoes `id:secret` showed the secret.
+    #[test]
+    fn scrubber_removes_the_percent_form_basic_credentials_travel_in() {
+        let mut scrubber = Scrubber::default();
+        scrubber.add("two words+plus");
+        assert_eq!(
+            scrubber.scrub("you sent client:two%20words%2Bplus"),
+            "you sent client:[redacted]"
+        );
+    }
+
+    /// A cycle's scrubber learns a request's secrets, and a value that contains another one is
+    /// removed whole, not left in pieces around the shorter one.
+    #[test]
+    fn scrubbers_extend_and_remove_the_longest_value_first() {
+        let mut request = Scrubber::default();
+        request.add("token-abcdef");
+        let mut cycle = Scrubber::default();
+        cycle.add("abcdef");
+        cycle.extend(&request);
+        assert_eq!(cycle.scrub("t=token-abcdef"), "t=[redacted]");
+        assert_eq!(cycle.scrub("s=abcdef"), "s=[redacted]");
+        assert_eq!(format!("{cycle:?}"), "Scrubber(2 values [redacted])");
     }
 
     #[test]

@@ -1267,3 +1267,382 @@ secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ file = '{key_file}' }} }}
     );
     assert!(found.is_empty(), "secrets leaked:\n{}", found.join("\n"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 22: echoes the first leak test did not make.
+
+/// With a space and a plus: `client_secret_basic` sends the space as `%20`.
+const SPACED_SECRET: &str = "sp4ced S3cr3t+plus two";
+const ECHO_PASSWORD: &str = "ech0 pa55 w0rd&x=1";
+const ENV_PROXY_USER: &str = "envproxyuser";
+const ENV_PROXY_SECRET: &str = "Env-Pr0xy-Pa55 x";
+const QUERY_SECRET: &str = "query-api-key-Zk31";
+
+/// `id:secret` as a server that decodes a Basic header sees it (RFC 6749 2.3.1, a space as
+/// `%20`), as the exporter encodes it.
+fn basic_decoded(client_id: &str, secret: &str) -> String {
+    let encode = |s: &str| {
+        url::form_urlencoded::byte_serialize(s.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    };
+    format!("{}:{}", encode(client_id), encode(secret))
+}
+
+/// Issue 22: servers, APIs and proxies that echo credentials in response headers (a debug
+/// header, `Location`, `WWW-Authenticate`), a token response that repeats the token in another
+/// member and header, an API that echoes the token in headers, `client_secret_basic` with a
+/// space echoed as the server decoded it, the credentials of a proxy from `HTTP_PROXY`, and a
+/// canary URL with a key in its query: none of it reaches the log, `/`, `/probe?debug=true` or
+/// `check`, and the control shows each echo arrived and was shown `[redacted]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_echoed_in_headers_later_fields_and_urls_never_appear() {
+    let issued = Arc::new(Mutex::new(Vec::<String>::new()));
+    let counter = Arc::new(AtomicUsize::new(0));
+    let fake = {
+        let issued = Arc::clone(&issued);
+        let counter = Arc::clone(&counter);
+        FakeServer::start(move |request| {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            let form_body = request.body_text();
+            match request.path.as_str() {
+                // Refuses with the decoded Basic credentials everywhere it can.
+                "/token/basic_echo" => {
+                    let decoded = request.basic_raw().unwrap_or_default();
+                    let mut reply = Reply::json(
+                        401,
+                        serde_json::json!({"error": "invalid_client", "error_description": format!("bad client {decoded}")}),
+                    );
+                    if let Reply::Response { headers, .. } = &mut reply {
+                        headers.push(("x-echo-secret".into(), decoded.clone()));
+                        headers.push((
+                            "www-authenticate".into(),
+                            format!("Basic realm=\"idp\", error_description=\"{decoded}\""),
+                        ));
+                    }
+                    reply
+                }
+                // Refuses the password, sending the form back in a redirect's query.
+                "/token/password_echo" => {
+                    let password = request.form_map().get("password").cloned().unwrap_or_default();
+                    let mut reply = Reply::json(
+                        400,
+                        serde_json::json!({"error": "invalid_grant", "error_description": "wrong password"}),
+                    );
+                    if let Reply::Response { headers, .. } = &mut reply {
+                        headers.push(("location".into(), format!("/login?{form_body}")));
+                        headers.push(("x-echo-secret".into(), password));
+                    }
+                    reply
+                }
+                "/token/assertion_echo" => {
+                    let assertion = request
+                        .form_map()
+                        .get("client_assertion")
+                        .cloned()
+                        .unwrap_or_default();
+                    let mut reply = Reply::oauth_error(401, "invalid_client");
+                    if let Reply::Response { headers, .. } = &mut reply {
+                        headers.push(("x-echo-assertion".into(), assertion));
+                    }
+                    reply
+                }
+                // Issues a token and repeats it in a header and in another member.
+                path if path.starts_with("/token/") => {
+                    let token = format!("at-{}-{n}-Lk2", &path["/token/".len()..]);
+                    issued.lock().unwrap().push(token.clone());
+                    let body = serde_json::json!({
+                        "access_token": token,
+                        "token_type": "Bearer",
+                        "expires_in": 3600,
+                        "debug": {"issued": token},
+                    });
+                    Reply::raw(
+                        200,
+                        &[
+                            ("content-type", "application/json"),
+                            ("x-issued-token", &token),
+                        ],
+                        body.to_string(),
+                    )
+                }
+                // An API that passes and echoes the token it got in headers.
+                "/api/token_echo" | "/api/query_key" => {
+                    let bearer = request.bearer().unwrap_or_default().to_string();
+                    Reply::raw(
+                        200,
+                        &[
+                            ("x-seen-token", &bearer),
+                            ("location", &format!("/next?t={bearer}&page=2")),
+                        ],
+                        "ok",
+                    )
+                }
+                // An API that rejects the token, quoting it in the challenge and a header.
+                "/api/token_rejected" => {
+                    let bearer = request.bearer().unwrap_or_default().to_string();
+                    Reply::raw(
+                        401,
+                        &[
+                            (
+                                "www-authenticate",
+                                &format!("Bearer error=\"invalid_token\", error_description=\"bad {bearer}\""),
+                            ),
+                            ("x-seen-token", &bearer),
+                        ],
+                        "",
+                    )
+                }
+                _ => Reply::status(404),
+            }
+        })
+        .await
+    };
+    // A "proxy" from HTTP_PROXY that refuses with 407 and echoes the credentials it got.
+    let proxy = FakeServer::start(|request| {
+        let sent = request.header("proxy-authorization").unwrap_or_default();
+        let decoded = sent
+            .strip_prefix("Basic ")
+            .and_then(|b| STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        Reply::raw(
+            407,
+            &[("x-echo-proxy", &decoded), ("content-type", "text/plain")],
+            format!("you sent {sent} = {decoded}"),
+        )
+    })
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (key_pem, _) = key_and_certificate();
+    let key_file = dir.path().join("client.key");
+    std::fs::write(&key_file, &key_pem).unwrap();
+    let direct = |name: &str, token: &str, canary: Option<&str>| {
+        let mut block = format!(
+            "\n[providers.{name}]\nproxy_url = \"none\"\n[providers.{name}.token]\nurl = \"{}\"\n{token}\n",
+            fake.url(&format!("/token/{name}"))
+        );
+        if let Some(canary) = canary {
+            block.push_str(&format!("[providers.{name}.canary]\nurl = \"{canary}\"\n"));
+        }
+        block
+    };
+    let mut toml = String::from("[defaults]\ninterval = \"300ms\"\ntimeout = \"700ms\"\n");
+    toml.push_str(&direct(
+        "basic_echo",
+        &format!("client_id = \"basic client\"\nclient_secret = '{SPACED_SECRET}'\nauth_method = \"client_secret_basic\""),
+        None,
+    ));
+    toml.push_str(&direct(
+        "password_echo",
+        &format!("client_id = \"c\"\nclient_secret = \"leak-client-secret-1\"\ngrant_type = \"password\"\nusername = \"probe\"\npassword = '{ECHO_PASSWORD}'"),
+        None,
+    ));
+    toml.push_str(&direct(
+        "assertion_echo",
+        &format!(
+            "client_id = \"pk\"\nauth_method = \"private_key_jwt\"\nprivate_key_file = '{}'",
+            key_file.display()
+        ),
+        None,
+    ));
+    let secret = "client_id = \"c\"\nclient_secret = \"leak-client-secret-2\"";
+    toml.push_str(&direct(
+        "token_echo",
+        secret,
+        Some(&fake.url("/api/token_echo")),
+    ));
+    toml.push_str(&direct(
+        "token_rejected",
+        secret,
+        Some(&fake.url("/api/token_rejected")),
+    ));
+    toml.push_str(&direct(
+        "query_key",
+        secret,
+        Some(&fake.url(&format!("/api/query_key?api_key={QUERY_SECRET}&page=1"))),
+    ));
+    // The one provider that takes the environment's proxy.
+    toml.push_str(&format!(
+        "\n[providers.env_proxy.token]\nurl = \"{}\"\n{secret}\n",
+        fake.url("/token/env_proxy")
+    ));
+    let config = dir.path().join("exporter.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let proxy_variable = format!(
+        "http://{ENV_PROXY_USER}:{}@{}",
+        percent(ENV_PROXY_SECRET),
+        proxy.url("").trim_start_matches("http://")
+    );
+    let env = [("HTTP_PROXY", proxy_variable.as_str())];
+
+    let names = [
+        "basic_echo",
+        "password_echo",
+        "assertion_echo",
+        "token_echo",
+        "token_rejected",
+        "query_key",
+        "env_proxy",
+    ];
+    let mut exporter = start(dir.path(), &config, &env);
+    let address = exporter.address().await;
+    let metrics = exporter
+        .wait_for_metrics(
+            "every provider ran two cycles",
+            Duration::from_secs(30),
+            |m| {
+                names.iter().all(|p| {
+                    sample(
+                        m,
+                        &format!("oauth2_token_requests_total{{provider=\"{p}\"}}"),
+                    )
+                    .is_some_and(|v| v >= 2.0)
+                })
+            },
+        )
+        .await;
+    let mut pages = String::new();
+    for name in names {
+        let trace = support::get_text(&format!(
+            "http://{address}/probe?provider={name}&debug=true"
+        ))
+        .await;
+        pages.push_str(&format!("#### {name}\n{trace}\n"));
+    }
+    let index = support::get_text(&format!("http://{address}/")).await;
+    let (stdout, stderr) = stop(&mut exporter).await;
+    let check = Binary::new()
+        .current_dir(dir.path())
+        .arg("check")
+        .args(["--config.file", config.to_str().unwrap()])
+        .envs(&env)
+        .run_async()
+        .await;
+    let check_out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // Control: the secrets went out and came back in every echo the test is about.
+    let sent_basic = fake.requests_to("/token/basic_echo");
+    assert_eq!(
+        sent_basic.first().and_then(|r| r.basic_raw()),
+        Some(basic_decoded("basic client", SPACED_SECRET)),
+        "the Basic credentials were not sent as the test assumes"
+    );
+    assert!(
+        basic_decoded("basic client", SPACED_SECRET).contains("%20"),
+        "the secret's space must travel as %20"
+    );
+    let sent_password = fake.requests_to("/token/password_echo");
+    assert_eq!(
+        sent_password
+            .first()
+            .map(|r| r.form_map()["password"].clone()),
+        Some(ECHO_PASSWORD.to_string())
+    );
+    let assertions: Vec<String> = fake
+        .requests_to("/token/assertion_echo")
+        .iter()
+        .filter_map(|r| r.form_map().get("client_assertion").cloned())
+        .collect();
+    assert!(!assertions.is_empty(), "no client assertion was sent");
+    assert_eq!(
+        fake.requests_to("/api/query_key")
+            .first()
+            .map(|r| r.query_pairs()),
+        Some(vec![
+            ("api_key".to_string(), QUERY_SECRET.to_string()),
+            ("page".to_string(), "1".to_string())
+        ])
+    );
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.header("proxy-authorization")
+                == Some(&format!(
+                    "Basic {}",
+                    STANDARD.encode(format!("{ENV_PROXY_USER}:{ENV_PROXY_SECRET}"))
+                ))),
+        "the environment's proxy never got its credentials: {:?}",
+        proxy.requests()
+    );
+    for (name, shown) in [
+        ("basic_echo", "x-echo-secret: basic%20client:[redacted]"),
+        (
+            "basic_echo",
+            "www-authenticate: Basic realm=\"idp\", error_description=\"basic%20client:[redacted]\"",
+        ),
+        ("password_echo", "x-echo-secret: [redacted]"),
+        (
+            "password_echo",
+            "location: /login?grant_type=password&client_id=c&client_secret=[redacted]&username=probe&password=[redacted]",
+        ),
+        ("assertion_echo", "x-echo-assertion: [redacted]"),
+        ("token_echo", "x-issued-token: [redacted]"),
+        ("token_echo", "\"issued\": \"[redacted]\""),
+        ("token_echo", "x-seen-token: [redacted]"),
+        ("token_echo", "location: /next?t=[redacted]&page=2"),
+        ("token_rejected", "x-seen-token: [redacted]"),
+        ("query_key", "api_key=[redacted]&page=1"),
+        ("env_proxy", "x-echo-proxy: envproxyuser:[redacted]"),
+    ] {
+        let section = pages
+            .split("#### ")
+            .find(|s| s.starts_with(&format!("{name}\n")))
+            .unwrap_or_default();
+        assert!(
+            section.contains(shown),
+            "{name}: the trace does not show {shown:?}:\n{section}"
+        );
+    }
+    for expected in [
+        "provider=basic_echo phase=token reason=invalid_client",
+        "provider=password_echo phase=token reason=invalid_grant",
+        "provider=token_rejected phase=canary reason=unauthorized",
+        "provider=env_proxy phase=token reason=connect",
+        "bad client basic%20client:[redacted]",
+        "bad [redacted]",
+    ] {
+        assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
+    }
+    assert!(
+        check_out.contains("basic_echo") && check_out.contains("[redacted]"),
+        "check did not show the scrubbed refusal:\n{check_out}"
+    );
+
+    let mut needles: BTreeSet<String> = BTreeSet::new();
+    for secret in [SPACED_SECRET, ECHO_PASSWORD, ENV_PROXY_SECRET, QUERY_SECRET] {
+        needles.extend(encodings(secret));
+    }
+    needles.insert(basic_decoded("basic client", SPACED_SECRET));
+    needles.extend(basic_forms("basic client", SPACED_SECRET));
+    needles.extend(basic_forms(ENV_PROXY_USER, ENV_PROXY_SECRET));
+    for assertion in &assertions {
+        needles.insert(assertion.clone());
+        needles.insert(assertion.rsplit('.').next().unwrap_or_default().to_string());
+    }
+    let tokens = issued.lock().unwrap().clone();
+    assert!(tokens.len() >= 4, "few tokens issued: {tokens:?}");
+    needles.extend(tokens);
+    let found = leaks(
+        &needles,
+        &[
+            ("stderr", &stderr),
+            ("stdout", &stdout),
+            ("/metrics", &metrics),
+            ("/", &index),
+            ("/probe?debug=true", &pages),
+            ("check", &check_out),
+        ],
+    );
+    assert!(
+        found.is_empty(),
+        "secrets leaked:\n{}\n\nstderr:\n{stderr}",
+        found.join("\n")
+    );
+}

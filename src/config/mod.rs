@@ -41,6 +41,7 @@ pub use load::{Overrides, expand_paths, exposed_secrets_warning, load_file, load
 pub(crate) use messages::describe_error;
 use messages::*;
 pub use validate::is_valid_provider_name;
+pub(crate) use validate::percent_decode;
 
 // ---------------------------------------------------------------------------------------------
 // Validated configuration.

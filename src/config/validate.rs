@@ -326,8 +326,8 @@ pub(super) fn proxy_setting(
     Some(ProxySetting::Url(Box::new(ProxyUrl { url, credentials })))
 }
 
-/// Percent-decoding of a URL's user or password part.
-fn percent_decode(part: &str) -> Option<String> {
+/// Percent-decoding of a URL's user or password part (`None`: not UTF-8 or a broken escape).
+pub(crate) fn percent_decode(part: &str) -> Option<String> {
     let bytes = part.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

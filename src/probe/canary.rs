@@ -179,6 +179,11 @@ async fn attempt(
     seen: &mut Seen,
     mut trace: Option<&mut Trace>,
 ) -> Result<(), CanaryError> {
+    // Reused or just issued, the token is scrubbed from every trace line from here on (an API
+    // echoing it in a header, issue 22).
+    if let Some(trace) = trace.as_deref_mut() {
+        trace.always_scrub().add(token.expose());
+    }
     let mut authorization =
         reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             // A token with bytes not allowed in a header cannot be presented: the API would not
@@ -215,7 +220,11 @@ async fn attempt(
         request = request.header(*name, value.clone());
     }
     if let Some(trace) = trace.as_deref_mut() {
-        trace.line(format!("-> {} {}", config.method, config.url));
+        trace.line(format!(
+            "-> {} {}",
+            config.method,
+            crate::probe::trace::redact_query(config.url.as_str())
+        ));
         trace.line("Authorization: Bearer [redacted]");
         for (name, value) in &config.headers {
             trace.line(crate::probe::trace::header_line(

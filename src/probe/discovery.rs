@@ -171,7 +171,10 @@ async fn fetch(
         error,
     };
     if let Some(trace) = trace.as_deref_mut() {
-        trace.line(format!("-> GET {url}"));
+        trace.line(format!(
+            "-> GET {}",
+            crate::probe::trace::redact_query(url.as_str())
+        ));
         trace.line("Accept: application/json");
     }
     // No reqwest timeout: `discover` bounds each fetch, body included, with its one timer.

@@ -26,11 +26,40 @@ const SENSITIVE_KEYS: [&str; 8] = [
 /// Longest body excerpt a trace shows.
 const BODY_CHARS: usize = 2048;
 
+/// Words that make a URL query parameter's name say its value is a credential (`api_key`,
+/// `access_token`, `X-Amz-Signature`, `sig`, `code`, ...): its value is shown `[redacted]`.
+const SECRET_QUERY_WORDS: [&str; 18] = [
+    "key",
+    "apikey",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "signature",
+    "sig",
+    "code",
+    "credential",
+    "credentials",
+    "assertion",
+    "auth",
+    "session",
+    "sid",
+    "jwt",
+];
+
+/// Parts that say the same inside a longer word (`accesstoken`, `xapikey`, `clientsecret`).
+const SECRET_QUERY_PARTS: [&str; 5] = ["token", "secret", "password", "apikey", "signature"];
+
 pub struct Trace {
     started: Instant,
     text: String,
-    /// Secrets that hold for the whole cycle (a proxy's credentials), removed from every line,
-    /// response headers included.
+    /// Every secret of the cycle as it becomes known (a proxy's credentials, the client secret,
+    /// password and assertion of a token request, the issued or reused token, secret header
+    /// values), removed from every line, response headers included, and once more from the
+    /// whole text at the end: a header that echoed the token arrives before the body that
+    /// issues it (issue 22).
     always: Scrubber,
 }
 
@@ -129,9 +158,69 @@ impl Trace {
         ));
     }
 
+    /// The trace as people read it, scrubbed once more of every secret the cycle learnt.
     pub fn finish(self) -> String {
-        self.text
+        self.always.scrub(&self.text)
     }
+}
+
+/// A URL (or any text holding one) as a trace shows it: the values of query parameters whose
+/// name says they are credentials replaced by `[redacted]` (issue 22: `?api_key=...` was shown
+/// verbatim). Names and every other value stay, so the request can still be recognised.
+pub fn redact_query(url: &str) -> String {
+    let Some((base, rest)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let (query, fragment) = match rest.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (rest, None),
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if secret_query_name(name) => format!("{name}={REDACTED}"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    let mut shown = format!("{base}?{}", pairs.join("&"));
+    if let Some(fragment) = fragment {
+        shown.push('#');
+        shown.push_str(fragment);
+    }
+    shown
+}
+
+/// Whether a query parameter's name (percent-decoded) says its value is a credential: one of
+/// its words (split at punctuation and lower-to-upper case changes) is one of
+/// [`SECRET_QUERY_WORDS`], or it contains one of [`SECRET_QUERY_PARTS`].
+fn secret_query_name(name: &str) -> bool {
+    let decoded: String = url::form_urlencoded::parse(format!("{name}=").as_bytes())
+        .next()
+        .map(|(name, _)| name.into_owned())
+        .unwrap_or_default();
+    let lower = decoded.to_ascii_lowercase();
+    if SECRET_QUERY_PARTS.iter().any(|part| lower.contains(part)) {
+        return true;
+    }
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut previous_lower = false;
+    for c in decoded.chars() {
+        let boundary = !c.is_ascii_alphanumeric() || (c.is_ascii_uppercase() && previous_lower);
+        if boundary && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+        if c.is_ascii_alphanumeric() {
+            word.push(c.to_ascii_lowercase());
+        }
+        previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+        .iter()
+        .any(|word| SECRET_QUERY_WORDS.contains(&word.as_str()))
 }
 
 fn excerpt_lines(text: &str) -> String {
@@ -177,6 +266,10 @@ pub fn header_line(name: &str, value: &[u8]) -> String {
             }
         }
         "cookie" | "set-cookie" => REDACTED.to_string(),
+        // Headers that carry a URL: a redirect to `?code=...` or back to the form.
+        "location" | "content-location" | "link" | "refresh" => {
+            redact_query(&String::from_utf8_lossy(value))
+        }
         _ => String::from_utf8_lossy(value).into_owned(),
     };
     format!("{name}: {shown}")
@@ -202,6 +295,45 @@ mod tests {
                 "expires_in": 3600
             })
         );
+    }
+
+    /// Issue 22: credentials in a URL's query are not shown; other parameters are.
+    #[test]
+    fn query_values_whose_names_say_secret_are_redacted() {
+        assert_eq!(
+            redact_query("https://api.example/v1?api_key=k1&page=2&X-Amz-Signature=s&sig=x#top"),
+            "https://api.example/v1?api_key=[redacted]&page=2&X-Amz-Signature=[redacted]&sig=[redacted]#top"
+        );
+        assert_eq!(
+            redact_query("/cb?code=abc&state=xyz&accessToken=t&clientSecret=c&pass%77ord=p"),
+            "/cb?code=[redacted]&state=xyz&accessToken=[redacted]&clientSecret=[redacted]&pass%77ord=[redacted]"
+        );
+        // Words, not letters: `keyboard`, `signal` and `decode_mode` say nothing secret.
+        assert_eq!(
+            redact_query("/x?keyboard=1&signal=2&decode_mode=3&flag"),
+            "/x?keyboard=1&signal=2&decode_mode=3&flag"
+        );
+        assert_eq!(
+            redact_query("https://idp.example/token"),
+            "https://idp.example/token"
+        );
+        assert_eq!(
+            header_line("Location", b"https://app.example/cb?client_secret=s3&x=1"),
+            "Location: https://app.example/cb?client_secret=[redacted]&x=1"
+        );
+    }
+
+    /// Issue 22: a secret learnt after a line was written (the token, issued after the header
+    /// that echoed it) is still removed from the finished trace.
+    #[test]
+    fn the_finished_trace_is_scrubbed_of_secrets_learnt_later() {
+        let mut trace = Trace::default();
+        trace.line("x-seen-token: at-live-token-123");
+        trace.always_scrub().add("at-live-token-123");
+        trace.line("again at-live-token-123");
+        let text = trace.finish();
+        assert!(!text.contains("at-live-token-123"), "{text}");
+        assert_eq!(text.matches("[redacted]").count(), 2, "{text}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use url::Url;
 use crate::config::{ProxySetting, TlsConfig};
 use crate::probe::trace::Trace;
 use crate::probe::verifier::{self, Chains};
-use crate::secrets::Scrubber;
+use crate::secrets::{ProxyCredential, Scrubber};
 
 /// Bodies larger than this are not read: a token response is a few KiB at most.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -262,6 +262,10 @@ pub struct Client {
     /// The certificate chains its endpoints presented (see [`Seen::certificate`]).
     pub chains: Arc<Chains>,
     pub proxy: ProxySetting,
+    /// With the environment's proxy: the `user:password@` of `HTTPS_PROXY` / `HTTP_PROXY` /
+    /// `ALL_PROXY`, read when the client is built (as reqwest reads the variables), so that a
+    /// proxy echoing them shows `[redacted]` as a `proxy_url` password does (issue 22).
+    environment_credentials: Arc<[(ProxyCredential, ProxyCredential)]>,
 }
 
 impl Client {
@@ -269,8 +273,13 @@ impl Client {
     /// `Proxy-Authorization: Basic` value it travels in, so that a proxy (or a server behind it)
     /// echoing them shows `[redacted]`.
     pub fn add_secrets(&self, scrubber: &mut Scrubber) {
-        if let ProxySetting::Url(proxy) = &self.proxy
-            && let Some((user, password)) = &proxy.credentials
+        let configured = match &self.proxy {
+            ProxySetting::Url(proxy) => proxy.credentials.as_ref(),
+            _ => None,
+        };
+        for (user, password) in configured
+            .into_iter()
+            .chain(self.environment_credentials.iter())
         {
             use base64::Engine as _;
             scrubber.add(password.expose());
@@ -388,6 +397,44 @@ impl ProxyRoute {
     }
 }
 
+/// The variables reqwest takes a proxy from, in both cases (curl's rules).
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// The user names and passwords in the proxy environment variables' URLs, percent-decoded as
+/// they are sent (a password-less user is no secret). A variable that is not a URL names no
+/// credentials reqwest could send either.
+fn environment_proxy_credentials() -> Vec<(ProxyCredential, ProxyCredential)> {
+    let decode =
+        |text: &str| crate::config::percent_decode(text).unwrap_or_else(|| text.to_string());
+    let mut found: Vec<(ProxyCredential, ProxyCredential)> = Vec::new();
+    for name in PROXY_VARIABLES {
+        let Ok(value) = std::env::var(name) else {
+            continue;
+        };
+        let value = value.trim();
+        let parsed = Url::parse(value).or_else(|_| Url::parse(&format!("http://{value}")));
+        let Ok(url) = parsed else { continue };
+        let Some(password) = url.password() else {
+            continue;
+        };
+        let credentials = (
+            ProxyCredential::new(decode(url.username())),
+            ProxyCredential::new(decode(password)),
+        );
+        if !found.contains(&credentials) {
+            found.push(credentials);
+        }
+    }
+    found
+}
+
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -494,9 +541,10 @@ pub fn build_client(
         .tcp_keepalive(Duration::from_secs(60))
         .tls_backend_preconfigured(rustls)
         .tls_info(true);
+    let mut environment_credentials = Vec::new();
     match proxy {
         // reqwest reads the proxy variables itself when the client is built.
-        ProxySetting::Environment => {}
+        ProxySetting::Environment => environment_credentials = environment_proxy_credentials(),
         ProxySetting::Disabled => builder = builder.no_proxy(),
         ProxySetting::Url(proxy) => {
             let mut all = reqwest::Proxy::all(proxy.url.as_str())?;
@@ -511,6 +559,7 @@ pub fn build_client(
         slots: slots.clone(),
         chains,
         proxy: proxy.clone(),
+        environment_credentials: environment_credentials.into(),
     })
 }
 
