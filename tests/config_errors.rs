@@ -862,3 +862,43 @@ fn numeric_looking_environment_values_are_strings() {
         text(&output.stderr)
     );
 }
+
+/// Issue 22: a value of the wrong type under `providers.*` is named by key and by the types
+/// expected and found, never quoted: it may be a secret put one level off, where a table
+/// belongs, in the file or through `OAUTH2_EXPORTER_*`.
+#[test]
+fn a_wrong_type_under_providers_never_quotes_the_value() {
+    let secret = "Sup3rSecretEnvValue";
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_config(
+        dir.path(),
+        &format!(
+            "[providers.okq8]\ntoken = \"{secret}\"\n[providers.cube]\ninterval = 7\n[providers.cube.token]\nurl = \"http://127.0.0.1:1/token\"\nclient_id = \"c\"\nclient_secret_file = \"/nonexistent\"\n"
+        ),
+    );
+    let problems = problems_of(&file).join("\n");
+    assert!(!problems.contains(secret), "{problems}");
+    assert!(!problems.contains("`7`"), "{problems}");
+    assert!(
+        problems.contains("key `providers.okq8.token`: expected a table, found a string"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("key `providers.cube.interval`: expected a string, found an integer"),
+        "{problems}"
+    );
+
+    let output = check(
+        &fixture("valid-minimal.toml"),
+        &[("OAUTH2_EXPORTER_PROVIDERS__OKQ8__TOKEN", secret)],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains(secret), "{stderr}");
+    assert!(
+        stderr.contains(
+            "environment variable OAUTH2_EXPORTER_PROVIDERS__OKQ8__TOKEN: key `providers.okq8.token`: expected a table, found a string"
+        ),
+        "{stderr}"
+    );
+}

@@ -699,3 +699,104 @@ async fn sighup_reloads_the_binary() {
     assert_eq!(status.code(), Some(0), "{}", exporter.stderr());
     assert!(took < Duration::from_secs(5), "took {took:?} to exit");
 }
+
+/// Issue 22: `POST /-/reload` from another site is refused with 403 and reloads nothing: a
+/// page elsewhere can make a browser send a "simple" POST (`Content-Type: text/plain`, no
+/// preflight). Browsers say where it came from in `Origin` and `Sec-Fetch-Site`; a request
+/// without them (curl, Prometheus, kubectl) and a same-origin one still reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_reloads_are_refused() {
+    let idp = identity_provider().await;
+    let daemon = Reloadable::start(&provider(&idp, "p", "token", "")).await;
+    daemon
+        .wait_for("p probed", |m| {
+            sample(m, r#"oauth2_token_requests_total{provider="p"}"#) >= Some(1.0)
+        })
+        .await;
+    // A reload would switch p to `new-token`: whether it happened is visible at the fake.
+    daemon.write_config(&provider(&idp, "p", "new-token", ""));
+    let port = daemon.addr.port();
+    let own = format!("http://127.0.0.1:{port}");
+    let other_port = format!("http://127.0.0.1:{}", port.wrapping_add(1).max(1));
+    let https = format!("https://127.0.0.1:{port}");
+    let refused: [(&str, &[(&str, &str)]); 7] = [
+        (
+            "Origin of another site",
+            &[("origin", "http://evil.example")],
+        ),
+        ("Origin null", &[("origin", "null")]),
+        ("Origin on another port", &[("origin", &other_port)]),
+        ("Origin with another scheme", &[("origin", &https)]),
+        (
+            "Sec-Fetch-Site cross-site",
+            &[("sec-fetch-site", "cross-site")],
+        ),
+        (
+            "Sec-Fetch-Site same-site",
+            &[("sec-fetch-site", "same-site")],
+        ),
+        (
+            "own Origin but Sec-Fetch-Site cross-site",
+            &[("origin", &own), ("sec-fetch-site", "cross-site")],
+        ),
+    ];
+    for (case, headers) in refused {
+        let mut request = daemon
+            .client
+            .post(daemon.url("/-/reload"))
+            .header("content-type", "text/plain")
+            .body("x");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 403, "{case}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("cross-site"), "{case}: {body}");
+    }
+    let metrics = daemon.scrape().await;
+    assert!(
+        !has(&metrics, RELOAD_OK) || value(&metrics, RELOAD_OK) == 1.0,
+        "a refused reload was attempted"
+    );
+    assert_eq!(
+        idp.count("/p/new-token"),
+        0,
+        "a cross-site request reloaded"
+    );
+
+    // The exporter's own page (same origin), and a client that sends neither header.
+    let (status, body) = {
+        let response = daemon
+            .client
+            .post(daemon.url("/-/reload"))
+            .header("origin", own.as_str())
+            .header("sec-fetch-site", "same-origin")
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(status, 200, "same-origin reload: {body}");
+    let (status, body) = daemon.reload().await;
+    assert_eq!(status, 200, "reload without Origin: {body}");
+    daemon
+        .wait_for("p probes the new URL", |_| idp.count("/p/new-token") >= 1)
+        .await;
+    daemon.stop().await;
+}
+
+/// Issue 22: a reload whose file has a value of the wrong type under `providers.*` answers
+/// with the key and the types, never the value (here a secret where a table belongs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_error_never_quotes_a_wrongly_typed_value() {
+    let idp = identity_provider().await;
+    let daemon = Reloadable::start(&provider(&idp, "p", "token", "")).await;
+    daemon.write_config("[providers.p]\ntoken = \"Sup3rSecretEnvValue\"\n");
+    let (status, body) = daemon.reload().await;
+    assert_eq!(status, 500, "{body}");
+    assert!(!body.contains("Sup3rSecretEnvValue"), "{body}");
+    assert!(body.contains("key `providers.p.token`"), "{body}");
+    assert!(body.contains("found a string"), "{body}");
+    daemon.stop().await;
+}

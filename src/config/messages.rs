@@ -32,6 +32,19 @@ pub(crate) fn describe_error(error: &figment::Error) -> String {
         Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) if is_secret_key(&key) => {
             format!("expected {expected}, found something else (not shown: a secret)")
         }
+        // Under `providers.*` a value of the wrong type may well be a secret put one level off
+        // (`token = "..."` where a table belongs, or OAUTH2_EXPORTER_PROVIDERS__P__TOKEN=...):
+        // name the type found, never the value.
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected)
+            if is_provider_key(&key) =>
+        {
+            // serde names the Rust type (`struct RawToken`); the user wrote TOML.
+            let expected = match expected.strip_prefix("struct ") {
+                Some(_) => "a table",
+                None => expected.as_str(),
+            };
+            format!("expected {expected}, found {}", type_of(actual))
+        }
         Kind::InvalidType(actual, expected) => format!("expected {expected}, found {actual}"),
         Kind::InvalidValue(actual, expected) => format!("expected {expected}, found {actual}"),
         Kind::InvalidLength(length, expected) => {
@@ -79,6 +92,33 @@ pub(super) fn shown_url(text: &str) -> String {
     match rest[..authority_end].rfind('@') {
         Some(at) => format!("{scheme}[redacted]@{}", &rest[at + 1..]),
         None => text.to_string(),
+    }
+}
+
+/// Whether `key` is a provider's (or the `providers` table itself).
+fn is_provider_key(key: &str) -> bool {
+    key == "providers" || key.starts_with("providers.")
+}
+
+/// What kind of value was found, without the value.
+fn type_of(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit | Actual::Option => "an empty value",
+        Actual::Seq => "an array",
+        Actual::Map => "a table",
+        Actual::NewtypeStruct
+        | Actual::Enum
+        | Actual::UnitVariant
+        | Actual::NewtypeVariant
+        | Actual::TupleVariant
+        | Actual::StructVariant
+        | Actual::Other(_) => "a value of another type",
     }
 }
 

@@ -18,8 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, HeaderValue, VARY};
-use hyper::{Request, StatusCode};
+use hyper::header::{
+    ACCEPT, ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, HOST, HeaderName, HeaderValue,
+    ORIGIN, RETRY_AFTER, VARY,
+};
+use hyper::{Method, Request, StatusCode};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -68,19 +71,109 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let basic_auth = security.basic_auth.clone();
+    let scheme = if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     server::serve_with_tls(listener, security.tls.clone(), cancel, move |request| {
         let state = Arc::clone(&state);
         let basic_auth = basic_auth.clone();
         async move {
-            if let Some(auth) = basic_auth
-                && !auth.allows(security::authorization(&request)).await
-            {
-                return unauthorized();
+            let path = request.uri().path().to_string();
+            let mut response = match basic_auth {
+                Some(auth) => match auth.check(security::authorization(&request)).await {
+                    security::Verdict::Allowed => None,
+                    security::Verdict::Refused => Some(unauthorized()),
+                    security::Verdict::Busy => Some(busy()),
+                },
+                None => None,
+            };
+            if response.is_none() && is_cross_site(&request, scheme) {
+                response = Some(respond(
+                    StatusCode::FORBIDDEN,
+                    "text/plain; charset=utf-8",
+                    "403 Forbidden: cross-site requests may not change state\n",
+                ));
             }
-            handle(state, request).await
+            let mut response = match response {
+                Some(response) => response,
+                None => handle(state, request).await,
+            };
+            protect(&mut response, &path);
+            response
         }
     })
     .await
+}
+
+/// The headers every answer carries, and those of the pages a browser renders or a person
+/// opens (`/`, `/probe`): never cached (they show live credential state), never sniffed as
+/// another type, never framed, no scripts, and no `Referer` with a provider name in it sent
+/// onwards.
+fn protect(response: &mut HttpResponse, path: &str) {
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    if matches!(path, "/" | "/probe") {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            HeaderName::from_static("content-security-policy"),
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+        headers.insert(
+            HeaderName::from_static("referrer-policy"),
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
+}
+
+/// The status page needs only its inline `<style>`: no scripts, images, fonts or frames.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// Whether a state-changing request (anything but GET and HEAD, i.e. `POST /-/reload`) says it
+/// comes from another site: a page elsewhere can make a browser POST here (a "simple" request
+/// with `Content-Type: text/plain` needs no CORS preflight), so such a request is refused with
+/// 403. Browsers send `Sec-Fetch-Site` and `Origin` on cross-origin POSTs; a request without
+/// them (curl, Prometheus, kubectl, scripts) is not a browser's and passes.
+fn is_cross_site(request: &Request<Incoming>, scheme: &str) -> bool {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return false;
+    }
+    let headers = request.headers();
+    if let Some(site) = headers.get("sec-fetch-site") {
+        // same-origin and none (typed in the address bar) are this origin's own requests.
+        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
+            return true;
+        }
+    }
+    let Some(origin) = headers.get(ORIGIN) else {
+        return false;
+    };
+    let host = headers.get(HOST).and_then(|host| host.to_str().ok());
+    match (origin.to_str().ok(), host) {
+        (Some(origin), Some(host)) => !same_origin(origin, host, scheme),
+        // `Origin: null` (sandboxed frames, redirects across sites), an unreadable origin, or
+        // one we cannot compare with a missing Host.
+        _ => true,
+    }
+}
+
+/// Whether `origin` (`scheme://host[:port]`) is this server as the request's `Host` names it.
+fn same_origin(origin: &str, host: &str, scheme: &str) -> bool {
+    let Ok(origin) = url::Url::parse(origin) else {
+        return false;
+    };
+    let Ok(ours) = url::Url::parse(&format!("{scheme}://{host}")) else {
+        return false;
+    };
+    origin.scheme() == ours.scheme()
+        && origin.host_str().is_some()
+        && origin.host_str() == ours.host_str()
+        && origin.port_or_known_default() == ours.port_or_known_default()
+        && origin.path() == "/"
 }
 
 async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpResponse {
@@ -148,6 +241,20 @@ fn unauthorized() -> HttpResponse {
         hyper::header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"oauth2-exporter\""),
     );
+    response
+}
+
+/// The answer when the password checks waiting for a turn exceed their bound (see
+/// [`security::BasicAuth`]): the server is busy, not the client wrong, so retry shortly.
+fn busy() -> HttpResponse {
+    let mut response = respond(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/plain; charset=utf-8",
+        "503 Service Unavailable: too many password checks in progress; try again\n",
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 

@@ -2,9 +2,14 @@
 //! exporter's own endpoints, in the Prometheus exporter-toolkit's YAML format, so a scrape
 //! config written for any other exporter works here too.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::SystemRandom;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -15,6 +20,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 use crate::config::{ConfigError, FileLayer};
 use crate::files::{self, CONFIG_READ_TIMEOUT};
@@ -277,17 +283,84 @@ fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
 }
 
 /// HTTP basic auth against bcrypt hashes, as `basic_auth_users` in the exporter-toolkit.
+///
+/// bcrypt is deliberately slow (tens of milliseconds of CPU at cost 10), so an unbounded
+/// stream of wrong passwords would take the exporter's CPU from the probes. Hence:
+/// - the outcome of every check, success or failure, is remembered under a keyed hash of user
+///   and password (HMAC-SHA-256 with a key drawn at start, never the plaintext), in two bounded
+///   sets evicted oldest first, so Prometheus's credentials and a repeated wrong guess cost one
+///   bcrypt run each, and a flood of distinct guesses cannot push out the good ones;
+/// - at most [`BasicAuth::concurrent_checks`] bcrypt runs go at once; a request waits its turn
+///   at most [`CHECK_WAIT`] and is then answered 503 with `Retry-After` (the server is busy:
+///   not a wrong password);
+/// - an unknown user is checked against a decoy hash of the highest configured cost, so no
+///   user, whatever its cost, can be told from an unknown one by timing.
 pub struct BasicAuth {
     users: HashMap<String, String>,
-    /// Checked for unknown users, at the cost of the configured hashes, so that the answer takes
-    /// as long as for known ones (no user enumeration by timing).
+    /// Checked for unknown users, at the cost of the most expensive configured hash.
     decoy_hash: String,
-    /// Credentials already verified: bcrypt is deliberately slow, and Prometheus sends the same
-    /// credentials on every scrape. Bounded; cleared when full.
-    verified: Mutex<HashSet<(String, String)>>,
+    /// Keys the hashes the outcomes are remembered under; per process, never stored.
+    cache_key: hmac::Key,
+    outcomes: Mutex<Outcomes>,
+    checks: Arc<Semaphore>,
+    check_wait: Duration,
+    /// bcrypt runs so far, and the most that ran at once (what the bounds above are about).
+    runs: AtomicUsize,
+    running: AtomicUsize,
+    most_running: AtomicUsize,
 }
 
-const VERIFIED_CACHE_LIMIT: usize = 256;
+/// Credentials verified, remembered: a handful of scrapers' users in practice.
+const ALLOWED_CACHE_LIMIT: usize = 256;
+
+/// Wrong credentials remembered (32 bytes each plus bookkeeping: about half a MiB at most).
+const REFUSED_CACHE_LIMIT: usize = 8192;
+
+/// How long a request waits for its turn at bcrypt before it is answered 503.
+pub const CHECK_WAIT: Duration = Duration::from_secs(5);
+
+/// What the basic-auth gate says about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// No, wrong or unknown credentials: 401.
+    Refused,
+    /// Too many password checks waiting: 503, try again.
+    Busy,
+}
+
+type Digest = [u8; 32];
+
+/// The remembered outcomes, each set bounded and evicted oldest first.
+#[derive(Default)]
+struct Outcomes {
+    allowed: Bounded,
+    refused: Bounded,
+}
+
+#[derive(Default)]
+struct Bounded {
+    members: HashSet<Digest>,
+    order: VecDeque<Digest>,
+}
+
+impl Bounded {
+    fn insert(&mut self, digest: Digest, limit: usize) {
+        if self.members.insert(digest) {
+            self.order.push_back(digest);
+            while self.order.len() > limit {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.members.remove(&oldest);
+                }
+            }
+        }
+    }
+}
+
+/// The bcrypt cost of a hash (`$2b$10$...`).
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    hash.split('$').nth(2)?.parse().ok()
+}
 
 impl BasicAuth {
     fn new(users: BTreeMap<String, String>, problems: &mut Vec<String>) -> BasicAuth {
@@ -301,55 +374,112 @@ impl BasicAuth {
         }
         let cost = users
             .values()
-            .filter_map(|hash| hash.get(4..6)?.parse::<u32>().ok())
-            .next()
+            .filter_map(|hash| bcrypt_cost(hash))
+            .max()
             .unwrap_or(bcrypt::DEFAULT_COST);
         let decoy_hash = bcrypt::hash("decoy: never a password", cost)
             .or_else(|_| bcrypt::hash("decoy: never a password", bcrypt::DEFAULT_COST))
             .unwrap_or_default();
+        let cache_key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())
+            .unwrap_or_else(|_| {
+                problems.push("basic_auth_users: cannot draw a random key".to_string());
+                hmac::Key::new(hmac::HMAC_SHA256, &[])
+            });
         BasicAuth {
             users: users.into_iter().collect(),
             decoy_hash,
-            verified: Mutex::new(HashSet::new()),
+            cache_key,
+            outcomes: Mutex::default(),
+            checks: Arc::new(Semaphore::new(Self::concurrent_checks())),
+            check_wait: CHECK_WAIT,
+            runs: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            most_running: AtomicUsize::new(0),
         }
     }
 
+    /// bcrypt runs at once: half the CPUs (at least one), so password checks, however many
+    /// arrive, leave the rest to the probes and the other endpoints.
+    pub fn concurrent_checks() -> usize {
+        std::thread::available_parallelism()
+            .map(|cpus| cpus.get() / 2)
+            .unwrap_or(1)
+            .max(1)
+    }
+
     /// Whether the request carries the credentials of a configured user.
-    pub async fn allows(self: &Arc<Self>, authorization: Option<&HeaderValue>) -> bool {
+    pub async fn check(self: &Arc<Self>, authorization: Option<&HeaderValue>) -> Verdict {
         let Some((user, password)) = authorization.and_then(decode_basic) else {
-            return false;
+            return Verdict::Refused;
         };
-        let key = (user, password);
-        if self
-            .verified
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&key)
-        {
-            return true;
+        let digest = self.digest(&user, &password);
+        if let Some(verdict) = self.remembered(&digest) {
+            return verdict;
+        }
+        let permit =
+            match tokio::time::timeout(self.check_wait, Arc::clone(&self.checks).acquire_owned())
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                _ => return Verdict::Busy,
+            };
+        // The same credentials may have been checked while this request waited its turn.
+        if let Some(verdict) = self.remembered(&digest) {
+            return verdict;
         }
         let this = Arc::clone(self);
-        let checked = tokio::task::spawn_blocking(move || {
-            let (user, password) = &key;
-            let (hash, known) = match this.users.get(user) {
-                Some(hash) => (hash.as_str(), true),
-                None => (this.decoy_hash.as_str(), false),
-            };
-            let ok = known && bcrypt::verify(password, hash).unwrap_or(false);
-            if !known {
-                let _ = bcrypt::verify(password, hash);
-            }
-            if ok {
-                let mut verified = this.verified.lock().unwrap_or_else(PoisonError::into_inner);
-                if verified.len() >= VERIFIED_CACHE_LIMIT {
-                    verified.clear();
-                }
-                verified.insert(key);
-            }
-            ok
+        // The permit goes with the bcrypt run: a client that hangs up does not free it early.
+        let allowed = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            this.verify(&user, &password)
         })
-        .await;
-        checked.unwrap_or(false)
+        .await
+        .unwrap_or(false);
+        let mut outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
+        if allowed {
+            outcomes.allowed.insert(digest, ALLOWED_CACHE_LIMIT);
+            Verdict::Allowed
+        } else {
+            outcomes.refused.insert(digest, REFUSED_CACHE_LIMIT);
+            Verdict::Refused
+        }
+    }
+
+    /// One bcrypt run, against the user's hash or, for an unknown user, the decoy.
+    fn verify(&self, user: &str, password: &str) -> bool {
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_running.fetch_max(running, Ordering::SeqCst);
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        let (hash, known) = match self.users.get(user) {
+            Some(hash) => (hash.as_str(), true),
+            None => (self.decoy_hash.as_str(), false),
+        };
+        let matches = bcrypt::verify(password, hash).unwrap_or(false);
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        known && matches
+    }
+
+    /// The key the outcome for these credentials is remembered under. The user's length goes
+    /// first, so `a` + `b:c` and `a:b` + `c` differ.
+    fn digest(&self, user: &str, password: &str) -> Digest {
+        let mut context = hmac::Context::with_key(&self.cache_key);
+        context.update(&(user.len() as u64).to_be_bytes());
+        context.update(user.as_bytes());
+        context.update(password.as_bytes());
+        let mut digest = [0; 32];
+        digest.copy_from_slice(context.sign().as_ref());
+        digest
+    }
+
+    fn remembered(&self, digest: &Digest) -> Option<Verdict> {
+        let outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
+        if outcomes.allowed.members.contains(digest) {
+            Some(Verdict::Allowed)
+        } else if outcomes.refused.members.contains(digest) {
+            Some(Verdict::Refused)
+        } else {
+            None
+        }
     }
 }
 
@@ -386,23 +516,137 @@ mod tests {
         assert_eq!(decode_basic(&HeaderValue::from_static("Basic !!!")), None);
     }
 
+    fn header(credentials: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials))).unwrap()
+    }
+
+    fn auth(users: &[(&str, &str, u32)]) -> Arc<BasicAuth> {
+        let users = users
+            .iter()
+            .map(|(user, password, cost)| {
+                (user.to_string(), bcrypt::hash(password, *cost).unwrap())
+            })
+            .collect();
+        let mut problems = Vec::new();
+        let auth = BasicAuth::new(users, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        Arc::new(auth)
+    }
+
     #[tokio::test]
     async fn bcrypt_users_are_checked_and_cached() {
-        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let auth = auth(&[("alice", "s3cret", 4)]);
+        assert_eq!(
+            auth.check(Some(&header("alice:s3cret"))).await,
+            Verdict::Allowed
+        );
+        assert_eq!(
+            auth.check(Some(&header("alice:s3cret"))).await,
+            Verdict::Allowed
+        );
+        assert_eq!(
+            auth.runs.load(Ordering::SeqCst),
+            1,
+            "the second check was cached"
+        );
+        assert_eq!(
+            auth.check(Some(&header("alice:wrong"))).await,
+            Verdict::Refused
+        );
+        assert_eq!(
+            auth.check(Some(&header("bob:s3cret"))).await,
+            Verdict::Refused
+        );
+        assert_eq!(auth.check(None).await, Verdict::Refused);
+    }
+
+    /// A wrong password sent again and again costs one bcrypt run, not one per request (issue
+    /// 22: 100 wrong requests used 5.8 s of CPU).
+    #[tokio::test]
+    async fn failed_attempts_are_remembered() {
+        let auth = auth(&[("alice", "s3cret", 4)]);
+        for _ in 0..20 {
+            assert_eq!(
+                auth.check(Some(&header("alice:wrong"))).await,
+                Verdict::Refused
+            );
+            assert_eq!(
+                auth.check(Some(&header("mallory:x"))).await,
+                Verdict::Refused
+            );
+        }
+        assert_eq!(auth.runs.load(Ordering::SeqCst), 2);
+        // The right password is still checked, not mistaken for a remembered failure.
+        assert_eq!(
+            auth.check(Some(&header("alice:s3cret"))).await,
+            Verdict::Allowed
+        );
+    }
+
+    /// The remembered outcomes stay bounded however many distinct guesses arrive, dropping the
+    /// oldest first.
+    #[test]
+    fn remembered_outcomes_are_bounded() {
+        let mut set = Bounded::default();
+        for n in 0..100u8 {
+            set.insert([n; 32], 10);
+        }
+        assert_eq!(set.members.len(), 10);
+        assert_eq!(set.order.len(), 10);
+        assert!(set.members.contains(&[99; 32]) && !set.members.contains(&[89; 32]));
+    }
+
+    /// Many concurrent wrong passwords run at most `concurrent_checks` bcrypts at once (issue
+    /// 22: 400 concurrent ones kept both cores busy for 13.5 s).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_bcrypt_runs_are_bounded() {
+        let auth = auth(&[("alice", "s3cret", 8)]);
+        let checks: Vec<_> = (0..16)
+            .map(|n| {
+                let auth = Arc::clone(&auth);
+                tokio::spawn(async move { auth.check(Some(&header(&format!("alice:{n}")))).await })
+            })
+            .collect();
+        for check in checks {
+            assert_eq!(check.await.unwrap(), Verdict::Refused);
+        }
+        assert_eq!(auth.runs.load(Ordering::SeqCst), 16);
+        let most = auth.most_running.load(Ordering::SeqCst);
+        assert!(
+            most <= BasicAuth::concurrent_checks(),
+            "{most} bcrypt runs at once, more than {}",
+            BasicAuth::concurrent_checks()
+        );
+    }
+
+    /// A request that cannot get its turn within the wait is answered busy, not refused.
+    #[tokio::test]
+    async fn checks_beyond_the_wait_are_busy() {
+        let mut users = BTreeMap::new();
+        users.insert("alice".to_string(), bcrypt::hash("s3cret", 4).unwrap());
         let mut problems = Vec::new();
-        let auth = Arc::new(BasicAuth::new(
-            BTreeMap::from([("alice".to_string(), hash)]),
-            &mut problems,
-        ));
-        assert!(problems.is_empty(), "{problems:?}");
-        let header = |creds: &str| {
-            HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(creds))).unwrap()
-        };
-        assert!(auth.allows(Some(&header("alice:s3cret"))).await);
-        assert!(auth.allows(Some(&header("alice:s3cret"))).await, "cached");
-        assert!(!auth.allows(Some(&header("alice:wrong"))).await);
-        assert!(!auth.allows(Some(&header("bob:s3cret"))).await);
-        assert!(!auth.allows(None).await);
+        let mut auth = BasicAuth::new(users, &mut problems);
+        auth.checks = Arc::new(Semaphore::new(1));
+        auth.check_wait = Duration::from_millis(50);
+        let auth = Arc::new(auth);
+        let held = Arc::clone(&auth.checks).acquire_owned().await.unwrap();
+        assert_eq!(
+            auth.check(Some(&header("alice:s3cret"))).await,
+            Verdict::Busy
+        );
+        drop(held);
+        assert_eq!(
+            auth.check(Some(&header("alice:s3cret"))).await,
+            Verdict::Allowed
+        );
+    }
+
+    /// An unknown user is checked against a hash as costly as the most expensive user's, so
+    /// it cannot be told from that user by timing.
+    #[test]
+    fn unknown_users_cost_the_most_expensive_configured_hash() {
+        let auth = auth(&[("alice", "a", 4), ("bob", "b", 6), ("carol", "c", 5)]);
+        assert_eq!(bcrypt_cost(&auth.decoy_hash), Some(6));
     }
 
     #[test]

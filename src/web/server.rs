@@ -2,12 +2,14 @@
 //! provider: accept on a bound listener (optionally over TLS), serve each connection with a
 //! handler, bound slow clients and connection counts, stop on cancel.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -87,7 +89,11 @@ impl hyper::body::Body for Body {
 /// connection slots that scrapes need.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections served at once; further clients wait in the kernel's accept queue.
+/// Connections served at once. When all are taken, a new client displaces the connection that
+/// has been idle longest (no request in progress: kept alive between scrapes, or nothing sent
+/// yet), so idle connections cannot lock out health checks and scrapes (issue 22: 512 idle
+/// connections made `/-/healthy` wait 8.5 s). Only while every connection is busy with a
+/// request do further clients wait in the kernel's accept queue.
 const MAX_CONNECTIONS: usize = 512;
 
 /// How long in-flight connections get to finish after cancellation.
@@ -163,15 +169,9 @@ pub async fn serve_with_tls<H, F>(
     let handler = Arc::new(handler);
     let connections = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let open = Arc::new(OpenConnections::new());
     let mut accept_failures = AcceptFailures::default();
     loop {
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => break,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
         let (stream, _peer) = tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -187,38 +187,77 @@ pub async fn serve_with_tls<H, F>(
                 }
             },
         };
+        // One accepted connection beyond the limit is held while room is made for it.
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                open.displace_idlest();
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    permit = Arc::clone(&slots).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let handler = Arc::clone(&handler);
         let cancel = cancel.clone();
         let tls = tls.clone();
+        let registered = open.register(cancel.child_token());
         connections.spawn(async move {
             let _permit = permit;
+            let connection = Arc::clone(&registered.connection);
             match tls {
-                None => serve_connection(TokioIo::new(stream), handler, cancel).await,
+                None => serve_connection(TokioIo::new(stream), handler, cancel, connection).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            serve_connection(TokioIo::new(stream), handler, cancel).await;
-                        }
-                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    tokio::select! {
+                        handshake = handshake => match handshake {
+                            Ok(Ok(stream)) => {
+                                serve_connection(TokioIo::new(stream), handler, cancel, connection)
+                                    .await;
+                            }
+                            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        },
+                        // Displaced (or shutting down) before it said anything.
+                        _ = connection.stop.cancelled() => {}
                     }
                 }
             }
+            drop(registered);
         });
     }
     connections.close();
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, connections.wait()).await;
 }
 
-async fn serve_connection<I, H, F>(io: TokioIo<I>, handler: Arc<H>, cancel: CancellationToken)
-where
+async fn serve_connection<I, H, F>(
+    io: TokioIo<I>,
+    handler: Arc<H>,
+    cancel: CancellationToken,
+    tracked: Arc<Connection>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
+    let stop = tracked.stop.clone();
+    let requests = Arc::clone(&tracked);
     let service = service_fn(move |request| {
         let handler = Arc::clone(&handler);
-        async move { Ok::<_, Infallible>(handler(request).await) }
+        // Made here, not in the future: a future dropped before it is polled ends it too.
+        let in_flight = InFlight::new(Arc::clone(&requests));
+        async move {
+            let response = handler(request).await;
+            // The request is in flight until its body has been sent (a streamed /metrics).
+            Ok::<_, Infallible>(response.map(|body| TrackedBody {
+                body,
+                _in_flight: in_flight,
+            }))
+        }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -231,10 +270,147 @@ where
                 tracing::debug!(%error, "connection ended with an error");
             }
         }
-        _ = cancel.cancelled() => {
+        _ = stop.cancelled() => {
+            // Displaced to make room while no request is in flight: nothing to finish, close
+            // now (hyper would keep a connection that sent half its headers until the header
+            // timeout).
+            if !cancel.is_cancelled() && tracked.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
             connection.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(DRAIN_TIMEOUT, connection).await;
         }
+    }
+}
+
+/// The open connections, and which of them are idle, so a new client can displace the one
+/// idle longest when every slot is taken.
+struct OpenConnections {
+    next_id: AtomicU64,
+    all: Mutex<HashMap<u64, Arc<Connection>>>,
+    base: Instant,
+}
+
+/// One open connection: requests in flight, since when it has been idle, and how to stop it.
+struct Connection {
+    in_flight: AtomicUsize,
+    /// Nanoseconds from [`OpenConnections::base`] to when its last request ended (or it was
+    /// accepted).
+    idle_since: AtomicU64,
+    base: Instant,
+    /// A child of the server's cancellation token: cancelled alone, it displaces this
+    /// connection.
+    stop: CancellationToken,
+}
+
+impl Connection {
+    fn mark_idle(&self) {
+        let now = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.idle_since.store(now, Ordering::SeqCst);
+    }
+}
+
+/// Removes a connection from [`OpenConnections`] when its task ends.
+struct Registered {
+    id: u64,
+    open: Arc<OpenConnections>,
+    connection: Arc<Connection>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.open
+            .all
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
+impl OpenConnections {
+    fn new() -> OpenConnections {
+        OpenConnections {
+            next_id: AtomicU64::new(0),
+            all: Mutex::default(),
+            base: Instant::now(),
+        }
+    }
+
+    fn register(self: &Arc<Self>, stop: CancellationToken) -> Registered {
+        let connection = Arc::new(Connection {
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            base: self.base,
+            stop,
+        });
+        connection.mark_idle();
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        self.all
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, Arc::clone(&connection));
+        Registered {
+            id,
+            open: Arc::clone(self),
+            connection,
+        }
+    }
+
+    /// Stops the connection idle longest, if any is idle; its slot frees as it closes.
+    fn displace_idlest(&self) {
+        let all = self.all.lock().unwrap_or_else(PoisonError::into_inner);
+        let idlest = all
+            .values()
+            .filter(|c| c.in_flight.load(Ordering::SeqCst) == 0 && !c.stop.is_cancelled())
+            .min_by_key(|c| c.idle_since.load(Ordering::SeqCst));
+        if let Some(connection) = idlest {
+            tracing::debug!("all connection slots taken: closing the connection idle longest");
+            connection.stop.cancel();
+        }
+    }
+}
+
+/// A request in flight on its connection, from its headers until its response body is sent
+/// (or dropped).
+struct InFlight(Arc<Connection>);
+
+impl InFlight {
+    fn new(connection: Arc<Connection>) -> InFlight {
+        connection.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(connection)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.mark_idle();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is sent.
+struct TrackedBody {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(context)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
