@@ -141,6 +141,7 @@ pub async fn run_with(
     }
 
     scheduler.set_shard(options.shard);
+    scheduler.set_probe_min_interval(config.web.probe_min_interval);
     metrics.record_shard(options.shard);
     metrics.set_histograms(config.metrics.histograms);
     // Before the providers move out of `config` below: read after the move, it found none and
@@ -249,6 +250,7 @@ fn reload(
         }
         warn_expired_credentials(&config);
         let histograms = config.metrics.histograms;
+        scheduler.set_probe_min_interval(config.web.probe_min_interval);
         let changes = scheduler
             .apply(config.providers)
             .map_err(|error| format!("cannot set up an HTTP client: {error}"))?;

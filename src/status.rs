@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::probe::expiry::Expiry;
-use crate::probe::{CycleReport, Failure, HeldToken};
+use crate::probe::{CycleReport, Failure, HeldToken, HoldOff};
 
 /// Longest `error_description` kept for the page.
 const DESCRIPTION_CHARS: usize = 160;
@@ -29,6 +29,10 @@ pub struct ProviderStatus {
     pub canary_status: Option<u16>,
     /// The nearest credential or endpoint certificate expiry (issue 13).
     pub nearest_expiry: Option<Expiry>,
+    /// When the next periodic cycle is due (issue 23).
+    pub next_run: Option<SystemTime>,
+    /// Why it comes later than the interval, and after how many steps, while it does.
+    pub backing_off: Option<(HoldOff, u32)>,
 }
 
 impl ProviderStatus {
@@ -77,6 +81,13 @@ impl StatusHandle {
     pub fn record(&self, report: &CycleReport, held: Option<&HeldToken>) {
         let mut status = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         StatusBoard::record_into(&mut status, report, held);
+    }
+
+    /// When the next cycle is due and whether (and why) the provider backs off.
+    pub fn record_pace(&self, next_run: SystemTime, backing_off: Option<(HoldOff, u32)>) {
+        let mut status = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        status.next_run = Some(next_run);
+        status.backing_off = backing_off;
     }
 }
 

@@ -23,6 +23,12 @@ use crate::secrets::{MAX_PEM_FILE_BYTES, ProxyCredential, Secret, SecretSource};
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9875";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a provider's next attempt is put off after refused credentials or a
+/// `Retry-After` (issue 23): an hour keeps an account far from any lockout policy while a fixed
+/// credential is still seen the same hour (and at once when it changes).
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// At most one real on-demand attempt per provider this often (issue 23).
+pub const DEFAULT_PROBE_MIN_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
 pub const DEFAULT_DISCOVERY_REFRESH: Duration = Duration::from_secs(3600);
 
@@ -60,6 +66,9 @@ pub struct WebConfig {
     /// Further `--web.listen-address` values after the first (which is `listen_address`): each
     /// is served like it, behind the same `--web.config.file`.
     pub extra_listen_addresses: Vec<String>,
+    /// `probe_min_interval`: `/probe` makes at most one real attempt per provider this often
+    /// and repeats the last result in between; zero turns the limit off.
+    pub probe_min_interval: Duration,
 }
 
 impl WebConfig {
@@ -120,6 +129,9 @@ pub struct ProviderConfig {
     pub interval: Duration,
     /// Per HTTP request.
     pub timeout: Duration,
+    /// The longest the next attempt is put off after refused credentials or a `Retry-After`;
+    /// zero turns back-off off (issue 23).
+    pub max_backoff: Duration,
     pub token: TokenConfig,
     pub canary: Option<CanaryConfig>,
     pub tls: Arc<TlsConfig>,

@@ -28,6 +28,7 @@ pub(super) struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct RawWeb {
     pub(super) listen_address: Option<String>,
+    pub(super) probe_min_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +41,7 @@ pub(super) struct RawDefaults {
     pub(super) interval: Option<String>,
     pub(super) timeout: Option<String>,
     pub(super) proxy_url: Option<String>,
+    pub(super) max_backoff: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +49,7 @@ pub(super) struct RawProvider {
     pub(super) interval: Option<String>,
     pub(super) timeout: Option<String>,
     pub(super) proxy_url: Option<String>,
+    pub(super) max_backoff: Option<String>,
     pub(super) token: Option<RawToken>,
     pub(super) canary: Option<RawCanary>,
     pub(super) tls: Option<RawTls>,
@@ -156,10 +159,18 @@ pub(super) struct RawTls {
 pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {
         [] => &["web", "metrics", "defaults", "providers"],
-        ["web"] => &["listen_address"],
+        ["web"] => &["listen_address", "probe_min_interval"],
         ["metrics"] => &["histograms"],
-        ["defaults"] => &["interval", "timeout", "proxy_url"],
-        ["providers", _] => &["interval", "timeout", "proxy_url", "token", "canary", "tls"],
+        ["defaults"] => &["interval", "timeout", "proxy_url", "max_backoff"],
+        ["providers", _] => &[
+            "interval",
+            "timeout",
+            "proxy_url",
+            "max_backoff",
+            "token",
+            "canary",
+            "tls",
+        ],
         ["providers", _, "token"] => &[
             "url",
             "issuer",

@@ -51,6 +51,19 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         &mut problems,
     );
 
+    let default_max_backoff = duration_or_off(
+        "defaults.max_backoff",
+        raw.defaults.max_backoff.as_deref(),
+        DEFAULT_MAX_BACKOFF,
+        &mut problems,
+    );
+    let probe_min_interval = duration_or_off(
+        "web.probe_min_interval",
+        raw.web.probe_min_interval.as_deref(),
+        DEFAULT_PROBE_MIN_INTERVAL,
+        &mut problems,
+    );
+
     let default_proxy = raw
         .defaults
         .proxy_url
@@ -77,6 +90,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             Defaults {
                 interval: default_interval,
                 timeout: default_timeout,
+                max_backoff: default_max_backoff,
                 proxy: &default_proxy,
             },
             &mut problems,
@@ -90,6 +104,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             web: WebConfig {
                 listen_address,
                 extra_listen_addresses: Vec::new(),
+                probe_min_interval,
             },
             metrics: MetricsConfig { histograms },
             providers,
@@ -153,6 +168,28 @@ pub(super) fn duration_or(
                 key,
                 format!(
                     "invalid duration {text:?} ({error}); expected e.g. \"30s\", \"5m\", \"1h\""
+                ),
+            );
+            default
+        }
+    }
+}
+
+/// A duration where `"0s"` means "off" (`max_backoff`, `probe_min_interval`).
+pub(super) fn duration_or_off(
+    key: &str,
+    text: Option<&str>,
+    default: Duration,
+    problems: &mut Problems,
+) -> Duration {
+    let Some(text) = text else { return default };
+    match humantime::parse_duration(text) {
+        Ok(duration) => duration,
+        Err(error) => {
+            problems.add(
+                key,
+                format!(
+                    "invalid duration {text:?} ({error}); expected e.g. \"30s\", \"5m\", \"1h\", or \"0s\" to turn it off"
                 ),
             );
             default
@@ -252,6 +289,7 @@ pub(super) const RESERVED_PARAMS: [&str; 6] = [
 pub(super) struct Defaults<'a> {
     pub(super) interval: Duration,
     pub(super) timeout: Duration,
+    pub(super) max_backoff: Duration,
     pub(super) proxy: &'a ProxySetting,
 }
 
@@ -364,6 +402,12 @@ pub(super) fn validate_provider(
         defaults.timeout,
         problems,
     );
+    let max_backoff = duration_or_off(
+        &format!("{prefix}.max_backoff"),
+        raw.max_backoff.as_deref(),
+        defaults.max_backoff,
+        problems,
+    );
     let proxy = match raw.proxy_url.as_deref() {
         Some(text) => proxy_setting(&format!("{prefix}.proxy_url"), text, problems),
         None => Some(defaults.proxy.clone()),
@@ -402,6 +446,7 @@ pub(super) fn validate_provider(
         name,
         interval,
         timeout,
+        max_backoff,
         token: token?,
         canary,
         tls,

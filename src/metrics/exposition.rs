@@ -635,6 +635,38 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
         out,
         snapshot,
         (
+            "oauth2_probe_next_run_timestamp_seconds",
+            Kind::Gauge,
+            "When the next periodic probe cycle is due, back-off included (in the recent past while a cycle runs).",
+        ),
+        |s| s.next_run,
+    );
+    if snapshot.iter().any(|(_, s)| s.backoff.is_some()) {
+        let name = "oauth2_probe_backoff";
+        out.family(
+            name,
+            Kind::Gauge,
+            "1 while the next periodic probe is put off beyond the interval on purpose: the token endpoint refused the credentials (reason as OAuth2CredentialsRejected names it), or a server answered 429 or 503 with Retry-After; absent otherwise.",
+        );
+        for (provider, series) in snapshot {
+            if let Some((phase, reason)) = series.backoff {
+                out.sample(
+                    name,
+                    &[
+                        ("phase", phase.as_str()),
+                        ("provider", provider),
+                        ("reason", reason.as_str()),
+                    ],
+                    1.0,
+                );
+                out.series_done();
+            }
+        }
+    }
+    per_provider(
+        out,
+        snapshot,
+        (
             "oauth2_exporter_probe_panics_total",
             Kind::Counter,
             "Probe cycles that panicked (a bug: please report it); the provider keeps being probed.",

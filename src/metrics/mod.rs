@@ -19,7 +19,7 @@ use crate::probe::canary::CanaryReason;
 use crate::probe::expiry::Expiries;
 use crate::probe::token::TokenReason;
 use crate::probe::transport::Slots;
-use crate::probe::{CycleReport, HeldToken, Validity};
+use crate::probe::{CycleReport, HeldToken, HoldOff, Phase, Validity};
 
 mod expiry;
 mod exposition;
@@ -97,6 +97,10 @@ struct ProviderSeries {
     token: Option<Option<Validity>>,
     /// Credential and endpoint certificate expiries, credential changes (issue 13).
     expiries: Expiries,
+    /// When the next cycle is due, back-off included (issue 23).
+    next_run: Option<f64>,
+    /// Why the next cycle comes later than the interval, while it does.
+    backoff: Option<(Phase, HoldOff)>,
 }
 
 /// Failures counted by reason (the index of the reason in its `ALL` list), allocated at the first
@@ -490,6 +494,20 @@ impl Metrics {
             series.probe_last_run = Some(seconds_since_epoch(report.finished_at));
             series.token = Some(held.map(HeldToken::validity));
             series.expiries = report.expiries;
+        });
+    }
+
+    /// Records when a provider's next cycle is due and why it is later than the interval, if it
+    /// is (issue 23).
+    pub fn record_pace<'a>(
+        &self,
+        provider: impl Into<Recipient<'a>>,
+        next_run: SystemTime,
+        backoff: Option<(Phase, HoldOff)>,
+    ) {
+        self.with_provider(provider, |series| {
+            series.next_run = Some(seconds_since_epoch(next_run));
+            series.backoff = backoff;
         });
     }
 

@@ -2,6 +2,8 @@
 //! the same report the periodic series are recorded from, rendered here so that every metric
 //! name and HELP text stays in `metrics/`.
 
+use std::time::Duration;
+
 use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 
 use crate::probe::{CycleReport, HeldToken};
@@ -14,9 +16,22 @@ fn gauge(registry: &Registry, name: &str, help: &str, value: f64) {
 }
 
 /// The result of one on-demand cycle as exposition text. No `provider` label: as with
-/// blackbox_exporter, the scrape config's relabelling names the target.
-pub fn render(report: &CycleReport, held: Option<&HeldToken>) -> String {
+/// blackbox_exporter, the scrape config's relabelling names the target. `repeated`: the age of
+/// an earlier result answered instead of a fresh attempt (issue 23), shown as its own gauge.
+pub fn render(
+    report: &CycleReport,
+    held: Option<&HeldToken>,
+    repeated: Option<Duration>,
+) -> String {
     let registry = Registry::new();
+    if let Some(age) = repeated {
+        gauge(
+            &registry,
+            "oauth2_probe_result_age_seconds",
+            "Present when no attempt was made for this request: the age of the earlier result shown instead (web.probe_min_interval, or a back-off after refused credentials).",
+            age.as_secs_f64(),
+        );
+    }
     gauge(
         &registry,
         "oauth2_probe_success",

@@ -1,7 +1,7 @@
 //! The canary step of a probe: one API call with the held token, classified into pass or a
 //! fixed failure reason. Knows nothing about metrics.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 
@@ -18,6 +18,8 @@ pub struct CanaryOutcome {
     pub status: Option<u16>,
     /// The endpoint's leaf certificate (https), see [`Seen`].
     pub certificate: Option<u64>,
+    /// A 429 or 503 answer's `Retry-After`, as the moment it names (issue 23).
+    pub retry_after: Option<SystemTime>,
     pub result: Result<(), CanaryError>,
 }
 
@@ -165,6 +167,7 @@ pub async fn call(
         duration,
         status: seen.status,
         certificate: seen.certificate,
+        retry_after: seen.retry_after,
         result,
     }
 }

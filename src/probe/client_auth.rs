@@ -67,6 +67,8 @@ pub struct Credentials {
     client_secret: Option<Secret>,
     password: Option<Secret>,
     key: Option<Arc<PreparedKey>>,
+    /// A keyed hash of the private key file's contents (0: none), to notice its rotation.
+    key_fingerprint: u64,
 }
 
 impl Credentials {
@@ -75,15 +77,19 @@ impl Credentials {
         self.password.as_ref()
     }
 
-    /// Keyed hashes of the client secret and the password (0: none), so the prober notices a
-    /// rotation without keeping either value.
-    pub fn fingerprints(&self) -> [u64; 2] {
+    /// Keyed hashes of the client secret, the password and the private key (0: none), so the
+    /// prober notices a rotation without keeping any of them.
+    pub fn fingerprints(&self) -> [u64; 3] {
         let hash = |secret: &Option<Secret>| {
             secret
                 .as_ref()
                 .map_or(0, |secret| fingerprint(secret.expose().as_bytes()))
         };
-        [hash(&self.client_secret), hash(&self.password)]
+        [
+            hash(&self.client_secret),
+            hash(&self.password),
+            self.key_fingerprint,
+        ]
     }
 }
 
@@ -129,10 +135,15 @@ impl ClientAuth {
             }
             _ => None,
         };
+        let key_fingerprint = match (&key, &self.key) {
+            (Some(_), Some((pem, _, _))) => fingerprint(pem.expose().as_bytes()),
+            _ => 0,
+        };
         Ok(Credentials {
             client_secret,
             password,
             key,
+            key_fingerprint,
         })
     }
 

@@ -198,6 +198,15 @@ impl Watch {
         }
     }
 
+    /// The fingerprints of the certificate files last read (client certificate, TLS client
+    /// certificate; 0: none), part of what a token request sends.
+    pub fn file_fingerprints(&self) -> [u64; 2] {
+        [
+            self.fingerprints[Credential::ClientCertificate as usize],
+            self.fingerprints[Credential::TlsClientCertificate as usize],
+        ]
+    }
+
     /// Records the earliest notAfter of the chain an endpoint presented in `phase`.
     pub fn saw_endpoint(&mut self, phase: TlsPhase, not_after: Option<u64>) {
         if let Some(at) = not_after {

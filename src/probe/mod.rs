@@ -32,6 +32,9 @@ macro_rules! reason_enum {
 
         impl $name {
             /// Every reason, in the order the metrics expose them; `reason as usize` indexes it.
+            /// (Not every set is iterated outside tests: the back-off's are written one value
+            /// at a time.)
+            #[allow(dead_code)]
             pub const ALL: [$name; [$($label),*].len()] = [$($name::$variant,)*];
 
             /// The `reason` label value.
@@ -76,7 +79,7 @@ use self::canary::{CanaryError, CanaryOutcome};
 use self::client_auth::ClientAuth;
 use self::discovery::Discovered;
 use self::expiry::{Credential, Expiries, TlsPhase, Watch};
-use self::token::{TokenError, TokenOutcome};
+use self::token::{TokenError, TokenOutcome, TokenReason};
 use self::trace::Trace;
 use self::transport::Client;
 use crate::config::{ProviderConfig, TokenEndpoint};
@@ -160,6 +163,76 @@ impl HeldToken {
     }
 }
 
+reason_enum! {
+    /// The phase of a cycle a failure or a back-off belongs to (the `phase` label).
+    Phase {
+        Token => "token",
+        Canary => "canary",
+    }
+}
+
+reason_enum! {
+    /// Why a provider's cycles are put off beyond its interval (issue 23): the `reason` label of
+    /// `oauth2_probe_backoff`. A refusal of the credentials is named as the
+    /// `OAuth2CredentialsRejected` alert names it (the OAuth code; else `invalid_request` on the
+    /// password grant, Authlib's answer to a wrong password; else the status), so the alert
+    /// keeps its labels when it moves from the failure counters to the back-off; a server that
+    /// said "later" is named by its status (`rate_limited`: 429, `http_5xx`: 503).
+    HoldOff {
+        InvalidClient => "invalid_client",
+        InvalidGrant => "invalid_grant",
+        UnauthorizedClient => "unauthorized_client",
+        InvalidRequest => "invalid_request",
+        Http401 => "http_401",
+        Http403 => "http_403",
+        RateLimited => "rate_limited",
+        Http5xx => "http_5xx",
+    }
+}
+
+/// What a cycle's answers ask of the schedule (issue 23); the scheduler decides when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Later {
+    /// The token endpoint refused the credentials: sending them again unchanged can only count
+    /// towards a lockout.
+    Refused(HoldOff),
+    /// A 429 (with or without `Retry-After`), or a 503 with `Retry-After`: the server asked to be
+    /// left alone, until `at` when it said so.
+    Asked {
+        phase: Phase,
+        reason: HoldOff,
+        at: Option<SystemTime>,
+    },
+}
+
+/// Whether a token answer refused the credentials, and how the credential alert names it.
+fn refusal(outcome: &TokenOutcome, password_grant: bool) -> Option<HoldOff> {
+    let Err(error) = &outcome.result else {
+        return None;
+    };
+    match error.reason() {
+        TokenReason::InvalidClient => Some(HoldOff::InvalidClient),
+        TokenReason::InvalidGrant => Some(HoldOff::InvalidGrant),
+        TokenReason::UnauthorizedClient => Some(HoldOff::UnauthorizedClient),
+        TokenReason::InvalidRequest if password_grant => Some(HoldOff::InvalidRequest),
+        _ => match outcome.status {
+            Some(401) => Some(HoldOff::Http401),
+            Some(403) => Some(HoldOff::Http403),
+            _ => None,
+        },
+    }
+}
+
+/// Whether an answer asked to be left alone: a 429, or a 503 that said until when.
+fn asked(phase: Phase, status: Option<u16>, failed: bool, at: Option<SystemTime>) -> Option<Later> {
+    let reason = match (status, at) {
+        (Some(429), _) => HoldOff::RateLimited,
+        (Some(503), Some(_)) => HoldOff::Http5xx,
+        _ => return None,
+    };
+    failed.then_some(Later::Asked { phase, reason, at })
+}
+
 /// Everything one cycle did, in order.
 #[derive(Debug)]
 pub struct CycleReport {
@@ -189,6 +262,40 @@ pub struct Failure {
 }
 
 impl CycleReport {
+    /// Whether a token was issued in this cycle (one that fails `[token.expect]` too): the
+    /// credentials work, which ends a back-off.
+    pub fn token_issued(&self) -> bool {
+        self.token_requests
+            .iter()
+            .any(|outcome| matches!(&outcome.result, Ok(_) | Err(token::TokenError::Claims(_))))
+    }
+
+    /// What this cycle's answers ask of the schedule: `None` for a success and for every other
+    /// failure (a timeout, a 5xx without `Retry-After`, a canary refusal), which are probed at
+    /// the interval as before, so an outage is measured as precisely (issue 23).
+    pub fn later(&self) -> Option<Later> {
+        if let Some(last) = self.token_requests.last() {
+            if let Some(reason) = refusal(last, self.grant == "password") {
+                return Some(Later::Refused(reason));
+            }
+            if let Some(later) = asked(
+                Phase::Token,
+                last.status,
+                last.result.is_err(),
+                last.retry_after,
+            ) {
+                return Some(later);
+            }
+        }
+        let last = self.canary_requests.last()?;
+        asked(
+            Phase::Canary,
+            last.status,
+            last.result.is_err(),
+            last.retry_after,
+        )
+    }
+
     /// The failure that decided the cycle; `None` when it succeeded.
     pub fn failure(&self) -> Option<Failure> {
         if self.success {
@@ -249,6 +356,9 @@ pub struct Prober {
     /// Boxed: only providers with an `issuer` have one, and every prober is kept for the
     /// process's life.
     discovered: Option<Box<Discovered>>,
+    /// A keyed hash of the credentials the last token request sent (secret, password, key and
+    /// certificate files; 0: none yet), to tell whether they changed since (issue 23).
+    sent: u64,
 }
 
 impl Prober {
@@ -260,7 +370,39 @@ impl Prober {
             watch: Watch::default(),
             auth: ClientAuth::default(),
             discovered: None,
+            sent: 0,
         }
+    }
+
+    /// Whether the credentials a token request would send now differ from those the last one
+    /// sent: the secret, password and key sources and the certificate files are read again
+    /// (bounded by the timeout, like every read), no server is contacted. What cannot be read
+    /// counts as unchanged: the next attempt would not send anything new. The change times of
+    /// `oauth2_client_credential_change_timestamp_seconds` move as in a cycle.
+    pub async fn credentials_changed(&mut self) -> bool {
+        if self.sent == 0 {
+            return false;
+        }
+        let timeout = self.config.timeout;
+        self.watch.read_certificates(&self.config, timeout).await;
+        let Ok(credentials) = self.auth.read(&self.config.token, timeout).await else {
+            return false;
+        };
+        let read = credentials.fingerprints();
+        let now = SystemTime::now();
+        self.watch.saw(Credential::ClientSecret, read[0], now);
+        self.watch.saw(Credential::Password, read[1], now);
+        self.credential_state(read) != self.sent
+    }
+
+    /// One keyed hash of what a token request sends: the read values' fingerprints and the
+    /// certificate files'.
+    fn credential_state(&self, read: [u64; 3]) -> u64 {
+        let mut bytes = Vec::with_capacity(5 * 8);
+        for value in read.iter().chain(self.watch.file_fingerprints().iter()) {
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        self::expiry::fingerprint(&bytes)
     }
 
     pub fn held(&self) -> Option<&HeldToken> {
@@ -386,6 +528,7 @@ impl Prober {
                     duration: started.elapsed(),
                     status: None,
                     certificate: None,
+                    retry_after: None,
                     result: Err(busy.into()),
                 });
             }
@@ -494,7 +637,8 @@ impl Prober {
                 duration: started.elapsed(),
                 status: None,
                 certificate: None,
-                credentials: [0; 2],
+                credentials: [0; 3],
+                retry_after: None,
                 result: Err(error),
             }),
         }
@@ -544,7 +688,8 @@ impl Prober {
                     duration: started.elapsed(),
                     status: None,
                     certificate: None,
-                    credentials: [0; 2],
+                    credentials: [0; 3],
+                    retry_after: None,
                     result: Err(TokenError::Transport(busy)),
                 }
             }
@@ -562,9 +707,12 @@ impl Prober {
             ok => ok,
         };
         let now = SystemTime::now();
-        let [secret, password] = outcome.credentials;
+        let [secret, password, _key] = outcome.credentials;
         self.watch.saw(Credential::ClientSecret, secret, now);
         self.watch.saw(Credential::Password, password, now);
+        if outcome.credentials != [0; 3] {
+            self.sent = self.credential_state(outcome.credentials);
+        }
         let expiry = self.client.chain_expiry(outcome.certificate);
         self.watch.saw_endpoint(TlsPhase::Token, expiry);
         let ok = match &outcome.result {

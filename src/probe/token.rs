@@ -33,9 +33,12 @@ pub struct TokenOutcome {
     pub status: Option<u16>,
     /// The endpoint's leaf certificate (https), see [`Seen`].
     pub certificate: Option<u64>,
-    /// Keyed hashes ([`crate::probe::expiry::fingerprint`]) of the client secret and the password read for this
-    /// request (0: not read), so the prober notices a rotation without keeping either.
-    pub credentials: [u64; 2],
+    /// Keyed hashes ([`crate::probe::expiry::fingerprint`]) of the client secret, the password
+    /// and the private key read for this request (0: not read), so the prober notices a
+    /// rotation without keeping any of them.
+    pub credentials: [u64; 3],
+    /// A 429 or 503 answer's `Retry-After`, as the moment it names (issue 23).
+    pub retry_after: Option<SystemTime>,
     pub result: Result<IssuedToken, TokenError>,
 }
 
@@ -201,7 +204,7 @@ pub async fn request_token(
     let started = Instant::now();
     let requested_at = SystemTime::now();
     let mut seen = Seen::default();
-    let mut fingerprints = [0; 2];
+    let mut fingerprints = [0; 3];
     // The secrets first, each with the provider's timeout as its deadline: a secret file on a
     // stalled mount is `secret_unavailable` (not `timeout`, which blames the identity provider),
     // and the request gets what is left of the timeout.
@@ -249,6 +252,7 @@ pub async fn request_token(
         status: seen.status,
         certificate: seen.certificate,
         credentials: fingerprints,
+        retry_after: seen.retry_after,
         result,
     }
 }

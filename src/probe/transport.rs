@@ -6,7 +6,7 @@
 
 use std::error::Error as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -451,6 +451,24 @@ pub struct Seen {
     /// The fingerprint of the leaf certificate the endpoint presented (https only): the
     /// client's [`Chains`] knows the earliest notAfter of its chain.
     pub certificate: Option<u64>,
+    /// A 429 or 503 answer's `Retry-After`, as the moment it names (issue 23).
+    pub retry_after: Option<SystemTime>,
+}
+
+/// The moment a `Retry-After` value names (RFC 9110 section 10.2.3): a number of seconds after
+/// `now`, or an HTTP date (IMF-fixdate, or one of the two obsolete forms recipients must
+/// accept). `None` for anything else: a value we cannot read says nothing we could honour.
+pub fn retry_after(value: &[u8], now: SystemTime) -> Option<SystemTime> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        // An absurd number of seconds is still "not for a long time": the caller caps it.
+        let seconds = text
+            .parse::<u64>()
+            .unwrap_or(u64::MAX)
+            .min(u64::from(u32::MAX));
+        return now.checked_add(Duration::from_secs(seconds));
+    }
+    httpdate::parse_http_date(text).ok()
 }
 
 impl Client {
@@ -474,6 +492,12 @@ pub async fn send(
         .map_err(|error| TransportError::from_reqwest(&error))?;
     let status = response.status().as_u16();
     seen.status = Some(status);
+    if matches!(status, 429 | 503) {
+        seen.retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| retry_after(value.as_bytes(), SystemTime::now()));
+    }
     seen.certificate = response
         .extensions()
         .get::<reqwest::tls::TlsInfo>()
@@ -582,6 +606,27 @@ pub fn client_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 23: both forms of `Retry-After`, and what is not one.
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after(b"20", now), Some(now + Duration::from_secs(20)));
+        assert_eq!(retry_after(b" 0 ", now), Some(now));
+        let date = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        for form in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(retry_after(form.as_bytes(), now), Some(date), "{form}");
+        }
+        for junk in ["", "-5", "1.5", "soon", "20 seconds", "\u{ff}"] {
+            assert_eq!(retry_after(junk.as_bytes(), now), None, "{junk:?}");
+        }
+        // A number too large for any clock is capped, not an overflow.
+        assert!(retry_after(b"99999999999999999999999", now).is_some());
+    }
 
     #[test]
     fn slots_leave_the_reserve_and_half_the_rest_for_idle_connections() {

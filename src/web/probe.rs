@@ -5,12 +5,14 @@
 use std::time::Duration;
 
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Request, StatusCode};
 
 use super::server::{HttpResponse, respond};
 use super::{METRICS_CONTENT_TYPE, WebState};
+use crate::humanize;
 use crate::metrics::probe_page;
-use crate::scheduler::ProbeRequest;
+use crate::scheduler::{ProbeRequest, Repeated, RepeatedBecause};
 
 /// How long `/probe` waits for its cycle: a cycle is itself bounded by the provider's timeout
 /// (at most two token and two canary requests); this only guards against a stuck queue.
@@ -70,20 +72,59 @@ pub(super) async fn probe(state: &WebState, request: &Request<Incoming>) -> Http
     }
     match tokio::time::timeout(PROBE_WAIT, answer).await {
         Ok(Ok(answer)) => {
-            let exposition = probe_page::render(&answer.report, answer.held.as_ref());
-            let body = match answer.trace {
-                Some(trace) => format!(
-                    "Probe of provider {provider}{trace}\n\n== resulting metrics\n{exposition}"
-                ),
-                None => exposition,
+            let exposition = probe_page::render(
+                &answer.report,
+                answer.held.as_ref(),
+                answer.repeated.map(|repeated| repeated.age),
+            );
+            let mut response = if debug {
+                let note = answer
+                    .repeated
+                    .map(|repeated| format!("\n{}\n", describe(&repeated)))
+                    .unwrap_or_default();
+                let trace = answer.trace.unwrap_or_else(|| {
+                    "\n(no trace: no attempt was made; the metrics below are of the last refusal)"
+                        .to_string()
+                });
+                respond(
+                    StatusCode::OK,
+                    text,
+                    format!(
+                        "Probe of provider {provider}\n{note}{trace}\n\n== resulting metrics\n{exposition}"
+                    ),
+                )
+            } else {
+                respond(StatusCode::OK, METRICS_CONTENT_TYPE, exposition)
             };
-            let content_type = if debug { text } else { METRICS_CONTENT_TYPE };
-            respond(StatusCode::OK, content_type, body)
+            // When a fresh attempt is allowed (issue 23), as RFC 9110's Retry-After: seconds.
+            if let Some(repeated) = answer.repeated {
+                let seconds = repeated.fresh_in.as_secs_f64().ceil() as u64;
+                if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                    response.headers_mut().insert(RETRY_AFTER, value);
+                }
+            }
+            response
         }
         _ => respond(
             StatusCode::INTERNAL_SERVER_ERROR,
             text,
             "the probe cycle did not complete (see the exporter's log)\n",
+        ),
+    }
+}
+
+/// Why no attempt was made for this request, as the debug page says it.
+fn describe(repeated: &Repeated) -> String {
+    let age = humanize::human(repeated.age);
+    let fresh_in = humanize::human(repeated.fresh_in);
+    match repeated.why {
+        RepeatedBecause::MinInterval(limit) => format!(
+            "repeated: the result of the last on-demand probe, {age} old; a fresh attempt is allowed in {fresh_in} ([web] probe_min_interval = {})",
+            humantime::format_duration(limit)
+        ),
+        RepeatedBecause::BackingOff { steps, reason } => format!(
+            "not probed: backing off after {steps} refusal{} ({reason}) and the credentials have not changed since; this is the last refusal, {age} old; the next attempt is due in {fresh_in}, or as soon as the credentials change",
+            if steps == 1 { "" } else { "s" }
         ),
     }
 }

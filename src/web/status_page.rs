@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use crate::humanize::{human, until};
+use crate::probe::HoldOff;
 use crate::status::{ProviderStatus, State, StatusBoard};
 
 /// Seconds between automatic refreshes of the page.
@@ -137,6 +138,23 @@ fn row(out: &mut String, name: &str, status: &ProviderStatus, now: SystemTime) {
             )
         }
     };
+    // Issue 23: a provider waiting on purpose says so, and when it tries again.
+    let backoff = match (status.backing_off, status.next_run) {
+        (Some((reason, steps)), Some(next)) => {
+            let next = match next.duration_since(now) {
+                Ok(left) => format!("in {}", human(left)),
+                Err(_) => "now".to_string(),
+            };
+            let why = match reason {
+                HoldOff::RateLimited | HoldOff::Http5xx => {
+                    format!("as the server asked ({})", reason.as_str())
+                }
+                _ => format!("after {steps} refusal{}", if steps == 1 { "" } else { "s" }),
+            };
+            format!("<div class=\"backoff\">backing off: next attempt {next}, {why}</div>")
+        }
+        _ => String::new(),
+    };
     let canary = if !status.canary_configured {
         "not configured".to_string()
     } else {
@@ -147,7 +165,7 @@ fn row(out: &mut String, name: &str, status: &ProviderStatus, now: SystemTime) {
     };
     let _ = writeln!(
         out,
-        "<tr class=\"{class}\" data-provider=\"{name}\"><td>{name}</td><td class=\"state\">{state}</td><td>{failure}</td><td>{expires_in}</td><td>{lifetime}</td><td>{token}</td><td>{canary_latency}</td><td>{canary}</td><td class=\"expires\">{expires}</td><td>{last_success}</td><td>{last_run}</td></tr>",
+        "<tr class=\"{class}\" data-provider=\"{name}\"><td>{name}</td><td class=\"state\">{state}{backoff}</td><td>{failure}</td><td>{expires_in}</td><td>{lifetime}</td><td>{token}</td><td>{canary_latency}</td><td>{canary}</td><td class=\"expires\">{expires}</td><td>{last_success}</td><td>{last_run}</td></tr>",
         name = escape(name),
         state = state.as_str(),
         lifetime = status.lifetime.map(human).unwrap_or_else(|| "—".into()),

@@ -237,7 +237,8 @@ fn report(token_seconds: &[f64], canary_seconds: &[f64]) -> CycleReport {
             duration: Duration::from_secs_f64(*seconds),
             status: Some(if n == 0 { 401 } else { 200 }),
             certificate: None,
-            credentials: [0; 2],
+            credentials: [0; 3],
+            retry_after: None,
             result: if n == 0 {
                 Err(TokenError::OAuth {
                     code: "invalid_client".to_string(),
@@ -258,6 +259,7 @@ fn report(token_seconds: &[f64], canary_seconds: &[f64]) -> CycleReport {
             duration: Duration::from_secs_f64(*seconds),
             status: Some(200),
             certificate: None,
+            retry_after: None,
             result: Ok(()),
         })
         .collect();

@@ -23,6 +23,7 @@ fn with_secret(secret: &str) -> Credentials {
         client_secret: Some(Secret::new(secret)),
         password: None,
         key: None,
+        key_fingerprint: 0,
     }
 }
 
@@ -93,6 +94,7 @@ fn each_method_adds_exactly_its_fields() {
         client_secret: None,
         password: None,
         key: None,
+        key_fingerprint: 0,
     };
     let decoration = ClientAuth::default()
         .decorate(&config, &credentials, &endpoint(), &mut Scrubber::default())

@@ -4,18 +4,24 @@
 //! cancellable, and a panicking cycle contained to its provider. Each task is given its
 //! provider's name (shared, not copied), metrics and status handles and `/probe` mailbox at
 //! start, so a cycle records without looking anything up. [`Scheduler::apply`] moves the
-//! running set to a new configuration.
+//! running set to a new configuration. When a cycle's next one is due, back-off included, is
+//! `backoff`'s to say (issue 23); the loop also limits how often `/probe` may make a real
+//! attempt, and during a back-off after refused credentials lets one through only when the
+//! credentials changed.
+
+mod backoff;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use tokio::time::MissedTickBehavior;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,7 +31,9 @@ use crate::config::ProviderConfig;
 use crate::metrics::{Metrics, ProviderMetrics};
 use crate::probe::trace::Trace;
 use crate::probe::transport;
-use crate::probe::{CycleReport, HeldToken, Prober};
+use crate::probe::{CycleReport, HeldToken, HoldOff, Phase, Prober};
+
+use self::backoff::Backoff;
 use crate::shard::Shard;
 use crate::status::{StatusBoard, StatusHandle};
 
@@ -42,6 +50,28 @@ pub struct ProbeAnswer {
     pub report: Arc<CycleReport>,
     pub held: Option<HeldToken>,
     pub trace: Option<String>,
+    /// Set when no attempt was made for this caller: the answer is an earlier result.
+    pub repeated: Option<Repeated>,
+}
+
+/// Why `/probe` answered with an earlier result rather than a fresh attempt (issue 23: on-demand
+/// probes must not become a way to hammer an account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated {
+    /// How old the result is.
+    pub age: Duration,
+    /// How long until a fresh attempt is allowed.
+    pub fresh_in: Duration,
+    pub why: RepeatedBecause,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepeatedBecause {
+    /// `[web] probe_min_interval`: the last on-demand attempt is more recent than this.
+    MinInterval(Duration),
+    /// The provider backs off after `steps` refusals and its credentials have not changed
+    /// since: the answer is the last refusal.
+    BackingOff { steps: u32, reason: HoldOff },
 }
 
 /// A provider's on-demand requests (`/probe`), waiting for its task. A lock, an empty `Vec` and
@@ -51,6 +81,9 @@ pub struct ProbeAnswer {
 pub struct Mailbox {
     waiting: Mutex<Vec<ProbeRequest>>,
     wake: Notify,
+    /// The task backs off after refused credentials: a reload that changes the provider then
+    /// starts its new task within seconds, not anywhere in its first interval (issue 23).
+    backing_off: AtomicBool,
 }
 
 impl Mailbox {
@@ -150,6 +183,7 @@ pub struct Changes {
 struct Running {
     config: Arc<ProviderConfig>,
     cancel: CancellationToken,
+    mailbox: Arc<Mailbox>,
 }
 
 /// What a provider's task records into and listens to, given at start: its name (one
@@ -172,6 +206,8 @@ pub struct Recorders {
     /// [`Scheduler::apply`] cancels and deletes under the write side. So a cycle that ends just
     /// as its provider is removed or restarted cannot write stale series back.
     pub changes: Arc<RwLock<()>>,
+    /// `[web] probe_min_interval` in nanoseconds, as loaded last (start or reload).
+    probe_min_interval: Arc<AtomicU64>,
 }
 
 impl Recorders {
@@ -181,9 +217,41 @@ impl Recorders {
             status: Arc::default(),
             directory: Arc::default(),
             changes: Arc::default(),
+            probe_min_interval: Arc::new(AtomicU64::new(
+                crate::config::DEFAULT_PROBE_MIN_INTERVAL.as_nanos() as u64,
+            )),
         }
     }
+
+    /// Sets `[web] probe_min_interval` for every provider (at start and on reload).
+    pub fn set_probe_min_interval(&self, limit: Duration) {
+        let nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+        self.probe_min_interval.store(nanos, Ordering::Relaxed);
+    }
+
+    fn probe_min_interval(&self) -> Duration {
+        Duration::from_nanos(self.probe_min_interval.load(Ordering::Relaxed))
+    }
+
+    /// Publishes when a provider's next cycle is due and whether it backs off.
+    fn record_pace(&self, handles: &Handles, due: Instant, backoff: &Backoff) {
+        let next_run = SystemTime::now() + due.saturating_duration_since(Instant::now());
+        self.metrics
+            .record_pace(&handles.metrics, next_run, backoff.holding);
+        handles.status.record_pace(
+            next_run,
+            backoff.holding.map(|(_, reason)| (reason, backoff.steps)),
+        );
+        handles
+            .mailbox
+            .backing_off
+            .store(backoff.refused(), Ordering::Relaxed);
+    }
 }
+
+/// A restarted provider that was backing off after refused credentials starts within this:
+/// the reload may have fixed them, and the operator is watching (issue 23).
+const PROMPT_START: Duration = Duration::from_secs(2);
 
 /// Requests for on-demand cycles waiting at most this many per provider; more are refused.
 const ON_DEMAND_QUEUE: usize = 64;
@@ -223,6 +291,11 @@ impl Scheduler {
             running: HashMap::new(),
             shard: None,
         })
+    }
+
+    /// `[web] probe_min_interval`, for every provider's on-demand probes from now on.
+    pub fn set_probe_min_interval(&self, limit: Duration) {
+        self.recorders.set_probe_min_interval(limit);
     }
 
     /// From now on, run only the providers `shard` owns.
@@ -293,11 +366,13 @@ impl Scheduler {
             self.recorders.directory.remove(name);
         }
         for (config, client) in to_start {
+            let mut prompt = false;
             if let Some(old) = self.running.remove(config.name.as_str()) {
                 old.cancel.cancel();
                 self.recorders.metrics.forget_token(&config.name);
+                prompt = old.mailbox.backing_off.load(Ordering::Relaxed);
             }
-            self.start(config, client);
+            self.start(config, client, prompt);
         }
         *self
             .recorders
@@ -308,7 +383,9 @@ impl Scheduler {
         Ok(changes)
     }
 
-    fn start(&mut self, config: ProviderConfig, client: transport::Client) {
+    /// Starts a provider's task; `prompt`: within [`PROMPT_START`] rather than anywhere in the
+    /// first interval.
+    fn start(&mut self, config: ProviderConfig, client: transport::Client, prompt: bool) {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let mailbox = Arc::new(Mailbox::default());
         let handles = Handles {
@@ -320,11 +397,14 @@ impl Scheduler {
             mailbox: Arc::clone(&mailbox),
             name: Arc::clone(&name),
         };
-        self.recorders.directory.insert(Arc::clone(&name), mailbox);
+        self.recorders
+            .directory
+            .insert(Arc::clone(&name), Arc::clone(&mailbox));
         let cancel = self.root.child_token();
-        let first_delay = match self.jitter {
-            StartJitter::Random => random_below(config.interval),
-            StartJitter::None => Duration::ZERO,
+        let first_delay = match (self.jitter, prompt) {
+            (StartJitter::None, _) => Duration::ZERO,
+            (StartJitter::Random, false) => random_below(config.interval),
+            (StartJitter::Random, true) => random_below(config.interval.min(PROMPT_START)),
         };
         let config = Arc::new(config);
         let prober = Prober::new(Arc::clone(&config), client);
@@ -335,13 +415,25 @@ impl Scheduler {
             first_delay,
             cancel.clone(),
         ));
-        self.running.insert(name, Running { config, cancel });
+        self.running.insert(
+            name,
+            Running {
+                config,
+                cancel,
+                mailbox,
+            },
+        );
     }
 }
 
 /// What the provider loop needs of a prober; lets tests substitute a misbehaving one.
 pub(crate) trait Cycle: Send + 'static {
     fn interval(&self) -> Duration;
+    /// `max_backoff`: zero turns back-off off.
+    fn max_backoff(&self) -> Duration;
+    /// Whether the credentials changed since the last token request sent them (read without
+    /// contacting any server).
+    fn credentials_changed(&mut self) -> impl Future<Output = bool> + Send;
     fn held(&self) -> Option<&HeldToken>;
     /// Forgets all state (the held token), to carry on after a panic left it half-written.
     fn reset(&mut self);
@@ -352,6 +444,14 @@ pub(crate) trait Cycle: Send + 'static {
 impl Cycle for Prober {
     fn interval(&self) -> Duration {
         self.config.interval
+    }
+
+    fn max_backoff(&self) -> Duration {
+        self.config.max_backoff
+    }
+
+    async fn credentials_changed(&mut self) -> bool {
+        Prober::credentials_changed(self).await
     }
 
     fn held(&self) -> Option<&HeldToken> {
@@ -393,6 +493,16 @@ impl<F: Future> Future for Contained<F> {
     }
 }
 
+/// What a provider's task remembers for `/probe` (boxed: most providers never need it).
+#[derive(Default)]
+struct Remembered {
+    /// The last real on-demand attempt: when it ended, and its answer (always with a trace, so
+    /// a debug request in the window gets one).
+    on_demand: Option<(Instant, ProbeAnswer)>,
+    /// The last refusal while backing off, for `/probe` callers who get it instead of an attempt.
+    refusal: Option<(Instant, Arc<CycleReport>)>,
+}
+
 /// The prober comes boxed: an async fn keeps its arguments in its future beside the locals
 /// they move into, so a prober passed by value (688 bytes) made every provider's task a
 /// 2 KiB allocation; boxed, the task holds a pointer (BENCHMARKS.md, round five).
@@ -404,61 +514,110 @@ pub(crate) async fn run_provider<C: Cycle>(
     cancel: CancellationToken,
 ) {
     let name = &*handles.name;
-    // `Delay`: after a stall (a cycle longer than the interval), continue at the normal pace
-    // instead of firing the missed cycles back to back.
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + first_delay, prober.interval());
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let interval = prober.interval();
+    let mut backoff = Backoff::default();
+    // When the next periodic cycle is due. After a stall (a cycle longer than the interval) the
+    // next one starts at once and the pace resumes from there, as `MissedTickBehavior::Delay`
+    // did: missed cycles are never fired back to back.
+    let mut due = Instant::now() + first_delay;
+    // While backing off after refused credentials: when their sources are read again next.
+    let mut recheck: Option<Instant> = None;
+    let mut remembered: Option<Box<Remembered>> = None;
+    recorders.record_pace(&handles, due, &backoff);
     loop {
+        let wake = recheck.map_or(due, |at| at.min(due));
         let mut waiting = Vec::new();
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep_until(wake) => {}
             _ = handles.mailbox.wake.notified() => {
-                // Everyone already waiting shares this one cycle.
+                // Everyone already waiting shares this one answer.
                 waiting = handles.mailbox.take();
                 if waiting.is_empty() {
                     continue; // their wake-up outlived them: nobody asked for this cycle
                 }
             }
         }
-        let debug = waiting.iter().any(|request| request.debug);
-        let joined = tokio::select! {
-            _ = cancel.cancelled() => return,
-            joined = Contained(Box::pin(prober.run(debug))) => joined,
-        };
-        match joined {
-            Ok((report, trace)) => {
-                let _recording = recorders
-                    .changes
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if cancel.is_cancelled() {
-                    return; // removed or restarted meanwhile: its results are no longer wanted
+        if waiting.is_empty() && Instant::now() < due {
+            // A look at the credential sources during a back-off: no server is contacted.
+            recheck = Some(Instant::now() + interval);
+            let changed = tokio::select! {
+                _ = cancel.cancelled() => return,
+                changed = prober.credentials_changed() => changed,
+            };
+            if changed {
+                tracing::info!(
+                    provider = %name,
+                    "back-off ended: the credentials changed since they were refused; probing now"
+                );
+                backoff.end();
+                recheck = None;
+                due = Instant::now();
+                recorders.record_pace(&handles, due, &backoff);
+            }
+            continue;
+        }
+        if !waiting.is_empty() {
+            let limit = recorders.probe_min_interval();
+            let memory = remembered.get_or_insert_with(Box::default);
+            // 1. At most one real attempt per probe_min_interval.
+            if let Some((at, answer)) = &memory.on_demand
+                && at.elapsed() < limit
+            {
+                let repeated = Repeated {
+                    age: at.elapsed(),
+                    fresh_in: limit.saturating_sub(at.elapsed()),
+                    why: RepeatedBecause::MinInterval(limit),
+                };
+                answer_all(waiting, answer, repeated);
+                continue;
+            }
+            // 2. Backing off after a refusal: only a changed credential is worth an attempt.
+            if backoff.refused() {
+                let changed = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    changed = prober.credentials_changed() => changed,
+                };
+                if let (false, Some((at, report)), Some((_, reason))) =
+                    (changed, &memory.refusal, backoff.holding)
+                {
+                    let answer = ProbeAnswer {
+                        report: Arc::clone(report),
+                        held: prober.held().cloned(),
+                        trace: None,
+                        repeated: None,
+                    };
+                    let repeated = Repeated {
+                        age: at.elapsed(),
+                        fresh_in: due.saturating_duration_since(Instant::now()),
+                        why: RepeatedBecause::BackingOff {
+                            steps: backoff.steps,
+                            reason,
+                        },
+                    };
+                    answer_all(waiting, &answer, repeated);
+                    continue;
                 }
-                if waiting.is_empty() {
-                    recorders
-                        .metrics
-                        .record(&handles.metrics, &report, prober.held());
-                    handles.status.record(&report, prober.held());
-                    log_report(name, &report);
-                } else {
-                    // On-demand cycles answer their callers; the periodic series stay the
-                    // periodic probes' own, but the token they hold now is the new one.
-                    recorders
-                        .metrics
-                        .record_held(&handles.metrics, prober.held());
-                    let report = Arc::new(report);
-                    for request in waiting {
-                        let answer = ProbeAnswer {
-                            report: Arc::clone(&report),
-                            held: prober.held().cloned(),
-                            trace: request.debug.then(|| trace.clone().unwrap_or_default()),
-                        };
-                        let _ = request.reply.send(answer);
-                    }
+                if changed {
+                    tracing::info!(
+                        provider = %name,
+                        "back-off ended: the credentials changed since they were refused; probing on demand"
+                    );
+                    backoff.end();
+                    recheck = None;
+                    due = due.min(Instant::now() + interval);
                 }
             }
+        }
+        let on_demand = !waiting.is_empty();
+        // An on-demand cycle always keeps its trace: a debug request repeated within
+        // probe_min_interval gets it too.
+        let joined = tokio::select! {
+            _ = cancel.cancelled() => return,
+            joined = Contained(Box::pin(prober.run(on_demand))) => joined,
+        };
+        let (report, trace) = match joined {
+            Ok(done) => done,
             Err(()) => {
                 let _recording = recorders
                     .changes
@@ -473,9 +632,130 @@ pub(crate) async fn run_provider<C: Cycle>(
                     "probe cycle panicked; the provider's state was reset and probing continues"
                 );
                 prober.reset();
+                if !on_demand {
+                    due = (due + interval).max(Instant::now());
+                    recorders.record_pace(&handles, due, &backoff);
+                }
                 // Dropping the waiting requests tells their callers the cycle failed.
+                continue;
             }
+        };
+        let _recording = recorders
+            .changes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cancel.is_cancelled() {
+            return; // removed or restarted meanwhile: its results are no longer wanted
         }
+        let before = backoff;
+        let delay = backoff.after(
+            &report,
+            interval,
+            prober.max_backoff(),
+            report.finished_at,
+            random_fraction(),
+        );
+        let now = Instant::now();
+        if backoff.holding.is_some() {
+            due = now + delay;
+        } else if before.holding.is_some() {
+            due = now + interval;
+        } else if !on_demand {
+            due = (due + interval).max(now);
+        }
+        recheck = backoff.refused().then(|| now + interval);
+        log_pace(name, &before, &backoff, due, &report);
+        if on_demand {
+            // On-demand cycles answer their callers; the periodic series stay the periodic
+            // probes' own, but the token they hold now is the new one.
+            recorders
+                .metrics
+                .record_held(&handles.metrics, prober.held());
+        } else {
+            recorders
+                .metrics
+                .record(&handles.metrics, &report, prober.held());
+            handles.status.record(&report, prober.held());
+            log_report(name, &report);
+        }
+        recorders.record_pace(&handles, due, &backoff);
+        let report = Arc::new(report);
+        if backoff.refused() {
+            remembered.get_or_insert_with(Box::default).refusal = Some((now, Arc::clone(&report)));
+        } else if let Some(memory) = &mut remembered {
+            memory.refusal = None;
+        }
+        if on_demand {
+            let answer = ProbeAnswer {
+                report,
+                held: prober.held().cloned(),
+                trace,
+                repeated: None,
+            };
+            for request in waiting {
+                let mut answer = answer.clone();
+                if !request.debug {
+                    answer.trace = None;
+                }
+                let _ = request.reply.send(answer);
+            }
+            remembered.get_or_insert_with(Box::default).on_demand = Some((now, answer));
+        }
+    }
+}
+
+/// Answers every waiting `/probe` caller with an earlier result.
+fn answer_all(waiting: Vec<ProbeRequest>, answer: &ProbeAnswer, repeated: Repeated) {
+    for request in waiting {
+        let _ = request.reply.send(ProbeAnswer {
+            report: Arc::clone(&answer.report),
+            held: answer.held.clone(),
+            trace: if request.debug {
+                answer.trace.clone()
+            } else {
+                None
+            },
+            repeated: Some(repeated),
+        });
+    }
+}
+
+/// The log's account of a back-off: one line per step (why, how many, until when) and one when
+/// it ends.
+fn log_pace(provider: &str, before: &Backoff, after: &Backoff, due: Instant, report: &CycleReport) {
+    let until = || {
+        let at = SystemTime::now() + due.saturating_duration_since(Instant::now());
+        humantime::format_rfc3339_seconds(at).to_string()
+    };
+    let wait = || {
+        let seconds = due.saturating_duration_since(Instant::now()).as_secs();
+        humantime::format_duration(Duration::from_secs(seconds)).to_string()
+    };
+    match (before.holding, after.holding) {
+        (_, Some((Phase::Token, reason))) if after.refused() => tracing::warn!(
+            provider,
+            reason = reason.as_str(),
+            refusals = after.steps,
+            next_attempt = until(),
+            "backing off: the token endpoint refused the credentials; the next attempt waits {}, unless they change",
+            wait()
+        ),
+        (_, Some((phase, reason))) => tracing::warn!(
+            provider,
+            phase = phase.as_str(),
+            reason = reason.as_str(),
+            next_attempt = until(),
+            "backing off: the server asked to be left alone; the next attempt waits {}",
+            wait()
+        ),
+        (Some(_), None) if report.token_issued() => tracing::info!(
+            provider,
+            "back-off ended: a token was issued; probing at the interval again"
+        ),
+        (Some(_), None) => {
+            tracing::info!(provider, "back-off ended; probing at the interval again")
+        }
+        (None, None) => {}
     }
 }
 
@@ -499,6 +779,11 @@ pub fn log_report(provider: &str, report: &CycleReport) {
             "probe succeeded"
         ),
     }
+}
+
+/// A random fraction in `[0, 1)` (back-off jitter), from the same source as [`random_below`].
+fn random_fraction() -> f64 {
+    random_below(Duration::from_nanos(1 << 30)).as_nanos() as f64 / f64::from(1u32 << 30)
 }
 
 /// A uniformly spread delay in `[0, bound)`, from the standard library's randomly seeded hasher
@@ -539,6 +824,12 @@ mod tests {
     impl Cycle for PanicsOnce {
         fn interval(&self) -> Duration {
             Duration::from_millis(10)
+        }
+        fn max_backoff(&self) -> Duration {
+            Duration::ZERO
+        }
+        async fn credentials_changed(&mut self) -> bool {
+            false
         }
         fn held(&self) -> Option<&HeldToken> {
             None
