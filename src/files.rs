@@ -73,6 +73,8 @@ type Reader = fn(&Path, u64) -> Result<Vec<u8>, ReadError>;
 /// The read itself, on a reader thread: open without blocking, refuse what is not a regular
 /// file, read at most `limit + 1` bytes.
 fn read_now(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    #[cfg(test)]
+    count_read(path);
     let file = match open(path) {
         Ok(file) => file,
         Err(error) => {
@@ -255,6 +257,34 @@ impl Flight {
             .await
             .unwrap_or(Err(ReadError::TimedOut(deadline)))
     }
+}
+
+/// Reads of each path so far (unit tests only): lets a test show a file is read once a cycle
+/// (issue 22). Keyed by path, so tests running at once in their own directories do not mix.
+#[cfg(test)]
+fn reads() -> &'static Mutex<HashMap<PathBuf, usize>> {
+    static READS: OnceLock<Mutex<HashMap<PathBuf, usize>>> = OnceLock::new();
+    READS.get_or_init(Default::default)
+}
+
+#[cfg(test)]
+fn count_read(path: &Path) {
+    *reads()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(path.to_path_buf())
+        .or_default() += 1;
+}
+
+/// How many times `path` has been read (unit tests only).
+#[cfg(test)]
+pub(crate) fn reads_of(path: &Path) -> usize {
+    reads()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(path)
+        .copied()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

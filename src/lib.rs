@@ -32,14 +32,17 @@
 //! - `probe/`: one cycle of one provider (token, canary, retry once with a fresh token),
 //!   returning a `CycleReport`; knows nothing of metrics, the web or the scheduler. `token`
 //!   (each dialect, and `TokenReason`), `client_auth` (how the client proves itself, for every
-//!   `auth_method`, with its material prepared once per provider), `discovery` (an `issuer`'s
+//!   `auth_method`, with its material prepared once per provider), `client_cert` (the TLS
+//!   client certificate followed on disk: a renewed pair gets the provider a new client,
+//!   a bad one fails the token phase and keeps the old), `discovery` (an `issuer`'s
 //!   token endpoint from its metadata, kept by the prober between refreshes), `canary` (and
 //!   `CanaryReason`), `transport` (outgoing clients: `client_for` is the one rule for which a
 //!   provider uses, proxy included; `Slots`, the process-wide bound on requests in flight, sized
 //!   by the descriptor limit; `ProxyRoute`, which proxy a request took), `verifier` (their TLS
 //!   settings, recording the certificate chains endpoints present), `jwt` (reads an expiry,
 //!   never verifies), `claims` (`[token.expect]`), `expiry` (credential and certificate expiry,
-//!   credential changes by keyed hash), `trace` (the redacted debug trace of `/probe?debug=true`).
+//!   credential changes by keyed hash, from certificate files as their users read them),
+//!   `trace` (the redacted debug trace of `/probe?debug=true`).
 //! - `scheduler`: one task per provider on its interval (each cycle runs inside it, a panic
 //!   contained), with jitter and cancellation, given its metrics and status handles at start;
 //!   moves the running set to a reloaded configuration (each provider's settings held once);

@@ -187,7 +187,10 @@ client_key_file = "{key}"
         "the same value rewritten is no change: {metrics}"
     );
 
+    // A renewal writes the pair: a certificate without its own key is a failure of its own
+    // (issue 22, tests/client_certificate_rotation.rs).
     let later = ca.client_until("exporter", &later_day);
+    std::fs::write(&key_file, &later.key_pem).unwrap();
     std::fs::write(&cert_file, &later.cert_pem).unwrap();
     std::fs::write(&secret_file, "second-secret-value").unwrap();
     let metrics = daemon

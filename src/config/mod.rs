@@ -464,11 +464,44 @@ pub struct ClientIdentity {
     /// Certificate chain and key, PEM, as read (compared on reload).
     pem: Vec<u8>,
     pub identity: reqwest::Identity,
-    /// `client_cert_file`: watched for its notAfter (`tls_client_certificate` expiry).
+    /// `client_cert_file`: watched for its notAfter (`tls_client_certificate` expiry) and,
+    /// with `client_key_file`, for a renewed pair to present (issue 22).
     pub cert_file: PathBuf,
+    /// `client_key_file`.
+    pub key_file: PathBuf,
 }
 
 impl ClientIdentity {
+    /// The pair as read from `cert_file` and `key_file`; `None` unless they hold a PEM
+    /// certificate and a PEM private key (whether the two match is checked when the TLS client
+    /// is built). Load and the prober's renewal check both make it here, so the joined text
+    /// they compare is made one way.
+    pub fn from_files(
+        cert_file: PathBuf,
+        key_file: PathBuf,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Option<ClientIdentity> {
+        let pem = ClientIdentity::join(cert_pem, key_pem);
+        // The parser's error could quote the key material: the caller says what is wrong.
+        let identity = reqwest::Identity::from_pem(&pem).ok()?;
+        Some(ClientIdentity {
+            pem,
+            identity,
+            cert_file,
+            key_file,
+        })
+    }
+
+    /// The certificate file's text, then the key file's: what [`ClientIdentity::pem`] holds.
+    pub fn join(cert_pem: &[u8], key_pem: &[u8]) -> Vec<u8> {
+        let mut pem = Vec::with_capacity(cert_pem.len() + 1 + key_pem.len());
+        pem.extend_from_slice(cert_pem);
+        pem.push(b'\n');
+        pem.extend_from_slice(key_pem);
+        pem
+    }
+
     /// The certificate chain and private key, PEM (for building the TLS client).
     pub fn pem(&self) -> &[u8] {
         &self.pem

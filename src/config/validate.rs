@@ -987,16 +987,11 @@ pub(super) fn client_identity(
             None
         }
     };
-    let mut pem = read("client_cert_file", cert_path, problems)?;
-    pem.push(b'\n');
-    pem.extend(read("client_key_file", key_path, problems)?);
-    match reqwest::Identity::from_pem(&pem) {
-        Ok(identity) => Some(ClientIdentity {
-            pem,
-            identity,
-            cert_file: cert_path.clone(),
-        }),
-        Err(_) => {
+    let cert_pem = read("client_cert_file", cert_path, problems)?;
+    let key_pem = read("client_key_file", key_path, problems)?;
+    match ClientIdentity::from_files(cert_path.clone(), key_path.clone(), &cert_pem, &key_pem) {
+        Some(identity) => Some(identity),
+        None => {
             // The parser's message could quote the key material; say only what is wrong.
             problems.add(
                 &format!("{prefix}.client_cert_file"),

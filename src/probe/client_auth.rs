@@ -6,9 +6,11 @@
 //! Per-provider material is prepared once and reused while its source is unchanged: the Basic
 //! header is rebuilt only when the secret's value changes (issue 15 measured rebuilding it every
 //! cycle at about 6 % of CPU), a private key is parsed only when its file's contents change. The
-//! files themselves are re-read on every request, as secret files are, so a rotation takes
-//! effect without a restart.
+//! files themselves are re-read every cycle, as secret files are, so a rotation takes effect
+//! without a restart: the key and certificate files once at the cycle's start, for the token
+//! request and the expiry watch alike (issue 22).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +22,7 @@ use url::Url;
 
 use crate::config::{AssertionConfig, AuthMethod, BasicEncoding, Grant, TokenConfig};
 use crate::files;
-use crate::probe::expiry::fingerprint;
+use crate::probe::expiry::{CertificateFile, CertificateSeen, fingerprint};
 use crate::secrets::{
     ClientAssertion, MAX_PEM_FILE_BYTES, MAX_SECRET_FILE_BYTES, PrivateKeyPem, Scrubber, Secret,
     SecretError,
@@ -53,6 +55,43 @@ pub struct ClientAuth {
     basic: Option<(Secret, HeaderValue)>,
     /// The key file's and certificate file's contents, and what was prepared from them.
     key: Option<(PrivateKeyPem, Option<Vec<u8>>, Arc<PreparedKey>)>,
+    /// `private_key_file` and `certificate_file` as read at this cycle's start
+    /// ([`ClientAuth::read_key_files`]), taken by the cycle's token request.
+    this_cycle: Option<KeyFiles>,
+    /// `certificate_file`'s notAfter, parsed when its contents change, for the expiry watch.
+    certificate_file: CertificateFile,
+}
+
+/// The files of `private_key_jwt` as read together, or why each could not be.
+struct KeyFiles {
+    key: Result<PrivateKeyPem, AuthError>,
+    certificate: Option<Result<Vec<u8>, AuthError>>,
+}
+
+/// Reads `private_key_file`, then `certificate_file` if set, within `deadline` in all.
+async fn read_key_files(
+    assertion: &AssertionConfig,
+    key_path: &Path,
+    deadline: Duration,
+) -> KeyFiles {
+    let started = Instant::now();
+    let read = files::read_async(key_path, MAX_SECRET_FILE_BYTES, deadline).await;
+    let key = key_pem(key_path, read).map_err(AuthError::KeyUnreadable);
+    let certificate = match &assertion.certificate_file {
+        Some(path) => Some(
+            files::read_async(
+                path,
+                MAX_PEM_FILE_BYTES,
+                deadline.saturating_sub(started.elapsed()),
+            )
+            .await
+            .map_err(|error| {
+                AuthError::KeyUnreadable(format!("cannot read {}: {error}", path.display()))
+            }),
+        ),
+        None => None,
+    };
+    KeyFiles { key, certificate }
 }
 
 /// A parsed private key with the algorithm it signs with and the certificate thumbprints.
@@ -147,33 +186,45 @@ impl ClientAuth {
         })
     }
 
-    /// The private key (and certificate) of `private_key_jwt`: the files are read now, and
-    /// parsed again only when their contents changed since the last request.
+    /// Reads the files of `private_key_jwt` at the start of a cycle, once for everyone who needs
+    /// them (issue 22): the cycle's token request signs with what was read here, and the
+    /// returned `certificate_file` (its keyed hash and notAfter) is for the expiry watch. Reads
+    /// nothing (`None`) without a `private_key_file`; the certificate's part is `None` without
+    /// a `certificate_file` or when it cannot be read (the request then fails saying why).
+    pub async fn read_key_files(
+        &mut self,
+        config: &TokenConfig,
+        deadline: Duration,
+    ) -> Option<CertificateSeen> {
+        let assertion = config.assertion.as_ref()?;
+        let key_path = assertion.private_key_file.as_ref()?;
+        let files = read_key_files(assertion, key_path, deadline).await;
+        let seen = match &files.certificate {
+            Some(Ok(bytes)) => Some(self.certificate_file.saw(bytes)),
+            _ => None,
+        };
+        self.this_cycle = Some(files);
+        seen
+    }
+
+    /// The private key (and certificate) of `private_key_jwt`: the files as read at this
+    /// cycle's start (or, for a request outside a cycle, now), parsed again only when their
+    /// contents changed since the last request.
     async fn key(
         &mut self,
         assertion: &AssertionConfig,
         deadline: Duration,
     ) -> Result<Arc<PreparedKey>, AuthError> {
-        let started = Instant::now();
         let Some(key_path) = &assertion.private_key_file else {
             return Err(AuthError::Assertion("no private_key_file".into()));
         };
-        let read = files::read_async(key_path, MAX_SECRET_FILE_BYTES, deadline).await;
-        let pem = key_pem(key_path, read).map_err(AuthError::KeyUnreadable)?;
-        let certificate_pem = match &assertion.certificate_file {
-            Some(path) => Some(
-                files::read_async(
-                    path,
-                    MAX_PEM_FILE_BYTES,
-                    deadline.saturating_sub(started.elapsed()),
-                )
-                .await
-                .map_err(|error| {
-                    AuthError::KeyUnreadable(format!("cannot read {}: {error}", path.display()))
-                })?,
-            ),
-            None => None,
+        // Taken: a later request (a cycle has at most one) reads the files afresh.
+        let files = match self.this_cycle.take() {
+            Some(files) => files,
+            None => read_key_files(assertion, key_path, deadline).await,
         };
+        let pem = files.key?;
+        let certificate_pem = files.certificate.transpose()?;
         if let Some((cached_pem, cached_certificate, prepared)) = &self.key
             && *cached_pem == pem
             && *cached_certificate == certificate_pem

@@ -8,13 +8,10 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher as _, Hasher as _};
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::ProviderConfig;
-use crate::files;
-use crate::secrets::MAX_PEM_FILE_BYTES;
 
 reason_enum! {
     /// The `credential` label set of the credential expiry and change gauges.
@@ -155,27 +152,39 @@ pub fn chain_not_after<'a>(chain: impl IntoIterator<Item = &'a [u8]>) -> Option<
         .map(|at| u64::try_from(at).unwrap_or(0).max(1))
 }
 
-/// The certificate files a provider's credentials are read from, by credential. The TLS client
-/// certificate is `[tls] client_cert_file`.
-pub fn certificate_files(config: &ProviderConfig) -> [(Credential, Option<&Path>); 2] {
-    [
-        (
-            Credential::ClientCertificate,
-            config
-                .token
-                .assertion
-                .as_ref()
-                .and_then(|assertion| assertion.certificate_file.as_deref()),
-        ),
-        (
-            Credential::TlsClientCertificate,
-            config
-                .tls
-                .client_identity
-                .as_ref()
-                .map(|identity| identity.cert_file.as_path()),
-        ),
-    ]
+/// A certificate file as the one reader that uses it read it this cycle (client authentication
+/// for `certificate_file`, the TLS client for `client_cert_file`): its keyed hash and earliest
+/// notAfter (`None`: it holds no certificate we can read). Handed to the [`Watch`], so each
+/// file is read once a cycle (issue 22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertificateSeen {
+    pub fingerprint: u64,
+    pub not_after: Option<u64>,
+}
+
+/// What a certificate file's reader remembers of it: its notAfter is parsed only when its
+/// content changed.
+#[derive(Debug, Clone, Default)]
+pub struct CertificateFile {
+    last: Option<CertificateSeen>,
+}
+
+impl CertificateFile {
+    /// The file's contents as read now.
+    pub fn saw(&mut self, bytes: &[u8]) -> CertificateSeen {
+        let fingerprint = fingerprint(bytes);
+        if let Some(last) = self.last
+            && last.fingerprint == fingerprint
+        {
+            return last; // unchanged: no need to parse it again
+        }
+        let seen = CertificateSeen {
+            fingerprint,
+            not_after: earliest_not_after(bytes).ok(),
+        };
+        self.last = Some(seen);
+        seen
+    }
 }
 
 /// What a prober remembers between cycles: each credential's fingerprint, the expiries read
@@ -214,23 +223,20 @@ impl Watch {
         }
     }
 
-    /// Reads the provider's certificate files (bounded, like every file read) and, when one's
-    /// content changed, its notAfter. A file that cannot be read or parsed keeps what was read
+    /// Notes a certificate file as its reader saw it this cycle: when its content changed, its
+    /// notAfter and change time. A file that cannot be read or parsed keeps what was read
     /// before: the credential itself fails its request with a reason of its own.
-    pub async fn read_certificates(&mut self, config: &ProviderConfig, deadline: Duration) {
-        for (credential, path) in certificate_files(config) {
-            let Some(path) = path else { continue };
-            let Ok(bytes) = files::read_async(path, MAX_PEM_FILE_BYTES, deadline).await else {
-                continue;
-            };
-            let seen = fingerprint(&bytes);
-            if self.fingerprints[credential as usize] == seen {
-                continue; // unchanged: no need to parse it again
-            }
-            if let Ok(not_after) = earliest_not_after(&bytes) {
-                self.expiries.credential[credential as usize] = not_after;
-                self.saw(credential, seen, SystemTime::now());
-            }
+    pub fn saw_certificate(&mut self, credential: Credential, seen: Option<CertificateSeen>) {
+        let Some(CertificateSeen {
+            fingerprint,
+            not_after: Some(not_after),
+        }) = seen
+        else {
+            return;
+        };
+        if self.fingerprints[credential as usize] != fingerprint {
+            self.expiries.credential[credential as usize] = not_after;
+            self.saw(credential, fingerprint, SystemTime::now());
         }
     }
 

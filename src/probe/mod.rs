@@ -6,6 +6,8 @@
 //! - [`token`]: the token request in each dialect and the classification of its answer.
 //! - [`client_auth`]: how the client proves itself (every `auth_method`), with its material
 //!   prepared once per provider.
+//! - [`client_cert`]: the TLS client certificate followed on disk, a renewed pair presented
+//!   from the next cycle on.
 //! - [`discovery`]: the token endpoint of an `issuer`, from its metadata, cached between
 //!   refreshes.
 //! - [`canary`]: the API call with the token and its classification.
@@ -62,6 +64,7 @@ macro_rules! reason_enum {
 pub mod canary;
 pub mod claims;
 pub mod client_auth;
+pub mod client_cert;
 pub mod discovery;
 pub mod expiry;
 pub mod jwt;
@@ -77,6 +80,7 @@ use url::Url;
 
 use self::canary::{CanaryError, CanaryOutcome};
 use self::client_auth::ClientAuth;
+use self::client_cert::TlsIdentity;
 use self::discovery::Discovered;
 use self::expiry::{Credential, Expiries, TlsPhase, Watch};
 use self::token::{TokenError, TokenOutcome, TokenReason};
@@ -351,6 +355,8 @@ pub struct Prober {
     watch: Watch,
     /// Client-authentication material prepared from `config`, reused across cycles.
     auth: ClientAuth,
+    /// The TLS client certificate files `client` presents, followed for a renewal.
+    identity: TlsIdentity,
     /// Kept across cycles like the held token (and so across a reload that leaves the provider
     /// unchanged); replaced only by a successful refresh.
     /// Boxed: only providers with an `issuer` have one, and every prober is kept for the
@@ -364,6 +370,7 @@ pub struct Prober {
 impl Prober {
     pub fn new(config: Arc<ProviderConfig>, client: Client) -> Self {
         Prober {
+            identity: TlsIdentity::new(&config),
             config,
             client,
             held: None,
@@ -424,10 +431,20 @@ impl Prober {
         let mut token_requests = Vec::new();
         let mut canary_requests = Vec::new();
         let mut canary_skipped = false;
-        // Certificate files first: their notAfter and change show even when the token fails.
+        // Certificate files first, each read once for its user and the watch: their notAfter
+        // and change show even when the token fails. A renewed TLS client certificate is
+        // presented from this cycle on.
+        let deadline = self.config.timeout;
+        let assertion_certificate = self.auth.read_key_files(&self.config.token, deadline).await;
         self.watch
-            .read_certificates(&self.config, self.config.timeout)
+            .saw_certificate(Credential::ClientCertificate, assertion_certificate);
+        let identity = self
+            .identity
+            .check(&self.config, &mut self.client, deadline)
             .await;
+        self.watch
+            .saw_certificate(Credential::TlsClientCertificate, identity.seen);
+        identity.trace(trace.as_deref_mut());
 
         let must_request = match &self.held {
             Some(held) if self.config.token.reuse => {
@@ -436,7 +453,17 @@ impl Prober {
             _ => true,
         };
         let mut token_ok = !must_request;
-        if must_request {
+        if let Some(error) = identity.failure {
+            // Not sent with the previous certificate: what is on disk is what must work.
+            token_requests.push(TokenOutcome {
+                duration: Duration::ZERO,
+                status: None,
+                certificate: None,
+                credentials: [0; 2],
+                result: Err(error),
+            });
+            token_ok = false;
+        } else if must_request {
             token_ok = self
                 .refresh(&mut token_requests, "token request", trace.as_deref_mut())
                 .await;

@@ -198,15 +198,31 @@ pub fn client_config(
         .with_custom_certificate_verifier(verifier);
     let mut config = match &tls.client_identity {
         None => builder.with_no_client_auth(),
+        // Each message names the files: a renewed pair on disk is checked with them too
+        // (issue 22), where the operator must know which files to fix.
         Some(identity) => {
+            let (cert_file, key_file) = (identity.cert_file.display(), identity.key_file.display());
             let chain = CertificateDer::pem_slice_iter(identity.pem())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| "client_cert_file holds an unreadable certificate".to_string())?;
+                .map_err(|_| {
+                    format!("client_cert_file {cert_file} holds an unreadable certificate")
+                })?;
+            if chain.is_empty() {
+                return Err(format!("client_cert_file {cert_file} holds no certificate"));
+            }
             let key = PrivateKeyDer::from_pem_slice(identity.pem())
-                .map_err(|_| "client_key_file holds no readable private key".to_string())?;
+                .map_err(|_| format!("client_key_file {key_file} holds no readable private key"))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|_| "client_cert_file and client_key_file do not match".to_string())?
+                .map_err(|error| match error {
+                    rustls::Error::InconsistentKeys(_) => format!(
+                        "client_cert_file {cert_file} and client_key_file {key_file} do not match (the key is not the certificate's)"
+                    ),
+                    // rustls' texts name the key type, never its bytes.
+                    other => format!(
+                        "client_cert_file {cert_file} and client_key_file {key_file} cannot be used: {other}"
+                    ),
+                })?
         }
     };
     // reqwest's default: HTTP/2 when the server offers it, else HTTP/1.1.

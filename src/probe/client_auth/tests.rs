@@ -177,3 +177,68 @@ async fn a_key_is_parsed_again_only_when_its_file_changes() {
         "{error}"
     );
 }
+
+/// Issue 22: with `private_key_jwt` and `certificate_file`, a cycle that requests a token reads
+/// the certificate once (client authentication used to read it again after the expiry watch
+/// had), and the watch shows the notAfter of the certificate the assertion was made with.
+#[tokio::test]
+async fn a_token_cycle_reads_the_assertion_certificate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["exporter".into()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2031, 5, 6);
+    let certificate = params.self_signed(&key).unwrap();
+    let key_path = dir.path().join("client.key");
+    let cert_path = dir.path().join("client.pem");
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    std::fs::write(&cert_path, certificate.pem()).unwrap();
+    // A token endpoint that hangs up: the request is made (the key files are needed for it)
+    // and fails, which is all this test needs of it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    let toml = format!(
+        "[providers.p.token]\nurl = {url:?}\nclient_id = \"id\"\nauth_method = \"private_key_jwt\"\nprivate_key_file = {:?}\ncertificate_file = {:?}\n",
+        key_path.display().to_string(),
+        cert_path.display().to_string(),
+    );
+    let config = load_str(&toml, &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .providers
+        .remove(0);
+    let client = crate::probe::transport::build_client(
+        &config.tls,
+        &config.proxy,
+        &crate::probe::transport::Slots::new(4),
+    )
+    .unwrap();
+    let mut prober = crate::probe::Prober::new(Arc::new(config), client);
+    for cycle in 1..=2 {
+        let (certificate_reads, key_reads) =
+            (files::reads_of(&cert_path), files::reads_of(&key_path));
+        let report = prober.run_cycle(None).await;
+        assert_eq!(report.token_requests.len(), 1, "cycle {cycle}: one request");
+        assert_eq!(
+            files::reads_of(&key_path) - key_reads,
+            1,
+            "cycle {cycle}: private_key_file read once"
+        );
+        assert_eq!(
+            files::reads_of(&cert_path) - certificate_reads,
+            1,
+            "cycle {cycle}: certificate_file read once"
+        );
+        let expected = humantime::parse_rfc3339("2031-05-06T00:00:00Z").unwrap();
+        assert_eq!(
+            report.expiries.credential
+                [crate::probe::expiry::Credential::ClientCertificate as usize],
+            crate::probe::expiry::unix_seconds(expected),
+            "cycle {cycle}: the watch has the certificate's notAfter"
+        );
+    }
+    server.abort();
+}
