@@ -418,7 +418,7 @@ client_secret = "{secret}"
     );
     let scrape = metrics(&mut exporter).await;
     assert!(
-        !scrape.contains("provider=\"unlimited\",reason"),
+        !scrape.contains("oauth2_probe_backoff{phase=\"token\",provider=\"unlimited\""),
         "no back-off gauge with max_backoff = 0s: {scrape}"
     );
     let before = arrivals.count("/token/reloaded");

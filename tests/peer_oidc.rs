@@ -640,3 +640,69 @@ fn canary_rejects_a_tampered_token() {
         "only the test's own untampered token passed"
     );
 }
+
+/// Issue 23 against the real server: a client whose secret file holds a wrong secret backs off
+/// (refused at 0, then after about 2, 4, 8 s at `interval = "1s"`) instead of being refused
+/// every second, and once the file holds the right secret the exporter gets a token within
+/// seconds, without waiting out the back-off.
+#[test]
+fn a_wrong_secret_backs_off_and_recovers_within_seconds_of_the_fix() {
+    let Some(peer) = OidcPeer::start(false) else {
+        return;
+    };
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("post-client.secret");
+    std::fs::write(&secret_file, "not-the-secret-Bk23\n").unwrap();
+    let exporter = Exporter::start(&format!(
+        "[providers.rotated]\ninterval = \"1s\"\ntimeout = \"5s\"\n\n\
+         [providers.rotated.token]\nurl = {url:?}\nclient_id = {id:?}\n\
+         client_secret_file = {file:?}\nscopes = [{scope:?}]\nparams = {{ resource = {resource:?} }}\n",
+        url = peer.token_url,
+        id = peer.post_client.id,
+        file = secret_file.display().to_string(),
+        scope = peer.scope,
+        resource = peer.resource,
+    ));
+    let refused = || peer.token_requests(&peer.post_client.id, "client_secret_post");
+    let m = exporter.wait_for_metrics(
+        "the refusal and the back-off",
+        |m| {
+            m.contains(
+                "oauth2_probe_backoff{phase=\"token\",provider=\"rotated\",reason=\"invalid_client\"} 1",
+            )
+        },
+        WAIT,
+    );
+    assert_eq!(
+        sample(&m, "oauth2_probe_success{provider=\"rotated\"}"),
+        Some(0.0)
+    );
+    let first = std::time::Instant::now();
+    let seen = refused();
+    // Eight seconds at a 1 s interval: eight refusals before, at most three more now.
+    std::thread::sleep(Duration::from_secs(8));
+    let more = refused() - seen;
+    assert!(more <= 3, "{more} more refusals in {:?}", first.elapsed());
+
+    std::fs::write(&secret_file, format!("{}\n", peer.post_client.secret)).unwrap();
+    let fixed = std::time::Instant::now();
+    exporter.wait_for_metrics(
+        "a token with the corrected secret",
+        |m| {
+            sample(m, "oauth2_probe_success{provider=\"rotated\"}") == Some(1.0)
+                && !m.contains("oauth2_probe_backoff{")
+        },
+        WAIT,
+    );
+    assert!(
+        fixed.elapsed() < Duration::from_secs(5),
+        "recovered {:?} after the secret file was corrected",
+        fixed.elapsed()
+    );
+    let logs = exporter.logs();
+    assert!(
+        logs.contains("back-off ended: the credentials changed"),
+        "{logs}"
+    );
+    assert!(!logs.contains(&peer.post_client.secret));
+}

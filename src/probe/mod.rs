@@ -391,7 +391,16 @@ impl Prober {
             return false;
         }
         let timeout = self.config.timeout;
-        self.watch.read_certificates(&self.config, timeout).await;
+        // As a cycle reads them (a renewed TLS client certificate is taken up here too).
+        let assertion_certificate = self.auth.read_key_files(&self.config.token, timeout).await;
+        self.watch
+            .saw_certificate(Credential::ClientCertificate, assertion_certificate);
+        let identity = self
+            .identity
+            .check(&self.config, &mut self.client, timeout)
+            .await;
+        self.watch
+            .saw_certificate(Credential::TlsClientCertificate, identity.seen);
         let Ok(credentials) = self.auth.read(&self.config.token, timeout).await else {
             return false;
         };
@@ -459,7 +468,8 @@ impl Prober {
                 duration: Duration::ZERO,
                 status: None,
                 certificate: None,
-                credentials: [0; 2],
+                credentials: [0; 3],
+                retry_after: None,
                 result: Err(error),
             });
             token_ok = false;
