@@ -44,12 +44,14 @@ const CASES: &[Case] = &[
     },
     Case {
         fixture: "invalid-unknown-key-web.toml",
-        problems: &["{file}: key `web.listen`: unknown key; allowed here: listen_address"],
+        problems: &[
+            "{file}: key `web.listen`: unknown key; allowed here: listen_address, probe_min_interval",
+        ],
     },
     Case {
         fixture: "invalid-unknown-key-provider.toml",
         problems: &[
-            "{file}: key `providers.okq8.intervall`: unknown key; allowed here: interval, timeout, proxy_url, token, canary, tls",
+            "{file}: key `providers.okq8.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, token, canary, tls",
         ],
     },
     Case {
@@ -284,14 +286,14 @@ const ALL_AT_ONCE_CASES: &[Case] = &[
     Case {
         fixture: "invalid-two-unknown-keys.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url",
-            "{file}: key `web.listen`: unknown key; allowed here: listen_address",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff",
+            "{file}: key `web.listen`: unknown key; allowed here: listen_address, probe_min_interval",
         ],
     },
     Case {
         fixture: "invalid-unknown-key-and-bad-value.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff",
             r#"key `web.listen_address`: invalid address "9875"; expected HOST:PORT, e.g. "0.0.0.0:9875""#,
         ],
     },
@@ -803,7 +805,7 @@ fn an_unknown_key_in_the_environment_names_the_variable() {
     assert_eq!(
         text(&output.stderr),
         format!(
-            "error: {}: invalid configuration (1 problem):\n  environment variable OAUTH2_EXPORTER_WEB__LISTEN: key `web.listen`: unknown key; allowed here: listen_address\n",
+            "error: {}: invalid configuration (1 problem):\n  environment variable OAUTH2_EXPORTER_WEB__LISTEN: key `web.listen`: unknown key; allowed here: listen_address, probe_min_interval\n",
             fixture("valid-minimal.toml").display()
         )
     );

@@ -554,7 +554,9 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
         c
     });
 
-    let mut toml = String::from("[defaults]\ninterval = \"300ms\"\ntimeout = \"700ms\"\n");
+    let mut toml = String::from(
+        "[defaults]\ninterval = \"300ms\"\ntimeout = \"700ms\"\n# Refused every cycle on purpose: these tests are about what is shown, not how often.\nmax_backoff = \"0s\"\n",
+    );
     for c in &cases {
         let token_url = c
             .token_url
@@ -1428,7 +1430,9 @@ async fn secrets_echoed_in_headers_later_fields_and_urls_never_appear() {
         }
         block
     };
-    let mut toml = String::from("[defaults]\ninterval = \"300ms\"\ntimeout = \"700ms\"\n");
+    let mut toml = String::from(
+        "[defaults]\ninterval = \"300ms\"\ntimeout = \"700ms\"\n# Refused every cycle on purpose: these tests are about what is shown, not how often.\nmax_backoff = \"0s\"\n",
+    );
     toml.push_str(&direct(
         "basic_echo",
         &format!("client_id = \"basic client\"\nclient_secret = '{SPACED_SECRET}'\nauth_method = \"client_secret_basic\""),

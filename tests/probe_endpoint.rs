@@ -493,7 +493,13 @@ async fn concurrent_probes_on_an_idle_provider_take_at_most_two_cycles() {
         _ => Reply::status(200),
     })
     .await;
-    let daemon = Daemon::start(&provider("p", &idp.url("/token"), None, "")).await;
+    // Without web.probe_min_interval: this is about callers sharing cycles, not the limit
+    // (tests/backoff.rs has that).
+    let daemon = Daemon::start(&format!(
+        "[web]\nprobe_min_interval = \"0s\"\n{}",
+        provider("p", &idp.url("/token"), None, "")
+    ))
+    .await;
     daemon
         .wait_for_sample(r#"oauth2_probe_success{provider="p"}"#, 1.0, WAIT)
         .await;
@@ -760,11 +766,11 @@ async fn on_demand_cycles_leave_the_periodic_series_alone() {
         }
     })
     .await;
-    let daemon = Daemon::start(&provider(
-        "p",
-        &idp.url("/token"),
-        Some(&idp.url("/api")),
-        "",
+    // Every /probe a real attempt, refused or not: this is about the periodic series, not the
+    // limits on on-demand probes (tests/backoff.rs has those).
+    let daemon = Daemon::start(&format!(
+        "[web]\nprobe_min_interval = \"0s\"\n[defaults]\nmax_backoff = \"0s\"\n{}",
+        provider("p", &idp.url("/token"), Some(&idp.url("/api")), "")
     ))
     .await;
     let before = daemon

@@ -370,7 +370,12 @@ url = "{forbidden}"
     }
 
     // Token refused with a hostile description: shown as text, exactly as the server sent it.
-    assert_eq!(cell(billing, 1), "failing");
+    // Refused credentials back off, and the state cell says until when (issue 23).
+    let state = cell(billing, 1);
+    assert!(
+        state.starts_with("failing\nbacking off: next attempt in ") && state.contains(" refusal"),
+        "{billing:#}"
+    );
     assert!(
         cell(billing, 2).starts_with("token invalid_client (HTTP 401)"),
         "{billing:#}"

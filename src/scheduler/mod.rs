@@ -581,10 +581,16 @@ pub(crate) async fn run_provider<C: Cycle>(
                 if let (false, Some((at, report)), Some((_, reason))) =
                     (changed, &memory.refusal, backoff.holding)
                 {
+                    // The refusal's trace, when it was an on-demand attempt's.
+                    let trace = memory
+                        .on_demand
+                        .as_ref()
+                        .filter(|(_, answer)| Arc::ptr_eq(&answer.report, report))
+                        .and_then(|(_, answer)| answer.trace.clone());
                     let answer = ProbeAnswer {
                         report: Arc::clone(report),
                         held: prober.held().cloned(),
-                        trace: None,
+                        trace,
                         repeated: None,
                     };
                     let repeated = Repeated {
