@@ -612,6 +612,7 @@ pub(crate) async fn run_provider<C: Cycle>(
                     backoff.end();
                     recheck = None;
                     due = due.min(Instant::now() + interval);
+                    recorders.record_pace(&handles, due, &backoff);
                 }
             }
         }
@@ -662,6 +663,7 @@ pub(crate) async fn run_provider<C: Cycle>(
             random_fraction(),
         );
         let now = Instant::now();
+        let due_before = due;
         if backoff.holding.is_some() {
             due = now + delay;
         } else if before.holding.is_some() {
@@ -684,7 +686,11 @@ pub(crate) async fn run_provider<C: Cycle>(
             handles.status.record(&report, prober.held());
             log_report(name, &report);
         }
-        recorders.record_pace(&handles, due, &backoff);
+        // An on-demand cycle that changed nothing of the schedule leaves its gauge as it was
+        // (converted again, the same moment would read a few nanoseconds off).
+        if due != due_before || backoff != before {
+            recorders.record_pace(&handles, due, &backoff);
+        }
         let report = Arc::new(report);
         if backoff.refused() {
             remembered.get_or_insert_with(Box::default).refusal = Some((now, Arc::clone(&report)));
@@ -757,6 +763,13 @@ fn log_pace(provider: &str, before: &Backoff, after: &Backoff, due: Instant, rep
         (Some(_), None) if report.token_issued() => tracing::info!(
             provider,
             "back-off ended: a token was issued; probing at the interval again"
+        ),
+        // A timeout or an outage says nothing about the credentials: probed at the interval
+        // to measure it, and a refusal after it takes the back-off's next step.
+        (Some(_), None) if after.steps > 0 => tracing::info!(
+            provider,
+            refusals = after.steps,
+            "the last attempt was neither refused nor given a token; probing at the interval while that lasts, a refusal continues the back-off"
         ),
         (Some(_), None) => {
             tracing::info!(provider, "back-off ended; probing at the interval again")
