@@ -1,26 +1,76 @@
-//! Validation of how a client authenticates (issue 12): `auth_method`, whether a client secret
-//! belongs with it, the assertion keys (`private_key_file`, `certificate_file`,
+//! How a client authenticates (issue 12): `auth_method`, the client secret that goes with it
+//! (or must not), `basic_encoding`, the assertion keys (`private_key_file`, `certificate_file`,
 //! `signing_algorithm`, `key_id`, `assertion_audience`, `assertion_lifetime`) and the client
 //! certificate `tls_client_auth` needs. The key and certificate are read and checked once here,
 //! so bad material stops start-up (and `--config.check`) with its key named; the probe re-reads
 //! them on use.
 
-use super::raw::RawToken;
-use super::validate::{Problems, duration_or};
-use super::*;
-use crate::secrets::MAX_SECRET_FILE_BYTES;
+use std::path::Path;
+use std::time::Duration;
+
+use super::values::{Problems, duration_or, secret_source};
+use crate::config::raw::RawToken;
+use crate::config::{
+    AssertionConfig, AuthMethod, BasicEncoding, DEFAULT_ASSERTION_LIFETIME, SecretSource,
+};
+use crate::files::CONFIG_READ_TIMEOUT;
+use crate::secrets::{MAX_PEM_FILE_BYTES, MAX_SECRET_FILE_BYTES};
 use crate::signing::{Algorithm, Certificate, SigningKey, key_pem};
 
 /// The longest `assertion_lifetime` accepted: an assertion is a bearer credential until it
 /// expires, and servers refuse long-lived ones anyway.
 const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// `auth_method`, `client_secret_post` when absent.
-pub(super) fn auth_method(
-    key: &str,
-    text: Option<&str>,
+/// How the client of one `[token]` table proves itself; `None` where a key has a problem.
+pub(super) struct ClientAuth {
+    pub(super) method: Option<AuthMethod>,
+    pub(super) assertion: Option<AssertionConfig>,
+    /// Also `None` for the methods that send no secret.
+    pub(super) secret: Option<SecretSource>,
+    pub(super) basic_encoding: Option<BasicEncoding>,
+}
+
+/// The client authentication keys of the `[token]` table at `prefix` (the secret ones taken out
+/// of `raw`); `client_id` for what `basic_encoding` can send.
+pub(super) fn client_auth(
+    prefix: &str,
+    raw: &mut RawToken,
+    client_id: Option<&str>,
     problems: &mut Problems,
-) -> Option<AuthMethod> {
+) -> ClientAuth {
+    let key = |field: &str| format!("{prefix}.{field}");
+    let method = auth_method(&key("auth_method"), raw.auth_method.as_deref(), problems);
+    let assertion = assertion(prefix, raw, method, problems);
+    let secret = match method {
+        Some(method) if !method.uses_secret() => {
+            let given = [
+                ("client_secret", raw.client_secret.is_some()),
+                ("client_secret_file", raw.client_secret_file.is_some()),
+                ("client_secret_env", raw.client_secret_env.is_some()),
+            ];
+            let given: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
+            refuse_secret(prefix, method, &given, problems);
+            None
+        }
+        _ => secret_source(
+            &key("client_secret"),
+            raw.client_secret.take(),
+            raw.client_secret_file.take(),
+            raw.client_secret_env.take(),
+            problems,
+        ),
+    };
+    let basic_encoding = basic_encoding(prefix, raw, client_id, method, problems);
+    ClientAuth {
+        method,
+        assertion,
+        secret,
+        basic_encoding,
+    }
+}
+
+/// `auth_method`, `client_secret_post` when absent.
+fn auth_method(key: &str, text: Option<&str>, problems: &mut Problems) -> Option<AuthMethod> {
     let Some(text) = text else {
         return Some(AuthMethod::ClientSecretPost);
     };
@@ -40,12 +90,7 @@ pub(super) fn auth_method(
 /// Refuses a client secret given to a method that sends none (`private_key_jwt`,
 /// `tls_client_auth`): a secret configured but never used is a misunderstanding to point out,
 /// not to ignore. `given` holds the secret keys that were set.
-pub(super) fn refuse_secret(
-    prefix: &str,
-    method: AuthMethod,
-    given: &[&str],
-    problems: &mut Problems,
-) {
+fn refuse_secret(prefix: &str, method: AuthMethod, given: &[&str], problems: &mut Problems) {
     let proof = match method {
         AuthMethod::PrivateKeyJwt => "the private key proves the client",
         _ => "the client certificate proves the client",
@@ -61,9 +106,49 @@ pub(super) fn refuse_secret(
     }
 }
 
+/// `basic_encoding` (`client_secret_basic` only): `form`, or `raw` for an id without a colon.
+fn basic_encoding(
+    prefix: &str,
+    raw: &RawToken,
+    client_id: Option<&str>,
+    method: Option<AuthMethod>,
+    problems: &mut Problems,
+) -> Option<BasicEncoding> {
+    let key = |field: &str| format!("{prefix}.{field}");
+    let basic_encoding = match raw.basic_encoding.as_deref() {
+        None | Some("form") => Some(BasicEncoding::Form),
+        Some("raw") => {
+            // RFC 7617: the user-id ends at the first colon, so a raw id cannot hold one.
+            if client_id.is_some_and(|id| id.contains(':')) {
+                problems.add(
+                    &key("basic_encoding"),
+                    "\"raw\" cannot send a client_id containing ':' (the server splits id and secret at the first colon); use basic_encoding = \"form\"",
+                );
+                None
+            } else {
+                Some(BasicEncoding::Raw)
+            }
+        }
+        Some(other) => {
+            problems.add(
+                &key("basic_encoding"),
+                format!("unknown value {other:?}; allowed: form, raw"),
+            );
+            None
+        }
+    };
+    if raw.basic_encoding.is_some() && method != Some(AuthMethod::ClientSecretBasic) {
+        problems.add(
+            &key("basic_encoding"),
+            "only meaningful with auth_method = \"client_secret_basic\"",
+        );
+    }
+    basic_encoding
+}
+
 /// The assertion settings of a `private_key_jwt` or `client_secret_jwt` provider, with its key
 /// and certificate checked; `None` for the other methods (whose assertion keys are refused).
-pub(super) fn assertion(
+fn assertion(
     prefix: &str,
     raw: &RawToken,
     method: Option<AuthMethod>,
