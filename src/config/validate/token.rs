@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
-use super::values::{Problems, duration_or, expiry_date, http_url, secret_source};
+use super::values::{Problems, duration_or, expiry_date, http_url, required, secret_source};
 use super::{claims, client_auth};
 use crate::config::raw::{RawJsonFields, RawParam, RawResponse, RawToken};
 use crate::config::{
@@ -32,16 +32,12 @@ pub(super) fn token(
 ) -> Option<TokenConfig> {
     let key = |field: &str| format!("{prefix}.{field}");
     let endpoint = token_endpoint(prefix, &raw, problems);
-    let client_id = match raw.client_id.take() {
-        Some(id) if !id.is_empty() => Some(id),
-        _ => {
-            problems.add(
-                &key("client_id"),
-                "missing; the OAuth2 client id is required",
-            );
-            None
-        }
-    };
+    let client_id = required(
+        &key("client_id"),
+        raw.client_id.take(),
+        "the OAuth2 client id is required",
+        problems,
+    );
     let auth = client_auth::client_auth(prefix, &mut raw, client_id.as_deref(), problems);
     let grant = grant(prefix, &mut raw, problems);
     for scope in &raw.scopes {
@@ -182,16 +178,12 @@ fn grant(prefix: &str, raw: &mut RawToken, problems: &mut Problems) -> Option<Gr
             Some(Grant::ClientCredentials)
         }
         Some("password") => {
-            let username = match raw.username.take() {
-                Some(username) if !username.is_empty() => Some(username),
-                _ => {
-                    problems.add(
-                        &key("username"),
-                        "missing; the password grant needs a username",
-                    );
-                    None
-                }
-            };
+            let username = required(
+                &key("username"),
+                raw.username.take(),
+                "the password grant needs a username",
+                problems,
+            );
             let password = secret_source(
                 &key("password"),
                 raw.password.take(),

@@ -30,28 +30,20 @@ impl Problems {
     }
 }
 
+/// A duration greater than zero at `key`, `default` when absent or wrong.
 pub(super) fn duration_or(
     key: &str,
     text: Option<&str>,
     default: Duration,
     problems: &mut Problems,
 ) -> Duration {
-    let Some(text) = text else { return default };
-    match humantime::parse_duration(text) {
-        Ok(duration) if duration.is_zero() => {
+    match text.and_then(|text| duration(key, text, "", problems)) {
+        Some(duration) if duration.is_zero() => {
             problems.add(key, "must be greater than 0");
             default
         }
-        Ok(duration) => duration,
-        Err(error) => {
-            problems.add(
-                key,
-                format!(
-                    "invalid duration {text:?} ({error}); expected e.g. \"30s\", \"5m\", \"1h\""
-                ),
-            );
-            default
-        }
+        Some(duration) => duration,
+        None => default,
     }
 }
 
@@ -62,19 +54,36 @@ pub(super) fn duration_or_off(
     default: Duration,
     problems: &mut Problems,
 ) -> Duration {
-    let Some(text) = text else { return default };
-    match humantime::parse_duration(text) {
-        Ok(duration) => duration,
-        Err(error) => {
+    text.and_then(|text| duration(key, text, ", or \"0s\" to turn it off", problems))
+        .unwrap_or(default)
+}
+
+/// `text` as a duration, or a problem whose examples end with `also`.
+fn duration(key: &str, text: &str, also: &str, problems: &mut Problems) -> Option<Duration> {
+    humantime::parse_duration(text)
+        .map_err(|error| {
             problems.add(
                 key,
                 format!(
-                    "invalid duration {text:?} ({error}); expected e.g. \"30s\", \"5m\", \"1h\", or \"0s\" to turn it off"
+                    "invalid duration {text:?} ({error}); expected e.g. \"30s\", \"5m\", \"1h\"{also}"
                 ),
             );
-            default
-        }
+        })
+        .ok()
+}
+
+/// Text that must be given and not be empty; else `missing; ` and `why`.
+pub(super) fn required(
+    key: &str,
+    text: Option<String>,
+    why: &str,
+    problems: &mut Problems,
+) -> Option<String> {
+    let text = text.filter(|text| !text.is_empty());
+    if text.is_none() {
+        problems.add(key, format!("missing; {why}"));
     }
+    text
 }
 
 pub(super) fn http_url(key: &str, text: Option<&str>, problems: &mut Problems) -> Option<Url> {
@@ -173,4 +182,65 @@ pub(super) fn expiry_date(
         );
     }
     parsed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both kinds of duration, with the exact lines `--config.check` prints: a key where `"0s"`
+    /// turns something off says so, one that must be positive refuses zero.
+    #[test]
+    fn durations_name_the_key_and_what_is_expected() {
+        let mut problems = Problems::default();
+        let default = Duration::from_secs(7);
+        assert_eq!(duration_or("a", None, default, &mut problems), default);
+        assert_eq!(
+            duration_or("a", Some("90s"), default, &mut problems),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            duration_or("a", Some("0s"), default, &mut problems),
+            default
+        );
+        assert_eq!(
+            duration_or("b", Some("60"), default, &mut problems),
+            default
+        );
+        assert_eq!(
+            duration_or_off("c", Some("0s"), default, &mut problems),
+            Duration::ZERO
+        );
+        assert_eq!(duration_or_off("c", None, default, &mut problems), default);
+        assert_eq!(
+            duration_or_off("d", Some("soon"), default, &mut problems),
+            default
+        );
+        assert_eq!(
+            problems.into_lines(),
+            [
+                "key `a`: must be greater than 0",
+                r#"key `b`: invalid duration "60" (time unit needed, for example 60sec or 60ms); expected e.g. "30s", "5m", "1h""#,
+                r#"key `d`: invalid duration "soon" (expected number at 0); expected e.g. "30s", "5m", "1h", or "0s" to turn it off"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn required_text_is_given_and_not_empty() {
+        let mut problems = Problems::default();
+        assert_eq!(
+            required("a", Some("x".into()), "why", &mut problems).as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            required("b", Some(String::new()), "why", &mut problems),
+            None
+        );
+        assert_eq!(required("c", None, "because", &mut problems), None);
+        assert_eq!(
+            problems.into_lines(),
+            ["key `b`: missing; why", "key `c`: missing; because"]
+        );
+    }
 }
