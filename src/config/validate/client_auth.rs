@@ -5,7 +5,7 @@
 //! so bad material stops start-up (and `--config.check`) with its key named; the probe re-reads
 //! them on use.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::values::{Problems, duration_or, secret_source};
@@ -156,6 +156,58 @@ fn assertion(
 ) -> Option<AssertionConfig> {
     let key = |field: &str| format!("{prefix}.{field}");
     let method = method?;
+    if !assertion_keys_fit(prefix, raw, method, problems) {
+        return None;
+    }
+
+    let lifetime = duration_or(
+        &key("assertion_lifetime"),
+        raw.assertion_lifetime.as_deref(),
+        DEFAULT_ASSERTION_LIFETIME,
+        problems,
+    );
+    if lifetime > MAX_ASSERTION_LIFETIME {
+        problems.add(
+            &key("assertion_lifetime"),
+            "longer than 1h; an assertion is a bearer credential until it expires, and servers refuse long-lived ones (the default is 5m)",
+        );
+    }
+    let non_empty = |field: &str, value: &Option<String>, problems: &mut Problems| {
+        if value.as_deref() == Some("") {
+            problems.add(&key(field), "must not be empty; omit it instead");
+        }
+        value.clone()
+    };
+    let key_id = non_empty("key_id", &raw.key_id, problems);
+    let audience = non_empty("assertion_audience", &raw.assertion_audience, problems);
+
+    let algorithm = raw
+        .signing_algorithm
+        .as_deref()
+        .and_then(|text| signing_algorithm(&key("signing_algorithm"), text, method, problems));
+    let (private_key_file, certificate_file) = if method == AuthMethod::PrivateKeyJwt {
+        key_material(prefix, raw, algorithm, problems)
+    } else {
+        (None, None)
+    };
+    Some(AssertionConfig {
+        private_key_file,
+        certificate_file,
+        algorithm,
+        key_id,
+        audience,
+        lifetime,
+    })
+}
+
+/// Refuses the assertion keys `method` does not use; whether it makes assertions at all.
+fn assertion_keys_fit(
+    prefix: &str,
+    raw: &RawToken,
+    method: AuthMethod,
+    problems: &mut Problems,
+) -> bool {
+    let key = |field: &str| format!("{prefix}.{field}");
     let jwt = matches!(
         method,
         AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt
@@ -191,109 +243,86 @@ fn assertion(
     ] {
         only(field, given && !jwt, jwt_only);
     }
-    if !jwt {
-        return None;
-    }
+    jwt
+}
 
-    let lifetime = duration_or(
-        &key("assertion_lifetime"),
-        raw.assertion_lifetime.as_deref(),
-        DEFAULT_ASSERTION_LIFETIME,
-        problems,
-    );
-    if lifetime > MAX_ASSERTION_LIFETIME {
-        problems.add(
-            &key("assertion_lifetime"),
-            "longer than 1h; an assertion is a bearer credential until it expires, and servers refuse long-lived ones (the default is 5m)",
-        );
-    }
-    let non_empty = |field: &str, value: &Option<String>, problems: &mut Problems| {
-        if value.as_deref() == Some("") {
-            problems.add(&key(field), "must not be empty; omit it instead");
-        }
-        value.clone()
+/// `signing_algorithm`: one that goes with `method` (HS256 for `client_secret_jwt`, RS256, PS256
+/// or ES256 for `private_key_jwt`).
+fn signing_algorithm(
+    key: &str,
+    text: &str,
+    method: AuthMethod,
+    problems: &mut Problems,
+) -> Option<Algorithm> {
+    let allowed = if method == AuthMethod::ClientSecretJwt {
+        "HS256 (client_secret_jwt signs with the client secret)"
+    } else {
+        "RS256, PS256 (RSA keys), ES256 (EC P-256 keys)"
     };
-    let key_id = non_empty("key_id", &raw.key_id, problems);
-    let audience = non_empty("assertion_audience", &raw.assertion_audience, problems);
-
-    let algorithm = raw.signing_algorithm.as_deref().and_then(|text| {
-        let allowed = if method == AuthMethod::ClientSecretJwt {
-            "HS256 (client_secret_jwt signs with the client secret)"
-        } else {
-            "RS256, PS256 (RSA keys), ES256 (EC P-256 keys)"
-        };
-        match Algorithm::parse(text) {
-            Some(Algorithm::Hs256) if method == AuthMethod::ClientSecretJwt => {
-                Some(Algorithm::Hs256)
-            }
+    match Algorithm::parse(text) {
+        Some(Algorithm::Hs256) if method == AuthMethod::ClientSecretJwt => Some(Algorithm::Hs256),
+        Some(algorithm) if method == AuthMethod::PrivateKeyJwt && algorithm != Algorithm::Hs256 => {
             Some(algorithm)
-                if method == AuthMethod::PrivateKeyJwt && algorithm != Algorithm::Hs256 =>
-            {
-                Some(algorithm)
-            }
-            Some(algorithm) => {
-                problems.add(
-                    &key("signing_algorithm"),
-                    format!(
-                        "{algorithm} does not go with auth_method = {:?}; allowed: {allowed}",
-                        method.as_str()
-                    ),
-                );
-                None
-            }
-            None => {
-                problems.add(
-                    &key("signing_algorithm"),
-                    format!("unknown value {text:?}; allowed: {allowed}"),
-                );
-                None
-            }
         }
-    });
+        Some(algorithm) => {
+            problems.add(
+                key,
+                format!(
+                    "{algorithm} does not go with auth_method = {:?}; allowed: {allowed}",
+                    method.as_str()
+                ),
+            );
+            None
+        }
+        None => {
+            problems.add(key, format!("unknown value {text:?}; allowed: {allowed}"));
+            None
+        }
+    }
+}
 
-    let mut private_key_file = None;
-    let mut certificate_file = None;
-    if method == AuthMethod::PrivateKeyJwt {
-        match &raw.private_key_file {
-            None => problems.add(
+/// `private_key_file` and `certificate_file` of a `private_key_jwt` provider, read and checked
+/// now: the key against `algorithm`, the certificate against the key.
+fn key_material(
+    prefix: &str,
+    raw: &RawToken,
+    algorithm: Option<Algorithm>,
+    problems: &mut Problems,
+) -> (Option<PathBuf>, Option<PathBuf>) {
+    let key = |field: &str| format!("{prefix}.{field}");
+    match &raw.private_key_file {
+        None => {
+            problems.add(
                 &key("private_key_file"),
                 "missing; private_key_jwt signs with this PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC P-256)",
-            ),
-            Some(path) => {
-                let signing_key = read_key(&key("private_key_file"), path, problems);
-                if let Some(signing_key) = &signing_key
-                    && let Err(error) = signing_key.algorithm(algorithm)
-                {
-                    problems.add(&key("signing_algorithm"), error);
-                }
-                if let Some(cert_path) = &raw.certificate_file
-                    && let Some(certificate) =
-                        read_certificate(&key("certificate_file"), cert_path, problems)
-                    && let Some(signing_key) = &signing_key
-                    && let Err(error) = certificate.check_key(signing_key)
-                {
-                    problems.add(
-                        &key("certificate_file"),
-                        format!(
-                            "{} {error}: the server checks the signature with the certificate it has registered; name the certificate of {}",
-                            cert_path.display(),
-                            path.display()
-                        ),
-                    );
-                }
-                private_key_file = Some(path.clone());
-                certificate_file = raw.certificate_file.clone();
+            );
+            (None, None)
+        }
+        Some(path) => {
+            let signing_key = read_key(&key("private_key_file"), path, problems);
+            if let Some(signing_key) = &signing_key
+                && let Err(error) = signing_key.algorithm(algorithm)
+            {
+                problems.add(&key("signing_algorithm"), error);
             }
+            if let Some(cert_path) = &raw.certificate_file
+                && let Some(certificate) =
+                    read_certificate(&key("certificate_file"), cert_path, problems)
+                && let Some(signing_key) = &signing_key
+                && let Err(error) = certificate.check_key(signing_key)
+            {
+                problems.add(
+                    &key("certificate_file"),
+                    format!(
+                        "{} {error}: the server checks the signature with the certificate it has registered; name the certificate of {}",
+                        cert_path.display(),
+                        path.display()
+                    ),
+                );
+            }
+            (Some(path.clone()), raw.certificate_file.clone())
         }
     }
-    Some(AssertionConfig {
-        private_key_file,
-        certificate_file,
-        algorithm,
-        key_id,
-        audience,
-        lifetime,
-    })
 }
 
 /// Reads and parses `private_key_file` once at load; its problems name `key`.
