@@ -24,7 +24,7 @@ const RESERVED_PARAMS: [&str; 6] = [
     "password",
 ];
 
-/// The `[token]` table of the provider at `prefix`'s parent; `None` when any key has a problem.
+/// The `[token]` table at `prefix` (`providers.NAME.token`); `None` when any key has a problem.
 pub(super) fn token(
     prefix: &str,
     mut raw: RawToken,
