@@ -18,9 +18,12 @@
 //! - `check`: the `check` command, one cycle per provider (all, or those named), as a table or
 //!   JSON.
 //! - [`config`]: `exporter.toml` and the `OAUTH2_EXPORTER_*` environment, in two steps: `raw`
-//!   (as written, and the keys each table allows) then `validate` (ready-to-use values, every
-//!   bad key named); `messages` turns parser errors into lines that never show a secret, `env`
-//!   is the environment layer, `mod.rs` the validated types and `load_*`.
+//!   (as written: each table's struct and the keys it allows, declared together) then
+//!   `validate/` (ready-to-use values, every bad key named), a file per section: `web`,
+//!   `metrics`, `proxy`, `token` with `client_auth` and `claims` (`[token.expect]`), `canary`,
+//!   `tls`, and what they share in `values`. `load` reads and layers the files, `env` is the
+//!   environment layer, `messages` turns parser errors into lines that never show a secret,
+//!   `expiry` reads expiry dates and warns of past ones, `mod.rs` holds the validated types.
 //! - [`secrets`]: the self-redacting secret types (one macro makes them all), secret sources
 //!   re-read on use, scrubbing of server text.
 //! - `signing`: key material for client assertions (PEM private keys and certificates, whether
@@ -66,6 +69,7 @@
 //!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!
 //! Dependencies point one way: `files` imports nothing of ours; `signing` only `secrets`;
+//! `config` only `files`, `secrets` and `signing` (key material is checked at load);
 //! `probe` imports only `config`, `signing`, `secrets` and `files` (key, certificate and
 //! secret files are read through it); `metrics`, `status` and `scheduler` import
 //! `probe`; `web` imports those; `daemon` ties them together.

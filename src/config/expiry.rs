@@ -1,11 +1,10 @@
-//! The keys that warn before a credential breaks (issue 13): the expiry dates of a client
-//! secret and a password (`client_secret_expires`, `password_expires`), the claims a token
-//! must carry (`[providers.NAME.token.expect]`), and the warning for a date already past.
+//! The expiry dates of a client secret and a password (`client_secret_expires`,
+//! `password_expires`, issue 13): the dates as RFC 3339 text is read, and the warning for a date
+//! already past. Validation (`validate::values`) reads the keys with [`parse_date`].
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::validate::Problems;
-use super::{Config, Expect, Grant};
+use super::{Config, Grant};
 
 /// An RFC 3339 date (`2027-05-01`, taken as the start of that day in UTC: the earliest moment
 /// the provider may mean) or date-time (`2027-05-01T12:00:00Z`, `2027-05-01T14:00:00+02:00`).
@@ -45,67 +44,6 @@ pub(super) fn parse_date(text: &str) -> Option<SystemTime> {
         utc_as_local.checked_add(magnitude)
     }
     .filter(|at| *at >= UNIX_EPOCH)
-}
-
-/// `client_secret_expires` / `password_expires`: a date, or a problem naming the key.
-pub(super) fn expiry_date(
-    key: &str,
-    text: Option<&str>,
-    problems: &mut Problems,
-) -> Option<SystemTime> {
-    let text = text?;
-    let parsed = parse_date(text);
-    if parsed.is_none() {
-        problems.add(
-            key,
-            format!(
-                "invalid date {text:?}; expected an RFC 3339 date or date-time, e.g. \"2027-05-01\" or \"2027-05-01T12:00:00Z\""
-            ),
-        );
-    }
-    parsed
-}
-
-/// The `[token.expect]` table: each listed value is configuration (never a secret), and an
-/// empty table or value is refused rather than silently checking nothing.
-pub(super) fn expect(
-    prefix: &str,
-    raw: Option<super::raw::RawExpect>,
-    problems: &mut Problems,
-) -> Option<Expect> {
-    let raw = raw?;
-    let key = |field: &str| format!("{prefix}.expect.{field}");
-    if raw.scopes.is_empty()
-        && raw.roles.is_empty()
-        && raw.audience.is_none()
-        && raw.issuer.is_none()
-    {
-        problems.add(
-            &format!("{prefix}.expect"),
-            "empty; set at least one of scopes, roles, audience, issuer (or remove the table)",
-        );
-    }
-    for (field, values) in [("scopes", &raw.scopes), ("roles", &raw.roles)] {
-        for value in values {
-            if value.is_empty() || value.contains(char::is_whitespace) {
-                problems.add(
-                    &key(field),
-                    format!("invalid value {value:?}; each is non-empty and contains no spaces"),
-                );
-            }
-        }
-    }
-    for (field, value) in [("audience", &raw.audience), ("issuer", &raw.issuer)] {
-        if value.as_deref().is_some_and(str::is_empty) {
-            problems.add(&key(field), "must not be empty; remove it to not check it");
-        }
-    }
-    Some(Expect {
-        scopes: raw.scopes,
-        roles: raw.roles,
-        audience: raw.audience,
-        issuer: raw.issuer,
-    })
 }
 
 /// One line per configured expiry date already past at `now`: the exporter starts all the same

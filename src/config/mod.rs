@@ -3,22 +3,22 @@
 //! durations, secret sources, TLS roots) and reports every problem with the key it concerns.
 //! Nothing downstream re-validates.
 //!
-//! This file holds the validated types and the `load_*` entry points; [`raw`] the configuration
-//! as written and the keys each table allows; [`validate`] the conversion; [`client_auth`] the
-//! checks of `auth_method` and its key material; [`messages`] parser
-//! errors as one-line messages (never a secret); [`env`] the `OAUTH2_EXPORTER_*` layer.
+//! This file holds the validated types; [`load`] the `load_*` entry points; [`raw`] the
+//! configuration as written and the keys each table allows (derived from its structs);
+//! [`validate`] the conversion, one file per section; [`expiry`] credential expiry dates and the
+//! warning for one already past; [`messages`] parser errors as one-line messages (never a
+//! secret); [`env`] the `OAUTH2_EXPORTER_*` layer.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
 
-use crate::files::{self, CONFIG_READ_TIMEOUT};
-use crate::secrets::{MAX_PEM_FILE_BYTES, ProxyCredential, Secret, SecretSource};
+use crate::secrets::{ProxyCredential, SecretSource};
 
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9875";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -32,7 +32,6 @@ pub const DEFAULT_PROBE_MIN_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(300);
 pub const DEFAULT_DISCOVERY_REFRESH: Duration = Duration::from_secs(3600);
 
-mod client_auth;
 mod env;
 mod expiry;
 mod load;
@@ -45,7 +44,6 @@ pub use expiry::expired_credential_warnings;
 pub(crate) use load::FileLayer;
 pub use load::{Overrides, expand_paths, exposed_secrets_warning, load_file, load_files, load_str};
 pub(crate) use messages::describe_error;
-use messages::*;
 pub use validate::is_valid_provider_name;
 pub(crate) use validate::percent_decode;
 

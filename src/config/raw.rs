@@ -10,95 +10,130 @@ use serde::Deserialize;
 use super::env::lenient;
 use super::messages::source_name;
 
-// Unknown keys are found by [`walk_unknown`] against [`allowed_keys`], all at once, rather than
-// by serde, which stops at the first.
+/// Declares a table of the configuration: the struct serde fills and `KEYS`, the keys the table
+/// allows, made from the one field list, so that a key added to the struct is allowed by that
+/// alone and the "allowed here" lists follow the order the fields are written in. The field
+/// names are the keys: no `#[serde(rename)]`.
+///
+/// Unknown keys are found by [`walk_unknown`] against these lists, every one in a run, rather
+/// than by serde's `deny_unknown_fields`, which stops at the first.
+macro_rules! raw_table {
+    (
+        $(#[$meta:meta])*
+        struct $name:ident {
+            $($(#[$field_meta:meta])* $field:ident: $type:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize)]
+        pub(super) struct $name {
+            $($(#[$field_meta])* pub(super) $field: $type,)*
+        }
 
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct RawConfig {
-    #[serde(default)]
-    pub(super) web: RawWeb,
-    #[serde(default)]
-    pub(super) metrics: RawMetrics,
-    #[serde(default)]
-    pub(super) defaults: RawDefaults,
-    #[serde(default)]
-    pub(super) providers: BTreeMap<String, RawProvider>,
+        impl $name {
+            /// The keys this table allows, in the order written.
+            pub(super) const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+        }
+    };
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct RawWeb {
-    pub(super) listen_address: Option<String>,
-    pub(super) probe_min_interval: Option<String>,
+raw_table! {
+    #[derive(Default)]
+    struct RawConfig {
+        #[serde(default)]
+        web: RawWeb,
+        #[serde(default)]
+        metrics: RawMetrics,
+        #[serde(default)]
+        defaults: RawDefaults,
+        #[serde(default)]
+        providers: BTreeMap<String, RawProvider>,
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct RawMetrics {
-    pub(super) histograms: Option<String>,
+raw_table! {
+    #[derive(Default)]
+    struct RawWeb {
+        listen_address: Option<String>,
+        probe_min_interval: Option<String>,
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct RawDefaults {
-    pub(super) interval: Option<String>,
-    pub(super) timeout: Option<String>,
-    pub(super) proxy_url: Option<String>,
-    pub(super) max_backoff: Option<String>,
+raw_table! {
+    #[derive(Default)]
+    struct RawMetrics {
+        histograms: Option<String>,
+    }
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct RawProvider {
-    pub(super) interval: Option<String>,
-    pub(super) timeout: Option<String>,
-    pub(super) proxy_url: Option<String>,
-    pub(super) max_backoff: Option<String>,
-    pub(super) token: Option<RawToken>,
-    pub(super) canary: Option<RawCanary>,
-    pub(super) tls: Option<RawTls>,
+raw_table! {
+    #[derive(Default)]
+    struct RawDefaults {
+        interval: Option<String>,
+        timeout: Option<String>,
+        proxy_url: Option<String>,
+        max_backoff: Option<String>,
+    }
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct RawToken {
-    pub(super) url: Option<String>,
-    pub(super) issuer: Option<String>,
-    pub(super) discovery_refresh: Option<String>,
-    pub(super) grant_type: Option<String>,
-    pub(super) client_id: Option<String>,
-    pub(super) client_secret: Option<String>,
-    pub(super) client_secret_file: Option<PathBuf>,
-    pub(super) client_secret_env: Option<String>,
-    pub(super) auth_method: Option<String>,
-    pub(super) basic_encoding: Option<String>,
-    #[serde(default, deserialize_with = "lenient::strings")]
-    pub(super) scopes: Vec<String>,
-    #[serde(default)]
-    pub(super) params: BTreeMap<String, RawParam>,
-    pub(super) username: Option<String>,
-    pub(super) password: Option<String>,
-    pub(super) password_file: Option<PathBuf>,
-    pub(super) password_env: Option<String>,
-    #[serde(default, deserialize_with = "lenient::bool")]
-    pub(super) reuse: bool,
-    pub(super) refresh_before: Option<String>,
-    pub(super) json_fields: Option<RawJsonFields>,
-    pub(super) response: Option<RawResponse>,
-    pub(super) client_secret_expires: Option<String>,
-    pub(super) password_expires: Option<String>,
-    pub(super) expect: Option<RawExpect>,
-    pub(super) private_key_file: Option<PathBuf>,
-    pub(super) certificate_file: Option<PathBuf>,
-    pub(super) signing_algorithm: Option<String>,
-    pub(super) key_id: Option<String>,
-    pub(super) assertion_audience: Option<String>,
-    pub(super) assertion_lifetime: Option<String>,
+raw_table! {
+    struct RawProvider {
+        interval: Option<String>,
+        timeout: Option<String>,
+        proxy_url: Option<String>,
+        max_backoff: Option<String>,
+        token: Option<RawToken>,
+        canary: Option<RawCanary>,
+        tls: Option<RawTls>,
+    }
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct RawExpect {
-    #[serde(default, deserialize_with = "lenient::strings")]
-    pub(super) scopes: Vec<String>,
-    #[serde(default, deserialize_with = "lenient::strings")]
-    pub(super) roles: Vec<String>,
-    pub(super) audience: Option<String>,
-    pub(super) issuer: Option<String>,
+raw_table! {
+    struct RawToken {
+        url: Option<String>,
+        issuer: Option<String>,
+        discovery_refresh: Option<String>,
+        grant_type: Option<String>,
+        client_id: Option<String>,
+        client_secret: Option<String>,
+        client_secret_file: Option<PathBuf>,
+        client_secret_env: Option<String>,
+        auth_method: Option<String>,
+        basic_encoding: Option<String>,
+        #[serde(default, deserialize_with = "lenient::strings")]
+        scopes: Vec<String>,
+        #[serde(default)]
+        params: BTreeMap<String, RawParam>,
+        username: Option<String>,
+        password: Option<String>,
+        password_file: Option<PathBuf>,
+        password_env: Option<String>,
+        #[serde(default, deserialize_with = "lenient::bool")]
+        reuse: bool,
+        refresh_before: Option<String>,
+        json_fields: Option<RawJsonFields>,
+        response: Option<RawResponse>,
+        client_secret_expires: Option<String>,
+        password_expires: Option<String>,
+        expect: Option<RawExpect>,
+        private_key_file: Option<PathBuf>,
+        certificate_file: Option<PathBuf>,
+        signing_algorithm: Option<String>,
+        key_id: Option<String>,
+        assertion_audience: Option<String>,
+        assertion_lifetime: Option<String>,
+    }
+}
+
+raw_table! {
+    struct RawExpect {
+        #[serde(default, deserialize_with = "lenient::strings")]
+        scopes: Vec<String>,
+        #[serde(default, deserialize_with = "lenient::strings")]
+        roles: Vec<String>,
+        audience: Option<String>,
+        issuer: Option<String>,
+    }
 }
 
 /// A `params` value: one string, or a list sent as the key once per value (RFC 8707
@@ -110,118 +145,72 @@ pub(super) enum RawParam {
     List(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct RawJsonFields {
-    pub(super) client_id: Option<String>,
-    pub(super) client_secret: Option<String>,
-    pub(super) username: Option<String>,
-    pub(super) password: Option<String>,
+raw_table! {
+    struct RawJsonFields {
+        client_id: Option<String>,
+        client_secret: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+    }
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct RawResponse {
-    pub(super) access_token: Option<String>,
-    pub(super) expires_in: Option<String>,
+raw_table! {
+    struct RawResponse {
+        access_token: Option<String>,
+        expires_in: Option<String>,
+    }
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct RawCanary {
-    pub(super) url: Option<String>,
-    pub(super) method: Option<String>,
-    #[serde(default, deserialize_with = "lenient::statuses")]
-    pub(super) expected_status: Option<Vec<u16>>,
-    #[serde(default)]
-    pub(super) headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub(super) secret_headers: BTreeMap<String, RawSecretRef>,
-    #[serde(default, deserialize_with = "lenient::statuses")]
-    pub(super) token_rejected_status: Option<Vec<u16>>,
+raw_table! {
+    struct RawCanary {
+        url: Option<String>,
+        method: Option<String>,
+        #[serde(default, deserialize_with = "lenient::statuses")]
+        expected_status: Option<Vec<u16>>,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        #[serde(default)]
+        secret_headers: BTreeMap<String, RawSecretRef>,
+        #[serde(default, deserialize_with = "lenient::statuses")]
+        token_rejected_status: Option<Vec<u16>>,
+    }
 }
 
-/// Where a secret header's value is read from: `{ env = "NAME" }` or `{ file = "/path" }`.
-#[derive(Debug, Deserialize)]
-pub(super) struct RawSecretRef {
-    pub(super) env: Option<String>,
-    pub(super) file: Option<PathBuf>,
+raw_table! {
+    /// Where a secret header's value is read from: `{ env = "NAME" }` or `{ file = "/path" }`.
+    struct RawSecretRef {
+        env: Option<String>,
+        file: Option<PathBuf>,
+    }
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct RawTls {
-    pub(super) ca_file: Option<PathBuf>,
-    pub(super) client_cert_file: Option<PathBuf>,
-    pub(super) client_key_file: Option<PathBuf>,
-    #[serde(default, deserialize_with = "lenient::bool")]
-    pub(super) insecure_skip_verify: bool,
+raw_table! {
+    struct RawTls {
+        ca_file: Option<PathBuf>,
+        client_cert_file: Option<PathBuf>,
+        client_key_file: Option<PathBuf>,
+        #[serde(default, deserialize_with = "lenient::bool")]
+        insecure_skip_verify: bool,
+    }
 }
 
-/// The keys allowed in the table at `path` (provider names replaced by `*`); `None` where any
-/// key is allowed (provider names, `params`, `headers`, `secret_headers`' header names).
+/// The keys allowed in the table at `path` (provider names replaced by `*`): which raw table
+/// sits there; `None` where any key is allowed (provider names, `params`, `headers`,
+/// `secret_headers`' header names).
 pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {
-        [] => &["web", "metrics", "defaults", "providers"],
-        ["web"] => &["listen_address", "probe_min_interval"],
-        ["metrics"] => &["histograms"],
-        ["defaults"] => &["interval", "timeout", "proxy_url", "max_backoff"],
-        ["providers", _] => &[
-            "interval",
-            "timeout",
-            "proxy_url",
-            "max_backoff",
-            "token",
-            "canary",
-            "tls",
-        ],
-        ["providers", _, "token"] => &[
-            "url",
-            "issuer",
-            "discovery_refresh",
-            "grant_type",
-            "client_id",
-            "client_secret",
-            "client_secret_file",
-            "client_secret_env",
-            "auth_method",
-            "basic_encoding",
-            "scopes",
-            "params",
-            "username",
-            "password",
-            "password_file",
-            "password_env",
-            "reuse",
-            "refresh_before",
-            "json_fields",
-            "response",
-            "client_secret_expires",
-            "password_expires",
-            "expect",
-            "private_key_file",
-            "certificate_file",
-            "signing_algorithm",
-            "key_id",
-            "assertion_audience",
-            "assertion_lifetime",
-        ],
-        ["providers", _, "token", "json_fields"] => {
-            &["client_id", "client_secret", "username", "password"]
-        }
-        ["providers", _, "token", "response"] => &["access_token", "expires_in"],
-        ["providers", _, "token", "expect"] => &["scopes", "roles", "audience", "issuer"],
-        ["providers", _, "canary"] => &[
-            "url",
-            "method",
-            "expected_status",
-            "headers",
-            "secret_headers",
-            "token_rejected_status",
-        ],
-        ["providers", _, "canary", "secret_headers", _] => &["env", "file"],
-        ["providers", _, "tls"] => &[
-            "ca_file",
-            "client_cert_file",
-            "client_key_file",
-            "insecure_skip_verify",
-        ],
+        [] => RawConfig::KEYS,
+        ["web"] => RawWeb::KEYS,
+        ["metrics"] => RawMetrics::KEYS,
+        ["defaults"] => RawDefaults::KEYS,
+        ["providers", _] => RawProvider::KEYS,
+        ["providers", _, "token"] => RawToken::KEYS,
+        ["providers", _, "token", "json_fields"] => RawJsonFields::KEYS,
+        ["providers", _, "token", "response"] => RawResponse::KEYS,
+        ["providers", _, "token", "expect"] => RawExpect::KEYS,
+        ["providers", _, "canary"] => RawCanary::KEYS,
+        ["providers", _, "canary", "secret_headers", _] => RawSecretRef::KEYS,
+        ["providers", _, "tls"] => RawTls::KEYS,
         _ => return None,
     })
 }
@@ -275,5 +264,59 @@ pub(super) fn walk_unknown<'a>(
             walk_unknown(metadata, inner, path, problems);
             path.pop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Overrides, load_str};
+
+    /// Every table refuses a key it does not know, each named with what the table allows, all in
+    /// one run; the tables whose keys are data (`params`, `headers`, the names in
+    /// `secret_headers`) take any key. The lists are written out here, not taken from the raw
+    /// structs, so that a change to a struct that changes a message shows.
+    #[test]
+    fn every_table_names_its_unknown_keys_and_what_it_allows() {
+        let toml = r#"
+            [metrics]
+            histogram = "native"
+
+            [providers.p.token]
+            url = "https://idp.example/token"
+            client_id = "id"
+            client_secret = "s"
+            params = { any_name = "x" }
+            json_fields = { client = "c" }
+            response = { token = "t" }
+            expect = { scope = ["a"] }
+
+            [providers.p.canary]
+            url = "https://api.example/"
+            header = { X = "y" }
+            headers = { Any-Name = "y" }
+            secret_headers = { X-Key = { env = "HOME", path = "/x" } }
+
+            [providers.p.tls]
+            ca = "/ca.pem"
+        "#;
+        let problems = load_str(toml, &Overrides::default()).unwrap_err().problems;
+        let source = "TOML source string";
+        let expected = [
+            "key `metrics.histogram`: unknown key; allowed here: histograms",
+            "key `providers.p.canary.header`: unknown key; allowed here: url, method, expected_status, headers, secret_headers, token_rejected_status",
+            "key `providers.p.canary.secret_headers.X-Key.path`: unknown key; allowed here: env, file",
+            "key `providers.p.tls.ca`: unknown key; allowed here: ca_file, client_cert_file, client_key_file, insecure_skip_verify",
+            "key `providers.p.token.expect.scope`: unknown key; allowed here: scopes, roles, audience, issuer",
+            "key `providers.p.token.json_fields.client`: unknown key; allowed here: client_id, client_secret, username, password",
+            "key `providers.p.token.response.token`: unknown key; allowed here: access_token, expires_in",
+        ]
+        .map(|line| format!("{source}: {line}"));
+        let mut expected = expected.to_vec();
+        // Validation goes on beside them: the unknown keys were not taken for the known ones.
+        expected.extend([
+            "key `providers.p.token.json_fields`: only meaningful with auth_method = \"json_body\"".to_string(),
+            "key `providers.p.token.expect`: empty; set at least one of scopes, roles, audience, issuer (or remove the table)".to_string(),
+        ]);
+        assert_eq!(problems, expected);
     }
 }
