@@ -108,11 +108,13 @@ pub async fn run_with(
         "outgoing requests in flight are limited"
     );
     metrics.watch_requests(slots.clone());
+    // The one place every record goes through: built here, shared by the scheduler, the
+    // provider tasks and the web endpoints.
     let recorders = scheduler::Recorders::new(Arc::clone(&metrics));
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let mut scheduler = scheduler::Scheduler::new(
-        recorders.clone(),
+        Arc::clone(&recorders),
         options.jitter,
         &slots,
         cancel.clone(),
@@ -122,10 +124,8 @@ pub async fn run_with(
 
     let (reload_requests, mut reload_inbox) = tokio::sync::mpsc::channel::<web::ReloadRequest>(4);
     let state = Arc::new(web::WebState {
-        metrics: Arc::clone(&metrics),
+        recorders: Arc::clone(&recorders),
         scrapes: Default::default(),
-        status: Arc::clone(&recorders.status),
-        directory: Arc::clone(&recorders.directory),
         ready: AtomicBool::new(false),
         reload: options.reload.is_some().then_some(reload_requests),
         telemetry_path: options.telemetry_path,
@@ -154,8 +154,7 @@ pub async fn run_with(
     let started = scheduler
         .apply(providers)
         .map_err(|error| anyhow::anyhow!("cannot set up an HTTP client: {error}"))?;
-    metrics.record_reload(true);
-    recorders.status.record_reload(true);
+    recorders.record_reload(true);
     state.ready.store(true, Ordering::Release);
     match options.shard {
         None => tracing::info!(providers = started.added.len(), "probing started"),
@@ -254,7 +253,7 @@ fn reload(
         let changes = scheduler
             .apply(config.providers)
             .map_err(|error| format!("cannot set up an HTTP client: {error}"))?;
-        if state.metrics.set_histograms(histograms) {
+        if state.recorders.metrics().set_histograms(histograms) {
             tracing::info!(
                 histograms = %histograms,
                 "metrics.histograms changed; both latency histograms of every provider start afresh"
@@ -262,8 +261,7 @@ fn reload(
         }
         Ok(changes)
     });
-    state.metrics.record_reload(outcome.is_ok());
-    state.status.record_reload(outcome.is_ok());
+    state.recorders.record_reload(outcome.is_ok());
     match outcome {
         Ok(changes) => {
             let summary = format!(

@@ -46,10 +46,14 @@
 //!   never verifies), `claims` (`[token.expect]`), `expiry` (credential and certificate expiry,
 //!   credential changes by keyed hash, from certificate files as their users read them),
 //!   `trace` (the redacted debug trace of `/probe?debug=true`).
-//! - `scheduler`: one task per provider on its interval (each cycle runs inside it, a panic
-//!   contained), with jitter and cancellation, given its metrics and status handles at start;
-//!   moves the running set to a reloaded configuration (each provider's settings held once);
-//!   its mailbox answers `/probe` with the report.
+//! - `scheduler/`: one task per provider (each cycle runs inside it, a panic contained), with
+//!   jitter and cancellation, given its handles at start; moves the running set to a reloaded
+//!   configuration (each provider's settings held once); its mailbox answers `/probe` with the
+//!   report, limited by `probe_min_interval` and a back-off. `backoff`: when the next cycle is
+//!   due after refused credentials or a `Retry-After`. `record`: `Recorders`, the one record
+//!   path: the only writer of the metrics, the status board, the `/probe` directory and the
+//!   per-cycle log line, for cycles, providers added or removed, and reloads; built once by
+//!   the daemon and read by `web`.
 //! - `metrics/`: the one writer of every series (`mod.rs`, `Metrics::record`), the `/metrics`
 //!   text and gzip from a snapshot (`exposition`), and one report as the `/probe` page
 //!   (`probe_page`). Every metric name and HELP text is written in this folder only.

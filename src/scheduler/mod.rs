@@ -10,14 +10,18 @@
 //! credentials changed.
 
 mod backoff;
+mod record;
+
+pub(crate) use record::Handles;
+pub use record::Recorders;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -28,14 +32,12 @@ use tokio_util::task::TaskTracker;
 use tokio::sync::{Notify, oneshot};
 
 use crate::config::ProviderConfig;
-use crate::metrics::{Metrics, ProviderMetrics};
 use crate::probe::trace::Trace;
 use crate::probe::transport;
 use crate::probe::{CycleReport, HeldToken, HoldOff, Phase, Prober};
 
 use self::backoff::Backoff;
 use crate::shard::Shard;
-use crate::status::{StatusBoard, StatusHandle};
 
 /// One caller's wish for a cycle now (`/probe`).
 pub struct ProbeRequest {
@@ -186,69 +188,6 @@ struct Running {
     mailbox: Arc<Mailbox>,
 }
 
-/// What a provider's task records into and listens to, given at start: its name (one
-/// allocation shared by the metrics, the status board and the directory), its metrics and
-/// status handles, and its `/probe` mailbox.
-pub(crate) struct Handles {
-    pub name: Arc<str>,
-    pub metrics: ProviderMetrics,
-    pub status: StatusHandle,
-    pub mailbox: Arc<Mailbox>,
-}
-
-/// Where a provider task writes what each periodic cycle saw.
-#[derive(Clone)]
-pub struct Recorders {
-    pub metrics: Arc<Metrics>,
-    pub status: Arc<StatusBoard>,
-    pub directory: Arc<Directory>,
-    /// Provider tasks record under the read side after checking they are still wanted;
-    /// [`Scheduler::apply`] cancels and deletes under the write side. So a cycle that ends just
-    /// as its provider is removed or restarted cannot write stale series back.
-    pub changes: Arc<RwLock<()>>,
-    /// `[web] probe_min_interval` in nanoseconds, as loaded last (start or reload).
-    probe_min_interval: Arc<AtomicU64>,
-}
-
-impl Recorders {
-    pub fn new(metrics: Arc<Metrics>) -> Recorders {
-        Recorders {
-            metrics,
-            status: Arc::default(),
-            directory: Arc::default(),
-            changes: Arc::default(),
-            probe_min_interval: Arc::new(AtomicU64::new(
-                crate::config::DEFAULT_PROBE_MIN_INTERVAL.as_nanos() as u64,
-            )),
-        }
-    }
-
-    /// Sets `[web] probe_min_interval` for every provider (at start and on reload).
-    pub fn set_probe_min_interval(&self, limit: Duration) {
-        let nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
-        self.probe_min_interval.store(nanos, Ordering::Relaxed);
-    }
-
-    fn probe_min_interval(&self) -> Duration {
-        Duration::from_nanos(self.probe_min_interval.load(Ordering::Relaxed))
-    }
-
-    /// Publishes when a provider's next cycle is due and whether it backs off.
-    fn record_pace(&self, handles: &Handles, due: Instant, backoff: &Backoff) {
-        let next_run = SystemTime::now() + due.saturating_duration_since(Instant::now());
-        self.metrics
-            .record_pace(&handles.metrics, next_run, backoff.holding);
-        handles.status.record_pace(
-            next_run,
-            backoff.holding.map(|(_, reason)| (reason, backoff.steps)),
-        );
-        handles
-            .mailbox
-            .backing_off
-            .store(backoff.refused(), Ordering::Relaxed);
-    }
-}
-
 /// A restarted provider that was backing off after refused credentials starts within this:
 /// the reload may have fixed them, and the operator is watching (issue 23).
 const PROMPT_START: Duration = Duration::from_secs(2);
@@ -258,7 +197,7 @@ const ON_DEMAND_QUEUE: usize = 64;
 
 /// The set of running provider tasks.
 pub struct Scheduler {
-    recorders: Recorders,
+    recorders: Arc<Recorders>,
     jitter: StartJitter,
     /// Shared by every provider with default TLS settings, across reloads: one connection pool.
     shared_client: transport::Client,
@@ -272,7 +211,7 @@ pub struct Scheduler {
 impl Scheduler {
     /// Every provider's requests take their slots from `slots`.
     pub fn new(
-        recorders: Recorders,
+        recorders: Arc<Recorders>,
         jitter: StartJitter,
         slots: &transport::Slots,
         root: CancellationToken,
@@ -352,34 +291,24 @@ impl Scheduler {
             }
         }
 
-        let recorders = self.recorders.clone();
-        let _exclusive = recorders
-            .changes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let recorders = Arc::clone(&self.recorders);
+        let _exclusive = recorders.exclusive();
         for name in &changes.removed {
             if let Some(running) = self.running.remove(name.as_str()) {
                 running.cancel.cancel();
             }
-            self.recorders.metrics.remove_provider(name);
-            self.recorders.status.remove_provider(name);
-            self.recorders.directory.remove(name);
+            recorders.remove(name);
         }
         for (config, client) in to_start {
             let mut prompt = false;
             if let Some(old) = self.running.remove(config.name.as_str()) {
                 old.cancel.cancel();
-                self.recorders.metrics.forget_token(&config.name);
+                recorders.forget_token(&config.name);
                 prompt = old.mailbox.backing_off.load(Ordering::Relaxed);
             }
             self.start(config, client, prompt);
         }
-        *self
-            .recorders
-            .directory
-            .elsewhere
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = elsewhere;
+        recorders.set_elsewhere(elsewhere);
         Ok(changes)
     }
 
@@ -387,19 +316,8 @@ impl Scheduler {
     /// first interval.
     fn start(&mut self, config: ProviderConfig, client: transport::Client, prompt: bool) {
         let name: Arc<str> = Arc::from(config.name.as_str());
-        let mailbox = Arc::new(Mailbox::default());
-        let handles = Handles {
-            metrics: self.recorders.metrics.add_provider(Arc::clone(&name)),
-            status: self
-                .recorders
-                .status
-                .add_provider(Arc::clone(&name), config.canary.is_some()),
-            mailbox: Arc::clone(&mailbox),
-            name: Arc::clone(&name),
-        };
-        self.recorders
-            .directory
-            .insert(Arc::clone(&name), Arc::clone(&mailbox));
+        let handles = self.recorders.add(&name, config.canary.is_some());
+        let mailbox = Arc::clone(&handles.mailbox);
         let cancel = self.root.child_token();
         let first_delay = match (self.jitter, prompt) {
             (StartJitter::None, _) => Duration::ZERO,
@@ -410,7 +328,7 @@ impl Scheduler {
         let prober = Prober::new(Arc::clone(&config), client);
         self.tracker.spawn(run_provider(
             Box::new(prober),
-            self.recorders.clone(),
+            Arc::clone(&self.recorders),
             handles,
             first_delay,
             cancel.clone(),
@@ -508,7 +426,7 @@ struct Remembered {
 /// 2 KiB allocation; boxed, the task holds a pointer (BENCHMARKS.md, round five).
 pub(crate) async fn run_provider<C: Cycle>(
     mut prober: Box<C>,
-    recorders: Recorders,
+    recorders: Arc<Recorders>,
     handles: Handles,
     first_delay: Duration,
     cancel: CancellationToken,
@@ -626,18 +544,11 @@ pub(crate) async fn run_provider<C: Cycle>(
         let (report, trace) = match joined {
             Ok(done) => done,
             Err(()) => {
-                let _recording = recorders
-                    .changes
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let _recording = recorders.recording();
                 if cancel.is_cancelled() {
                     return;
                 }
-                recorders.metrics.record_panic(&handles.metrics);
-                tracing::error!(
-                    provider = %name,
-                    "probe cycle panicked; the provider's state was reset and probing continues"
-                );
+                recorders.record_panic(&handles);
                 prober.reset();
                 if !on_demand {
                     due = (due + interval).max(Instant::now());
@@ -647,10 +558,7 @@ pub(crate) async fn run_provider<C: Cycle>(
                 continue;
             }
         };
-        let _recording = recorders
-            .changes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _recording = recorders.recording();
         if cancel.is_cancelled() {
             return; // removed or restarted meanwhile: its results are no longer wanted
         }
@@ -674,17 +582,9 @@ pub(crate) async fn run_provider<C: Cycle>(
         recheck = backoff.refused().then(|| now + interval);
         log_pace(name, &before, &backoff, due, &report);
         if on_demand {
-            // On-demand cycles answer their callers; the periodic series stay the periodic
-            // probes' own, but the token they hold now is the new one.
-            recorders
-                .metrics
-                .record_held(&handles.metrics, prober.held());
+            recorders.record_on_demand(&handles, prober.held());
         } else {
-            recorders
-                .metrics
-                .record(&handles.metrics, &report, prober.held());
-            handles.status.record(&report, prober.held());
-            log_report(name, &report);
+            recorders.record(&handles, &report, prober.held());
         }
         // An on-demand cycle that changed nothing of the schedule leaves its gauge as it was
         // (converted again, the same moment would read a few nanoseconds off).
@@ -778,28 +678,6 @@ fn log_pace(provider: &str, before: &Backoff, after: &Backoff, due: Instant, rep
     }
 }
 
-/// One line per cycle: `warn` on failure (with the reason and what the server said), `debug`
-/// on success. Never a secret: error texts are scrubbed where they are made.
-pub fn log_report(provider: &str, report: &CycleReport) {
-    match report.failure() {
-        Some(failure) => tracing::warn!(
-            provider,
-            phase = failure.phase,
-            reason = failure.reason,
-            status = failure.status.map(|s| s.to_string()).unwrap_or_default(),
-            error = failure.detail,
-            "probe failed"
-        ),
-        None => tracing::debug!(
-            provider,
-            token_requests = report.token_requests.len(),
-            canary_requests = report.canary_requests.len(),
-            duration_seconds = report.duration.as_secs_f64(),
-            "probe succeeded"
-        ),
-    }
-}
-
 /// A random fraction in `[0, 1)` (back-off jitter), from the same source as [`random_below`].
 fn random_fraction() -> f64 {
     random_below(Duration::from_nanos(1 << 30)).as_nanos() as f64 / f64::from(1u32 << 30)
@@ -874,15 +752,9 @@ mod tests {
     /// Issue #4: a panic inside one provider's cycle is caught, counted, and probing goes on.
     #[tokio::test]
     async fn a_panicking_cycle_is_counted_and_probing_continues() {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let recorders = Recorders::new(Arc::clone(&metrics));
-        let name: Arc<str> = Arc::from("flaky");
-        let handles = Handles {
-            metrics: metrics.add_provider(Arc::clone(&name)),
-            status: recorders.status.add_provider(Arc::clone(&name), false),
-            mailbox: Arc::default(),
-            name,
-        };
+        let handles = recorders.add(&Arc::from("flaky"), false);
         let cycles = Arc::new(AtomicUsize::new(0));
         let cancel = CancellationToken::new();
         let task = tokio::spawn(run_provider(

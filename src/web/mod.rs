@@ -30,9 +30,8 @@ use tokio_util::sync::CancellationToken;
 use self::scrape::ScrapeCache;
 use self::security::WebSecurity;
 use self::server::{HttpResponse, respond, respond_with};
-use crate::metrics::{Format, Metrics};
-use crate::scheduler::Directory;
-use crate::status::StatusBoard;
+use crate::metrics::Format;
+use crate::scheduler::Recorders;
 
 /// The Prometheus text exposition format, version 0.0.4.
 /// The paths the exporter serves besides the metrics: `--web.telemetry-path` may not be one.
@@ -48,10 +47,9 @@ pub(crate) const PROTOBUF_CONTENT_TYPE: &str =
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
 
 pub struct WebState {
-    pub metrics: Arc<Metrics>,
+    /// The metrics, the status board and the provider directory the pages read.
+    pub recorders: Arc<Recorders>,
     pub scrapes: ScrapeCache,
-    pub status: Arc<StatusBoard>,
-    pub directory: Arc<Directory>,
     /// Set once probing has started.
     pub ready: AtomicBool,
     /// Where `POST /-/reload` sends its request; `None` when reloading is not possible.
@@ -283,10 +281,13 @@ async fn reload(state: &WebState) -> HttpResponse {
 }
 
 async fn metrics(state: &WebState, request: &Request<Incoming>) -> HttpResponse {
-    let format = state.metrics.format_for(accepts_protobuf(request));
+    let format = state
+        .recorders
+        .metrics()
+        .format_for(accepts_protobuf(request));
     let (body, gzipped) = state
         .scrapes
-        .body(&state.metrics, format, accepts_gzip(request))
+        .body(state.recorders.metrics(), format, accepts_gzip(request))
         .await;
     let content_type = match format {
         Format::Text => METRICS_CONTENT_TYPE,
@@ -362,5 +363,5 @@ fn accepts_gzip(request: &Request<Incoming>) -> bool {
 }
 
 fn index_page(state: &WebState) -> String {
-    status_page::render(&state.status, &state.telemetry_path)
+    status_page::render(state.recorders.status(), &state.telemetry_path)
 }

@@ -30,7 +30,7 @@ pub(super) async fn probe(state: &WebState, request: &Request<Incoming>) -> Http
             _ => {}
         }
     }
-    let names = || state.directory.names().join("\n");
+    let names = || state.recorders.directory().names().join("\n");
     let Some(provider) = provider.filter(|p| !p.is_empty()) else {
         return respond(
             StatusCode::BAD_REQUEST,
@@ -41,7 +41,10 @@ pub(super) async fn probe(state: &WebState, request: &Request<Incoming>) -> Http
             ),
         );
     };
-    if let (Some(owner), Some(shard)) = (state.directory.owner_elsewhere(&provider), state.shard) {
+    if let (Some(owner), Some(shard)) = (
+        state.recorders.directory().owner_elsewhere(&provider),
+        state.shard,
+    ) {
         return respond(
             StatusCode::NOT_FOUND,
             text,
@@ -51,7 +54,7 @@ pub(super) async fn probe(state: &WebState, request: &Request<Incoming>) -> Http
             ),
         );
     }
-    let Some(requests) = state.directory.get(&provider) else {
+    let Some(requests) = state.recorders.directory().get(&provider) else {
         return respond(
             StatusCode::NOT_FOUND,
             text,

@@ -1,0 +1,191 @@
+//! The one record path (issue 24): [`Recorders`] holds what learns about providers, cycles and
+//! reloads (the metrics, the status page, the directory `/probe` finds providers in, and the
+//! log) and is the only place that writes to them. Built once by the daemon and shared with the
+//! scheduler, every provider task and the web endpoints.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::backoff::Backoff;
+use super::{Directory, Mailbox};
+use crate::metrics::{Metrics, ProviderMetrics};
+use crate::probe::{CycleReport, HeldToken};
+use crate::status::{StatusBoard, StatusHandle};
+
+/// What a provider's task records into and listens to, given at start: its name (one
+/// allocation shared by the metrics, the status board and the directory), its metrics and
+/// status handles, and its `/probe` mailbox.
+pub(crate) struct Handles {
+    pub name: Arc<str>,
+    pub metrics: ProviderMetrics,
+    pub status: StatusHandle,
+    pub mailbox: Arc<Mailbox>,
+}
+
+/// The metrics, the status board and the directory, written only through the methods below.
+pub struct Recorders {
+    metrics: Arc<Metrics>,
+    status: StatusBoard,
+    directory: Directory,
+    /// Provider tasks record under the read side after checking they are still wanted;
+    /// [`super::Scheduler::apply`] cancels and deletes under the write side. So a cycle that
+    /// ends just as its provider is removed or restarted cannot write stale series back.
+    changes: RwLock<()>,
+    /// `[web] probe_min_interval` in nanoseconds, as loaded last (start or reload).
+    probe_min_interval: AtomicU64,
+}
+
+impl Recorders {
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Recorders> {
+        Arc::new(Recorders {
+            metrics,
+            status: StatusBoard::default(),
+            directory: Directory::default(),
+            changes: RwLock::new(()),
+            probe_min_interval: AtomicU64::new(
+                u64::try_from(crate::config::DEFAULT_PROBE_MIN_INTERVAL.as_nanos())
+                    .unwrap_or(u64::MAX),
+            ),
+        })
+    }
+
+    /// The metrics, for `/metrics` to render.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The status board, for the status page to render.
+    pub fn status(&self) -> &StatusBoard {
+        &self.status
+    }
+
+    /// Where `/probe` finds a provider's mailbox.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Registers a provider with the metrics, the status board and the directory, and returns
+    /// the handles its task records through.
+    pub(crate) fn add(&self, name: &Arc<str>, canary_configured: bool) -> Handles {
+        let mailbox = Arc::new(Mailbox::default());
+        self.directory
+            .insert(Arc::clone(name), Arc::clone(&mailbox));
+        Handles {
+            metrics: self.metrics.add_provider(Arc::clone(name)),
+            status: self
+                .status
+                .add_provider(Arc::clone(name), canary_configured),
+            mailbox,
+            name: Arc::clone(name),
+        }
+    }
+
+    /// Forgets a provider that is no longer configured: its series, its row, its mailbox.
+    pub(crate) fn remove(&self, name: &str) {
+        self.metrics.remove_provider(name);
+        self.status.remove_provider(name);
+        self.directory.remove(name);
+    }
+
+    /// Forgets the held token of a provider restarted with new settings.
+    pub(crate) fn forget_token(&self, name: &str) {
+        self.metrics.forget_token(name);
+    }
+
+    /// Which shard probes the configured providers this process does not.
+    pub(crate) fn set_elsewhere(&self, elsewhere: std::collections::HashMap<String, u32>) {
+        *self
+            .directory
+            .elsewhere
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = elsewhere;
+    }
+
+    /// Held while providers are removed or restarted (see [`Recorders::recording`]).
+    pub(crate) fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.changes.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Held while a task records; check its cancellation after taking it.
+    pub(crate) fn recording(&self) -> RwLockReadGuard<'_, ()> {
+        self.changes.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A periodic cycle: the metrics, the status row and the log line.
+    pub(crate) fn record(&self, handles: &Handles, report: &CycleReport, held: Option<&HeldToken>) {
+        self.metrics.record(&handles.metrics, report, held);
+        handles.status.record(report, held);
+        log_report(&handles.name, report);
+    }
+
+    /// An on-demand cycle: it answers its callers, and only the token it leaves is recorded
+    /// (the periodic series stay the periodic probes' own).
+    pub(crate) fn record_on_demand(&self, handles: &Handles, held: Option<&HeldToken>) {
+        self.metrics.record_held(&handles.metrics, held);
+    }
+
+    /// A cycle that panicked: counted and logged; the task carries on.
+    pub(crate) fn record_panic(&self, handles: &Handles) {
+        self.metrics.record_panic(&handles.metrics);
+        tracing::error!(
+            provider = %handles.name,
+            "probe cycle panicked; the provider's state was reset and probing continues"
+        );
+    }
+
+    /// When a provider's next cycle is due and whether it backs off (issue 23).
+    pub(crate) fn record_pace(&self, handles: &Handles, due: Instant, backoff: &Backoff) {
+        let next_run = SystemTime::now() + due.saturating_duration_since(Instant::now());
+        self.metrics
+            .record_pace(&handles.metrics, next_run, backoff.holding);
+        handles.status.record_pace(
+            next_run,
+            backoff.holding.map(|(_, reason)| (reason, backoff.steps)),
+        );
+        handles
+            .mailbox
+            .backing_off
+            .store(backoff.refused(), Ordering::Relaxed);
+    }
+
+    /// The outcome of a configuration (re)load, for the metrics and the status page.
+    pub fn record_reload(&self, successful: bool) {
+        self.metrics.record_reload(successful);
+        self.status.record_reload(successful);
+    }
+
+    /// Sets `[web] probe_min_interval` for every provider (at start and on reload).
+    pub fn set_probe_min_interval(&self, limit: Duration) {
+        let nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+        self.probe_min_interval.store(nanos, Ordering::Relaxed);
+    }
+
+    pub(crate) fn probe_min_interval(&self) -> Duration {
+        Duration::from_nanos(self.probe_min_interval.load(Ordering::Relaxed))
+    }
+}
+
+/// One line per cycle: `warn` on failure (with the reason and what the server said), `debug`
+/// on success. Never a secret: error texts are scrubbed where they are made.
+pub fn log_report(provider: &str, report: &CycleReport) {
+    match report.failure() {
+        Some(failure) => tracing::warn!(
+            provider,
+            phase = failure.phase,
+            reason = failure.reason,
+            status = failure.status.map(|s| s.to_string()).unwrap_or_default(),
+            error = failure.detail,
+            "probe failed"
+        ),
+        None => tracing::debug!(
+            provider,
+            token_requests = report.token_requests.len(),
+            canary_requests = report.canary_requests.len(),
+            duration_seconds = report.duration.as_secs_f64(),
+            "probe succeeded"
+        ),
+    }
+}
