@@ -434,11 +434,13 @@ impl Metrics {
 
     /// Records the outcome of a configuration (re)load.
     pub fn record_reload(&self, success: bool) {
-        self.reload_successful.set(if success { 1.0 } else { 0.0 });
+        // The time first: a scrape between the two writes must never see a successful reload
+        // with the previous one's time (tests/reload.rs caught that order once).
         if success {
             self.reload_success_time
                 .set(seconds_since_epoch(SystemTime::now()));
         }
+        self.reload_successful.set(if success { 1.0 } else { 0.0 });
     }
 
     /// Records one cycle's report and the token held after it. The only writer of metrics.
