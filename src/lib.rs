@@ -17,6 +17,9 @@
 //!   and SIGTERM end it, SIGHUP reloads).
 //! - `check`: the `check` command, one cycle per provider (all, or those named), as a table or
 //!   JSON.
+//! - `closed_set`: the one macro for closed label sets (every `reason`, the `phase`, the
+//!   grant and expiry kinds, `auth_method`, `metrics.histograms`, the status page's states):
+//!   an enum with `ALL` in declaration order and `as_str()`, the value as written.
 //! - [`config`]: `exporter.toml` and the `OAUTH2_EXPORTER_*` environment, in two steps: `raw`
 //!   (as written, and the keys each table allows) then `validate` (ready-to-use values, every
 //!   bad key named); `messages` turns parser errors into lines that never show a secret, `env`
@@ -65,7 +68,7 @@
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
 //!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!
-//! Dependencies point one way: `files` imports nothing of ours; `signing` only `secrets`;
+//! Dependencies point one way: `files` and `closed_set` import nothing of ours; `signing` only `secrets`;
 //! `probe` imports only `config`, `signing`, `secrets` and `files` (key, certificate and
 //! secret files are read through it); `metrics`, `status` and `scheduler` import
 //! `probe`; `web` imports those; `daemon` ties them together.
@@ -73,6 +76,7 @@
 
 pub mod check;
 pub mod cli;
+mod closed_set;
 pub mod config;
 mod daemon;
 #[cfg(feature = "demo")]

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 
+use crate::closed_set::closed_set;
 use crate::config::CanaryConfig;
 use crate::probe::printable;
 use crate::probe::trace::Trace;
@@ -23,7 +24,7 @@ pub struct CanaryOutcome {
     pub result: Result<(), CanaryError>,
 }
 
-reason_enum! {
+closed_set! {
     /// Why a canary call failed, as the closed `reason` label set. The metrics keep one counter per
     /// variant, so a reason added here is counted without further change.
     CanaryReason {

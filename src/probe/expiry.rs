@@ -11,9 +11,10 @@ use std::hash::{BuildHasher as _, Hasher as _};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::closed_set::closed_set;
 use crate::config::ProviderConfig;
 
-reason_enum! {
+closed_set! {
     /// The `credential` label set of the credential expiry and change gauges.
     Credential {
         ClientSecret => "client_secret",
@@ -23,7 +24,7 @@ reason_enum! {
     }
 }
 
-reason_enum! {
+closed_set! {
     /// The `phase` label set of the endpoint certificate expiry gauge: the phases that make
     /// requests (discovery: the issuer's metadata document).
     TlsPhase {

@@ -20,47 +20,6 @@
 //! - [`verifier`]: the TLS settings of outgoing clients, recording the chains endpoints present.
 //! - [`trace`]: the redacted step-by-step trace `/probe?debug=true` shows.
 
-/// Defines a closed label set (a `reason`, and issue 13's `credential` and `phase`): an enum
-/// whose `ALL` lists every variant in declaration order (so `reason as usize` indexes an array
-/// of counters, and a new variant is counted without further change), with `as_str()` for the
-/// label value. Written once so the sets cannot drift apart in shape.
-macro_rules! reason_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $label:literal,)* }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($variant,)*
-        }
-
-        impl $name {
-            /// Every reason, in the order the metrics expose them; `reason as usize` indexes it.
-            /// (Not every set is iterated outside tests: the back-off's are written one value
-            /// at a time.)
-            #[allow(dead_code)]
-            pub const ALL: [$name; [$($label),*].len()] = [$($name::$variant,)*];
-
-            /// The `reason` label value.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $label,)*
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl PartialEq<&str> for $name {
-            fn eq(&self, other: &&str) -> bool {
-                self.as_str() == *other
-            }
-        }
-    };
-}
-
 pub mod canary;
 pub mod claims;
 pub mod client_auth;
@@ -86,6 +45,7 @@ use self::expiry::{Credential, Expiries, TlsPhase, Watch};
 use self::token::{TokenError, TokenOutcome, TokenReason};
 use self::trace::Trace;
 use self::transport::Client;
+use crate::closed_set::closed_set;
 use crate::config::{ProviderConfig, TokenEndpoint};
 use crate::secrets::{AccessToken, Scrubber};
 
@@ -167,7 +127,7 @@ impl HeldToken {
     }
 }
 
-reason_enum! {
+closed_set! {
     /// The phase of a cycle a failure or a back-off belongs to (the `phase` label).
     Phase {
         Token => "token",
@@ -175,7 +135,7 @@ reason_enum! {
     }
 }
 
-reason_enum! {
+closed_set! {
     /// Why a provider's cycles are put off beyond its interval (issue 23): the `reason` label of
     /// `oauth2_probe_backoff`. A refusal of the credentials is named as the
     /// `OAuth2CredentialsRejected` alert names it (the OAuth code; else `invalid_request` on the

@@ -7,6 +7,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use serde_json::Value;
 use url::Url;
 
+use crate::closed_set::closed_set;
 use crate::config::{AuthMethod, Grant, TokenConfig};
 use crate::probe::client_auth::{AuthError, ClientAuth, Credentials, Decoration};
 use crate::probe::discovery::DiscoveryError;
@@ -61,7 +62,7 @@ const OAUTH_ERROR_CODES: [TokenReason; 6] = [
     TokenReason::UnsupportedGrantType,
 ];
 
-reason_enum! {
+closed_set! {
     /// Why a token request failed, as the closed `reason` label set. The metrics keep one counter
     /// per variant, so a reason added here is counted without further change.
     TokenReason {
