@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::closed_set::closed_set;
 use crate::probe::expiry::Expiry;
 use crate::probe::{CycleReport, Failure, HeldToken, HoldOff};
 
@@ -46,21 +47,14 @@ impl ProviderStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum State {
-    // Declared in the order the page lists them: what needs attention first.
-    Failing,
-    NoData,
-    Ok,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Failing => "failing",
-            State::NoData => "no data yet",
-            State::Ok => "ok",
-        }
+closed_set! {
+    /// A provider's state on the page. Declared in the order the page lists them: what needs
+    /// attention first.
+    #[derive(PartialOrd, Ord)]
+    State {
+        Failing => "failing",
+        NoData => "no data yet",
+        Ok => "ok",
     }
 }
 

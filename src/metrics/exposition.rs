@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use prometheus::{Encoder, TextEncoder};
 
+use crate::probe::Phase;
 use crate::probe::canary::CanaryReason;
 use crate::probe::token::TokenReason;
 
@@ -446,7 +447,11 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
         );
         for (provider, series) in snapshot {
             if let Some(grant) = series.grant {
-                out.sample(name, &[("grant_type", grant), ("provider", provider)], 1.0);
+                out.sample(
+                    name,
+                    &[("grant_type", grant.as_str()), ("provider", provider)],
+                    1.0,
+                );
                 out.series_done();
             }
         }
@@ -587,17 +592,14 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
             "HTTP 401 answers seen by the periodic probes, by phase (token or canary).",
         );
         for (provider, series) in snapshot {
-            let [token, canary] = series.unauthorized;
-            out.sample(
-                name,
-                &[("phase", "canary"), ("provider", provider)],
-                canary as f64,
-            );
-            out.sample(
-                name,
-                &[("phase", "token"), ("provider", provider)],
-                token as f64,
-            );
+            // By label value, as the text format sorts them: canary before token.
+            for phase in [Phase::Canary, Phase::Token] {
+                out.sample(
+                    name,
+                    &[("phase", phase.as_str()), ("provider", provider)],
+                    series.unauthorized[phase as usize] as f64,
+                );
+            }
             out.series_done();
         }
     }

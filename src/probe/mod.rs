@@ -37,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use url::Url;
 
-use self::canary::{CanaryError, CanaryOutcome};
+use self::canary::{CanaryError, CanaryOutcome, CanaryReason};
 use self::client_auth::ClientAuth;
 use self::client_cert::TlsIdentity;
 use self::discovery::Discovered;
@@ -46,7 +46,7 @@ use self::token::{TokenError, TokenOutcome, TokenReason};
 use self::trace::Trace;
 use self::transport::Client;
 use crate::closed_set::closed_set;
-use crate::config::{ProviderConfig, TokenEndpoint};
+use crate::config::{GrantKind, ProviderConfig, TokenEndpoint};
 use crate::secrets::{AccessToken, Scrubber};
 
 /// Server-supplied text (an OAuth `error` code or `error_description`, a `WWW-Authenticate`
@@ -208,21 +208,58 @@ pub struct CycleReport {
     pub success: bool,
     /// The provider's `grant_type`: alerts need it to read `invalid_request` (a wrong password
     /// on the password grant, as Authlib answers it).
-    pub grant: &'static str,
+    pub grant: GrantKind,
     pub duration: Duration,
     pub finished_at: SystemTime,
     /// Credential and endpoint certificate expiries, credential change times (issue 13).
     pub expiries: Expiries,
 }
 
-/// The failure that decided a cycle: the phase and reason in the metrics' closed vocabulary,
-/// the HTTP status if there was one, and the details (scrubbed of secrets where they were made).
+/// The failure that decided a cycle: the reason in the metrics' closed vocabulary (which names
+/// its phase), the HTTP status if there was one, and the details (scrubbed of secrets where they
+/// were made).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub phase: &'static str,
-    pub reason: &'static str,
+    pub reason: FailureReason,
     pub status: Option<u16>,
     pub detail: String,
+}
+
+impl Failure {
+    /// The phase that failed (the `phase` label).
+    pub fn phase(&self) -> Phase {
+        self.reason.phase()
+    }
+}
+
+/// Why a cycle failed: a token reason or a canary reason, so the phase cannot disagree with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    Token(TokenReason),
+    Canary(CanaryReason),
+}
+
+impl FailureReason {
+    pub fn phase(self) -> Phase {
+        match self {
+            FailureReason::Token(_) => Phase::Token,
+            FailureReason::Canary(_) => Phase::Canary,
+        }
+    }
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Token(reason) => reason.as_str(),
+            FailureReason::Canary(reason) => reason.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl CycleReport {
@@ -239,7 +276,7 @@ impl CycleReport {
     /// the interval as before, so an outage is measured as precisely (issue 23).
     pub fn later(&self) -> Option<Later> {
         if let Some(last) = self.token_requests.last() {
-            if let Some(reason) = refusal(last, self.grant == "password") {
+            if let Some(reason) = refusal(last, self.grant == GrantKind::Password) {
                 return Some(Later::Refused(reason));
             }
             if let Some(later) = asked(
@@ -275,8 +312,7 @@ impl CycleReport {
                 .is_some_and(|t| t.result.is_err());
             if !token_failed {
                 return Some(Failure {
-                    phase: "canary",
-                    reason: error.reason().as_str(),
+                    reason: FailureReason::Canary(error.reason()),
                     status: outcome.status,
                     detail: error.to_string(),
                 });
@@ -286,8 +322,7 @@ impl CycleReport {
             && let Err(error) = &outcome.result
         {
             return Some(Failure {
-                phase: "token",
-                reason: error.reason().as_str(),
+                reason: FailureReason::Token(error.reason()),
                 status: outcome.status,
                 detail: error.to_string(),
             });
@@ -295,8 +330,7 @@ impl CycleReport {
         if self.canary_skipped {
             let error = CanaryError::NoToken;
             return Some(Failure {
-                phase: "canary",
-                reason: error.reason().as_str(),
+                reason: FailureReason::Canary(error.reason()),
                 status: None,
                 detail: error.to_string(),
             });
@@ -499,7 +533,7 @@ impl Prober {
             canary_requests,
             canary_skipped,
             success: token_ok && canary_ok,
-            grant: self.config.token.grant.as_str(),
+            grant: self.config.token.grant.kind(),
             duration: started.elapsed(),
             finished_at: SystemTime::now(),
             expiries: self.watch.report(&self.config),
