@@ -50,9 +50,13 @@
 //!   contained), with jitter and cancellation, given its metrics and status handles at start;
 //!   moves the running set to a reloaded configuration (each provider's settings held once);
 //!   its mailbox answers `/probe` with the report.
-//! - `metrics/`: the one writer of every series (`mod.rs`, `Metrics::record`), the `/metrics`
-//!   text and gzip from a snapshot (`exposition`), and one report as the `/probe` page
-//!   (`probe_page`). Every metric name and HELP text is written in this folder only.
+//! - `metrics/`: the one writer of every series (`mod.rs`, `Metrics::record`); `/metrics` from
+//!   a snapshot: `snapshot` (the format-neutral part: the snapshot, family kinds, and the
+//!   `Families` trait both writers implement), `catalogue` (every provider family, its name,
+//!   HELP text and labels; `expiry` the expiry families), the two writers `text` and
+//!   `protobuf` (each imports only the neutral part and the catalogue), and `exposition` (the
+//!   entry points: a format, gzip or not); one report as the `/probe` page (`probe_page`).
+//!   Every metric name and HELP text is written in this folder only.
 //! - `status`: what the status page shows, recorded from the same report as the metrics.
 //! - `web/`: routing, health, readiness, reload and the basic-auth gate (`mod.rs`); the accept
 //!   loop and response bodies (`server`), `--web.config.file` (`security`), `/metrics` under

@@ -21,11 +21,14 @@ use crate::probe::token::TokenReason;
 use crate::probe::transport::Slots;
 use crate::probe::{CycleReport, HeldToken, HoldOff, Phase, Validity};
 
+mod catalogue;
 mod expiry;
 mod exposition;
 mod latency;
 pub mod probe_page;
 mod protobuf;
+mod snapshot;
+mod text;
 
 #[cfg(test)]
 pub use exposition::gunzip;

@@ -1,8 +1,8 @@
 //! `/metrics` in the protobuf exposition format: length-delimited `io.prometheus.client.
 //! MetricFamily` messages (client_model's `metrics.proto`), which Prometheus asks for when its
 //! native histograms are enabled, and the only format that carries them. Served in
-//! `[metrics] histograms = "native"` mode; the families are those of the text page
-//! ([`write_providers`]), each written whole to the sink as it is completed.
+//! `[metrics] histograms = "native"` mode; the families are the catalogue's, as on
+//! the text page ([`write_providers`]), each written whole to the sink as it is completed.
 //!
 //! The encoder is written by hand rather than generated (prost and a build script, or prost's
 //! derive on hand-written structs): the exporter writes six small message types and reads
@@ -13,8 +13,9 @@
 
 use std::time::SystemTime;
 
-use super::exposition::{Families, Kind, write_providers};
+use super::catalogue::write_providers;
 use super::latency::{self, Latency};
+use super::snapshot::{Families, Kind};
 use super::{LATENCY_BUCKETS, Metrics};
 
 /// `MetricFamily` fields.

@@ -1,7 +1,7 @@
 //! Unit tests of the metrics: recording, the reason counters' indexing, histograms, and the
 //! streamed text and gzip renders.
 
-use super::exposition::{LATENCY_BUCKET_LABELS, Out, number};
+use super::text::{LATENCY_BUCKET_LABELS, Out, number};
 use super::*;
 
 /// The failure counters are indexed by `reason as usize`: each enum's `ALL` must list its
