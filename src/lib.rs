@@ -65,6 +65,8 @@
 //! - [`shard`]: which of `--total-shards` processes probes a provider (rendezvous hashing of
 //!   its name), applied by the scheduler, `/probe` and `check`.
 //! - `humanize`: durations as a person says them, for the status page and `check`.
+//! - `shorten`: the one truncator of text people read (server text in errors, logs and
+//!   traces, failure details on the status page), its rules per destination written once.
 //! - `logging`: logfmt or JSON logs on standard error.
 //! - `memory`: glibc's malloc thresholds fixed at start, and the pages freed by loading a
 //!   configuration handed back to the system (the crate's only `unsafe` code: `mallopt` and
@@ -72,10 +74,11 @@
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
 //!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!
-//! Dependencies point one way: `files` and `closed_set` import nothing of ours; `signing` only `secrets`;
-//! `probe` imports only `config`, `signing`, `secrets` and `files` (key, certificate and
-//! secret files are read through it); `metrics`, `status` and `scheduler` import
-//! `probe`; `web` imports those; `daemon` ties them together.
+//! Dependencies point one way: `files`, `closed_set` and `shorten` import nothing of ours;
+//! `signing` only `secrets`; `probe` imports only `config`, `signing`, `secrets` and `files`
+//! (key, certificate and secret files are read through it) and the two helpers;
+//! `metrics`, `status` and `scheduler` import `probe`; `web` imports those; `daemon` ties
+//! them together.
 //! Public items are the few that `main.rs`, `tests/`, `fuzz/` and `examples/` use.
 
 pub mod check;
@@ -94,6 +97,7 @@ mod probe;
 mod scheduler;
 pub mod secrets;
 pub mod shard;
+mod shorten;
 mod signing;
 mod status;
 mod web;

@@ -10,12 +10,12 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::{AuthMethod, DiscoveryConfig, GrantKind, TokenConfig};
-use crate::probe::printable;
 use crate::probe::trace::Trace;
 use crate::probe::transport::{
     BodyError, Client, ProxyRoute, Seen, TransportError, read_body, send,
 };
 use crate::secrets::Scrubber;
+use crate::shorten::{Shown, shorten};
 
 /// Longest server-supplied value (a listed method, an issuer) shown in a failure's detail.
 const VALUE_CHARS: usize = 200;
@@ -216,7 +216,7 @@ fn check(
     // only secret a discovery request carries).
     let mut scrubber = Scrubber::default();
     client.add_secrets(&mut scrubber);
-    let shown = |text: &str| printable(&scrubber, text, VALUE_CHARS);
+    let shown = |text: &str| shorten(&scrubber.scrub(text), VALUE_CHARS, Shown::Ascii);
     let issuer = metadata
         .get("issuer")
         .and_then(Value::as_str)

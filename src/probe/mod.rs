@@ -47,30 +47,7 @@ use self::trace::Trace;
 use self::transport::Client;
 use crate::closed_set::closed_set;
 use crate::config::{GrantKind, ProviderConfig, TokenEndpoint};
-use crate::secrets::{AccessToken, Scrubber};
-
-/// Server-supplied text (an OAuth `error` code or `error_description`, a `WWW-Authenticate`
-/// challenge) as people may read it in the log, `check`, the status page and `/probe`: scrubbed
-/// of the secrets that were sent, every character outside printable ASCII shown as `?` (no
-/// terminal escapes, no look-alike letters), at most `max_chars` characters, with `...` when cut.
-pub(crate) fn printable(scrubber: &Scrubber, text: &str, max_chars: usize) -> String {
-    let scrubbed = scrubber.scrub(text);
-    let mut out: String = scrubbed
-        .chars()
-        .take(max_chars)
-        .map(|c| {
-            if c == ' ' || c.is_ascii_graphic() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    if scrubbed.chars().nth(max_chars).is_some() {
-        out.push_str("...");
-    }
-    out
-}
+use crate::secrets::AccessToken;
 
 /// The token a provider currently holds, kept across cycles.
 #[derive(Debug, Clone)]
