@@ -51,8 +51,8 @@
 //!   moves the running set to a reloaded configuration (each provider's settings held once);
 //!   its mailbox answers `/probe` with the report.
 //! - `metrics/`: the one writer of every series (`mod.rs`, `Metrics::record`); `/metrics` from
-//!   a snapshot: `snapshot` (the format-neutral part: the snapshot, family kinds, and the
-//!   `Families` trait both writers implement), `catalogue` (every provider family, its name,
+//!   a snapshot: `snapshot` (the format-neutral part: the snapshot, family kinds, the
+//!   `Families` trait both writers implement and the `Sink` both write to), `catalogue` (every provider family, its name,
 //!   HELP text and labels; `expiry` the expiry families), the two writers `text` and
 //!   `protobuf` (each imports only the neutral part and the catalogue), and `exposition` (the
 //!   entry points: a format, gzip or not); one report as the `/probe` page (`probe_page`).

@@ -1,7 +1,8 @@
 //! What both exposition formats are written from, with no format in it: a snapshot of the
 //! provider records (taken under a short lock), the registry's own families, the family
-//! [`Kind`]s, and the [`Families`] trait the text and protobuf writers implement so that the one
-//! catalogue ([`write_providers`](super::catalogue::write_providers)) drives both.
+//! [`Kind`]s, the [`Families`] trait the text and protobuf writers implement so that the one
+//! catalogue ([`write_providers`](super::catalogue::write_providers)) drives both, and the
+//! [`Sink`] both hand their output to.
 
 use std::sync::{Arc, PoisonError};
 
@@ -31,6 +32,39 @@ impl Metrics {
     pub(super) fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
         self.update_scrape_time_gauges();
         self.registry.gather()
+    }
+}
+
+/// Where a writer hands what it finished: the first error is kept and the rest dropped, so a
+/// render runs to its end without checking after each series, and [`Sink::finish`] reports it.
+pub(super) struct Sink<'w> {
+    out: &'w mut dyn std::io::Write,
+    failed: Option<std::io::Error>,
+}
+
+impl<'w> Sink<'w> {
+    pub(super) fn new(out: &'w mut dyn std::io::Write) -> Self {
+        Sink { out, failed: None }
+    }
+
+    /// Writes `pieces` in order, unless an earlier write failed.
+    pub(super) fn write(&mut self, pieces: &[&[u8]]) {
+        for piece in pieces {
+            if self.failed.is_some() {
+                return;
+            }
+            if let Err(error) = self.out.write_all(piece) {
+                self.failed = Some(error);
+            }
+        }
+    }
+
+    /// The first error, if a write failed.
+    pub(super) fn finish(self) -> std::io::Result<()> {
+        match self.failed {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 }
 

@@ -127,6 +127,21 @@ fn a_failing_sink_ends_the_render_with_its_error() {
 }
 
 #[test]
+fn a_failing_sink_ends_the_protobuf_render_with_its_error() {
+    let metrics = Metrics::new();
+    for index in 0..400 {
+        metrics.add_provider(format!("tenant{index}"));
+    }
+    let mut sink = Full {
+        room: 3 * 1024,
+        writes_after_failure: 0,
+    };
+    let error = metrics.render_protobuf_to(&mut sink).unwrap_err();
+    assert_eq!(error.to_string(), "full");
+    assert_eq!(sink.writes_after_failure, 1, "kept writing after an error");
+}
+
+#[test]
 fn removed_providers_record_nothing_and_vanish() {
     let metrics = Metrics::new();
     metrics.add_provider("kept");

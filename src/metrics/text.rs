@@ -10,7 +10,7 @@ use prometheus::{Encoder, TextEncoder};
 
 use super::catalogue::write_providers;
 use super::latency::Latency;
-use super::snapshot::{Families, Kind};
+use super::snapshot::{Families, Kind, Sink};
 use super::{LATENCY_BUCKETS, Metrics};
 
 impl Metrics {
@@ -33,8 +33,7 @@ impl Metrics {
 /// fills, between series. The first sink error is kept and ends the render.
 pub(super) struct Out<'w> {
     text: String,
-    sink: &'w mut dyn std::io::Write,
-    failed: Option<std::io::Error>,
+    sink: Sink<'w>,
 }
 
 impl<'w> Out<'w> {
@@ -44,8 +43,7 @@ impl<'w> Out<'w> {
     pub(super) fn new(sink: &'w mut dyn std::io::Write) -> Self {
         Out {
             text: String::with_capacity(Self::CHUNK + 4 * 1024),
-            sink,
-            failed: None,
+            sink: Sink::new(sink),
         }
     }
 
@@ -82,20 +80,13 @@ impl<'w> Out<'w> {
     }
 
     fn flush(&mut self) {
-        if self.failed.is_none()
-            && let Err(error) = self.sink.write_all(self.text.as_bytes())
-        {
-            self.failed = Some(error);
-        }
+        self.sink.write(&[self.text.as_bytes()]);
         self.text.clear();
     }
 
     pub(super) fn finish(mut self) -> std::io::Result<()> {
         self.flush();
-        match self.failed {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        self.sink.finish()
     }
 }
 
