@@ -117,28 +117,22 @@ fn a_failing_sink_ends_the_render_with_its_error() {
     for index in 0..400 {
         metrics.add_provider(format!("tenant{index}"));
     }
-    let mut sink = Full {
-        room: 3 * Out::CHUNK,
-        writes_after_failure: 0,
-    };
-    let error = metrics.render_to(&mut sink).unwrap_err();
-    assert_eq!(error.to_string(), "full");
-    assert_eq!(sink.writes_after_failure, 1, "kept writing after an error");
-}
-
-#[test]
-fn a_failing_sink_ends_the_protobuf_render_with_its_error() {
-    let metrics = Metrics::new();
-    for index in 0..400 {
-        metrics.add_provider(format!("tenant{index}"));
+    // Room for the registry's families and part of the providers' in each format.
+    for (format, room) in [(Format::Text, 3 * Out::CHUNK), (Format::Protobuf, 3 * 1024)] {
+        let mut sink = Full {
+            room,
+            writes_after_failure: 0,
+        };
+        let result = match format {
+            Format::Text => metrics.render_to(&mut sink),
+            Format::Protobuf => metrics.render_protobuf_to(&mut sink),
+        };
+        assert_eq!(result.unwrap_err().to_string(), "full", "{format:?}");
+        assert_eq!(
+            sink.writes_after_failure, 1,
+            "{format:?}: kept writing after an error"
+        );
     }
-    let mut sink = Full {
-        room: 3 * 1024,
-        writes_after_failure: 0,
-    };
-    let error = metrics.render_protobuf_to(&mut sink).unwrap_err();
-    assert_eq!(error.to_string(), "full");
-    assert_eq!(sink.writes_after_failure, 1, "kept writing after an error");
 }
 
 #[test]
