@@ -63,7 +63,8 @@
 //!   load, gzip shared and plain text streamed (`scrape`),
 //!   `/probe` (`probe`), and the HTML status page (`status_page`).
 //! - [`shard`]: which of `--total-shards` processes probes a provider (rendezvous hashing of
-//!   its name), applied by the scheduler, `/probe` and `check`.
+//!   its name); `split` is the one partition of a configuration, for the scheduler (and so
+//!   `/probe`) and `check`.
 //! - `humanize`: durations as a person says them, for the status page and `check`.
 //! - `shorten`: the one truncator of text people read (server text in errors, logs and
 //!   traces, failure details on the status page), its rules per destination written once.
