@@ -232,7 +232,10 @@ fn table(results: &[CheckResult], now: SystemTime, warn_within: Option<Duration>
             let _ = writeln!(
                 details,
                 "{}: {} failed ({}{status}): {}",
-                result.provider, failure.phase, failure.reason, failure.detail
+                result.provider,
+                failure.phase(),
+                failure.reason,
+                failure.detail
             );
         }
     }
@@ -277,8 +280,8 @@ fn json(results: &[CheckResult], deadline: Option<SystemTime>) -> String {
             });
             let failure = report.failure().map(|failure| {
                 json!({
-                    "phase": failure.phase,
-                    "reason": failure.reason,
+                    "phase": failure.phase().as_str(),
+                    "reason": failure.reason.as_str(),
                     "http_status": failure.status,
                     "detail": failure.detail,
                 })
@@ -289,8 +292,8 @@ fn json(results: &[CheckResult], deadline: Option<SystemTime>) -> String {
                 .all()
                 .map(|expiry| {
                     let mut entry = json!({
-                        (if expiry.kind == "tls" { "phase" } else { "credential" }): expiry.name,
-                        "kind": expiry.kind,
+                        (expiry.kind.label()): expiry.name,
+                        "kind": expiry.kind.as_str(),
                         "expires": humantime::format_rfc3339_seconds(expiry.time()).to_string(),
                     });
                     if let Some(deadline) = deadline {

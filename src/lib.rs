@@ -17,6 +17,9 @@
 //!   and SIGTERM end it, SIGHUP reloads).
 //! - `check`: the `check` command, one cycle per provider (all, or those named), as a table or
 //!   JSON.
+//! - `closed_set`: the one macro for closed label sets (every `reason`, the `phase`, the
+//!   grant and expiry kinds, `auth_method`, `metrics.histograms`, the status page's states):
+//!   an enum with `ALL` in declaration order and `as_str()`, the value as written.
 //! - [`config`]: `exporter.toml` and the `OAUTH2_EXPORTER_*` environment, in two steps: `raw`
 //!   (as written: each table's struct and the keys it allows, declared together) then
 //!   `validate/` (ready-to-use values, every bad key named), a file per section: `web`,
@@ -54,17 +57,24 @@
 //!   path: the only writer of the metrics, the status board, the `/probe` directory and the
 //!   per-cycle log line, for cycles, providers added or removed, and reloads; built once by
 //!   the daemon and read by `web`.
-//! - `metrics/`: the one writer of every series (`mod.rs`, `Metrics::record`), the `/metrics`
-//!   text and gzip from a snapshot (`exposition`), and one report as the `/probe` page
-//!   (`probe_page`). Every metric name and HELP text is written in this folder only.
+//! - `metrics/`: the one writer of every series (`mod.rs`, `Metrics::record`); `/metrics` from
+//!   a snapshot: `snapshot` (the format-neutral part: the snapshot, family kinds, the
+//!   `Families` trait both writers implement and the `Sink` both write to), `catalogue` (every provider family, its name,
+//!   HELP text and labels; `expiry` the expiry families), the two writers `text` and
+//!   `protobuf` (each imports only the neutral part and the catalogue), and `exposition` (the
+//!   entry points: a format, gzip or not); one report as the `/probe` page (`probe_page`).
+//!   Every metric name and HELP text is written in this folder only.
 //! - `status`: what the status page shows, recorded from the same report as the metrics.
 //! - `web/`: routing, health, readiness, reload and the basic-auth gate (`mod.rs`); the accept
 //!   loop and response bodies (`server`), `--web.config.file` (`security`), `/metrics` under
 //!   load, gzip shared and plain text streamed (`scrape`),
 //!   `/probe` (`probe`), and the HTML status page (`status_page`).
 //! - [`shard`]: which of `--total-shards` processes probes a provider (rendezvous hashing of
-//!   its name), applied by the scheduler, `/probe` and `check`.
+//!   its name); `split` is the one partition of a configuration, for the scheduler (and so
+//!   `/probe`) and `check`.
 //! - `humanize`: durations as a person says them, for the status page and `check`.
+//! - `shorten`: the one truncator of text people read (server text in errors, logs and
+//!   traces, failure details on the status page), its rules per destination written once.
 //! - `logging`: logfmt or JSON logs on standard error.
 //! - `memory`: glibc's malloc thresholds fixed at start, and the pages freed by loading a
 //!   configuration handed back to the system (the crate's only `unsafe` code: `mallopt` and
@@ -72,15 +82,17 @@
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
 //!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!
-//! Dependencies point one way: `files` imports nothing of ours; `signing` only `secrets`;
-//! `config` only `files`, `secrets` and `signing` (key material is checked at load);
-//! `probe` imports only `config`, `signing`, `secrets` and `files` (key, certificate and
-//! secret files are read through it); `metrics`, `status` and `scheduler` import
-//! `probe`; `web` imports those; `daemon` ties them together.
+//! Dependencies point one way: `files`, `closed_set` and `shorten` import nothing of ours;
+//! `signing` only `secrets`; `config` only `files`, `secrets`, `signing` and `closed_set` (key
+//! material is checked at load); `probe` imports only `config`, `signing`, `secrets` and
+//! `files` (key, certificate and secret files are read through it) and the two helpers;
+//! `metrics`, `status` and `scheduler` import `probe`; `web` imports those; `daemon` ties
+//! them together.
 //! Public items are the few that `main.rs`, `tests/`, `fuzz/` and `examples/` use.
 
 pub mod check;
 pub mod cli;
+mod closed_set;
 pub mod config;
 mod daemon;
 #[cfg(feature = "demo")]
@@ -94,6 +106,7 @@ mod probe;
 mod scheduler;
 pub mod secrets;
 pub mod shard;
+mod shorten;
 mod signing;
 mod status;
 mod web;

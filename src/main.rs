@@ -12,7 +12,7 @@ use oauth2_exporter::config::{self, Overrides};
 #[cfg(feature = "demo")]
 use oauth2_exporter::demo::DemoServer;
 use oauth2_exporter::logging;
-use oauth2_exporter::shard::Shard;
+use oauth2_exporter::shard::{self, Shard};
 use oauth2_exporter::{
     ConfigSource, RunOptions, StartJitter, WebSecurity, bind, claim_hangup, load_web_config,
     run_with, shutdown_signal, unless_shutdown,
@@ -234,24 +234,13 @@ async fn check(cli: &Cli, args: &CheckArgs, shard: Option<Shard>) -> ExitCode {
         Ok(config) => config,
         Err(error) => return config_error(&files_label(&cli.config_files), &error.problems),
     };
-    let Some(shard) = shard else {
-        return oauth2_exporter::check::command(
-            config.providers,
-            &args.providers,
-            args.output,
-            args.warn_within,
-        )
-        .await;
-    };
-    let (mine, others): (Vec<_>, Vec<_>) = config
-        .providers
-        .into_iter()
-        .partition(|provider| shard.owns(&provider.name));
+    let (mine, elsewhere) = shard::split(shard, config.providers, |p| &p.name);
     for name in &args.providers {
-        if others.iter().any(|provider| &provider.name == name) {
+        if let Some(shard) = shard
+            && let Some((_, owner)) = elsewhere.iter().find(|(p, _)| &p.name == name)
+        {
             eprintln!(
-                "error: provider {name:?} is checked by shard {} of {}; this is {shard}",
-                oauth2_exporter::shard::owner(name, shard.total()),
+                "error: provider {name:?} is checked by shard {owner} of {}; this is {shard}",
                 shard.total()
             );
             return ExitCode::from(2);

@@ -253,20 +253,6 @@ impl Scrubber {
     }
 }
 
-/// A short, single-line, scrubbed excerpt of server-supplied text, safe to put in a log line.
-pub fn excerpt(scrubber: &Scrubber, text: &str, max_chars: usize) -> String {
-    let scrubbed = scrubber.scrub(text);
-    let mut out: String = scrubbed
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max_chars)
-        .collect();
-    if scrubbed.chars().count() > max_chars {
-        out.push('…');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,12 +359,5 @@ mod tests {
         assert_eq!(cycle.scrub("t=token-abcdef"), "t=[redacted]");
         assert_eq!(cycle.scrub("s=abcdef"), "s=[redacted]");
         assert_eq!(format!("{cycle:?}"), "Scrubber(2 values [redacted])");
-    }
-
-    #[test]
-    fn excerpt_is_single_line_and_truncated() {
-        let scrubber = Scrubber::default();
-        assert_eq!(excerpt(&scrubber, "a\nb\tc", 10), "a b c");
-        assert_eq!(excerpt(&scrubber, "abcdef", 3), "abc…");
     }
 }

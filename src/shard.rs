@@ -50,17 +50,35 @@ impl Shard {
     pub fn total(&self) -> u32 {
         self.total
     }
-
-    /// Whether this shard probes the provider called `name`.
-    pub fn owns(&self, name: &str) -> bool {
-        owner(name, self.total) == self.ordinal
-    }
 }
 
 impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "shard {} of {}", self.ordinal, self.total)
     }
+}
+
+/// Every shard loads the same configuration and keeps its own part of it: `providers` (each
+/// called `name(provider)`) split into those `shard` probes and the others, each of those with
+/// the ordinal of the shard that does (for `/probe` and `check` to name it). Without a shard,
+/// all are this process's. The one place the scheduler and `check` take their part.
+pub fn split<P>(
+    shard: Option<Shard>,
+    providers: Vec<P>,
+    name: impl Fn(&P) -> &str,
+) -> (Vec<P>, Vec<(P, u32)>) {
+    let Some(shard) = shard else {
+        return (providers, Vec::new());
+    };
+    let mut mine = Vec::with_capacity(providers.len() / shard.total as usize + 1);
+    let mut elsewhere = Vec::new();
+    for provider in providers {
+        match owner(name(&provider), shard.total) {
+            ordinal if ordinal == shard.ordinal => mine.push(provider),
+            ordinal => elsewhere.push((provider, ordinal)),
+        }
+    }
+    (mine, elsewhere)
 }
 
 /// The shard (0-based) of `total` that owns the provider called `name`: the one with the
@@ -149,6 +167,18 @@ mod tests {
                 total + 1
             );
         }
+    }
+
+    /// The pinned owners above, as the scheduler and `check` take their part.
+    #[test]
+    fn a_shard_keeps_its_providers_and_names_the_owners_of_the_rest() {
+        let fleet = ["okq8", "eqhub", "cube", "nextome", "everactive"];
+        let (mine, elsewhere) = split(Shard::new(1, 3).ok(), fleet.to_vec(), |name| name);
+        assert_eq!(mine, ["okq8", "eqhub", "cube"]);
+        assert_eq!(elsewhere, [("nextome", 0), ("everactive", 2)]);
+        let (mine, elsewhere) = split(None, fleet.to_vec(), |name| name);
+        assert_eq!(mine, fleet);
+        assert!(elsewhere.is_empty());
     }
 
     #[test]

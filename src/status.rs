@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::closed_set::closed_set;
 use crate::probe::expiry::Expiry;
 use crate::probe::{CycleReport, Failure, HeldToken, HoldOff};
+use crate::shorten::{Shown, shorten};
 
 /// Longest `error_description` kept for the page.
 const DESCRIPTION_CHARS: usize = 160;
@@ -46,21 +48,14 @@ impl ProviderStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum State {
-    // Declared in the order the page lists them: what needs attention first.
-    Failing,
-    NoData,
-    Ok,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Failing => "failing",
-            State::NoData => "no data yet",
-            State::Ok => "ok",
-        }
+closed_set! {
+    /// A provider's state on the page. Declared in the order the page lists them: what needs
+    /// attention first.
+    #[derive(PartialOrd, Ord)]
+    State {
+        Failing => "failing",
+        NoData => "no data yet",
+        Ok => "ok",
     }
 }
 
@@ -143,11 +138,7 @@ impl StatusBoard {
             status.last_success = Some(report.finished_at);
         }
         if let Some(mut failure) = report.failure() {
-            let mut detail: String = failure.detail.chars().take(DESCRIPTION_CHARS).collect();
-            if detail.chars().count() == DESCRIPTION_CHARS {
-                detail.push('…');
-            }
-            failure.detail = detail;
+            failure.detail = shorten(&failure.detail, DESCRIPTION_CHARS, Shown::AsIs);
             status.last_failure = Some((report.finished_at, failure));
         }
         if let Some(token) = report.token_requests.last() {
@@ -200,5 +191,62 @@ impl StatusBoard {
             a.state().cmp(&b.state()).then_with(|| a_name.cmp(b_name))
         });
         rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::config::GrantKind;
+    use crate::probe::token::{TokenError, TokenOutcome};
+
+    /// A failed cycle whose failure detail is `chars` characters long.
+    fn failed_with_detail(chars: usize) -> CycleReport {
+        let prefix = TokenError::KeyUnavailable(String::new()).to_string();
+        let error = TokenError::KeyUnavailable("x".repeat(chars - prefix.chars().count()));
+        assert_eq!(error.to_string().chars().count(), chars);
+        CycleReport {
+            token_requests: vec![TokenOutcome {
+                duration: Duration::from_millis(5),
+                status: None,
+                certificate: None,
+                credentials: [0; 3],
+                retry_after: None,
+                result: Err(error),
+            }],
+            canary_requests: Vec::new(),
+            canary_skipped: false,
+            success: false,
+            grant: GrantKind::ClientCredentials,
+            duration: Duration::from_millis(5),
+            finished_at: SystemTime::now(),
+            expiries: Default::default(),
+        }
+    }
+
+    fn shown_detail(report: &CycleReport) -> String {
+        let board = StatusBoard::default();
+        board.add_provider("p", false).record(report, None);
+        let (_, status) = board.snapshot().remove(0);
+        status
+            .last_failure
+            .map(|(_, f)| f.detail)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_detail_is_marked_as_cut_only_when_it_was_cut() {
+        // Exactly the page's limit: shown whole, without the mark (it used to get one).
+        let whole = failed_with_detail(DESCRIPTION_CHARS);
+        let shown = shown_detail(&whole);
+        assert_eq!(shown.chars().count(), DESCRIPTION_CHARS);
+        assert!(!shown.ends_with('…'), "{shown}");
+        // One more: the limit, then the mark.
+        let long = failed_with_detail(DESCRIPTION_CHARS + 1);
+        let shown = shown_detail(&long);
+        assert_eq!(shown.chars().count(), DESCRIPTION_CHARS + 1);
+        assert!(shown.ends_with("x…"), "{shown}");
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
 
+use crate::closed_set::closed_set;
 use crate::secrets::{ProxyCredential, SecretSource};
 
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9875";
@@ -83,40 +84,20 @@ pub struct MetricsConfig {
     pub histograms: HistogramMode,
 }
 
-/// `metrics.histograms`: how the two request latency histograms are exported. Every series per
-/// histogram and provider is one more series in Prometheus' head, so this is the main lever on
-/// what the exporter costs Prometheus (docs/metrics.md has the figures).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum HistogramMode {
-    /// Classic histograms (12 buckets, `_sum`, `_count`) in the text format.
-    #[default]
-    Classic,
-    /// Native histograms in the protobuf format to scrapers that ask for it; classic ones in the
-    /// text format to the others.
-    Native,
-    /// No histograms: the last token and canary request durations as gauges.
-    None,
-}
-
-impl HistogramMode {
-    pub const ALL: [HistogramMode; 3] = [
-        HistogramMode::Classic,
-        HistogramMode::Native,
-        HistogramMode::None,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HistogramMode::Classic => "classic",
-            HistogramMode::Native => "native",
-            HistogramMode::None => "none",
-        }
-    }
-}
-
-impl fmt::Display for HistogramMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+closed_set! {
+    /// `metrics.histograms`: how the two request latency histograms are exported. Every series
+    /// per histogram and provider is one more series in Prometheus' head, so this is the main
+    /// lever on what the exporter costs Prometheus (docs/metrics.md has the figures).
+    #[derive(Default)]
+    HistogramMode {
+        /// Classic histograms (12 buckets, `_sum`, `_count`) in the text format.
+        #[default]
+        Classic => "classic",
+        /// Native histograms in the protobuf format to scrapers that ask for it; classic ones
+        /// in the text format to the others.
+        Native => "native",
+        /// No histograms: the last token and canary request durations as gauges.
+        None => "none",
     }
 }
 
@@ -288,51 +269,45 @@ pub enum Grant {
     },
 }
 
-impl Grant {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Grant::ClientCredentials => "client_credentials",
-            Grant::Password { .. } => "password",
-        }
+closed_set! {
+    /// Which grant a provider uses, without its values: the `grant_type` as sent and as the
+    /// `oauth2_token_grant_info` label shows it.
+    GrantKind {
+        ClientCredentials => "client_credentials",
+        Password => "password",
     }
 }
 
-/// `auth_method`: how the client proves itself at the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
-    ClientSecretPost,
-    ClientSecretBasic,
-    JsonBody,
-    /// RFC 7523 section 2.2: a JWT signed HS256 with the client secret.
-    ClientSecretJwt,
-    /// RFC 7523 section 2.2: a JWT signed with `private_key_file`; no secret is sent.
-    PrivateKeyJwt,
-    /// RFC 8705 section 2.1: the `[tls]` client certificate; only `client_id` is sent.
-    TlsClientAuth,
+impl Grant {
+    pub fn kind(&self) -> GrantKind {
+        match self {
+            Grant::ClientCredentials => GrantKind::ClientCredentials,
+            Grant::Password { .. } => GrantKind::Password,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        self.kind().as_str()
+    }
+}
+
+closed_set! {
+    /// `auth_method`: how the client proves itself at the token endpoint. Declared in the order
+    /// messages list them in.
+    AuthMethod {
+        ClientSecretPost => "client_secret_post",
+        ClientSecretBasic => "client_secret_basic",
+        JsonBody => "json_body",
+        /// RFC 7523 section 2.2: a JWT signed with `private_key_file`; no secret is sent.
+        PrivateKeyJwt => "private_key_jwt",
+        /// RFC 7523 section 2.2: a JWT signed HS256 with the client secret.
+        ClientSecretJwt => "client_secret_jwt",
+        /// RFC 8705 section 2.1: the `[tls]` client certificate; only `client_id` is sent.
+        TlsClientAuth => "tls_client_auth",
+    }
 }
 
 impl AuthMethod {
-    /// Every method, as the configuration spells them (the order messages list them in).
-    pub const ALL: [AuthMethod; 6] = [
-        AuthMethod::ClientSecretPost,
-        AuthMethod::ClientSecretBasic,
-        AuthMethod::JsonBody,
-        AuthMethod::PrivateKeyJwt,
-        AuthMethod::ClientSecretJwt,
-        AuthMethod::TlsClientAuth,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::ClientSecretPost => "client_secret_post",
-            AuthMethod::ClientSecretBasic => "client_secret_basic",
-            AuthMethod::JsonBody => "json_body",
-            AuthMethod::ClientSecretJwt => "client_secret_jwt",
-            AuthMethod::PrivateKeyJwt => "private_key_jwt",
-            AuthMethod::TlsClientAuth => "tls_client_auth",
-        }
-    }
-
     /// Whether the method needs a client secret (sent, or signing the assertion).
     pub fn uses_secret(self) -> bool {
         !matches!(self, AuthMethod::PrivateKeyJwt | AuthMethod::TlsClientAuth)

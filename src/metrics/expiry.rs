@@ -5,7 +5,7 @@
 
 use crate::probe::expiry::{Credential, Expiries, TlsPhase};
 
-use super::exposition::{Families, Kind, Snapshot};
+use super::snapshot::{Families, Kind, Snapshot};
 
 /// Writes the three families, each only with the series that have a value.
 pub(super) fn write(out: &mut dyn Families, snapshot: &Snapshot) {

@@ -14,18 +14,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Gauge, GaugeVec, IntGauge, Opts, Registry};
 
-use crate::config::HistogramMode;
+use crate::config::{GrantKind, HistogramMode};
 use crate::probe::canary::CanaryReason;
 use crate::probe::expiry::Expiries;
 use crate::probe::token::TokenReason;
 use crate::probe::transport::Slots;
 use crate::probe::{CycleReport, HeldToken, HoldOff, Phase, Validity};
 
+mod catalogue;
 mod expiry;
 mod exposition;
 mod latency;
 pub mod probe_page;
 mod protobuf;
+mod snapshot;
+mod text;
 
 #[cfg(test)]
 pub use exposition::gunzip;
@@ -83,11 +86,11 @@ struct ProviderSeries {
     /// Token answers by status code: alerts read 401 and 403 whatever the body.
     token_responses: Codes,
     /// The `grant_type` of the last cycle (`oauth2_token_grant_info`).
-    grant: Option<&'static str>,
+    grant: Option<GrantKind>,
     /// By status code.
     canary_responses: Codes,
-    /// Token phase, canary phase.
-    unauthorized: [u64; 2],
+    /// 401 answers, by [`Phase`].
+    unauthorized: [u64; Phase::ALL.len()],
     probe_success: Option<bool>,
     probe_duration: Option<f64>,
     probe_last_run: Option<f64>,
@@ -459,7 +462,7 @@ impl Metrics {
                 if let Some(status) = outcome.status {
                     series.token_responses.count(status);
                     if status == 401 {
-                        series.unauthorized[0] += 1;
+                        series.unauthorized[Phase::Token as usize] += 1;
                     }
                 }
                 match &outcome.result {
@@ -480,7 +483,7 @@ impl Metrics {
                 if let Some(status) = outcome.status {
                     series.canary_responses.count(status);
                     if status == 401 {
-                        series.unauthorized[1] += 1;
+                        series.unauthorized[Phase::Canary as usize] += 1;
                     }
                 }
                 if let Err(error) = &outcome.result {

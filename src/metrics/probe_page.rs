@@ -110,7 +110,7 @@ pub fn render(
         )
     {
         gauge_vec
-            .with_label_values(&[failure.phase, failure.reason])
+            .with_label_values(&[failure.phase().as_str(), failure.reason.as_str()])
             .set(1.0);
         let _ = registry.register(Box::new(gauge_vec));
     }

@@ -1,8 +1,8 @@
 //! `/metrics` in the protobuf exposition format: length-delimited `io.prometheus.client.
 //! MetricFamily` messages (client_model's `metrics.proto`), which Prometheus asks for when its
 //! native histograms are enabled, and the only format that carries them. Served in
-//! `[metrics] histograms = "native"` mode; the families are those of the text page
-//! ([`write_providers`]), each written whole to the sink as it is completed.
+//! `[metrics] histograms = "native"` mode; the families are the catalogue's, as on
+//! the text page ([`write_providers`]), each written whole to the sink as it is completed.
 //!
 //! The encoder is written by hand rather than generated (prost and a build script, or prost's
 //! derive on hand-written structs): the exporter writes six small message types and reads
@@ -13,8 +13,9 @@
 
 use std::time::SystemTime;
 
-use super::exposition::{Families, Kind, write_providers};
+use super::catalogue::write_providers;
 use super::latency::{self, Latency};
+use super::snapshot::{Families, Kind, Sink};
 use super::{LATENCY_BUCKETS, Metrics};
 
 /// `MetricFamily` fields.
@@ -95,24 +96,22 @@ fn bytes_field(buf: &mut Vec<u8>, field: u32, bytes: &[u8]) {
 /// handed to the sink with its length when the next one starts. The first sink error is kept
 /// and ends the render.
 pub(super) struct Delimited<'w> {
-    sink: &'w mut dyn std::io::Write,
+    sink: Sink<'w>,
     family: Vec<u8>,
     kind: Kind,
     /// Scratch buffers for the nested messages of one series (reused: no allocation a series).
     metric: Vec<u8>,
     inner: Vec<u8>,
-    failed: Option<std::io::Error>,
 }
 
 impl<'w> Delimited<'w> {
     pub(super) fn new(sink: &'w mut dyn std::io::Write) -> Self {
         Delimited {
-            sink,
+            sink: Sink::new(sink),
             family: Vec::with_capacity(64 * 1024),
             kind: Kind::Gauge,
             metric: Vec::with_capacity(1024),
             inner: Vec::with_capacity(1024),
-            failed: None,
         }
     }
 
@@ -122,23 +121,13 @@ impl<'w> Delimited<'w> {
         }
         let mut length = Vec::with_capacity(10);
         varint(&mut length, self.family.len() as u64);
-        if self.failed.is_none()
-            && let Err(error) = self
-                .sink
-                .write_all(&length)
-                .and_then(|()| self.sink.write_all(&self.family))
-        {
-            self.failed = Some(error);
-        }
+        self.sink.write(&[&length, &self.family]);
         self.family.clear();
     }
 
     pub(super) fn finish(mut self) -> std::io::Result<()> {
         self.flush_family();
-        match self.failed {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        self.sink.finish()
     }
 
     /// Starts a `Metric` in `self.metric` with its labels.

@@ -1,7 +1,7 @@
 //! Unit tests of the metrics: recording, the reason counters' indexing, histograms, and the
 //! streamed text and gzip renders.
 
-use super::exposition::{LATENCY_BUCKET_LABELS, Out, number};
+use super::text::{LATENCY_BUCKET_LABELS, Out, number};
 use super::*;
 
 /// The failure counters are indexed by `reason as usize`: each enum's `ALL` must list its
@@ -117,13 +117,22 @@ fn a_failing_sink_ends_the_render_with_its_error() {
     for index in 0..400 {
         metrics.add_provider(format!("tenant{index}"));
     }
-    let mut sink = Full {
-        room: 3 * Out::CHUNK,
-        writes_after_failure: 0,
-    };
-    let error = metrics.render_to(&mut sink).unwrap_err();
-    assert_eq!(error.to_string(), "full");
-    assert_eq!(sink.writes_after_failure, 1, "kept writing after an error");
+    // Room for the registry's families and part of the providers' in each format.
+    for (format, room) in [(Format::Text, 3 * Out::CHUNK), (Format::Protobuf, 3 * 1024)] {
+        let mut sink = Full {
+            room,
+            writes_after_failure: 0,
+        };
+        let result = match format {
+            Format::Text => metrics.render_to(&mut sink),
+            Format::Protobuf => metrics.render_protobuf_to(&mut sink),
+        };
+        assert_eq!(result.unwrap_err().to_string(), "full", "{format:?}");
+        assert_eq!(
+            sink.writes_after_failure, 1,
+            "{format:?}: kept writing after an error"
+        );
+    }
 }
 
 #[test]

@@ -5,11 +5,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 
+use crate::closed_set::closed_set;
 use crate::config::CanaryConfig;
-use crate::probe::printable;
 use crate::probe::trace::Trace;
 use crate::probe::transport::{BodyError, Client, Seen, TransportError, read_body, send};
 use crate::secrets::{AccessToken, Scrubber, SecretError};
+use crate::shorten::{Shown, shorten};
 
 /// What one canary request produced.
 #[derive(Debug)]
@@ -23,7 +24,7 @@ pub struct CanaryOutcome {
     pub result: Result<(), CanaryError>,
 }
 
-reason_enum! {
+closed_set! {
     /// Why a canary call failed, as the closed `reason` label set. The metrics keep one counter per
     /// variant, so a reason added here is counted without further change.
     CanaryReason {
@@ -263,12 +264,12 @@ async fn attempt(
                 .filter_map(|value| value.to_str().ok()),
         )
         .map(|(code, description)| {
-            let code: String = printable(scrubber, &code, usize::MAX)
-                .chars()
-                .take(CODE_CHARS)
-                .collect();
+            let code = shorten(&scrubber.scrub(&code), CODE_CHARS, Shown::AsciiWord);
             let description = description
-                .map(|d| format!(": {}", printable(scrubber, &d, DESCRIPTION_CHARS)))
+                .map(|d| {
+                    let shown = shorten(&scrubber.scrub(&d), DESCRIPTION_CHARS, Shown::Ascii);
+                    format!(": {shown}")
+                })
                 .unwrap_or_default();
             (code.clone(), format!("{code}{description}"))
         }),

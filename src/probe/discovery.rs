@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use url::Url;
 
-use crate::config::{AuthMethod, DiscoveryConfig, TokenConfig};
-use crate::probe::printable;
+use crate::config::{AuthMethod, DiscoveryConfig, GrantKind, TokenConfig};
 use crate::probe::trace::Trace;
 use crate::probe::transport::{
     BodyError, Client, ProxyRoute, Seen, TransportError, read_body, send,
 };
 use crate::secrets::Scrubber;
+use crate::shorten::{Shown, shorten};
 
 /// Longest server-supplied value (a listed method, an issuer) shown in a failure's detail.
 const VALUE_CHARS: usize = 200;
@@ -56,14 +56,11 @@ pub enum DiscoveryError {
     #[error(
         "discovery: the issuer does not support auth_method {method}: its token_endpoint_auth_methods_supported lists {listed}"
     )]
-    UnsupportedAuthMethod {
-        method: &'static str,
-        listed: String,
-    },
+    UnsupportedAuthMethod { method: AuthMethod, listed: String },
     #[error(
         "discovery: the issuer does not support grant_type {grant}: its grant_types_supported lists {listed}"
     )]
-    UnsupportedGrant { grant: &'static str, listed: String },
+    UnsupportedGrant { grant: GrantKind, listed: String },
 }
 
 impl DiscoveryError {
@@ -95,17 +92,10 @@ pub fn metadata_urls(issuer: &Url) -> [Url; 2] {
     [openid, rfc8414]
 }
 
-/// The `token_endpoint_auth_methods_supported` name of a method; `None` for a dialect with no
-/// registered name (`json_body`), which is then not checked.
-fn registered_name(method: AuthMethod) -> Option<&'static str> {
-    match method {
-        AuthMethod::ClientSecretPost => Some("client_secret_post"),
-        AuthMethod::ClientSecretBasic => Some("client_secret_basic"),
-        AuthMethod::ClientSecretJwt => Some("client_secret_jwt"),
-        AuthMethod::PrivateKeyJwt => Some("private_key_jwt"),
-        AuthMethod::TlsClientAuth => Some("tls_client_auth"),
-        AuthMethod::JsonBody => None,
-    }
+/// Whether a method has a `token_endpoint_auth_methods_supported` name (the configuration's
+/// spelling is the registered one); `json_body`, a dialect with none, is then not checked.
+fn registered(method: AuthMethod) -> bool {
+    method != AuthMethod::JsonBody
 }
 
 /// Fetches and checks the issuer's metadata within `timeout`. With a trace, records each
@@ -226,7 +216,7 @@ fn check(
     // only secret a discovery request carries).
     let mut scrubber = Scrubber::default();
     client.add_secrets(&mut scrubber);
-    let shown = |text: &str| printable(&scrubber, text, VALUE_CHARS);
+    let shown = |text: &str| shorten(&scrubber.scrub(text), VALUE_CHARS, Shown::Ascii);
     let issuer = metadata
         .get("issuer")
         .and_then(Value::as_str)
@@ -263,19 +253,19 @@ fn check(
         )
     };
     let list_text = |values: &[String]| shown(&format!("[{}]", values.join(", ")));
-    if let (Some(method), Some(methods)) = (
-        registered_name(token.auth_method),
-        listed("token_endpoint_auth_methods_supported"),
-    ) && !methods.iter().any(|m| m == method)
+    let method = token.auth_method;
+    if registered(method)
+        && let Some(methods) = listed("token_endpoint_auth_methods_supported")
+        && !methods.iter().any(|m| m == method.as_str())
     {
         return Err(DiscoveryError::UnsupportedAuthMethod {
             method,
             listed: list_text(&methods),
         });
     }
-    let grant = token.grant.as_str();
+    let grant = token.grant.kind();
     if let Some(grants) = listed("grant_types_supported")
-        && !grants.iter().any(|g| g == grant)
+        && !grants.iter().any(|g| g == grant.as_str())
     {
         return Err(DiscoveryError::UnsupportedGrant {
             grant,

@@ -11,9 +11,10 @@ use std::hash::{BuildHasher as _, Hasher as _};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::closed_set::closed_set;
 use crate::config::ProviderConfig;
 
-reason_enum! {
+closed_set! {
     /// The `credential` label set of the credential expiry and change gauges.
     Credential {
         ClientSecret => "client_secret",
@@ -23,7 +24,7 @@ reason_enum! {
     }
 }
 
-reason_enum! {
+closed_set! {
     /// The `phase` label set of the endpoint certificate expiry gauge: the phases that make
     /// requests (discovery: the issuer's metadata document).
     TlsPhase {
@@ -63,11 +64,30 @@ pub struct Expiries {
     pub tls: [u64; TlsPhase::ALL.len()],
 }
 
-/// One expiry, named as the metrics name it: `credential` or `tls`, and the label value.
+closed_set! {
+    /// What an expiry belongs to, as `check`'s JSON names it (`kind`).
+    ExpiryKind {
+        /// A client credential: labelled by [`Credential`].
+        Credential => "credential",
+        /// An endpoint's certificate chain: labelled by [`TlsPhase`].
+        Tls => "tls",
+    }
+}
+
+impl ExpiryKind {
+    /// The name of the label that tells expiries of this kind apart.
+    pub fn label(self) -> &'static str {
+        match self {
+            ExpiryKind::Credential => "credential",
+            ExpiryKind::Tls => "phase",
+        }
+    }
+}
+
+/// One expiry, named as the metrics name it: its kind and the label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expiry {
-    /// `"credential"` (a client credential) or `"tls"` (an endpoint's certificate chain).
-    pub kind: &'static str,
+    pub kind: ExpiryKind,
     /// The `credential` or `phase` label value.
     pub name: &'static str,
     pub at: u64,
@@ -77,8 +97,8 @@ impl Expiry {
     /// As people read it: `client_secret`, `tls_client_certificate`, `token endpoint certificate`.
     pub fn describe(&self) -> String {
         match self.kind {
-            "tls" => format!("{} endpoint certificate", self.name),
-            _ => self.name.to_string(),
+            ExpiryKind::Tls => format!("{} endpoint certificate", self.name),
+            ExpiryKind::Credential => self.name.to_string(),
         }
     }
 
@@ -94,12 +114,12 @@ impl Expiries {
             .iter()
             .zip(self.credential)
             .map(|(c, at)| Expiry {
-                kind: "credential",
+                kind: ExpiryKind::Credential,
                 name: c.as_str(),
                 at,
             });
         let tls = TlsPhase::ALL.iter().zip(self.tls).map(|(p, at)| Expiry {
-            kind: "tls",
+            kind: ExpiryKind::Tls,
             name: p.as_str(),
             at,
         });

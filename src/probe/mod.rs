@@ -20,47 +20,6 @@
 //! - [`verifier`]: the TLS settings of outgoing clients, recording the chains endpoints present.
 //! - [`trace`]: the redacted step-by-step trace `/probe?debug=true` shows.
 
-/// Defines a closed label set (a `reason`, and issue 13's `credential` and `phase`): an enum
-/// whose `ALL` lists every variant in declaration order (so `reason as usize` indexes an array
-/// of counters, and a new variant is counted without further change), with `as_str()` for the
-/// label value. Written once so the sets cannot drift apart in shape.
-macro_rules! reason_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $label:literal,)* }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($variant,)*
-        }
-
-        impl $name {
-            /// Every reason, in the order the metrics expose them; `reason as usize` indexes it.
-            /// (Not every set is iterated outside tests: the back-off's are written one value
-            /// at a time.)
-            #[allow(dead_code)]
-            pub const ALL: [$name; [$($label),*].len()] = [$($name::$variant,)*];
-
-            /// The `reason` label value.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $label,)*
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl PartialEq<&str> for $name {
-            fn eq(&self, other: &&str) -> bool {
-                self.as_str() == *other
-            }
-        }
-    };
-}
-
 pub mod canary;
 pub mod claims;
 pub mod client_auth;
@@ -78,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use url::Url;
 
-use self::canary::{CanaryError, CanaryOutcome};
+use self::canary::{CanaryError, CanaryOutcome, CanaryReason};
 use self::client_auth::ClientAuth;
 use self::client_cert::TlsIdentity;
 use self::discovery::Discovered;
@@ -86,31 +45,9 @@ use self::expiry::{Credential, Expiries, TlsPhase, Watch};
 use self::token::{TokenError, TokenOutcome, TokenReason};
 use self::trace::Trace;
 use self::transport::Client;
-use crate::config::{ProviderConfig, TokenEndpoint};
-use crate::secrets::{AccessToken, Scrubber};
-
-/// Server-supplied text (an OAuth `error` code or `error_description`, a `WWW-Authenticate`
-/// challenge) as people may read it in the log, `check`, the status page and `/probe`: scrubbed
-/// of the secrets that were sent, every character outside printable ASCII shown as `?` (no
-/// terminal escapes, no look-alike letters), at most `max_chars` characters, with `...` when cut.
-pub(crate) fn printable(scrubber: &Scrubber, text: &str, max_chars: usize) -> String {
-    let scrubbed = scrubber.scrub(text);
-    let mut out: String = scrubbed
-        .chars()
-        .take(max_chars)
-        .map(|c| {
-            if c == ' ' || c.is_ascii_graphic() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    if scrubbed.chars().nth(max_chars).is_some() {
-        out.push_str("...");
-    }
-    out
-}
+use crate::closed_set::closed_set;
+use crate::config::{GrantKind, ProviderConfig, TokenEndpoint};
+use crate::secrets::AccessToken;
 
 /// The token a provider currently holds, kept across cycles.
 #[derive(Debug, Clone)]
@@ -167,7 +104,7 @@ impl HeldToken {
     }
 }
 
-reason_enum! {
+closed_set! {
     /// The phase of a cycle a failure or a back-off belongs to (the `phase` label).
     Phase {
         Token => "token",
@@ -175,7 +112,7 @@ reason_enum! {
     }
 }
 
-reason_enum! {
+closed_set! {
     /// Why a provider's cycles are put off beyond its interval (issue 23): the `reason` label of
     /// `oauth2_probe_backoff`. A refusal of the credentials is named as the
     /// `OAuth2CredentialsRejected` alert names it (the OAuth code; else `invalid_request` on the
@@ -248,21 +185,58 @@ pub struct CycleReport {
     pub success: bool,
     /// The provider's `grant_type`: alerts need it to read `invalid_request` (a wrong password
     /// on the password grant, as Authlib answers it).
-    pub grant: &'static str,
+    pub grant: GrantKind,
     pub duration: Duration,
     pub finished_at: SystemTime,
     /// Credential and endpoint certificate expiries, credential change times (issue 13).
     pub expiries: Expiries,
 }
 
-/// The failure that decided a cycle: the phase and reason in the metrics' closed vocabulary,
-/// the HTTP status if there was one, and the details (scrubbed of secrets where they were made).
+/// The failure that decided a cycle: the reason in the metrics' closed vocabulary (which names
+/// its phase), the HTTP status if there was one, and the details (scrubbed of secrets where they
+/// were made).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub phase: &'static str,
-    pub reason: &'static str,
+    pub reason: FailureReason,
     pub status: Option<u16>,
     pub detail: String,
+}
+
+impl Failure {
+    /// The phase that failed (the `phase` label).
+    pub fn phase(&self) -> Phase {
+        self.reason.phase()
+    }
+}
+
+/// Why a cycle failed: a token reason or a canary reason, so the phase cannot disagree with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    Token(TokenReason),
+    Canary(CanaryReason),
+}
+
+impl FailureReason {
+    pub fn phase(self) -> Phase {
+        match self {
+            FailureReason::Token(_) => Phase::Token,
+            FailureReason::Canary(_) => Phase::Canary,
+        }
+    }
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Token(reason) => reason.as_str(),
+            FailureReason::Canary(reason) => reason.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl CycleReport {
@@ -279,7 +253,7 @@ impl CycleReport {
     /// the interval as before, so an outage is measured as precisely (issue 23).
     pub fn later(&self) -> Option<Later> {
         if let Some(last) = self.token_requests.last() {
-            if let Some(reason) = refusal(last, self.grant == "password") {
+            if let Some(reason) = refusal(last, self.grant == GrantKind::Password) {
                 return Some(Later::Refused(reason));
             }
             if let Some(later) = asked(
@@ -315,8 +289,7 @@ impl CycleReport {
                 .is_some_and(|t| t.result.is_err());
             if !token_failed {
                 return Some(Failure {
-                    phase: "canary",
-                    reason: error.reason().as_str(),
+                    reason: FailureReason::Canary(error.reason()),
                     status: outcome.status,
                     detail: error.to_string(),
                 });
@@ -326,8 +299,7 @@ impl CycleReport {
             && let Err(error) = &outcome.result
         {
             return Some(Failure {
-                phase: "token",
-                reason: error.reason().as_str(),
+                reason: FailureReason::Token(error.reason()),
                 status: outcome.status,
                 detail: error.to_string(),
             });
@@ -335,8 +307,7 @@ impl CycleReport {
         if self.canary_skipped {
             let error = CanaryError::NoToken;
             return Some(Failure {
-                phase: "canary",
-                reason: error.reason().as_str(),
+                reason: FailureReason::Canary(error.reason()),
                 status: None,
                 detail: error.to_string(),
             });
@@ -539,7 +510,7 @@ impl Prober {
             canary_requests,
             canary_skipped,
             success: token_ok && canary_ok,
-            grant: self.config.token.grant.as_str(),
+            grant: self.config.token.grant.kind(),
             duration: started.elapsed(),
             finished_at: SystemTime::now(),
             expiries: self.watch.report(&self.config),

@@ -7,13 +7,15 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, RETRY_AFTER};
 use serde_json::Value;
 use url::Url;
 
+use crate::closed_set::closed_set;
 use crate::config::{AuthMethod, Grant, TokenConfig};
 use crate::probe::client_auth::{AuthError, ClientAuth, Credentials, Decoration};
 use crate::probe::discovery::DiscoveryError;
+use crate::probe::jwt;
 use crate::probe::trace::Trace;
 use crate::probe::transport::{BodyError, Client, Seen, TransportError, read_body, send};
-use crate::probe::{jwt, printable};
-use crate::secrets::{AccessToken, Scrubber, SecretError, excerpt};
+use crate::secrets::{AccessToken, Scrubber, SecretError};
+use crate::shorten::{Shown, shorten};
 
 /// Longest server-supplied text (error_description, body excerpt) kept for the log.
 const EXCERPT_CHARS: usize = 200;
@@ -61,7 +63,7 @@ const OAUTH_ERROR_CODES: [TokenReason; 6] = [
     TokenReason::UnsupportedGrantType,
 ];
 
-reason_enum! {
+closed_set! {
     /// Why a token request failed, as the closed `reason` label set. The metrics keep one counter
     /// per variant, so a reason added here is counted without further change.
     TokenReason {
@@ -363,7 +365,7 @@ async fn attempt(
         .headers()
         .get(RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
-        .map(|value| excerpt(&scrubber, value, 40));
+        .map(|value| shorten(&scrubber.scrub(value), 40, Shown::OneLine));
     let body = match read_body(response).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
@@ -478,7 +480,7 @@ fn interpret(
             .as_ref()
             .and_then(|json| json.get("error_description"))
             .and_then(Value::as_str)
-            .map(|text| printable(scrubber, text, EXCERPT_CHARS));
+            .map(|text| shorten(&scrubber.scrub(text), EXCERPT_CHARS, Shown::Ascii));
         if status >= 500 {
             return Err(TokenError::ServerOAuth {
                 status,
@@ -492,7 +494,11 @@ fn interpret(
         200..=299 => parse_token(json, config, requested_at),
         400..=599 => Err(TokenError::HttpStatus {
             status,
-            body: excerpt(scrubber, &String::from_utf8_lossy(body), EXCERPT_CHARS),
+            body: shorten(
+                &scrubber.scrub(&String::from_utf8_lossy(body)),
+                EXCERPT_CHARS,
+                Shown::OneLine,
+            ),
         }),
         _ => Err(TokenError::InvalidResponse(format!(
             "unexpected HTTP status {status} (redirects are not followed)"
@@ -504,12 +510,7 @@ fn interpret(
 /// ASCII, at most 64 characters, never cut with a marker (a code is a word, not prose).
 fn oauth_error_code(json: &Value, scrubber: &Scrubber) -> Option<String> {
     let code = json.get("error")?.as_str()?;
-    Some(
-        printable(scrubber, code, usize::MAX)
-            .chars()
-            .take(CODE_CHARS)
-            .collect(),
-    )
+    Some(shorten(&scrubber.scrub(code), CODE_CHARS, Shown::AsciiWord))
 }
 
 fn parse_token(

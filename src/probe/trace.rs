@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::secrets::{Scrubber, excerpt};
+use crate::secrets::Scrubber;
+use crate::shorten::{Shown, shorten};
 
 const REDACTED: &str = "[redacted]";
 
@@ -106,11 +107,11 @@ impl Trace {
             Ok(mut json) => {
                 redact_json(&mut json, extra_sensitive);
                 let pretty = serde_json::to_string_pretty(&json).unwrap_or_default();
-                self.line(excerpt_lines(&scrubber.scrub(&pretty)));
+                self.line(shorten(&scrubber.scrub(&pretty), BODY_CHARS, Shown::Lines));
             }
             Err(_) => {
                 let text = String::from_utf8_lossy(body);
-                self.line(excerpt(scrubber, &text, BODY_CHARS));
+                self.line(shorten(&scrubber.scrub(&text), BODY_CHARS, Shown::OneLine));
             }
         }
     }
@@ -221,15 +222,6 @@ fn secret_query_name(name: &str) -> bool {
     words
         .iter()
         .any(|word| SECRET_QUERY_WORDS.contains(&word.as_str()))
-}
-
-fn excerpt_lines(text: &str) -> String {
-    if text.chars().count() <= BODY_CHARS {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(BODY_CHARS).collect();
-    out.push_str("\n… (truncated)");
-    out
 }
 
 /// Replaces the values of credential members, at any depth, with `[redacted]`.

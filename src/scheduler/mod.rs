@@ -251,17 +251,11 @@ impl Scheduler {
         &mut self,
         providers: Vec<ProviderConfig>,
     ) -> Result<Changes, transport::ClientError> {
-        // Every shard loads the same configuration; each keeps its own part of it.
-        let (providers, elsewhere): (Vec<ProviderConfig>, Vec<ProviderConfig>) = providers
+        let (providers, elsewhere) = crate::shard::split(self.shard, providers, |p| &p.name);
+        let elsewhere: HashMap<String, u32> = elsewhere
             .into_iter()
-            .partition(|provider| self.shard.is_none_or(|shard| shard.owns(&provider.name)));
-        let elsewhere: HashMap<String, u32> = match self.shard {
-            Some(shard) => elsewhere
-                .into_iter()
-                .map(|p| (p.name.clone(), crate::shard::owner(&p.name, shard.total())))
-                .collect(),
-            None => HashMap::new(),
-        };
+            .map(|(provider, owner)| (provider.name, owner))
+            .collect();
         let mut changes = Changes::default();
         let wanted: std::collections::HashSet<&str> =
             providers.iter().map(|p| p.name.as_str()).collect();
@@ -740,7 +734,7 @@ mod tests {
                 canary_requests: Vec::new(),
                 canary_skipped: false,
                 success: true,
-                grant: "client_credentials",
+                grant: crate::config::GrantKind::ClientCredentials,
                 duration: Duration::ZERO,
                 finished_at: SystemTime::now(),
                 expiries: Default::default(),

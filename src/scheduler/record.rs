@@ -174,8 +174,8 @@ pub fn log_report(provider: &str, report: &CycleReport) {
     match report.failure() {
         Some(failure) => tracing::warn!(
             provider,
-            phase = failure.phase,
-            reason = failure.reason,
+            phase = failure.phase().as_str(),
+            reason = failure.reason.as_str(),
             status = failure.status.map(|s| s.to_string()).unwrap_or_default(),
             error = failure.detail,
             "probe failed"

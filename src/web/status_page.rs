@@ -110,8 +110,8 @@ fn row(out: &mut String, name: &str, status: &ProviderStatus, now: SystemTime) {
             };
             format!(
                 "{} <b>{}</b>{http}{when}<div class=\"detail\">{}</div>",
-                escape(failure.phase),
-                escape(failure.reason),
+                escape(failure.phase().as_str()),
+                escape(failure.reason.as_str()),
                 escape(&failure.detail)
             )
         }

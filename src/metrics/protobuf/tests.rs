@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use crate::config::HistogramMode;
+use crate::config::{GrantKind, HistogramMode};
 use crate::probe::CycleReport;
 use crate::probe::canary::CanaryOutcome;
 use crate::probe::token::{IssuedToken, TokenError, TokenOutcome};
@@ -268,7 +268,7 @@ fn report(token_seconds: &[f64], canary_seconds: &[f64]) -> CycleReport {
         canary_requests,
         canary_skipped: false,
         success: true,
-        grant: "client_credentials",
+        grant: GrantKind::ClientCredentials,
         duration: Duration::from_millis(700),
         finished_at: SystemTime::now(),
         // Issue 13's gauges, so the protobuf page is compared with the text one for them too.

@@ -3,6 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::config::GrantKind;
 use crate::probe::canary::{CanaryError, CanaryOutcome};
 use crate::probe::token::{IssuedToken, TokenError, TokenOutcome};
 use crate::secrets::AccessToken;
@@ -46,11 +47,7 @@ fn issued() -> TokenOutcome {
     )
 }
 
-fn report(
-    grant: &'static str,
-    token: Vec<TokenOutcome>,
-    canary: Vec<CanaryOutcome>,
-) -> CycleReport {
+fn report(grant: GrantKind, token: Vec<TokenOutcome>, canary: Vec<CanaryOutcome>) -> CycleReport {
     CycleReport {
         token_requests: token,
         canary_requests: canary,
@@ -65,14 +62,14 @@ fn report(
 
 fn refused() -> CycleReport {
     report(
-        "client_credentials",
+        GrantKind::ClientCredentials,
         vec![oauth(401, "invalid_client")],
         vec![],
     )
 }
 
 fn ok() -> CycleReport {
-    report("client_credentials", vec![issued()], vec![])
+    report(GrantKind::ClientCredentials, vec![issued()], vec![])
 }
 
 /// Issue 23: 2x, 4x, 8x ... the interval, capped at max_backoff, then back to the interval
@@ -149,34 +146,38 @@ fn zero_max_backoff_keeps_the_interval() {
 fn what_counts_as_a_refusal_and_how_it_is_named() {
     let cases = [
         (
-            "client_credentials",
+            GrantKind::ClientCredentials,
             oauth(400, "invalid_client"),
             Some(HoldOff::InvalidClient),
         ),
         (
-            "password",
+            GrantKind::Password,
             oauth(400, "invalid_grant"),
             Some(HoldOff::InvalidGrant),
         ),
         (
-            "client_credentials",
+            GrantKind::ClientCredentials,
             oauth(400, "unauthorized_client"),
             Some(HoldOff::UnauthorizedClient),
         ),
         // Authlib's wrong password; on client credentials it is a malformed request.
         (
-            "password",
+            GrantKind::Password,
             oauth(400, "invalid_request"),
             Some(HoldOff::InvalidRequest),
         ),
-        ("client_credentials", oauth(400, "invalid_request"), None),
         (
-            "client_credentials",
+            GrantKind::ClientCredentials,
+            oauth(400, "invalid_request"),
+            None,
+        ),
+        (
+            GrantKind::ClientCredentials,
             oauth(401, "invalid_request"),
             Some(HoldOff::Http401),
         ),
         (
-            "client_credentials",
+            GrantKind::ClientCredentials,
             token(
                 Some(403),
                 Err(TokenError::HttpStatus {
@@ -186,9 +187,13 @@ fn what_counts_as_a_refusal_and_how_it_is_named() {
             ),
             Some(HoldOff::Http403),
         ),
-        ("client_credentials", oauth(400, "invalid_scope"), None),
         (
-            "client_credentials",
+            GrantKind::ClientCredentials,
+            oauth(400, "invalid_scope"),
+            None,
+        ),
+        (
+            GrantKind::ClientCredentials,
             token(
                 Some(502),
                 Err(TokenError::HttpStatus {
@@ -199,7 +204,7 @@ fn what_counts_as_a_refusal_and_how_it_is_named() {
             None,
         ),
         (
-            "client_credentials",
+            GrantKind::ClientCredentials,
             token(
                 None,
                 Err(TokenError::Transport(
@@ -235,7 +240,7 @@ fn other_failures_keep_the_interval_and_the_step_count() {
     backoff.after(&refused(), MINUTE, HOUR, now(), 0.0);
     backoff.after(&refused(), MINUTE, HOUR, now(), 0.0);
     let timeout = report(
-        "client_credentials",
+        GrantKind::ClientCredentials,
         vec![token(
             None,
             Err(TokenError::Transport(
@@ -314,7 +319,7 @@ fn retry_after_delays_to_the_moment_named_within_the_limits() {
             outcome.status, outcome.retry_after
         );
         let mut backoff = Backoff::default();
-        let report = report("client_credentials", vec![outcome], vec![]);
+        let report = report(GrantKind::ClientCredentials, vec![outcome], vec![]);
         assert_eq!(
             backoff.after(&report, interval, HOUR, now(), 0.0),
             expected,
@@ -332,7 +337,7 @@ fn retry_after_delays_to_the_moment_named_within_the_limits() {
         result: Err(CanaryError::RateLimited),
     };
     let mut backoff = Backoff::default();
-    let report = report("client_credentials", vec![issued()], vec![canary]);
+    let report = report(GrantKind::ClientCredentials, vec![issued()], vec![canary]);
     assert_eq!(
         backoff.after(&report, MINUTE, HOUR, now(), 0.0),
         Duration::from_secs(90)
