@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -703,28 +702,21 @@ fn write_config(dir: &Path, toml: &str) -> PathBuf {
     path
 }
 
-/// A port nothing listens on right now (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Issue #2: `OAUTH2_EXPORTER_WEB__LISTEN_ADDRESS`, `OAUTH2_EXPORTER_DEFAULTS__INTERVAL` and a
 /// provider key (`OAUTH2_EXPORTER_PROVIDERS__OKQ8__INTERVAL`) beat the file. The file says 1 h
-/// and the environment 200 ms, so several cycles within seconds prove the environment won.
+/// and the environment 200 ms, so several cycles within seconds prove the environment won. The
+/// file's listen address cannot be bound here (TEST-NET-1, never a local address), so listening
+/// at all proves the environment's port 0 won; no port is chosen for the exporter beforehand.
 #[test]
 fn environment_overrides_beat_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let token_url = format!("http://127.0.0.1:{}/token", free_port());
+    let token_url = format!("http://{}/token", support::fake::reserve_closed_port());
     let file = write_config(
         dir.path(),
         &format!(
             r#"
             [web]
-            listen_address = "127.0.0.1:0"
+            listen_address = "192.0.2.1:9875"
             [defaults]
             interval = "1h"
             [providers.okq8]
@@ -740,17 +732,17 @@ fn environment_overrides_beat_the_file() {
             "#
         ),
     );
-    let listen = format!("127.0.0.1:{}", free_port());
     let mut running = exporter()
         .config(&file)
         .envs(&[
-            ("OAUTH2_EXPORTER_WEB__LISTEN_ADDRESS", listen.as_str()),
+            ("OAUTH2_EXPORTER_WEB__LISTEN_ADDRESS", "127.0.0.1:0"),
             ("OAUTH2_EXPORTER_DEFAULTS__INTERVAL", "200ms"),
             ("OAUTH2_EXPORTER_PROVIDERS__OKQ8__INTERVAL", "200ms"),
         ])
         .spawn();
     let address = running.address_blocking();
-    assert_eq!(address.to_string(), listen);
+    assert_eq!(address.ip().to_string(), "127.0.0.1");
+    assert_ne!(address.port(), 0);
     // cube inherits the overridden default; okq8's own interval is overridden.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -841,11 +833,19 @@ fn client_secret_env_is_resolved_from_the_environment() {
 }
 
 /// Values from the environment are strings: an all-digit client id or secret (common for
-/// client ids) must not be rejected as "a number".
+/// client ids) must not be rejected as "a number". The file has neither (alone it is invalid:
+/// both are missing), so a valid configuration proves both variables were read, as strings.
 #[test]
 fn numeric_looking_environment_values_are_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_config(
+        dir.path(),
+        "[providers.okq8.token]\nurl = \"https://login.example.com/tenant/oauth2/v2.0/token\"\n",
+    );
+    let alone = check(&file, &[]);
+    assert_eq!(alone.status.code(), Some(2), "{alone:?}");
     let output = check(
-        &fixture("valid-minimal.toml"),
+        &file,
         &[
             (
                 "OAUTH2_EXPORTER_PROVIDERS__OKQ8__TOKEN__CLIENT_ID",
@@ -862,6 +862,10 @@ fn numeric_looking_environment_values_are_strings() {
         Some(0),
         "stderr:\n{}",
         text(&output.stderr)
+    );
+    assert_eq!(
+        text(&output.stdout),
+        format!("{}: configuration is valid (1 provider)\n", file.display())
     );
 }
 

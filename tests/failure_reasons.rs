@@ -5,18 +5,33 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use pretty_assertions::assert_eq;
 use serde_json::json;
 use support::{
-    Daemon, FakeServer, Recorded, Reply, WAIT, closed_port_url, jwt, provider_series,
+    Binary, Daemon, FakeServer, Recorded, Reply, WAIT, closed_port_url, jwt, provider_series,
     relevant_lines, sample, unix_now,
 };
 
 /// The per-request timeout of the providers that are made to time out: short, so the test is
 /// fast, yet far above loopback latency.
 const SHORT_TIMEOUT: &str = "300ms";
+
+/// The timeout of every other provider: an answer that comes late on a loaded machine must
+/// still be counted for what it says, not as `timeout`.
+const LONG_TIMEOUT: &str = "10s";
+
+/// The timeout of the provider `case`: short only for the one made to time out.
+fn timeout_of(case: &str) -> &'static str {
+    if case == "timeout" {
+        SHORT_TIMEOUT
+    } else {
+        LONG_TIMEOUT
+    }
+}
 
 /// A body just over the exporter's 1 MiB cap.
 fn oversized_body() -> Vec<u8> {
@@ -70,9 +85,12 @@ fn token_reply(path: &str) -> Reply {
     }
 }
 
-/// Every token failure reason of the spec but `tls` (see `untrusted_certificate_is_reason_tls`),
-/// one provider each, all in one daemon. Each provider
-/// also has a canary, which must then be skipped with `no_token`.
+/// Every token failure reason the token endpoint's answer decides, one provider each, all in one
+/// daemon. Each provider also has a canary, which must then be skipped with `no_token`. The
+/// others: `tls` in `untrusted_certificate_is_reason_tls`; `secret_unavailable`,
+/// `client_assertion`, `claims` and `discovery` in
+/// `failures_of_credentials_claims_and_discovery_are_counted_with_their_label`; `exporter_busy` in
+/// `a_full_exporter_is_exporter_busy_for_token_and_canary`.
 #[tokio::test]
 async fn every_token_failure_reason_is_counted_with_its_label() {
     let idp = FakeServer::start(|r: &Recorded| match r.path.as_str() {
@@ -109,10 +127,11 @@ async fn every_token_failure_reason_is_counted_with_its_label() {
 
     let mut toml = String::new();
     for (provider, url, _) in &cases {
+        let timeout = timeout_of(provider);
         toml.push_str(&format!(
             r#"
 [providers.{provider}]
-timeout = "{SHORT_TIMEOUT}"
+timeout = "{timeout}"
 [providers.{provider}.token]
 url = "{url}"
 client_id = "id"
@@ -282,11 +301,12 @@ url = "{canary}"
     daemon.stop().await;
 }
 
-/// The timeout reason comes within the configured timeout, not the server's delay.
+/// The timeout reason comes within the configured timeout, not the server's delay. The upper
+/// bound is far below the server's 30 s and leaves a loaded machine its scheduling delays.
 #[tokio::test]
 async fn token_timeout_is_reported_within_the_configured_timeout() {
     let idp =
-        FakeServer::start(|_| Reply::delayed(Duration::from_secs(5), Reply::token("t", 60))).await;
+        FakeServer::start(|_| Reply::delayed(Duration::from_secs(30), Reply::token("t", 60))).await;
     let daemon = Daemon::start(&format!(
         r#"
 [providers.slow]
@@ -314,8 +334,8 @@ client_secret = "secret"
     )
     .unwrap();
     assert!(
-        (0.25..1.5).contains(&took),
-        "cycle took {took} s, expected about the 0.3 s timeout"
+        (0.25..5.0).contains(&took),
+        "cycle took {took} s, expected about the 0.3 s timeout, not the server's 30 s"
     );
     daemon.stop().await;
 }
@@ -329,6 +349,14 @@ fn canary_reply(path: &str) -> Reply {
             "",
         ),
         "forbidden" => Reply::status(403),
+        "insufficient_scope" => Reply::raw(
+            403,
+            &[(
+                "www-authenticate",
+                r#"Bearer error="insufficient_scope", scope="orders.write""#,
+            )],
+            "",
+        ),
         "rate_limited" => Reply::raw(429, &[("retry-after", "10")], ""),
         "server_error" => Reply::status(500),
         "not_expected" => Reply::status(200),
@@ -338,8 +366,11 @@ fn canary_reply(path: &str) -> Reply {
     }
 }
 
-/// Every canary failure reason of the spec (`no_token` is in the token test above, `tls` in
-/// `untrusted_certificate_is_reason_tls`), one provider each, with a working token endpoint.
+/// Every canary failure reason the canary endpoint's answer decides (`no_token` is in the token
+/// test above, `tls` in `untrusted_certificate_is_reason_tls`, `secret_unavailable` in
+/// `failures_of_credentials_claims_and_discovery_are_counted_with_their_label`, `exporter_busy` in
+/// `a_full_exporter_is_exporter_busy_for_token_and_canary`), one provider each, with a working
+/// token endpoint.
 #[tokio::test]
 async fn every_canary_failure_reason_is_counted_with_its_label() {
     let api = FakeServer::start(|r: &Recorded| match r.path.as_str() {
@@ -353,6 +384,7 @@ async fn every_canary_failure_reason_is_counted_with_its_label() {
     let mut cases: Vec<(String, String, &str, &str, Option<u16>)> = [
         ("unauthorized", "", "unauthorized", Some(401)),
         ("forbidden", "", "forbidden", Some(403)),
+        ("insufficient_scope", "", "insufficient_scope", Some(403)),
         ("rate_limited", "", "rate_limited", Some(429)),
         ("server_error", "", "unexpected_status", Some(500)),
         ("not_found", "", "unexpected_status", Some(404)),
@@ -380,10 +412,11 @@ async fn every_canary_failure_reason_is_counted_with_its_label() {
 
     let mut toml = String::new();
     for (provider, url, extra, _, _) in &cases {
+        let timeout = timeout_of(provider);
         toml.push_str(&format!(
             r#"
 [providers.{provider}]
-timeout = "{SHORT_TIMEOUT}"
+timeout = "{timeout}"
 [providers.{provider}.token]
 url = "{}"
 client_id = "id"
@@ -447,8 +480,14 @@ url = "{url}"
             }
         }
     }
-    // Only a 401 makes the held token invalid; a 403 or an outage says nothing about the token.
-    for (provider, valid) in [("unauthorized", 0.0), ("forbidden", 1.0), ("timeout", 1.0)] {
+    // Only a 401 makes the held token invalid; a 403 (with or without a scope challenge) or an
+    // outage says nothing about the token.
+    for (provider, valid) in [
+        ("unauthorized", 0.0),
+        ("forbidden", 1.0),
+        ("insufficient_scope", 1.0),
+        ("timeout", 1.0),
+    ] {
         let series = format!(r#"oauth2_token_valid{{provider="{provider}"}}"#);
         let got = sample(&metrics, &series);
         if got != Some(valid) {
@@ -462,6 +501,268 @@ url = "{url}"
         relevant_lines(&metrics)
     );
     daemon.stop().await;
+}
+
+/// The token failure reasons that no single answer of a token endpoint decides, and the canary's
+/// `secret_unavailable`, each on its own provider in one daemon: `claims` (a token without the
+/// role `[token.expect]` asks for), `discovery` (an issuer whose metadata answers 503),
+/// `secret_unavailable` (the client secret's file, and a secret header's file, removed after the
+/// first success) and `client_assertion` (a new key written beside the certificate it does not
+/// fit). Nothing else is counted for these providers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_of_credentials_claims_and_discovery_are_counted_with_their_label() {
+    let lacking_token = jwt(&json!({"roles": ["Orders.Write"], "exp": unix_now() as u64 + 3600}));
+    let server = FakeServer::start(move |r: &Recorded| match r.path.as_str() {
+        "/token" => Reply::token("good-token", 3600),
+        "/claims/token" => Reply::token(&lacking_token, 3600),
+        "/down/.well-known/openid-configuration" => Reply::status(503),
+        _ => Reply::status(200),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = support::certs::write(dir.path(), "secret", "the-secret\n");
+    let header_file = support::certs::write(dir.path(), "api.key", "the-key\n");
+    let ca = support::certs::Ca::new("failure reasons");
+    let (old, new) = (ca.client("old"), ca.client("new"));
+    let key_file = support::certs::write(dir.path(), "client.key", &old.key_pem);
+    let cert_file = support::certs::write(dir.path(), "client.crt", &old.cert_pem);
+    let toml = format!(
+        r#"
+[defaults]
+interval = "200ms"
+timeout = "2s"
+max_backoff = "0s"
+
+[providers.claims.token]
+url = "{claims}"
+client_id = "id"
+client_secret = "secret"
+[providers.claims.token.expect]
+roles = ["Orders.Read"]
+
+[providers.discovery.token]
+issuer = "{issuer}"
+client_id = "id"
+client_secret = "secret"
+
+[providers.secret_gone.token]
+url = "{token}"
+client_id = "id"
+client_secret_file = '{secret_file}'
+
+[providers.key_half_rotated.token]
+url = "{token}"
+client_id = "id"
+auth_method = "private_key_jwt"
+private_key_file = '{key_file}'
+certificate_file = '{cert_file}'
+
+[providers.header_gone.token]
+url = "{token}"
+client_id = "id"
+client_secret = "secret"
+reuse = true
+[providers.header_gone.canary]
+url = "{api}"
+secret_headers = {{ "X-Api-Key" = {{ file = '{header_file}' }} }}
+"#,
+        claims = server.url("/claims/token"),
+        issuer = server.url("/down"),
+        token = server.url("/token"),
+        api = server.url("/api"),
+        secret_file = secret_file.display(),
+        key_file = key_file.display(),
+        cert_file = cert_file.display(),
+        header_file = header_file.display(),
+    );
+    let daemon = Daemon::start(&toml).await;
+    let success = |provider: &str| format!(r#"oauth2_probe_success{{provider="{provider}"}}"#);
+    // First every credential works, so what fails later fails for the change alone.
+    daemon
+        .wait_for(
+            |m| {
+                ["secret_gone", "key_half_rotated", "header_gone"]
+                    .iter()
+                    .all(|p| sample(m, &success(p)) == Some(1.0))
+            },
+            WAIT,
+        )
+        .await;
+    std::fs::remove_file(&secret_file).unwrap();
+    std::fs::remove_file(&header_file).unwrap();
+    std::fs::write(&key_file, &new.key_pem).unwrap();
+
+    // (provider, metric, the only reason counted)
+    let cases = [
+        ("claims", "oauth2_token_request_failures_total", "claims"),
+        (
+            "discovery",
+            "oauth2_token_request_failures_total",
+            "discovery",
+        ),
+        (
+            "secret_gone",
+            "oauth2_token_request_failures_total",
+            "secret_unavailable",
+        ),
+        (
+            "key_half_rotated",
+            "oauth2_token_request_failures_total",
+            "client_assertion",
+        ),
+        (
+            "header_gone",
+            "oauth2_canary_request_failures_total",
+            "secret_unavailable",
+        ),
+    ];
+    let counted = |m: &str, (provider, metric, reason): (&str, &str, &str)| {
+        sample(
+            m,
+            &format!(r#"{metric}{{provider="{provider}",reason="{reason}"}}"#),
+        )
+        .is_some_and(|v| v >= 1.0)
+    };
+    let metrics = daemon
+        .wait_for(|m| cases.iter().all(|case| counted(m, *case)), WAIT)
+        .await;
+    let mut mismatches = Vec::new();
+    for (provider, metric, reason) in cases {
+        let others: Vec<String> = [
+            "oauth2_token_request_failures_total",
+            "oauth2_canary_request_failures_total",
+        ]
+        .iter()
+        .flat_map(|family| provider_series(&metrics, family, provider))
+        .filter(|line| {
+            !(line.starts_with(metric) && line.contains(&format!(r#"reason="{reason}""#)))
+        })
+        .collect();
+        if !others.is_empty() {
+            mismatches.push(format!("{provider}: counted besides {reason}: {others:?}"));
+        }
+        if sample(&metrics, &success(provider)) != Some(0.0) {
+            mismatches.push(format!("{provider}: not failing"));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{}\n--- scrape:\n{}",
+        mismatches.join("\n"),
+        relevant_lines(&metrics)
+    );
+    daemon.stop().await;
+}
+
+/// `exporter_busy`, the exporter's own fault: run with 130 descriptors (one request slot beyond
+/// the reserve), a provider whose token endpoint starts to hang holds the only slot, and the
+/// others' token request and canary call find none within half their timeout. Needs util-linux
+/// `prlimit` (installed by scripts/install-peers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_exporter_is_exporter_busy_for_token_and_canary() {
+    if !support::binary::prlimit_available() {
+        return support::peers::skip_or_fail(
+            "a_full_exporter_is_exporter_busy_for_token_and_canary",
+            "prlimit (util-linux) is not on PATH (run scripts/install-peers)",
+        );
+    }
+    let hang = Arc::new(AtomicBool::new(false));
+    let server = {
+        let hang = Arc::clone(&hang);
+        FakeServer::start(move |r: &Recorded| match r.path.as_str() {
+            // Fails at once (releasing its slot) until told to hang.
+            "/hog/token" if hang.load(Ordering::SeqCst) => Reply::Hang,
+            "/hog/token" => Reply::status(500),
+            "/token" => Reply::token("good-token", 3600),
+            _ => Reply::status(200),
+        })
+        .await
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::certs::write(
+        dir.path(),
+        "exporter.toml",
+        &format!(
+            r#"
+[defaults]
+interval = "200ms"
+timeout = "1s"
+max_backoff = "0s"
+
+[providers.hog]
+timeout = "30s"
+[providers.hog.token]
+url = "{hog}"
+client_id = "id"
+client_secret = "secret"
+
+[providers.token_busy.token]
+url = "{token}"
+client_id = "id"
+client_secret = "secret"
+
+[providers.canary_busy.token]
+url = "{token}"
+client_id = "id"
+client_secret = "secret"
+reuse = true
+[providers.canary_busy.canary]
+url = "{api}"
+"#,
+            hog = server.url("/hog/token"),
+            token = server.url("/token"),
+            api = server.url("/api"),
+        ),
+    );
+    // (130 descriptors - the 128 of probe::transport::DESCRIPTOR_RESERVE) / 2 = 1 request slot.
+    let descriptors = 130;
+    let mut exporter = Binary::new()
+        .config(&config)
+        .listen_loopback()
+        .descriptor_limit(descriptors)
+        .spawn();
+    let success = |provider: &str| format!(r#"oauth2_probe_success{{provider="{provider}"}}"#);
+    exporter
+        .wait_for_metrics("token_busy and canary_busy succeed", WAIT, |m| {
+            sample(m, &success("token_busy")) == Some(1.0)
+                && sample(m, &success("canary_busy")) == Some(1.0)
+        })
+        .await;
+    hang.store(true, Ordering::SeqCst);
+    let busy = |m: &str, family: &str, provider: &str| {
+        sample(
+            m,
+            &format!(r#"{family}{{provider="{provider}",reason="exporter_busy"}}"#),
+        )
+        .is_some_and(|v| v >= 1.0)
+    };
+    let metrics = exporter
+        .wait_for_metrics(
+            "exporter_busy for token_busy's token and canary_busy's canary",
+            WAIT,
+            |m| {
+                busy(m, "oauth2_token_request_failures_total", "token_busy")
+                    && busy(m, "oauth2_canary_request_failures_total", "canary_busy")
+            },
+        )
+        .await;
+    // The hog is the one the slot went to: the server is not blamed for the others.
+    for (family, provider) in [
+        ("oauth2_token_request_failures_total", "token_busy"),
+        ("oauth2_canary_request_failures_total", "canary_busy"),
+    ] {
+        let reasons: Vec<String> = provider_series(&metrics, family, provider)
+            .into_iter()
+            .filter(|line| !line.contains(r#"reason="exporter_busy""#))
+            .collect();
+        assert_eq!(
+            reasons,
+            Vec::<String>::new(),
+            "{}",
+            relevant_lines(&metrics)
+        );
+    }
+    exporter.stop().await;
 }
 
 /// Response mapping: `expires_in` as a number and as a string, JSON pointer fields, the JWT `exp`

@@ -968,8 +968,10 @@ fn open_fds(pid: u32) -> usize {
 async fn a_black_holed_fleet_under_256_descriptors_fails_honestly_and_recovers() {
     let _turn = SERIAL.lock().await;
     if !support::binary::prlimit_available() {
-        println!("SKIPPED: prlimit (util-linux) is not installed");
-        return;
+        return support::peers::skip_or_fail(
+            "a_black_holed_fleet_under_256_descriptors_fails_honestly_and_recovers",
+            "prlimit (util-linux) is not on PATH (run scripts/install-peers)",
+        );
     }
     let hole = BlackHole::start();
     let url = format!("http://{}/token", hole.addr);

@@ -31,13 +31,13 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::binary::{run_bounded, scrubbed_command};
+use support::binary::{listening_address, run_bounded, scrubbed_command};
 use support::peers::{find_tool, http_request, skip_or_fail};
 use support::{FakeServer, Reply};
 
@@ -142,14 +142,6 @@ fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .map(|response| (response.status, response.body))
 }
 
-/// A loopback port that was free a moment ago, for the exporter inside the container.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("find a free port")
-        .port()
-}
-
 fn write_readable(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::write(path, text).expect("write");
@@ -199,18 +191,35 @@ async fn image_builds_offline_and_runs_non_root_with_the_shipped_config() {
     );
 
     // The daemon with the image's own command and configuration; only the listen address comes
-    // from the environment, so the default CMD is what runs.
-    let port = free_port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // from the environment, so the default CMD is what runs. Port 0 (the host's network): the
+    // exporter binds a free port itself and says which in its log, so no other test can take
+    // the port between our choosing it and the exporter binding it.
     let name = format!("oauth2-exporter-test-{}", std::process::id());
-    let listen = format!("OAUTH2_EXPORTER_WEB__LISTEN_ADDRESS={addr}");
+    let listen = "OAUTH2_EXPORTER_WEB__LISTEN_ADDRESS=127.0.0.1:0";
     let mut args = vec!["run", "--detach", "--name", &name];
     args.extend_from_slice(RUN_OPTIONS);
-    args.extend_from_slice(&["--env", &listen, &image.0]);
+    args.extend_from_slice(&["--env", listen, &image.0]);
     run_ok(podman(&args));
     let container = Container(name);
 
     let deadline = Instant::now() + WAIT;
+    let addr: SocketAddr = loop {
+        let logs = run(podman(&["logs", &container.0]));
+        // The exporter logs to stderr; podman keeps the streams apart, or not, by version.
+        let logs = format!(
+            "{}{}",
+            String::from_utf8_lossy(&logs.stdout),
+            String::from_utf8_lossy(&logs.stderr)
+        );
+        if let Some(addr) = listening_address(&logs) {
+            break addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the container logged no listening address within {WAIT:?}; its logs:\n{logs}"
+        );
+        thread::sleep(POLL_EVERY);
+    };
     let healthy = loop {
         if let Some(answer) = get(addr, "/-/healthy") {
             break answer;

@@ -2,7 +2,7 @@
 //! binary: three processes started with `--total-shards 3` on one configuration of 300
 //! providers against one loopback token server; the server's log shows every provider probed,
 //! each by exactly one process. Then four shards: about a quarter of the providers move, all to
-//! the new shard, and every process agrees with `oauth2_exporter::shard::owner`. Also: `/probe`
+//! the new shard, and every process agrees with the pinned assignment. Also: `/probe`
 //! of another shard's provider, the shard self-metrics, `check` with the same flags, and the
 //! flag validation.
 //!
@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use oauth2_exporter::shard::owner;
 use support::peers::http_request;
 use support::{Binary, FakeServer, Reply, Running, sample};
 
@@ -24,6 +23,23 @@ const PROVIDERS: usize = 300;
 /// How long every provider gets to be probed once, on a shared 2-core machine (each provider's
 /// first cycle comes within its 3 s interval, after the start-up jitter).
 const ALL_PROBED: Duration = Duration::from_secs(45);
+
+// Shard membership is pinned here, computed once from the rendezvous hash, not taken from
+// `oauth2_exporter::shard::owner`, which the processes under test call themselves: a change of
+// the hash moves providers between the shards of a running fleet and must show here.
+/// Providers per shard among `fleet-000`..`fleet-299`, with 3 and with 4 shards.
+const COUNTS_OF_3: [usize; 3] = [107, 88, 105];
+const COUNTS_OF_4: [usize; 4] = [73, 58, 77, 92];
+/// The shards of `fleet-000`..`fleet-011`, of 3 and of 4.
+const FIRST_OF_3: [u32; 12] = [1, 0, 2, 1, 2, 1, 2, 2, 1, 1, 2, 1];
+const FIRST_OF_4: [u32; 12] = [1, 0, 2, 1, 2, 1, 2, 3, 1, 1, 2, 1];
+/// The providers that move growing from 3 shards to 4 (all to the new one).
+const MOVED_3_TO_4: usize = 92;
+/// The indexes among `fleet-000`..`fleet-059` that shard 1 of 2 owns.
+const OWNED_BY_1_OF_2: [usize; 31] = [
+    0, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 18, 19, 20, 22, 23, 29, 30, 32, 33, 36, 37, 43, 45, 49,
+    50, 51, 53, 54, 58, 59,
+];
 
 fn name(i: usize) -> String {
     format!("fleet-{i:03}")
@@ -98,24 +114,27 @@ fn probed_by(server: &FakeServer, total: u32) -> BTreeMap<String, BTreeSet<u32>>
     seen
 }
 
-/// Each provider probed by exactly one shard, the one `owner` names; returns provider -> shard.
-fn assert_partition(total: u32, seen: &BTreeMap<String, BTreeSet<u32>>) -> BTreeMap<String, u32> {
+/// Each provider probed by exactly one shard, as many per shard as `pinned_counts` says and the
+/// first twelve where `pinned_first` says; returns provider -> shard.
+fn assert_partition(
+    total: u32,
+    seen: &BTreeMap<String, BTreeSet<u32>>,
+    pinned_counts: &[usize],
+    pinned_first: &[u32],
+) -> BTreeMap<String, u32> {
     assert_eq!(seen.len(), PROVIDERS, "every provider is probed");
     let mut owners = BTreeMap::new();
     for (provider, shards) in seen {
         assert_eq!(shards.len(), 1, "{provider} probed by shards {shards:?}");
-        let shard = *shards.iter().next().unwrap();
-        assert_eq!(
-            shard,
-            owner(provider, total),
-            "{provider}: the process and owner() agree"
-        );
-        owners.insert(provider.clone(), shard);
+        owners.insert(provider.clone(), *shards.iter().next().unwrap());
     }
+    let first: Vec<u32> = (0..pinned_first.len()).map(|i| owners[&name(i)]).collect();
+    assert_eq!(first, pinned_first, "the shards of the first providers");
     let mut counts = vec![0; total as usize];
     for shard in owners.values() {
         counts[*shard as usize] += 1;
     }
+    assert_eq!(counts, pinned_counts, "providers per shard of {total}");
     let even = PROVIDERS / total as usize;
     assert!(
         counts
@@ -133,7 +152,7 @@ async fn shards_split_the_fleet_and_a_fourth_shard_moves_about_a_quarter() {
     let config = write_config(dir.path(), &server.url("/token"), PROVIDERS);
 
     let (mut three, seen) = run_fleet(3, &config, &server).await;
-    let before = assert_partition(3, &seen);
+    let before = assert_partition(3, &seen, &COUNTS_OF_3, &FIRST_OF_3);
 
     // What each shard shows: its own providers only, its ordinal and the total, and a 404
     // naming the owner for another shard's provider.
@@ -189,7 +208,7 @@ async fn shards_split_the_fleet_and_a_fourth_shard_moves_about_a_quarter() {
     let server = FakeServer::start(|_| Reply::token("shared-token", 3600)).await;
     let config = write_config(dir.path(), &server.url("/token"), PROVIDERS);
     let (four, seen) = run_fleet(4, &config, &server).await;
-    let after = assert_partition(4, &seen);
+    let after = assert_partition(4, &seen, &COUNTS_OF_4, &FIRST_OF_4);
     let moved: Vec<&String> = before
         .keys()
         .filter(|provider| before[*provider] != after[*provider])
@@ -200,6 +219,11 @@ async fn shards_split_the_fleet_and_a_fourth_shard_moves_about_a_quarter() {
             "{provider} moved, but not to the new shard"
         );
     }
+    assert_eq!(
+        moved.len(),
+        MOVED_3_TO_4,
+        "providers moved from 3 to 4 shards"
+    );
     let share = moved.len() as f64 / PROVIDERS as f64;
     assert!(
         (0.15..0.35).contains(&share),
@@ -243,13 +267,13 @@ async fn check_checks_only_its_shard() {
         .iter()
         .map(|r| r.form_map()["client_id"].clone())
         .collect();
-    let own: BTreeSet<String> = (0..PROVIDERS)
-        .map(name)
-        .filter(|p| owner(p, 3) == 1)
-        .collect();
-    assert_eq!(checked, own);
+    assert_eq!(checked.len(), COUNTS_OF_3[1], "shard 1 of 3 checks its own");
+    for (i, shard) in FIRST_OF_3.iter().enumerate() {
+        assert_eq!(checked.contains(&name(i)), *shard == 1, "{}", name(i));
+    }
 
-    let foreign = (0..PROVIDERS).map(name).find(|p| owner(p, 3) != 1).unwrap();
+    // fleet-001 belongs to shard 0 of 3.
+    let foreign = name(1);
     let output = Binary::new()
         .config(&config)
         .args([
@@ -267,10 +291,7 @@ async fn check_checks_only_its_shard() {
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
-        format!(
-            "error: provider \"{foreign}\" is checked by shard {} of 3; this is shard 1 of 3\n",
-            owner(&foreign, 3)
-        )
+        format!("error: provider \"{foreign}\" is checked by shard 0 of 3; this is shard 1 of 3\n")
     );
 }
 
@@ -338,7 +359,11 @@ async fn reload_keeps_the_assignment_rule() {
         .spawn();
     let addr = shard.address().await;
     let own = |fleet: usize| -> BTreeSet<String> {
-        (0..fleet).map(name).filter(|p| owner(p, 2) == 1).collect()
+        OWNED_BY_1_OF_2
+            .iter()
+            .filter(|i| **i < fleet)
+            .map(|i| name(*i))
+            .collect()
     };
     let metrics = http_request(addr, "GET", "/metrics", &[], b"")
         .unwrap()

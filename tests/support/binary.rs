@@ -49,7 +49,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// util-linux `prlimit`, which [`Binary::descriptor_limit`] runs the binary under.
 const PRLIMIT: &str = "prlimit";
 
-/// Whether `prlimit` can be run here (tests that need it print SKIPPED without it).
+/// Whether `prlimit` can be run here (tests that need it go through `peers::skip_or_fail`).
 pub fn prlimit_available() -> bool {
     scrubbed_command(PRLIMIT)
         .arg("--version")

@@ -631,10 +631,28 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A loopback address where nothing listens (bound, then released): connecting is refused.
+/// A loopback address where nothing listens: connecting is refused.
 pub async fn closed_port_url(path: &str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}{path}")
+    format!("http://{}{path}", reserve_closed_port())
+}
+
+/// Sockets bound to the ports [`reserve_closed_port`] hands out, kept until the process exits.
+static CLOSED_PORTS: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
+
+/// A loopback port where nothing listens, and where nothing will while the test process runs: a
+/// socket is bound to it and never listens, so a connection gets a reset (refused), and, bound
+/// without `SO_REUSEADDR`, it keeps every other socket (another test, another process, an
+/// outgoing connection's ephemeral port) off the port. Binding and releasing would let another
+/// test take the port and answer.
+pub fn reserve_closed_port() -> SocketAddr {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind 127.0.0.1:0");
+    let addr = socket.local_addr().expect("the bound address");
+    CLOSED_PORTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(socket);
+    addr
 }

@@ -395,12 +395,10 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Request> {
     })
 }
 
-/// A loopback URL where nothing listens (bound, then released): connecting is refused.
+/// A loopback URL where nothing listens, nor will while the tests run
+/// ([`super::fake::reserve_closed_port`]): connecting is refused.
 pub fn refused_url(path: &str) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}{path}")
+    format!("http://{}{path}", super::fake::reserve_closed_port())
 }
 
 // ---------------------------------------------------------------------------------------------
