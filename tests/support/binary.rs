@@ -360,8 +360,12 @@ fn drain(mut pipe: impl Read + Send + 'static, sink: Arc<Mutex<Vec<u8>>>) -> Rec
     drained
 }
 
-/// The pid of `parent`'s child process, from `/proc/*/stat` (polled: a wrapper forks first).
+/// The pid of `parent`'s child process running the exporter, from `/proc/*/stat` (polled: a
+/// wrapper forks first). Only a child that already runs [`BIN`] counts: strace forks
+/// short-lived children of its own to test what ptrace supports, and on a loaded machine one
+/// of them can still be there when we look (issue 24: the reload signal went to it).
 fn child_pid(parent: u32) -> Option<u32> {
+    let exporter = std::fs::canonicalize(BIN).ok()?;
     let deadline = Instant::now() + START_LIMIT;
     while Instant::now() < deadline {
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -376,7 +380,9 @@ fn child_pid(parent: u32) -> Option<u32> {
                 .rsplit_once(')')
                 .and_then(|(_, rest)| rest.split_whitespace().nth(1))
                 .and_then(|p| p.parse::<u32>().ok());
-            if ppid == Some(parent) {
+            let runs_exporter =
+                || std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| exe == exporter);
+            if ppid == Some(parent) && runs_exporter() {
                 return Some(pid);
             }
         }
