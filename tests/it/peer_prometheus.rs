@@ -22,6 +22,8 @@ use serde_json::Value;
 use support::binary::scrubbed_command;
 use support::peers::{Exporter, OidcPeer, find_tool, http_request, skip_or_fail};
 use support::sample;
+// Only the `--demo` tests launch the binary themselves.
+#[cfg(feature = "demo")]
 use support::{Binary, Running};
 
 /// Upper bound for a tool run (promtool, node, tsc) on CI's 2 shared cores.
