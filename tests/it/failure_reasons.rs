@@ -12,8 +12,8 @@ use std::time::Duration;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 use support::{
-    Binary, Daemon, FakeServer, Recorded, Reply, WAIT, closed_port_url, jwt, provider_series,
-    relevant_lines, sample, unix_now,
+    Binary, Daemon, FakeServer, Provider, Recorded, Reply, WAIT, assert_no_mismatches,
+    closed_port_url, jwt, provider_series, relevant_lines, sample, unix_now,
 };
 
 /// The per-request timeout of the providers that are made to time out: short, so the test is
@@ -125,23 +125,15 @@ async fn every_token_failure_reason_is_counted_with_its_label() {
     .collect();
     cases.push(("refused".into(), closed, "connect"));
 
-    let mut toml = String::new();
-    for (provider, url, _) in &cases {
-        let timeout = timeout_of(provider);
-        toml.push_str(&format!(
-            r#"
-[providers.{provider}]
-timeout = "{timeout}"
-[providers.{provider}.token]
-url = "{url}"
-client_id = "id"
-client_secret = "secret"
-[providers.{provider}.canary]
-url = "{}"
-"#,
-            idp.url("/api")
-        ));
-    }
+    let toml: String = cases
+        .iter()
+        .map(|(provider, url, _)| {
+            Provider::new(provider, url)
+                .timeout(timeout_of(provider))
+                .canary(&idp.url("/api"))
+                .toml()
+        })
+        .collect();
     let daemon = Daemon::start(&toml).await;
     let names: Vec<&str> = cases.iter().map(|(p, _, _)| p.as_str()).collect();
     daemon.wait_for_cycles(&names, WAIT).await;
@@ -192,12 +184,7 @@ url = "{}"
             }
         }
     }
-    assert!(
-        mismatches.is_empty(),
-        "{}\n--- scrape:\n{}",
-        mismatches.join("\n"),
-        relevant_lines(&metrics)
-    );
+    assert_no_mismatches(&mismatches, &metrics);
     // A canary without a token is not sent.
     assert_eq!(idp.count("/api"), 0);
     daemon.stop().await;
@@ -218,17 +205,10 @@ async fn untrusted_certificate_is_reason_tls() {
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, tls.cert_pem.as_deref().unwrap()).unwrap();
     let provider = |name: &str, token: &str, canary: &str, tls_table: &str| {
-        format!(
-            r#"
-[providers.{name}.token]
-url = "{token}"
-client_id = "id"
-client_secret = "secret"
-[providers.{name}.canary]
-url = "{canary}"
-{tls_table}
-"#
-        )
+        Provider::new(name, token)
+            .canary(canary)
+            .raw(tls_table)
+            .toml()
     };
     let toml = [
         provider("token_tls", &tls.url("/token"), &plain.url("/api"), ""),
@@ -307,17 +287,11 @@ url = "{canary}"
 async fn token_timeout_is_reported_within_the_configured_timeout() {
     let idp =
         FakeServer::start(|_| Reply::delayed(Duration::from_secs(30), Reply::token("t", 60))).await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.slow]
-timeout = "{SHORT_TIMEOUT}"
-[providers.slow.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-"#,
-        idp.url("/token")
-    ))
+    let daemon = Daemon::start(
+        &Provider::new("slow", &idp.url("/token"))
+            .timeout(SHORT_TIMEOUT)
+            .toml(),
+    )
     .await;
     daemon
         .wait_for_sample(
@@ -410,24 +384,16 @@ async fn every_canary_failure_reason_is_counted_with_its_label() {
     .collect();
     cases.push(("refused".into(), closed, "", "connect", None));
 
-    let mut toml = String::new();
-    for (provider, url, extra, _, _) in &cases {
-        let timeout = timeout_of(provider);
-        toml.push_str(&format!(
-            r#"
-[providers.{provider}]
-timeout = "{timeout}"
-[providers.{provider}.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-[providers.{provider}.canary]
-url = "{url}"
-{extra}
-"#,
-            api.url("/token")
-        ));
-    }
+    let toml: String = cases
+        .iter()
+        .map(|(provider, url, extra, _, _)| {
+            Provider::new(provider, &api.url("/token"))
+                .timeout(timeout_of(provider))
+                .canary(url)
+                .raw(extra)
+                .toml()
+        })
+        .collect();
     let daemon = Daemon::start(&toml).await;
     let names: Vec<&str> = cases.iter().map(|(p, ..)| p.as_str()).collect();
     daemon.wait_for_cycles(&names, WAIT).await;
@@ -494,12 +460,7 @@ url = "{url}"
             mismatches.push(format!("{series}: expected {valid}, got {got:?}"));
         }
     }
-    assert!(
-        mismatches.is_empty(),
-        "{}\n--- scrape:\n{}",
-        mismatches.join("\n"),
-        relevant_lines(&metrics)
-    );
+    assert_no_mismatches(&mismatches, &metrics);
     daemon.stop().await;
 }
 
@@ -645,12 +606,7 @@ secret_headers = {{ "X-Api-Key" = {{ file = '{header_file}' }} }}
             mismatches.push(format!("{provider}: not failing"));
         }
     }
-    assert!(
-        mismatches.is_empty(),
-        "{}\n--- scrape:\n{}",
-        mismatches.join("\n"),
-        relevant_lines(&metrics)
-    );
+    assert_no_mismatches(&mismatches, &metrics);
     daemon.stop().await;
 }
 
@@ -789,16 +745,9 @@ async fn token_lifetime_mapping_on_the_expiry_metrics() {
     })
     .await;
     let provider = |name: &str, extra: &str| {
-        format!(
-            r#"
-[providers.{name}.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-{extra}
-"#,
-            idp.url(&format!("/{name}"))
-        )
+        Provider::new(name, &idp.url(&format!("/{name}")))
+            .raw(extra)
+            .toml()
     };
     let mut toml = String::new();
     toml.push_str(&provider("number", ""));

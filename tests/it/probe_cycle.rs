@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pretty_assertions::assert_eq;
-use support::{Daemon, FakeServer, Recorded, Reply, WAIT, relevant_lines, sample};
+use support::{Daemon, FakeServer, Provider, Recorded, Reply, WAIT, relevant_lines, sample};
 
 /// A token endpoint at `/token` issuing `token-1`, `token-2`, ... with this lifetime.
 fn numbered_tokens(expires_in: u64) -> impl Fn() -> Reply + Send + Sync + 'static {
@@ -44,18 +44,9 @@ async fn unauthorized_responses_are_counted_per_phase() {
     })
     .await;
     let provider = |name: &str, token: &str| {
-        format!(
-            r#"
-[providers.{name}.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-[providers.{name}.canary]
-url = "{}"
-"#,
-            server.url(token),
-            server.url("/api")
-        )
+        Provider::new(name, &server.url(token))
+            .canary(&server.url("/api"))
+            .toml()
     };
     let toml = [
         provider("token-oauth", "/token/oauth"),
@@ -143,21 +134,13 @@ async fn canary_retries_with_a_fresh_token_after_401_on_a_reused_token() {
         }
     })
     .await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.p]
-interval = "200ms"
-[providers.p.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-reuse = true
-[providers.p.canary]
-url = "{}"
-"#,
-        server.url("/token"),
-        server.url("/api")
-    ))
+    let daemon = Daemon::start(
+        &Provider::new("p", &server.url("/token"))
+            .interval("200ms")
+            .token_key("reuse", "true")
+            .canary(&server.url("/api"))
+            .toml(),
+    )
     .await;
     // Two cycles on token-1: the second one reused it.
     server.wait_for_requests("/api", 2, WAIT).await;
@@ -250,22 +233,14 @@ async fn reuse_requests_a_new_token_only_within_refresh_before() {
         _ => Reply::status(200),
     })
     .await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.p]
-interval = "200ms"
-[providers.p.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-reuse = true
-refresh_before = "1s"
-[providers.p.canary]
-url = "{}"
-"#,
-        server.url("/token"),
-        server.url("/api")
-    ))
+    let daemon = Daemon::start(
+        &Provider::new("p", &server.url("/token"))
+            .interval("200ms")
+            .token_key("reuse", "true")
+            .token_key("refresh_before", r#""1s""#)
+            .canary(&server.url("/api"))
+            .toml(),
+    )
     .await;
     let tokens = server.wait_for_requests("/token", 2, WAIT).await;
     let gap = tokens[1].at - tokens[0].at;
@@ -310,20 +285,12 @@ async fn held_token_is_kept_when_a_refresh_fails() {
         _ => Reply::status(401),
     })
     .await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.p]
-interval = "200ms"
-[providers.p.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-[providers.p.canary]
-url = "{}"
-"#,
-        server.url("/token"),
-        server.url("/api")
-    ))
+    let daemon = Daemon::start(
+        &Provider::new("p", &server.url("/token"))
+            .interval("200ms")
+            .canary(&server.url("/api"))
+            .toml(),
+    )
     .await;
     let metrics = daemon
         .wait_for(
@@ -407,24 +374,15 @@ async fn token_valid_is_zero_after_a_canary_401() {
         }
     })
     .await;
-    let provider = |name: &str, extra: &str| {
-        format!(
-            r#"
-[providers.{name}]
-interval = "60s"
-[providers.{name}.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-{extra}
-[providers.{name}.canary]
-url = "{}"
-"#,
-            server.url(&format!("/{name}/token")),
-            server.url(&format!("/{name}/api"))
-        )
+    let provider = |name: &str, interval: &str| {
+        Provider::new(name, &server.url(&format!("/{name}/token")))
+            .interval(interval)
+            .canary(&server.url(&format!("/{name}/api")))
     };
-    let toml = provider("fresh", "") + &provider("reused", "reuse = true").replace("60s", "200ms");
+    let toml = provider("fresh", "60s").toml()
+        + &provider("reused", "200ms")
+            .token_key("reuse", "true")
+            .toml();
     let daemon = Daemon::start(&toml).await;
 
     let metrics = daemon
@@ -476,17 +434,11 @@ url = "{}"
 #[tokio::test]
 async fn expiry_counts_down_between_scrapes() {
     let server = FakeServer::start(|_| Reply::token("t", 3600)).await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.p]
-interval = "60s"
-[providers.p.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-"#,
-        server.url("/token")
-    ))
+    let daemon = Daemon::start(
+        &Provider::new("p", &server.url("/token"))
+            .interval("60s")
+            .toml(),
+    )
     .await;
     let expires_in = |m: &str| get(m, "oauth2_token_expires_in_seconds", r#"provider="p""#);
     let first = daemon.wait_for(|m| expires_in(m).is_some(), WAIT).await;

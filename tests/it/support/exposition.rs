@@ -43,6 +43,17 @@ pub fn provider_series(metrics: &str, name: &str, provider: &str) -> Vec<String>
         .collect()
 }
 
+/// Panics with every mismatch and the scrape's relevant lines unless `mismatches` is empty: a
+/// test that checks many series collects what differs, then reports it all at once.
+pub fn assert_no_mismatches(mismatches: &[String], metrics: &str) {
+    assert!(
+        mismatches.is_empty(),
+        "{}\n--- scrape:\n{}",
+        mismatches.join("\n"),
+        relevant_lines(metrics)
+    );
+}
+
 /// The scrape without comments, histogram buckets and `process_*`: what a failure message needs.
 pub fn relevant_lines(metrics: &str) -> String {
     metrics

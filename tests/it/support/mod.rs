@@ -8,6 +8,7 @@
 //!   (config overrides, log variables, every proxy variable) every child process gets;
 //! - [`exposition`]: reading the text exposition in assertions;
 //! - [`certs`]: test certificates; [`hostile`]: byte-level hostile servers;
+//! - [`config`]: provider blocks of test configurations, built ([`Provider`]);
 //! - [`peers`]: software no one here wrote (oidc-provider on node), skipped when missing;
 //!   [`proxy`]: squid as a real HTTP proxy on loopback, likewise.
 //!
@@ -35,6 +36,7 @@
 
 pub mod binary;
 pub mod certs;
+pub mod config;
 pub mod daemon;
 pub mod exposition;
 pub mod fake;
@@ -51,9 +53,11 @@ use base64::Engine as _;
 #[allow(unused_imports)]
 pub use binary::{Binary, Running, Signal};
 #[allow(unused_imports)]
+pub use config::Provider;
+#[allow(unused_imports)]
 pub use daemon::Daemon;
 #[allow(unused_imports)]
-pub use exposition::{provider_series, relevant_lines, sample, series_of};
+pub use exposition::{assert_no_mismatches, provider_series, relevant_lines, sample, series_of};
 #[allow(unused_imports)]
 pub use fake::{FakeServer, Recorded, Reply, closed_port_url, form_urldecode};
 
