@@ -34,6 +34,48 @@ use super::exposition::sample;
 /// How long a child process may take to print its ready line. Generous: CI shares 2 cores with
 /// parallel test binaries.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many oidc-provider peers may be starting at once. Starting one is a burst of CPU (Node
+/// loading and compiling its modules): with eight test threads on 2 shared cores, several
+/// started together and one missed [`START_TIMEOUT`]. Two at a time keeps each start within it.
+const STARTING_AT_ONCE: usize = 2;
+/// How long a peer may wait for its turn to start (the others' starts, each bounded).
+const TURN_LIMIT: Duration = Duration::from_secs(120);
+/// Peers starting now, and the signal that one finished starting.
+static STARTING: (Mutex<usize>, std::sync::Condvar) = (Mutex::new(0), std::sync::Condvar::new());
+
+/// A turn to start a peer (see [`STARTING_AT_ONCE`]), given back when dropped.
+struct StartTurn;
+
+impl StartTurn {
+    fn take() -> StartTurn {
+        let (starting, finished) = &STARTING;
+        let deadline = Instant::now() + TURN_LIMIT;
+        let mut now_starting = starting.lock().unwrap_or_else(|e| e.into_inner());
+        while *now_starting >= STARTING_AT_ONCE {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no turn to start a peer within {TURN_LIMIT:?}"
+            );
+            now_starting = finished
+                .wait_timeout(now_starting, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *now_starting += 1;
+        StartTurn
+    }
+}
+
+impl Drop for StartTurn {
+    fn drop(&mut self) {
+        let (starting, finished) = &STARTING;
+        let mut now_starting = starting.lock().unwrap_or_else(|e| e.into_inner());
+        *now_starting -= 1;
+        finished.notify_one();
+    }
+}
+
 /// Socket read/write deadline for the helpers' own HTTP requests.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between two polls of /metrics in [`Exporter::wait_for_metrics`].
@@ -550,6 +592,7 @@ impl OidcPeer {
         if let Some(tls_dir) = tls_dir {
             command.arg("--tls").arg(tls_dir);
         }
+        let turn = StartTurn::take();
         let mut child = command.spawn().expect("spawn node server.mjs");
         let stdin = child.stdin.take();
         let logs = Arc::new(Mutex::new(String::new()));
@@ -581,6 +624,7 @@ impl OidcPeer {
                 );
             }
         };
+        drop(turn);
         Some(OidcPeer {
             child,
             _stdin: stdin,
