@@ -6,7 +6,8 @@
 //!
 //! Everything is on loopback and bounded: the run lasts `duration` plus bounded start and stop
 //! phases, the target refuses requests beyond a budget, and the blackbox driver stops at a probe
-//! count. Shared by `examples/bench.rs` (the command) and `tests/bench_smoke.rs` (CI's smoke run).
+//! count. Shared by `examples/bench.rs` (the command) and `tests/it/bench_smoke.rs` (CI's smoke
+//! run).
 //!
 //! How each number is measured is documented on [`Report`] and in BENCHMARKS.md.
 
@@ -51,7 +52,7 @@ pub enum Launch {
     /// JSON line, the bare client `ready`.
     Command { program: PathBuf, args: Vec<String> },
     /// A thread of this process (the smoke test, which has no example binary to start).
-    #[allow(dead_code)] // constructed by tests/bench_smoke.rs only
+    #[allow(dead_code)] // constructed by tests/it/bench_smoke.rs only
     InProcess,
 }
 

@@ -1,5 +1,5 @@
 // tests/peers/browser/status-page.mjs: opens the exporter's status page in Debian's chromium
-// (headless, driven by playwright-core) for tests/status_page.rs, takes a screenshot, and prints
+// (headless, driven by playwright-core) for tests/it/status_page.rs, takes a screenshot, and prints
 // what the browser saw as one JSON line. It asserts nothing itself: the Rust test does.
 //
 // Usage: node status-page.mjs URL SCREENSHOT.png [CHROMIUM]

@@ -1,4 +1,4 @@
-# tests/peers/deploy/validate.py: offline schema check of Kubernetes manifests for tests/deploy.rs.
+# tests/peers/deploy/validate.py: offline schema check of Kubernetes manifests for tests/it/deploy.rs.
 #
 # Usage: validate.py VERSION... -- FILE...
 # Prints one JSON object per line for every resource of every FILE (and, for built-in kinds, every

@@ -1,5 +1,5 @@
 // Turns grafana/oauth2-exporter.json into TypeScript that `tsc --noEmit` checks against Grafana's
-// published types (@grafana/schema). Used by tests/peer_prometheus.rs; owned by issue 3 section 4.
+// published types (@grafana/schema). Used by tests/it/peer_prometheus.rs; owned by issue 3 section 4.
 //
 // Usage: node gen-dashboard-ts.mjs <dashboard.json> <out.ts>
 //

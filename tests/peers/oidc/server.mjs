@@ -1,6 +1,6 @@
-// Test peer owned by tests/peer_oidc.rs: a real OAuth2 authorization server (panva/oidc-provider 9)
+// Test peer owned by tests/it/peer_oidc.rs: a real OAuth2 authorization server (panva/oidc-provider 9)
 // plus a canary API that verifies the tokens it issues. Loopback only. Started by
-// tests/support/peers.rs (`OidcPeer::start`), which reads the one `OIDC_PEER_READY {json}` line
+// tests/it/support/peers.rs (`OidcPeer::start`), which reads the one `OIDC_PEER_READY {json}` line
 // this script prints on stdout once it accepts connections.
 //
 // Usage: node server.mjs [--port N] [--opaque] [--ttl SECONDS] [--keys FILE] [--client-keys DIR]

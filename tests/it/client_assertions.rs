@@ -1,0 +1,356 @@
+//! Issue 12 §1 on the wire: a fake token endpoint asserts on the exact requests the daemon sends
+//! for `private_key_jwt` (header `alg`, `kid`, `x5t`, `x5t#S256` computed here from the test
+//! certificate; claims; a fresh `jti` every time; a signature that verifies with the public key;
+//! no secret in the body), `client_secret_jwt` (HS256 with the secret), `tls_client_auth` (only
+//! `client_id`), with the password grant too; a key rotated on disk is used without a restart,
+//! a key that no longer fits its certificate is reason `client_assertion` with nothing sent; and
+//! `/probe?debug=true` shows the decoded assertion, never the assertion itself.
+
+use crate::support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use aws_lc_rs::hmac;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use support::{Daemon, FakeServer, Recorded, Reply, sample};
+
+const WAIT: Duration = Duration::from_secs(20);
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+const HMAC_SECRET: &str = "hs256-Secret-for-the-fake-0123456789";
+const PASSWORD: &str = "pa55-for-the-fake";
+
+/// A key pair made here, with a self-signed certificate for it.
+struct Credential {
+    key_pem: String,
+    cert_pem: String,
+    cert_der: Vec<u8>,
+    /// The public key as a certificate holds it (for verifying signatures).
+    public_key: Vec<u8>,
+}
+
+fn credential(algorithm: &'static rcgen::SignatureAlgorithm) -> Credential {
+    let key = rcgen::KeyPair::generate_for(algorithm).unwrap();
+    let params = rcgen::CertificateParams::new(vec!["okq8-exporter.test".to_string()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.der()).unwrap();
+    Credential {
+        key_pem: key.serialize_pem(),
+        cert_pem: cert.pem(),
+        cert_der: cert.der().to_vec(),
+        public_key: parsed.public_key().subject_public_key.data.to_vec(),
+    }
+}
+
+fn thumbprint(algorithm: &'static digest::Algorithm, der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(algorithm, der))
+}
+
+fn decode(part: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// The client assertion of a recorded token request: (header, claims, signing input, signature).
+fn assertion_of(request: &Recorded) -> (Value, Value, String, Vec<u8>) {
+    let form = request.form_map();
+    let assertion = form.get("client_assertion").expect("a client_assertion");
+    let parts: Vec<&str> = assertion.split('.').collect();
+    assert_eq!(parts.len(), 3, "a compact JWS");
+    (
+        decode(parts[0]),
+        decode(parts[1]),
+        format!("{}.{}", parts[0], parts[1]),
+        URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_sends_exactly_what_it_must() {
+    let idp = FakeServer::start(|request| match request.path.as_str() {
+        path if path.starts_with("/token/") => Reply::token(&format!("t-{}", now()), 3600),
+        _ => Reply::status(200),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = credential(&rcgen::PKCS_RSA_SHA256);
+    let ec = credential(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let rsa_key = write(dir.path(), "rsa.key", &rsa.key_pem);
+    let rsa_cert = write(dir.path(), "rsa.crt", &rsa.cert_pem);
+    let ec_key = write(dir.path(), "ec.key", &ec.key_pem);
+    let toml = format!(
+        r#"
+[defaults]
+interval = "200ms"
+timeout = "2s"
+
+[providers.rsa.token]
+url = "{rsa_url}"
+client_id = "okq8-exporter"
+auth_method = "private_key_jwt"
+private_key_file = "{rsa_key}"
+certificate_file = "{rsa_cert}"
+key_id = "okq8-2026"
+scopes = ["api://okq8/.default"]
+
+[providers.ec.token]
+url = "{ec_url}"
+grant_type = "password"
+username = "probe@okq8.test"
+password = "{PASSWORD}"
+client_id = "ec-client"
+auth_method = "private_key_jwt"
+private_key_file = "{ec_key}"
+assertion_audience = "https://login.okq8.test/tenant/v2.0"
+assertion_lifetime = "90s"
+
+[providers.hmac.token]
+url = "{hmac_url}"
+client_id = "hmac-client"
+client_secret = "{HMAC_SECRET}"
+auth_method = "client_secret_jwt"
+
+[providers.mtls.token]
+url = "{mtls_url}"
+client_id = "mtls-client"
+auth_method = "tls_client_auth"
+[providers.mtls.tls]
+client_cert_file = "{rsa_cert}"
+client_key_file = "{rsa_key}"
+"#,
+        rsa_url = idp.url("/token/rsa"),
+        ec_url = idp.url("/token/ec"),
+        hmac_url = idp.url("/token/hmac"),
+        mtls_url = idp.url("/token/mtls"),
+    );
+    let daemon = Daemon::start(&toml).await;
+    for path in ["/token/rsa", "/token/ec", "/token/hmac", "/token/mtls"] {
+        idp.wait_for_requests(path, 3, WAIT).await;
+    }
+
+    // private_key_jwt, RS256 with the certificate's thumbprints and the key id.
+    let requests = idp.requests_to("/token/rsa");
+    let mut jtis = BTreeSet::new();
+    for request in &requests {
+        assert!(request.header("authorization").is_none(), "no Basic header");
+        let form = request.form_map();
+        let fields = request.form();
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "grant_type",
+                "client_id",
+                "client_assertion_type",
+                "client_assertion",
+                "scope"
+            ],
+            "exactly these fields, no secret"
+        );
+        assert_eq!(form["grant_type"], "client_credentials");
+        assert_eq!(form["client_id"], "okq8-exporter");
+        assert_eq!(form["client_assertion_type"], JWT_BEARER);
+        let (header, claims, input, signature) = assertion_of(request);
+        assert_eq!(
+            header,
+            json!({
+                "alg": "RS256",
+                "typ": "JWT",
+                "kid": "okq8-2026",
+                "x5t": thumbprint(&digest::SHA1_FOR_LEGACY_USE_ONLY, &rsa.cert_der),
+                "x5t#S256": thumbprint(&digest::SHA256, &rsa.cert_der),
+            })
+        );
+        assert_eq!(claims["iss"], "okq8-exporter");
+        assert_eq!(claims["sub"], "okq8-exporter");
+        assert_eq!(
+            claims["aud"],
+            idp.url("/token/rsa"),
+            "default: the token URL"
+        );
+        let iat = claims["iat"].as_u64().unwrap();
+        assert!(iat.abs_diff(now()) < 60, "iat is now");
+        assert_eq!(claims["nbf"].as_u64(), Some(iat));
+        assert_eq!(
+            claims["exp"].as_u64(),
+            Some(iat + 300),
+            "default lifetime 5m"
+        );
+        assert_eq!(claims.as_object().unwrap().len(), 7, "{claims}");
+        jtis.insert(claims["jti"].as_str().unwrap().to_string());
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &rsa.public_key)
+            .verify(input.as_bytes(), &signature)
+            .expect("the RS256 signature verifies with the certificate's key");
+    }
+    assert_eq!(jtis.len(), requests.len(), "a fresh jti each time");
+
+    // private_key_jwt with the password grant, ES256, configured audience and lifetime.
+    let request = idp.requests_to("/token/ec").pop().unwrap();
+    let form = request.form_map();
+    assert_eq!(form["grant_type"], "password");
+    assert_eq!(form["username"], "probe@okq8.test");
+    assert_eq!(form["password"], PASSWORD);
+    assert!(!form.contains_key("client_secret"));
+    let (header, claims, input, signature) = assertion_of(&request);
+    assert_eq!(header, json!({"alg": "ES256", "typ": "JWT"}));
+    assert_eq!(claims["aud"], "https://login.okq8.test/tenant/v2.0");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        90
+    );
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &ec.public_key)
+        .verify(input.as_bytes(), &signature)
+        .expect("the ES256 signature verifies");
+
+    // client_secret_jwt: HS256 with the secret, which itself is never sent.
+    let request = idp.requests_to("/token/hmac").pop().unwrap();
+    assert!(!request.body_text().contains(HMAC_SECRET));
+    assert!(request.header("authorization").is_none());
+    let (header, claims, input, signature) = assertion_of(&request);
+    assert_eq!(header, json!({"alg": "HS256", "typ": "JWT"}));
+    assert_eq!(claims["sub"], "hmac-client");
+    let key = hmac::Key::new(hmac::HMAC_SHA256, HMAC_SECRET.as_bytes());
+    hmac::verify(&key, input.as_bytes(), &signature).expect("the HS256 signature verifies");
+
+    // tls_client_auth: only the client id (the certificate is in the TLS layer).
+    let request = idp.requests_to("/token/mtls").pop().unwrap();
+    assert_eq!(
+        request.form(),
+        [
+            ("grant_type".to_string(), "client_credentials".to_string()),
+            ("client_id".to_string(), "mtls-client".to_string()),
+        ]
+    );
+    assert!(request.header("authorization").is_none());
+
+    // The debug trace: the decoded header and claims, never the assertion or its signature.
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(daemon.url("/probe?provider=rsa&debug=true"))
+        .send()
+        .await
+        .unwrap();
+    let trace = response.text().await.unwrap();
+    let last = idp.requests_to("/token/rsa").pop().unwrap();
+    let sent = last.form_map()["client_assertion"].clone();
+    assert!(trace.contains("client_assertion=[redacted]"), "{trace}");
+    assert!(
+        trace.contains("client assertion (private_key_jwt; decoded, signature not shown):"),
+        "{trace}"
+    );
+    assert!(trace.contains(&format!(
+        "\"x5t#S256\":\"{}\"",
+        thumbprint(&digest::SHA256, &rsa.cert_der)
+    )));
+    assert!(trace.contains(&format!("\"aud\": \"{}\"", idp.url("/token/rsa"))));
+    let signature = sent.rsplit('.').next().unwrap();
+    assert!(!trace.contains(signature), "the signature is in the trace");
+    for request in idp.requests_to("/token/rsa") {
+        let assertion = &request.form_map()["client_assertion"];
+        assert!(
+            !trace.contains(assertion.as_str()),
+            "an assertion is in the trace"
+        );
+    }
+    for line in rsa.key_pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!trace.contains(line), "key material in the trace");
+    }
+    daemon.stop().await;
+}
+
+/// Rotation without restart: a new key and certificate written over the old ones are used by
+/// the next request; a key that does not match its certificate (a half-done rotation) is
+/// reason `client_assertion`, with no request sent, until the certificate follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_is_used_and_a_half_done_rotation_is_client_assertion() {
+    let idp = FakeServer::start(|_| Reply::token("t", 3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let old = credential(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let new = credential(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let key = write(dir.path(), "okq8.key", &old.key_pem);
+    let cert = write(dir.path(), "okq8.crt", &old.cert_pem);
+    let toml = format!(
+        r#"
+[providers.okq8]
+interval = "200ms"
+timeout = "2s"
+[providers.okq8.token]
+url = "{url}"
+client_id = "okq8"
+auth_method = "private_key_jwt"
+private_key_file = "{key}"
+certificate_file = "{cert}"
+"#,
+        url = idp.url("/token"),
+    );
+    let daemon = Daemon::start(&toml).await;
+    idp.wait_for_requests("/token", 2, WAIT).await;
+    let x5t = |request: &Recorded| assertion_of(request).0["x5t#S256"].clone();
+    let old_x5t = json!(thumbprint(&digest::SHA256, &old.cert_der));
+    let new_x5t = json!(thumbprint(&digest::SHA256, &new.cert_der));
+    assert_eq!(x5t(&idp.requests_to("/token").pop().unwrap()), old_x5t);
+
+    // Half a rotation: the new key beside the old certificate.
+    write(dir.path(), "okq8.key", &new.key_pem);
+    let metrics = daemon
+        .wait_for(
+            |m| {
+                sample(
+                    m,
+                    "oauth2_token_request_failures_total{provider=\"okq8\",reason=\"client_assertion\"}",
+                )
+                .is_some_and(|v| v >= 2.0)
+            },
+            WAIT,
+        )
+        .await;
+    let sent_before = idp.count("/token");
+    assert_eq!(
+        sample(&metrics, "oauth2_probe_success{provider=\"okq8\"}"),
+        Some(0.0)
+    );
+    // The whole rotation: the certificate follows, and the next request carries it.
+    write(dir.path(), "okq8.crt", &new.cert_pem);
+    idp.wait_for_requests("/token", sent_before + 2, WAIT).await;
+    let last = idp.requests_to("/token").pop().unwrap();
+    assert_eq!(x5t(&last), new_x5t);
+    let (_, _, input, signature) = assertion_of(&last);
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &new.public_key)
+        .verify(input.as_bytes(), &signature)
+        .expect("signed with the new key");
+    // Nothing was sent while the key and certificate disagreed: every request carries a
+    // certificate that matches its signature.
+    for request in idp.requests_to("/token") {
+        let (_, _, input, signature) = assertion_of(&request);
+        let public_key = if x5t(&request) == old_x5t {
+            &old.public_key
+        } else {
+            &new.public_key
+        };
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key)
+            .verify(input.as_bytes(), &signature)
+            .expect("no request with a key that does not match its certificate");
+    }
+    daemon.stop().await;
+}

@@ -1,0 +1,134 @@
+//! Test configurations built instead of written out: [`Provider`] is one `[providers.NAME]`
+//! block (a token endpoint with the client `id`/`secret`, optionally a canary, provider-level
+//! settings and any further keys), so a test states only what its subject needs and the many
+//! `provider = |name| format!(...)` helpers are one. Nothing here checks the result: the daemon
+//! or `--config.check` does, and says what is wrong.
+//!
+//! ```ignore
+//! let toml = [
+//!     Provider::new("okq8", &idp.url("/token")).timeout("300ms").canary(&idp.url("/api")),
+//!     Provider::new("cube", &idp.url("/cube")).token_key("scopes", r#"["orders"]"#),
+//! ]
+//! .map(|p| p.toml())
+//! .concat();
+//! ```
+use std::fmt;
+
+/// One `[providers.NAME]` block; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    name: String,
+    /// `key = value` lines of `[providers.NAME]` (values as TOML text).
+    settings: Vec<String>,
+    /// `key = value` lines of `[providers.NAME.token]`.
+    token: Vec<String>,
+    /// `key = value` lines of `[providers.NAME.canary]`, when there is a canary.
+    canary: Option<Vec<String>>,
+    /// Further tables or lines, appended as they are.
+    extra: Vec<String>,
+}
+
+impl Provider {
+    /// A provider whose token endpoint is `token_url`, with client id `id` and secret `secret`.
+    pub fn new(name: &str, token_url: &str) -> Provider {
+        Provider {
+            name: name.to_owned(),
+            settings: Vec::new(),
+            token: vec![
+                format!("url = \"{token_url}\""),
+                "client_id = \"id\"".to_owned(),
+                "client_secret = \"secret\"".to_owned(),
+            ],
+            canary: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Another client id and secret than `id` and `secret`.
+    pub fn client(mut self, id: &str, secret: &str) -> Provider {
+        self.token[1] = format!("client_id = \"{id}\"");
+        self.token[2] = format!("client_secret = \"{secret}\"");
+        self
+    }
+
+    /// The provider's own `timeout`.
+    pub fn timeout(self, timeout: &str) -> Provider {
+        self.setting("timeout", &format!("\"{timeout}\""))
+    }
+
+    /// The provider's own `interval`.
+    pub fn interval(self, interval: &str) -> Provider {
+        self.setting("interval", &format!("\"{interval}\""))
+    }
+
+    /// Any key of `[providers.NAME]`, its value as TOML text (`"1s"` quoted, `true` bare).
+    pub fn setting(mut self, key: &str, value: &str) -> Provider {
+        self.settings.push(format!("{key} = {value}"));
+        self
+    }
+
+    /// Any key of `[providers.NAME.token]`, its value as TOML text.
+    pub fn token_key(mut self, key: &str, value: &str) -> Provider {
+        self.token.push(format!("{key} = {value}"));
+        self
+    }
+
+    /// A canary calling `url`.
+    pub fn canary(mut self, url: &str) -> Provider {
+        self.canary = Some(vec![format!("url = \"{url}\"")]);
+        self
+    }
+
+    /// Any key of `[providers.NAME.canary]` (after [`Provider::canary`]), as TOML text.
+    pub fn canary_key(mut self, key: &str, value: &str) -> Provider {
+        self.canary
+            .as_mut()
+            .expect("canary_key after canary(url)")
+            .push(format!("{key} = {value}"));
+        self
+    }
+
+    /// Lines appended after the provider's tables as they are (a `[providers.NAME.tls]` table, a
+    /// canary's extra keys written as text).
+    pub fn raw(mut self, text: &str) -> Provider {
+        self.extra.push(text.to_owned());
+        self
+    }
+
+    /// The block as TOML text.
+    pub fn toml(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = &self.name;
+        writeln!(f)?;
+        if !self.settings.is_empty() {
+            writeln!(f, "[providers.{name}]")?;
+            for line in &self.settings {
+                writeln!(f, "{line}")?;
+            }
+        }
+        writeln!(f, "[providers.{name}.token]")?;
+        for line in &self.token {
+            writeln!(f, "{line}")?;
+        }
+        if let Some(canary) = &self.canary {
+            writeln!(f, "[providers.{name}.canary]")?;
+            for line in canary {
+                writeln!(f, "{line}")?;
+            }
+        }
+        for text in &self.extra {
+            writeln!(f, "{text}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Many providers as one configuration text.
+pub fn providers<'a>(providers: impl IntoIterator<Item = &'a Provider>) -> String {
+    providers.into_iter().map(Provider::toml).collect()
+}
