@@ -438,7 +438,7 @@ impl Metrics {
     /// Records the outcome of a configuration (re)load.
     pub fn record_reload(&self, success: bool) {
         // The time first: a scrape between the two writes must never see a successful reload
-        // with the previous one's time (tests/reload.rs caught that order once).
+        // with the previous one's time (tests/it/reload.rs caught that order once).
         if success {
             self.reload_success_time
                 .set(seconds_since_epoch(SystemTime::now()));

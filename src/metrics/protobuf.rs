@@ -9,7 +9,7 @@
 //! none, the wire format is a handful of rules (varints, zigzag, length prefixes), and writing
 //! straight from the snapshot avoids building a message tree of 10 000 providers first. The
 //! unit tests decode the output with an independent reader and compare it with the text page;
-//! tests/peer_prometheus.rs has the real Prometheus read it.
+//! tests/it/peer_prometheus.rs has the real Prometheus read it.
 
 use std::time::SystemTime;
 
