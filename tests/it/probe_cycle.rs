@@ -483,26 +483,11 @@ async fn slow_token_server_times_out_while_other_providers_keep_their_schedule()
         _ => Reply::token("quick", 3600),
     })
     .await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.slow]
-interval = "1s"
-timeout = "1s"
-[providers.slow.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-[providers.fast]
-interval = "1s"
-timeout = "1s"
-[providers.fast.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-"#,
-        server.url("/slow/token"),
-        server.url("/fast/token")
-    ))
+    let daemon = Daemon::start(&support::config::providers(&["slow", "fast"].map(|name| {
+        Provider::new(name, &server.url(&format!("/{name}/token")))
+            .interval("1s")
+            .timeout("1s")
+    })))
     .await;
     let metrics = daemon
         .wait_for_sample(
