@@ -44,6 +44,14 @@ impl Provider {
         }
     }
 
+    /// A provider that discovers its token endpoint from `issuer` (OpenID Connect discovery),
+    /// with client id `id` and secret `secret`.
+    pub fn issuer(name: &str, issuer: &str) -> Provider {
+        let mut provider = Provider::new(name, "");
+        provider.token[0] = format!("issuer = \"{issuer}\"");
+        provider
+    }
+
     /// Another client id and secret than `id` and `secret`.
     pub fn client(mut self, id: &str, secret: &str) -> Provider {
         self.token[1] = format!("client_id = \"{id}\"");
