@@ -59,6 +59,12 @@ impl Provider {
         self
     }
 
+    /// The client secret read from `path` (`client_secret_file`) instead of written inline.
+    pub fn secret_file(mut self, path: &std::path::Path) -> Provider {
+        self.token[2] = format!("client_secret_file = '{}'", path.display());
+        self
+    }
+
     /// The provider's own `timeout`.
     pub fn timeout(self, timeout: &str) -> Provider {
         self.setting("timeout", &format!("\"{timeout}\""))
@@ -134,6 +140,15 @@ impl fmt::Display for Provider {
         }
         Ok(())
     }
+}
+
+/// A `[defaults]` table of `key = value` lines (values as TOML text, `"1s"` quoted).
+pub fn defaults(settings: &[(&str, &str)]) -> String {
+    let mut text = String::from("[defaults]\n");
+    for (key, value) in settings {
+        text.push_str(&format!("{key} = {value}\n"));
+    }
+    text
 }
 
 /// Many providers as one configuration text.
