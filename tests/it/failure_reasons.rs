@@ -638,37 +638,21 @@ async fn a_full_exporter_is_exporter_busy_for_token_and_canary() {
     let config = support::certs::write(
         dir.path(),
         "exporter.toml",
-        &format!(
-            r#"
-[defaults]
-interval = "200ms"
-timeout = "1s"
-max_backoff = "0s"
-
-[providers.hog]
-timeout = "30s"
-[providers.hog.token]
-url = "{hog}"
-client_id = "id"
-client_secret = "secret"
-
-[providers.token_busy.token]
-url = "{token}"
-client_id = "id"
-client_secret = "secret"
-
-[providers.canary_busy.token]
-url = "{token}"
-client_id = "id"
-client_secret = "secret"
-reuse = true
-[providers.canary_busy.canary]
-url = "{api}"
-"#,
-            hog = server.url("/hog/token"),
-            token = server.url("/token"),
-            api = server.url("/api"),
-        ),
+        &[
+            support::config::defaults(&[
+                ("interval", r#""200ms""#),
+                ("timeout", r#""1s""#),
+                ("max_backoff", r#""0s""#),
+            ]),
+            support::config::providers(&[
+                Provider::new("hog", &server.url("/hog/token")).timeout("30s"),
+                Provider::new("token_busy", &server.url("/token")),
+                Provider::new("canary_busy", &server.url("/token"))
+                    .token_key("reuse", "true")
+                    .canary(&server.url("/api")),
+            ]),
+        ]
+        .concat(),
     );
     // (130 descriptors - the 128 of probe::transport::DESCRIPTOR_RESERVE) / 2 = 1 request slot.
     let descriptors = 130;
