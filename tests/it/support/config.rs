@@ -24,6 +24,8 @@ pub struct Provider {
     token: Vec<String>,
     /// `key = value` lines of `[providers.NAME.canary]`, when there is a canary.
     canary: Option<Vec<String>>,
+    /// `key = value` lines of `[providers.NAME.tls]`.
+    tls: Vec<String>,
     /// Further tables or lines, appended as they are.
     extra: Vec<String>,
 }
@@ -40,6 +42,7 @@ impl Provider {
                 "client_secret = \"secret\"".to_owned(),
             ],
             canary: None,
+            tls: Vec::new(),
             extra: Vec::new(),
         }
     }
@@ -62,6 +65,25 @@ impl Provider {
     /// The client secret read from `path` (`client_secret_file`) instead of written inline.
     pub fn secret_file(mut self, path: &std::path::Path) -> Provider {
         self.token[2] = format!("client_secret_file = '{}'", path.display());
+        self
+    }
+
+    /// No client secret at all, for an `auth_method` that proves the client otherwise
+    /// (`private_key_jwt`, `tls_client_auth`).
+    pub fn no_secret(mut self) -> Provider {
+        self.token[2].clear();
+        self
+    }
+
+    /// A file key of `[providers.NAME.token]` (`private_key_file`, `password_file`, ...).
+    pub fn token_file(self, key: &str, path: impl AsRef<std::path::Path>) -> Provider {
+        self.token_key(key, &format!("'{}'", path.as_ref().display()))
+    }
+
+    /// A file key of `[providers.NAME.tls]` (`ca_file`, `client_cert_file`, `client_key_file`).
+    pub fn tls_file(mut self, key: &str, path: impl AsRef<std::path::Path>) -> Provider {
+        self.tls
+            .push(format!("{key} = '{}'", path.as_ref().display()));
         self
     }
 
@@ -126,12 +148,18 @@ impl fmt::Display for Provider {
             }
         }
         writeln!(f, "[providers.{name}.token]")?;
-        for line in &self.token {
+        for line in self.token.iter().filter(|line| !line.is_empty()) {
             writeln!(f, "{line}")?;
         }
         if let Some(canary) = &self.canary {
             writeln!(f, "[providers.{name}.canary]")?;
             for line in canary {
+                writeln!(f, "{line}")?;
+            }
+        }
+        if !self.tls.is_empty() {
+            writeln!(f, "[providers.{name}.tls]")?;
+            for line in &self.tls {
                 writeln!(f, "{line}")?;
             }
         }
