@@ -266,17 +266,7 @@ async fn a_claims_mismatch_fails_the_token_phase_and_the_canary_still_runs() {
         "{metrics}"
     );
 
-    let page = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(daemon.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = support::get_text(&daemon.url("/")).await;
     assert!(
         page.contains(r#"token <b>claims</b>"#)
             && page.contains("token claims: role &quot;Orders.Read&quot; missing from `roles`"),
