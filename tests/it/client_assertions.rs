@@ -97,25 +97,20 @@ async fn every_method_sends_exactly_what_it_must() {
     let rsa_key = write(dir.path(), "rsa.key", &rsa.key_pem);
     let rsa_cert = write(dir.path(), "rsa.crt", &rsa.cert_pem);
     let ec_key = write(dir.path(), "ec.key", &ec.key_pem);
-    let private_key_jwt = r#""private_key_jwt""#;
     let toml = [
         support::config::defaults(&[("interval", r#""200ms""#), ("timeout", r#""2s""#)]),
         support::config::providers(&[
             Provider::new("rsa", &idp.url("/token/rsa"))
-                .client("okq8-exporter", "")
-                .no_secret()
-                .token_key("auth_method", private_key_jwt)
+                .keyless("okq8-exporter", "private_key_jwt")
                 .token_file("private_key_file", &rsa_key)
                 .token_file("certificate_file", &rsa_cert)
                 .token_key("key_id", r#""okq8-2026""#)
                 .token_key("scopes", r#"["api://okq8/.default"]"#),
             Provider::new("ec", &idp.url("/token/ec"))
-                .client("ec-client", "")
-                .no_secret()
+                .keyless("ec-client", "private_key_jwt")
                 .token_key("grant_type", r#""password""#)
                 .token_key("username", r#""probe@okq8.test""#)
                 .token_key("password", &format!("\"{PASSWORD}\""))
-                .token_key("auth_method", private_key_jwt)
                 .token_file("private_key_file", &ec_key)
                 .token_key(
                     "assertion_audience",
@@ -126,9 +121,7 @@ async fn every_method_sends_exactly_what_it_must() {
                 .client("hmac-client", HMAC_SECRET)
                 .token_key("auth_method", r#""client_secret_jwt""#),
             Provider::new("mtls", &idp.url("/token/mtls"))
-                .client("mtls-client", "")
-                .no_secret()
-                .token_key("auth_method", r#""tls_client_auth""#)
+                .keyless("mtls-client", "tls_client_auth")
                 .tls_file("client_cert_file", &rsa_cert)
                 .tls_file("client_key_file", &rsa_key),
         ]),
@@ -235,15 +228,7 @@ async fn every_method_sends_exactly_what_it_must() {
     assert!(request.header("authorization").is_none());
 
     // The debug trace: the decoded header and claims, never the assertion or its signature.
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(daemon.url("/probe?provider=rsa&debug=true"))
-        .send()
-        .await
-        .unwrap();
-    let trace = response.text().await.unwrap();
+    let trace = support::get_text(&daemon.url("/probe?provider=rsa&debug=true")).await;
     let last = idp.requests_to("/token/rsa").pop().unwrap();
     let sent = last.form_map()["client_assertion"].clone();
     assert!(trace.contains("client_assertion=[redacted]"), "{trace}");
@@ -285,9 +270,7 @@ async fn a_rotated_key_is_used_and_a_half_done_rotation_is_client_assertion() {
     let toml = Provider::new("okq8", &idp.url("/token"))
         .interval("200ms")
         .timeout("2s")
-        .client("okq8", "")
-        .no_secret()
-        .token_key("auth_method", r#""private_key_jwt""#)
+        .keyless("okq8", "private_key_jwt")
         .token_file("private_key_file", &key)
         .token_file("certificate_file", &cert)
         .toml();

@@ -500,8 +500,7 @@ async fn failures_of_credentials_claims_and_discovery_are_counted_with_their_lab
             Provider::issuer("discovery", &server.url("/down")),
             Provider::new("secret_gone", &token).secret_file(&secret_file),
             Provider::new("key_half_rotated", &token)
-                .no_secret()
-                .token_key("auth_method", r#""private_key_jwt""#)
+                .keyless("id", "private_key_jwt")
                 .token_file("private_key_file", &key_file)
                 .token_file("certificate_file", &cert_file),
             Provider::new("header_gone", &token)

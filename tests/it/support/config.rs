@@ -75,6 +75,14 @@ impl Provider {
         self
     }
 
+    /// Client `id` proving itself with `auth_method` (`private_key_jwt`, `tls_client_auth`)
+    /// instead of a client secret.
+    pub fn keyless(self, id: &str, auth_method: &str) -> Provider {
+        self.client(id, "")
+            .no_secret()
+            .token_key("auth_method", &format!("\"{auth_method}\""))
+    }
+
     /// A file key of `[providers.NAME.token]` (`private_key_file`, `password_file`, ...).
     pub fn token_file(self, key: &str, path: impl AsRef<std::path::Path>) -> Provider {
         self.token_key(key, &format!("'{}'", path.as_ref().display()))
