@@ -18,11 +18,7 @@ use support::{Daemon, FakeServer, Provider, Recorded, Reply, WAIT, jwt, sample, 
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap()
+    support::http_client(Duration::from_secs(15))
 }
 
 /// `GET path` on the daemon: (status, content type, body).

@@ -110,11 +110,7 @@ fn https_url(addr: SocketAddr, path: &str) -> String {
 }
 
 fn plain_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
+    support::http_client(Duration::from_secs(5))
 }
 
 /// Sends `request`, which must be answered 200 with the exporter's metrics; a request that fails
