@@ -285,12 +285,7 @@ fn the_demo_shows_a_secret_expiring_in_20_days() {
     use support::peers::http_request;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut running = Binary::new()
-        .arg("--demo")
-        .listen_loopback()
-        .current_dir(dir.path())
-        .spawn();
-    let addr = running.address_blocking();
+    let (running, addr) = Binary::spawn_demo(dir.path());
     let series = gauge("okq8", "credential", "client_secret", CREDENTIAL);
     let deadline = std::time::Instant::now() + WAIT;
     let (metrics, page) = loop {

@@ -454,12 +454,7 @@ impl Demo {
     /// `msg=listening address=...` log line.
     fn start() -> (Demo, SocketAddr) {
         let dir = tempfile::tempdir().expect("temp dir for the demo");
-        let mut running = Binary::new()
-            .arg("--demo")
-            .listen_loopback()
-            .current_dir(dir.path())
-            .spawn();
-        let addr = running.address_blocking();
+        let (running, addr) = Binary::spawn_demo(dir.path());
         (Demo { running, _dir: dir }, addr)
     }
 
