@@ -15,6 +15,14 @@ use support::{Binary, FakeServer, Provider, Reply, closed_port_url, sample};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// `config` written to `exporter.toml` in a fresh directory (the exporter runs there too).
+fn config_dir(config: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.toml");
+    std::fs::write(&path, config).unwrap();
+    (dir, path)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_go_through_the_proxy_and_its_failures_name_it() {
     let Some(squid) = Squid::start("requests_go_through_the_proxy_and_its_failures_name_it") else {
@@ -67,9 +75,7 @@ async fn requests_go_through_the_proxy_and_its_failures_name_it() {
             .toml(),
     ]
     .concat();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("exporter.toml");
-    std::fs::write(&path, &config).unwrap();
+    let (dir, path) = config_dir(&config);
     let mut exporter = Binary::new()
         .config(&path)
         .listen_loopback()
@@ -199,9 +205,7 @@ async fn without_proxy_url_the_environment_proxy_applies() {
             .url("/excluded/token")
             .replace("127.0.0.1", "localhost"),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("exporter.toml");
-    std::fs::write(&path, &config).unwrap();
+    let (dir, path) = config_dir(&config);
     let mut exporter = Binary::new()
         .config(&path)
         .listen_loopback()
