@@ -431,7 +431,7 @@ async fn on_demand_probes_cannot_hammer_an_account() {
     .concat();
     let mut exporter = start(dir.path(), &toml);
     let address = exporter.address().await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = support::http_client(Duration::from_secs(10));
     let probe = |query: &str| {
         let client = client.clone();
         let url = format!("http://{address}/probe?{query}");

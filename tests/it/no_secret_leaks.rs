@@ -185,6 +185,17 @@ async fn stop(exporter: &mut Running) -> (String, String) {
     (exporter.stdout(), exporter.stderr())
 }
 
+/// `GET url`, which must answer 200, and its body.
+async fn ok_text(url: String) -> String {
+    let response = support::http_client(Duration::from_secs(10))
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(response.status(), 200, "GET {url}");
+    response.text().await.unwrap()
+}
+
 /// What one run of the exporter showed, for the search for secrets.
 struct Seen {
     metrics: String,
@@ -631,16 +642,8 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
 
     let mut exporter = start(dir.path(), &config, &[(ENV_VAR, ENV_SECRET)]);
     let address = exporter.address().await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let get = |path: &str| {
-        let client = client.clone();
-        let url = format!("http://{address}{path}");
-        async move {
-            let response = client.get(url).send().await.unwrap();
-            assert_eq!(response.status(), 200);
-            response.text().await.unwrap()
-        }
-    };
+    // Every page read here must be a 200: a 500 or 404 would hide a leak, not show its absence.
+    let get = |path: &str| ok_text(format!("http://{address}{path}"));
 
     // Wait (bounded) until every case has run at least three token requests (and two canary
     // calls where that is the phase under test), whatever their outcome: the outcomes
