@@ -61,6 +61,15 @@ fn dot_provider(name: &str, server: &FakeServer, canary_path: &str) -> Provider 
         .canary(&server.url(canary_path))
 }
 
+/// `FAMILY{provider="NAME"}` is 1 on `metrics`.
+fn assert_one(metrics: &str, family: &str, name: &str) {
+    assert_eq!(
+        sample(metrics, &format!(r#"{family}{{provider="{name}"}}"#)),
+        Some(1.0),
+        "{family} of {name}"
+    );
+}
+
 /// A token endpoint that issues `tok-1`, `tok-2`, ... in order, and a canary that accepts a token
 /// once (the first use of `tok-1`) and then answers `revoked` for it, as a server does after
 /// the token was revoked; every later token is accepted.
@@ -135,22 +144,8 @@ async fn dead_token_behind_403_is_replaced_and_retried() {
             "{name}\n{}",
             relevant_lines(&metrics)
         );
-        assert_eq!(
-            sample(
-                &metrics,
-                &format!(r#"oauth2_probe_success{{provider="{name}"}}"#)
-            ),
-            Some(1.0),
-            "{name}"
-        );
-        assert_eq!(
-            sample(
-                &metrics,
-                &format!(r#"oauth2_token_valid{{provider="{name}"}}"#)
-            ),
-            Some(1.0),
-            "{name}"
-        );
+        assert_one(&metrics, "oauth2_probe_success", name);
+        assert_one(&metrics, "oauth2_token_valid", name);
         let bearers: Vec<_> = server
             .requests_to("/api")
             .iter()
@@ -193,14 +188,7 @@ async fn forbidden_and_insufficient_scope_keep_the_token() {
             "{}",
             relevant_lines(&metrics)
         );
-        assert_eq!(
-            sample(
-                &metrics,
-                &format!(r#"oauth2_token_valid{{provider="{name}"}}"#)
-            ),
-            Some(1.0),
-            "{name}"
-        );
+        assert_one(&metrics, "oauth2_token_valid", name);
     }
     assert_eq!(api.count("/token"), 2, "one token each, no retry");
     let (_, page) = get(daemon.addr, "/probe?provider=scope&debug=true").await;
