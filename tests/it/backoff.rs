@@ -10,7 +10,8 @@ use crate::support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use support::{Binary, FakeServer, Recorded, Reply, Running, Signal, sample, unix_now};
+use support::config::defaults;
+use support::{Binary, FakeServer, Provider, Recorded, Reply, Running, Signal, sample, unix_now};
 
 /// A token endpoint that issues a token only for the right credential: `right` as the client
 /// secret (`client_secret_post`) or as the password.
@@ -53,6 +54,11 @@ impl Arrivals {
     fn count(&self, path: &str) -> usize {
         self.at(path).len()
     }
+}
+
+/// A provider of client `c` whose token endpoint is the fake's `/token/NAME`.
+fn provider(idp: &FakeServer, name: &str, secret: &str) -> Provider {
+    Provider::new(name, &idp.url(&format!("/token/{name}"))).client("c", secret)
 }
 
 fn start(dir: &std::path::Path, toml: &str) -> Running {
@@ -105,35 +111,19 @@ async fn refused_credentials_back_off_and_a_corrected_file_is_tried_at_once() {
     std::fs::write(&password_file, "old-password-1\n").unwrap();
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, "old-secret-1\n").unwrap();
-    let toml = format!(
-        r#"
-[defaults]
-interval = "1s"
-
-[providers.password.token]
-url = "{password_url}"
-client_id = "c"
-client_secret = "ignored-by-the-fake"
-grant_type = "password"
-username = "probe"
-password_file = '{password_file}'
-
-[providers.secret.token]
-url = "{secret_url}"
-client_id = "c"
-client_secret_file = '{secret_file}'
-
-[providers.healthy.token]
-url = "{healthy_url}"
-client_id = "c"
-client_secret = "healthy-secret"
-"#,
-        password_url = idp.url("/token/password"),
-        secret_url = idp.url("/token/secret"),
-        healthy_url = idp.url("/token/healthy"),
-        password_file = password_file.display(),
-        secret_file = secret_file.display(),
-    );
+    let toml = [
+        defaults(&[("interval", r#""1s""#)]),
+        provider(&idp, "password", "ignored-by-the-fake")
+            .token_key("grant_type", r#""password""#)
+            .token_key("username", r#""probe""#)
+            .token_key("password_file", &format!("'{}'", password_file.display()))
+            .toml(),
+        provider(&idp, "secret", "")
+            .secret_file(&secret_file)
+            .toml(),
+        provider(&idp, "healthy", "healthy-secret").toml(),
+    ]
+    .concat();
     let mut exporter = start(dir.path(), &toml);
     let address = exporter.address().await;
     until("the first refusals", Duration::from_secs(30), || {
@@ -273,39 +263,16 @@ async fn retry_after_is_honoured_in_seconds_and_as_a_date() {
         .await
     };
     let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        r#"
-[defaults]
-interval = "1s"
-
-[providers.seconds.token]
-url = "{seconds}"
-client_id = "c"
-client_secret = "s"
-
-[providers.date.token]
-url = "{date}"
-client_id = "c"
-client_secret = "s"
-
-[providers.canary.token]
-url = "{canary_token}"
-client_id = "c"
-client_secret = "s"
-[providers.canary.canary]
-url = "{canary}"
-
-[providers.healthy.token]
-url = "{healthy}"
-client_id = "c"
-client_secret = "s"
-"#,
-        seconds = idp.url("/token/seconds"),
-        date = idp.url("/token/date"),
-        canary_token = idp.url("/token/canary"),
-        canary = idp.url("/api/canary"),
-        healthy = idp.url("/token/healthy"),
-    );
+    let toml = [
+        defaults(&[("interval", r#""1s""#)]),
+        provider(&idp, "seconds", "s").toml(),
+        provider(&idp, "date", "s").toml(),
+        provider(&idp, "canary", "s")
+            .canary(&idp.url("/api/canary"))
+            .toml(),
+        provider(&idp, "healthy", "s").toml(),
+    ]
+    .concat();
     let mut exporter = start(dir.path(), &toml);
     until("a first answer to each", Duration::from_secs(30), || {
         ["/token/seconds", "/token/date", "/api/canary"]
@@ -373,28 +340,14 @@ async fn zero_max_backoff_keeps_the_pace_and_a_reload_ends_a_back_off() {
     };
     let dir = tempfile::tempdir().unwrap();
     let config = |secret: &str| {
-        format!(
-            r#"
-[defaults]
-interval = "1s"
-
-[providers.unlimited]
-max_backoff = "0s"
-[providers.unlimited.token]
-url = "{unlimited}"
-client_id = "c"
-client_secret = "wrong-secret-1"
-
-[providers.reloaded]
-interval = "2s"
-[providers.reloaded.token]
-url = "{reloaded}"
-client_id = "c"
-client_secret = "{secret}"
-"#,
-            unlimited = idp.url("/token/unlimited"),
-            reloaded = idp.url("/token/reloaded"),
-        )
+        [
+            defaults(&[("interval", r#""1s""#)]),
+            provider(&idp, "unlimited", "wrong-secret-1")
+                .setting("max_backoff", r#""0s""#)
+                .toml(),
+            provider(&idp, "reloaded", secret).interval("2s").toml(),
+        ]
+        .concat()
     };
     let mut exporter = start(dir.path(), &config("wrong-secret-2"));
     until("a first refusal each", Duration::from_secs(30), || {
@@ -468,28 +421,17 @@ async fn on_demand_probes_cannot_hammer_an_account() {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, "wrong-secret-3").unwrap();
-    let toml = format!(
-        r#"
-[defaults]
-interval = "30s"
-
-[providers.ok.token]
-url = "{ok}"
-client_id = "c"
-client_secret = "right-secret-1"
-
-[providers.refused.token]
-url = "{refused}"
-client_id = "c"
-client_secret_file = '{secret_file}'
-"#,
-        ok = idp.url("/token/ok"),
-        refused = idp.url("/token/refused"),
-        secret_file = secret_file.display(),
-    );
+    let toml = [
+        defaults(&[("interval", r#""30s""#)]),
+        provider(&idp, "ok", "right-secret-1").toml(),
+        provider(&idp, "refused", "")
+            .secret_file(&secret_file)
+            .toml(),
+    ]
+    .concat();
     let mut exporter = start(dir.path(), &toml);
     let address = exporter.address().await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = support::http_client(Duration::from_secs(10));
     let probe = |query: &str| {
         let client = client.clone();
         let url = format!("http://{address}/probe?{query}");

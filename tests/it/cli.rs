@@ -10,7 +10,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use pretty_assertions::assert_eq;
-use support::{Binary, Signal};
+use support::{Binary, Provider, Signal};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,21 +65,15 @@ fn busy_config(dir: &Path) -> PathBuf {
     let path = dir.join("exporter.toml");
     std::fs::write(
         &path,
-        format!(
-            r#"
-            [web]
-            listen_address = "127.0.0.1:0"
-            [defaults]
-            interval = "200ms"
-            timeout = "1s"
-            [providers.p.token]
-            url = "http://{closed}/token"
-            client_id = "p"
-            client_secret = "fixture-secret"
-            [providers.p.canary]
-            url = "http://{closed}/api"
-            "#
-        ),
+        [
+            "[web]\nlisten_address = \"127.0.0.1:0\"\n".to_owned(),
+            support::config::defaults(&[("interval", r#""200ms""#), ("timeout", r#""1s""#)]),
+            Provider::new("p", &format!("http://{closed}/token"))
+                .client("p", "fixture-secret")
+                .canary(&format!("http://{closed}/api"))
+                .toml(),
+        ]
+        .concat(),
     )
     .unwrap();
     path

@@ -20,7 +20,7 @@ use aws_lc_rs::signature::{
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use support::{Daemon, FakeServer, Recorded, Reply, sample};
+use support::{Daemon, FakeServer, Provider, Recorded, Reply, sample};
 
 const WAIT: Duration = Duration::from_secs(20);
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -97,51 +97,36 @@ async fn every_method_sends_exactly_what_it_must() {
     let rsa_key = write(dir.path(), "rsa.key", &rsa.key_pem);
     let rsa_cert = write(dir.path(), "rsa.crt", &rsa.cert_pem);
     let ec_key = write(dir.path(), "ec.key", &ec.key_pem);
-    let toml = format!(
-        r#"
-[defaults]
-interval = "200ms"
-timeout = "2s"
-
-[providers.rsa.token]
-url = "{rsa_url}"
-client_id = "okq8-exporter"
-auth_method = "private_key_jwt"
-private_key_file = "{rsa_key}"
-certificate_file = "{rsa_cert}"
-key_id = "okq8-2026"
-scopes = ["api://okq8/.default"]
-
-[providers.ec.token]
-url = "{ec_url}"
-grant_type = "password"
-username = "probe@okq8.test"
-password = "{PASSWORD}"
-client_id = "ec-client"
-auth_method = "private_key_jwt"
-private_key_file = "{ec_key}"
-assertion_audience = "https://login.okq8.test/tenant/v2.0"
-assertion_lifetime = "90s"
-
-[providers.hmac.token]
-url = "{hmac_url}"
-client_id = "hmac-client"
-client_secret = "{HMAC_SECRET}"
-auth_method = "client_secret_jwt"
-
-[providers.mtls.token]
-url = "{mtls_url}"
-client_id = "mtls-client"
-auth_method = "tls_client_auth"
-[providers.mtls.tls]
-client_cert_file = "{rsa_cert}"
-client_key_file = "{rsa_key}"
-"#,
-        rsa_url = idp.url("/token/rsa"),
-        ec_url = idp.url("/token/ec"),
-        hmac_url = idp.url("/token/hmac"),
-        mtls_url = idp.url("/token/mtls"),
-    );
+    let toml = [
+        support::config::defaults(&[("interval", r#""200ms""#), ("timeout", r#""2s""#)]),
+        support::config::providers(&[
+            Provider::new("rsa", &idp.url("/token/rsa"))
+                .keyless("okq8-exporter", "private_key_jwt")
+                .token_file("private_key_file", &rsa_key)
+                .token_file("certificate_file", &rsa_cert)
+                .token_key("key_id", r#""okq8-2026""#)
+                .token_key("scopes", r#"["api://okq8/.default"]"#),
+            Provider::new("ec", &idp.url("/token/ec"))
+                .keyless("ec-client", "private_key_jwt")
+                .token_key("grant_type", r#""password""#)
+                .token_key("username", r#""probe@okq8.test""#)
+                .token_key("password", &format!("\"{PASSWORD}\""))
+                .token_file("private_key_file", &ec_key)
+                .token_key(
+                    "assertion_audience",
+                    r#""https://login.okq8.test/tenant/v2.0""#,
+                )
+                .token_key("assertion_lifetime", r#""90s""#),
+            Provider::new("hmac", &idp.url("/token/hmac"))
+                .client("hmac-client", HMAC_SECRET)
+                .token_key("auth_method", r#""client_secret_jwt""#),
+            Provider::new("mtls", &idp.url("/token/mtls"))
+                .keyless("mtls-client", "tls_client_auth")
+                .tls_file("client_cert_file", &rsa_cert)
+                .tls_file("client_key_file", &rsa_key),
+        ]),
+    ]
+    .concat();
     let daemon = Daemon::start(&toml).await;
     for path in ["/token/rsa", "/token/ec", "/token/hmac", "/token/mtls"] {
         idp.wait_for_requests(path, 3, WAIT).await;
@@ -243,15 +228,7 @@ client_key_file = "{rsa_key}"
     assert!(request.header("authorization").is_none());
 
     // The debug trace: the decoded header and claims, never the assertion or its signature.
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(daemon.url("/probe?provider=rsa&debug=true"))
-        .send()
-        .await
-        .unwrap();
-    let trace = response.text().await.unwrap();
+    let trace = support::get_text(&daemon.url("/probe?provider=rsa&debug=true")).await;
     let last = idp.requests_to("/token/rsa").pop().unwrap();
     let sent = last.form_map()["client_assertion"].clone();
     assert!(trace.contains("client_assertion=[redacted]"), "{trace}");
@@ -290,20 +267,13 @@ async fn a_rotated_key_is_used_and_a_half_done_rotation_is_client_assertion() {
     let new = credential(&rcgen::PKCS_ECDSA_P256_SHA256);
     let key = write(dir.path(), "okq8.key", &old.key_pem);
     let cert = write(dir.path(), "okq8.crt", &old.cert_pem);
-    let toml = format!(
-        r#"
-[providers.okq8]
-interval = "200ms"
-timeout = "2s"
-[providers.okq8.token]
-url = "{url}"
-client_id = "okq8"
-auth_method = "private_key_jwt"
-private_key_file = "{key}"
-certificate_file = "{cert}"
-"#,
-        url = idp.url("/token"),
-    );
+    let toml = Provider::new("okq8", &idp.url("/token"))
+        .interval("200ms")
+        .timeout("2s")
+        .keyless("okq8", "private_key_jwt")
+        .token_file("private_key_file", &key)
+        .token_file("certificate_file", &cert)
+        .toml();
     let daemon = Daemon::start(&toml).await;
     idp.wait_for_requests("/token", 2, WAIT).await;
     let x5t = |request: &Recorded| assertion_of(request).0["x5t#S256"].clone();

@@ -6,7 +6,7 @@
 use crate::support;
 
 use support::certs::{self, Ca};
-use support::{Binary, FakeServer, Reply, WAIT, sample};
+use support::{Binary, FakeServer, Provider, Reply, WAIT, sample};
 
 const SUCCESS: &str = r#"oauth2_probe_success{provider="mtls"}"#;
 
@@ -45,25 +45,14 @@ async fn a_client_certificate_renewed_on_disk_is_presented_from_the_next_cycle()
     let config = certs::write(
         dir.path(),
         "exporter.toml",
-        &format!(
-            r#"
-[providers.mtls]
-interval = "300ms"
-timeout = "5s"
-[providers.mtls.token]
-url = "{url}"
-client_id = "exporter"
-auth_method = "tls_client_auth"
-[providers.mtls.tls]
-ca_file = "{ca}"
-client_cert_file = "{cert}"
-client_key_file = "{key}"
-"#,
-            url = idp.url("/token"),
-            ca = ca_file.display(),
-            cert = cert_file.display(),
-            key = key_file.display(),
-        ),
+        &Provider::new("mtls", &idp.url("/token"))
+            .interval("300ms")
+            .timeout("5s")
+            .keyless("exporter", "tls_client_auth")
+            .tls_file("ca_file", &ca_file)
+            .tls_file("client_cert_file", &cert_file)
+            .tls_file("client_key_file", &key_file)
+            .toml(),
     );
     let mut exporter = Binary::new().config(&config).listen_loopback().spawn();
 

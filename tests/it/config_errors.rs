@@ -19,7 +19,7 @@ use oauth2_exporter::config::{
 use oauth2_exporter::secrets::SecretSource;
 use pretty_assertions::assert_eq;
 use support::peers::http_request;
-use support::{Binary, sample};
+use support::{Binary, Provider, sample};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -713,24 +713,17 @@ fn environment_overrides_beat_the_file() {
     let token_url = format!("http://{}/token", support::fake::reserve_closed_port());
     let file = write_config(
         dir.path(),
-        &format!(
-            r#"
-            [web]
-            listen_address = "192.0.2.1:9875"
-            [defaults]
-            interval = "1h"
-            [providers.okq8]
-            interval = "1h"
-            [providers.okq8.token]
-            url = "{token_url}"
-            client_id = "okq8-client"
-            client_secret = "fixture-secret"
-            [providers.cube.token]
-            url = "{token_url}"
-            client_id = "cube-client"
-            client_secret = "fixture-secret"
-            "#
-        ),
+        &[
+            "[web]\nlisten_address = \"192.0.2.1:9875\"\n".to_owned(),
+            support::config::defaults(&[("interval", r#""1h""#)]),
+            support::config::providers(&[
+                Provider::new("okq8", &token_url)
+                    .interval("1h")
+                    .client("okq8-client", "fixture-secret"),
+                Provider::new("cube", &token_url).client("cube-client", "fixture-secret"),
+            ]),
+        ]
+        .concat(),
     );
     let mut running = exporter()
         .config(&file)

@@ -12,24 +12,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Daemon, FakeServer, Reply, WAIT, sample};
+use support::{Daemon, FakeServer, Provider, Reply, WAIT, sample};
 
-/// The `[providers.NAME]` of a discovery-based provider with a short interval.
-fn provider(name: &str, issuer: &str, extra: &str) -> String {
-    format!(
-        r#"
-[providers.{name}]
-interval = "200ms"
-timeout = "2s"
-proxy_url = "none"
-
-[providers.{name}.token]
-issuer = "{issuer}"
-client_id = "{name}-client"
-client_secret = "{name}-secret"
-{extra}
-"#
-    )
+/// A discovery-based provider with a short interval, straight to the fakes (no proxy).
+fn provider(name: &str, issuer: &str) -> Provider {
+    Provider::issuer(name, issuer)
+        .interval("200ms")
+        .timeout("2s")
+        .setting("proxy_url", r#""none""#)
+        .client(&format!("{name}-client"), &format!("{name}-secret"))
 }
 
 /// The body of `/probe?provider=NAME&debug=true`.
@@ -64,11 +55,11 @@ async fn rfc8414_metadata_is_used_when_openid_configuration_is_404() {
         .await
     };
     idp.set(server.url("")).unwrap();
-    let daemon = Daemon::start(&provider(
-        "rfc8414",
-        &server.url("/tenant/v2"),
-        "discovery_refresh = \"1h\"",
-    ))
+    let daemon = Daemon::start(
+        &provider("rfc8414", &server.url("/tenant/v2"))
+            .token_key("discovery_refresh", r#""1h""#)
+            .toml(),
+    )
     .await;
     daemon
         .wait_for_sample(r#"oauth2_probe_success{provider="rfc8414"}"#, 1.0, WAIT)
@@ -159,7 +150,7 @@ async fn unusable_metadata_fails_with_reason_discovery_and_says_why() {
     let names = ["method", "grant", "mixup", "down", "missing"];
     let toml: String = names
         .iter()
-        .map(|name| provider(name, &server.url(&format!("/{name}")), ""))
+        .map(|name| provider(name, &server.url(&format!("/{name}"))).toml())
         .collect();
     let daemon = Daemon::start(&toml).await;
     daemon
@@ -253,11 +244,11 @@ async fn a_failed_refresh_keeps_the_last_good_endpoint() {
         .await
     };
     base.set(server.url("")).unwrap();
-    let daemon = Daemon::start(&provider(
-        "kept",
-        &server.url(""),
-        "discovery_refresh = \"100ms\"",
-    ))
+    let daemon = Daemon::start(
+        &provider("kept", &server.url(""))
+            .token_key("discovery_refresh", r#""100ms""#)
+            .toml(),
+    )
     .await;
     server.wait_for_requests("/connect/token", 1, WAIT).await;
     down.store(true, Ordering::SeqCst);
@@ -301,7 +292,9 @@ async fn a_silent_issuer_fails_within_the_timeout() {
     let server =
         FakeServer::start(|_| Reply::delayed(Duration::from_secs(30), Reply::status(200))).await;
     let daemon = Daemon::start(
-        &provider("silent", &server.url(""), "").replace("timeout = \"2s\"", "timeout = \"300ms\""),
+        &provider("silent", &server.url(""))
+            .toml()
+            .replace("timeout = \"2s\"", "timeout = \"300ms\""),
     )
     .await;
     let started = std::time::Instant::now();

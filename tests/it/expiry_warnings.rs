@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 use support::certs::{self, Ca, days_from_now};
-use support::{Binary, Daemon, FakeServer, Reply, Signal, WAIT, sample};
+use support::{Binary, Daemon, FakeServer, Provider, Reply, Signal, WAIT, sample};
 
 fn now_unix() -> u64 {
     SystemTime::now()
@@ -54,31 +54,19 @@ async fn endpoint_certificate_expiry_is_the_earliest_of_the_chain_per_phase() {
     .await;
     let plain = FakeServer::start(|_| Reply::token("plain-token", 3600)).await;
     let ca_file = certs::write(dir.path(), "root.pem", &root.cert_pem);
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.tlsprov]
-interval = "1s"
-[providers.tlsprov.token]
-url = "{token}"
-client_id = "id"
-client_secret = "tls-expiry-secret"
-[providers.tlsprov.canary]
-url = "{canary}"
-[providers.tlsprov.tls]
-ca_file = "{ca}"
-
-[providers.plain]
-interval = "1s"
-[providers.plain.token]
-url = "{plain}"
-client_id = "id"
-client_secret = "plain-secret"
-"#,
-        token = idp.url("/token"),
-        canary = api.url("/api"),
-        plain = plain.url("/token"),
-        ca = ca_file.display(),
-    ))
+    let daemon = Daemon::start(&support::config::providers(&[
+        Provider::new("tlsprov", &idp.url("/token"))
+            .interval("1s")
+            .client("id", "tls-expiry-secret")
+            .canary(&api.url("/api"))
+            .raw(&format!(
+                "[providers.tlsprov.tls]\nca_file = \"{}\"",
+                ca_file.display()
+            )),
+        Provider::new("plain", &plain.url("/token"))
+            .interval("1s")
+            .client("id", "plain-secret"),
+    ]))
     .await;
     let token = gauge("tlsprov", "phase", "token", TLS);
     let canary = gauge("tlsprov", "phase", "canary", TLS);
@@ -129,24 +117,18 @@ async fn certificate_files_and_secret_files_are_followed_without_a_restart() {
     let key_file = certs::write(dir.path(), "client.key", &first.key_pem);
     let secret_file = certs::write(dir.path(), "secret", "first-secret-value\n");
     let idp = FakeServer::start(|_| Reply::token("cert-file-token", 3600)).await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.mtls]
-interval = "1s"
-[providers.mtls.token]
-url = "{url}"
-client_id = "id"
-client_secret_file = "{secret}"
-client_secret_expires = "2031-02-03T04:05:06+01:00"
-[providers.mtls.tls]
-client_cert_file = "{cert}"
-client_key_file = "{key}"
-"#,
-        url = idp.url("/token"),
-        secret = secret_file.display(),
-        cert = cert_file.display(),
-        key = key_file.display(),
-    ))
+    let daemon = Daemon::start(
+        &Provider::new("mtls", &idp.url("/token"))
+            .interval("1s")
+            .secret_file(&secret_file)
+            .token_key("client_secret_expires", r#""2031-02-03T04:05:06+01:00""#)
+            .raw(&format!(
+                "[providers.mtls.tls]\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"",
+                cert_file.display(),
+                key_file.display()
+            ))
+            .toml(),
+    )
     .await;
     let expiry = gauge("mtls", "credential", "tls_client_certificate", CREDENTIAL);
     let cert_changed = gauge("mtls", "credential", "tls_client_certificate", CHANGED);
@@ -237,35 +219,22 @@ async fn a_claims_mismatch_fails_the_token_phase_and_the_canary_still_runs() {
         _ => Reply::status(200),
     })
     .await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.lacking]
-interval = "1s"
-[providers.lacking.token]
-url = "{lacking}"
-client_id = "id"
-client_secret = "claims-secret"
-[providers.lacking.token.expect]
-roles = ["Orders.Read"]
-audience = "api://orders"
-[providers.lacking.canary]
-url = "{api}"
-
-[providers.matching]
-interval = "1s"
-[providers.matching.token]
-url = "{matching}"
-client_id = "id"
-client_secret = "claims-secret"
-[providers.matching.token.expect]
-roles = ["Orders.Read"]
-[providers.matching.canary]
-url = "{api}"
-"#,
-        lacking = idp.url("/lacking/token"),
-        matching = idp.url("/matching/token"),
-        api = idp.url("/api"),
-    ))
+    // Both expect `Orders.Read`, which only `matching`'s token holds; `lacking` also expects
+    // the audience both tokens carry.
+    let claims = |name: &str, expect: &str| {
+        Provider::new(name, &idp.url(&format!("/{name}/token")))
+            .interval("1s")
+            .client("id", "claims-secret")
+            .canary(&idp.url("/api"))
+            .raw(&format!("[providers.{name}.token.expect]\n{expect}"))
+    };
+    let daemon = Daemon::start(&support::config::providers(&[
+        claims(
+            "lacking",
+            "roles = [\"Orders.Read\"]\naudience = \"api://orders\"",
+        ),
+        claims("matching", "roles = [\"Orders.Read\"]"),
+    ]))
     .await;
     let metrics = daemon
         .wait_for(
@@ -297,17 +266,7 @@ url = "{api}"
         "{metrics}"
     );
 
-    let page = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(daemon.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = support::get_text(&daemon.url("/")).await;
     assert!(
         page.contains(r#"token <b>claims</b>"#)
             && page.contains("token claims: role &quot;Orders.Read&quot; missing from `roles`"),
@@ -326,12 +285,7 @@ fn the_demo_shows_a_secret_expiring_in_20_days() {
     use support::peers::http_request;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut running = Binary::new()
-        .arg("--demo")
-        .listen_loopback()
-        .current_dir(dir.path())
-        .spawn();
-    let addr = running.address_blocking();
+    let (running, addr) = Binary::spawn_demo(dir.path());
     let series = gauge("okq8", "credential", "client_secret", CREDENTIAL);
     let deadline = std::time::Instant::now() + WAIT;
     let (metrics, page) = loop {
@@ -371,18 +325,11 @@ async fn an_expired_credential_is_a_warning_at_start_and_at_every_reload() {
     let path = dir.path().join("exporter.toml");
     std::fs::write(
         &path,
-        format!(
-            r#"
-[providers.lapsed]
-interval = "1h"
-[providers.lapsed.token]
-url = "{url}"
-client_id = "id"
-client_secret = "lapsed-secret-value"
-client_secret_expires = "2020-01-02"
-"#,
-            url = idp.url("/token"),
-        ),
+        Provider::new("lapsed", &idp.url("/token"))
+            .interval("1h")
+            .client("id", "lapsed-secret-value")
+            .token_key("client_secret_expires", r#""2020-01-02""#)
+            .toml(),
     )
     .unwrap();
     let mut exporter = Binary::new().config(&path).listen_loopback().spawn();

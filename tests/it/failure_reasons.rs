@@ -487,55 +487,35 @@ async fn failures_of_credentials_claims_and_discovery_are_counted_with_their_lab
     let (old, new) = (ca.client("old"), ca.client("new"));
     let key_file = support::certs::write(dir.path(), "client.key", &old.key_pem);
     let cert_file = support::certs::write(dir.path(), "client.crt", &old.cert_pem);
-    let toml = format!(
-        r#"
-[defaults]
-interval = "200ms"
-timeout = "2s"
-max_backoff = "0s"
-
-[providers.claims.token]
-url = "{claims}"
-client_id = "id"
-client_secret = "secret"
-[providers.claims.token.expect]
-roles = ["Orders.Read"]
-
-[providers.discovery.token]
-issuer = "{issuer}"
-client_id = "id"
-client_secret = "secret"
-
-[providers.secret_gone.token]
-url = "{token}"
-client_id = "id"
-client_secret_file = '{secret_file}'
-
-[providers.key_half_rotated.token]
-url = "{token}"
-client_id = "id"
-auth_method = "private_key_jwt"
-private_key_file = '{key_file}'
-certificate_file = '{cert_file}'
-
-[providers.header_gone.token]
-url = "{token}"
-client_id = "id"
-client_secret = "secret"
-reuse = true
-[providers.header_gone.canary]
-url = "{api}"
-secret_headers = {{ "X-Api-Key" = {{ file = '{header_file}' }} }}
-"#,
-        claims = server.url("/claims/token"),
-        issuer = server.url("/down"),
-        token = server.url("/token"),
-        api = server.url("/api"),
-        secret_file = secret_file.display(),
-        key_file = key_file.display(),
-        cert_file = cert_file.display(),
-        header_file = header_file.display(),
-    );
+    let token = server.url("/token");
+    let toml = [
+        support::config::defaults(&[
+            ("interval", r#""200ms""#),
+            ("timeout", r#""2s""#),
+            ("max_backoff", r#""0s""#),
+        ]),
+        support::config::providers(&[
+            Provider::new("claims", &server.url("/claims/token"))
+                .raw("[providers.claims.token.expect]\nroles = [\"Orders.Read\"]"),
+            Provider::issuer("discovery", &server.url("/down")),
+            Provider::new("secret_gone", &token).secret_file(&secret_file),
+            Provider::new("key_half_rotated", &token)
+                .keyless("id", "private_key_jwt")
+                .token_file("private_key_file", &key_file)
+                .token_file("certificate_file", &cert_file),
+            Provider::new("header_gone", &token)
+                .token_key("reuse", "true")
+                .canary(&server.url("/api"))
+                .canary_key(
+                    "secret_headers",
+                    &format!(
+                        r#"{{ "X-Api-Key" = {{ file = '{}' }} }}"#,
+                        header_file.display()
+                    ),
+                ),
+        ]),
+    ]
+    .concat();
     let daemon = Daemon::start(&toml).await;
     let success = |provider: &str| format!(r#"oauth2_probe_success{{provider="{provider}"}}"#);
     // First every credential works, so what fails later fails for the change alone.
@@ -638,37 +618,21 @@ async fn a_full_exporter_is_exporter_busy_for_token_and_canary() {
     let config = support::certs::write(
         dir.path(),
         "exporter.toml",
-        &format!(
-            r#"
-[defaults]
-interval = "200ms"
-timeout = "1s"
-max_backoff = "0s"
-
-[providers.hog]
-timeout = "30s"
-[providers.hog.token]
-url = "{hog}"
-client_id = "id"
-client_secret = "secret"
-
-[providers.token_busy.token]
-url = "{token}"
-client_id = "id"
-client_secret = "secret"
-
-[providers.canary_busy.token]
-url = "{token}"
-client_id = "id"
-client_secret = "secret"
-reuse = true
-[providers.canary_busy.canary]
-url = "{api}"
-"#,
-            hog = server.url("/hog/token"),
-            token = server.url("/token"),
-            api = server.url("/api"),
-        ),
+        &[
+            support::config::defaults(&[
+                ("interval", r#""200ms""#),
+                ("timeout", r#""1s""#),
+                ("max_backoff", r#""0s""#),
+            ]),
+            support::config::providers(&[
+                Provider::new("hog", &server.url("/hog/token")).timeout("30s"),
+                Provider::new("token_busy", &server.url("/token")),
+                Provider::new("canary_busy", &server.url("/token"))
+                    .token_key("reuse", "true")
+                    .canary(&server.url("/api")),
+            ]),
+        ]
+        .concat(),
     );
     // (130 descriptors - the 128 of probe::transport::DESCRIPTOR_RESERVE) / 2 = 1 request slot.
     let descriptors = 130;

@@ -8,7 +8,7 @@ use crate::support;
 use std::io::Read;
 use std::time::Duration;
 
-use support::{Daemon, FakeServer, Reply, WAIT, sample};
+use support::{Daemon, FakeServer, Provider, Reply, WAIT, sample};
 
 /// What Prometheus 2.42 sends with `--enable-feature=native-histograms` (scrape/scrape.go,
 /// `scrapeAcceptHeaderWithProtobuf`).
@@ -26,24 +26,11 @@ async fn daemon(mode: &str) -> (FakeServer, Daemon) {
         _ => Reply::status(404),
     })
     .await;
-    let daemon = Daemon::start(&format!(
-        r#"
-        [metrics]
-        histograms = "{mode}"
-        [providers.p]
-        interval = "200ms"
-        timeout = "2s"
-        [providers.p.token]
-        url = "{token}"
-        client_id = "id"
-        client_secret = "secret"
-        [providers.p.canary]
-        url = "{api}"
-        "#,
-        token = fake.url("/token"),
-        api = fake.url("/api"),
-    ))
-    .await;
+    let provider = Provider::new("p", &fake.url("/token"))
+        .interval("200ms")
+        .timeout("2s")
+        .canary(&fake.url("/api"));
+    let daemon = Daemon::start(&format!("[metrics]\nhistograms = \"{mode}\"\n{provider}")).await;
     daemon
         .wait_for(
             |m| sample(m, r#"oauth2_canary_requests_total{provider="p"}"#) >= Some(2.0),

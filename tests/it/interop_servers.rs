@@ -14,7 +14,8 @@ use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use support::hostile::get;
 use support::{
-    Binary, Daemon, FakeServer, Recorded, Reply, WAIT, provider_series, relevant_lines, sample,
+    Binary, Daemon, FakeServer, Provider, Recorded, Reply, WAIT, provider_series, relevant_lines,
+    sample,
 };
 
 /// The secret every provider here uses: a space and every character that form encoding, percent
@@ -52,23 +53,21 @@ fn drf_challenge(status: u16, error: &str, description: &str) -> Reply {
 }
 
 /// A Django OAuth Toolkit client with token reuse: its token endpoint at `/token` and its canary
-/// at `canary_path` of `server`; `extra` is appended inside `[providers.NAME.canary]` (and may
-/// open further tables).
-fn dot_provider(name: &str, server: &FakeServer, canary_path: &str, extra: &str) -> String {
-    format!(
-        r#"
-[providers.{name}.token]
-url = "{}"
-client_id = "dot-client"
-client_secret = "dot-secret"
-reuse = true
-[providers.{name}.canary]
-url = "{}"
-{extra}
-"#,
-        server.url("/token"),
-        server.url(canary_path)
-    )
+/// at `canary_path` of `server`.
+fn dot_provider(name: &str, server: &FakeServer, canary_path: &str) -> Provider {
+    Provider::new(name, &server.url("/token"))
+        .client("dot-client", "dot-secret")
+        .token_key("reuse", "true")
+        .canary(&server.url(canary_path))
+}
+
+/// `FAMILY{provider="NAME"}` is 1 on `metrics`.
+fn assert_one(metrics: &str, family: &str, name: &str) {
+    assert_eq!(
+        sample(metrics, &format!(r#"{family}{{provider="{name}"}}"#)),
+        Some(1.0),
+        "{family} of {name}"
+    );
 }
 
 /// A token endpoint that issues `tok-1`, `tok-2`, ... in order, and a canary that accepts a token
@@ -107,19 +106,12 @@ async fn dead_token_behind_403_is_replaced_and_retried() {
     }))
     .await;
     let bare = FakeServer::start(revoking_server(django_bare_403)).await;
-    let provider = |name: &str, server: &FakeServer, extra: &str| {
-        dot_provider(
-            name,
-            server,
-            "/api",
-            &format!("{extra}\n[providers.{name}]\ninterval = \"300ms\""),
-        )
-    };
-    let daemon = Daemon::start(&format!(
-        "{}{}",
-        provider("dot_challenge", &challenge, ""),
-        provider("dot_bare", &bare, "token_rejected_status = [401, 403]"),
-    ))
+    let provider =
+        |name: &str, server: &FakeServer| dot_provider(name, server, "/api").interval("300ms");
+    let daemon = Daemon::start(&support::config::providers(&[
+        provider("dot_challenge", &challenge),
+        provider("dot_bare", &bare).canary_key("token_rejected_status", "[401, 403]"),
+    ]))
     .await;
     let metrics = daemon
         .wait_for(
@@ -152,22 +144,8 @@ async fn dead_token_behind_403_is_replaced_and_retried() {
             "{name}\n{}",
             relevant_lines(&metrics)
         );
-        assert_eq!(
-            sample(
-                &metrics,
-                &format!(r#"oauth2_probe_success{{provider="{name}"}}"#)
-            ),
-            Some(1.0),
-            "{name}"
-        );
-        assert_eq!(
-            sample(
-                &metrics,
-                &format!(r#"oauth2_token_valid{{provider="{name}"}}"#)
-            ),
-            Some(1.0),
-            "{name}"
-        );
+        assert_one(&metrics, "oauth2_probe_success", name);
+        assert_one(&metrics, "oauth2_token_valid", name);
         let bearers: Vec<_> = server
             .requests_to("/api")
             .iter()
@@ -195,12 +173,10 @@ async fn forbidden_and_insufficient_scope_keep_the_token() {
         _ => Reply::status(404),
     })
     .await;
-    let provider = |name: &str, path: &str| dot_provider(name, &api, path, "");
-    let daemon = Daemon::start(&format!(
-        "{}{}",
-        provider("scope", "/scope"),
-        provider("bare", "/bare")
-    ))
+    let daemon = Daemon::start(&support::config::providers(&[
+        dot_provider("scope", &api, "/scope"),
+        dot_provider("bare", &api, "/bare"),
+    ]))
     .await;
     let metrics = daemon.wait_for_cycles(&["scope", "bare"], WAIT).await;
     for (name, reason) in [("scope", "insufficient_scope"), ("bare", "forbidden")] {
@@ -212,14 +188,7 @@ async fn forbidden_and_insufficient_scope_keep_the_token() {
             "{}",
             relevant_lines(&metrics)
         );
-        assert_eq!(
-            sample(
-                &metrics,
-                &format!(r#"oauth2_token_valid{{provider="{name}"}}"#)
-            ),
-            Some(1.0),
-            "{name}"
-        );
+        assert_one(&metrics, "oauth2_token_valid", name);
     }
     assert_eq!(api.count("/token"), 2, "one token each, no retry");
     let (_, page) = get(daemon.addr, "/probe?provider=scope&debug=true").await;
@@ -245,15 +214,9 @@ fn single_provider(dir: &std::path::Path, name: &str, server: &FakeServer) -> st
     let path = dir.join("exporter.toml");
     std::fs::write(
         &path,
-        format!(
-            r#"
-[providers.{name}.token]
-url = "{}"
-client_id = "client"
-client_secret = "{SECRET}"
-"#,
-            server.url("/token")
-        ),
+        Provider::new(name, &server.url("/token"))
+            .client("client", SECRET)
+            .toml(),
     )
     .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -451,25 +414,16 @@ async fn basic_credentials_are_read_back_by_every_decoder() {
         }
     })
     .await;
-    let provider = |name: &str, path: &str, encoding: &str| {
-        format!(
-            r#"
-[providers.{name}.token]
-url = "{}"
-client_id = "client id"
-client_secret = "{SECRET}"
-auth_method = "client_secret_basic"
-{encoding}
-"#,
-            server.url(path)
-        )
+    let provider = |name: &str, path: &str| {
+        Provider::new(name, &server.url(path))
+            .client("client id", SECRET)
+            .token_key("auth_method", r#""client_secret_basic""#)
     };
-    let daemon = Daemon::start(&format!(
-        "{}{}{}",
-        provider("form", "/form/token", ""),
-        provider("percent", "/percent/token", r#"basic_encoding = "form""#),
-        provider("none", "/none/token", r#"basic_encoding = "raw""#),
-    ))
+    let daemon = Daemon::start(&support::config::providers(&[
+        provider("form", "/form/token"),
+        provider("percent", "/percent/token").token_key("basic_encoding", r#""form""#),
+        provider("none", "/none/token").token_key("basic_encoding", r#""raw""#),
+    ]))
     .await;
     let metrics = daemon
         .wait_for_cycles(&["form", "percent", "none"], WAIT)
@@ -513,23 +467,14 @@ async fn token_phase_statuses_and_grant_are_exported() {
         _ => Reply::status(404),
     })
     .await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.glewlwyd.token]
-url = "{}"
-client_id = "client"
-client_secret = "secret"
-[providers.authlib.token]
-url = "{}"
-grant_type = "password"
-client_id = "client"
-client_secret = "secret"
-username = "ops"
-password = "wrong"
-"#,
-        server.url("/glewlwyd/token"),
-        server.url("/authlib/token")
-    ))
+    let daemon = Daemon::start(&support::config::providers(&[
+        Provider::new("glewlwyd", &server.url("/glewlwyd/token")).client("client", "secret"),
+        Provider::new("authlib", &server.url("/authlib/token"))
+            .client("client", "secret")
+            .token_key("grant_type", r#""password""#)
+            .token_key("username", r#""ops""#)
+            .token_key("password", r#""wrong""#),
+    ]))
     .await;
     let metrics = daemon.wait_for_cycles(&["glewlwyd", "authlib"], WAIT).await;
     let expected = [

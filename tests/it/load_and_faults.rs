@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::certs::{self, Ca};
-use support::{Binary, Daemon, FakeServer, Reply, Running, Signal, WAIT, relevant_lines, sample};
+use support::{
+    Binary, Daemon, FakeServer, Provider, Reply, Running, Signal, WAIT, relevant_lines, sample,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One test at a time in this file (see the module comment). A tokio mutex: it is held across
@@ -816,30 +818,22 @@ async fn provider_mtls_with_and_without_a_client_certificate() {
     let cert_file = certs::write(dir.path(), "client.pem", &client.cert_pem);
     let key_file = certs::write(dir.path(), "client-key.pem", &client.key_pem);
     let url = format!("https://127.0.0.1:{}/token", server.addr.port());
-    let daemon = Daemon::start(&format!(
-        r#"
-        [defaults]
-        interval = "300ms"
-        timeout = "5s"
-        [providers.with_cert.token]
-        url = "{url}"
-        client_id = "c"
-        client_secret = "s"
-        [providers.with_cert.tls]
-        ca_file = "{ca}"
-        client_cert_file = "{cert}"
-        client_key_file = "{key}"
-        [providers.without_cert.token]
-        url = "{url}"
-        client_id = "c"
-        client_secret = "s"
-        [providers.without_cert.tls]
-        ca_file = "{ca}"
-        "#,
-        ca = ca_file.display(),
-        cert = cert_file.display(),
-        key = key_file.display(),
-    ))
+    let daemon = Daemon::start(
+        &[
+            support::config::defaults(&[("interval", r#""300ms""#), ("timeout", r#""5s""#)]),
+            support::config::providers(&[
+                Provider::new("with_cert", &url)
+                    .client("c", "s")
+                    .tls_file("ca_file", &ca_file)
+                    .tls_file("client_cert_file", &cert_file)
+                    .tls_file("client_key_file", &key_file),
+                Provider::new("without_cert", &url)
+                    .client("c", "s")
+                    .tls_file("ca_file", &ca_file),
+            ]),
+        ]
+        .concat(),
+    )
     .await;
     let metrics = daemon
         .wait_for(

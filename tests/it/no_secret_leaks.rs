@@ -185,6 +185,71 @@ async fn stop(exporter: &mut Running) -> (String, String) {
     (exporter.stdout(), exporter.stderr())
 }
 
+/// `GET url`, which must answer 200, and its body.
+async fn ok_text(url: String) -> String {
+    let response = support::http_client(Duration::from_secs(10))
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(response.status(), 200, "GET {url}");
+    response.text().await.unwrap()
+}
+
+/// What one run of the exporter showed, for the search for secrets.
+struct Seen {
+    metrics: String,
+    /// Every provider's `/probe?provider=NAME&debug=true` trace, each headed `MARKER NAME`.
+    pages: String,
+    /// The status page.
+    index: String,
+    stdout: String,
+    stderr: String,
+}
+
+/// Waits until each of `names` has made `cycles` token requests, fetches every one's debug
+/// trace and the status page, then stops the exporter.
+async fn run_and_collect(
+    exporter: &mut Running,
+    names: &[&str],
+    cycles: f64,
+    marker: &str,
+) -> Seen {
+    let address = exporter.address().await;
+    let metrics = exporter
+        .wait_for_metrics(
+            &format!("every provider made {cycles} token requests"),
+            Duration::from_secs(30),
+            |m| {
+                names.iter().all(|p| {
+                    sample(
+                        m,
+                        &format!("oauth2_token_requests_total{{provider=\"{p}\"}}"),
+                    )
+                    .is_some_and(|v| v >= cycles)
+                })
+            },
+        )
+        .await;
+    let mut pages = String::new();
+    for name in names {
+        let trace = support::get_text(&format!(
+            "http://{address}/probe?provider={name}&debug=true"
+        ))
+        .await;
+        pages.push_str(&format!("{marker} {name}\n{trace}\n"));
+    }
+    let index = support::get_text(&format!("http://{address}/")).await;
+    let (stdout, stderr) = stop(exporter).await;
+    Seen {
+        metrics,
+        pages,
+        index,
+        stdout,
+        stderr,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The fakes.
 
@@ -577,16 +642,8 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
 
     let mut exporter = start(dir.path(), &config, &[(ENV_VAR, ENV_SECRET)]);
     let address = exporter.address().await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let get = |path: &str| {
-        let client = client.clone();
-        let url = format!("http://{address}{path}");
-        async move {
-            let response = client.get(url).send().await.unwrap();
-            assert_eq!(response.status(), 200);
-            response.text().await.unwrap()
-        }
-    };
+    // Every page read here must be a 200: a 500 or 404 would hide a leak, not show its absence.
+    let get = |path: &str| ok_text(format!("http://{address}{path}"));
 
     // Wait (bounded) until every case has run at least three token requests (and two canary
     // calls where that is the phase under test), whatever their outcome: the outcomes
@@ -1171,7 +1228,6 @@ secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ file = '{key_file}' }} }}
     let path = dir.path().join("exporter.toml");
     std::fs::write(&path, &config).unwrap();
     let mut exporter = start(dir.path(), &path, &[("LEAK_APIM_KEY", HEADER_ENV_SECRET)]);
-    let address = exporter.address().await;
     let names = [
         "refused",
         "refused_discovery",
@@ -1179,31 +1235,13 @@ secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ file = '{key_file}' }} }}
         "header_echo",
         "header_ok",
     ];
-    let metrics = exporter
-        .wait_for_metrics(
-            "every provider ran three cycles",
-            Duration::from_secs(30),
-            |m| {
-                names.iter().all(|p| {
-                    sample(
-                        m,
-                        &format!("oauth2_token_requests_total{{provider=\"{p}\"}}"),
-                    )
-                    .is_some_and(|v| v >= 3.0)
-                })
-            },
-        )
-        .await;
-    let mut pages = String::new();
-    for name in names {
-        let trace = support::get_text(&format!(
-            "http://{address}/probe?provider={name}&debug=true"
-        ))
-        .await;
-        pages.push_str(&format!("== {name}\n{trace}\n"));
-    }
-    let index = support::get_text(&format!("http://{address}/")).await;
-    let (stdout, stderr) = stop(&mut exporter).await;
+    let Seen {
+        metrics,
+        pages,
+        index,
+        stdout,
+        stderr,
+    } = run_and_collect(&mut exporter, &names, 3.0, "==").await;
 
     // Control: the secrets really went out, and the echoes really came back.
     let sent = proxy.requests();
@@ -1491,32 +1529,13 @@ async fn secrets_echoed_in_headers_later_fields_and_urls_never_appear() {
         "env_proxy",
     ];
     let mut exporter = start(dir.path(), &config, &env);
-    let address = exporter.address().await;
-    let metrics = exporter
-        .wait_for_metrics(
-            "every provider ran two cycles",
-            Duration::from_secs(30),
-            |m| {
-                names.iter().all(|p| {
-                    sample(
-                        m,
-                        &format!("oauth2_token_requests_total{{provider=\"{p}\"}}"),
-                    )
-                    .is_some_and(|v| v >= 2.0)
-                })
-            },
-        )
-        .await;
-    let mut pages = String::new();
-    for name in names {
-        let trace = support::get_text(&format!(
-            "http://{address}/probe?provider={name}&debug=true"
-        ))
-        .await;
-        pages.push_str(&format!("#### {name}\n{trace}\n"));
-    }
-    let index = support::get_text(&format!("http://{address}/")).await;
-    let (stdout, stderr) = stop(&mut exporter).await;
+    let Seen {
+        metrics,
+        pages,
+        index,
+        stdout,
+        stderr,
+    } = run_and_collect(&mut exporter, &names, 2.0, "####").await;
     let check = Binary::new()
         .current_dir(dir.path())
         .arg("check")

@@ -7,7 +7,7 @@ use crate::support;
 
 use pretty_assertions::assert_eq;
 use serde_json::json;
-use support::{Daemon, FakeServer, Reply, WAIT};
+use support::{Daemon, FakeServer, Provider, Reply, WAIT};
 
 #[tokio::test]
 async fn a_params_list_sends_the_key_once_per_value() {
@@ -20,25 +20,17 @@ async fn a_params_list_sends_the_key_once_per_value() {
         _ => Reply::status(404),
     })
     .await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.form.token]
-url = "{form}"
-client_id = "form-client"
-client_secret = "form-secret"
-params = {{ resource = ["https://a.example", "https://b.example"], audience = "one" }}
-
-[providers.json.token]
-url = "{json}"
-client_id = "json-client"
-client_secret = "json-secret"
-auth_method = "json_body"
-response = {{ access_token = "accessToken" }}
-params = {{ resource = ["https://a.example", "https://b.example"], audience = "one" }}
-"#,
-        form = idp.url("/form"),
-        json = idp.url("/json"),
-    ))
+    let params = r#"{ resource = ["https://a.example", "https://b.example"], audience = "one" }"#;
+    let daemon = Daemon::start(&support::config::providers(&[
+        Provider::new("form", &idp.url("/form"))
+            .client("form-client", "form-secret")
+            .token_key("params", params),
+        Provider::new("json", &idp.url("/json"))
+            .client("json-client", "json-secret")
+            .token_key("auth_method", r#""json_body""#)
+            .token_key("response", r#"{ access_token = "accessToken" }"#)
+            .token_key("params", params),
+    ]))
     .await;
     let form = idp.wait_for_requests("/form", 1, WAIT).await[0].form();
     assert_eq!(
@@ -81,25 +73,21 @@ async fn a_secret_header_arrives_is_reread_and_is_redacted_in_the_trace() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("apim.key");
     std::fs::write(&key_file, format!("{FIRST}\n")).unwrap();
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.okq8]
-interval = "200ms"
-
-[providers.okq8.token]
-url = "{token}"
-client_id = "okq8-client"
-client_secret = "okq8-secret"
-
-[providers.okq8.canary]
-url = "{api}"
-headers = {{ Accept = "application/json" }}
-secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ file = '{key}' }} }}
-"#,
-        token = fake.url("/token"),
-        api = fake.url("/api"),
-        key = key_file.display(),
-    ))
+    let daemon = Daemon::start(
+        &Provider::new("okq8", &fake.url("/token"))
+            .interval("200ms")
+            .client("okq8-client", "okq8-secret")
+            .canary(&fake.url("/api"))
+            .canary_key("headers", r#"{ Accept = "application/json" }"#)
+            .canary_key(
+                "secret_headers",
+                &format!(
+                    r#"{{ "Ocp-Apim-Subscription-Key" = {{ file = '{}' }} }}"#,
+                    key_file.display()
+                ),
+            )
+            .toml(),
+    )
     .await;
     let first = fake.wait_for_requests("/api", 1, WAIT).await;
     assert_eq!(first[0].header("ocp-apim-subscription-key"), Some(FIRST));

@@ -10,35 +10,20 @@ use crate::support;
 use std::time::Duration;
 
 use support::peers::{Exporter, OidcPeer, http_request};
-use support::{Binary, sample};
+use support::{Binary, Provider, sample};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A discovery-based provider for the peer's basic client, with the peer's API as canary.
-fn provider(name: &str, issuer: &str, peer: &OidcPeer, extra: &str) -> String {
-    format!(
-        r#"
-[providers.{name}]
-interval = "1s"
-timeout = "5s"
-
-[providers.{name}.token]
-issuer = "{issuer}"
-client_id = "{id}"
-client_secret = "{secret}"
-auth_method = "client_secret_basic"
-scopes = ["{scope}"]
-{extra}
-
-[providers.{name}.canary]
-url = "{canary}"
-expected_status = [200]
-"#,
-        id = peer.basic_client.id,
-        secret = peer.basic_client.secret,
-        scope = peer.scope,
-        canary = peer.canary_url,
-    )
+fn provider(name: &str, issuer: &str, peer: &OidcPeer) -> Provider {
+    Provider::issuer(name, issuer)
+        .interval("1s")
+        .timeout("5s")
+        .client(&peer.basic_client.id, &peer.basic_client.secret)
+        .token_key("auth_method", r#""client_secret_basic""#)
+        .token_key("scopes", &format!(r#"["{}"]"#, peer.scope))
+        .canary(&peer.canary_url)
+        .canary_key("expected_status", "[200]")
 }
 
 fn switch_discovery(peer: &OidcPeer, up: bool) {
@@ -56,12 +41,11 @@ fn the_token_endpoint_is_discovered_and_kept_while_discovery_is_down() {
     let Some(peer) = OidcPeer::start(false) else {
         return;
     };
-    let exporter = Exporter::start(&provider(
-        "discovered",
-        &peer.issuer,
-        &peer,
-        "discovery_refresh = \"1s\"",
-    ));
+    let exporter = Exporter::start(
+        &provider("discovered", &peer.issuer, &peer)
+            .token_key("discovery_refresh", r#""1s""#)
+            .toml(),
+    );
     exporter.wait_for_metrics(
         "two successful cycles through the discovered endpoint",
         |m| {
@@ -119,11 +103,10 @@ fn a_mismatched_issuer_is_refused_with_reason_discovery() {
     };
     let localhost = peer.issuer.replace("127.0.0.1", "localhost");
     let slash = format!("{}/", peer.issuer);
-    let config = format!(
-        "{}{}",
-        provider("localhost", &localhost, &peer, ""),
-        provider("slash", &slash, &peer, "")
-    );
+    let config = support::config::providers(&[
+        provider("localhost", &localhost, &peer),
+        provider("slash", &slash, &peer),
+    ]);
     let exporter = Exporter::start(&config);
     exporter.wait_for_metrics(
         "two discovery failures each",

@@ -141,6 +141,21 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `promtool check metrics` on `metrics` (from `what`) passes without a word of complaint.
+fn promtool_check_metrics(promtool: &Path, metrics: &str, what: &str) {
+    let lint = run(
+        scrubbed_command(promtool).args(["check", "metrics"]),
+        metrics.as_bytes(),
+    );
+    let (stdout, stderr) = (text(&lint.stdout), text(&lint.stderr));
+    assert!(
+        lint.status.success() && stdout.trim().is_empty() && stderr.trim().is_empty(),
+        "promtool check metrics on {what}: {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n\
+         --- /metrics ---\n{metrics}",
+        lint.status
+    );
+}
+
 /// Polls `check` until it returns `Some` or `within` has passed; then panics with `what` and the
 /// last reason `check` gave.
 fn poll<T>(within: Duration, what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
@@ -167,33 +182,23 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
     };
     let dir = repo().join("prometheus");
 
-    let check = run(
-        scrubbed_command(&promtool)
-            .args(["check", "rules", "alerts.yml"])
-            .current_dir(&dir),
-        b"",
-    );
-    assert!(
-        check.status.success(),
-        "promtool check rules prometheus/alerts.yml: {}\n{}{}",
-        check.status,
-        text(&check.stdout),
-        text(&check.stderr)
-    );
-
-    let unit = run(
-        scrubbed_command(&promtool)
-            .args(["test", "rules", "alerts_test.yml"])
-            .current_dir(&dir),
-        b"",
-    );
-    assert!(
-        unit.status.success(),
-        "promtool test rules prometheus/alerts_test.yml: {}\n{}{}",
-        unit.status,
-        text(&unit.stdout),
-        text(&unit.stderr)
-    );
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ] {
+        let output = run(
+            scrubbed_command(&promtool).args(args).current_dir(&dir),
+            b"",
+        );
+        assert!(
+            output.status.success(),
+            "promtool {} (in prometheus/): {}\n{}{}",
+            args.join(" "),
+            output.status,
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+    }
 }
 
 /// The parts of `prometheus/alerts.yml` promtool does not judge: which alerts exist, that each has
@@ -431,17 +436,7 @@ fn metrics_pass_promtool_check_metrics_with_providers_in_every_state() {
         );
     }
 
-    let lint = run(
-        scrubbed_command(&promtool).args(["check", "metrics"]),
-        metrics.as_bytes(),
-    );
-    let (stdout, stderr) = (text(&lint.stdout), text(&lint.stderr));
-    assert!(
-        lint.status.success() && stdout.trim().is_empty() && stderr.trim().is_empty(),
-        "promtool check metrics: {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n\
-         --- /metrics ---\n{metrics}",
-        lint.status
-    );
+    promtool_check_metrics(&promtool, &metrics, "the exporter's /metrics");
 }
 
 /// `oauth2-exporter --demo`, the first thing a new user runs (started by `support::binary`),
@@ -459,12 +454,7 @@ impl Demo {
     /// `msg=listening address=...` log line.
     fn start() -> (Demo, SocketAddr) {
         let dir = tempfile::tempdir().expect("temp dir for the demo");
-        let mut running = Binary::new()
-            .arg("--demo")
-            .listen_loopback()
-            .current_dir(dir.path())
-            .spawn();
-        let addr = running.address_blocking();
+        let (running, addr) = Binary::spawn_demo(dir.path());
         (Demo { running, _dir: dir }, addr)
     }
 
@@ -507,17 +497,7 @@ fn demo_metrics_pass_promtool_check_metrics() {
         }
     });
 
-    let lint = run(
-        scrubbed_command(&promtool).args(["check", "metrics"]),
-        metrics.as_bytes(),
-    );
-    let (stdout, stderr) = (text(&lint.stdout), text(&lint.stderr));
-    assert!(
-        lint.status.success() && stdout.trim().is_empty() && stderr.trim().is_empty(),
-        "promtool check metrics on --demo: {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n\
-         --- /metrics ---\n{metrics}",
-        lint.status
-    );
+    promtool_check_metrics(&promtool, &metrics, "--demo");
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -11,9 +11,17 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::proxy::{PROXY_PASSWORD, PROXY_PASSWORD_ENCODED, Squid};
-use support::{Binary, FakeServer, Reply, closed_port_url, sample};
+use support::{Binary, FakeServer, Provider, Reply, closed_port_url, sample};
 
 const WAIT: Duration = Duration::from_secs(30);
+
+/// `config` written to `exporter.toml` in a fresh directory (the exporter runs there too).
+fn config_dir(config: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.toml");
+    std::fs::write(&path, config).unwrap();
+    (dir, path)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_go_through_the_proxy_and_its_failures_name_it() {
@@ -43,59 +51,31 @@ async fn requests_go_through_the_proxy_and_its_failures_name_it() {
     let proxy_host = squid.addr.to_string();
 
     let down_proxy = format!("http://user:{PROXY_PASSWORD_ENCODED}@{down_host}");
-    let config = format!(
-        r#"
-[defaults]
-interval = "500ms"
-timeout = "3s"
-proxy_url = "{good}"
-
-[providers.through.token]
-issuer = "{issuer}"
-client_id = "through-client"
-client_secret = "through-secret"
-
-[providers.through.canary]
-url = "{api}"
-
-[providers.wrongpass]
-proxy_url = "{wrong}"
-
-[providers.wrongpass.token]
-url = "{token}"
-client_id = "wrongpass-client"
-client_secret = "wrongpass-secret"
-
-[providers.proxydown]
-proxy_url = "{down}"
-
-[providers.proxydown.token]
-url = "{token}"
-client_id = "proxydown-client"
-client_secret = "proxydown-secret"
-
-[providers.direct]
-proxy_url = "none"
-
-[providers.direct.token]
-url = "{token}?direct"
-client_id = "direct-client"
-client_secret = "direct-secret"
-
-[providers.direct.canary]
-url = "{direct_api}"
-"#,
-        good = squid.url_with(PROXY_PASSWORD_ENCODED),
-        wrong = squid.url_with("not-the-password"),
-        down = down_proxy,
-        issuer = idp.url("/issuer"),
-        token = idp.url("/token"),
-        api = idp.url("/api"),
-        direct_api = idp.url("/direct-api"),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("exporter.toml");
-    std::fs::write(&path, &config).unwrap();
+    // Each client's id and secret carry its name; `through` takes the good proxy from the
+    // defaults, the others name their own.
+    let client = |provider: Provider, name: &str| {
+        provider.client(&format!("{name}-client"), &format!("{name}-secret"))
+    };
+    let own_proxy = |name: &str, token: &str, proxy: &str| {
+        client(Provider::new(name, token), name).setting("proxy_url", &format!("\"{proxy}\""))
+    };
+    let token = idp.url("/token");
+    let config = [
+        format!(
+            "[defaults]\ninterval = \"500ms\"\ntimeout = \"3s\"\nproxy_url = \"{}\"\n",
+            squid.url_with(PROXY_PASSWORD_ENCODED)
+        ),
+        client(Provider::issuer("through", &idp.url("/issuer")), "through")
+            .canary(&idp.url("/api"))
+            .toml(),
+        own_proxy("wrongpass", &token, &squid.url_with("not-the-password")).toml(),
+        own_proxy("proxydown", &token, &down_proxy).toml(),
+        own_proxy("direct", &format!("{token}?direct"), "none")
+            .canary(&idp.url("/direct-api"))
+            .toml(),
+    ]
+    .concat();
+    let (dir, path) = config_dir(&config);
     let mut exporter = Binary::new()
         .config(&path)
         .listen_loopback()
@@ -225,9 +205,7 @@ async fn without_proxy_url_the_environment_proxy_applies() {
             .url("/excluded/token")
             .replace("127.0.0.1", "localhost"),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("exporter.toml");
-    std::fs::write(&path, &config).unwrap();
+    let (dir, path) = config_dir(&config);
     let mut exporter = Binary::new()
         .config(&path)
         .listen_loopback()

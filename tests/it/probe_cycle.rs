@@ -32,6 +32,14 @@ fn get(metrics: &str, name: &str, labels: &str) -> Option<f64> {
     sample(metrics, &format!("{name}{{{labels}}}"))
 }
 
+/// Provider `p` on `server` (`/token`, canary `/api`), cycling every 200 ms and reusing its token.
+fn reusing_p(server: &FakeServer) -> Provider {
+    Provider::new("p", &server.url("/token"))
+        .interval("200ms")
+        .token_key("reuse", "true")
+        .canary(&server.url("/api"))
+}
+
 /// Every 401 is counted under the phase that received it: from the token endpoint (with an OAuth
 /// error body or without any) and from the canary; the other phase's series stays at 0.
 #[tokio::test]
@@ -134,14 +142,7 @@ async fn canary_retries_with_a_fresh_token_after_401_on_a_reused_token() {
         }
     })
     .await;
-    let daemon = Daemon::start(
-        &Provider::new("p", &server.url("/token"))
-            .interval("200ms")
-            .token_key("reuse", "true")
-            .canary(&server.url("/api"))
-            .toml(),
-    )
-    .await;
+    let daemon = Daemon::start(&reusing_p(&server).toml()).await;
     // Two cycles on token-1: the second one reused it.
     server.wait_for_requests("/api", 2, WAIT).await;
     assert_eq!(server.count("/token"), 1, "reuse = true, far from expiry");
@@ -234,11 +235,8 @@ async fn reuse_requests_a_new_token_only_within_refresh_before() {
     })
     .await;
     let daemon = Daemon::start(
-        &Provider::new("p", &server.url("/token"))
-            .interval("200ms")
-            .token_key("reuse", "true")
+        &reusing_p(&server)
             .token_key("refresh_before", r#""1s""#)
-            .canary(&server.url("/api"))
             .toml(),
     )
     .await;
@@ -483,26 +481,11 @@ async fn slow_token_server_times_out_while_other_providers_keep_their_schedule()
         _ => Reply::token("quick", 3600),
     })
     .await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.slow]
-interval = "1s"
-timeout = "1s"
-[providers.slow.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-[providers.fast]
-interval = "1s"
-timeout = "1s"
-[providers.fast.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-"#,
-        server.url("/slow/token"),
-        server.url("/fast/token")
-    ))
+    let daemon = Daemon::start(&support::config::providers(&["slow", "fast"].map(|name| {
+        Provider::new(name, &server.url(&format!("/{name}/token")))
+            .interval("1s")
+            .timeout("1s")
+    })))
     .await;
     let metrics = daemon
         .wait_for_sample(

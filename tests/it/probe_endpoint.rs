@@ -13,16 +13,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::json;
-use support::{Daemon, FakeServer, Recorded, Reply, WAIT, jwt, sample, unix_now};
+use support::{Daemon, FakeServer, Provider, Recorded, Reply, WAIT, jwt, sample, unix_now};
 
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap()
+    support::http_client(Duration::from_secs(15))
 }
 
 /// `GET path` on the daemon: (status, content type, body).
@@ -38,23 +34,30 @@ async fn get(daemon: &Daemon, path: &str) -> (u16, String, String) {
     (status, content_type, response.text().await.unwrap())
 }
 
-/// A provider `name` with a token endpoint and, when given, a canary.
-fn provider(name: &str, token_url: &str, canary_url: Option<&str>, extra: &str) -> String {
-    let mut toml = format!(
-        r#"
-[providers.{name}]
-interval = "1h"
-[providers.{name}.token]
-url = "{token_url}"
-client_id = "{name}-id"
-client_secret = "{name}-secret"
-{extra}
-"#
-    );
-    if let Some(canary) = canary_url {
-        toml.push_str(&format!("[providers.{name}.canary]\nurl = \"{canary}\"\n"));
-    }
-    toml
+/// A provider `name` (client `NAME-id`, secret `NAME-secret`) that cycles hourly.
+fn provider(name: &str, token_url: &str) -> Provider {
+    Provider::new(name, token_url)
+        .interval("1h")
+        .client(&format!("{name}-id"), &format!("{name}-secret"))
+}
+
+/// Provider `p`, its token endpoint the fake's `/token` and its canary `/api`, as configuration.
+fn provider_p(idp: &FakeServer) -> String {
+    provider("p", &idp.url("/token"))
+        .canary(&idp.url("/api"))
+        .toml()
+}
+
+/// A fake whose `/token` issues `token` for `ttl` seconds and whose other paths answer
+/// `status`, and a daemon with provider `p` on it.
+async fn start_p(token: &'static str, ttl: u64, status: u16) -> (FakeServer, Daemon) {
+    let idp = FakeServer::start(move |request| match request.path.as_str() {
+        "/token" => Reply::token(token, ttl),
+        _ => Reply::status(status),
+    })
+    .await;
+    let daemon = Daemon::start(&provider_p(&idp)).await;
+    (idp, daemon)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,18 +230,7 @@ fn value(samples: &[Sample], name: &str) -> f64 {
 /// `provider` label (the scrape config names the target, as with blackbox_exporter).
 #[tokio::test]
 async fn probe_answers_parseable_exposition_for_a_healthy_provider() {
-    let idp = FakeServer::start(|request| match request.path.as_str() {
-        "/token" => Reply::token("tok-healthy", 2700),
-        _ => Reply::status(204),
-    })
-    .await;
-    let daemon = Daemon::start(&provider(
-        "p",
-        &idp.url("/token"),
-        Some(&idp.url("/api")),
-        "",
-    ))
-    .await;
+    let (idp, daemon) = start_p("tok-healthy", 2700, 204).await;
 
     let (status, content_type, body) = get(&daemon, "/probe?provider=p").await;
     assert_eq!(status, 200, "{body}");
@@ -296,18 +288,12 @@ async fn probe_reports_token_and_canary_failures_with_phase_and_reason() {
     })
     .await;
     let toml = [
-        provider(
-            "refused",
-            &idp.url("/token/refused"),
-            Some(&idp.url("/api/forbidden")),
-            "",
-        ),
-        provider(
-            "forbidden",
-            &idp.url("/token/ok"),
-            Some(&idp.url("/api/forbidden")),
-            "",
-        ),
+        provider("refused", &idp.url("/token/refused"))
+            .canary(&idp.url("/api/forbidden"))
+            .toml(),
+        provider("forbidden", &idp.url("/token/ok"))
+            .canary(&idp.url("/api/forbidden"))
+            .toml(),
     ]
     .concat();
     let daemon = Daemon::start(&toml).await;
@@ -357,18 +343,7 @@ async fn probe_output_passes_promtool_check_metrics() {
             "promtool not on PATH (run scripts/install-peers)",
         );
     };
-    let idp = FakeServer::start(|request| match request.path.as_str() {
-        "/token" => Reply::token("tok", 600),
-        _ => Reply::status(500),
-    })
-    .await;
-    let daemon = Daemon::start(&provider(
-        "p",
-        &idp.url("/token"),
-        Some(&idp.url("/api")),
-        "",
-    ))
-    .await;
+    let (_idp, daemon) = start_p("tok", 600, 500).await;
     let (status, _, body) = get(&daemon, "/probe?provider=p").await;
     assert_eq!(status, 200, "{body}");
     assert!(
@@ -428,13 +403,7 @@ async fn probes_waiting_for_a_busy_provider_share_one_cycle() {
         }
     })
     .await;
-    let daemon = Daemon::start(&provider(
-        "p",
-        &idp.url("/token"),
-        Some(&idp.url("/api")),
-        "",
-    ))
-    .await;
+    let daemon = Daemon::start(&provider_p(&idp)).await;
     let first = idp.wait_for_requests("/token", 1, WAIT).await[0].clone();
 
     let client = client();
@@ -497,7 +466,7 @@ async fn concurrent_probes_on_an_idle_provider_take_at_most_two_cycles() {
     // (tests/it/backoff.rs has that).
     let daemon = Daemon::start(&format!(
         "[web]\nprobe_min_interval = \"0s\"\n{}",
-        provider("p", &idp.url("/token"), None, "")
+        provider("p", &idp.url("/token")).toml()
     ))
     .await;
     daemon
@@ -590,29 +559,18 @@ async fn debug_trace_shows_each_step_with_secrets_and_tokens_redacted() {
     .await;
     let secret = "s3cr3t/+=& é\"value";
     let secret_toml = secret.replace('\\', "\\\\").replace('"', "\\\"");
-    let toml = format!(
-        r#"
-[providers.basic]
-interval = "1h"
-[providers.basic.token]
-url = "{token}"
-client_id = "billing client"
-client_secret = "{secret_toml}"
-auth_method = "client_secret_basic"
-scopes = ["invoices:read"]
-[providers.basic.canary]
-url = "{api}"
-
-[providers.post]
-interval = "1h"
-[providers.post.token]
-url = "{token}"
-client_id = "billing-post"
-client_secret = "{secret_toml}"
-"#,
-        token = idp.url("/token"),
-        api = idp.url("/api/invoices?limit=1"),
-    );
+    let token = idp.url("/token");
+    let toml = support::config::providers(&[
+        Provider::new("basic", &token)
+            .interval("1h")
+            .client("billing client", &secret_toml)
+            .token_key("auth_method", r#""client_secret_basic""#)
+            .token_key("scopes", r#"["invoices:read"]"#)
+            .canary(&idp.url("/api/invoices?limit=1")),
+        Provider::new("post", &token)
+            .interval("1h")
+            .client("billing-post", &secret_toml),
+    ]);
     let daemon = Daemon::start(&toml).await;
     // The periodic cycles first, so the probe's requests are the last ones.
     idp.wait_for_requests("/token", 2, WAIT).await;
@@ -720,8 +678,8 @@ client_secret = "{secret_toml}"
 async fn unknown_provider_is_404_and_missing_provider_is_400_both_listing_names() {
     let idp = FakeServer::start(|_| Reply::token("tok", 600)).await;
     let toml = [
-        provider("beta", &idp.url("/token"), None, ""),
-        provider("alpha", &idp.url("/token"), None, ""),
+        provider("beta", &idp.url("/token")).toml(),
+        provider("alpha", &idp.url("/token")).toml(),
     ]
     .concat();
     let daemon = Daemon::start(&toml).await;
@@ -770,7 +728,7 @@ async fn on_demand_cycles_leave_the_periodic_series_alone() {
     // limits on on-demand probes (tests/it/backoff.rs has those).
     let daemon = Daemon::start(&format!(
         "[web]\nprobe_min_interval = \"0s\"\n[defaults]\nmax_backoff = \"0s\"\n{}",
-        provider("p", &idp.url("/token"), Some(&idp.url("/api")), "")
+        provider_p(&idp)
     ))
     .await;
     let before = daemon

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::binary::scrubbed_command;
-use support::{Binary, FakeServer, Recorded, Reply, Running, WAIT, sample};
+use support::{Binary, FakeServer, Provider, Recorded, Reply, Running, WAIT, sample};
 
 /// Set (to anything) in the inner run only.
 const INNER: &str = "PROXY_SCRUB_INNER_RUN";
@@ -156,31 +156,16 @@ fn inner_run() {
         let config = dir.path().join("exporter.toml");
         write_private(
             &config,
-            &format!(
-                r#"
-[defaults]
-interval = "1s"
-[providers.plain.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-[providers.plain.canary]
-url = "{}"
-[providers.tls.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-[providers.tls.canary]
-url = "{}"
-[providers.tls.tls]
-ca_file = "{}"
-"#,
-                plain.url("/token"),
-                plain.url("/api"),
-                tls.url("/token"),
-                tls.url("/api"),
-                ca_file.display()
-            ),
+            &[
+                support::config::defaults(&[("interval", r#""1s""#)]),
+                support::config::providers(&[
+                    Provider::new("plain", &plain.url("/token")).canary(&plain.url("/api")),
+                    Provider::new("tls", &tls.url("/token"))
+                        .canary(&tls.url("/api"))
+                        .tls_file("ca_file", &ca_file),
+                ]),
+            ]
+            .concat(),
         );
 
         let mut exporter = Binary::new().config(&config).listen_loopback().spawn();

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{Binary, Daemon, FakeServer, Recorded, Reply, Signal, WAIT, relevant_lines, sample};
+use support::{
+    Binary, Daemon, FakeServer, Provider, Recorded, Reply, Signal, WAIT, relevant_lines, sample,
+};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -213,24 +215,25 @@ async fn identity_provider() -> FakeServer {
     .await
 }
 
-/// One provider's TOML: token at `/NAME/{token_path}`, canary at `/NAME/api`.
-fn provider(idp: &FakeServer, name: &str, token_path: &str, extra_token: &str) -> String {
-    format!(
-        r#"
-[providers.{name}]
-interval = "200ms"
-timeout = "2s"
-[providers.{name}.token]
-url = "{token}"
-client_id = "{name}-id"
-client_secret = "{name}-secret"
-{extra_token}
-[providers.{name}.canary]
-url = "{api}"
-"#,
-        token = idp.url(&format!("/{name}/{token_path}")),
-        api = idp.url(&format!("/{name}/api")),
-    )
+/// One provider's TOML: token at `/NAME/{token_path}` with any `extra_token` keys (values as
+/// TOML text), canary at `/NAME/api`.
+fn provider(
+    idp: &FakeServer,
+    name: &str,
+    token_path: &str,
+    extra_token: &[(&str, &str)],
+) -> String {
+    extra_token
+        .iter()
+        .fold(
+            Provider::new(name, &idp.url(&format!("/{name}/{token_path}")))
+                .interval("200ms")
+                .timeout("2s")
+                .client(&format!("{name}-id"), &format!("{name}-secret")),
+            |provider, (key, value)| provider.token_key(key, value),
+        )
+        .canary(&idp.url(&format!("/{name}/api")))
+        .toml()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,17 +246,17 @@ url = "{api}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_reload_adds_removes_restarts_and_keeps() {
     let idp = identity_provider().await;
-    let kept = provider(&idp, "kept", "token", "reuse = true");
+    let kept = provider(&idp, "kept", "token", &[("reuse", "true")]);
     let v1 = [
         kept.clone(),
-        provider(&idp, "changed", "old-token", ""),
-        provider(&idp, "gone", "token", ""),
+        provider(&idp, "changed", "old-token", &[]),
+        provider(&idp, "gone", "token", &[]),
     ]
     .concat();
     let v2 = [
         kept,
-        provider(&idp, "changed", "new-token", ""),
-        provider(&idp, "added", "token", ""),
+        provider(&idp, "changed", "new-token", &[]),
+        provider(&idp, "added", "token", &[]),
     ]
     .concat();
     let daemon = Reloadable::start(&v1).await;
@@ -388,7 +391,7 @@ async fn http_reload_adds_removes_restarts_and_keeps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_reload_keeps_the_running_configuration() {
     let idp = identity_provider().await;
-    let v1 = provider(&idp, "p", "token", "");
+    let v1 = provider(&idp, "p", "token", &[]);
     let daemon = Reloadable::start(&v1).await;
     let before = daemon
         .wait_for("p probed", |m| {
@@ -398,7 +401,7 @@ async fn invalid_reload_keeps_the_running_configuration() {
     let reload_time = value(&before, RELOAD_TIME);
 
     // The new URL plus a bad duration and an empty client id: none of it may take effect.
-    let invalid = provider(&idp, "p", "new-token", "")
+    let invalid = provider(&idp, "p", "new-token", &[])
         .replace("timeout = \"2s\"", "timeout = \"soon\"")
         .replace("client_id = \"p-id\"", "client_id = \"\"");
     daemon.write_config(&invalid);
@@ -450,7 +453,7 @@ async fn invalid_reload_keeps_the_running_configuration() {
     assert_eq!(value(&daemon.scrape().await, RELOAD_OK), 0.0);
 
     // A good configuration: applied, and the metrics say so.
-    daemon.write_config(&provider(&idp, "p", "new-token", ""));
+    daemon.write_config(&provider(&idp, "p", "new-token", &[]));
     let (status, body) = daemon.reload().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -481,7 +484,7 @@ async fn invalid_reload_keeps_the_running_configuration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_changes_the_histogram_mode() {
     let idp = identity_provider().await;
-    let p = provider(&idp, "p", "token", "");
+    let p = provider(&idp, "p", "token", &[]);
     let count = r#"oauth2_token_request_duration_seconds_count{provider="p"}"#;
     let last = r#"oauth2_token_request_last_duration_seconds{provider="p"}"#;
     let requests = r#"oauth2_token_requests_total{provider="p"}"#;
@@ -536,18 +539,13 @@ async fn rotated_secret_file_is_used_without_a_reload() {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("client_secret");
     write_atomically(&secret_file, "first-secret-value\n");
-    let daemon = Daemon::start(&format!(
-        r#"
-        [providers.rot]
-        interval = "200ms"
-        [providers.rot.token]
-        url = "{}"
-        client_id = "rot-id"
-        client_secret_file = "{}"
-        "#,
-        idp.url("/token"),
-        secret_file.display()
-    ))
+    let daemon = Daemon::start(
+        &Provider::new("rot", &idp.url("/token"))
+            .interval("200ms")
+            .client("rot-id", "")
+            .secret_file(&secret_file)
+            .toml(),
+    )
     .await;
     idp.wait_for_requests("/token", 2, WAIT).await;
     daemon
@@ -615,8 +613,8 @@ async fn sighup_reloads_the_binary() {
     let idp = identity_provider().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("exporter.toml");
-    let v1 = provider(&idp, "a", "token", "");
-    let v2 = provider(&idp, "b", "token", "");
+    let v1 = provider(&idp, "a", "token", &[]);
+    let v2 = provider(&idp, "b", "token", &[]);
     write_atomically(&path, &v1);
     let mut exporter = Binary::new().config(&path).listen_loopback().spawn();
     let addr = exporter.address().await;
@@ -707,14 +705,14 @@ async fn sighup_reloads_the_binary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_site_reloads_are_refused() {
     let idp = identity_provider().await;
-    let daemon = Reloadable::start(&provider(&idp, "p", "token", "")).await;
+    let daemon = Reloadable::start(&provider(&idp, "p", "token", &[])).await;
     daemon
         .wait_for("p probed", |m| {
             sample(m, r#"oauth2_token_requests_total{provider="p"}"#) >= Some(1.0)
         })
         .await;
     // A reload would switch p to `new-token`: whether it happened is visible at the fake.
-    daemon.write_config(&provider(&idp, "p", "new-token", ""));
+    daemon.write_config(&provider(&idp, "p", "new-token", &[]));
     let port = daemon.addr.port();
     let own = format!("http://127.0.0.1:{port}");
     let other_port = format!("http://127.0.0.1:{}", port.wrapping_add(1).max(1));
@@ -791,7 +789,7 @@ async fn cross_site_reloads_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_error_never_quotes_a_wrongly_typed_value() {
     let idp = identity_provider().await;
-    let daemon = Reloadable::start(&provider(&idp, "p", "token", "")).await;
+    let daemon = Reloadable::start(&provider(&idp, "p", "token", &[])).await;
     daemon.write_config("[providers.p]\ntoken = \"Sup3rSecretEnvValue\"\n");
     let (status, body) = daemon.reload().await;
     assert_eq!(status, 500, "{body}");

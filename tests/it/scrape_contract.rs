@@ -9,7 +9,7 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use pretty_assertions::assert_eq;
-use support::{Daemon, FakeServer, Reply, WAIT, sample};
+use support::{Daemon, FakeServer, Provider, Reply, WAIT, sample};
 
 /// The spec's table: name, TYPE, label names (histograms: of `_sum`/`_count`; buckets add `le`).
 const CONTRACT: &[(&str, &str, &[&str])] = &[
@@ -193,28 +193,22 @@ async fn fakes() -> FakeServer {
 }
 
 fn config(fake: &FakeServer, interval: &str) -> String {
-    format!(
-        r#"
-        [defaults]
-        interval = "{interval}"
-        timeout = "2s"
-        [providers.healthy.token]
-        url = "{healthy}"
-        client_id = "healthy-client"
-        client_secret = "healthy-secret"
-        [providers.healthy.canary]
-        url = "{api}"
-        [providers.broken.token]
-        url = "{broken}"
-        client_id = "broken-client"
-        client_secret = "wrong-secret"
-        [providers.broken.canary]
-        url = "{api}"
-        "#,
-        healthy = fake.url("/healthy/token"),
-        broken = fake.url("/broken/token"),
-        api = fake.url("/api"),
-    )
+    let api = fake.url("/api");
+    [
+        support::config::defaults(&[
+            ("interval", &format!("\"{interval}\"")),
+            ("timeout", r#""2s""#),
+        ]),
+        support::config::providers(&[
+            Provider::new("healthy", &fake.url("/healthy/token"))
+                .client("healthy-client", "healthy-secret")
+                .canary(&api),
+            Provider::new("broken", &fake.url("/broken/token"))
+                .client("broken-client", "wrong-secret")
+                .canary(&api),
+        ]),
+    ]
+    .concat()
 }
 
 async fn running_daemon(fake: &FakeServer) -> Daemon {
@@ -356,21 +350,14 @@ async fn counters_exist_at_zero_before_the_first_cycle_ends() {
         Reply::delayed(Duration::from_secs(3), Reply::token("slow-token", 3600))
     })
     .await;
-    let daemon = Daemon::start(&format!(
-        r#"
-        [providers.slow]
-        interval = "60s"
-        timeout = "5s"
-        [providers.slow.token]
-        url = "{}"
-        client_id = "slow"
-        client_secret = "slow-secret"
-        [providers.slow.canary]
-        url = "{}"
-        "#,
-        fake.url("/token"),
-        fake.url("/api")
-    ))
+    let daemon = Daemon::start(
+        &Provider::new("slow", &fake.url("/token"))
+            .interval("60s")
+            .timeout("5s")
+            .client("slow", "slow-secret")
+            .canary(&fake.url("/api"))
+            .toml(),
+    )
     .await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let deadline = Instant::now() + WAIT;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::binary::scrubbed_command;
 use support::peers::{Exporter, find_tool, http_request, skip_or_fail};
-use support::{FakeServer, Reply, sample};
+use support::{FakeServer, Provider, Reply, sample};
 
 /// Where Debian's `chromium` package puts the browser.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -190,59 +190,31 @@ async fn status_page_shows_each_state_escaped_failing_first_in_chromium() {
     })
     .await;
     // Names in an order where alphabetical and "failing first" differ.
-    let config = format!(
-        r#"
-[providers.analytics]
-interval = "2s"
-[providers.analytics.token]
-url = "{analytics}"
-client_id = "analytics"
-client_secret = "{s0}"
-client_secret_expires = "{analytics_expires}"
-[providers.analytics.canary]
-url = "{ok}"
-
-[providers.billing]
-interval = "2s"
-[providers.billing.token]
-url = "{billing}"
-client_id = "billing"
-client_secret = "{s1}"
-[providers.billing.canary]
-url = "{ok}"
-
-[providers.crm]
-interval = "1h"
-timeout = "1h"
-[providers.crm.token]
-url = "{crm}"
-client_id = "crm"
-client_secret = "{s2}"
-
-[providers.payments]
-interval = "2s"
-[providers.payments.token]
-url = "{payments}"
-client_id = "payments"
-client_secret = "{s3}"
-[providers.payments.canary]
-url = "{forbidden}"
-"#,
-        analytics = idp.url("/analytics/token"),
-        billing = idp.url("/billing/token"),
-        crm = idp.url("/crm/token"),
-        payments = idp.url("/payments/token"),
-        ok = idp.url("/api/ok"),
-        forbidden = idp.url("/api/forbidden"),
-        s0 = SECRETS[0],
-        s1 = SECRETS[1],
-        s2 = SECRETS[2],
-        s3 = SECRETS[3],
-        // Issue 13: an hour past 20 days, so the Expires column reads "in 20 days".
-        analytics_expires = humantime::format_rfc3339_seconds(
-            std::time::SystemTime::now() + Duration::from_secs(20 * 86400 + 3600)
-        ),
+    // Issue 13: an hour past 20 days, so the Expires column reads "in 20 days".
+    let analytics_expires = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + Duration::from_secs(20 * 86400 + 3600),
     );
+    let (ok, forbidden) = (idp.url("/api/ok"), idp.url("/api/forbidden"));
+    let config = support::config::providers(&[
+        Provider::new("analytics", &idp.url("/analytics/token"))
+            .interval("2s")
+            .client("analytics", SECRETS[0])
+            .token_key("client_secret_expires", &format!("\"{analytics_expires}\""))
+            .canary(&ok),
+        Provider::new("billing", &idp.url("/billing/token"))
+            .interval("2s")
+            .client("billing", SECRETS[1])
+            .canary(&ok),
+        // Never answers, and with a 1 h timeout the first cycle cannot finish.
+        Provider::new("crm", &idp.url("/crm/token"))
+            .interval("1h")
+            .timeout("1h")
+            .client("crm", SECRETS[2]),
+        Provider::new("payments", &idp.url("/payments/token"))
+            .interval("2s")
+            .client("payments", SECRETS[3])
+            .canary(&forbidden),
+    ]);
 
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use pretty_assertions::assert_eq;
 use serde_json::json;
-use support::{Daemon, FakeServer, Recorded, Reply, WAIT, jwt, sample, unix_now};
+use support::{Daemon, FakeServer, Provider, Recorded, Reply, WAIT, jwt, sample, unix_now};
 
 /// A map of expected form fields, for a whole-body comparison.
 fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -27,6 +27,37 @@ fn assert_token_post(request: &Recorded, content_type: &str) {
         Some(content_type),
         "{request:?}"
     );
+}
+
+/// A fake that issues `token` for `ttl` seconds at `path` and answers 200 everywhere else.
+async fn token_fake(path: &'static str, token: &'static str, ttl: u64) -> FakeServer {
+    FakeServer::start(move |r| {
+        if r.path == path {
+            Reply::token(token, ttl)
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await
+}
+
+/// Waits until `provider`'s cycle succeeds and returns the metrics page it was seen on.
+async fn succeeded(daemon: &Daemon, provider: &str) -> String {
+    daemon
+        .wait_for_sample(
+            &format!(r#"oauth2_probe_success{{provider="{provider}"}}"#),
+            1.0,
+            WAIT,
+        )
+        .await
+}
+
+/// `oauth2_token_lifetime_seconds` of `provider` on a metrics page.
+fn lifetime(metrics: &str, provider: &str) -> Option<f64> {
+    sample(
+        metrics,
+        &format!(r#"oauth2_token_lifetime_seconds{{provider="{provider}"}}"#),
+    )
 }
 
 /// Starts a daemon, waits for its first token request to `path` and returns both.
@@ -48,18 +79,10 @@ async fn eqhub_form_client_secret_post() {
     let (daemon, request) = first_request(
         &idp,
         "/eqhub-m2m/eqhub-api/v1/token",
-        &format!(
-            r#"
-[providers.eqhub.token]
-url = "{}"
-client_id = "eqhub-client"
-client_secret = "eqhub-secret"
-[providers.eqhub.canary]
-url = "{}"
-"#,
-            idp.url("/eqhub-m2m/eqhub-api/v1/token"),
-            idp.url("/eqhub-m2m/eqhub-api/v1/legacy/Teknos/42")
-        ),
+        &Provider::new("eqhub", &idp.url("/eqhub-m2m/eqhub-api/v1/token"))
+            .client("eqhub-client", "eqhub-secret")
+            .canary(&idp.url("/eqhub-m2m/eqhub-api/v1/legacy/Teknos/42"))
+            .toml(),
     )
     .await;
 
@@ -73,9 +96,7 @@ url = "{}"
         ])
     );
     assert_eq!(request.header("authorization"), None);
-    daemon
-        .wait_for_sample(r#"oauth2_probe_success{provider="eqhub"}"#, 1.0, WAIT)
-        .await;
+    succeeded(&daemon, "eqhub").await;
     daemon.stop().await;
 }
 
@@ -99,17 +120,14 @@ async fn okq8_azure_ad_v2_scope_is_space_joined() {
     let (daemon, request) = first_request(
         &idp,
         path,
-        &format!(
-            r#"
-[providers.okq8.token]
-url = "{}"
-grant_type = "client_credentials"
-client_id = "xxxxxxxx-xxxx-xxxx-xxxxxx-xxxxxxxxxx"
-client_secret = "okq8-secret"
-scopes = ["api://apim-xxxxx-xxxxx-api/.default", "api://second/.default"]
-"#,
-            idp.url(path)
-        ),
+        &Provider::new("okq8", &idp.url(path))
+            .client("xxxxxxxx-xxxx-xxxx-xxxxxx-xxxxxxxxxx", "okq8-secret")
+            .token_key("grant_type", r#""client_credentials""#)
+            .token_key(
+                "scopes",
+                r#"["api://apim-xxxxx-xxxxx-api/.default", "api://second/.default"]"#,
+            )
+            .toml(),
     )
     .await;
 
@@ -133,41 +151,26 @@ scopes = ["api://apim-xxxxx-xxxxx-api/.default", "api://second/.default"]
         "scope not form-encoded: {}",
         request.body_text()
     );
-    let metrics = daemon
-        .wait_for_sample(r#"oauth2_probe_success{provider="okq8"}"#, 1.0, WAIT)
-        .await;
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"oauth2_token_lifetime_seconds{provider="okq8"}"#
-        ),
-        Some(3599.0)
-    );
+    let metrics = succeeded(&daemon, "okq8").await;
+    assert_eq!(lifetime(&metrics, "okq8"), Some(3599.0));
     daemon.stop().await;
 }
 
 /// Cube: `scope=profile` plus the extra `params` (`resource`, `acr_values`) sent as-is.
 #[tokio::test]
 async fn cube_extra_params_and_profile_scope() {
-    let idp = FakeServer::start(|r| match r.path.as_str() {
-        "/connect/token" => Reply::token("cube-token", 86400),
-        _ => Reply::status(200),
-    })
-    .await;
+    let idp = token_fake("/connect/token", "cube-token", 86400).await;
     let (daemon, request) = first_request(
         &idp,
         "/connect/token",
-        &format!(
-            r#"
-[providers.cube.token]
-url = "{}"
-client_id = "cube-client"
-client_secret = "cube-secret"
-scopes = ["profile"]
-params = {{ resource = "connectapi", acr_values = "tenant:acme" }}
-"#,
-            idp.url("/connect/token")
-        ),
+        &Provider::new("cube", &idp.url("/connect/token"))
+            .client("cube-client", "cube-secret")
+            .token_key("scopes", r#"["profile"]"#)
+            .token_key(
+                "params",
+                r#"{ resource = "connectapi", acr_values = "tenant:acme" }"#,
+            )
+            .toml(),
     )
     .await;
 
@@ -183,16 +186,8 @@ params = {{ resource = "connectapi", acr_values = "tenant:acme" }}
             ("acr_values", "tenant:acme"),
         ])
     );
-    let metrics = daemon
-        .wait_for_sample(r#"oauth2_probe_success{provider="cube"}"#, 1.0, WAIT)
-        .await;
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"oauth2_token_lifetime_seconds{provider="cube"}"#
-        ),
-        Some(86400.0)
-    );
+    let metrics = succeeded(&daemon, "cube").await;
+    assert_eq!(lifetime(&metrics, "cube"), Some(86400.0));
     daemon.stop().await;
 }
 
@@ -211,22 +206,16 @@ async fn nextome_json_body_access_token_field_and_jwt_expiry() {
     let (daemon, request) = first_request(
         &idp,
         "/apps/auth",
-        &format!(
-            r#"
-[providers.nextome.token]
-url = "{}"
-client_id = "97sv0tntua35arne6uo30614r9"
-client_secret = "nextome-secret"
-auth_method = "json_body"
-json_fields = {{ client_id = "clientId", client_secret = "clientSecret" }}
-[providers.nextome.token.response]
-access_token = "accessToken"
-[providers.nextome.canary]
-url = "{}"
-"#,
-            idp.url("/apps/auth"),
-            idp.url("/api/venues")
-        ),
+        &Provider::new("nextome", &idp.url("/apps/auth"))
+            .client("97sv0tntua35arne6uo30614r9", "nextome-secret")
+            .token_key("auth_method", r#""json_body""#)
+            .token_key(
+                "json_fields",
+                r#"{ client_id = "clientId", client_secret = "clientSecret" }"#,
+            )
+            .canary(&idp.url("/api/venues"))
+            .raw("[providers.nextome.token.response]\naccess_token = \"accessToken\"")
+            .toml(),
     )
     .await;
 
@@ -237,16 +226,8 @@ url = "{}"
     );
     assert_eq!(request.header("authorization"), None);
 
-    let metrics = daemon
-        .wait_for_sample(r#"oauth2_probe_success{provider="nextome"}"#, 1.0, WAIT)
-        .await;
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"oauth2_token_lifetime_seconds{provider="nextome"}"#
-        ),
-        Some(3600.0)
-    );
+    let metrics = succeeded(&daemon, "nextome").await;
+    assert_eq!(lifetime(&metrics, "nextome"), Some(3600.0));
     assert_eq!(
         sample(
             &metrics,
@@ -263,24 +244,14 @@ url = "{}"
 /// header, each urlencoded with percent escapes only before base64 (RFC 6749 2.3.1; a space as %20, issue 11); the body carries no credential.
 #[tokio::test]
 async fn everactive_client_credentials_with_client_secret_basic() {
-    let idp = FakeServer::start(|r| match r.path.as_str() {
-        "/auth/token" => Reply::token("everactive-token", 3600),
-        _ => Reply::status(200),
-    })
-    .await;
+    let idp = token_fake("/auth/token", "everactive-token", 3600).await;
     let (daemon, request) = first_request(
         &idp,
         "/auth/token",
-        &format!(
-            r#"
-[providers.everactive.token]
-url = "{}"
-client_id = "everactive id:1"
-client_secret = "p@ss w/rd&x=y:z%é"
-auth_method = "client_secret_basic"
-"#,
-            idp.url("/auth/token")
-        ),
+        &Provider::new("everactive", &idp.url("/auth/token"))
+            .client("everactive id:1", "p@ss w/rd&x=y:z%é")
+            .token_key("auth_method", r#""client_secret_basic""#)
+            .toml(),
     )
     .await;
 
@@ -301,9 +272,7 @@ auth_method = "client_secret_basic"
         request.basic_raw().as_deref(),
         Some("everactive%20id%3A1:p%40ss%20w%2Frd%26x%3Dy%3Az%25%C3%A9")
     );
-    daemon
-        .wait_for_sample(r#"oauth2_probe_success{provider="everactive"}"#, 1.0, WAIT)
-        .await;
+    succeeded(&daemon, "everactive").await;
     daemon.stop().await;
 }
 
@@ -316,27 +285,18 @@ async fn everactive_password_grant() {
         _ => Reply::status(200),
     })
     .await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.everactive-post.token]
-url = "{}"
-grant_type = "password"
-client_id = "insights"
-client_secret = "client-secret"
-username = "ops@example.com"
-password = "pa ss&word=1"
-[providers.everactive-basic.token]
-url = "{}"
-grant_type = "password"
-client_id = "insights"
-client_secret = "client-secret"
-auth_method = "client_secret_basic"
-username = "ops@example.com"
-password = "pa ss&word=1"
-"#,
-        idp.url("/post/token"),
-        idp.url("/basic/token")
-    ))
+    let password_grant = |name: &str, path: &str| {
+        Provider::new(name, &idp.url(path))
+            .client("insights", "client-secret")
+            .token_key("grant_type", r#""password""#)
+            .token_key("username", r#""ops@example.com""#)
+            .token_key("password", r#""pa ss&word=1""#)
+    };
+    let daemon = Daemon::start(&support::config::providers(&[
+        password_grant("everactive-post", "/post/token"),
+        password_grant("everactive-basic", "/basic/token")
+            .token_key("auth_method", r#""client_secret_basic""#),
+    ]))
     .await;
     let post = idp.wait_for_requests("/post/token", 1, WAIT).await;
     let basic = idp.wait_for_requests("/basic/token", 1, WAIT).await;
@@ -368,13 +328,7 @@ password = "pa ss&word=1"
         Some(("insights".to_string(), "client-secret".to_string()))
     );
     for provider in ["everactive-post", "everactive-basic"] {
-        daemon
-            .wait_for_sample(
-                &format!(r#"oauth2_probe_success{{provider="{provider}"}}"#),
-                1.0,
-                WAIT,
-            )
-            .await;
+        succeeded(&daemon, provider).await;
     }
     daemon.stop().await;
 }
@@ -393,23 +347,18 @@ async fn canary_carries_the_issued_bearer_token_method_and_headers() {
         _ => Reply::json(201, json!({"ok": true})),
     })
     .await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.api]
-interval = "200ms"
-[providers.api.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-[providers.api.canary]
-url = "{}"
-method = "POST"
-expected_status = [201]
-headers = {{ Accept = "application/json", X-Tenant = "acme" }}
-"#,
-        idp.url("/token"),
-        idp.url("/v1/ping?probe=1")
-    ))
+    let daemon = Daemon::start(
+        &Provider::new("api", &idp.url("/token"))
+            .interval("200ms")
+            .canary(&idp.url("/v1/ping?probe=1"))
+            .canary_key("method", r#""POST""#)
+            .canary_key("expected_status", "[201]")
+            .canary_key(
+                "headers",
+                r#"{ Accept = "application/json", X-Tenant = "acme" }"#,
+            )
+            .toml(),
+    )
     .await;
     let canaries = idp.wait_for_requests("/v1/ping", 2, WAIT).await;
 
@@ -421,9 +370,7 @@ headers = {{ Accept = "application/json", X-Tenant = "acme" }}
         assert_eq!(canary.header("accept"), Some("application/json"));
         assert_eq!(canary.header("x-tenant"), Some("acme"));
     }
-    daemon
-        .wait_for_sample(r#"oauth2_probe_success{provider="api"}"#, 1.0, WAIT)
-        .await;
+    succeeded(&daemon, "api").await;
     daemon.stop().await;
 }
 
@@ -440,23 +387,11 @@ async fn redirects_are_not_followed() {
         _ => Reply::raw(302, &[("location", &canary_target)], ""),
     })
     .await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.token-redirect.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-[providers.canary-redirect.token]
-url = "{}"
-client_id = "id"
-client_secret = "secret"
-[providers.canary-redirect.canary]
-url = "{}"
-"#,
-        redirector.url("/redirecting-token"),
-        redirector.url("/token"),
-        redirector.url("/redirecting-api")
-    ))
+    let daemon = Daemon::start(&support::config::providers(&[
+        Provider::new("token-redirect", &redirector.url("/redirecting-token")),
+        Provider::new("canary-redirect", &redirector.url("/token"))
+            .canary(&redirector.url("/redirecting-api")),
+    ]))
     .await;
     let metrics = daemon
         .wait_for(
@@ -508,18 +443,12 @@ async fn client_secret_file_is_reread_for_every_request() {
     let secret_file = dir.path().join("client_secret");
     std::fs::write(&secret_file, "first-secret\n").unwrap();
     let idp = FakeServer::start(|_| Reply::token("t", 3600)).await;
-    let daemon = Daemon::start(&format!(
-        r#"
-[providers.rotating]
-interval = "200ms"
-[providers.rotating.token]
-url = "{}"
-client_id = "id"
-client_secret_file = "{}"
-"#,
-        idp.url("/token"),
-        secret_file.display()
-    ))
+    let daemon = Daemon::start(
+        &Provider::new("rotating", &idp.url("/token"))
+            .interval("200ms")
+            .secret_file(&secret_file)
+            .toml(),
+    )
     .await;
     let before = idp.wait_for_requests("/token", 1, WAIT).await;
     assert_eq!(before[0].form_map()["client_secret"], "first-secret");

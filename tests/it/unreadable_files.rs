@@ -23,7 +23,7 @@ use crate::support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::{Binary, FakeServer, Reply, Running, Signal, WAIT, sample};
+use support::{Binary, FakeServer, Provider, Reply, Running, Signal, WAIT, sample};
 
 /// No secret below may be printed.
 const SECRET: &str = "mounted-secret-4c2d";
@@ -57,19 +57,13 @@ async fn identity_provider() -> FakeServer {
     .await
 }
 
-fn provider(idp: &FakeServer, name: &str, secret_line: &str) -> String {
-    format!(
-        r#"
-[providers.{name}]
-interval = "1s"
-timeout = "2s"
-[providers.{name}.token]
-url = "{url}"
-client_id = "{name}"
-{secret_line}
-"#,
-        url = idp.url("/token")
-    )
+/// Provider `name` (client id `name`, secret [`SECRET`]) on the fake's `/token`; a test points
+/// its secret at a file or adds a table as its subject needs.
+fn provider(idp: &FakeServer, name: &str) -> Provider {
+    Provider::new(name, &idp.url("/token"))
+        .interval("1s")
+        .timeout("2s")
+        .client(name, SECRET)
 }
 
 /// Runs the binary to completion and returns (exit code, standard error, how long it took);
@@ -117,25 +111,26 @@ async fn a_named_pipe_is_refused_at_load_naming_the_key_and_the_file_type() {
 
     // As a secret file.
     let config = dir.path().join("secret.toml");
-    let line = format!("client_secret_file = \"{}\"", fifo.display());
-    std::fs::write(&config, provider(&idp, "piped", &line)).unwrap();
+    let piped = provider(&idp, "piped").secret_file(&fifo).toml();
+    std::fs::write(&config, piped).unwrap();
     let expected = format!("key `providers.piped.token.client_secret_file`: {refusal}");
     refused_at_load(&config, &[], &expected).await;
 
     // As a CA bundle.
     let config = dir.path().join("ca.toml");
-    let line = format!(
-        "client_secret = \"{SECRET}\"\n[providers.piped.tls]\nca_file = \"{}\"",
-        fifo.display()
-    );
-    std::fs::write(&config, provider(&idp, "piped", &line)).unwrap();
+    let piped = provider(&idp, "piped")
+        .raw(&format!(
+            "[providers.piped.tls]\nca_file = \"{}\"",
+            fifo.display()
+        ))
+        .toml();
+    std::fs::write(&config, piped).unwrap();
     let expected = format!("key `providers.piped.tls.ca_file`: {refusal}");
     refused_at_load(&config, &[], &expected).await;
 
     // As the web configuration file.
     let config = dir.path().join("fine.toml");
-    let line = format!("client_secret = \"{SECRET}\"");
-    std::fs::write(&config, provider(&idp, "fine", &line)).unwrap();
+    std::fs::write(&config, provider(&idp, "fine").toml()).unwrap();
     let expected = format!(
         "web configuration file {}: cannot read it: not a regular file (named pipe)",
         fifo.display()
@@ -200,11 +195,10 @@ async fn mounted_and_steady(idp: &FakeServer, dir: &Path) -> (SecretVolume, Runn
     volume.rotate(|path| std::fs::write(path, format!("{SECRET}\n")).unwrap());
 
     let config = dir.join("exporter.toml");
-    let mounted = format!("client_secret_file = \"{}\"", volume.secret().display());
-    let steady = format!("client_secret = \"{SECRET}\"");
+    let mounted = provider(idp, "mounted").secret_file(&volume.secret());
     std::fs::write(
         &config,
-        provider(idp, "mounted", &mounted) + &provider(idp, "steady", &steady),
+        support::config::providers(&[mounted, provider(idp, "steady")]),
     )
     .unwrap();
     let mut daemon = Binary::new().config(&config).listen_loopback().spawn();
@@ -284,8 +278,7 @@ async fn sigterm_during_start_up_or_config_check_exits_within_the_grace_period()
     std::fs::write(&secret, SECRET).unwrap();
     let mut text = String::new();
     for n in 0..50 {
-        let line = format!("client_secret_file = \"{}\"", secret.display());
-        text += &provider(&idp, &format!("p{n}"), &line);
+        text += &provider(&idp, &format!("p{n}")).secret_file(&secret).toml();
     }
     std::fs::write(&config, text).unwrap();
     for delay_ms in [0u64, 20, 80, 300] {
@@ -361,8 +354,8 @@ async fn a_secret_on_a_stalled_mount_times_out_at_load_and_sigterm_still_works()
         return;
     };
     let config = dir.path().join("stalled.toml");
-    let line = format!("client_secret_file = \"{}\"", mount.file().display());
-    std::fs::write(&config, provider(&idp, "stalled", &line)).unwrap();
+    let stalled = provider(&idp, "stalled").secret_file(&mount.file()).toml();
+    std::fs::write(&config, stalled).unwrap();
 
     for check in [true, false] {
         let mut binary = Binary::new().config(&config).listen_loopback();

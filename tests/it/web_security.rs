@@ -110,11 +110,19 @@ fn https_url(addr: SocketAddr, path: &str) -> String {
 }
 
 fn plain_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
+    support::http_client(Duration::from_secs(5))
+}
+
+/// Sends `request`, which must be answered 200 with the exporter's metrics; a request that fails
+/// shows why and the exporter's log.
+async fn serves_metrics(request: reqwest::RequestBuilder, exporter: &Running) {
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}\n{}", chain(&e), exporter.stderr()));
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("oauth2_exporter_build_info{"), "{body}");
 }
 
 /// The error and its causes on one line, for assertion messages.
@@ -141,14 +149,7 @@ async fn tls_only_serves_https_and_refuses_plain_http() {
     let (exporter, addr) = setup.start(&web).await;
 
     let client = setup.https_client(addr, None);
-    let response = client
-        .get(https_url(addr, "/metrics"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("https failed: {}\n{}", chain(&e), exporter.stderr()));
-    assert_eq!(response.status(), 200);
-    let body = response.text().await.unwrap();
-    assert!(body.contains("oauth2_exporter_build_info{"), "{body}");
+    serves_metrics(client.get(https_url(addr, "/metrics")), &exporter).await;
 
     // The IP address is in the certificate too.
     let by_ip = reqwest::Client::builder()
@@ -227,20 +228,11 @@ async fn basic_auth_accepts_the_right_password_only() {
     let client = setup.https_client(addr, None);
     let url = https_url(addr, "/metrics");
 
-    let response = client
-        .get(&url)
-        .basic_auth("prometheus", Some(password))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{}\n{}", chain(&e), exporter.stderr()));
-    assert_eq!(response.status(), 200);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("oauth2_exporter_build_info{")
-    );
+    serves_metrics(
+        client.get(&url).basic_auth("prometheus", Some(password)),
+        &exporter,
+    )
+    .await;
     // Again: the second check takes the verified-credentials path.
     let response = client
         .get(&url)
@@ -395,19 +387,7 @@ async fn required_client_certificates_are_verified() {
     let url = https_url(addr, "/metrics");
 
     let with_cert = setup.https_client(addr, Some(client_ca.client("prometheus").identity()));
-    let response = with_cert
-        .get(&url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{}\n{}", chain(&e), exporter.stderr()));
-    assert_eq!(response.status(), 200);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("oauth2_exporter_build_info{")
-    );
+    serves_metrics(with_cert.get(&url), &exporter).await;
 
     let without_cert = setup.https_client(addr, None);
     let error = without_cert

@@ -323,6 +323,19 @@ impl Binary {
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
+    /// `oauth2-exporter --demo` on a loopback port, working in `dir`, once it listens: the
+    /// running demo and its address.
+    #[cfg(feature = "demo")]
+    pub fn spawn_demo(dir: &Path) -> (Running, SocketAddr) {
+        let mut running = Binary::new()
+            .arg("--demo")
+            .listen_loopback()
+            .current_dir(dir)
+            .spawn();
+        let addr = running.address_blocking();
+        (running, addr)
+    }
+
     /// Starts the binary and returns at once; see [`Running`] for waiting on it.
     pub fn spawn(self) -> Running {
         let child = self.spawn_child();

@@ -24,6 +24,8 @@ pub struct Provider {
     token: Vec<String>,
     /// `key = value` lines of `[providers.NAME.canary]`, when there is a canary.
     canary: Option<Vec<String>>,
+    /// `key = value` lines of `[providers.NAME.tls]`.
+    tls: Vec<String>,
     /// Further tables or lines, appended as they are.
     extra: Vec<String>,
 }
@@ -40,14 +42,56 @@ impl Provider {
                 "client_secret = \"secret\"".to_owned(),
             ],
             canary: None,
+            tls: Vec::new(),
             extra: Vec::new(),
         }
+    }
+
+    /// A provider that discovers its token endpoint from `issuer` (OpenID Connect discovery),
+    /// with client id `id` and secret `secret`.
+    pub fn issuer(name: &str, issuer: &str) -> Provider {
+        let mut provider = Provider::new(name, "");
+        provider.token[0] = format!("issuer = \"{issuer}\"");
+        provider
     }
 
     /// Another client id and secret than `id` and `secret`.
     pub fn client(mut self, id: &str, secret: &str) -> Provider {
         self.token[1] = format!("client_id = \"{id}\"");
         self.token[2] = format!("client_secret = \"{secret}\"");
+        self
+    }
+
+    /// The client secret read from `path` (`client_secret_file`) instead of written inline.
+    pub fn secret_file(mut self, path: &std::path::Path) -> Provider {
+        self.token[2] = format!("client_secret_file = '{}'", path.display());
+        self
+    }
+
+    /// No client secret at all, for an `auth_method` that proves the client otherwise
+    /// (`private_key_jwt`, `tls_client_auth`).
+    pub fn no_secret(mut self) -> Provider {
+        self.token[2].clear();
+        self
+    }
+
+    /// Client `id` proving itself with `auth_method` (`private_key_jwt`, `tls_client_auth`)
+    /// instead of a client secret.
+    pub fn keyless(self, id: &str, auth_method: &str) -> Provider {
+        self.client(id, "")
+            .no_secret()
+            .token_key("auth_method", &format!("\"{auth_method}\""))
+    }
+
+    /// A file key of `[providers.NAME.token]` (`private_key_file`, `password_file`, ...).
+    pub fn token_file(self, key: &str, path: impl AsRef<std::path::Path>) -> Provider {
+        self.token_key(key, &format!("'{}'", path.as_ref().display()))
+    }
+
+    /// A file key of `[providers.NAME.tls]` (`ca_file`, `client_cert_file`, `client_key_file`).
+    pub fn tls_file(mut self, key: &str, path: impl AsRef<std::path::Path>) -> Provider {
+        self.tls
+            .push(format!("{key} = '{}'", path.as_ref().display()));
         self
     }
 
@@ -112,7 +156,7 @@ impl fmt::Display for Provider {
             }
         }
         writeln!(f, "[providers.{name}.token]")?;
-        for line in &self.token {
+        for line in self.token.iter().filter(|line| !line.is_empty()) {
             writeln!(f, "{line}")?;
         }
         if let Some(canary) = &self.canary {
@@ -121,11 +165,26 @@ impl fmt::Display for Provider {
                 writeln!(f, "{line}")?;
             }
         }
+        if !self.tls.is_empty() {
+            writeln!(f, "[providers.{name}.tls]")?;
+            for line in &self.tls {
+                writeln!(f, "{line}")?;
+            }
+        }
         for text in &self.extra {
             writeln!(f, "{text}")?;
         }
         Ok(())
     }
+}
+
+/// A `[defaults]` table of `key = value` lines (values as TOML text, `"1s"` quoted).
+pub fn defaults(settings: &[(&str, &str)]) -> String {
+    let mut text = String::from("[defaults]\n");
+    for (key, value) in settings {
+        text.push_str(&format!("{key} = {value}\n"));
+    }
+    text
 }
 
 /// Many providers as one configuration text.

@@ -51,21 +51,12 @@ impl std::fmt::Debug for Recorded {
 impl Recorded {
     /// The first header of this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        self.header_all(name).first().copied()
     }
 
     /// Every header of this name (case-insensitive).
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        super::headers_named(&self.headers, name)
     }
 
     /// The `Content-Type` without parameters, lower-cased (`application/json; charset=utf-8` ->

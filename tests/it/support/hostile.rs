@@ -42,11 +42,7 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        super::headers_named(&self.headers, name).first().copied()
     }
 
     pub fn body_text(&self) -> String {
@@ -584,12 +580,7 @@ impl TestCa {
 
 /// `GET path` on the daemon with a fresh connection: (status, body). Panics after 10 s.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let response = client
+    let response = super::http_client(Duration::from_secs(10))
         .get(format!("http://{addr}{path}"))
         .send()
         .await

@@ -85,14 +85,31 @@ pub fn jwt(claims: &serde_json::Value) -> String {
     )
 }
 
+/// An HTTP client for loopback: this process's proxy variables ignored, every request bounded
+/// by `timeout`.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+/// The values of every header called `name` (case-insensitive) among `headers`, whose names
+/// are lower case.
+pub fn headers_named<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    let name = name.to_ascii_lowercase();
+    headers
+        .iter()
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
 /// `GET url` (loopback; this process's proxy variables ignored, 10 s deadline) and its body
 /// whatever the status: for `/probe?...&debug=true` traces and pages.
 pub async fn get_text(url: &str) -> String {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    http_client(Duration::from_secs(10))
         .get(url)
         .send()
         .await

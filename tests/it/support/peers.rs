@@ -176,11 +176,7 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        super::headers_named(&self.headers, name).first().copied()
     }
 }
 
