@@ -11,7 +11,6 @@ use crate::probe::canary::CanaryOutcome;
 use crate::probe::token::{IssuedToken, TokenError, TokenOutcome};
 use crate::secrets::AccessToken;
 
-use super::super::latency::bucket_index;
 use super::super::{Format, Metrics};
 
 /// One field as it is on the wire.
@@ -345,13 +344,13 @@ fn the_protobuf_page_carries_the_text_page_with_native_histograms() {
     }
     let alpha = &decoded.native["oauth2_token_request_duration_seconds{provider=\"alpha\"}"];
     assert_eq!(alpha.zero_count, 1, "0.4 ms is in the zero bucket");
-    let expected: Vec<(i64, i64)> = vec![
-        (i64::from(bucket_index(0.3)), 2), // 0.3 and 0.31
-        (i64::from(bucket_index(2.0)), 1),
-    ];
+    // Schema 2: bucket i holds (2^((i-1)/4), 2^(i/4)]. Pinned, not taken from
+    // `bucket_index()` (issue 24): 0.3 and 0.31 in (0.297, 0.354] = -6, 2.0 in (1.68, 2] = 4,
+    // 12.5 in (11.3, 13.45] = 15.
+    let expected: Vec<(i64, i64)> = vec![(-6, 2), (4, 1)];
     assert_eq!(alpha.buckets, expected);
     let beta = &decoded.native["oauth2_token_request_duration_seconds{provider=\"beta\"}"];
-    assert_eq!(beta.buckets, [(i64::from(bucket_index(12.5)), 1)]);
+    assert_eq!(beta.buckets, [(15, 1)]);
     let idle = &decoded.native["oauth2_canary_request_duration_seconds{provider=\"idle\"}"];
     assert_eq!((idle.count, idle.buckets.len()), (0, 0));
 }
