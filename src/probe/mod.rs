@@ -363,23 +363,37 @@ impl Prober {
         }
         let timeout = self.config.timeout;
         // As a cycle reads them (a renewed TLS client certificate is taken up here too).
-        let assertion_certificate = self.auth.read_key_files(&self.config.token, timeout).await;
-        self.watch
-            .saw_certificate(Credential::ClientCertificate, assertion_certificate);
-        let identity = self
-            .identity
-            .check(&self.config, &mut self.client, timeout)
-            .await;
-        self.watch
-            .saw_certificate(Credential::TlsClientCertificate, identity.seen);
+        self.read_certificate_files(timeout).await;
         let Ok(credentials) = self.auth.read(&self.config.token, timeout).await else {
             return false;
         };
         let read = credentials.fingerprints();
-        let now = SystemTime::now();
-        self.watch.saw(Credential::ClientSecret, read[0], now);
-        self.watch.saw(Credential::Password, read[1], now);
+        self.saw_credentials(read, SystemTime::now());
         self.credential_state(read) != self.sent
+    }
+
+    /// Reads the certificate and key files once for everyone who needs them (the client
+    /// assertion, the TLS client identity, the expiry watch), and presents a renewed TLS client
+    /// certificate from now on.
+    async fn read_certificate_files(&mut self, deadline: Duration) -> client_cert::Checked {
+        let assertion_certificate = self.auth.read_key_files(&self.config.token, deadline).await;
+        self.watch
+            .saw_certificate(Credential::ClientCertificate, assertion_certificate);
+        let identity = self
+            .identity
+            .check(&self.config, &mut self.client, deadline)
+            .await;
+        self.watch
+            .saw_certificate(Credential::TlsClientCertificate, identity.seen);
+        identity
+    }
+
+    /// Notes the secret and password fingerprints read (`[secret, password, key]`) with the
+    /// expiry watch, for their change times.
+    fn saw_credentials(&mut self, read: [u64; 3], now: SystemTime) {
+        let [secret, password, _key] = read;
+        self.watch.saw(Credential::ClientSecret, secret, now);
+        self.watch.saw(Credential::Password, password, now);
     }
 
     /// One keyed hash of what a token request sends: the read values' fingerprints and the
@@ -414,16 +428,7 @@ impl Prober {
         // Certificate files first, each read once for its user and the watch: their notAfter
         // and change show even when the token fails. A renewed TLS client certificate is
         // presented from this cycle on.
-        let deadline = self.config.timeout;
-        let assertion_certificate = self.auth.read_key_files(&self.config.token, deadline).await;
-        self.watch
-            .saw_certificate(Credential::ClientCertificate, assertion_certificate);
-        let identity = self
-            .identity
-            .check(&self.config, &mut self.client, deadline)
-            .await;
-        self.watch
-            .saw_certificate(Credential::TlsClientCertificate, identity.seen);
+        let identity = self.read_certificate_files(self.config.timeout).await;
         identity.trace(trace.as_deref_mut());
 
         let must_request = match &self.held {
@@ -715,9 +720,7 @@ impl Prober {
             ok => ok,
         };
         let now = SystemTime::now();
-        let [secret, password, _key] = outcome.credentials;
-        self.watch.saw(Credential::ClientSecret, secret, now);
-        self.watch.saw(Credential::Password, password, now);
+        self.saw_credentials(outcome.credentials, now);
         if outcome.credentials != [0; 3] {
             self.sent = self.credential_state(outcome.credentials);
         }
