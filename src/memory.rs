@@ -13,11 +13,21 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const THRESHOLD_BYTES: i32 = 128 * 1024;
 
+/// One arena for every thread. glibc gives each thread that allocates an arena of its own (up to
+/// eight per core); the `/metrics` render runs on a blocking-pool thread, and its arena kept the
+/// pages of the last render (about 14 MiB at 10 000 providers, BENCHMARKS.md round seven) while
+/// the main arena had free room. The exporter's threads are one async worker by default, the
+/// render and the file reads: they seldom allocate at the same moment, so one lock costs nothing
+/// measurable (the benchmark's CPU per cycle, same round).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const ARENAS: i32 = 1;
+
 /// Fixes glibc's mmap and trim thresholds at their documented defaults (128 KiB), turning off
 /// their dynamic adjustment. Freeing one large mapped block (the TOML parser's 16 MB token list
 /// at 10 000 providers) otherwise raises both to that block's size, up to 32 MiB, and from then
 /// on an arena keeps that much free memory at its top for good: 27 MiB of the loader's arena
-/// stayed resident at 10 000 providers (BENCHMARKS.md, round five). Left alone when the operator
+/// stayed resident at 10 000 providers (BENCHMARKS.md, round five). Also limits the arenas to
+/// [`ARENAS`]. Left alone when the operator
 /// tuned malloc through `GLIBC_TUNABLES` or `MALLOC_*_` variables. Call before other threads
 /// start.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -37,6 +47,7 @@ pub fn fix_allocator_thresholds() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD_BYTES);
         libc::mallopt(libc::M_TRIM_THRESHOLD, THRESHOLD_BYTES);
+        libc::mallopt(libc::M_ARENA_MAX, ARENAS);
     }
 }
 

@@ -67,22 +67,53 @@ pub struct ReloadState {
     pub last_success: SystemTime,
 }
 
-/// One provider's row, shared with the provider's task, which records through it without
-/// looking the provider up by name.
-#[derive(Clone, Default)]
-pub struct StatusHandle(Arc<Mutex<ProviderStatus>>);
+/// One provider's row. It lives inside whatever holds the provider's other state (the
+/// scheduler keeps one allocation per provider, `scheduler::record`); the board reaches it
+/// through a [`StatusHandle`].
+pub struct Row(Mutex<ProviderStatus>);
 
-impl StatusHandle {
+impl Row {
+    /// A new row: a restarted provider starts over, as its old token and results belong to its
+    /// old settings.
+    pub fn new(canary_configured: bool) -> Row {
+        Row(Mutex::new(ProviderStatus {
+            canary_configured,
+            ..ProviderStatus::default()
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProviderStatus> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub fn record(&self, report: &CycleReport, held: Option<&HeldToken>) {
-        let mut status = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        StatusBoard::record_into(&mut status, report, held);
+        StatusBoard::record_into(&mut self.lock(), report, held);
     }
 
     /// When the next cycle is due and whether (and why) the provider backs off.
     pub fn record_pace(&self, next_run: SystemTime, backing_off: Option<(HoldOff, u32)>) {
-        let mut status = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut status = self.lock();
         status.next_run = Some(next_run);
         status.backing_off = backing_off;
+    }
+}
+
+impl AsRef<Row> for Row {
+    fn as_ref(&self) -> &Row {
+        self
+    }
+}
+
+/// A provider's row as the board holds it, shared with the provider's task, which records
+/// through it without looking the provider up by name.
+#[derive(Clone)]
+pub struct StatusHandle(Arc<dyn AsRef<Row> + Send + Sync>);
+
+impl std::ops::Deref for StatusHandle {
+    type Target = Row;
+
+    fn deref(&self) -> &Row {
+        (*self.0).as_ref()
     }
 }
 
@@ -108,19 +139,25 @@ impl StatusBoard {
         self.started.elapsed()
     }
 
-    /// Adds a provider's row and returns the handle its task records through.
+    /// Adds a provider's row in an allocation of its own, for tests.
+    #[cfg(test)]
     pub fn add_provider(&self, name: impl Into<Arc<str>>, canary_configured: bool) -> StatusHandle {
-        let mut providers = self
-            .providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // A restarted provider starts over: its old token and results belong to old settings.
-        let handle = StatusHandle(Arc::new(Mutex::new(ProviderStatus {
-            canary_configured,
-            ..ProviderStatus::default()
-        })));
-        providers.insert(name.into(), handle.clone());
+        let handle = StatusHandle(Arc::new(Row::new(canary_configured)));
+        self.add_row(name.into(), handle.clone());
         handle
+    }
+
+    /// Adds (or replaces) a provider's row held by a larger record.
+    pub fn add_row(&self, name: Arc<str>, row: StatusHandle) {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name, row);
+    }
+
+    /// The handle of a row inside `record`.
+    pub fn handle<R: AsRef<Row> + Send + Sync + 'static>(record: Arc<R>) -> StatusHandle {
+        StatusHandle(record)
     }
 
     pub fn remove_provider(&self, name: &str) {
@@ -182,10 +219,7 @@ impl StatusBoard {
             .unwrap_or_else(PoisonError::into_inner);
         let mut rows: Vec<(String, ProviderStatus)> = providers
             .iter()
-            .map(|(name, status)| {
-                let status = status.0.lock().unwrap_or_else(PoisonError::into_inner);
-                (name.to_string(), status.clone())
-            })
+            .map(|(name, row)| (name.to_string(), row.lock().clone()))
             .collect();
         rows.sort_by(|(a_name, a), (b_name, b)| {
             a.state().cmp(&b.state()).then_with(|| a_name.cmp(b_name))

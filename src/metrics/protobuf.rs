@@ -197,7 +197,7 @@ impl Families for Delimited<'_> {
                 let mut bucket = Vec::with_capacity(24);
                 for (bound, count) in LATENCY_BUCKETS.iter().zip(classic.cumulative) {
                     bucket.clear();
-                    uint_field(&mut bucket, CUMULATIVE_COUNT, count);
+                    uint_field(&mut bucket, CUMULATIVE_COUNT, u64::from(count));
                     double_field(&mut bucket, UPPER_BOUND, *bound);
                     bytes_field(histogram, BUCKET, &bucket);
                 }

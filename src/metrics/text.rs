@@ -139,7 +139,7 @@ impl Families for Out<'_> {
             self.push_str("\",le=\"");
             self.push_str(bound);
             self.push_str("\"} ");
-            self.integer(count);
+            self.integer(u64::from(count));
             self.push('\n');
         }
         series(self, "_bucket");

@@ -54,13 +54,18 @@ pub struct ClientAuth {
     /// The secret the Basic header was built from, and the header.
     basic: Option<(Secret, HeaderValue)>,
     /// The key file's and certificate file's contents, and what was prepared from them.
-    key: Option<(PrivateKeyPem, Option<Vec<u8>>, Arc<PreparedKey>)>,
+    /// Boxed, as the two fields below: only the assertion methods have them, and every
+    /// provider's prober is kept for the process's life (BENCHMARKS.md, round seven).
+    key: Option<Box<PreparedFrom>>,
     /// `private_key_file` and `certificate_file` as read at this cycle's start
     /// ([`ClientAuth::read_key_files`]), taken by the cycle's token request.
-    this_cycle: Option<KeyFiles>,
+    this_cycle: Option<Box<KeyFiles>>,
     /// `certificate_file`'s notAfter, parsed when its contents change, for the expiry watch.
-    certificate_file: CertificateFile,
+    certificate_file: Option<Box<CertificateFile>>,
 }
+
+/// A prepared key with the key file's and certificate file's contents it was prepared from.
+type PreparedFrom = (PrivateKeyPem, Option<Vec<u8>>, Arc<PreparedKey>);
 
 /// The files of `private_key_jwt` as read together, or why each could not be.
 struct KeyFiles {
@@ -174,7 +179,7 @@ impl ClientAuth {
             }
             _ => None,
         };
-        let key_fingerprint = match (&key, &self.key) {
+        let key_fingerprint = match (&key, self.key.as_deref()) {
             (Some(_), Some((pem, _, _))) => fingerprint(pem.expose().as_bytes()),
             _ => 0,
         };
@@ -200,10 +205,14 @@ impl ClientAuth {
         let key_path = assertion.private_key_file.as_ref()?;
         let files = read_key_files(assertion, key_path, deadline).await;
         let seen = match &files.certificate {
-            Some(Ok(bytes)) => Some(self.certificate_file.saw(bytes)),
+            Some(Ok(bytes)) => Some(
+                self.certificate_file
+                    .get_or_insert_with(Box::default)
+                    .saw(bytes),
+            ),
             _ => None,
         };
-        self.this_cycle = Some(files);
+        self.this_cycle = Some(Box::new(files));
         seen
     }
 
@@ -220,12 +229,12 @@ impl ClientAuth {
         };
         // Taken: a later request (a cycle has at most one) reads the files afresh.
         let files = match self.this_cycle.take() {
-            Some(files) => files,
+            Some(files) => *files,
             None => read_key_files(assertion, key_path, deadline).await,
         };
         let pem = files.key?;
         let certificate_pem = files.certificate.transpose()?;
-        if let Some((cached_pem, cached_certificate, prepared)) = &self.key
+        if let Some((cached_pem, cached_certificate, prepared)) = self.key.as_deref()
             && *cached_pem == pem
             && *cached_certificate == certificate_pem
         {
@@ -256,7 +265,7 @@ impl ClientAuth {
             algorithm,
             certificate,
         });
-        self.key = Some((pem, certificate_pem, Arc::clone(&prepared)));
+        self.key = Some(Box::new((pem, certificate_pem, Arc::clone(&prepared))));
         Ok(prepared)
     }
 

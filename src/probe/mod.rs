@@ -326,8 +326,9 @@ pub struct Prober {
     watch: Watch,
     /// Client-authentication material prepared from `config`, reused across cycles.
     auth: ClientAuth,
-    /// The TLS client certificate files `client` presents, followed for a renewal.
-    identity: TlsIdentity,
+    /// The TLS client certificate files `client` presents, followed for a renewal. Boxed, and
+    /// only for providers with a `[tls]` client certificate (BENCHMARKS.md, round seven).
+    identity: Option<Box<TlsIdentity>>,
     /// Kept across cycles like the held token (and so across a reload that leaves the provider
     /// unchanged); replaced only by a successful refresh.
     /// Boxed: only providers with an `issuer` have one, and every prober is kept for the
@@ -341,7 +342,11 @@ pub struct Prober {
 impl Prober {
     pub fn new(config: Arc<ProviderConfig>, client: Client) -> Self {
         Prober {
-            identity: TlsIdentity::new(&config),
+            identity: config
+                .tls
+                .client_identity
+                .is_some()
+                .then(|| Box::new(TlsIdentity::new(&config))),
             config,
             client,
             held: None,
@@ -379,10 +384,14 @@ impl Prober {
         let assertion_certificate = self.auth.read_key_files(&self.config.token, deadline).await;
         self.watch
             .saw_certificate(Credential::ClientCertificate, assertion_certificate);
-        let identity = self
-            .identity
-            .check(&self.config, &mut self.client, deadline)
-            .await;
+        let identity = match &mut self.identity {
+            Some(identity) => {
+                identity
+                    .check(&self.config, &mut self.client, deadline)
+                    .await
+            }
+            None => client_cert::Checked::default(),
+        };
         self.watch
             .saw_certificate(Credential::TlsClientCertificate, identity.seen);
         identity

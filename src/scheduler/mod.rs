@@ -12,8 +12,8 @@
 mod backoff;
 mod record;
 
-pub(crate) use record::Handles;
 pub use record::Recorders;
+pub(crate) use record::{Handles, ProviderRecord};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -109,10 +109,10 @@ impl Mailbox {
     }
 }
 
-/// Where each running provider's task takes on-demand requests: its mailbox.
+/// Where each running provider's task takes on-demand requests: its mailbox, in its record.
 #[derive(Default)]
 pub struct Directory {
-    providers: Mutex<HashMap<Arc<str>, Arc<Mailbox>>>,
+    providers: Mutex<HashMap<Arc<str>, Arc<ProviderRecord>>>,
     /// Configured providers that another shard probes, so `/probe` can name it.
     elsewhere: Mutex<HashMap<String, u32>>,
 }
@@ -127,11 +127,11 @@ impl Directory {
             .copied()
     }
 
-    pub fn insert(&self, provider: Arc<str>, mailbox: Arc<Mailbox>) {
+    pub(crate) fn insert(&self, provider: Arc<str>, record: Arc<ProviderRecord>) {
         self.providers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(provider, mailbox);
+            .insert(provider, record);
     }
 
     pub fn remove(&self, provider: &str) {
@@ -141,12 +141,26 @@ impl Directory {
             .remove(provider);
     }
 
-    pub fn get(&self, provider: &str) -> Option<Arc<Mailbox>> {
+    /// The mailbox of `provider`'s task, if it runs here.
+    pub fn get(&self, provider: &str) -> Option<MailboxOf> {
         self.providers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(provider)
             .cloned()
+            .map(MailboxOf)
+    }
+
+    /// Stops every provider's task (the process shuts down).
+    fn stop_all(&self) {
+        for record in self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            record.stop.stop();
+        }
     }
 
     /// Every provider name, sorted.
@@ -160,6 +174,17 @@ impl Directory {
             .collect();
         names.sort();
         names
+    }
+}
+
+/// A provider's mailbox, held by a `/probe` caller: it keeps the provider's record alive.
+pub struct MailboxOf(Arc<ProviderRecord>);
+
+impl std::ops::Deref for MailboxOf {
+    type Target = Mailbox;
+
+    fn deref(&self) -> &Mailbox {
+        &self.0.mailbox
     }
 }
 
@@ -184,8 +209,7 @@ pub struct Changes {
 
 struct Running {
     config: Arc<ProviderConfig>,
-    cancel: CancellationToken,
-    mailbox: Arc<Mailbox>,
+    record: Arc<ProviderRecord>,
 }
 
 /// A restarted provider that was backing off after refused credentials starts within this:
@@ -201,6 +225,7 @@ pub struct Scheduler {
     jitter: StartJitter,
     /// Shared by every provider with default TLS settings, across reloads: one connection pool.
     shared_client: transport::Client,
+    /// Cancelled when the process shuts down: a provider started after that stops at once.
     root: CancellationToken,
     tracker: TaskTracker,
     running: HashMap<Arc<str>, Running>,
@@ -209,7 +234,8 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Every provider's requests take their slots from `slots`.
+    /// Every provider's requests take their slots from `slots`; every provider's task stops
+    /// when `root` is cancelled. Call within the runtime.
     pub fn new(
         recorders: Arc<Recorders>,
         jitter: StartJitter,
@@ -217,6 +243,12 @@ impl Scheduler {
         root: CancellationToken,
         tracker: TaskTracker,
     ) -> Result<Scheduler, transport::ClientError> {
+        let shutdown = root.clone();
+        let everyone = Arc::clone(&recorders);
+        tracker.spawn(async move {
+            shutdown.cancelled().await;
+            everyone.directory().stop_all();
+        });
         Ok(Scheduler {
             recorders,
             jitter,
@@ -289,16 +321,16 @@ impl Scheduler {
         let _exclusive = recorders.exclusive();
         for name in &changes.removed {
             if let Some(running) = self.running.remove(name.as_str()) {
-                running.cancel.cancel();
+                running.record.stop.stop();
             }
             recorders.remove(name);
         }
         for (config, client) in to_start {
             let mut prompt = false;
             if let Some(old) = self.running.remove(config.name.as_str()) {
-                old.cancel.cancel();
+                old.record.stop.stop();
                 recorders.forget_token(&config.name);
-                prompt = old.mailbox.backing_off.load(Ordering::Relaxed);
+                prompt = old.record.mailbox.backing_off.load(Ordering::Relaxed);
             }
             self.start(config, client, prompt);
         }
@@ -311,8 +343,8 @@ impl Scheduler {
     fn start(&mut self, config: ProviderConfig, client: transport::Client, prompt: bool) {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let handles = self.recorders.add(&name, config.canary.is_some());
-        let mailbox = Arc::clone(&handles.mailbox);
-        let cancel = self.root.child_token();
+        let record = Arc::clone(&handles);
+
         let first_delay = match (self.jitter, prompt) {
             (StartJitter::None, _) => Duration::ZERO,
             (StartJitter::Random, false) => random_below(config.interval),
@@ -325,16 +357,11 @@ impl Scheduler {
             Arc::clone(&self.recorders),
             handles,
             first_delay,
-            cancel.clone(),
         ));
-        self.running.insert(
-            name,
-            Running {
-                config,
-                cancel,
-                mailbox,
-            },
-        );
+        if self.root.is_cancelled() {
+            record.stop.stop();
+        }
+        self.running.insert(name, Running { config, record });
     }
 }
 
@@ -423,9 +450,9 @@ pub(crate) async fn run_provider<C: Cycle>(
     recorders: Arc<Recorders>,
     handles: Handles,
     first_delay: Duration,
-    cancel: CancellationToken,
 ) {
     let name = &*handles.name;
+    let stop = &handles.stop;
     let interval = prober.interval();
     let mut backoff = Backoff::default();
     // When the next periodic cycle is due. After a stall (a cycle longer than the interval) the
@@ -440,7 +467,7 @@ pub(crate) async fn run_provider<C: Cycle>(
         let wake = recheck.map_or(due, |at| at.min(due));
         let mut waiting = Vec::new();
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = stop.stopped() => return,
             _ = tokio::time::sleep_until(wake) => {}
             _ = handles.mailbox.wake.notified() => {
                 // Everyone already waiting shares this one answer.
@@ -456,7 +483,7 @@ pub(crate) async fn run_provider<C: Cycle>(
             // Boxed, like the cycle: its file reads' state would otherwise sit in every idle
             // task's allocation (about 1 KiB per provider, measured in BENCHMARKS.md).
             let changed = tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = stop.stopped() => return,
                 changed = Box::pin(prober.credentials_changed()) => changed,
             };
             if changed {
@@ -489,7 +516,7 @@ pub(crate) async fn run_provider<C: Cycle>(
             // 2. Backing off after a refusal: only a changed credential is worth an attempt.
             if backoff.refused() {
                 let changed = tokio::select! {
-                    _ = cancel.cancelled() => return,
+                    _ = stop.stopped() => return,
                     changed = Box::pin(prober.credentials_changed()) => changed,
                 };
                 if let (false, Some((at, report)), Some((_, reason))) =
@@ -534,14 +561,14 @@ pub(crate) async fn run_provider<C: Cycle>(
         // An on-demand cycle always keeps its trace: a debug request repeated within
         // probe_min_interval gets it too.
         let joined = tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = stop.stopped() => return,
             joined = Contained(Box::pin(prober.run(on_demand))) => joined,
         };
         let (report, trace) = match joined {
             Ok(done) => done,
             Err(()) => {
                 let _recording = recorders.recording();
-                if cancel.is_cancelled() {
+                if stop.is_stopped() {
                     return;
                 }
                 recorders.record_panic(&handles);
@@ -555,7 +582,7 @@ pub(crate) async fn run_provider<C: Cycle>(
             }
         };
         let _recording = recorders.recording();
-        if cancel.is_cancelled() {
+        if stop.is_stopped() {
             return; // removed or restarted meanwhile: its results are no longer wanted
         }
         let before = backoff;
@@ -751,8 +778,8 @@ mod tests {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let recorders = Recorders::new(Arc::clone(&metrics));
         let handles = recorders.add(&Arc::from("flaky"), false);
+        let record = Arc::clone(&handles);
         let cycles = Arc::new(AtomicUsize::new(0));
-        let cancel = CancellationToken::new();
         let task = tokio::spawn(run_provider(
             Box::new(PanicsOnce {
                 cycles: Arc::clone(&cycles),
@@ -760,13 +787,12 @@ mod tests {
             recorders,
             handles,
             Duration::ZERO,
-            cancel.clone(),
         ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while cycles.load(Ordering::SeqCst) < 4 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        cancel.cancel();
+        record.stop.stop();
         task.await.unwrap();
         assert!(
             cycles.load(Ordering::SeqCst) >= 4,
@@ -811,7 +837,6 @@ mod size_tests {
             recorders,
             handles,
             Duration::from_secs(3600),
-            CancellationToken::new(),
         );
         let size = std::mem::size_of_val(&task);
         // 528 bytes now; 640 in BENCHMARKS.md's round five; 1 320 with the check unboxed.

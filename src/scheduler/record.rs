@@ -3,27 +3,80 @@
 //! log) and is the only place that writes to them. Built once by the daemon and shared with the
 //! scheduler, every provider task and the web endpoints.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::{Directory, Mailbox};
-use crate::metrics::{Metrics, ProviderMetrics};
+use crate::metrics::{Metrics, SeriesCell};
 use crate::probe::{CycleReport, HeldToken};
-use crate::status::{StatusBoard, StatusHandle};
+use crate::status::{Row, StatusBoard};
 
-/// What a provider's task records into and listens to, given at start: its name (one
-/// allocation shared by the metrics, the status board and the directory), its metrics and
-/// status handles, and its `/probe` mailbox.
-pub(crate) struct Handles {
+/// Everything the exporter keeps of a running provider but its settings and its prober (which
+/// its task owns): its name, its metrics record, its status row and its `/probe` mailbox, in
+/// one allocation (issue 24). The metrics, the status board and the directory each point into
+/// it; its task records through it without looking anything up.
+pub(crate) struct ProviderRecord {
+    /// Shared with the keys of the metrics', the board's and the directory's maps.
     pub name: Arc<str>,
-    pub metrics: ProviderMetrics,
-    pub status: StatusHandle,
-    pub mailbox: Arc<Mailbox>,
+    series: SeriesCell,
+    status: Row,
+    pub mailbox: Mailbox,
+    /// Tells the task to stop.
+    pub stop: Stop,
 }
+
+/// Tells a provider's task to stop: the provider was removed or restarted, or the process shuts
+/// down. A flag and a wake-up inside the record rather than a `CancellationToken` child per
+/// provider, which was an allocation of its own (about 130 bytes, BENCHMARKS.md round seven).
+#[derive(Default)]
+pub(crate) struct Stop {
+    stopped: AtomicBool,
+    wake: Notify,
+}
+
+impl Stop {
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Returns once [`Stop::stop`] was called.
+    pub async fn stopped(&self) {
+        loop {
+            // Registered before the flag is read: a stop in between still wakes it
+            // (`notify_waiters` wakes every `Notified` made before it).
+            let wake = self.wake.notified();
+            if self.is_stopped() {
+                return;
+            }
+            wake.await;
+        }
+    }
+}
+
+impl AsRef<SeriesCell> for ProviderRecord {
+    fn as_ref(&self) -> &SeriesCell {
+        &self.series
+    }
+}
+
+impl AsRef<Row> for ProviderRecord {
+    fn as_ref(&self) -> &Row {
+        &self.status
+    }
+}
+
+/// What a provider's task records into and listens to, given at start.
+pub(crate) type Handles = Arc<ProviderRecord>;
 
 /// The metrics, the status board and the directory, written only through the methods below.
 pub struct Recorders {
@@ -70,17 +123,20 @@ impl Recorders {
     /// Registers a provider with the metrics, the status board and the directory, and returns
     /// the handles its task records through.
     pub(crate) fn add(&self, name: &Arc<str>, canary_configured: bool) -> Handles {
-        let mailbox = Arc::new(Mailbox::default());
-        self.directory
-            .insert(Arc::clone(name), Arc::clone(&mailbox));
-        Handles {
-            metrics: self.metrics.add_provider(Arc::clone(name)),
-            status: self
-                .status
-                .add_provider(Arc::clone(name), canary_configured),
-            mailbox,
-            name: Arc::clone(name),
-        }
+        // A provider restarted by a reload keeps its counters, and starts a new row.
+        let record = self.metrics.add_provider_into(Arc::clone(name), |series| {
+            Arc::new(ProviderRecord {
+                name: Arc::clone(name),
+                series,
+                status: Row::new(canary_configured),
+                mailbox: Mailbox::default(),
+                stop: Stop::default(),
+            })
+        });
+        self.status
+            .add_row(Arc::clone(name), StatusBoard::handle(Arc::clone(&record)));
+        self.directory.insert(Arc::clone(name), Arc::clone(&record));
+        record
     }
 
     /// Forgets a provider that is no longer configured: its series, its row, its mailbox.
@@ -116,7 +172,7 @@ impl Recorders {
 
     /// A periodic cycle: the metrics, the status row and the log line.
     pub(crate) fn record(&self, handles: &Handles, report: &CycleReport, held: Option<&HeldToken>) {
-        self.metrics.record(&handles.metrics, report, held);
+        self.metrics.record(&handles.series, report, held);
         handles.status.record(report, held);
         log_report(&handles.name, report);
     }
@@ -124,12 +180,12 @@ impl Recorders {
     /// An on-demand cycle: it answers its callers, and only the token it leaves is recorded
     /// (the periodic series stay the periodic probes' own).
     pub(crate) fn record_on_demand(&self, handles: &Handles, held: Option<&HeldToken>) {
-        self.metrics.record_held(&handles.metrics, held);
+        self.metrics.record_held(&handles.series, held);
     }
 
     /// A cycle that panicked: counted and logged; the task carries on.
     pub(crate) fn record_panic(&self, handles: &Handles) {
-        self.metrics.record_panic(&handles.metrics);
+        self.metrics.record_panic(&handles.series);
         tracing::error!(
             provider = %handles.name,
             "probe cycle panicked; the provider's state was reset and probing continues"
@@ -140,7 +196,7 @@ impl Recorders {
     pub(crate) fn record_pace(&self, handles: &Handles, due: Instant, backoff: &Backoff) {
         let next_run = SystemTime::now() + due.saturating_duration_since(Instant::now());
         self.metrics
-            .record_pace(&handles.metrics, next_run, backoff.holding);
+            .record_pace(&handles.series, next_run, backoff.holding);
         handles.status.record_pace(
             next_run,
             backoff.holding.map(|(_, reason)| (reason, backoff.steps)),
