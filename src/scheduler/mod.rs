@@ -159,7 +159,7 @@ impl Directory {
             .unwrap_or_else(PoisonError::into_inner)
             .values()
         {
-            record.stop.stop();
+            record.stop();
         }
     }
 
@@ -321,14 +321,14 @@ impl Scheduler {
         let _exclusive = recorders.exclusive();
         for name in &changes.removed {
             if let Some(running) = self.running.remove(name.as_str()) {
-                running.record.stop.stop();
+                running.record.stop();
             }
             recorders.remove(name);
         }
         for (config, client) in to_start {
             let mut prompt = false;
             if let Some(old) = self.running.remove(config.name.as_str()) {
-                old.record.stop.stop();
+                old.record.stop();
                 recorders.forget_token(&config.name);
                 prompt = old.record.mailbox.backing_off.load(Ordering::Relaxed);
             }
@@ -359,7 +359,7 @@ impl Scheduler {
             first_delay,
         ));
         if self.root.is_cancelled() {
-            record.stop.stop();
+            record.stop();
         }
         self.running.insert(name, Running { config, record });
     }
@@ -452,7 +452,6 @@ pub(crate) async fn run_provider<C: Cycle>(
     first_delay: Duration,
 ) {
     let name = &*handles.name;
-    let stop = &handles.stop;
     let interval = prober.interval();
     let mut backoff = Backoff::default();
     // When the next periodic cycle is due. After a stall (a cycle longer than the interval) the
@@ -467,9 +466,11 @@ pub(crate) async fn run_provider<C: Cycle>(
         let wake = recheck.map_or(due, |at| at.min(due));
         let mut waiting = Vec::new();
         tokio::select! {
-            _ = stop.stopped() => return,
             _ = tokio::time::sleep_until(wake) => {}
             _ = handles.mailbox.wake.notified() => {
+                if handles.is_stopped() {
+                    return;
+                }
                 // Everyone already waiting shares this one answer.
                 waiting = handles.mailbox.take();
                 if waiting.is_empty() {
@@ -482,9 +483,10 @@ pub(crate) async fn run_provider<C: Cycle>(
             recheck = Some(Instant::now() + interval);
             // Boxed, like the cycle: its file reads' state would otherwise sit in every idle
             // task's allocation (about 1 KiB per provider, measured in BENCHMARKS.md).
-            let changed = tokio::select! {
-                _ = stop.stopped() => return,
-                changed = Box::pin(prober.credentials_changed()) => changed,
+            let Some(changed) =
+                unless_stopped(&handles, Box::pin(prober.credentials_changed())).await
+            else {
+                return;
             };
             if changed {
                 tracing::info!(
@@ -515,9 +517,10 @@ pub(crate) async fn run_provider<C: Cycle>(
             }
             // 2. Backing off after a refusal: only a changed credential is worth an attempt.
             if backoff.refused() {
-                let changed = tokio::select! {
-                    _ = stop.stopped() => return,
-                    changed = Box::pin(prober.credentials_changed()) => changed,
+                let Some(changed) =
+                    unless_stopped(&handles, Box::pin(prober.credentials_changed())).await
+                else {
+                    return;
                 };
                 if let (false, Some((at, report)), Some((_, reason))) =
                     (changed, &memory.refusal, backoff.holding)
@@ -560,15 +563,16 @@ pub(crate) async fn run_provider<C: Cycle>(
         let on_demand = !waiting.is_empty();
         // An on-demand cycle always keeps its trace: a debug request repeated within
         // probe_min_interval gets it too.
-        let joined = tokio::select! {
-            _ = stop.stopped() => return,
-            joined = Contained(Box::pin(prober.run(on_demand))) => joined,
+        let Some(joined) =
+            unless_stopped(&handles, Contained(Box::pin(prober.run(on_demand)))).await
+        else {
+            return;
         };
         let (report, trace) = match joined {
             Ok(done) => done,
             Err(()) => {
                 let _recording = recorders.recording();
-                if stop.is_stopped() {
+                if handles.is_stopped() {
                     return;
                 }
                 recorders.record_panic(&handles);
@@ -582,7 +586,7 @@ pub(crate) async fn run_provider<C: Cycle>(
             }
         };
         let _recording = recorders.recording();
-        if stop.is_stopped() {
+        if handles.is_stopped() {
             return; // removed or restarted meanwhile: its results are no longer wanted
         }
         let before = backoff;
@@ -637,6 +641,32 @@ pub(crate) async fn run_provider<C: Cycle>(
             remembered.get_or_insert_with(Box::default).on_demand = Some((now, answer));
         }
     }
+}
+
+/// Awaits `work` (boxed by the caller, so an idle task does not keep its state), or `None` when
+/// the provider is stopped meanwhile. The wake-up that `/probe` requests and the stop share is
+/// taken while it waits: one that was not the stop is handed back when `work` is done, so the
+/// requests behind it are served next.
+async fn unless_stopped<F: Future + Unpin>(
+    record: &ProviderRecord,
+    mut work: F,
+) -> Option<F::Output> {
+    let mut woken = false;
+    let output = loop {
+        tokio::select! {
+            output = &mut work => break output,
+            _ = record.mailbox.wake.notified() => {
+                if record.is_stopped() {
+                    return None;
+                }
+                woken = true;
+            }
+        }
+    };
+    if woken {
+        record.mailbox.wake.notify_one();
+    }
+    Some(output)
 }
 
 /// Answers every waiting `/probe` caller with an earlier result.
@@ -792,7 +822,7 @@ mod tests {
         while cycles.load(Ordering::SeqCst) < 4 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        record.stop.stop();
+        record.stop();
         task.await.unwrap();
         assert!(
             cycles.load(Ordering::SeqCst) >= 4,

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
@@ -26,40 +25,22 @@ pub(crate) struct ProviderRecord {
     series: SeriesCell,
     status: Row,
     pub mailbox: Mailbox,
-    /// Tells the task to stop.
-    pub stop: Stop,
-}
-
-/// Tells a provider's task to stop: the provider was removed or restarted, or the process shuts
-/// down. A flag and a wake-up inside the record rather than a `CancellationToken` child per
-/// provider, which was an allocation of its own (about 130 bytes, BENCHMARKS.md round seven).
-#[derive(Default)]
-pub(crate) struct Stop {
+    /// Set when the task is to stop: the provider was removed or restarted, or the process
+    /// shuts down. A flag beside the mailbox's wake-up, which tells the task, rather than a
+    /// `CancellationToken` child per provider: that was an allocation of its own and a future
+    /// of its own in every idle task (about 220 bytes, BENCHMARKS.md round seven).
     stopped: AtomicBool,
-    wake: Notify,
 }
 
-impl Stop {
+impl ProviderRecord {
+    /// Tells the provider's task to stop, at its next wake-up or now if it waits.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
-        self.wake.notify_waiters();
+        self.mailbox.wake.notify_one();
     }
 
     pub fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
-    }
-
-    /// Returns once [`Stop::stop`] was called.
-    pub async fn stopped(&self) {
-        loop {
-            // Registered before the flag is read: a stop in between still wakes it
-            // (`notify_waiters` wakes every `Notified` made before it).
-            let wake = self.wake.notified();
-            if self.is_stopped() {
-                return;
-            }
-            wake.await;
-        }
     }
 }
 
@@ -130,7 +111,7 @@ impl Recorders {
                 series,
                 status: Row::new(canary_configured),
                 mailbox: Mailbox::default(),
-                stop: Stop::default(),
+                stopped: AtomicBool::new(false),
             })
         });
         self.status
