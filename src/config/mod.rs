@@ -398,6 +398,14 @@ impl fmt::Display for FieldPath {
 pub struct CanaryConfig {
     pub url: Url,
     pub method: reqwest::Method,
+    /// What the call sends besides the token, and what its answer means. Most providers leave
+    /// all of it at the defaults, and they share one copy (BENCHMARKS.md, round seven).
+    pub call: Arc<CanaryCall>,
+}
+
+/// The headers of a canary call and the statuses that decide its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryCall {
     /// `None`: any 2xx passes.
     pub expected_status: Option<Vec<u16>>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -409,7 +417,7 @@ pub struct CanaryConfig {
     pub token_rejected_status: Vec<u16>,
 }
 
-impl CanaryConfig {
+impl CanaryCall {
     pub fn passes(&self, status: u16) -> bool {
         match &self.expected_status {
             Some(expected) => expected.contains(&status),

@@ -196,8 +196,8 @@ async fn attempt(
     authorization.set_sensitive(true);
     // Read on every call, like client secrets: a rotated key takes effect without a restart.
     let started = std::time::Instant::now();
-    let mut secret_headers = Vec::with_capacity(config.secret_headers.len());
-    for (name, source) in &config.secret_headers {
+    let mut secret_headers = Vec::with_capacity(config.call.secret_headers.len());
+    for (name, source) in &config.call.secret_headers {
         let secret = source
             .read_within(timeout.saturating_sub(started.elapsed()))
             .await
@@ -217,7 +217,7 @@ async fn attempt(
         .http
         .request(config.method.clone(), config.url.clone())
         .header(AUTHORIZATION, authorization);
-    for (name, value) in &config.headers {
+    for (name, value) in &config.call.headers {
         request = request.header(name, value);
     }
     for (name, value, _) in &secret_headers {
@@ -230,7 +230,7 @@ async fn attempt(
             crate::probe::trace::redact_query(config.url.as_str())
         ));
         trace.line("Authorization: Bearer [redacted]");
-        for (name, value) in &config.headers {
+        for (name, value) in &config.call.headers {
             trace.line(crate::probe::trace::header_line(
                 name.as_str(),
                 value.as_bytes(),
@@ -242,7 +242,7 @@ async fn attempt(
     }
     let response = send(request, seen, trace.as_deref_mut()).await?;
     let status = response.status().as_u16();
-    let passes = config.passes(status);
+    let passes = config.call.passes(status);
     // The token is scrubbed from what a person may read: the trace's body excerpt and a failing
     // answer's challenge. A passing call without a trace (every periodic probe that works)
     // needs neither, so it builds no scrubber.
@@ -300,7 +300,7 @@ async fn attempt(
         Some("insufficient_scope") if client_error => {
             CanaryError::InsufficientScope { status, challenge }
         }
-        _ if config.token_rejected_status.contains(&status) => {
+        _ if config.call.token_rejected_status.contains(&status) => {
             CanaryError::Unauthorized { status, challenge }
         }
         _ => match status {

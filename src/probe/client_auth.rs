@@ -51,8 +51,9 @@ pub enum AuthError {
 /// A provider's prepared client-authentication material, kept across cycles by its prober.
 #[derive(Default)]
 pub struct ClientAuth {
-    /// The secret the Basic header was built from, and the header.
-    basic: Option<(Secret, HeaderValue)>,
+    /// The keyed hash of the secret the Basic header was built from (not a second copy of the
+    /// secret kept for every provider), and the header.
+    basic: Option<(u64, HeaderValue)>,
     /// The key file's and certificate file's contents, and what was prepared from them.
     /// Boxed, as the two fields below: only the assertion methods have them, and every
     /// provider's prober is kept for the process's life (BENCHMARKS.md, round seven).
@@ -344,13 +345,14 @@ impl ClientAuth {
 
     /// The Basic header for `secret`, built again only when the secret's value changed.
     fn basic(&mut self, config: &TokenConfig, secret: &Secret) -> HeaderValue {
+        let secret_fingerprint = fingerprint(secret.expose().as_bytes());
         if let Some((cached, header)) = &self.basic
-            && cached == secret
+            && *cached == secret_fingerprint
         {
             return header.clone();
         }
         let header = basic_authorization(config.basic_encoding, &config.client_id, secret.expose());
-        self.basic = Some((secret.clone(), header.clone()));
+        self.basic = Some((secret_fingerprint, header.clone()));
         header
     }
 }

@@ -631,12 +631,12 @@ fn all_keys_fixture_loads_to_the_values_written() {
     let canary = okq8.canary.as_ref().unwrap();
     assert_eq!(canary.url.as_str(), "https://api.example.com/v1/ping");
     assert_eq!(canary.method, reqwest::Method::GET);
-    assert_eq!(canary.expected_status, Some(vec![200, 204]));
-    assert!(canary.passes(204) && !canary.passes(201));
-    assert_eq!(canary.headers.len(), 1);
-    assert_eq!(canary.headers[0].0.as_str(), "accept");
-    assert_eq!(canary.headers[0].1, "application/json");
-    assert_eq!(canary.token_rejected_status, [401, 403]);
+    assert_eq!(canary.call.expected_status, Some(vec![200, 204]));
+    assert!(canary.call.passes(204) && !canary.call.passes(201));
+    assert_eq!(canary.call.headers.len(), 1);
+    assert_eq!(canary.call.headers[0].0.as_str(), "accept");
+    assert_eq!(canary.call.headers[0].1, "application/json");
+    assert_eq!(canary.call.token_rejected_status, [401, 403]);
 
     let cube = by_name("cube");
     // No override: the [defaults] of the file, not the built-in ones.

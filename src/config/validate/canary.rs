@@ -3,12 +3,13 @@
 //! secret ones read from their source, never shown).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 use reqwest::header::{HeaderName, HeaderValue};
 
 use super::values::{Problems, http_url};
-use crate::config::CanaryConfig;
 use crate::config::raw::{RawCanary, RawSecretRef};
+use crate::config::{CanaryCall, CanaryConfig};
 use crate::secrets::SecretSource;
 
 /// `[providers.NAME.canary]`: the API call made with each token, and what its answer means.
@@ -74,15 +75,32 @@ pub(super) fn canary(
         }
     }
     let secret_headers = secret_headers(prefix, raw.secret_headers, &headers, problems);
-    Some(CanaryConfig {
-        url: url?,
-        method: method?,
+    let call = CanaryCall {
         expected_status: raw.expected_status,
         headers,
         secret_headers,
         token_rejected_status,
+    };
+    Some(CanaryConfig {
+        url: url?,
+        method: method?,
+        call: if call == **DEFAULT_CALL {
+            Arc::clone(&DEFAULT_CALL)
+        } else {
+            Arc::new(call)
+        },
     })
 }
+
+/// The canary call of every provider that sets none of its headers or statuses, shared.
+static DEFAULT_CALL: LazyLock<Arc<CanaryCall>> = LazyLock::new(|| {
+    Arc::new(CanaryCall {
+        expected_status: None,
+        headers: Vec::new(),
+        secret_headers: Vec::new(),
+        token_rejected_status: vec![401],
+    })
+});
 
 /// A canary header's name (in `headers` or `secret_headers`): a valid name, not the
 /// `Authorization` the exporter sets itself.
