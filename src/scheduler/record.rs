@@ -69,7 +69,12 @@ impl Recorders {
 
     /// Registers a provider with the metrics, the status board and the directory, and returns
     /// the handles its task records through.
-    pub(crate) fn add(&self, name: &Arc<str>, canary_configured: bool) -> Handles {
+    pub(crate) fn add(
+        &self,
+        name: &Arc<str>,
+        canary_configured: bool,
+        interval: Duration,
+    ) -> Handles {
         let mailbox = Arc::new(Mailbox::default());
         self.directory
             .insert(Arc::clone(name), Arc::clone(&mailbox));
@@ -77,7 +82,7 @@ impl Recorders {
             metrics: self.metrics.add_provider(Arc::clone(name)),
             status: self
                 .status
-                .add_provider(Arc::clone(name), canary_configured),
+                .add_provider(Arc::clone(name), canary_configured, interval),
             mailbox,
             name: Arc::clone(name),
         }
