@@ -66,8 +66,9 @@ tr.nodata td {{ color: #666; }}
 .detail {{ color: #555; font-size: 0.85rem; max-width: 28rem; overflow-wrap: anywhere; }}
 header p {{ margin: 0.2rem 0; }}
 .since {{ font-weight: normal; color: #444; font-size: 0.85rem; }}
-.strip {{ white-space: nowrap; font: bold 0.6rem/1 ui-monospace, monospace; }}
-.strip i {{ font-style: normal; display: inline-block; width: 0.62rem; padding: 0.2rem 0; margin-right: 1px; text-align: center; border-radius: 2px; }}
+.strip {{ white-space: nowrap; font: bold 0.55rem/1 ui-monospace, monospace; }}
+.strip i {{ font-style: normal; display: inline-block; width: 0.5rem; padding: 0.2rem 0; margin-right: 1px; text-align: center; border-radius: 2px; }}
+td.state {{ min-width: 12rem; }}
 i.c-ok {{ background: #c8e6c9; color: #1e5e2b; }}
 i.c-token, i.c-fail {{ background: #b3261e; color: #fff; }}
 i.c-canary {{ background: #e8710a; color: #fff; }}
