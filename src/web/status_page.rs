@@ -87,7 +87,7 @@ i.c-skip {{ background: #e4e4e4; color: #555; }}
 <tbody>
 {body}</tbody>
 </table>
-<p>Last {HISTORY} cycles, oldest to newest: <b>✓</b> ok, <b>T</b> the token request failed, <b>C</b> the canary failed, <b>✗</b> failed, <b>–</b> skipped (no cycle in that interval: backing off); hover over a cell for when and why.</p>
+<p>Last {HISTORY} cycles, oldest to newest: <b>✓</b> ok, <b>T</b> the token request failed, <b>C</b> the canary failed, <b>✗</b> failed, <b>–</b> skipped (no cycle in that interval, as while backing off); hover over a cell for when and why.</p>
 <p>Probe one provider now: <code>/probe?provider=NAME</code> (add <code>&amp;debug=true</code> for a step-by-step trace); a provider's name links to its trace.</p>
 </body>
 </html>
@@ -239,7 +239,8 @@ fn history(status: &ProviderStatus, now: SystemTime) -> String {
         .chain(std::iter::repeat_n(Outcome::Skipped, pending));
     let first = (recorded + pending).saturating_sub(HISTORY);
     let (mut ok, mut attempted, mut skipped) = (0, 0, 0);
-    let mut strip = String::with_capacity(HISTORY * 48);
+    // About 90 bytes a cell, its title included.
+    let mut strip = String::with_capacity(HISTORY * 96);
     for (index, outcome) in cells.enumerate().skip(first) {
         // One cell per interval: the newest recorded cycle ended at `last_run`, the others are
         // whole intervals before or after it (skipped intervals fill the gaps).
@@ -293,7 +294,7 @@ fn history(status: &ProviderStatus, now: SystemTime) -> String {
     format!("<div class=\"strip\">{strip}</div><div class=\"ratio\">{ratio}</div>")
 }
 
-/// "96.7 %", "100 %": one decimal, none when it is zero.
+/// "96.7 %", "100 %": to a tenth, without the decimal when it is zero.
 fn percent(part: u32, whole: u32) -> String {
     let tenths = (u64::from(part) * 1000 + u64::from(whole) / 2) / u64::from(whole.max(1));
     match tenths % 10 {
