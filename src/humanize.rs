@@ -1,4 +1,4 @@
-//! Durations as a person says them ("42s", "5h 3m"), for the status page and `check`.
+//! Durations as a person says them ("42s", "5h 3m", "0.4 ms"), for the status page and `check`.
 
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +16,18 @@ pub fn human(duration: Duration) -> String {
             0 => format!("{}d", secs / 86400),
             hours => format!("{}d {hours}h", secs / 86400),
         },
+    }
+}
+
+/// A request's latency in milliseconds: whole ones from 1 ms ("12 ms"), tenths below ("0.4 ms",
+/// where whole ones said "0 ms" of every loopback or LAN answer), "< 0.1 ms" below that. Cut,
+/// not rounded, like whole milliseconds, so 999 µs never reads "1 ms".
+pub fn millis(duration: Duration) -> String {
+    let micros = duration.as_micros();
+    match micros {
+        0..100 => "< 0.1 ms".to_string(),
+        100..1000 => format!("0.{} ms", micros / 100),
+        _ => format!("{} ms", duration.as_millis()),
     }
 }
 
@@ -54,6 +66,25 @@ mod tests {
         );
         assert_eq!(until(now - 2 * day, now), "expired 2 days ago");
         assert_eq!(until(now - Duration::from_secs(90), now), "expired 1m ago");
+    }
+
+    /// Issue 26: a sub-millisecond latency read "0 ms".
+    #[test]
+    fn latencies_under_a_millisecond_keep_a_decimal() {
+        let cases = [
+            (0, "< 0.1 ms"),
+            (99, "< 0.1 ms"),
+            (100, "0.1 ms"),
+            (400, "0.4 ms"),
+            (999, "0.9 ms"),
+            (1_000, "1 ms"),
+            (1_999, "1 ms"),
+            (12_345, "12 ms"),
+            (2_500_000, "2500 ms"),
+        ];
+        for (micros, text) in cases {
+            assert_eq!(millis(Duration::from_micros(micros)), text, "{micros} µs");
+        }
     }
 
     #[test]

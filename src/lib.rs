@@ -64,7 +64,8 @@
 //!   `protobuf` (each imports only the neutral part and the catalogue), and `exposition` (the
 //!   entry points: a format, gzip or not); one report as the `/probe` page (`probe_page`).
 //!   Every metric name and HELP text is written in this folder only.
-//! - `status`: what the status page shows, recorded from the same report as the metrics.
+//! - `status`: what the status page shows, recorded from the same report as the metrics,
+//!   with each provider's last 60 periodic cycle outcomes (a byte each, in a fixed ring).
 //! - `web/`: routing, health, readiness, reload and the basic-auth gate (`mod.rs`); the accept
 //!   loop and response bodies (`server`), `--web.config.file` (`security`), `/metrics` under
 //!   load, gzip shared and plain text streamed (`scrape`),
@@ -72,7 +73,8 @@
 //! - [`shard`]: which of `--total-shards` processes probes a provider (rendezvous hashing of
 //!   its name); `split` is the one partition of a configuration, for the scheduler (and so
 //!   `/probe`) and `check`.
-//! - `humanize`: durations as a person says them, for the status page and `check`.
+//! - `humanize`: durations and latencies as a person says them, for the status page and
+//!   `check`.
 //! - `shorten`: the one truncator of text people read (server text in errors, logs and
 //!   traces, failure details on the status page), its rules per destination written once.
 //! - `logging`: logfmt or JSON logs on standard error.

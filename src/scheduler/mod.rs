@@ -342,7 +342,9 @@ impl Scheduler {
     /// first interval.
     fn start(&mut self, config: ProviderConfig, client: transport::Client, prompt: bool) {
         let name: Arc<str> = Arc::from(config.name.as_str());
-        let handles = self.recorders.add(&name, config.canary.is_some());
+        let handles = self
+            .recorders
+            .add(&name, config.canary.is_some(), config.interval);
         let record = Arc::clone(&handles);
 
         let first_delay = match (self.jitter, prompt) {
@@ -807,7 +809,7 @@ mod tests {
     async fn a_panicking_cycle_is_counted_and_probing_continues() {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let recorders = Recorders::new(Arc::clone(&metrics));
-        let handles = recorders.add(&Arc::from("flaky"), false);
+        let handles = recorders.add(&Arc::from("flaky"), false, Duration::from_millis(10));
         let record = Arc::clone(&handles);
         let cycles = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(run_provider(
@@ -861,7 +863,7 @@ mod size_tests {
         let client = transport::build_client(&Default::default(), &Default::default(), &slots)
             .expect("a client");
         let recorders = Recorders::new(Arc::new(crate::metrics::Metrics::new()));
-        let handles = recorders.add(&Arc::from("p"), false);
+        let handles = recorders.add(&Arc::from("p"), false, Duration::from_secs(3600));
         let task = run_provider(
             Box::new(Prober::new(Arc::new(config), client)),
             recorders,

@@ -103,13 +103,18 @@ impl Recorders {
 
     /// Registers a provider with the metrics, the status board and the directory, and returns
     /// the handles its task records through.
-    pub(crate) fn add(&self, name: &Arc<str>, canary_configured: bool) -> Handles {
+    pub(crate) fn add(
+        &self,
+        name: &Arc<str>,
+        canary_configured: bool,
+        interval: Duration,
+    ) -> Handles {
         // A provider restarted by a reload keeps its counters, and starts a new row.
         let record = self.metrics.add_provider_into(Arc::clone(name), |series| {
             Arc::new(ProviderRecord {
                 name: Arc::clone(name),
                 series,
-                status: Row::new(canary_configured),
+                status: Row::new(canary_configured, interval),
                 mailbox: Mailbox::default(),
                 stopped: AtomicBool::new(false),
             })

@@ -504,7 +504,11 @@ async fn endpoints_answer_as_specified() {
             .starts_with("text/html")
     );
     let page = index.text().await.unwrap();
-    for needle in ["href=\"/metrics\"", "<td>healthy</td>", "<td>broken</td>"] {
+    for needle in [
+        "href=\"/metrics\"",
+        "<a href=\"/probe?provider=healthy&amp;debug=true\">healthy</a></td>",
+        "<a href=\"/probe?provider=broken&amp;debug=true\">broken</a></td>",
+    ] {
         assert!(
             page.contains(needle),
             "{needle} not on the index page:\n{page}"

@@ -2,15 +2,19 @@
 // (headless, driven by playwright-core) for tests/it/status_page.rs, takes a screenshot, and prints
 // what the browser saw as one JSON line. It asserts nothing itself: the Rust test does.
 //
-// Usage: node status-page.mjs URL SCREENSHOT.png [CHROMIUM]
+// Usage: node status-page.mjs URL SCREENSHOT.png [CHROMIUM [PROVIDER]]
+// With PROVIDER, after the screenshot it clicks that provider's name and reports where it
+// landed and what that page says.
 // Prints: STATUS_PAGE_RESULT {"title", "pwned", "scripts", "images", "requests", "header",
-//          "rows": [{"provider", "class", "cells": [...], "detail"}], "dialogs", "errors"}
+//          "rows": [{"provider", "class", "cells": [...], "detail", "link",
+//                    "strip": [{"mark", "class", "title"}], "ratio"}],
+//          "columns", "dialogs", "errors", "clicked": {"url", "text"} or null}
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const [url, screenshot, executablePath = '/usr/bin/chromium'] = process.argv.slice(2);
+const [url, screenshot, executablePath = '/usr/bin/chromium', click] = process.argv.slice(2);
 if (!url || !screenshot) {
   console.error('usage: node status-page.mjs URL SCREENSHOT.png [CHROMIUM]');
   process.exit(2);
@@ -68,13 +72,34 @@ try {
       class: tr.getAttribute('class'),
       cells: [...tr.querySelectorAll(':scope > td')].map((td) => td.innerText.trim()),
       detail: tr.querySelector('.detail')?.textContent ?? null,
+      link: tr.querySelector(':scope > td a')?.getAttribute('href') ?? null,
+      strip: [...tr.querySelectorAll('.strip i')].map((cell) => ({
+        mark: cell.textContent,
+        class: cell.getAttribute('class'),
+        title: cell.getAttribute('title'),
+      })),
+      ratio: tr.querySelector('.ratio')?.innerText ?? null,
     })),
     columns: [...document.querySelectorAll('#providers thead th')].map((th) => th.innerText.trim()),
   }));
   await page.screenshot({ path: screenshot, fullPage: true });
+  // A person's click on the name, as a real navigation (no script of the page's own runs).
+  let clicked = null;
+  if (click) {
+    const link = page.locator(`#providers tbody tr[data-provider="${click}"] > td a`);
+    await Promise.all([page.waitForNavigation({ timeout: 20_000 }), link.click()]);
+    clicked = { url: page.url(), text: await page.evaluate(() => document.body.innerText) };
+  }
   console.log(
     'STATUS_PAGE_RESULT ' +
-      JSON.stringify({ status: response?.status() ?? null, ...seen, requests, dialogs, errors }),
+      JSON.stringify({
+        status: response?.status() ?? null,
+        ...seen,
+        requests,
+        dialogs,
+        errors,
+        clicked,
+      }),
   );
 } finally {
   await context?.close();
