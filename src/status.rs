@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::closed_set::closed_set;
+use crate::config::Labels;
 use crate::probe::expiry::Expiry;
 use crate::probe::{CycleReport, Failure, HeldToken, HoldOff};
 use crate::shorten::{Shown, shorten};
@@ -35,6 +36,8 @@ pub struct ProviderStatus {
     pub next_run: Option<SystemTime>,
     /// Why it comes later than the interval, and after how many steps, while it does.
     pub backing_off: Option<(HoldOff, u32)>,
+    /// The provider's own labels (issue 26): shown, and what `/?NAME=VALUE` filters on.
+    pub labels: Labels,
 }
 
 impl ProviderStatus {
@@ -109,7 +112,12 @@ impl StatusBoard {
     }
 
     /// Adds a provider's row and returns the handle its task records through.
-    pub fn add_provider(&self, name: impl Into<Arc<str>>, canary_configured: bool) -> StatusHandle {
+    pub fn add_provider(
+        &self,
+        name: impl Into<Arc<str>>,
+        canary_configured: bool,
+        labels: Labels,
+    ) -> StatusHandle {
         let mut providers = self
             .providers
             .lock()
@@ -117,6 +125,7 @@ impl StatusBoard {
         // A restarted provider starts over: its old token and results belong to old settings.
         let handle = StatusHandle(Arc::new(Mutex::new(ProviderStatus {
             canary_configured,
+            labels,
             ..ProviderStatus::default()
         })));
         providers.insert(name.into(), handle.clone());
@@ -228,7 +237,9 @@ mod tests {
 
     fn shown_detail(report: &CycleReport) -> String {
         let board = StatusBoard::default();
-        board.add_provider("p", false).record(report, None);
+        board
+            .add_provider("p", false, Labels::default())
+            .record(report, None);
         let (_, status) = board.snapshot().remove(0);
         status
             .last_failure

@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use tokio::sync::{Notify, oneshot};
 
-use crate::config::ProviderConfig;
+use crate::config::{Labels, ProviderConfig};
 use crate::probe::trace::Trace;
 use crate::probe::transport;
 use crate::probe::{CycleReport, HeldToken, HoldOff, Phase, Prober};
@@ -86,9 +86,23 @@ pub struct Mailbox {
     /// The task backs off after refused credentials: a reload that changes the provider then
     /// starts its new task within seconds, not anywhere in its first interval (issue 23).
     backing_off: AtomicBool,
+    /// The provider's own labels, for its `/probe` page (issue 26).
+    labels: Labels,
 }
 
 impl Mailbox {
+    pub fn new(labels: Labels) -> Mailbox {
+        Mailbox {
+            labels,
+            ..Mailbox::default()
+        }
+    }
+
+    /// The provider's own labels, which its `/probe` series carry.
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
     /// Queues a request for the provider's next cycle; refused (handed back) when
     /// [`ON_DEMAND_QUEUE`] are already waiting.
     pub fn try_send(&self, request: ProbeRequest) -> Result<(), ProbeRequest> {
@@ -310,7 +324,9 @@ impl Scheduler {
     /// first interval.
     fn start(&mut self, config: ProviderConfig, client: transport::Client, prompt: bool) {
         let name: Arc<str> = Arc::from(config.name.as_str());
-        let handles = self.recorders.add(&name, config.canary.is_some());
+        let handles = self
+            .recorders
+            .add(&name, config.canary.is_some(), &config.labels);
         let mailbox = Arc::clone(&handles.mailbox);
         let cancel = self.root.child_token();
         let first_delay = match (self.jitter, prompt) {

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::{Directory, Mailbox};
+use crate::config::Labels;
 use crate::metrics::{Metrics, ProviderMetrics};
 use crate::probe::{CycleReport, HeldToken};
 use crate::status::{StatusBoard, StatusHandle};
@@ -68,16 +69,19 @@ impl Recorders {
     }
 
     /// Registers a provider with the metrics, the status board and the directory, and returns
-    /// the handles its task records through.
-    pub(crate) fn add(&self, name: &Arc<str>, canary_configured: bool) -> Handles {
-        let mailbox = Arc::new(Mailbox::default());
+    /// the handles its task records through. Its own `labels` go with its series, its row and
+    /// its `/probe` page (each holding the one shared set).
+    pub(crate) fn add(&self, name: &Arc<str>, canary_configured: bool, labels: &Labels) -> Handles {
+        let mailbox = Arc::new(Mailbox::new(labels.clone()));
         self.directory
             .insert(Arc::clone(name), Arc::clone(&mailbox));
+        let metrics = self.metrics.add_provider(Arc::clone(name));
+        self.metrics.set_labels(&metrics, labels);
         Handles {
-            metrics: self.metrics.add_provider(Arc::clone(name)),
+            metrics,
             status: self
                 .status
-                .add_provider(Arc::clone(name), canary_configured),
+                .add_provider(Arc::clone(name), canary_configured, labels.clone()),
             mailbox,
             name: Arc::clone(name),
         }

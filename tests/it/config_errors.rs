@@ -50,7 +50,7 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-key-provider.toml",
         problems: &[
-            "{file}: key `providers.okq8.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, token, canary, tls",
+            "{file}: key `providers.okq8.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, labels, token, canary, tls",
         ],
     },
     Case {
@@ -285,14 +285,14 @@ const ALL_AT_ONCE_CASES: &[Case] = &[
     Case {
         fixture: "invalid-two-unknown-keys.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, labels",
             "{file}: key `web.listen`: unknown key; allowed here: listen_address, probe_min_interval",
         ],
     },
     Case {
         fixture: "invalid-unknown-key-and-bad-value.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, labels",
             r#"key `web.listen_address`: invalid address "9875"; expected HOST:PORT, e.g. "0.0.0.0:9875""#,
         ],
     },
