@@ -40,8 +40,7 @@ pub async fn command(
     output: Output,
     warn_within: Option<Duration>,
 ) -> ExitCode {
-    let providers = match select(providers, names).and_then(|p| select_labelled(p, labels, names))
-    {
+    let providers = match select(providers, names).and_then(|p| select_labelled(p, labels, names)) {
         Ok(providers) => providers,
         Err(message) => {
             eprintln!("{message}");
@@ -115,10 +114,18 @@ fn select_labelled(
     if labels.is_empty() {
         return Ok(providers);
     }
-    let wanted = || labels.iter().map(|(name, value)| (name.as_str(), value.as_str()));
+    let wanted = || {
+        labels
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+    };
     let configured: std::collections::BTreeSet<String> = providers
         .iter()
-        .flat_map(|p| p.labels.iter().map(|(name, value)| format!("{name}={value}")))
+        .flat_map(|p| {
+            p.labels
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+        })
         .collect();
     providers.retain(|p| p.labels.matches(wanted()));
     if !providers.is_empty() {

@@ -144,9 +144,7 @@ impl Labels {
 
     /// Every label as `(name, value)`, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs()
-            .iter()
-            .map(|(name, value)| (&**name, &**value))
+        self.pairs().iter().map(|(name, value)| (&**name, &**value))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

@@ -31,7 +31,12 @@ fn per_provider(
             out.family(name, kind, help);
             wrote_header = true;
         }
-        out.sample(name, &[(SeriesLabel::Provider, provider)], &series.labels, value);
+        out.sample(
+            name,
+            &[(SeriesLabel::Provider, provider)],
+            &series.labels,
+            value,
+        );
         out.series_done();
     }
 }
@@ -54,7 +59,10 @@ fn per_code(
             let _ = write!(digits, "{code}");
             out.sample(
                 name,
-                &[(SeriesLabel::Code, &digits), (SeriesLabel::Provider, provider)],
+                &[
+                    (SeriesLabel::Code, &digits),
+                    (SeriesLabel::Provider, provider),
+                ],
                 &series.labels,
                 count as f64,
             );
@@ -83,7 +91,10 @@ fn per_reason(
             }
             out.sample(
                 name,
-                &[(SeriesLabel::Provider, provider), (SeriesLabel::Reason, reason)],
+                &[
+                    (SeriesLabel::Provider, provider),
+                    (SeriesLabel::Reason, reason),
+                ],
                 &series.labels,
                 *count as f64,
             );
@@ -154,7 +165,10 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
             if let Some(grant) = series.grant {
                 out.sample(
                     name,
-                    &[(SeriesLabel::GrantType, grant.as_str()), (SeriesLabel::Provider, provider)],
+                    &[
+                        (SeriesLabel::GrantType, grant.as_str()),
+                        (SeriesLabel::Provider, provider),
+                    ],
                     &series.labels,
                     1.0,
                 );
@@ -302,7 +316,10 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
             for phase in [Phase::Canary, Phase::Token] {
                 out.sample(
                     name,
-                    &[(SeriesLabel::Phase, phase.as_str()), (SeriesLabel::Provider, provider)],
+                    &[
+                        (SeriesLabel::Phase, phase.as_str()),
+                        (SeriesLabel::Provider, provider),
+                    ],
                     &series.labels,
                     series.unauthorized[phase as usize] as f64,
                 );

@@ -16,8 +16,8 @@ use std::time::SystemTime;
 use super::catalogue::write_providers;
 use super::latency::{self, Latency};
 use super::snapshot::{Families, Kind, Sink, merged, named};
-use crate::config::{Labels, SeriesLabel};
 use super::{LATENCY_BUCKETS, Metrics};
+use crate::config::{Labels, SeriesLabel};
 
 /// `MetricFamily` fields.
 const FAMILY_NAME: u32 = 1;

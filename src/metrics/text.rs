@@ -12,8 +12,8 @@ use prometheus::{Encoder, TextEncoder};
 use super::catalogue::write_providers;
 use super::latency::Latency;
 use super::snapshot::{Families, Kind, Sink, merged, named};
-use crate::config::{Labels, SeriesLabel};
 use super::{LATENCY_BUCKETS, Metrics};
+use crate::config::{Labels, SeriesLabel};
 
 impl Metrics {
     /// Writes the text exposition to `sink`, a chunk at a time.

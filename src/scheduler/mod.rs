@@ -766,7 +766,7 @@ mod tests {
     async fn a_panicking_cycle_is_counted_and_probing_continues() {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let recorders = Recorders::new(Arc::clone(&metrics));
-        let handles = recorders.add(&Arc::from("flaky"), false);
+        let handles = recorders.add(&Arc::from("flaky"), false, &Labels::default());
         let cycles = Arc::new(AtomicUsize::new(0));
         let cancel = CancellationToken::new();
         let task = tokio::spawn(run_provider(
@@ -821,7 +821,7 @@ mod size_tests {
         let client = transport::build_client(&Default::default(), &Default::default(), &slots)
             .expect("a client");
         let recorders = Recorders::new(Arc::new(crate::metrics::Metrics::new()));
-        let handles = recorders.add(&Arc::from("p"), false);
+        let handles = recorders.add(&Arc::from("p"), false, &Labels::default());
         let task = run_provider(
             Box::new(Prober::new(Arc::new(config), client)),
             recorders,

@@ -23,7 +23,11 @@ pub fn render(board: &StatusBoard, telemetry_path: &str, filter: &[(String, Stri
     let now = SystemTime::now();
     let mut rows = board.snapshot();
     let configured = rows.len();
-    let wanted = || filter.iter().map(|(name, value)| (name.as_str(), value.as_str()));
+    let wanted = || {
+        filter
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+    };
     rows.retain(|(_, status)| status.labels.matches(wanted()));
     let filtered = if filter.is_empty() {
         String::new()

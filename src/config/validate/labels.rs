@@ -239,9 +239,7 @@ mod tests {
             client_secret = "s"
             "#
         );
-        let problems = load_str(&toml, &Overrides::default())
-            .unwrap_err()
-            .problems;
+        let problems = load_str(&toml, &Overrides::default()).unwrap_err().problems;
         let reserved = "provider, reason, phase, code, credential, grant_type, le, job, instance, alertname, alertstate, severity";
         let ours = |key: &str, name: &str| {
             format!(
