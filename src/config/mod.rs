@@ -125,11 +125,14 @@ pub struct ProviderConfig {
 /// with equal sets share one allocation, and the provider's series, status row and `/probe`
 /// page point at it rather than copy it (a provider without labels allocates nothing).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Labels(Option<Arc<[(Box<str>, Box<str>)]>>);
+pub struct Labels(Option<Arc<[LabelPair]>>);
+
+/// One label: its name and value.
+pub type LabelPair = (Box<str>, Box<str>);
 
 impl Labels {
     /// The set of these pairs, which must be sorted by name and unique (validation's job).
-    pub(crate) fn new(pairs: Vec<(Box<str>, Box<str>)>) -> Labels {
+    pub(crate) fn new(pairs: Vec<LabelPair>) -> Labels {
         if pairs.is_empty() {
             Labels(None)
         } else {
@@ -138,7 +141,7 @@ impl Labels {
     }
 
     /// Every label, sorted by name.
-    pub fn pairs(&self) -> &[(Box<str>, Box<str>)] {
+    pub fn pairs(&self) -> &[LabelPair] {
         self.0.as_deref().unwrap_or_default()
     }
 
