@@ -266,6 +266,36 @@ fn every_alert_has_annotations_and_firing_and_silent_unit_tests() {
             "{name}: no unit test where it fires"
         );
     }
+
+    // Issue 26: every alert about a provider has a unit test where it fires for a provider with
+    // its own `team` and `env` labels and carries both (promtool compares the labels exactly).
+    // The exporter and shard alerts read series without a provider: they have none to carry.
+    let mut current = "";
+    let mut carried = BTreeSet::new();
+    for line in &lines {
+        if let Some(name) = line.strip_prefix("alertname: ") {
+            current = name;
+        } else if line.starts_with("- exp_labels:")
+            && line.contains("team: payments")
+            && line.contains("env: prod")
+        {
+            carried.insert(current);
+        }
+    }
+    let about_providers: BTreeSet<&str> = ALERTS
+        .iter()
+        .copied()
+        .filter(|name| {
+            !matches!(
+                *name,
+                "OAuth2ExporterDown" | "OAuth2ExporterShardingMismatch"
+            )
+        })
+        .collect();
+    assert_eq!(
+        carried, about_providers,
+        "alerts with a unit test firing with a provider's own labels"
+    );
 }
 
 // ------------------------------------------------------------------------------------------------
