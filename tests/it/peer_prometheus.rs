@@ -986,7 +986,15 @@ fn scrape_and_query(test: &str, histograms: Histograms) {
     } else {
         ""
     };
-    let exporter = Exporter::start(&format!("{mode}{}", every_state_config(&peer)));
+    // Issue 26: one provider has its own labels, which every rule must keep.
+    let config = every_state_config(&peer).replacen(
+        &format!("[providers.{WRONG_SECRET}.token]"),
+        &format!(
+            "[providers.{WRONG_SECRET}]\nlabels = {{ team = \"payments\", env = \"test\" }}\n\n[providers.{WRONG_SECRET}.token]"
+        ),
+        1,
+    );
+    let exporter = Exporter::start(&format!("{mode}{config}"));
     let prometheus = Prometheus::start(&prometheus_bin, exporter.addr(), native);
     let context = || {
         format!(
@@ -1132,6 +1140,32 @@ fn scrape_and_query(test: &str, histograms: Histograms) {
         ] {
             if prometheus.query(&pending(alert, provider)).is_empty() {
                 return Err(format!("{alert} not pending for {provider}\n{}", context()));
+            }
+        }
+        Ok(())
+    });
+    // Issue 26: the labelled provider's team and env come out of every recording rule that has
+    // its data, and on its alert, so an Alertmanager route on `team` finds it.
+    poll(WAIT, "the provider's own labels kept by the rules", || {
+        for selector in [
+            "provider_reason:oauth2_token_request_failures:increase10m",
+            "provider_reason:oauth2_token_credentials_rejected:increase10m",
+            "provider_phase_reason:oauth2_probe_backoff:max10m",
+            "provider:oauth2_token_request_duration_seconds:p95_rate10m",
+            "provider:oauth2_probe_interval_seconds:avg1h",
+            "ALERTS{alertname=\"OAuth2CredentialsRejected\",",
+        ] {
+            let query = match selector.strip_suffix(',') {
+                Some(open) => format!("{open},team=\"payments\",env=\"test\"}}"),
+                None => format!("{selector}{{team=\"payments\",env=\"test\"}}"),
+            };
+            let series = prometheus.query(&query);
+            let providers: BTreeSet<&str> = series
+                .iter()
+                .filter_map(|s| s.labels.get("provider").map(String::as_str))
+                .collect();
+            if providers != BTreeSet::from([WRONG_SECRET]) {
+                return Err(format!("{query}: {series:?}\n{}", context()));
             }
         }
         Ok(())
