@@ -529,3 +529,97 @@ async fn endpoints_answer_as_specified() {
     assert!(delete.headers().contains_key("allow"));
     daemon.stop().await;
 }
+
+/// Issue 26: `labels` from `[defaults]` and the provider's own table are on every series of the
+/// provider, on `/metrics` and on `/probe`: the same series, one more label each. `broken`
+/// overrides the default `env` with nothing (removes it) and adds its own `team`. (The protobuf
+/// page is decoded and compared in the unit tests of `src/metrics/protobuf`, and read by a real
+/// Prometheus in tests/it/peer_prometheus.rs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_own_labels_are_on_every_one_of_its_series() {
+    let fake = fakes().await;
+    let api = fake.url("/api");
+    let toml = [
+        support::config::defaults(&[
+            ("interval", "\"200ms\""),
+            ("timeout", r#""2s""#),
+            ("labels", r#"{ team = "payments", env = "prod" }"#),
+        ]),
+        support::config::providers(&[
+            Provider::new("healthy", &fake.url("/healthy/token"))
+                .client("healthy-client", "healthy-secret")
+                .canary(&api),
+            Provider::new("broken", &fake.url("/broken/token"))
+                .client("broken-client", "wrong-secret")
+                .setting("labels", r#"{ team = "identity", env = "" }"#)
+                .canary(&api),
+        ]),
+    ]
+    .concat();
+    let daemon = Daemon::start(&toml).await;
+    let text = daemon
+        .wait_for(
+            |m| {
+                ["healthy", "broken"].iter().all(|p| {
+                    m.lines().any(|line| {
+                        line.starts_with("oauth2_token_requests_total{")
+                            && line.contains(&format!("provider=\"{p}\""))
+                            && line.ends_with(" 2")
+                    })
+                })
+            },
+            WAIT,
+        )
+        .await;
+    let exposition = parse(&text);
+    let expected = |provider: &str| -> BTreeMap<String, String> {
+        let pairs: &[(&str, &str)] = match provider {
+            "healthy" => &[("team", "payments"), ("env", "prod")],
+            _ => &[("team", "identity")],
+        };
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let mut seen = BTreeMap::new();
+    for (name, labels) in &exposition.samples {
+        let Some(provider) = labels.get("provider") else {
+            continue;
+        };
+        *seen.entry(provider.clone()).or_insert(0) += 1;
+        let own: BTreeMap<String, String> = labels
+            .iter()
+            .filter(|(k, _)| matches!(k.as_str(), "team" | "env"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(own, expected(provider), "{name}{labels:?}");
+    }
+    assert!(
+        seen.values().all(|count| *count > 15),
+        "series per provider: {seen:?}"
+    );
+
+    // `/probe`: every series of the on-demand cycle, the failure's included.
+    for (provider, own) in [
+        ("healthy", r#"env="prod",team="payments""#),
+        ("broken", r#"team="identity""#),
+    ] {
+        let page = support::get_text(&daemon.url(&format!("/probe?provider={provider}"))).await;
+        let series: Vec<&str> = page.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(series.len() >= 4, "{page}");
+        for line in &series {
+            assert!(line.contains(own), "{provider}: {line}");
+            assert_eq!(line.contains("env="), provider == "healthy", "{line}");
+        }
+        if provider == "broken" {
+            assert!(
+                page.contains(&format!(
+                    "oauth2_probe_failure{{phase=\"token\",reason=\"invalid_client\",{own}}} 1"
+                )),
+                "{page}"
+            );
+        }
+    }
+    daemon.stop().await;
+}
