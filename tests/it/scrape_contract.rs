@@ -564,7 +564,10 @@ async fn a_providers_own_labels_are_on_every_one_of_its_series() {
                     m.lines().any(|line| {
                         line.starts_with("oauth2_token_requests_total{")
                             && line.contains(&format!("provider=\"{p}\""))
-                            && line.ends_with(" 2")
+                            && line
+                                .rsplit_once(' ')
+                                .and_then(|(_, value)| value.parse::<f64>().ok())
+                                >= Some(2.0)
                     })
                 })
             },
@@ -621,5 +624,90 @@ async fn a_providers_own_labels_are_on_every_one_of_its_series() {
             );
         }
     }
+    daemon.stop().await;
+}
+
+/// Issue 26: the status page shows each provider's labels, each a link to the page filtered by
+/// it, and `/?NAME=VALUE` shows only the providers labelled so (several: all must match; a name
+/// no provider has matches none), every value escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_the_labels_and_filters_by_them() {
+    let fake = fakes().await;
+    let toml = [
+        support::config::defaults(&[("interval", "\"1h\""), ("labels", r#"{ env = "prod" }"#)]),
+        support::config::providers(&[
+            Provider::new("healthy", &fake.url("/healthy/token")).setting(
+                "labels",
+                r#"{ team = "payments", zone = "eu <west> & \"1\"" }"#,
+            ),
+            Provider::new("broken", &fake.url("/broken/token"))
+                .setting("labels", r#"{ team = "identity" }"#),
+            Provider::new("plain", &fake.url("/healthy/token"))
+                .setting("labels", r#"{ env = "" }"#),
+        ]),
+    ]
+    .concat();
+    let daemon = Daemon::start(&toml).await;
+    let rows = |page: &str| -> Vec<String> {
+        page.split("data-provider=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('"'))
+            .map(|(name, _)| name.to_string())
+            .collect()
+    };
+    let page = |query: &'static str| {
+        let url = daemon.url(&format!("/{query}"));
+        async move { support::get_text(&url).await }
+    };
+
+    let all = page("").await;
+    let mut shown = rows(&all);
+    shown.sort();
+    assert_eq!(shown, ["broken", "healthy", "plain"], "{all}");
+    let healthy_row = all
+        .lines()
+        .find(|line| line.contains("data-provider=\"healthy\""))
+        .unwrap();
+    for link in [
+        r#"<a href="?env=prod">env=prod</a>"#,
+        r#"<a href="?team=payments">team=payments</a>"#,
+        r#"<a href="?zone=eu+%3Cwest%3E+%26+%221%22">zone=eu &lt;west&gt; &amp; &quot;1&quot;</a>"#,
+    ] {
+        assert!(healthy_row.contains(link), "{link} in {healthy_row}");
+    }
+    let plain_row = all
+        .lines()
+        .find(|line| line.contains("data-provider=\"plain\""))
+        .unwrap();
+    assert!(!plain_row.contains("class=\"labels\""), "{plain_row}");
+    assert!(!all.contains("class=\"filter\""), "no filter, no note");
+
+    for (query, expected) in [
+        ("?team=payments", vec!["healthy"]),
+        ("?env=prod", vec!["broken", "healthy"]),
+        ("?env=prod&team=identity", vec!["broken"]),
+        ("?env=prod&team=nobody", vec![]),
+        ("?owner=payments", vec![]),
+        ("?zone=eu+%3Cwest%3E+%26+%221%22", vec!["healthy"]),
+    ] {
+        let filtered = page(query).await;
+        let mut shown = rows(&filtered);
+        shown.sort();
+        assert_eq!(shown, expected, "{query}: {filtered}");
+        assert!(filtered.contains("class=\"filter\""), "{query}: {filtered}");
+        if expected.is_empty() {
+            assert!(
+                filtered.contains("No provider has these labels."),
+                "{query}: {filtered}"
+            );
+        }
+    }
+    // What the filter note echoes of the request is escaped.
+    let hostile = page("?team=%3Cscript%3Ex%3C%2Fscript%3E").await;
+    assert!(!hostile.contains("<script>"), "{hostile}");
+    assert!(
+        hostile.contains("labelled team=&lt;script&gt;x&lt;/script&gt;"),
+        "{hostile}"
+    );
     daemon.stop().await;
 }
