@@ -901,3 +901,31 @@ fn a_wrong_type_under_providers_never_quotes_the_value() {
         "{stderr}"
     );
 }
+
+/// Issue 26: `labels` can be set through the environment like any table
+/// (`OAUTH2_EXPORTER_PROVIDERS__OKQ8__LABELS__TEAM`), the name lower-cased as every key is, and
+/// is checked like the file's: a name the exporter's series use is a configuration error (exit
+/// 2) naming the key and what is allowed.
+#[test]
+fn labels_from_the_environment_are_checked_like_the_files() {
+    let output = check(
+        &fixture("valid-minimal.toml"),
+        &[
+            ("OAUTH2_EXPORTER_DEFAULTS__LABELS__TEAM", "payments"),
+            ("OAUTH2_EXPORTER_PROVIDERS__OKQ8__LABELS__REASON", "x"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: {}: invalid configuration (1 problem):\n  key `providers.okq8.labels.reason`: label name \"reason\" is one the exporter's own series use; allowed: any label name but provider, reason, phase, code, credential, grant_type, le, job, instance, alertname, alertstate, severity\n",
+            fixture("valid-minimal.toml").display()
+        )
+    );
+    let output = check(
+        &fixture("valid-minimal.toml"),
+        &[("OAUTH2_EXPORTER_PROVIDERS__OKQ8__LABELS__TEAM", "payments")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+}
