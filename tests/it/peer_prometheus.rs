@@ -815,6 +815,12 @@ fn dashboard_has_datasource_and_provider_variables_and_every_query_uses_them() {
     assert!(selector.starts_with("oauth2_probe_success"), "{selector}");
     assert_eq!(label, "provider");
 
+    // Issue 26: an ad-hoc filter on any label (a provider's own `team`, `env`, ...), which
+    // Grafana adds to every query of the data source it is scoped to: the dashboard's.
+    let filters = variable(&dashboard, "filters");
+    assert_eq!(filters["type"], "adhoc");
+    assert_eq!(filters["datasource"]["uid"], "${datasource}");
+
     for panel in panels(&dashboard) {
         let title = panel["title"].as_str().unwrap_or("?");
         if panel["type"] == "row" {
