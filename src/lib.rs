@@ -78,7 +78,7 @@
 //! - `logging`: logfmt or JSON logs on standard error.
 //! - `memory`: glibc's malloc thresholds fixed at start, and the pages freed by loading a
 //!   configuration handed back to the system (the crate's only `unsafe` code: `mallopt` and
-//!   `malloc_trim`).
+//!   `malloc_trim`; the unit tests add an allocation counter, `metrics/tests.rs`).
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
 //!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!

@@ -228,7 +228,7 @@ fn text_page(page: &[u8]) -> (BTreeMap<String, f64>, Vec<String>) {
     (samples, headers)
 }
 
-fn report(token_seconds: &[f64], canary_seconds: &[f64]) -> CycleReport {
+pub(crate) fn report(token_seconds: &[f64], canary_seconds: &[f64]) -> CycleReport {
     let token_requests = token_seconds
         .iter()
         .enumerate()
@@ -456,7 +456,7 @@ fn the_protobuf_page_gzips() {
 }
 
 /// The provider's own labels as validation makes them (sorted, interned).
-fn own_labels(toml_labels: &str) -> crate::config::Labels {
+pub(crate) fn own_labels(toml_labels: &str) -> crate::config::Labels {
     let toml = format!(
         "[providers.alpha]\nlabels = {toml_labels}\n[providers.alpha.token]\nurl = \"https://idp.example/token\"\nclient_id = \"id\"\nclient_secret = \"s\"\n"
     );
