@@ -117,12 +117,7 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     let (name, value) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} has no `=`; expected NAME=VALUE, e.g. team=payments"))?;
-    let mut chars = name.chars();
-    let valid_name = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid_name {
+    if !crate::config::is_valid_label_name(name) {
         return Err(format!(
             "{name:?} is not a label name; expected NAME=VALUE with NAME a letter or _ then letters, digits or _"
         ));

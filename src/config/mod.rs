@@ -45,8 +45,8 @@ pub use expiry::expired_credential_warnings;
 pub(crate) use load::FileLayer;
 pub use load::{Overrides, expand_paths, exposed_secrets_warning, load_file, load_files, load_str};
 pub(crate) use messages::describe_error;
-pub use validate::is_valid_provider_name;
 pub(crate) use validate::percent_decode;
+pub use validate::{is_valid_label_name, is_valid_provider_name};
 
 // ---------------------------------------------------------------------------------------------
 // Validated configuration.

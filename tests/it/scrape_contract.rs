@@ -193,19 +193,28 @@ async fn fakes() -> FakeServer {
 }
 
 fn config(fake: &FakeServer, interval: &str) -> String {
+    config_labelled(fake, interval, None)
+}
+
+/// [`config`], with `labels` of `[defaults]` and of `broken` when given (issue 26).
+fn config_labelled(fake: &FakeServer, interval: &str, labels: Option<(&str, &str)>) -> String {
     let api = fake.url("/api");
+    let interval = format!("\"{interval}\"");
+    let mut defaults = vec![("interval", interval.as_str()), ("timeout", r#""2s""#)];
+    let mut broken = Provider::new("broken", &fake.url("/broken/token"))
+        .client("broken-client", "wrong-secret")
+        .canary(&api);
+    if let Some((defaults_labels, broken_labels)) = labels {
+        defaults.push(("labels", defaults_labels));
+        broken = broken.setting("labels", broken_labels);
+    }
     [
-        support::config::defaults(&[
-            ("interval", &format!("\"{interval}\"")),
-            ("timeout", r#""2s""#),
-        ]),
+        support::config::defaults(&defaults),
         support::config::providers(&[
             Provider::new("healthy", &fake.url("/healthy/token"))
                 .client("healthy-client", "healthy-secret")
                 .canary(&api),
-            Provider::new("broken", &fake.url("/broken/token"))
-                .client("broken-client", "wrong-secret")
-                .canary(&api),
+            broken,
         ]),
     ]
     .concat()
@@ -538,24 +547,14 @@ async fn endpoints_answer_as_specified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_providers_own_labels_are_on_every_one_of_its_series() {
     let fake = fakes().await;
-    let api = fake.url("/api");
-    let toml = [
-        support::config::defaults(&[
-            ("interval", "\"200ms\""),
-            ("timeout", r#""2s""#),
-            ("labels", r#"{ team = "payments", env = "prod" }"#),
-        ]),
-        support::config::providers(&[
-            Provider::new("healthy", &fake.url("/healthy/token"))
-                .client("healthy-client", "healthy-secret")
-                .canary(&api),
-            Provider::new("broken", &fake.url("/broken/token"))
-                .client("broken-client", "wrong-secret")
-                .setting("labels", r#"{ team = "identity", env = "" }"#)
-                .canary(&api),
-        ]),
-    ]
-    .concat();
+    let toml = config_labelled(
+        &fake,
+        "200ms",
+        Some((
+            r#"{ team = "payments", env = "prod" }"#,
+            r#"{ team = "identity", env = "" }"#,
+        )),
+    );
     let daemon = Daemon::start(&toml).await;
     let text = daemon
         .wait_for(

@@ -92,14 +92,19 @@ fn checked(
         .collect()
 }
 
-/// Why `name` cannot be a provider's label, if it cannot.
-pub(in crate::config) fn name_problem(name: &str) -> Option<String> {
+/// Whether `name` is a Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*` (for `labels` and
+/// `check --label`).
+pub fn is_valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
-    let valid = chars
+    chars
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Why `name` cannot be a provider's label, if it cannot.
+pub(in crate::config) fn name_problem(name: &str) -> Option<String> {
+    if !is_valid_label_name(name) {
         return Some(format!(
             "invalid label name {name:?}; allowed: a Prometheus label name, a letter or _ then letters, digits or _ ([a-zA-Z_][a-zA-Z0-9_]*)"
         ));

@@ -26,6 +26,7 @@ use super::{
     ProxySetting, WebConfig,
 };
 
+pub use self::labels::is_valid_label_name;
 pub(crate) use self::proxy::percent_decode;
 pub(super) use self::web::check_listen_addresses;
 
