@@ -992,11 +992,13 @@ fn scrape_and_query(test: &str, histograms: Histograms) {
     } else {
         ""
     };
-    // Issue 26: one provider has its own labels, which every rule must keep.
+    // Issue 26: one provider has its own labels, which every rule must keep, one of them text
+    // that the exposition formats must escape (Prometheus reads it back as it was written).
+    let note = "say \"hi\" \\ C:\\dir\nnext line, é";
     let config = every_state_config(&peer).replacen(
         &format!("[providers.{WRONG_SECRET}.token]"),
         &format!(
-            "[providers.{WRONG_SECRET}]\nlabels = {{ team = \"payments\", env = \"test\" }}\n\n[providers.{WRONG_SECRET}.token]"
+            "[providers.{WRONG_SECRET}]\nlabels = {{ team = \"payments\", env = \"test\", note = {note:?} }}\n\n[providers.{WRONG_SECRET}.token]"
         ),
         1,
     );
@@ -1176,6 +1178,15 @@ fn scrape_and_query(test: &str, histograms: Histograms) {
         }
         Ok(())
     });
+    let stored = prometheus.query(&format!(
+        "oauth2_token_requests_total{{provider=\"{WRONG_SECRET}\"}}"
+    ));
+    assert!(
+        stored
+            .iter()
+            .all(|s| s.labels.get("note").map(String::as_str) == Some(note)),
+        "{stored:?}"
+    );
     // (Not the timing alerts ProbesStale and TokenEndpointSlow: with a 1 s interval on CI's
     // shared cores a late cycle is not a rule bug.)
     let healthy_alerts = prometheus.query(&format!(
