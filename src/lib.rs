@@ -23,10 +23,12 @@
 //! - [`config`]: `exporter.toml` and the `OAUTH2_EXPORTER_*` environment, in two steps: `raw`
 //!   (as written: each table's struct and the keys it allows, declared together) then
 //!   `validate/` (ready-to-use values, every bad key named), a file per section: `web`,
-//!   `metrics`, `proxy`, `token` with `client_auth` and `claims` (`[token.expect]`), `canary`,
-//!   `tls`, and what they share in `values`. `load` reads and layers the files, `env` is the
-//!   environment layer, `messages` turns parser errors into lines that never show a secret,
-//!   `expiry` reads expiry dates and warns of past ones, `mod.rs` holds the validated types.
+//!   `metrics`, `proxy`, `labels` (a provider's own labels, checked against `SeriesLabel`, the
+//!   label names the metrics use, and interned), `token` with `client_auth` and `claims`
+//!   (`[token.expect]`), `canary`, `tls`, and what they share in `values`. `load` reads and
+//!   layers the files, `env` is the environment layer, `messages` turns parser errors into
+//!   lines that never show a secret, `expiry` reads expiry dates and warns of past ones,
+//!   `mod.rs` holds the validated types.
 //! - [`secrets`]: the self-redacting secret types (one macro makes them all), secret sources
 //!   re-read on use, scrubbing of server text.
 //! - `signing`: key material for client assertions (PEM private keys and certificates, whether
@@ -64,7 +66,8 @@
 //!   `protobuf` (each imports only the neutral part and the catalogue), and `exposition` (the
 //!   entry points: a format, gzip or not); one report as the `/probe` page (`probe_page`).
 //!   Every metric name and HELP text is written in this folder only.
-//! - `status`: what the status page shows, recorded from the same report as the metrics.
+//! - `status`: what the status page shows, recorded from the same report as the metrics, with
+//!   each provider's own labels (the page filters on them).
 //! - `web/`: routing, health, readiness, reload and the basic-auth gate (`mod.rs`); the accept
 //!   loop and response bodies (`server`), `--web.config.file` (`security`), `/metrics` under
 //!   load, gzip shared and plain text streamed (`scrape`),
