@@ -1,8 +1,8 @@
 //! The provider families of `/metrics`: every name, type, HELP text and label of a
 //! per-provider series, in the order both formats write them, through [`Families`] (the
 //! credential and certificate expiry families are in `expiry`). Knows no format. Label names
-//! are [`SeriesLabel`]s, the set a provider's own labels are
-//! checked against; those own labels go with every series (issue 26).
+//! are [`SeriesLabel`]s, the set a provider's own labels are checked against; those own labels
+//! go with every series (issue 26).
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
