@@ -218,7 +218,11 @@ fn table(results: &[CheckResult], now: SystemTime, warn_within: Option<Duration>
         .max("PROVIDER".len());
     // A LABELS column only when some provider has labels: a fleet without them keeps its table.
     let labels: Vec<String> = results.iter().map(|r| shown_labels(&r.labels)).collect();
-    let labels_width = labels.iter().map(String::len).max().unwrap_or(0);
+    let labels_width = labels
+        .iter()
+        .map(|text| text.chars().count())
+        .max()
+        .unwrap_or(0);
     let labels_column = |text: &str| {
         if labels_width == 0 {
             String::new()
@@ -331,11 +335,22 @@ fn table(results: &[CheckResult], now: SystemTime, warn_within: Option<Duration>
     out
 }
 
-/// A provider's labels as the table shows them: `env=prod,team=payments` (empty for none).
+/// A provider's labels as the table shows them: `env=prod,team=payments` (empty for none),
+/// control characters escaped so that a value never breaks its row.
 fn shown_labels(labels: &Labels) -> String {
     labels
         .iter()
-        .map(|(name, value)| format!("{name}={value}"))
+        .map(|(name, value)| {
+            let mut shown = format!("{name}=");
+            for c in value.chars() {
+                if c.is_control() {
+                    shown.extend(c.escape_default());
+                } else {
+                    shown.push(c);
+                }
+            }
+            shown
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -429,4 +444,28 @@ fn json(results: &[CheckResult], deadline: Option<SystemTime>) -> String {
         });
     serde_json::to_string_pretty(&json!({"passed": passed, "providers": providers}))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Overrides, load_str};
+
+    /// A label value with a newline or a tab stays on its table row, escaped; other text (quotes,
+    /// UTF-8) as written.
+    #[test]
+    fn the_table_shows_labels_on_one_line() {
+        let toml = r#"
+            [providers.p]
+            labels = { team = "pay \"ments\" é", note = "two\nlines\tand tab" }
+            [providers.p.token]
+            url = "https://idp.example/token"
+            client_id = "id"
+            client_secret = "s"
+        "#;
+        let config = load_str(toml, &Overrides::default()).expect("valid");
+        assert_eq!(
+            super::shown_labels(&config.providers[0].labels),
+            r#"note=two\nlines\tand tab,team=pay "ments" é"#
+        );
+    }
 }
