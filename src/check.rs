@@ -1,5 +1,6 @@
-//! `oauth2-exporter check`: every (or the named) provider's cycle once, concurrently, reported
-//! as a table or JSON, for CI pipelines, cron, and "did my new secret work?".
+//! `oauth2-exporter check`: every (or the named, or the labelled) provider's cycle once,
+//! concurrently, reported as a table or JSON, for CI pipelines, cron, and "did my new secret
+//! work?".
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 
-use crate::config::ProviderConfig;
+use crate::config::{Labels, ProviderConfig};
 use crate::humanize::{human, until};
 use crate::probe::expiry::{Credential, Expiry};
 use crate::probe::transport;
@@ -29,16 +30,17 @@ pub enum Output {
 }
 
 /// `oauth2-exporter check` once the configuration is loaded: keeps the providers named in
-/// `names` (all when empty), runs them, prints the results. Exit 0 when all pass, 1 when any
-/// fails or (with `warn_within`) when a credential or certificate expires within that window,
-/// 2 for an unknown name.
+/// `names` (all when empty) that have every label of `labels`, runs them, prints the results.
+/// Exit 0 when all pass, 1 when any fails or (with `warn_within`) when a credential or
+/// certificate expires within that window, 2 for an unknown name or labels no provider has.
 pub async fn command(
     providers: Vec<ProviderConfig>,
     names: &[String],
+    labels: &[(String, String)],
     output: Output,
     warn_within: Option<Duration>,
 ) -> ExitCode {
-    let providers = match select(providers, names) {
+    let providers = match select(providers, names).and_then(|p| select_labelled(p, labels, names)) {
         Ok(providers) => providers,
         Err(message) => {
             eprintln!("{message}");
@@ -102,9 +104,59 @@ fn select(
     Ok(providers)
 }
 
+/// The providers with every label of `labels` (all when empty), or the message saying none has
+/// them (among those `--provider` named, if any) and which labels the providers have.
+fn select_labelled(
+    mut providers: Vec<ProviderConfig>,
+    labels: &[(String, String)],
+    names: &[String],
+) -> Result<Vec<ProviderConfig>, String> {
+    if labels.is_empty() {
+        return Ok(providers);
+    }
+    let wanted = || {
+        labels
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+    };
+    let configured: std::collections::BTreeSet<String> = providers
+        .iter()
+        .flat_map(|p| {
+            p.labels
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+        })
+        .collect();
+    providers.retain(|p| p.labels.matches(wanted()));
+    if !providers.is_empty() {
+        return Ok(providers);
+    }
+    Err(format!(
+        "error: no provider{} has the label{} {}; the labels configured{}: {}",
+        if names.is_empty() {
+            ""
+        } else {
+            " named by --provider"
+        },
+        if labels.len() == 1 { "" } else { "s" },
+        labels
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if names.is_empty() { "" } else { " there" },
+        if configured.is_empty() {
+            "none".to_string()
+        } else {
+            configured.into_iter().collect::<Vec<_>>().join(", ")
+        }
+    ))
+}
+
 /// One provider's result.
 struct CheckResult {
     provider: String,
+    labels: Labels,
     report: CycleReport,
     held: Option<HeldToken>,
 }
@@ -123,12 +175,14 @@ async fn run(providers: Vec<ProviderConfig>) -> Result<Vec<CheckResult>, transpo
         let client = transport::client_for(&provider.tls, &provider.proxy, &shared)?;
         cycles.spawn(async move {
             let name = provider.name.clone();
+            let labels = provider.labels.clone();
             let mut prober = Prober::new(std::sync::Arc::new(provider), client);
             let report = prober.run_cycle(None).await;
             (
                 index,
                 CheckResult {
                     provider: name,
+                    labels,
                     report,
                     held: prober.held().cloned(),
                 },
@@ -162,13 +216,36 @@ fn table(results: &[CheckResult], now: SystemTime, warn_within: Option<Duration>
         .max()
         .unwrap_or(0)
         .max("PROVIDER".len());
+    // A LABELS column only when some provider has labels: a fleet without them keeps its table.
+    let labels: Vec<String> = results.iter().map(|r| shown_labels(&r.labels)).collect();
+    let labels_width = labels
+        .iter()
+        .map(|text| text.chars().count())
+        .max()
+        .unwrap_or(0);
+    let labels_column = |text: &str| {
+        if labels_width == 0 {
+            String::new()
+        } else {
+            let text = if text.is_empty() { "-" } else { text };
+            format!("{text:<width$}  ", width = labels_width.max("LABELS".len()))
+        }
+    };
     let mut out = format!(
-        "{:<width$}  {:<6}  {:<22}  {:>9}  {:>8}  {:<20}  {:>9}  {}\n",
-        "PROVIDER", "RESULT", "TOKEN", "LIFETIME", "TOKEN MS", "CANARY", "CANARY MS", "EXPIRES"
+        "{:<width$}  {}{:<6}  {:<22}  {:>9}  {:>8}  {:<20}  {:>9}  {}\n",
+        "PROVIDER",
+        labels_column("LABELS"),
+        "RESULT",
+        "TOKEN",
+        "LIFETIME",
+        "TOKEN MS",
+        "CANARY",
+        "CANARY MS",
+        "EXPIRES"
     );
     let mut details = String::new();
     let mut warnings = String::new();
-    for result in results {
+    for (result, labels) in results.iter().zip(&labels) {
         let report = &result.report;
         let token = match report.token_requests.last() {
             Some(outcome) => match &outcome.result {
@@ -201,8 +278,9 @@ fn table(results: &[CheckResult], now: SystemTime, warn_within: Option<Duration>
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "{:<width$}  {:<6}  {:<22}  {:>9}  {:>8}  {:<20}  {:>9}  {}",
+            "{:<width$}  {}{:<6}  {:<22}  {:>9}  {:>8}  {:<20}  {:>9}  {}",
             result.provider,
+            labels_column(labels),
             if report.success { "ok" } else { "FAIL" },
             token,
             lifetime,
@@ -255,6 +333,26 @@ fn table(results: &[CheckResult], now: SystemTime, warn_within: Option<Duration>
         out.push_str(&warnings);
     }
     out
+}
+
+/// A provider's labels as the table shows them: `env=prod,team=payments` (empty for none),
+/// control characters escaped so that a value never breaks its row.
+fn shown_labels(labels: &Labels) -> String {
+    labels
+        .iter()
+        .map(|(name, value)| {
+            let mut shown = format!("{name}=");
+            for c in value.chars() {
+                if c.is_control() {
+                    shown.extend(c.escape_default());
+                } else {
+                    shown.push(c);
+                }
+            }
+            shown
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The same as JSON: an object with `passed` and one entry per provider, every expiry as
@@ -314,8 +412,14 @@ fn json(results: &[CheckResult], deadline: Option<SystemTime>) -> String {
                     )
                 })
                 .collect();
+            let labels: serde_json::Map<String, serde_json::Value> = result
+                .labels
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.into()))
+                .collect();
             json!({
                 "provider": result.provider,
+                "labels": labels,
                 "success": report.success,
                 "token": token,
                 "token_lifetime_seconds": held.and_then(|h| h.lifetime).map(|l| l.as_secs_f64()),
@@ -340,4 +444,28 @@ fn json(results: &[CheckResult], deadline: Option<SystemTime>) -> String {
         });
     serde_json::to_string_pretty(&json!({"passed": passed, "providers": providers}))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Overrides, load_str};
+
+    /// A label value with a newline or a tab stays on its table row, escaped; other text (quotes,
+    /// UTF-8) as written.
+    #[test]
+    fn the_table_shows_labels_on_one_line() {
+        let toml = r#"
+            [providers.p]
+            labels = { team = "pay \"ments\" é", note = "two\nlines\tand tab" }
+            [providers.p.token]
+            url = "https://idp.example/token"
+            client_id = "id"
+            client_secret = "s"
+        "#;
+        let config = load_str(toml, &Overrides::default()).expect("valid");
+        assert_eq!(
+            super::shown_labels(&config.providers[0].labels),
+            r#"note=two\nlines\tand tab,team=pay "ments" é"#
+        );
+    }
 }

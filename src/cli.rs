@@ -98,6 +98,11 @@ pub struct CheckArgs {
     /// Check only this provider (may be given several times).
     #[arg(long = "provider", value_name = "NAME")]
     pub providers: Vec<String>,
+    /// Check only the providers with this label (its `labels` or the defaults'); may be given
+    /// several times, and a provider must have them all. With --provider, only the named
+    /// providers that have them.
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
     /// Output format.
     #[arg(long = "output", value_enum, default_value = "table")]
     pub output: check::Output,
@@ -105,6 +110,24 @@ pub struct CheckArgs {
     /// even if every probe passed: for a weekly CI job that nags before the break.
     #[arg(long = "warn-within", value_name = "DURATION", value_parser = parse_window)]
     pub warn_within: Option<std::time::Duration>,
+}
+
+/// `--label`: `NAME=VALUE`, a Prometheus label name and a value that is not empty.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} has no `=`; expected NAME=VALUE, e.g. team=payments"))?;
+    if !crate::config::is_valid_label_name(name) {
+        return Err(format!(
+            "{name:?} is not a label name; expected NAME=VALUE with NAME a letter or _ then letters, digits or _"
+        ));
+    }
+    if value.is_empty() {
+        return Err(format!(
+            "{text:?} has an empty value; expected NAME=VALUE, e.g. team=payments"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
 }
 
 /// `--warn-within`: a duration as the configuration writes them ("30d", "2w", "72h").

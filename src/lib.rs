@@ -23,10 +23,12 @@
 //! - [`config`]: `exporter.toml` and the `OAUTH2_EXPORTER_*` environment, in two steps: `raw`
 //!   (as written: each table's struct and the keys it allows, declared together) then
 //!   `validate/` (ready-to-use values, every bad key named), a file per section: `web`,
-//!   `metrics`, `proxy`, `token` with `client_auth` and `claims` (`[token.expect]`), `canary`,
-//!   `tls`, and what they share in `values`. `load` reads and layers the files, `env` is the
-//!   environment layer, `messages` turns parser errors into lines that never show a secret,
-//!   `expiry` reads expiry dates and warns of past ones, `mod.rs` holds the validated types.
+//!   `metrics`, `proxy`, `labels` (a provider's own labels, checked against `SeriesLabel`, the
+//!   label names the metrics use, and interned), `token` with `client_auth` and `claims`
+//!   (`[token.expect]`), `canary`, `tls`, and what they share in `values`. `load` reads and
+//!   layers the files, `env` is the environment layer, `messages` turns parser errors into
+//!   lines that never show a secret, `expiry` reads expiry dates and warns of past ones,
+//!   `mod.rs` holds the validated types.
 //! - [`secrets`]: the self-redacting secret types (one macro makes them all), secret sources
 //!   re-read on use, scrubbing of server text.
 //! - `signing`: key material for client assertions (PEM private keys and certificates, whether
@@ -65,7 +67,8 @@
 //!   entry points: a format, gzip or not); one report as the `/probe` page (`probe_page`).
 //!   Every metric name and HELP text is written in this folder only.
 //! - `status`: what the status page shows, recorded from the same report as the metrics,
-//!   with each provider's last 60 periodic cycle outcomes (a byte each, in a fixed ring).
+//!   with each provider's last 60 periodic cycle outcomes (a byte each, in a fixed ring) and
+//!   its own labels (the page filters on them).
 //! - `web/`: routing, health, readiness, reload and the basic-auth gate (`mod.rs`); the accept
 //!   loop and response bodies (`server`), `--web.config.file` (`security`), `/metrics` under
 //!   load, gzip shared and plain text streamed (`scrape`),
@@ -80,7 +83,7 @@
 //! - `logging`: logfmt or JSON logs on standard error.
 //! - `memory`: glibc's malloc thresholds fixed at start, and the pages freed by loading a
 //!   configuration handed back to the system (the crate's only `unsafe` code: `mallopt` and
-//!   `malloc_trim`).
+//!   `malloc_trim`; the unit tests add an allocation counter, `metrics/tests.rs`).
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
 //!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!

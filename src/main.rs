@@ -246,7 +246,14 @@ async fn check(cli: &Cli, args: &CheckArgs, shard: Option<Shard>) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    oauth2_exporter::check::command(mine, &args.providers, args.output, args.warn_within).await
+    oauth2_exporter::check::command(
+        mine,
+        &args.providers,
+        &args.labels,
+        args.output,
+        args.warn_within,
+    )
+    .await
 }
 
 /// Starts the demo identity provider; its built-in configuration points at it.

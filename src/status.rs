@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::closed_set::closed_set;
+use crate::config::Labels;
 use crate::probe::canary::CanaryReason;
 use crate::probe::expiry::Expiry;
 use crate::probe::token::TokenReason;
@@ -49,6 +50,8 @@ pub struct ProviderStatus {
     /// The state has held since the provider's first cycle in this process (its start, or the
     /// reload that added or changed it): it may have held for longer.
     pub since_first: bool,
+    /// The provider's own labels (issue 26): shown, and what `/?NAME=VALUE` filters on.
+    pub labels: Labels,
 }
 
 impl ProviderStatus {
@@ -225,10 +228,11 @@ pub struct Row(Mutex<ProviderStatus>);
 impl Row {
     /// A new row: a restarted provider starts over, as its old token and results belong to its
     /// old settings.
-    pub fn new(canary_configured: bool, interval: Duration) -> Row {
+    pub fn new(canary_configured: bool, interval: Duration, labels: Labels) -> Row {
         Row(Mutex::new(ProviderStatus {
             canary_configured,
             interval,
+            labels,
             ..ProviderStatus::default()
         }))
     }
@@ -297,8 +301,9 @@ impl StatusBoard {
         name: impl Into<Arc<str>>,
         canary_configured: bool,
         interval: Duration,
+        labels: Labels,
     ) -> StatusHandle {
-        let handle = StatusHandle(Arc::new(Row::new(canary_configured, interval)));
+        let handle = StatusHandle(Arc::new(Row::new(canary_configured, interval, labels)));
         self.add_row(name.into(), handle.clone());
         handle
     }
@@ -436,7 +441,7 @@ pub(crate) mod tests {
     fn shown_detail(report: &CycleReport) -> String {
         let board = StatusBoard::default();
         board
-            .add_provider("p", false, Duration::from_secs(60))
+            .add_provider("p", false, Duration::from_secs(60), Labels::default())
             .record(report, None);
         let (_, status) = board.snapshot().remove(0);
         status
@@ -565,7 +570,7 @@ pub(crate) mod tests {
     fn cycles_fill_the_history_and_since_follows_the_state() {
         let interval = Duration::from_secs(10);
         let board = StatusBoard::default();
-        let handle = board.add_provider("p", true, interval);
+        let handle = board.add_provider("p", true, interval, Labels::default());
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let row = || board.snapshot().remove(0).1;
 
@@ -624,11 +629,12 @@ pub(crate) mod tests {
     }
 
     /// Memory per provider (issue 26, BENCHMARKS.md): the row was 208 bytes before the
-    /// history; its 60 one-byte cells, their two counters, the interval and "since" add 96.
+    /// history; its 60 one-byte cells, their two counters, the interval and "since" add 96, the
+    /// pointer to the provider's labels 16.
     #[test]
     fn a_status_row_stays_small() {
         let size = std::mem::size_of::<ProviderStatus>();
-        assert!(size <= 208 + 96, "a status row is {size} bytes");
+        assert!(size <= 208 + 96 + 16, "a status row is {size} bytes");
         assert_eq!(std::mem::size_of::<History>(), HISTORY + 2);
         eprintln!("status row: {size} bytes");
     }

@@ -85,13 +85,17 @@ _oauth2__exporter() {
             return 0
             ;;
         oauth2__subcmd__exporter__subcmd__check)
-            opts="-h --provider --output --warn-within --config.file --log.level --log.format --shard --total-shards --shard-from-pod-name --help"
+            opts="-h --provider --label --output --warn-within --config.file --log.level --log.format --shard --total-shards --shard-from-pod-name --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --label)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -45,6 +45,7 @@ complete -c oauth2-exporter -n "__fish_oauth2_exporter_needs_command" -s h -l he
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_needs_command" -f -a "check" -d 'Run each provider\'s token flow and canary once, print the results, and exit: 0 when all pass, 1 when any fails, 2 on a configuration error'
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -l provider -d 'Check only this provider (may be given several times)' -r
+complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -l label -d 'Check only the providers with this label (its `labels` or the defaults\'); may be given several times, and a provider must have them all. With --provider, only the named providers that have them' -r
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -l output -d 'Output format' -r -f -a "table\t''
 json\t''"
 complete -c oauth2-exporter -n "__fish_oauth2_exporter_using_subcommand check" -l warn-within -d 'Also exit 1 when a credential or certificate expires within this window (e.g. 30d), even if every probe passed: for a weekly CI job that nags before the break' -r

@@ -45,8 +45,8 @@ pub use expiry::expired_credential_warnings;
 pub(crate) use load::FileLayer;
 pub use load::{Overrides, expand_paths, exposed_secrets_warning, load_file, load_files, load_str};
 pub(crate) use messages::describe_error;
-pub use validate::is_valid_provider_name;
 pub(crate) use validate::percent_decode;
+pub use validate::{is_valid_label_name, is_valid_provider_name};
 
 // ---------------------------------------------------------------------------------------------
 // Validated configuration.
@@ -116,6 +116,81 @@ pub struct ProviderConfig {
     pub tls: Arc<TlsConfig>,
     /// How the provider's token, discovery and canary requests reach the network.
     pub proxy: ProxySetting,
+    /// `labels`, over `[defaults]`'s: added to every series of the provider (issue 26).
+    pub labels: Labels,
+}
+
+/// A provider's own labels (`labels` in `[defaults]` and the provider's table), sorted by name,
+/// none with an empty value. Held once per distinct set: validation interns them, so providers
+/// with equal sets share one allocation, and the provider's series, status row and `/probe`
+/// page point at it rather than copy it (a provider without labels allocates nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels(Option<Arc<[LabelPair]>>);
+
+/// One label: its name and value.
+pub type LabelPair = (Box<str>, Box<str>);
+
+impl Labels {
+    /// The set of these pairs, which must be sorted by name and unique (validation's job).
+    pub(crate) fn new(pairs: Vec<LabelPair>) -> Labels {
+        if pairs.is_empty() {
+            Labels(None)
+        } else {
+            Labels(Some(Arc::from(pairs)))
+        }
+    }
+
+    /// Every label, sorted by name.
+    pub fn pairs(&self) -> &[LabelPair] {
+        self.0.as_deref().unwrap_or_default()
+    }
+
+    /// Every label as `(name, value)`, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs().iter().map(|(name, value)| (&**name, &**value))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(label, _)| *label == name)
+            .map(|(_, value)| value)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Whether this set and `other` are one allocation (interned), for tests.
+    #[cfg(test)]
+    pub(crate) fn shares_with(&self, other: &Labels) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// Whether every `(name, value)` of `wanted` is one of these labels: the status page's and
+    /// `check --label`'s filter (a name the provider lacks matches nothing).
+    pub fn matches<'a>(&self, mut wanted: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+        wanted.all(|(name, value)| self.get(name) == Some(value))
+    }
+}
+
+closed_set! {
+    /// Every label name the exporter's own per-provider series carry, on `/metrics` and on
+    /// `/probe`: the metrics catalogue writes its label names from this set only (its writers
+    /// take a `SeriesLabel`, not text), so a provider's `labels`, which may use none of them,
+    /// are checked against what the series really use.
+    SeriesLabel {
+        Provider => "provider",
+        Reason => "reason",
+        Phase => "phase",
+        Code => "code",
+        Credential => "credential",
+        GrantType => "grant_type",
+        /// A classic histogram's bucket bound.
+        Le => "le",
+    }
 }
 
 /// `proxy_url`, per provider or from `[defaults]`.

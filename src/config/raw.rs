@@ -73,6 +73,8 @@ raw_table! {
         timeout: Option<String>,
         proxy_url: Option<String>,
         max_backoff: Option<String>,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
     }
 }
 
@@ -82,6 +84,8 @@ raw_table! {
         timeout: Option<String>,
         proxy_url: Option<String>,
         max_backoff: Option<String>,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
         token: Option<RawToken>,
         canary: Option<RawCanary>,
         tls: Option<RawTls>,
@@ -195,7 +199,7 @@ raw_table! {
 }
 
 /// The keys allowed in the table at `path` (provider names replaced by `*`): which raw table
-/// sits there; `None` where any key is allowed (provider names, `params`, `headers`,
+/// sits there; `None` where any key is allowed (provider names, `labels`, `params`, `headers`,
 /// `secret_headers`' header names).
 pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {

@@ -1,11 +1,14 @@
 //! The provider families of `/metrics`: every name, type, HELP text and label of a
 //! per-provider series, in the order both formats write them, through [`Families`] (the
-//! credential and certificate expiry families are in `expiry`). Knows no format.
+//! credential and certificate expiry families are in `expiry`). Knows no format. Label names
+//! are [`SeriesLabel`]s, the set a provider's own labels are checked against; those own labels
+//! go with every series (issue 26).
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use crate::config::HistogramMode;
+use crate::config::SeriesLabel;
 use crate::probe::Phase;
 use crate::probe::canary::CanaryReason;
 use crate::probe::token::TokenReason;
@@ -28,7 +31,12 @@ fn per_provider(
             out.family(name, kind, help);
             wrote_header = true;
         }
-        out.sample(name, &[("provider", provider)], value);
+        out.sample(
+            name,
+            &[(SeriesLabel::Provider, provider)],
+            &series.labels,
+            value,
+        );
         out.series_done();
     }
 }
@@ -51,7 +59,11 @@ fn per_code(
             let _ = write!(digits, "{code}");
             out.sample(
                 name,
-                &[("code", &digits), ("provider", provider)],
+                &[
+                    (SeriesLabel::Code, &digits),
+                    (SeriesLabel::Provider, provider),
+                ],
+                &series.labels,
                 count as f64,
             );
         }
@@ -79,7 +91,11 @@ fn per_reason(
             }
             out.sample(
                 name,
-                &[("provider", provider), ("reason", reason)],
+                &[
+                    (SeriesLabel::Provider, provider),
+                    (SeriesLabel::Reason, reason),
+                ],
+                &series.labels,
                 *count as f64,
             );
         }
@@ -102,7 +118,7 @@ fn histogram(
     }
     out.family(name, Kind::Histogram, help);
     for (provider, series) in snapshot {
-        out.histogram(name, provider, get(series));
+        out.histogram(name, provider, &series.labels, get(series));
         out.series_done();
     }
 }
@@ -149,7 +165,11 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
             if let Some(grant) = series.grant {
                 out.sample(
                     name,
-                    &[("grant_type", grant.as_str()), ("provider", provider)],
+                    &[
+                        (SeriesLabel::GrantType, grant.as_str()),
+                        (SeriesLabel::Provider, provider),
+                    ],
+                    &series.labels,
                     1.0,
                 );
                 out.series_done();
@@ -296,7 +316,11 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
             for phase in [Phase::Canary, Phase::Token] {
                 out.sample(
                     name,
-                    &[("phase", phase.as_str()), ("provider", provider)],
+                    &[
+                        (SeriesLabel::Phase, phase.as_str()),
+                        (SeriesLabel::Provider, provider),
+                    ],
+                    &series.labels,
                     series.unauthorized[phase as usize] as f64,
                 );
             }
@@ -355,10 +379,11 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
                 out.sample(
                     name,
                     &[
-                        ("phase", phase.as_str()),
-                        ("provider", provider),
-                        ("reason", reason.as_str()),
+                        (SeriesLabel::Phase, phase.as_str()),
+                        (SeriesLabel::Provider, provider),
+                        (SeriesLabel::Reason, reason.as_str()),
                     ],
+                    &series.labels,
                     1.0,
                 );
                 out.series_done();

@@ -3,6 +3,7 @@
 //! certificate chain an endpoint presented expires. Absolute Unix times, as cert-manager and
 //! x509-certificate-exporter export them: alerts and dashboards compute what is left.
 
+use crate::config::SeriesLabel;
 use crate::probe::expiry::{Credential, Expiries, TlsPhase};
 
 use super::snapshot::{Families, Kind, Snapshot};
@@ -16,7 +17,7 @@ pub(super) fn write(out: &mut dyn Families, snapshot: &Snapshot) {
         snapshot,
         (
             "oauth2_client_credential_expiry_timestamp_seconds",
-            "credential",
+            SeriesLabel::Credential,
             "When the client credential stops working (Unix time): the configured client_secret_expires or password_expires, or the notAfter of a certificate file (re-read when it changes).",
         ),
         &credentials,
@@ -27,7 +28,7 @@ pub(super) fn write(out: &mut dyn Families, snapshot: &Snapshot) {
         snapshot,
         (
             "oauth2_client_credential_change_timestamp_seconds",
-            "credential",
+            SeriesLabel::Credential,
             "When the exporter last saw the credential's value change (its first sighting, at start, counts); compared by a keyed hash held in memory only.",
         ),
         &credentials,
@@ -38,7 +39,7 @@ pub(super) fn write(out: &mut dyn Families, snapshot: &Snapshot) {
         snapshot,
         (
             "oauth2_tls_certificate_expiry_timestamp_seconds",
-            "phase",
+            SeriesLabel::Phase,
             "Earliest notAfter (Unix time) of the certificate chain the endpoint presented on the last request of this phase answered over https.",
         ),
         &phases,
@@ -50,7 +51,7 @@ pub(super) fn write(out: &mut dyn Families, snapshot: &Snapshot) {
 fn family(
     out: &mut dyn Families,
     snapshot: &Snapshot,
-    (name, label, help): (&str, &str, &str),
+    (name, label, help): (&str, SeriesLabel, &str),
     values: &[&str],
     get: impl Fn(&Expiries) -> &[u64],
 ) {
@@ -64,7 +65,12 @@ fn family(
                 out.family(name, Kind::Gauge, help);
                 wrote_header = true;
             }
-            out.sample(name, &[(label, value), ("provider", provider)], *at as f64);
+            out.sample(
+                name,
+                &[(label, value), (SeriesLabel::Provider, provider)],
+                &series.labels,
+                *at as f64,
+            );
         }
         out.series_done();
     }

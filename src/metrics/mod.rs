@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Gauge, GaugeVec, IntGauge, Opts, Registry};
 
-use crate::config::{GrantKind, HistogramMode};
+use crate::config::{GrantKind, HistogramMode, Labels};
 use crate::probe::canary::CanaryReason;
 use crate::probe::expiry::Expiries;
 use crate::probe::token::TokenReason;
@@ -106,6 +106,9 @@ struct ProviderSeries {
     next_run: Option<f64>,
     /// Why the next cycle comes later than the interval, while it does.
     backoff: Option<(Phase, HoldOff)>,
+    /// The provider's own labels, on every series (issue 26): a pointer to the set its
+    /// configuration holds, copied with the record, never the labels themselves.
+    labels: Labels,
 }
 
 /// Failures counted by reason (the index of the reason in its `ALL` list), allocated at the first
@@ -422,6 +425,16 @@ impl Metrics {
         let record = wrap(SeriesCell(Mutex::new(series)));
         providers.insert(provider, ProviderMetrics(record.clone()));
         record
+    }
+
+    /// Puts a provider's own labels on all its series (as added, and again when a reload
+    /// restarts it: its counters go on under the labels now configured).
+    pub fn set_labels<'a>(&self, provider: impl Into<Recipient<'a>>, labels: &Labels) {
+        self.with_provider(provider, |series| {
+            if series.labels != *labels {
+                series.labels = labels.clone();
+            }
+        });
     }
 
     /// The format for a scrape: protobuf when the scraper asks for it and native histograms are

@@ -15,8 +15,9 @@ use std::time::SystemTime;
 
 use super::catalogue::write_providers;
 use super::latency::{self, Latency};
-use super::snapshot::{Families, Kind, Sink};
+use super::snapshot::{Families, Kind, Sink, merged, named};
 use super::{LATENCY_BUCKETS, Metrics};
+use crate::config::{Labels, SeriesLabel};
 
 /// `MetricFamily` fields.
 const FAMILY_NAME: u32 = 1;
@@ -131,7 +132,7 @@ impl<'w> Delimited<'w> {
     }
 
     /// Starts a `Metric` in `self.metric` with its labels.
-    fn start_metric(&mut self, labels: &[(&str, &str)]) {
+    fn start_metric<'a>(&mut self, labels: impl Iterator<Item = (&'a str, &'a str)>) {
         self.metric.clear();
         for (name, value) in labels {
             self.inner.clear();
@@ -139,6 +140,19 @@ impl<'w> Delimited<'w> {
             bytes_field(&mut self.inner, LABEL_VALUE, value.as_bytes());
             bytes_field(&mut self.metric, METRIC_LABEL, &self.inner);
         }
+    }
+
+    /// Ends the started `Metric` with its counter or gauge value.
+    fn value(&mut self, value: f64) {
+        self.inner.clear();
+        double_field(&mut self.inner, VALUE, value);
+        let field = if self.kind == Kind::Counter {
+            METRIC_COUNTER
+        } else {
+            METRIC_GAUGE
+        };
+        bytes_field(&mut self.metric, field, &self.inner);
+        self.end_metric();
     }
 
     fn end_metric(&mut self) {
@@ -160,26 +174,18 @@ impl Families for Delimited<'_> {
         uint_field(&mut self.family, FAMILY_TYPE, kind);
     }
 
-    fn sample(&mut self, _name: &str, labels: &[(&str, &str)], value: f64) {
-        self.start_metric(labels);
-        self.inner.clear();
-        double_field(&mut self.inner, VALUE, value);
-        let field = if self.kind == Kind::Counter {
-            METRIC_COUNTER
-        } else {
-            METRIC_GAUGE
-        };
-        bytes_field(&mut self.metric, field, &self.inner);
-        self.end_metric();
+    fn sample(&mut self, _name: &str, labels: &[(SeriesLabel, &str)], own: &Labels, value: f64) {
+        self.start_metric(merged(named(labels), own));
+        self.value(value);
     }
 
     /// The native histogram in `native` mode; a classic one otherwise (not served today, but a
     /// correct answer all the same).
-    fn histogram(&mut self, _name: &str, provider: &str, latency: &Latency) {
+    fn histogram(&mut self, _name: &str, provider: &str, own: &Labels, latency: &Latency) {
         let Some(classic) = latency.classic() else {
             return;
         };
-        self.start_metric(&[("provider", provider)]);
+        self.start_metric(merged([(SeriesLabel::Provider.as_str(), provider)], own));
         self.inner.clear();
         let histogram = &mut self.inner;
         uint_field(histogram, SAMPLE_COUNT, classic.count);
@@ -272,16 +278,15 @@ impl Metrics {
             };
             out.family(family.name(), kind, family.help());
             for metric in family.get_metric() {
-                let labels: Vec<(&str, &str)> = metric
+                let labels = metric
                     .get_label()
                     .iter()
-                    .map(|label| (label.name(), label.value()))
-                    .collect();
-                let value = match kind {
+                    .map(|label| (label.name(), label.value()));
+                out.start_metric(labels);
+                out.value(match kind {
                     Kind::Counter => metric.get_counter().get_value(),
                     _ => metric.get_gauge().get_value(),
-                };
-                out.sample(family.name(), &labels, value);
+                });
             }
         }
         write_providers(&mut out, &snapshot, SystemTime::now());

@@ -7,6 +7,7 @@
 use std::sync::{Arc, PoisonError};
 
 use crate::closed_set::closed_set;
+use crate::config::{Labels, SeriesLabel};
 
 use super::latency::Latency;
 use super::{Metrics, ProviderSeries};
@@ -83,10 +84,34 @@ closed_set! {
 pub(super) trait Families {
     /// Starts a family.
     fn family(&mut self, name: &str, kind: Kind, help: &str);
-    /// One series of the current (counter or gauge) family, labels sorted by name.
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64);
+    /// One series of the current (counter or gauge) family: its `labels`, sorted by name, with
+    /// the provider's `own` labels written among them ([`merged`]).
+    fn sample(&mut self, name: &str, labels: &[(SeriesLabel, &str)], own: &Labels, value: f64);
     /// One provider's series of the current histogram family.
-    fn histogram(&mut self, name: &str, provider: &str, latency: &Latency);
+    fn histogram(&mut self, name: &str, provider: &str, own: &Labels, latency: &Latency);
     /// Called after each provider's series of a family.
     fn series_done(&mut self);
+}
+
+/// A series' labels and its provider's own, in name order, as client libraries write them: both
+/// lists are sorted, and they never share a name (validation refuses a provider label that is a
+/// [`SeriesLabel`]). Walks the two lists in place: no allocation per series.
+pub(super) fn merged<'a>(
+    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    own: &'a Labels,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    let mut labels = labels.into_iter().peekable();
+    let mut own = own.iter().peekable();
+    std::iter::from_fn(move || match (labels.peek(), own.peek()) {
+        (Some(label), Some(mine)) if mine.0 < label.0 => own.next(),
+        (Some(_), _) => labels.next(),
+        (None, _) => own.next(),
+    })
+}
+
+/// The names of `labels` as text, for [`merged`].
+pub(super) fn named<'a>(
+    labels: &'a [(SeriesLabel, &'a str)],
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    labels.iter().map(|(name, value)| (name.as_str(), *value))
 }

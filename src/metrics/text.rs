@@ -1,7 +1,8 @@
 //! `/metrics` in the text format, version 0.0.4: the registry's families through the
 //! `prometheus` crate's encoder, then the provider families of the catalogue written a chunk at
 //! a time into the sink ([`Out`]). Label names are written in alphabetical order, as client
-//! libraries do; provider names need no escaping ([A-Za-z0-9_.-]), nor do the closed label sets.
+//! libraries do (`le` last); label values are escaped as the format says (a provider's own
+//! labels may hold any text; provider names and the closed sets never need it).
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -10,8 +11,9 @@ use prometheus::{Encoder, TextEncoder};
 
 use super::catalogue::write_providers;
 use super::latency::Latency;
-use super::snapshot::{Families, Kind, Sink};
+use super::snapshot::{Families, Kind, Sink, merged, named};
 use super::{LATENCY_BUCKETS, Metrics};
+use crate::config::{Labels, SeriesLabel};
 
 impl Metrics {
     /// Writes the text exposition to `sink`, a chunk at a time.
@@ -72,6 +74,35 @@ impl<'w> Out<'w> {
             .push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
     }
 
+    /// `name="value"` pairs, comma-separated, each value escaped.
+    fn labels<'a>(&mut self, labels: impl Iterator<Item = (&'a str, &'a str)>) {
+        for (at, (name, value)) in labels.enumerate() {
+            if at > 0 {
+                self.push(',');
+            }
+            self.push_str(name);
+            self.push_str("=\"");
+            self.label_value(value);
+            self.push('"');
+        }
+    }
+
+    /// A label value as the text format escapes it: `\\`, `\"` and `\n`.
+    fn label_value(&mut self, value: &str) {
+        if !value.contains(['\\', '"', '\n']) {
+            self.push_str(value);
+            return;
+        }
+        for c in value.chars() {
+            match c {
+                '\\' => self.push_str("\\\\"),
+                '"' => self.push_str("\\\""),
+                '\n' => self.push_str("\\n"),
+                c => self.push(c),
+            }
+        }
+    }
+
     /// Called after each provider's lines: hands the buffer over once it is full.
     pub(super) fn series_done(&mut self) {
         if self.text.len() >= Self::CHUNK {
@@ -106,16 +137,11 @@ impl Families for Out<'_> {
         );
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+    fn sample(&mut self, name: &str, labels: &[(SeriesLabel, &str)], own: &Labels, value: f64) {
         self.push_str(name);
-        for (at, (label, value)) in labels.iter().enumerate() {
-            self.push(if at == 0 { '{' } else { ',' });
-            self.push_str(label);
-            self.push_str("=\"");
-            self.push_str(value);
-            self.push('"');
-        }
-        if !labels.is_empty() {
+        if !labels.is_empty() || !own.is_empty() {
+            self.push('{');
+            self.labels(merged(named(labels), own));
             self.push('}');
         }
         self.push(' ');
@@ -124,34 +150,39 @@ impl Families for Out<'_> {
     }
 
     /// The classic buckets: text scrapers get them in `native` mode too.
-    fn histogram(&mut self, name: &str, provider: &str, latency: &Latency) {
+    fn histogram(&mut self, name: &str, provider: &str, own: &Labels, latency: &Latency) {
         let Some(histogram) = latency.classic() else {
             return;
         };
         let series = |out: &mut Self, suffix: &str| {
             out.push_str(name);
             out.push_str(suffix);
-            out.push_str("{provider=\"");
-            out.push_str(provider);
+            out.push('{');
+            out.labels(merged([(SeriesLabel::Provider.as_str(), provider)], own));
         };
+        let le = SeriesLabel::Le.as_str();
         for (bound, count) in LATENCY_BUCKET_LABELS.iter().zip(histogram.cumulative) {
             series(self, "_bucket");
-            self.push_str("\",le=\"");
+            self.push(',');
+            self.push_str(le);
+            self.push_str("=\"");
             self.push_str(bound);
             self.push_str("\"} ");
             self.integer(u64::from(count));
             self.push('\n');
         }
         series(self, "_bucket");
-        self.push_str("\",le=\"+Inf\"} ");
+        self.push(',');
+        self.push_str(le);
+        self.push_str("=\"+Inf\"} ");
         self.integer(histogram.count);
         self.push('\n');
         series(self, "_sum");
-        self.push_str("\"} ");
+        self.push_str("} ");
         number(self, histogram.sum);
         self.push('\n');
         series(self, "_count");
-        self.push_str("\"} ");
+        self.push_str("} ");
         self.integer(histogram.count);
         self.push('\n');
     }

@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use tokio::sync::{Notify, oneshot};
 
-use crate::config::ProviderConfig;
+use crate::config::{Labels, ProviderConfig};
 use crate::probe::trace::Trace;
 use crate::probe::transport;
 use crate::probe::{CycleReport, HeldToken, HoldOff, Phase, Prober};
@@ -86,9 +86,23 @@ pub struct Mailbox {
     /// The task backs off after refused credentials: a reload that changes the provider then
     /// starts its new task within seconds, not anywhere in its first interval (issue 23).
     backing_off: AtomicBool,
+    /// The provider's own labels, for its `/probe` page (issue 26).
+    labels: Labels,
 }
 
 impl Mailbox {
+    pub fn new(labels: Labels) -> Mailbox {
+        Mailbox {
+            labels,
+            ..Mailbox::default()
+        }
+    }
+
+    /// The provider's own labels, which its `/probe` series carry.
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
     /// Queues a request for the provider's next cycle; refused (handed back) when
     /// [`ON_DEMAND_QUEUE`] are already waiting.
     pub fn try_send(&self, request: ProbeRequest) -> Result<(), ProbeRequest> {
@@ -342,9 +356,12 @@ impl Scheduler {
     /// first interval.
     fn start(&mut self, config: ProviderConfig, client: transport::Client, prompt: bool) {
         let name: Arc<str> = Arc::from(config.name.as_str());
-        let handles = self
-            .recorders
-            .add(&name, config.canary.is_some(), config.interval);
+        let handles = self.recorders.add(
+            &name,
+            config.canary.is_some(),
+            config.interval,
+            &config.labels,
+        );
         let record = Arc::clone(&handles);
 
         let first_delay = match (self.jitter, prompt) {
@@ -809,7 +826,12 @@ mod tests {
     async fn a_panicking_cycle_is_counted_and_probing_continues() {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let recorders = Recorders::new(Arc::clone(&metrics));
-        let handles = recorders.add(&Arc::from("flaky"), false, Duration::from_millis(10));
+        let handles = recorders.add(
+            &Arc::from("flaky"),
+            false,
+            Duration::from_millis(10),
+            &Labels::default(),
+        );
         let record = Arc::clone(&handles);
         let cycles = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(run_provider(
@@ -863,7 +885,12 @@ mod size_tests {
         let client = transport::build_client(&Default::default(), &Default::default(), &slots)
             .expect("a client");
         let recorders = Recorders::new(Arc::new(crate::metrics::Metrics::new()));
-        let handles = recorders.add(&Arc::from("p"), false, Duration::from_secs(3600));
+        let handles = recorders.add(
+            &Arc::from("p"),
+            false,
+            Duration::from_secs(3600),
+            &Labels::default(),
+        );
         let task = run_provider(
             Box::new(Prober::new(Arc::new(config), client)),
             recorders,

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::{Directory, Mailbox};
+use crate::config::Labels;
 use crate::metrics::{Metrics, SeriesCell};
 use crate::probe::{CycleReport, HeldToken};
 use crate::status::{Row, StatusBoard};
@@ -102,23 +103,27 @@ impl Recorders {
     }
 
     /// Registers a provider with the metrics, the status board and the directory, and returns
-    /// the handles its task records through.
+    /// the handles its task records through. Its own `labels` go with its series, its row and
+    /// its `/probe` page (each holding the one shared set).
     pub(crate) fn add(
         &self,
         name: &Arc<str>,
         canary_configured: bool,
         interval: Duration,
+        labels: &Labels,
     ) -> Handles {
         // A provider restarted by a reload keeps its counters, and starts a new row.
         let record = self.metrics.add_provider_into(Arc::clone(name), |series| {
             Arc::new(ProviderRecord {
                 name: Arc::clone(name),
                 series,
-                status: Row::new(canary_configured, interval),
-                mailbox: Mailbox::default(),
+                status: Row::new(canary_configured, interval, labels.clone()),
+                mailbox: Mailbox::new(labels.clone()),
                 stopped: AtomicBool::new(false),
             })
         });
+        // Its counters go on under the labels now configured.
+        self.metrics.set_labels(&record.series, labels);
         self.status
             .add_row(Arc::clone(name), StatusBoard::handle(Arc::clone(&record)));
         self.directory.insert(Arc::clone(name), Arc::clone(&record));

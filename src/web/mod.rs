@@ -223,7 +223,7 @@ async fn handle(state: Arc<WebState>, request: Request<Incoming>) -> HttpRespons
         _ => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            index_page(&state),
+            index_page(&state, &request),
         ),
     }
 }
@@ -362,6 +362,11 @@ fn accepts_gzip(request: &Request<Incoming>) -> bool {
         })
 }
 
-fn index_page(state: &WebState) -> String {
-    status_page::render(state.recorders.status(), &state.telemetry_path)
+/// The status page; each query parameter `NAME=VALUE` keeps only the providers labelled so.
+fn index_page(state: &WebState, request: &Request<Incoming>) -> String {
+    let filter: Vec<(String, String)> =
+        url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+    status_page::render(state.recorders.status(), &state.telemetry_path, &filter)
 }

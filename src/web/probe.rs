@@ -79,6 +79,7 @@ pub(super) async fn probe(state: &WebState, request: &Request<Incoming>) -> Http
                 &answer.report,
                 answer.held.as_ref(),
                 answer.repeated.map(|repeated| repeated.age),
+                requests.labels(),
             );
             let mut response = if debug {
                 let note = answer

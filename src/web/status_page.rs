@@ -1,7 +1,8 @@
 //! The status page at `/`: one row per provider, failing ones first, for the person on call,
-//! with a strip of its last periodic cycles and since when its state holds. Server-rendered HTML
-//! with no scripts or external assets; every value that came from a server or the configuration
-//! is escaped.
+//! with a strip of its last periodic cycles and since when its state holds, each with its own
+//! labels; `/?team=payments` shows only the providers whose labels say so (issue 26).
+//! Server-rendered HTML with no scripts or external assets; every value that came from a
+//! server, the configuration or the request is escaped.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -17,9 +18,31 @@ const REFRESH_SECONDS: u32 = 30;
 /// warning threshold (prometheus/alerts.yml).
 const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86400);
 
-pub fn render(board: &StatusBoard, telemetry_path: &str) -> String {
+/// The page, with only the providers whose labels have every `NAME=VALUE` of `filter` (all of
+/// them when it is empty; a name no provider has matches none).
+pub fn render(board: &StatusBoard, telemetry_path: &str, filter: &[(String, String)]) -> String {
     let now = SystemTime::now();
-    let rows = board.snapshot();
+    let mut rows = board.snapshot();
+    let configured = rows.len();
+    let wanted = || {
+        filter
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+    };
+    rows.retain(|(_, status)| status.labels.matches(wanted()));
+    let filtered = if filter.is_empty() {
+        String::new()
+    } else {
+        let shown: Vec<String> = filter
+            .iter()
+            .map(|(name, value)| escape(&format!("{name}={value}")))
+            .collect();
+        format!(
+            "<p class=\"filter\">Showing the {} of {configured} providers labelled {} · <a href=\"/\">show all</a></p>\n",
+            rows.len(),
+            shown.join(", ")
+        )
+    };
     let failing = rows
         .iter()
         .filter(|(_, s)| s.state() == State::Failing)
@@ -41,8 +64,10 @@ pub fn render(board: &StatusBoard, telemetry_path: &str) -> String {
     for (name, status) in &rows {
         row(&mut body, name, status, now);
     }
-    if rows.is_empty() {
+    if configured == 0 {
         body.push_str("<tr><td colspan=\"12\">No providers are configured.</td></tr>\n");
+    } else if rows.is_empty() {
+        body.push_str("<tr><td colspan=\"12\">No provider has these labels.</td></tr>\n");
     }
 
     format!(
@@ -64,6 +89,7 @@ tr.nodata td {{ color: #666; }}
 .ok .state {{ color: #1e7b34; }}
 .expiring {{ color: #a15c00; font-weight: bold; }}
 .detail {{ color: #555; font-size: 0.85rem; max-width: 28rem; overflow-wrap: anywhere; }}
+.labels a {{ display: inline-block; margin: 0.15rem 0.25rem 0 0; padding: 0 0.3rem; border-radius: 0.2rem; background: #eef; color: #334; font-size: 0.8rem; text-decoration: none; overflow-wrap: anywhere; }}
 header p {{ margin: 0.2rem 0; }}
 .since {{ font-weight: normal; color: #444; font-size: 0.85rem; }}
 .strip {{ white-space: nowrap; font: bold 0.55rem/1 ui-monospace, monospace; }}
@@ -81,7 +107,7 @@ i.c-skip {{ background: #e4e4e4; color: #555; }}
 <h1>oauth2-exporter</h1>
 <p>Version {version} ({revision}) · up {uptime} · configuration {reload}</p>
 <p>{total} providers: {failing} failing, {healthy} ok · refreshes every {REFRESH_SECONDS}s · <a href="{metrics_path}">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a></p>
-</header>
+{filtered}</header>
 <table id="providers">
 <thead><tr><th>Provider</th><th>State</th><th>Last {HISTORY} cycles</th><th>Last failure</th><th>Token expires in</th><th>Lifetime</th><th>Token latency</th><th>Canary latency</th><th>Canary status</th><th>Expires</th><th>Last success</th><th>Last run</th></tr></thead>
 <tbody>
@@ -182,6 +208,26 @@ fn row(out: &mut String, name: &str, status: &ProviderStatus, now: SystemTime) {
         }
         _ => String::new(),
     };
+    // Each label links to the page filtered by it.
+    let labels = if status.labels.is_empty() {
+        String::new()
+    } else {
+        let links: Vec<String> = status
+            .labels
+            .iter()
+            .map(|(label, value)| {
+                let query: String = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair(label, value)
+                    .finish();
+                format!(
+                    "<a href=\"?{}\">{}</a>",
+                    escape(&query),
+                    escape(&format!("{label}={value}"))
+                )
+            })
+            .collect();
+        format!("<div class=\"labels\">{}</div>", links.concat())
+    };
     let canary = if !status.canary_configured {
         "not configured".to_string()
     } else {
@@ -192,7 +238,7 @@ fn row(out: &mut String, name: &str, status: &ProviderStatus, now: SystemTime) {
     };
     let _ = writeln!(
         out,
-        "<tr class=\"{class}\" data-provider=\"{name}\"><td><a href=\"{link}\">{name}</a></td><td class=\"state\">{state}{since}{backoff}</td><td class=\"history\">{history}</td><td>{failure}</td><td>{expires_in}</td><td>{lifetime}</td><td>{token}</td><td>{canary_latency}</td><td>{canary}</td><td class=\"expires\">{expires}</td><td>{last_success}</td><td>{last_run}</td></tr>",
+        "<tr class=\"{class}\" data-provider=\"{name}\"><td><a href=\"{link}\">{name}</a>{labels}</td><td class=\"state\">{state}{since}{backoff}</td><td class=\"history\">{history}</td><td>{failure}</td><td>{expires_in}</td><td>{lifetime}</td><td>{token}</td><td>{canary_latency}</td><td>{canary}</td><td class=\"expires\">{expires}</td><td>{last_success}</td><td>{last_run}</td></tr>",
         name = escape(name),
         link = escape(&probe_link(name)),
         history = history(status, now),
@@ -365,7 +411,12 @@ mod tests {
     fn a_row_shows_the_strip_the_ratio_since_when_and_links_to_the_trace() {
         let interval = Duration::from_secs(60);
         let board = StatusBoard::default();
-        let handle = board.add_provider("billing.eu-1", true, interval);
+        let handle = board.add_provider(
+            "billing.eu-1",
+            true,
+            interval,
+            crate::config::Labels::default(),
+        );
         let now = SystemTime::now();
         let start = now - interval * 10;
         let token = Outcome::Failed(Some(FailureReason::Token(TokenReason::SecretUnavailable)));
@@ -375,7 +426,7 @@ mod tests {
         {
             handle.record(&cycle(start + interval * n as u32, outcome), None);
         }
-        let html = render(&board, "/metrics");
+        let html = render(&board, "/metrics", &[]);
         assert_eq!(strip(&html), ["c-token", "c-token", "c-ok", "c-ok", "c-ok"]);
         assert!(
             html.contains("<div class=\"ratio\">3/5 ok, 60 %</div>"),
@@ -415,7 +466,7 @@ mod tests {
         // Backing off since the last cycle, 6 intervals ago, until 2.5 from now: the 6 whole
         // intervals that passed show as skipped.
         handle.record_pace(now + interval * 5 / 2, Some((HoldOff::InvalidClient, 3)));
-        let html = render(&board, "/metrics");
+        let html = render(&board, "/metrics", &[]);
         let cells = strip(&html);
         assert_eq!(cells[5..], ["c-skip"; 6], "{html}");
         assert!(
@@ -432,7 +483,12 @@ mod tests {
     #[test]
     fn sub_millisecond_latencies_keep_a_decimal() {
         let board = StatusBoard::default();
-        let handle = board.add_provider("p", true, Duration::from_secs(60));
+        let handle = board.add_provider(
+            "p",
+            true,
+            Duration::from_secs(60),
+            crate::config::Labels::default(),
+        );
         let mut report = cycle(SystemTime::now(), Outcome::Ok);
         report
             .canary_requests
@@ -444,7 +500,7 @@ mod tests {
                 result: Ok(()),
             });
         handle.record(&report, None);
-        let html = render(&board, "/metrics");
+        let html = render(&board, "/metrics", &[]);
         assert!(html.contains("<td>0.4 ms</td><td>200</td>"), "{html}");
     }
 

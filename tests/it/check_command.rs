@@ -303,6 +303,7 @@ async fn check_json_output_parses_with_every_field() {
                 "duration_seconds",
                 "expiries",
                 "failure",
+                "labels",
                 "provider",
                 "success",
                 "token",
@@ -366,6 +367,164 @@ async fn check_json_output_parses_with_every_field() {
     assert_eq!(delta["success"], true);
     assert_eq!(delta["canary"], Value::Null);
     assert_eq!(delta["canary_skipped"], false);
+    // No `labels` configured: an empty object.
+    assert_eq!(delta["labels"], json!({}));
+}
+
+/// Issue 26: `--label NAME=VALUE` (repeatable, all must match) selects providers by their own
+/// labels, `[defaults]`' included; with `--provider` it keeps the named ones that match; no
+/// match, or a malformed value, is exit 2 with nothing probed; the JSON and the table show each
+/// provider's labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_label_flag_selects_providers_by_their_labels() {
+    let idp = identity_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let labelled = |name: &str, labels: &str, toml: String| {
+        format!("[providers.{name}]\nlabels = {labels}\n{toml}")
+    };
+    let config = write_config(
+        dir.path(),
+        "exporter.toml",
+        &[
+            "[defaults]\nlabels = { env = \"prod\" }\n".to_string(),
+            labelled(
+                "alpha",
+                r#"{ team = "payments" }"#,
+                provider(&idp, "alpha", "ok", SECRETS[0], Some("/api/ok")),
+            ),
+            labelled(
+                "bravo",
+                r#"{ team = "identity" }"#,
+                provider(&idp, "bravo", "refused", SECRETS[1], Some("/api/ok")),
+            ),
+            labelled(
+                "charlie",
+                r#"{ team = "payments", env = "staging" }"#,
+                provider(
+                    &idp,
+                    "charlie",
+                    "api-denied",
+                    SECRETS[2],
+                    Some("/api/forbidden"),
+                ),
+            ),
+        ]
+        .concat(),
+    );
+    let path = config.to_str().unwrap();
+
+    let outcome = check(&[
+        "--config.file",
+        path,
+        "--label",
+        "team=payments",
+        "--output",
+        "json",
+    ])
+    .await;
+    assert_eq!(outcome.code, Some(1), "charlie fails: {outcome:#?}");
+    let json = outcome.json();
+    let shown: Vec<(&str, &Value)> = json["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["provider"].as_str().unwrap(), &p["labels"]))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("alpha", &json!({"env": "prod", "team": "payments"})),
+            ("charlie", &json!({"env": "staging", "team": "payments"})),
+        ]
+    );
+    assert_eq!(idp.count("/refused/token"), 0, "bravo is not labelled so");
+
+    // Both labels must match; the table has a LABELS column.
+    let outcome = check(&[
+        "--config.file",
+        path,
+        "--label",
+        "team=payments",
+        "--label",
+        "env=prod",
+    ])
+    .await;
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert_eq!(
+        table_row(&outcome.stdout, "PROVIDER")[..3],
+        ["PROVIDER", "LABELS", "RESULT"],
+        "{outcome:#?}"
+    );
+    assert_eq!(
+        table_row(&outcome.stdout, "alpha")[..3],
+        ["alpha", "env=prod,team=payments", "ok"],
+        "{outcome:#?}"
+    );
+    assert!(
+        outcome.stdout.contains("\n1 of 1 providers passed.\n"),
+        "{outcome:#?}"
+    );
+
+    // With --provider: the named ones that match.
+    let outcome = check(&[
+        "--config.file",
+        path,
+        "--provider",
+        "alpha",
+        "--provider",
+        "bravo",
+        "--label",
+        "team=payments",
+    ])
+    .await;
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert!(
+        outcome.stdout.contains("\n1 of 1 providers passed.\n"),
+        "{outcome:#?}"
+    );
+
+    let requests = idp.requests().len();
+    // No match: exit 2, saying what there is, nothing probed.
+    let outcome = check(&["--config.file", path, "--label", "team=nobody"]).await;
+    assert_eq!(outcome.code, Some(2), "{outcome:#?}");
+    assert_eq!(outcome.stdout, "");
+    assert_eq!(
+        outcome.stderr.trim_end(),
+        "error: no provider has the label team=nobody; the labels configured: env=prod, env=staging, team=identity, team=payments"
+    );
+    let outcome = check(&[
+        "--config.file",
+        path,
+        "--provider",
+        "bravo",
+        "--label",
+        "team=payments",
+    ])
+    .await;
+    assert_eq!(outcome.code, Some(2), "{outcome:#?}");
+    assert_eq!(
+        outcome.stderr.trim_end(),
+        "error: no provider named by --provider has the label team=payments; the labels configured there: env=prod, team=identity"
+    );
+    // Malformed: a usage error.
+    for (bad, says) in [
+        ("team", "has no `=`"),
+        ("9team=x", "is not a label name"),
+        ("team=", "has an empty value"),
+    ] {
+        let outcome = check(&["--config.file", path, "--label", bad]).await;
+        assert_eq!(outcome.code, Some(2), "{bad}: {outcome:#?}");
+        assert!(
+            outcome.stderr.contains("--label") && outcome.stderr.contains(says),
+            "{bad}: {outcome:#?}"
+        );
+    }
+    assert_eq!(
+        idp.requests().len(),
+        requests,
+        "nothing probed after a refusal"
+    );
+    outcome.assert_no_secret();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

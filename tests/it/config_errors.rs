@@ -50,7 +50,7 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-key-provider.toml",
         problems: &[
-            "{file}: key `providers.okq8.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, token, canary, tls",
+            "{file}: key `providers.okq8.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, labels, token, canary, tls",
         ],
     },
     Case {
@@ -285,14 +285,14 @@ const ALL_AT_ONCE_CASES: &[Case] = &[
     Case {
         fixture: "invalid-two-unknown-keys.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, labels",
             "{file}: key `web.listen`: unknown key; allowed here: listen_address, probe_min_interval",
         ],
     },
     Case {
         fixture: "invalid-unknown-key-and-bad-value.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, labels",
             r#"key `web.listen_address`: invalid address "9875"; expected HOST:PORT, e.g. "0.0.0.0:9875""#,
         ],
     },
@@ -900,4 +900,32 @@ fn a_wrong_type_under_providers_never_quotes_the_value() {
         ),
         "{stderr}"
     );
+}
+
+/// Issue 26: `labels` can be set through the environment like any table
+/// (`OAUTH2_EXPORTER_PROVIDERS__OKQ8__LABELS__TEAM`), the name lower-cased as every key is, and
+/// is checked like the file's: a name the exporter's series use is a configuration error (exit
+/// 2) naming the key and what is allowed.
+#[test]
+fn labels_from_the_environment_are_checked_like_the_files() {
+    let output = check(
+        &fixture("valid-minimal.toml"),
+        &[
+            ("OAUTH2_EXPORTER_DEFAULTS__LABELS__TEAM", "payments"),
+            ("OAUTH2_EXPORTER_PROVIDERS__OKQ8__LABELS__REASON", "x"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: {}: invalid configuration (1 problem):\n  key `providers.okq8.labels.reason`: label name \"reason\" is one the exporter's own series use; allowed: any label name but provider, reason, phase, code, credential, grant_type, le, job, instance, alertname, alertstate, severity\n",
+            fixture("valid-minimal.toml").display()
+        )
+    );
+    let output = check(
+        &fixture("valid-minimal.toml"),
+        &[("OAUTH2_EXPORTER_PROVIDERS__OKQ8__LABELS__TEAM", "payments")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
 }

@@ -266,6 +266,36 @@ fn every_alert_has_annotations_and_firing_and_silent_unit_tests() {
             "{name}: no unit test where it fires"
         );
     }
+
+    // Issue 26: every alert about a provider has a unit test where it fires for a provider with
+    // its own `team` and `env` labels and carries both (promtool compares the labels exactly).
+    // The exporter and shard alerts read series without a provider: they have none to carry.
+    let mut current = "";
+    let mut carried = BTreeSet::new();
+    for line in &lines {
+        if let Some(name) = line.strip_prefix("alertname: ") {
+            current = name;
+        } else if line.starts_with("- exp_labels:")
+            && line.contains("team: payments")
+            && line.contains("env: prod")
+        {
+            carried.insert(current);
+        }
+    }
+    let about_providers: BTreeSet<&str> = ALERTS
+        .iter()
+        .copied()
+        .filter(|name| {
+            !matches!(
+                *name,
+                "OAuth2ExporterDown" | "OAuth2ExporterShardingMismatch"
+            )
+        })
+        .collect();
+    assert_eq!(
+        carried, about_providers,
+        "alerts with a unit test firing with a provider's own labels"
+    );
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -785,6 +815,12 @@ fn dashboard_has_datasource_and_provider_variables_and_every_query_uses_them() {
     assert!(selector.starts_with("oauth2_probe_success"), "{selector}");
     assert_eq!(label, "provider");
 
+    // Issue 26: an ad-hoc filter on any label (a provider's own `team`, `env`, ...), which
+    // Grafana adds to every query of the data source it is scoped to: the dashboard's.
+    let filters = variable(&dashboard, "filters");
+    assert_eq!(filters["type"], "adhoc");
+    assert_eq!(filters["datasource"]["uid"], "${datasource}");
+
     for panel in panels(&dashboard) {
         let title = panel["title"].as_str().unwrap_or("?");
         if panel["type"] == "row" {
@@ -956,7 +992,17 @@ fn scrape_and_query(test: &str, histograms: Histograms) {
     } else {
         ""
     };
-    let exporter = Exporter::start(&format!("{mode}{}", every_state_config(&peer)));
+    // Issue 26: one provider has its own labels, which every rule must keep, one of them text
+    // that the exposition formats must escape (Prometheus reads it back as it was written).
+    let note = "say \"hi\" \\ C:\\dir\nnext line, é";
+    let config = every_state_config(&peer).replacen(
+        &format!("[providers.{WRONG_SECRET}.token]"),
+        &format!(
+            "[providers.{WRONG_SECRET}]\nlabels = {{ team = \"payments\", env = \"test\", note = {note:?} }}\n\n[providers.{WRONG_SECRET}.token]"
+        ),
+        1,
+    );
+    let exporter = Exporter::start(&format!("{mode}{config}"));
     let prometheus = Prometheus::start(&prometheus_bin, exporter.addr(), native);
     let context = || {
         format!(
@@ -1106,6 +1152,41 @@ fn scrape_and_query(test: &str, histograms: Histograms) {
         }
         Ok(())
     });
+    // Issue 26: the labelled provider's team and env come out of every recording rule that has
+    // its data, and on its alert, so an Alertmanager route on `team` finds it.
+    poll(WAIT, "the provider's own labels kept by the rules", || {
+        for selector in [
+            "provider_reason:oauth2_token_request_failures:increase10m",
+            "provider_reason:oauth2_token_credentials_rejected:increase10m",
+            "provider_phase_reason:oauth2_probe_backoff:max10m",
+            "provider:oauth2_token_request_duration_seconds:p95_rate10m",
+            "provider:oauth2_probe_interval_seconds:avg1h",
+            "ALERTS{alertname=\"OAuth2CredentialsRejected\",",
+        ] {
+            let query = match selector.strip_suffix(',') {
+                Some(open) => format!("{open},team=\"payments\",env=\"test\"}}"),
+                None => format!("{selector}{{team=\"payments\",env=\"test\"}}"),
+            };
+            let series = prometheus.query(&query);
+            let providers: BTreeSet<&str> = series
+                .iter()
+                .filter_map(|s| s.labels.get("provider").map(String::as_str))
+                .collect();
+            if providers != BTreeSet::from([WRONG_SECRET]) {
+                return Err(format!("{query}: {series:?}\n{}", context()));
+            }
+        }
+        Ok(())
+    });
+    let stored = prometheus.query(&format!(
+        "oauth2_token_requests_total{{provider=\"{WRONG_SECRET}\"}}"
+    ));
+    assert!(
+        stored
+            .iter()
+            .all(|s| s.labels.get("note").map(String::as_str) == Some(note)),
+        "{stored:?}"
+    );
     // (Not the timing alerts ProbesStale and TokenEndpointSlow: with a 1 s interval on CI's
     // shared cores a late cycle is not a rule bug.)
     let healthy_alerts = prometheus.query(&format!(

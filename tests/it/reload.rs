@@ -521,6 +521,46 @@ async fn a_reload_changes_the_histogram_mode() {
     daemon.stop().await;
 }
 
+/// Issue 26: a reload that changes a provider's `labels` restarts it under the new ones: every
+/// series of it carries them from then on (none the old), its counters going on; the status
+/// page follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_a_providers_labels() {
+    let idp = identity_provider().await;
+    let p = provider(&idp, "p", "token", &[]);
+    let labelled = |team: &str| {
+        p.replacen(
+            "[providers.p]\n",
+            &format!("[providers.p]\nlabels = {{ team = \"{team}\" }}\n"),
+            1,
+        )
+    };
+    let requests =
+        |team: &str| format!("oauth2_token_requests_total{{provider=\"p\",team=\"{team}\"}}");
+    let daemon = Reloadable::start(&labelled("payments")).await;
+    let before = daemon
+        .wait_for("two cycles", |m| {
+            sample(m, &requests("payments")) >= Some(2.0)
+        })
+        .await;
+
+    daemon.write_config(&labelled("identity"));
+    let (status, body) = daemon.reload().await;
+    assert_eq!(status, 200, "{body}");
+    let after = daemon.scrape().await;
+    let lines = lines_of(&after, "p");
+    assert!(lines.len() > 10, "{after}");
+    for line in lines {
+        assert!(line.contains("team=\"identity\""), "{line}");
+    }
+    assert!(value(&after, &requests("identity")) >= value(&before, &requests("payments")));
+    let page = support::get_text(&daemon.url("/?team=identity")).await;
+    assert!(page.contains("data-provider=\"p\""), "{page}");
+    let page = support::get_text(&daemon.url("/?team=payments")).await;
+    assert!(!page.contains("data-provider=\"p\""), "{page}");
+    daemon.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotated_secret_file_is_used_without_a_reload() {
     let current = Arc::new(Mutex::new("first-secret-value".to_string()));

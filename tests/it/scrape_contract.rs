@@ -193,19 +193,28 @@ async fn fakes() -> FakeServer {
 }
 
 fn config(fake: &FakeServer, interval: &str) -> String {
+    config_labelled(fake, interval, None)
+}
+
+/// [`config`], with `labels` of `[defaults]` and of `broken` when given (issue 26).
+fn config_labelled(fake: &FakeServer, interval: &str, labels: Option<(&str, &str)>) -> String {
     let api = fake.url("/api");
+    let interval = format!("\"{interval}\"");
+    let mut defaults = vec![("interval", interval.as_str()), ("timeout", r#""2s""#)];
+    let mut broken = Provider::new("broken", &fake.url("/broken/token"))
+        .client("broken-client", "wrong-secret")
+        .canary(&api);
+    if let Some((defaults_labels, broken_labels)) = labels {
+        defaults.push(("labels", defaults_labels));
+        broken = broken.setting("labels", broken_labels);
+    }
     [
-        support::config::defaults(&[
-            ("interval", &format!("\"{interval}\"")),
-            ("timeout", r#""2s""#),
-        ]),
+        support::config::defaults(&defaults),
         support::config::providers(&[
             Provider::new("healthy", &fake.url("/healthy/token"))
                 .client("healthy-client", "healthy-secret")
                 .canary(&api),
-            Provider::new("broken", &fake.url("/broken/token"))
-                .client("broken-client", "wrong-secret")
-                .canary(&api),
+            broken,
         ]),
     ]
     .concat()
@@ -531,5 +540,177 @@ async fn endpoints_answer_as_specified() {
     let delete = client.delete(daemon.url("/")).send().await.unwrap();
     assert_eq!(delete.status(), 405);
     assert!(delete.headers().contains_key("allow"));
+    daemon.stop().await;
+}
+
+/// Issue 26: `labels` from `[defaults]` and the provider's own table are on every series of the
+/// provider, on `/metrics` and on `/probe`: the same series, one more label each. `broken`
+/// overrides the default `env` with nothing (removes it) and adds its own `team`. (The protobuf
+/// page is decoded and compared in the unit tests of `src/metrics/protobuf`, and read by a real
+/// Prometheus in tests/it/peer_prometheus.rs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_own_labels_are_on_every_one_of_its_series() {
+    let fake = fakes().await;
+    let toml = config_labelled(
+        &fake,
+        "200ms",
+        Some((
+            r#"{ team = "payments", env = "prod" }"#,
+            r#"{ team = "identity", env = "" }"#,
+        )),
+    );
+    let daemon = Daemon::start(&toml).await;
+    let text = daemon
+        .wait_for(
+            |m| {
+                ["healthy", "broken"].iter().all(|p| {
+                    m.lines().any(|line| {
+                        line.starts_with("oauth2_token_requests_total{")
+                            && line.contains(&format!("provider=\"{p}\""))
+                            && line
+                                .rsplit_once(' ')
+                                .and_then(|(_, value)| value.parse::<f64>().ok())
+                                >= Some(2.0)
+                    })
+                })
+            },
+            WAIT,
+        )
+        .await;
+    let exposition = parse(&text);
+    let expected = |provider: &str| -> BTreeMap<String, String> {
+        let pairs: &[(&str, &str)] = match provider {
+            "healthy" => &[("team", "payments"), ("env", "prod")],
+            _ => &[("team", "identity")],
+        };
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let mut seen = BTreeMap::new();
+    for (name, labels) in &exposition.samples {
+        let Some(provider) = labels.get("provider") else {
+            continue;
+        };
+        *seen.entry(provider.clone()).or_insert(0) += 1;
+        let own: BTreeMap<String, String> = labels
+            .iter()
+            .filter(|(k, _)| matches!(k.as_str(), "team" | "env"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(own, expected(provider), "{name}{labels:?}");
+    }
+    assert!(
+        seen.values().all(|count| *count > 15),
+        "series per provider: {seen:?}"
+    );
+
+    // `/probe`: every series of the on-demand cycle, the failure's included.
+    for (provider, own) in [
+        ("healthy", r#"env="prod",team="payments""#),
+        ("broken", r#"team="identity""#),
+    ] {
+        let page = support::get_text(&daemon.url(&format!("/probe?provider={provider}"))).await;
+        let series: Vec<&str> = page.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(series.len() >= 4, "{page}");
+        for line in &series {
+            assert!(line.contains(own), "{provider}: {line}");
+            assert_eq!(line.contains("env="), provider == "healthy", "{line}");
+        }
+        if provider == "broken" {
+            assert!(
+                page.contains(&format!(
+                    "oauth2_probe_failure{{phase=\"token\",reason=\"invalid_client\",{own}}} 1"
+                )),
+                "{page}"
+            );
+        }
+    }
+    daemon.stop().await;
+}
+
+/// Issue 26: the status page shows each provider's labels, each a link to the page filtered by
+/// it, and `/?NAME=VALUE` shows only the providers labelled so (several: all must match; a name
+/// no provider has matches none), every value escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_the_labels_and_filters_by_them() {
+    let fake = fakes().await;
+    let toml = [
+        support::config::defaults(&[("interval", "\"1h\""), ("labels", r#"{ env = "prod" }"#)]),
+        support::config::providers(&[
+            Provider::new("healthy", &fake.url("/healthy/token")).setting(
+                "labels",
+                r#"{ team = "payments", zone = "eu <west> & \"1\"" }"#,
+            ),
+            Provider::new("broken", &fake.url("/broken/token"))
+                .setting("labels", r#"{ team = "identity" }"#),
+            Provider::new("plain", &fake.url("/healthy/token"))
+                .setting("labels", r#"{ env = "" }"#),
+        ]),
+    ]
+    .concat();
+    let daemon = Daemon::start(&toml).await;
+    let rows = |page: &str| -> Vec<String> {
+        page.split("data-provider=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('"'))
+            .map(|(name, _)| name.to_string())
+            .collect()
+    };
+    let page = |query: &'static str| {
+        let url = daemon.url(&format!("/{query}"));
+        async move { support::get_text(&url).await }
+    };
+
+    let all = page("").await;
+    let mut shown = rows(&all);
+    shown.sort();
+    assert_eq!(shown, ["broken", "healthy", "plain"], "{all}");
+    let healthy_row = all
+        .lines()
+        .find(|line| line.contains("data-provider=\"healthy\""))
+        .unwrap();
+    for link in [
+        r#"<a href="?env=prod">env=prod</a>"#,
+        r#"<a href="?team=payments">team=payments</a>"#,
+        r#"<a href="?zone=eu+%3Cwest%3E+%26+%221%22">zone=eu &lt;west&gt; &amp; &quot;1&quot;</a>"#,
+    ] {
+        assert!(healthy_row.contains(link), "{link} in {healthy_row}");
+    }
+    let plain_row = all
+        .lines()
+        .find(|line| line.contains("data-provider=\"plain\""))
+        .unwrap();
+    assert!(!plain_row.contains("class=\"labels\""), "{plain_row}");
+    assert!(!all.contains("class=\"filter\""), "no filter, no note");
+
+    for (query, expected) in [
+        ("?team=payments", vec!["healthy"]),
+        ("?env=prod", vec!["broken", "healthy"]),
+        ("?env=prod&team=identity", vec!["broken"]),
+        ("?env=prod&team=nobody", vec![]),
+        ("?owner=payments", vec![]),
+        ("?zone=eu+%3Cwest%3E+%26+%221%22", vec!["healthy"]),
+    ] {
+        let filtered = page(query).await;
+        let mut shown = rows(&filtered);
+        shown.sort();
+        assert_eq!(shown, expected, "{query}: {filtered}");
+        assert!(filtered.contains("class=\"filter\""), "{query}: {filtered}");
+        if expected.is_empty() {
+            assert!(
+                filtered.contains("No provider has these labels."),
+                "{query}: {filtered}"
+            );
+        }
+    }
+    // What the filter note echoes of the request is escaped.
+    let hostile = page("?team=%3Cscript%3Ex%3C%2Fscript%3E").await;
+    assert!(!hostile.contains("<script>"), "{hostile}");
+    assert!(
+        hostile.contains("labelled team=&lt;script&gt;x&lt;/script&gt;"),
+        "{hostile}"
+    );
     daemon.stop().await;
 }

@@ -2,12 +2,13 @@
 //! secret sources and TLS roots, and reports every problem with the key it concerns. This file
 //! walks the configuration and gives each section to its own file: [`web`], [`metrics`], then per
 //! provider [`token`] (with [`client_auth`] and [`claims`]), [`canary`] and [`tls`]; a proxy
-//! setting, from `[defaults]` or the provider, to [`proxy`]. What they all use is in [`values`],
+//! setting, from `[defaults]` or the provider, to [`proxy`]; `labels`, likewise, to [`labels`]. What they all use is in [`values`],
 //! which imports none of them.
 
 mod canary;
 mod claims;
 mod client_auth;
+mod labels;
 mod metrics;
 mod proxy;
 mod tls;
@@ -25,6 +26,7 @@ use super::{
     ProxySetting, WebConfig,
 };
 
+pub use self::labels::is_valid_label_name;
 pub(crate) use self::proxy::percent_decode;
 pub(super) use self::web::check_listen_addresses;
 
@@ -60,12 +62,15 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .as_deref()
         .and_then(|text| proxy::proxy_setting("defaults.proxy_url", text, &mut problems))
         .unwrap_or_default();
+    let labels = labels::defaults(raw.defaults.labels, &mut problems);
     let defaults = Defaults {
         interval,
         timeout,
         max_backoff,
         proxy,
+        labels,
     };
+    let mut interned = labels::Interned::default();
 
     let mut providers = Vec::with_capacity(raw.providers.len());
     for (name, raw_provider) in raw.providers {
@@ -79,7 +84,14 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             );
             continue;
         }
-        if let Some(provider) = provider(name, &prefix, raw_provider, &defaults, &mut problems) {
+        if let Some(provider) = provider(
+            name,
+            &prefix,
+            raw_provider,
+            &defaults,
+            &mut interned,
+            &mut problems,
+        ) {
             providers.push(provider);
         }
     }
@@ -114,6 +126,8 @@ struct Defaults {
     timeout: Duration,
     max_backoff: Duration,
     proxy: ProxySetting,
+    /// Checked, not yet merged with any provider's.
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 /// One provider: its own settings over `defaults`, then its tables; `None` when any of its keys
@@ -123,6 +137,7 @@ fn provider(
     prefix: &str,
     raw: RawProvider,
     defaults: &Defaults,
+    interned: &mut labels::Interned,
     problems: &mut Problems,
 ) -> Option<ProviderConfig> {
     let before = problems.count();
@@ -148,6 +163,7 @@ fn provider(
         Some(text) => proxy::proxy_setting(&format!("{prefix}.proxy_url"), text, problems),
         None => Some(defaults.proxy.clone()),
     };
+    let labels = labels::provider(prefix, &defaults.labels, raw.labels, interned, problems);
     let token = match raw.token {
         Some(token) => token::token(&format!("{prefix}.token"), token, problems),
         None => {
@@ -187,5 +203,6 @@ fn provider(
         canary,
         tls,
         proxy: proxy?,
+        labels,
     })
 }

@@ -228,7 +228,7 @@ fn text_page(page: &[u8]) -> (BTreeMap<String, f64>, Vec<String>) {
     (samples, headers)
 }
 
-fn report(token_seconds: &[f64], canary_seconds: &[f64]) -> CycleReport {
+pub(crate) fn report(token_seconds: &[f64], canary_seconds: &[f64]) -> CycleReport {
     let token_requests = token_seconds
         .iter()
         .enumerate()
@@ -453,4 +453,117 @@ fn the_protobuf_page_gzips() {
         1.0
     );
     assert_eq!(decoded.native.len(), 6);
+}
+
+/// The provider's own labels as validation makes them (sorted, interned).
+pub(crate) fn own_labels(toml_labels: &str) -> crate::config::Labels {
+    let toml = format!(
+        "[providers.alpha]\nlabels = {toml_labels}\n[providers.alpha.token]\nurl = \"https://idp.example/token\"\nclient_id = \"id\"\nclient_secret = \"s\"\n"
+    );
+    let config = crate::config::load_str(&toml, &Default::default()).expect("valid");
+    config.providers[0].labels.clone()
+}
+
+/// Every series of `provider` in a decoded page or text page, by name and labels.
+fn series_of<'a>(series: impl Iterator<Item = &'a String>, provider: &str) -> Vec<&'a String> {
+    let label = format!("provider=\"{provider}\"");
+    series.filter(|s| s.contains(&label)).collect()
+}
+
+/// Issue 26: a provider's own labels are on every one of its series, in both formats and in
+/// every mode, among the series' labels in name order, values escaped in the text format; no
+/// series is added, and other providers' series are untouched.
+#[test]
+fn a_providers_own_labels_are_on_every_one_of_its_series() {
+    let own = own_labels(r#"{ team = "payments", env = "prod", zone = "eu \"west\" \\ 1" }"#);
+    for mode in [
+        HistogramMode::Classic,
+        HistogramMode::Native,
+        HistogramMode::None,
+    ] {
+        let plain = recorded(mode);
+        let labelled = recorded(mode);
+        labelled.set_labels("alpha", &own);
+        for metrics in [&plain, &labelled] {
+            // The families a healthy cycle leaves out: back-off, panics.
+            let next = SystemTime::now() + Duration::from_secs(60);
+            let backoff = Some((
+                crate::probe::Phase::Token,
+                crate::probe::HoldOff::InvalidClient,
+            ));
+            metrics.record_pace("alpha", next, backoff);
+            metrics.record_panic("alpha");
+        }
+
+        let (text, _) = text_page(&labelled.render_as(Format::Text));
+        let (plain_text, _) = text_page(&plain.render_as(Format::Text));
+        let alpha = series_of(text.keys(), "alpha");
+        assert_eq!(
+            alpha.len(),
+            series_of(plain_text.keys(), "alpha").len(),
+            "{mode:?}: the same series, one more label each"
+        );
+        assert!(alpha.len() > 20, "{mode:?}: {alpha:?}");
+        for series in &alpha {
+            assert!(
+                series.contains(r#"env="prod","#)
+                    && series.contains(r#"team="payments","#)
+                    && series.contains(r#"zone="eu \"west\" \\ 1""#),
+                "{mode:?}: {series}"
+            );
+            // In name order, `le` last as client libraries write it.
+            let inner = &series[series.find('{').unwrap() + 1..series.len() - 1];
+            let names: Vec<&str> = inner
+                .split("\",")
+                .map(|pair| pair.split_once('=').unwrap().0)
+                .collect();
+            let mut sorted: Vec<&str> = names.iter().copied().filter(|n| *n != "le").collect();
+            sorted.sort_unstable();
+            assert!(names.starts_with(&sorted), "{mode:?}: {series}");
+        }
+        for family in [
+            "oauth2_token_request_failures_total",
+            "oauth2_probe_backoff",
+            "oauth2_exporter_probe_panics_total",
+            "oauth2_client_credential_expiry_timestamp_seconds",
+            "oauth2_token_grant_info",
+            "oauth2_token_responses_total",
+            "oauth2_unauthorized_responses_total",
+        ] {
+            assert!(
+                alpha.iter().any(|s| s.starts_with(&format!("{family}{{"))),
+                "{mode:?}: {family}"
+            );
+        }
+        for series in series_of(text.keys(), "beta") {
+            assert!(!series.contains("team="), "{mode:?}: {series}");
+        }
+        if mode == HistogramMode::Classic {
+            assert!(text.contains_key(
+                r#"oauth2_token_request_duration_seconds_bucket{env="prod",provider="alpha",team="payments",zone="eu \"west\" \\ 1",le="0.005"}"#
+            ), "{text:?}");
+        }
+
+        // The protobuf page: the same, its label values as they are (no escaping on the wire).
+        let decoded = decode(&labelled.render_as(Format::Protobuf));
+        let plain_decoded = decode(&plain.render_as(Format::Protobuf));
+        let every = |d: &Decoded| -> Vec<String> {
+            d.samples.keys().chain(d.native.keys()).cloned().collect()
+        };
+        let proto = every(&decoded);
+        let alpha = series_of(proto.iter(), "alpha");
+        assert_eq!(
+            alpha.len(),
+            series_of(every(&plain_decoded).iter(), "alpha").len()
+        );
+        for series in &alpha {
+            for pair in [
+                r#"env="prod","#,
+                r#"team="payments","#,
+                r#"zone="eu "west" \ 1"}"#,
+            ] {
+                assert!(series.contains(pair), "{mode:?}: {series}");
+            }
+        }
+    }
 }
