@@ -175,6 +175,20 @@ pub struct TokenConfig {
     pub password_expires: Option<SystemTime>,
     /// Claims every newly obtained token must carry (`[token.expect]`).
     pub expect: Option<Box<Expect>>,
+    /// `dpop = true` (here or in `[defaults]`): DPoP proofs on the token request and the canary
+    /// call (RFC 9449, issue 25). Boxed: most providers have none.
+    pub dpop: Option<Box<DpopConfig>>,
+}
+
+/// How DPoP proofs are made (RFC 9449). The key file is only named here, like
+/// `private_key_file`: the probe re-reads it every cycle and validation checked it once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopConfig {
+    /// `dpop_signing_algorithm`: RS256, PS256 or ES256; `None`: the key's own (RS256 for RSA,
+    /// ES256 for EC), ES256 for a generated key.
+    pub algorithm: Option<crate::signing::Algorithm>,
+    /// `dpop_key_file`; `None`: a key is generated when the provider starts, kept for its life.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[providers.NAME.token.expect]`: what a newly obtained JWT must say. The values are

@@ -73,6 +73,9 @@ raw_table! {
         timeout: Option<String>,
         proxy_url: Option<String>,
         max_backoff: Option<String>,
+        #[serde(default, deserialize_with = "lenient::optional_bool")]
+        dpop: Option<bool>,
+        dpop_signing_algorithm: Option<String>,
     }
 }
 
@@ -122,6 +125,10 @@ raw_table! {
         key_id: Option<String>,
         assertion_audience: Option<String>,
         assertion_lifetime: Option<String>,
+        #[serde(default, deserialize_with = "lenient::optional_bool")]
+        dpop: Option<bool>,
+        dpop_signing_algorithm: Option<String>,
+        dpop_key_file: Option<PathBuf>,
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`discovery`]: the token endpoint of an `issuer`, from its metadata, cached between
 //!   refreshes.
 //! - [`canary`]: the API call with the token and its classification.
+//! - [`dpop`]: DPoP (RFC 9449) proofs for both, with the provider's key and the servers' nonces.
 //! - [`transport`]: outgoing HTTP clients (one rule for which one a provider uses), capped body
 //!   reads, transport failure classes.
 //! - [`jwt`]: reads (never verifies) a JWT's claims, for its expiry.
@@ -25,6 +26,7 @@ pub mod claims;
 pub mod client_auth;
 pub mod client_cert;
 pub mod discovery;
+pub mod dpop;
 pub mod expiry;
 pub mod jwt;
 pub mod token;
@@ -336,12 +338,16 @@ pub struct Prober {
     /// A keyed hash of the credentials the last token request sent (secret, password, key and
     /// certificate files; 0: none yet), to tell whether they changed since (issue 23).
     sent: u64,
+    /// With `dpop = true` only (boxed, like `discovered`): the DPoP key and the servers'
+    /// nonces, kept across cycles.
+    dpop: Option<Box<dpop::Dpop>>,
 }
 
 impl Prober {
     pub fn new(config: Arc<ProviderConfig>, client: Client) -> Self {
         Prober {
             identity: TlsIdentity::new(&config),
+            dpop: config.token.dpop.as_ref().map(|_| Box::default()),
             config,
             client,
             held: None,
@@ -430,15 +436,22 @@ impl Prober {
         // presented from this cycle on.
         let identity = self.read_certificate_files(self.config.timeout).await;
         identity.trace(trace.as_deref_mut());
+        // The DPoP key likewise, for the token request and the canary call alike.
+        let dpop_key = self.load_dpop_key(trace.as_deref_mut()).await;
 
         let must_request = match &self.held {
+            // A token bound to a key no longer held cannot be presented.
+            Some(_) if dpop_key == Ok(true) => true,
             Some(held) if self.config.token.reuse => {
                 held.needs_refresh(self.config.token.refresh_before, SystemTime::now())
             }
             _ => true,
         };
         let mut token_ok = !must_request;
-        if let Some(error) = identity.failure {
+        let failure = identity
+            .failure
+            .or_else(|| dpop_key.err().map(TokenError::from));
+        if let Some(error) = failure {
             // Not sent with the previous certificate: what is on disk is what must work.
             token_requests.push(TokenOutcome {
                 duration: Duration::ZERO,
@@ -522,9 +535,38 @@ impl Prober {
         }
     }
 
+    /// With `dpop = true`: the DPoP key for this cycle (see [`dpop::Dpop::load`]); whether it
+    /// changed. `Ok(false)` without DPoP.
+    async fn load_dpop_key(&mut self, trace: Option<&mut Trace>) -> Result<bool, dpop::DpopError> {
+        let (Some(dpop), Some(config)) = (&mut self.dpop, &self.config.token.dpop) else {
+            return Ok(false);
+        };
+        let loaded = dpop.load(config, self.config.timeout).await;
+        if let Some(trace) = trace {
+            trace.section("DPoP key");
+            match (&loaded, dpop.thumbprint()) {
+                (Ok(changed), Some(jkt)) => trace.line(format!(
+                    "{} ({}); thumbprint (jkt) {jkt}",
+                    match &config.key_file {
+                        Some(path) => format!("dpop_key_file {}", path.display()),
+                        None => "generated at start".to_string(),
+                    },
+                    if *changed {
+                        "new this cycle"
+                    } else {
+                        "unchanged"
+                    },
+                )),
+                (Ok(_), None) => {}
+                (Err(error), _) => trace.line(format!("unusable: {error}")),
+            }
+        }
+        loaded
+    }
+
     /// Calls the canary with the held token; `None` when no token is held (or no canary is set).
     /// The call holds a request slot; waiting for one counts against the timeout.
-    async fn call_canary(&self, mut trace: Option<&mut Trace>) -> Option<CanaryOutcome> {
+    async fn call_canary(&mut self, mut trace: Option<&mut Trace>) -> Option<CanaryOutcome> {
         let canary_config = self.config.canary.as_ref()?;
         let held = self.held.as_ref()?;
         let started = Instant::now();
@@ -550,6 +592,7 @@ impl Prober {
             &self.client,
             canary_config,
             &held.access_token,
+            self.dpop.as_deref_mut(),
             slot.remaining,
             trace.as_deref_mut(),
         )
@@ -687,6 +730,7 @@ impl Prober {
                     &self.client,
                     &self.config.token,
                     &mut self.auth,
+                    self.dpop.as_deref_mut(),
                     &endpoint,
                     slot.remaining,
                     trace.as_deref_mut(),

@@ -159,6 +159,25 @@ impl Trace {
         ));
     }
 
+    /// A DPoP proof (RFC 9449), decoded: its header (`typ`, `alg`, and `jwk`, the public key
+    /// only) and claims (`htm`, `htu`, `iat`, `jti`, `nonce`, `ath`) are what the server
+    /// checks. Never the signature or the encoded proof.
+    pub fn dpop_proof(
+        &mut self,
+        header: &serde_json::Map<String, Value>,
+        claims: &serde_json::Map<String, Value>,
+    ) {
+        self.line("DPoP proof (decoded, signature not shown):");
+        self.line(format!(
+            "header: {}",
+            serde_json::to_string(header).unwrap_or_default()
+        ));
+        self.line(format!(
+            "claims: {}",
+            serde_json::to_string_pretty(claims).unwrap_or_default()
+        ));
+    }
+
     /// The trace as people read it, scrubbed once more of every secret the cycle learnt.
     pub fn finish(self) -> String {
         self.always.scrub(&self.text)

@@ -325,8 +325,9 @@ fn key_material(
     }
 }
 
-/// Reads and parses `private_key_file` once at load; its problems name `key`.
-fn read_key(key: &str, path: &Path, problems: &mut Problems) -> Option<SigningKey> {
+/// Reads and parses `private_key_file` (or `dpop_key_file`) once at load; its problems name
+/// `key`.
+pub(super) fn read_key(key: &str, path: &Path, problems: &mut Problems) -> Option<SigningKey> {
     let pem = match key_pem(
         path,
         crate::files::read(path, MAX_SECRET_FILE_BYTES, CONFIG_READ_TIMEOUT),

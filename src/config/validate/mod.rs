@@ -1,13 +1,14 @@
 //! Raw values, then ready values: turns the raw configuration into parsed URLs, durations,
 //! secret sources and TLS roots, and reports every problem with the key it concerns. This file
 //! walks the configuration and gives each section to its own file: [`web`], [`metrics`], then per
-//! provider [`token`] (with [`client_auth`] and [`claims`]), [`canary`] and [`tls`]; a proxy
+//! provider [`token`] (with [`client_auth`], [`claims`] and [`dpop`]), [`canary`] and [`tls`]; a proxy
 //! setting, from `[defaults]` or the provider, to [`proxy`]. What they all use is in [`values`],
 //! which imports none of them.
 
 mod canary;
 mod claims;
 mod client_auth;
+mod dpop;
 mod metrics;
 mod proxy;
 mod tls;
@@ -22,7 +23,7 @@ use self::values::{Problems, duration_or, duration_or_off};
 use super::raw::{RawConfig, RawProvider};
 use super::{
     Config, ConfigError, DEFAULT_INTERVAL, DEFAULT_MAX_BACKOFF, DEFAULT_TIMEOUT, ProviderConfig,
-    ProxySetting, WebConfig,
+    ProxySetting, TokenConfig, WebConfig,
 };
 
 pub(crate) use self::proxy::percent_decode;
@@ -60,11 +61,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .as_deref()
         .and_then(|text| proxy::proxy_setting("defaults.proxy_url", text, &mut problems))
         .unwrap_or_default();
+    let dpop = dpop::defaults(&raw.defaults, &mut problems);
     let defaults = Defaults {
         interval,
         timeout,
         max_backoff,
         proxy,
+        dpop,
     };
 
     let mut providers = Vec::with_capacity(raw.providers.len());
@@ -114,6 +117,7 @@ struct Defaults {
     timeout: Duration,
     max_backoff: Duration,
     proxy: ProxySetting,
+    dpop: dpop::DpopDefaults,
 }
 
 /// One provider: its own settings over `defaults`, then its tables; `None` when any of its keys
@@ -148,7 +152,9 @@ fn provider(
         Some(text) => proxy::proxy_setting(&format!("{prefix}.proxy_url"), text, problems),
         None => Some(defaults.proxy.clone()),
     };
-    let token = match raw.token {
+    let mut raw_token = raw.token;
+    let raw_dpop = raw_token.as_mut().map(dpop::take);
+    let token = match raw_token {
         Some(token) => token::token(&format!("{prefix}.token"), token, problems),
         None => {
             problems.add(
@@ -158,6 +164,8 @@ fn provider(
             None
         }
     };
+    let dpop = raw_dpop
+        .and_then(|raw| dpop::dpop(&format!("{prefix}.token"), raw, &defaults.dpop, problems));
     let canary = raw
         .canary
         .and_then(|canary| canary::canary(&format!("{prefix}.canary"), canary, problems));
@@ -183,7 +191,7 @@ fn provider(
         interval,
         timeout,
         max_backoff,
-        token: token?,
+        token: TokenConfig { dpop, ..token? },
         canary,
         tls,
         proxy: proxy?,

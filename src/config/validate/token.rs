@@ -98,6 +98,8 @@ pub(super) fn token(
         client_secret_expires,
         password_expires,
         expect: expect.map(Box::new),
+        // Set by the caller, which knows `[defaults]` (see `dpop`).
+        dpop: None,
     })
 }
 
