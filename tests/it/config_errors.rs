@@ -56,7 +56,7 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-key-token.toml",
         problems: &[
-            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, issuer, discovery_refresh, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response, client_secret_expires, password_expires, expect, private_key_file, certificate_file, signing_algorithm, key_id, assertion_audience, assertion_lifetime",
+            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, issuer, discovery_refresh, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response, client_secret_expires, password_expires, expect, private_key_file, certificate_file, signing_algorithm, key_id, assertion_audience, assertion_lifetime, dpop, dpop_signing_algorithm, dpop_key_file",
             // The misspelt key is not taken for the secret, so the secret is also missing.
             "key `providers.okq8.token.client_secret`: missing; set exactly one of providers.okq8.token.client_secret | providers.okq8.token.client_secret_file | providers.okq8.token.client_secret_env",
         ],
@@ -285,14 +285,14 @@ const ALL_AT_ONCE_CASES: &[Case] = &[
     Case {
         fixture: "invalid-two-unknown-keys.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, dpop, dpop_signing_algorithm",
             "{file}: key `web.listen`: unknown key; allowed here: listen_address, probe_min_interval",
         ],
     },
     Case {
         fixture: "invalid-unknown-key-and-bad-value.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, dpop, dpop_signing_algorithm",
             r#"key `web.listen_address`: invalid address "9875"; expected HOST:PORT, e.g. "0.0.0.0:9875""#,
         ],
     },

@@ -38,6 +38,7 @@ mod config_files;
 mod deploy;
 mod discovery;
 mod docs_links;
+mod dpop;
 mod expiry_warnings;
 mod failure_reasons;
 mod fuzz_regressions;
