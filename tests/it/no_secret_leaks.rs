@@ -1669,3 +1669,188 @@ async fn secrets_echoed_in_headers_later_fields_and_urls_never_appear() {
         found.join("\n")
     );
 }
+
+/// The private scalar `d` of an EC P-256 key in PKCS#8 DER: the OCTET STRING of 32 bytes that
+/// follows the `ECPrivateKey` version (INTEGER 1).
+fn ec_private_scalar(pkcs8: &[u8]) -> Vec<u8> {
+    let marker = [0x02, 0x01, 0x01, 0x04, 0x20];
+    let at = pkcs8
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("an ECPrivateKey in the PKCS#8");
+    pkcs8[at + marker.len()..at + marker.len() + 32].to_vec()
+}
+
+/// Issue 25: a DPoP key (its PEM, and its private `d` in every encoding a JWK or a dump would
+/// use), the proofs (whole, or their signatures) and the DPoP-bound tokens never reach the log,
+/// `/metrics`, `/`, `/probe?debug=true` or `check`, even from servers that echo the proof and
+/// the token back in their refusals; the control shows proofs went out, each echo came back,
+/// and the trace shows it `[redacted]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_keys_proofs_and_bound_tokens_never_appear() {
+    let issued = Arc::new(Mutex::new(Vec::<String>::new()));
+    let fake = {
+        let issued = Arc::clone(&issued);
+        FakeServer::start(move |request| {
+            let proof = request.header("dpop").unwrap_or_default().to_string();
+            match request.path.as_str() {
+                // Refuses the proof, quoting it in the description and a header.
+                "/token/dpop_refused" => {
+                    let mut reply = Reply::json(
+                        400,
+                        serde_json::json!({"error": "invalid_dpop_proof", "error_description": format!("bad proof {proof}")}),
+                    );
+                    if let Reply::Response { headers, .. } = &mut reply {
+                        headers.push(("x-echo-proof".into(), proof));
+                    }
+                    reply
+                }
+                path if path.starts_with("/token/") => {
+                    let mut issued = issued.lock().unwrap();
+                    let token = format!("at-dpop-{}-Qx7", issued.len());
+                    issued.push(token.clone());
+                    Reply::json(
+                        200,
+                        serde_json::json!({"access_token": token, "token_type": "DPoP", "expires_in": 3600}),
+                    )
+                }
+                // Refuses the proof, quoting it and the token in the challenge and headers.
+                "/api/dpop_echo" => {
+                    let token = request
+                        .header("authorization")
+                        .and_then(|a| a.strip_prefix("DPoP "))
+                        .unwrap_or_default()
+                        .to_string();
+                    Reply::raw(
+                        401,
+                        &[
+                            (
+                                "www-authenticate",
+                                &format!("DPoP error=\"invalid_dpop_proof\", error_description=\"bad {proof} for {token}\""),
+                            ),
+                            ("x-echo-proof", &proof),
+                            ("x-seen-token", &token),
+                        ],
+                        format!("you sent {proof} with {token}"),
+                    )
+                }
+                _ => Reply::status(404),
+            }
+        })
+        .await
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let key_file = dir.path().join("dpop.key");
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let provider = |name: &str, extra: &str, canary: bool| {
+        let mut block = format!(
+            "\n[providers.{name}]\nproxy_url = \"none\"\n[providers.{name}.token]\nurl = \"{}\"\n\
+             client_id = \"c\"\nclient_secret = \"dpop-leak-client-secret\"\ndpop = true\n{extra}\n",
+            fake.url(&format!("/token/{name}"))
+        );
+        if canary {
+            block.push_str(&format!(
+                "[providers.{name}.canary]\nurl = \"{}\"\n",
+                fake.url("/api/dpop_echo")
+            ));
+        }
+        block
+    };
+    let mut toml =
+        String::from("[defaults]\ninterval = \"300ms\"\ntimeout = \"2s\"\nmax_backoff = \"0s\"\n");
+    toml.push_str(&provider("dpop_refused", "", false));
+    toml.push_str(&provider(
+        "dpop_echo",
+        &format!("dpop_key_file = '{}'", key_file.display()),
+        true,
+    ));
+    let config = dir.path().join("exporter.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let names = ["dpop_refused", "dpop_echo"];
+    let mut exporter = start(dir.path(), &config, &[]);
+    let Seen {
+        metrics,
+        pages,
+        index,
+        stdout,
+        stderr,
+    } = run_and_collect(&mut exporter, &names, 2.0, "####").await;
+    let check = Binary::new()
+        .current_dir(dir.path())
+        .arg("check")
+        .args(["--config.file", config.to_str().unwrap()])
+        .run_async()
+        .await;
+    let check_out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // Control: proofs went out on both steps, and every echo came back and was redacted.
+    let proofs: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("dpop").map(str::to_string))
+        .collect();
+    assert!(
+        fake.requests_to("/api/dpop_echo").len() >= 2 && proofs.len() >= 6,
+        "few proofs were sent: {}",
+        proofs.len()
+    );
+    for (name, shown) in [
+        ("dpop_refused", "x-echo-proof: [redacted]"),
+        ("dpop_echo", "x-echo-proof: [redacted]"),
+        ("dpop_echo", "x-seen-token: [redacted]"),
+        ("dpop_echo", "you sent [redacted] with [redacted]"),
+        ("dpop_echo", "DPoP proof (decoded, signature not shown):"),
+    ] {
+        let section = pages
+            .split("#### ")
+            .find(|s| s.starts_with(&format!("{name}\n")))
+            .unwrap_or_default();
+        assert!(
+            section.contains(shown),
+            "{name}: the trace does not show {shown:?}:\n{section}"
+        );
+    }
+    for expected in [
+        "provider=dpop_refused phase=token reason=dpop",
+        "provider=dpop_echo phase=canary reason=dpop",
+        "bad proof [redacted]",
+        "bad [redacted] for [redacted]",
+    ] {
+        assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
+    }
+
+    let mut needles: BTreeSet<String> = key_needles(&key.serialize_pem()).into_iter().collect();
+    let d = ec_private_scalar(&key.serialize_der());
+    needles.insert(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d));
+    needles.insert(STANDARD.encode(&d));
+    needles.insert(d.iter().map(|b| format!("{b:02x}")).collect());
+    for proof in &proofs {
+        needles.insert(proof.clone());
+        needles.insert(proof.rsplit('.').next().unwrap_or_default().to_string());
+    }
+    let tokens = issued.lock().unwrap().clone();
+    assert!(tokens.len() >= 2, "few tokens issued: {tokens:?}");
+    needles.extend(tokens);
+    needles.extend(encodings("dpop-leak-client-secret"));
+    let found = leaks(
+        &needles,
+        &[
+            ("stderr", &stderr),
+            ("stdout", &stdout),
+            ("/metrics", &metrics),
+            ("/", &index),
+            ("/probe?debug=true", &pages),
+            ("check", &check_out),
+        ],
+    );
+    assert!(
+        found.is_empty(),
+        "secrets leaked:\n{}\n\nstderr:\n{stderr}",
+        found.join("\n")
+    );
+}
