@@ -53,6 +53,7 @@ mod params_and_secret_headers;
 mod peer_discovery;
 mod peer_oidc;
 mod peer_oidc_client_auth;
+mod peer_oidc_dpop;
 mod peer_prometheus;
 mod peer_proxy;
 mod probe_cycle;
