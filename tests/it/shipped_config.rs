@@ -16,6 +16,7 @@ fn check(config: &Path, secrets_dir: &Path) -> (bool, String) {
         .env("OKQ8_APIM_KEY", "x-okq8-apim")
         .env("NEXTOME_CLIENT_SECRET", "x-nextome")
         .env("EVERACTIVE_CLIENT_SECRET", "x-everactive")
+        .env("OKTA_CLIENT_SECRET", "x-okta")
         .current_dir(secrets_dir)
         .run();
     let text = format!(
