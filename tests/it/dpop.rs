@@ -52,8 +52,14 @@ struct Checked {
 
 /// Checks a request's `DPoP` header as RFC 9449 section 4.3 has a server do: one compact JWS,
 /// `typ` `dpop+jwt`, an asymmetric `alg`, a public `jwk` the signature verifies with, `htm` and
-/// `htu` of this request, a recent `iat`, a `jti`. The error is the server's words.
-fn check_proof(request: &Recorded, htu: &str) -> Result<Checked, String> {
+/// `htu` of this request (the URL it came to, without the query), a recent `iat`, a `jti`. The
+/// error is the server's words.
+fn check_proof(request: &Recorded) -> Result<Checked, String> {
+    let htu = format!(
+        "http://{}{}",
+        request.header("host").unwrap_or_default(),
+        request.path
+    );
     let proofs = request.header_all("dpop");
     let [proof] = proofs.as_slice() else {
         return Err(format!("{} DPoP headers, not one", proofs.len()));
@@ -116,7 +122,7 @@ fn check_proof(request: &Recorded, htu: &str) -> Result<Checked, String> {
     if claims["htm"] != request.method.as_str() {
         return Err("htm mismatch".into());
     }
-    if claims["htu"] != htu {
+    if claims["htu"] != htu.as_str() {
         return Err(format!("htu mismatch: {}", claims["htu"]));
     }
     if claims["iat"]
@@ -152,9 +158,9 @@ fn dpop_error(status: u16, code: &str, description: &str) -> Reply {
 }
 
 /// A token endpoint that requires DPoP with its nonce and refuses a replayed proof.
-fn token_endpoint(seen: &Mutex<Seen>, request: &Recorded, htu: &str) -> Reply {
+fn token_endpoint(seen: &Mutex<Seen>, request: &Recorded) -> Reply {
     let mut seen = seen.lock().unwrap();
-    let checked = match check_proof(request, htu) {
+    let checked = match check_proof(request) {
         Ok(checked) => checked,
         Err(why) => {
             seen.refused.push(format!("idp: {why}"));
@@ -188,7 +194,7 @@ fn token_endpoint(seen: &Mutex<Seen>, request: &Recorded, htu: &str) -> Reply {
 }
 
 /// An API that takes only DPoP-bound tokens, with a proof of the key the token is bound to.
-fn api(seen: &Mutex<Seen>, request: &Recorded, htu: &str) -> Reply {
+fn api(seen: &Mutex<Seen>, request: &Recorded) -> Reply {
     let mut seen = seen.lock().unwrap();
     let refuse = |seen: &mut Seen, why: String| {
         seen.refused.push(format!("api: {why}"));
@@ -202,7 +208,7 @@ fn api(seen: &Mutex<Seen>, request: &Recorded, htu: &str) -> Reply {
     else {
         return refuse(&mut seen, "not Authorization: DPoP".into());
     };
-    let checked = match check_proof(request, htu) {
+    let checked = match check_proof(request) {
         Ok(checked) => checked,
         Err(why) => return refuse(&mut seen, why),
     };
@@ -247,23 +253,10 @@ fn api(seen: &Mutex<Seen>, request: &Recorded, htu: &str) -> Reply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_steps_carry_proofs_with_each_servers_nonce() {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let htu = Arc::new(Mutex::new(String::new()));
-    let (idp_seen, idp_htu) = (Arc::clone(&seen), Arc::clone(&htu));
-    let idp = FakeServer::start(move |request| {
-        let htu = idp_htu.lock().unwrap().clone();
-        token_endpoint(&idp_seen, request, &htu)
-    })
-    .await;
-    *htu.lock().unwrap() = idp.url("/oauth2/token");
-    let api_htu = Arc::new(Mutex::new(String::new()));
-    let (api_seen, api_htu_handler) = (Arc::clone(&seen), Arc::clone(&api_htu));
-    let api_server = FakeServer::start(move |request| {
-        let htu = api_htu_handler.lock().unwrap().clone();
-        api(&api_seen, request, &htu)
-    })
-    .await;
-    // The proof's `htu` is the URL without its query (RFC 9449 section 4.2).
-    *api_htu.lock().unwrap() = api_server.url("/v1/orders");
+    let idp_seen = Arc::clone(&seen);
+    let idp = FakeServer::start(move |request| token_endpoint(&idp_seen, request)).await;
+    let api_seen = Arc::clone(&seen);
+    let api_server = FakeServer::start(move |request| api(&api_seen, request)).await;
     let toml = [
         support::config::defaults(&[
             ("interval", r#""300ms""#),
@@ -507,17 +500,15 @@ async fn a_key_file_signs_and_its_rotation_gets_a_fresh_token() {
         .toml();
     let daemon = Daemon::start(&toml).await;
     server.wait_for_requests("/api", 3, WAIT).await;
-    let jkt_of = |request: &Recorded, htu: &str| check_proof(request, htu).unwrap().jkt;
-    let token_url = server.url("/token");
-    let api_url = server.url("/api");
+    let jkt_of = |request: &Recorded| check_proof(request).unwrap().jkt;
     assert_eq!(
         server.count("/token"),
         1,
         "reuse: one token for these calls"
     );
-    let old = jkt_of(&server.requests_to("/token")[0], &token_url);
+    let old = jkt_of(&server.requests_to("/token")[0]);
     for call in server.requests_to("/api") {
-        assert_eq!(jkt_of(&call, &api_url), old, "the key file's key");
+        assert_eq!(jkt_of(&call), old, "the key file's key");
     }
     std::fs::write(&key, second.serialize_pem()).unwrap();
     server.wait_for_requests("/token", 2, WAIT).await;
@@ -525,10 +516,10 @@ async fn a_key_file_signs_and_its_rotation_gets_a_fresh_token() {
     server
         .wait_for_requests("/api", calls_before + 1, WAIT)
         .await;
-    let new = jkt_of(&server.requests_to("/token")[1], &token_url);
+    let new = jkt_of(&server.requests_to("/token")[1]);
     assert_ne!(new, old, "the rotated key signs");
     let last_call = server.requests_to("/api").pop().unwrap();
-    assert_eq!(jkt_of(&last_call, &api_url), new);
+    assert_eq!(jkt_of(&last_call), new);
     daemon.stop().await;
 }
 

@@ -66,6 +66,17 @@ fn key_needles(pem: &str) -> Vec<String> {
     needles
 }
 
+/// A signed JWT (a client assertion, a DPoP proof) as needles: all of it, and its signature,
+/// which identifies it as well.
+fn jwt_needles<'a>(jwts: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    jwts.into_iter()
+        .flat_map(|jwt| {
+            let signature = jwt.rsplit('.').next().unwrap_or_default().to_string();
+            [jwt.clone(), signature]
+        })
+        .collect()
+}
+
 /// RFC 3986 component encoding (`%20` for a space), as some servers re-encode, and as a
 /// password is written in a URL's userinfo.
 fn percent(secret: &str) -> String {
@@ -247,6 +258,69 @@ async fn run_and_collect(
         index,
         stdout,
         stderr,
+    }
+}
+
+/// What `check` prints (both streams) for `config`, run in `dir` with `env` added.
+async fn check_output(dir: &Path, config: &Path, env: &[(&str, &str)]) -> String {
+    let check = Binary::new()
+        .current_dir(dir)
+        .arg("check")
+        .args(["--config.file", config.to_str().unwrap()])
+        .envs(env)
+        .run_async()
+        .await;
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    )
+}
+
+impl Seen {
+    /// Fails unless the debug trace of each `(provider, text)` shows the text: the control that
+    /// an echo came back and was shown scrubbed.
+    fn assert_traces_show(&self, cases: &[(&str, &str)]) {
+        for (name, shown) in cases {
+            let section = self
+                .pages
+                .split("#### ")
+                .find(|s| s.starts_with(&format!("{name}\n")))
+                .unwrap_or_default();
+            assert!(
+                section.contains(shown),
+                "{name}: the trace does not show {shown:?}:\n{section}"
+            );
+        }
+    }
+
+    /// Fails unless the log holds each of `expected`.
+    fn assert_logged(&self, expected: &[&str]) {
+        for expected in expected {
+            let stderr = &self.stderr;
+            assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
+        }
+    }
+
+    /// Fails if any of `needles` is in the log, the pages or `check`'s output.
+    fn assert_no_leaks(&self, needles: &BTreeSet<String>, check: &str) {
+        let found = leaks(
+            needles,
+            &[
+                ("stderr", &self.stderr),
+                ("stdout", &self.stdout),
+                ("/metrics", &self.metrics),
+                ("/", &self.index),
+                ("/probe?debug=true", &self.pages),
+                ("check", check),
+            ],
+        );
+        assert!(
+            found.is_empty(),
+            "secrets leaked:\n{}\n\nstderr:\n{}",
+            found.join("\n"),
+            self.stderr
+        );
     }
 }
 
@@ -830,11 +904,7 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     needles.extend(encodings(HMAC_SECRET));
     needles.extend(key_needles(&key_pem));
     needles.extend(key_needles(&swapped_pem));
-    for assertion in &assertions {
-        needles.insert(assertion.clone());
-        // The signature alone identifies an assertion as well as all of it.
-        needles.insert(assertion.rsplit('.').next().unwrap_or_default().to_string());
-    }
+    needles.extend(jwt_needles(&assertions));
     let tokens = issued.lock().unwrap().clone();
     assert!(tokens.len() >= 10, "few tokens issued: {tokens:?}");
     needles.extend(tokens);
@@ -1529,25 +1599,8 @@ async fn secrets_echoed_in_headers_later_fields_and_urls_never_appear() {
         "env_proxy",
     ];
     let mut exporter = start(dir.path(), &config, &env);
-    let Seen {
-        metrics,
-        pages,
-        index,
-        stdout,
-        stderr,
-    } = run_and_collect(&mut exporter, &names, 2.0, "####").await;
-    let check = Binary::new()
-        .current_dir(dir.path())
-        .arg("check")
-        .args(["--config.file", config.to_str().unwrap()])
-        .envs(&env)
-        .run_async()
-        .await;
-    let check_out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let seen = run_and_collect(&mut exporter, &names, 2.0, "####").await;
+    let check_out = check_output(dir.path(), &config, &env).await;
 
     // Control: the secrets went out and came back in every echo the test is about.
     let sent_basic = fake.requests_to("/token/basic_echo");
@@ -1594,7 +1647,7 @@ async fn secrets_echoed_in_headers_later_fields_and_urls_never_appear() {
         "the environment's proxy never got its credentials: {:?}",
         proxy.requests()
     );
-    for (name, shown) in [
+    seen.assert_traces_show(&[
         ("basic_echo", "x-echo-secret: basic%20client:[redacted]"),
         (
             "basic_echo",
@@ -1613,26 +1666,15 @@ async fn secrets_echoed_in_headers_later_fields_and_urls_never_appear() {
         ("token_rejected", "x-seen-token: [redacted]"),
         ("query_key", "api_key=[redacted]&page=1"),
         ("env_proxy", "x-echo-proxy: envproxyuser:[redacted]"),
-    ] {
-        let section = pages
-            .split("#### ")
-            .find(|s| s.starts_with(&format!("{name}\n")))
-            .unwrap_or_default();
-        assert!(
-            section.contains(shown),
-            "{name}: the trace does not show {shown:?}:\n{section}"
-        );
-    }
-    for expected in [
+    ]);
+    seen.assert_logged(&[
         "provider=basic_echo phase=token reason=invalid_client",
         "provider=password_echo phase=token reason=invalid_grant",
         "provider=token_rejected phase=canary reason=unauthorized",
         "provider=env_proxy phase=token reason=connect",
         "bad client basic%20client:[redacted]",
         "bad [redacted]",
-    ] {
-        assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
-    }
+    ]);
     assert!(
         check_out.contains("basic_echo") && check_out.contains("[redacted]"),
         "check did not show the scrubbed refusal:\n{check_out}"
@@ -1645,29 +1687,11 @@ async fn secrets_echoed_in_headers_later_fields_and_urls_never_appear() {
     needles.insert(basic_decoded("basic client", SPACED_SECRET));
     needles.extend(basic_forms("basic client", SPACED_SECRET));
     needles.extend(basic_forms(ENV_PROXY_USER, ENV_PROXY_SECRET));
-    for assertion in &assertions {
-        needles.insert(assertion.clone());
-        needles.insert(assertion.rsplit('.').next().unwrap_or_default().to_string());
-    }
+    needles.extend(jwt_needles(&assertions));
     let tokens = issued.lock().unwrap().clone();
     assert!(tokens.len() >= 4, "few tokens issued: {tokens:?}");
     needles.extend(tokens);
-    let found = leaks(
-        &needles,
-        &[
-            ("stderr", &stderr),
-            ("stdout", &stdout),
-            ("/metrics", &metrics),
-            ("/", &index),
-            ("/probe?debug=true", &pages),
-            ("check", &check_out),
-        ],
-    );
-    assert!(
-        found.is_empty(),
-        "secrets leaked:\n{}\n\nstderr:\n{stderr}",
-        found.join("\n")
-    );
+    seen.assert_no_leaks(&needles, &check_out);
 }
 
 /// The private scalar `d` of an EC P-256 key in PKCS#8 DER: the OCTET STRING of 32 bytes that
@@ -1769,24 +1793,8 @@ async fn dpop_keys_proofs_and_bound_tokens_never_appear() {
     std::fs::write(&config, &toml).unwrap();
     let names = ["dpop_refused", "dpop_echo"];
     let mut exporter = start(dir.path(), &config, &[]);
-    let Seen {
-        metrics,
-        pages,
-        index,
-        stdout,
-        stderr,
-    } = run_and_collect(&mut exporter, &names, 2.0, "####").await;
-    let check = Binary::new()
-        .current_dir(dir.path())
-        .arg("check")
-        .args(["--config.file", config.to_str().unwrap()])
-        .run_async()
-        .await;
-    let check_out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let seen = run_and_collect(&mut exporter, &names, 2.0, "####").await;
+    let check_out = check_output(dir.path(), &config, &[]).await;
 
     // Control: proofs went out on both steps, and every echo came back and was redacted.
     let proofs: Vec<String> = fake
@@ -1799,58 +1807,29 @@ async fn dpop_keys_proofs_and_bound_tokens_never_appear() {
         "few proofs were sent: {}",
         proofs.len()
     );
-    for (name, shown) in [
+    seen.assert_traces_show(&[
         ("dpop_refused", "x-echo-proof: [redacted]"),
         ("dpop_echo", "x-echo-proof: [redacted]"),
         ("dpop_echo", "x-seen-token: [redacted]"),
         ("dpop_echo", "you sent [redacted] with [redacted]"),
         ("dpop_echo", "DPoP proof (decoded, signature not shown):"),
-    ] {
-        let section = pages
-            .split("#### ")
-            .find(|s| s.starts_with(&format!("{name}\n")))
-            .unwrap_or_default();
-        assert!(
-            section.contains(shown),
-            "{name}: the trace does not show {shown:?}:\n{section}"
-        );
-    }
-    for expected in [
+    ]);
+    seen.assert_logged(&[
         "provider=dpop_refused phase=token reason=dpop",
         "provider=dpop_echo phase=canary reason=dpop",
         "bad proof [redacted]",
         "bad [redacted] for [redacted]",
-    ] {
-        assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
-    }
+    ]);
 
     let mut needles: BTreeSet<String> = key_needles(&key.serialize_pem()).into_iter().collect();
     let d = ec_private_scalar(&key.serialize_der());
     needles.insert(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d));
     needles.insert(STANDARD.encode(&d));
     needles.insert(d.iter().map(|b| format!("{b:02x}")).collect());
-    for proof in &proofs {
-        needles.insert(proof.clone());
-        needles.insert(proof.rsplit('.').next().unwrap_or_default().to_string());
-    }
+    needles.extend(jwt_needles(&proofs));
     let tokens = issued.lock().unwrap().clone();
     assert!(tokens.len() >= 2, "few tokens issued: {tokens:?}");
     needles.extend(tokens);
     needles.extend(encodings("dpop-leak-client-secret"));
-    let found = leaks(
-        &needles,
-        &[
-            ("stderr", &stderr),
-            ("stdout", &stdout),
-            ("/metrics", &metrics),
-            ("/", &index),
-            ("/probe?debug=true", &pages),
-            ("check", &check_out),
-        ],
-    );
-    assert!(
-        found.is_empty(),
-        "secrets leaked:\n{}\n\nstderr:\n{stderr}",
-        found.join("\n")
-    );
+    seen.assert_no_leaks(&needles, &check_out);
 }
