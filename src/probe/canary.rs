@@ -522,7 +522,7 @@ fn auth_param_value(text: &str) -> (String, &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::bearer_challenge;
+    use super::{bearer_challenge, challenge_of, challenges};
 
     /// The `error` and `error_description` expected, or no Bearer error at all.
     type Expected = Option<(&'static str, Option<&'static str>)>;
@@ -570,5 +570,27 @@ mod tests {
             let expected = expected.map(|(e, d)| (e.to_string(), d.map(str::to_string)));
             assert_eq!(got, expected, "{values:?}");
         }
+    }
+
+    /// Issue 25: a DPoP challenge is read apart from a Bearer one in the same header, and the
+    /// schemes a response offers are known even without an `error`.
+    #[test]
+    fn dpop_challenges_are_read_by_their_scheme() {
+        let values = [
+            r#"Bearer realm="api", DPoP algs="ES256 PS256", error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#,
+        ];
+        assert_eq!(
+            challenge_of("dpop", values.iter().copied()),
+            Some((
+                "use_dpop_nonce".to_string(),
+                Some("Resource server requires nonce in DPoP proof".to_string())
+            ))
+        );
+        assert_eq!(bearer_challenge(values.iter().copied()), None);
+        let schemes: Vec<String> = challenges(values.iter().copied())
+            .into_iter()
+            .map(|c| c.scheme)
+            .collect();
+        assert_eq!(schemes, ["Bearer", "DPoP"]);
     }
 }
