@@ -61,6 +61,15 @@ pub enum DiscoveryError {
         "discovery: the issuer does not support grant_type {grant}: its grant_types_supported lists {listed}"
     )]
     UnsupportedGrant { grant: GrantKind, listed: String },
+    /// `dpop = true` with an algorithm the issuer does not take proofs in (issue 25): every
+    /// proof would be refused.
+    #[error(
+        "discovery: the issuer does not take DPoP proofs signed {algorithm} (dpop_signing_algorithm): its dpop_signing_alg_values_supported lists {listed}"
+    )]
+    UnsupportedDpopAlgorithm {
+        algorithm: crate::signing::Algorithm,
+        listed: String,
+    },
 }
 
 impl DiscoveryError {
@@ -270,6 +279,23 @@ fn check(
         return Err(DiscoveryError::UnsupportedGrant {
             grant,
             listed: list_text(&grants),
+        });
+    }
+    // RFC 9449 section 5.1. Without `dpop_signing_algorithm` a key file's own algorithm is
+    // known only once it is read: checked only when it is known now.
+    let dpop_algorithm = token.dpop.as_ref().and_then(|dpop| {
+        dpop.algorithm.or(dpop
+            .key_file
+            .is_none()
+            .then_some(crate::signing::Algorithm::Es256))
+    });
+    if let Some(algorithm) = dpop_algorithm
+        && let Some(algorithms) = listed("dpop_signing_alg_values_supported")
+        && !algorithms.iter().any(|a| a == algorithm.as_str())
+    {
+        return Err(DiscoveryError::UnsupportedDpopAlgorithm {
+            algorithm,
+            listed: list_text(&algorithms),
         });
     }
     Ok(Discovered {

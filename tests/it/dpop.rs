@@ -621,3 +621,71 @@ fn bad_dpop_settings_are_configuration_errors() {
     assert_eq!(on.key_file.as_deref(), Some(rsa_key.as_path()));
     assert!(dpop("off").is_none());
 }
+
+/// With `issuer`, a DPoP algorithm the metadata's `dpop_signing_alg_values_supported` does not
+/// list fails discovery saying so (every proof would be refused); one it lists is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_checks_the_dpop_algorithm() {
+    let issuer = Arc::new(Mutex::new(String::new()));
+    let metadata_issuer = Arc::clone(&issuer);
+    let server = FakeServer::start(move |request| match request.path.as_str() {
+        "/.well-known/openid-configuration" => {
+            let issuer = metadata_issuer.lock().unwrap().clone();
+            Reply::json(
+                200,
+                json!({
+                    "issuer": issuer,
+                    "token_endpoint": format!("{issuer}/token"),
+                    "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
+                }),
+            )
+        }
+        "/token" => Reply::json(
+            200,
+            json!({"access_token": "at-discovered-1", "token_type": "DPoP", "expires_in": 3600}),
+        ),
+        _ => Reply::status(404),
+    })
+    .await;
+    *issuer.lock().unwrap() = server.url("").trim_end_matches('/').to_string();
+    let issuer_url = issuer.lock().unwrap().clone();
+    let toml = [
+        support::config::defaults(&[
+            ("interval", r#""300ms""#),
+            ("timeout", r#""5s""#),
+            ("dpop", "true"),
+        ]),
+        support::config::providers(&[
+            Provider::issuer("es256", &issuer_url),
+            Provider::issuer("ps256", &issuer_url)
+                .token_key("dpop_signing_algorithm", r#""PS256""#),
+        ]),
+    ]
+    .concat();
+    let daemon = Daemon::start(&toml).await;
+    daemon
+        .wait_for(
+            |m| {
+                sample(m, r#"oauth2_probe_success{provider="es256"}"#) == Some(1.0)
+                    && sample(
+                        m,
+                        r#"oauth2_token_request_failures_total{provider="ps256",reason="discovery"}"#,
+                    )
+                    .is_some_and(|v| v >= 1.0)
+            },
+            WAIT,
+        )
+        .await;
+    let trace = support::get_text(&daemon.url("/probe?provider=ps256&debug=true")).await;
+    let expected = "discovery: the issuer does not take DPoP proofs signed PS256 (dpop_signing_algorithm): its dpop_signing_alg_values_supported lists [ES256, EdDSA]";
+    assert!(trace.contains(expected), "{expected:?} not in\n{trace}");
+    // The PS256 provider never asked for a token: each one went out with an ES256 proof.
+    let tokens = server.requests_to("/token");
+    assert!(!tokens.is_empty());
+    for request in tokens {
+        let proof = request.header("dpop").unwrap();
+        assert_eq!(decode(proof.split('.').next().unwrap())["alg"], "ES256");
+        check_proof(&request).unwrap();
+    }
+    daemon.stop().await;
+}
