@@ -21,6 +21,8 @@ closed_set! {
         Password => "password",
         ClientCertificate => "client_certificate",
         TlsClientCertificate => "tls_client_certificate",
+        /// `client_assertion_file`'s JWT: its own `exp` (issue 25).
+        ClientAssertion => "client_assertion",
     }
 }
 
@@ -53,7 +55,7 @@ pub fn unix_seconds(time: SystemTime) -> u64 {
 }
 
 /// What one cycle knows of expiries and changes, as Unix seconds (0: unknown). Kept this
-/// compact (88 bytes) because the metrics hold one per provider.
+/// compact (104 bytes) because the metrics hold one per provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Expiries {
     /// `oauth2_client_credential_expiry_timestamp_seconds`, by [`Credential`].
@@ -244,7 +246,8 @@ impl Watch {
     }
 
     /// Notes a certificate file as its reader saw it this cycle: when its content changed, its
-    /// notAfter and change time. A file that cannot be read or parsed keeps what was read
+    /// notAfter and change time. (`client_assertion_file` comes here too, its `exp` as the
+    /// notAfter.) A file that cannot be read or parsed keeps what was read
     /// before: the credential itself fails its request with a reason of its own.
     pub fn saw_certificate(&mut self, credential: Credential, seen: Option<CertificateSeen>) {
         let Some(CertificateSeen {

@@ -56,7 +56,7 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-key-token.toml",
         problems: &[
-            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, issuer, discovery_refresh, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response, client_secret_expires, password_expires, expect, private_key_file, certificate_file, signing_algorithm, key_id, assertion_audience, assertion_lifetime",
+            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, issuer, discovery_refresh, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response, client_secret_expires, password_expires, expect, private_key_file, certificate_file, signing_algorithm, key_id, assertion_audience, assertion_lifetime, assertion_issuer, assertion_subject, assertion_claims, client_assertion_file, client_assertion_type",
             // The misspelt key is not taken for the secret, so the secret is also missing.
             "key `providers.okq8.token.client_secret`: missing; set exactly one of providers.okq8.token.client_secret | providers.okq8.token.client_secret_file | providers.okq8.token.client_secret_env",
         ],
@@ -157,13 +157,13 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-grant-type.toml",
         problems: &[
-            r#"key `providers.okq8.token.grant_type`: unknown value "authorization_code"; allowed: client_credentials, password"#,
+            r#"key `providers.okq8.token.grant_type`: unknown value "authorization_code"; allowed: client_credentials, password, jwt_bearer"#,
         ],
     },
     Case {
         fixture: "invalid-unknown-auth-method.toml",
         problems: &[
-            r#"key `providers.okq8.token.auth_method`: unknown value "mtls"; allowed: client_secret_post, client_secret_basic, json_body, private_key_jwt, client_secret_jwt, tls_client_auth"#,
+            r#"key `providers.okq8.token.auth_method`: unknown value "mtls"; allowed: client_secret_post, client_secret_basic, json_body, private_key_jwt, client_secret_jwt, tls_client_auth, client_assertion, none"#,
         ],
     },
     // Issue 12: what each client-authentication method needs and refuses (the key and
@@ -184,11 +184,11 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-assertion-keys-with-another-method.toml",
         problems: &[
-            r#"key `providers.hmac.token.private_key_file`: only meaningful with auth_method = "private_key_jwt"; auth_method is "client_secret_jwt""#,
+            r#"key `providers.hmac.token.private_key_file`: only meaningful with auth_method = "private_key_jwt" or grant_type = "jwt_bearer"; auth_method is "client_secret_jwt" and grant_type is not "jwt_bearer""#,
             "key `providers.hmac.token.assertion_lifetime`: longer than 1h; an assertion is a bearer credential until it expires, and servers refuse long-lived ones (the default is 5m)",
             r#"key `providers.hmac.token.signing_algorithm`: RS256 does not go with auth_method = "client_secret_jwt"; allowed: HS256 (client_secret_jwt signs with the client secret)"#,
-            r#"key `providers.okq8.token.certificate_file`: only meaningful with auth_method = "private_key_jwt"; auth_method is "client_secret_basic""#,
-            r#"key `providers.okq8.token.signing_algorithm`: only meaningful with auth_method = "private_key_jwt" or "client_secret_jwt"; auth_method is "client_secret_basic""#,
+            r#"key `providers.okq8.token.certificate_file`: only meaningful with private_key_file (auth_method = "private_key_jwt", or grant_type = "jwt_bearer" signing with it); auth_method is "client_secret_basic" and grant_type is not "jwt_bearer""#,
+            r#"key `providers.okq8.token.signing_algorithm`: only meaningful with an assertion the exporter signs: auth_method = "private_key_jwt" or "client_secret_jwt", or grant_type = "jwt_bearer" with private_key_file; auth_method is "client_secret_basic" and grant_type is not "jwt_bearer""#,
         ],
     },
     Case {
@@ -254,7 +254,7 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-token-expect.toml",
         problems: &[
-            "key `providers.empty.token.expect`: empty; set at least one of scopes, roles, audience, issuer (or remove the table)",
+            "key `providers.empty.token.expect`: empty; set at least one of scopes, roles, audience, issuer, certificate_bound (or remove the table)",
             r#"key `providers.spaced.token.expect.scopes`: invalid value "api.read api.write"; each is non-empty and contains no spaces"#,
             "key `providers.spaced.token.expect.issuer`: must not be empty; remove it to not check it",
         ],
@@ -456,7 +456,7 @@ fn load_str_reports_every_problem_with_its_key() {
         error.problems,
         [
             "key `defaults.interval`: must be greater than 0",
-            r#"key `providers.a.token.auth_method`: unknown value "jwt"; allowed: client_secret_post, client_secret_basic, json_body, private_key_jwt, client_secret_jwt, tls_client_auth"#,
+            r#"key `providers.a.token.auth_method`: unknown value "jwt"; allowed: client_secret_post, client_secret_basic, json_body, private_key_jwt, client_secret_jwt, tls_client_auth, client_assertion, none"#,
         ]
     );
 }
