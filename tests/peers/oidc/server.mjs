@@ -19,7 +19,8 @@
 //            `private-key-es256-client`. Without it those clients are not registered.
 //   --tls    directory holding `server.crt`, `server.key` and `client-ca.crt`: serve HTTPS,
 //            request a client certificate, and register `mtls-client` (tls_client_auth,
-//            subject `CN=oauth2-exporter-mtls`, which a certificate from client-ca.crt must carry).
+//            subject `CN=oauth2-exporter-mtls`, which a certificate from client-ca.crt must carry)
+//            and `mtls-bound-client` (the same, its tokens bound to the certificate, RFC 8705).
 //
 // `POST /_peer/discovery?up=0` (and `?up=1`) switches the discovery documents to 503 and back.
 //
@@ -93,6 +94,15 @@ if (args['client-keys']) {
 const MTLS_SUBJECT = 'CN=oauth2-exporter-mtls';
 if (args.tls) {
   clients.push({ client_id: 'mtls-client', token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: MTLS_SUBJECT });
+}
+// Issue 25: the same certificate, but tokens bound to it (RFC 8705 section 3: `cnf.x5t#S256`).
+if (args.tls) {
+  clients.push({
+    client_id: 'mtls-bound-client',
+    token_endpoint_auth_method: 'tls_client_auth',
+    tls_client_auth_subject_dn: MTLS_SUBJECT,
+    tls_client_certificate_bound_access_tokens: true,
+  });
 }
 const registeredMethod = new Map(clients.map((c) => [c.client_id, c.token_endpoint_auth_method]));
 
@@ -240,6 +250,7 @@ server.listen(port, '127.0.0.1', async () => {
       mTLS: {
         enabled: Boolean(args.tls),
         tlsClientAuth: Boolean(args.tls),
+        certificateBoundAccessTokens: Boolean(args.tls),
         getCertificate: (ctx) => ctx.socket.getPeerX509Certificate?.(),
         certificateAuthorized: (ctx) => ctx.socket.authorized === true,
         certificateSubjectMatches: (ctx, property, expected) => property === 'tls_client_auth_subject_dn'
