@@ -1,7 +1,9 @@
 //! How the client proves itself at the token endpoint, for every `auth_method`: reads the
-//! credentials a request needs (client secret, password, private key and certificate) and
-//! decorates the token request with them (form or JSON fields, `Authorization: Basic`, a signed
-//! client assertion). Both grants and `reuse` go through here.
+//! credentials a request needs (client secret, password, private key and certificate, the JWT in
+//! `client_assertion_file`) and decorates the token request with them (form or JSON fields,
+//! `Authorization: Basic`, a signed client assertion or one read from a file), and the
+//! `jwt_bearer` grant's `assertion` (signed, or read from the file). Every grant and `reuse` go
+//! through here.
 //!
 //! Per-provider material is prepared once and reused while its source is unchanged: the Basic
 //! header is rebuilt only when the secret's value changes (issue 15 measured rebuilding it every

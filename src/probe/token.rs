@@ -99,8 +99,9 @@ pub enum TokenError {
     /// mount's trouble, so `secret_unavailable`.
     #[error("the private key or certificate could not be read: {0}")]
     KeyUnavailable(String),
-    /// The client assertion could not be made: an unusable key or certificate (a rotated file
-    /// that does not parse or fit), or a signing failure. Nothing was sent.
+    /// An assertion could not be made: an unusable key or certificate (a rotated file that does
+    /// not parse or fit), a signing failure, or a `client_assertion_file` that is missing,
+    /// unreadable, not a JWT or expired (issue 25). Nothing was sent.
     #[error("cannot make the client assertion: {0}")]
     ClientAssertion(String),
     #[error("OAuth error {code}{}", description_suffix(description))]
