@@ -359,3 +359,62 @@ async fn the_client_assertion_file_is_read_for_each_request_and_each_fault_is_na
         )
     );
 }
+
+/// Issue 25: with the jwt-bearer grant the key signs the grant's assertion while each client
+/// authentication keeps its own: `client_secret_jwt` still HS256 with the secret, `none` only
+/// the client id.
+#[tokio::test]
+async fn the_jwt_bearer_grant_signs_with_the_key_and_client_auth_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("ec.key");
+    std::fs::write(&key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let grant = format!(
+        "grant_type = \"jwt_bearer\"\nprivate_key_file = '{}'\nassertion_subject = \"user@example.com\"\n",
+        key.display()
+    );
+    let names = |decoration: &Decoration| -> Vec<String> {
+        decoration.fields.iter().map(|(k, _)| k.clone()).collect()
+    };
+    for (auth, fields, algorithms) in [
+        (
+            "client_secret = \"s3cret-value-long-enough-for-hs256\"\nauth_method = \"client_secret_jwt\"",
+            &[
+                "assertion",
+                "client_id",
+                "client_assertion_type",
+                "client_assertion",
+            ][..],
+            &["ES256", "HS256"][..],
+        ),
+        (
+            "auth_method = \"none\"",
+            &["assertion", "client_id"][..],
+            &["ES256"][..],
+        ),
+    ] {
+        let config = token_config(&format!("{grant}{auth}"));
+        let mut auth_state = ClientAuth::default();
+        let credentials = auth_state
+            .read(&config, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let decoration = auth_state
+            .decorate(&config, &credentials, &endpoint(), &mut Scrubber::default())
+            .unwrap();
+        assert_eq!(names(&decoration), fields, "{auth}");
+        let shown: Vec<&Value> = decoration
+            .assertions
+            .iter()
+            .map(|shown| &shown.header["alg"])
+            .collect();
+        assert_eq!(shown, algorithms, "{auth}");
+        assert_eq!(decoration.assertions[0].claims["sub"], "user@example.com");
+        assert_eq!(decoration.assertions[0].claims["iss"], "id");
+        if let Some(client) = decoration.assertions.get(1) {
+            assert_eq!(
+                client.claims["sub"], "id",
+                "a client assertion is about the client"
+            );
+        }
+    }
+}
