@@ -192,6 +192,15 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        fixture: "invalid-workload-identity.toml",
+        problems: &[
+            r#"key `providers.bound.token.expect.certificate_bound`: needs a client certificate: a token is bound (RFC 8705) to the certificate presented in mutual TLS; set client_cert_file and client_key_file in this provider's [tls] table, or remove certificate_bound"#,
+            r#"key `providers.entra.token.client_assertion_type`: unknown value "urn:ietf:params:oauth:client-assertion-type:saml2-bearer"; allowed: urn:ietf:params:oauth:client-assertion-type:jwt-bearer, urn:ietf:params:oauth:client-assertion-type:jwt-spiffe"#,
+            r#"key `providers.entra.token.client_assertion_file`: missing; auth_method = "client_assertion" sends the JWT this file holds (a Kubernetes projected service account token, AZURE_FEDERATED_TOKEN_FILE, a SPIFFE JWT-SVID), read for every token request"#,
+            r#"key `providers.google.token.private_key_file`: missing; grant_type = "jwt_bearer" sends an assertion: set providers.google.token.private_key_file (a PEM private key the exporter signs it with) or providers.google.token.client_assertion_file (a JWT someone else issues, read for every request)"#,
+        ],
+    },
+    Case {
         fixture: "invalid-reserved-param.toml",
         problems: &[
             r#"key `providers.okq8.token.params.scope`: "scope" is set by the exporter itself; use the dedicated key instead"#,
