@@ -376,12 +376,14 @@ impl AuthMethod {
         )
     }
 
-    /// The name a server's `token_endpoint_auth_methods_supported` lists it by, when it has
-    /// one: `client_assertion` travels as `private_key_jwt` does, and a server lists it so;
-    /// `json_body` is a dialect with no registered name.
+    /// The name a server's `token_endpoint_auth_methods_supported` lists it by, when there is
+    /// one to check: `client_assertion` travels as `private_key_jwt` does, and a server lists it
+    /// so; `json_body` is a dialect with no registered name; `none` authenticates no client, so
+    /// what the token endpoint offers clients does not apply (Google lists only its secret
+    /// methods, and takes the jwt-bearer grant without any).
     pub fn registered_name(self) -> Option<&'static str> {
         match self {
-            AuthMethod::JsonBody => None,
+            AuthMethod::JsonBody | AuthMethod::Unauthenticated => None,
             AuthMethod::ClientAssertion => Some(AuthMethod::PrivateKeyJwt.as_str()),
             other => Some(other.as_str()),
         }

@@ -349,7 +349,9 @@ fn grant_assertion_of(request: &Recorded) -> (Value, Value, String, Vec<u8>) {
 /// secret method (Basic), or an assertion read from `client_assertion_file`. Every claim the
 /// keys set is checked (a Google-style `scope` among `assertion_claims`), a fresh `jti` each
 /// time, `exp - iat` the lifetime, and the signature against the public key; the default
-/// audience is the token endpoint actually used, the discovered one for an `issuer`.
+/// audience is the token endpoint actually used, the discovered one for an `issuer` (whose
+/// metadata, like Google's, lists only secret methods: `none` is not checked against them, the
+/// grant is, by its registered URN).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_jwt_bearer_grant_sends_exactly_its_assertion_and_optional_client_auth() {
     let base = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
@@ -364,7 +366,9 @@ async fn the_jwt_bearer_grant_sends_exactly_its_assertion_and_optional_client_au
                         "issuer": format!("{base}/disco"),
                         "token_endpoint": format!("{base}/found/token"),
                         "grant_types_supported": [JWT_BEARER_GRANT],
-                        "token_endpoint_auth_methods_supported": ["none"],
+                        // As Google's: secret methods only. `none` authenticates no client,
+                        // so it is not checked against them.
+                        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
                     }),
                 ),
                 _ => Reply::token(&format!("t-{}", now()), 3600),
