@@ -31,8 +31,8 @@ pub struct TlsIdentity {
     /// `client_cert_file`'s notAfter, parsed when its contents change.
     certificate: CertificateFile,
     /// The SHA-256 thumbprint (base64url, RFC 8705 section 3.1) of the leaf certificate the
-    /// client presents, for `[token.expect] certificate_bound`.
-    thumbprint: Option<String>,
+    /// client presents, for `[token.expect] certificate_bound` (boxed: every prober keeps one).
+    thumbprint: Option<Box<str>>,
 }
 
 /// What one cycle's check found.
@@ -155,10 +155,10 @@ impl Checked {
 }
 
 /// The `x5t#S256` thumbprint of the first certificate of a PEM text (the leaf of a chain).
-fn thumbprint(pem: &[u8]) -> Option<String> {
+fn thumbprint(pem: &[u8]) -> Option<Box<str>> {
     Certificate::from_pem(pem)
         .ok()
-        .map(|certificate| certificate.x5t_s256)
+        .map(|certificate| certificate.x5t_s256.into_boxed_str())
 }
 
 /// A client like `client` (the provider's TLS and proxy settings, the process's request slots)
