@@ -480,8 +480,8 @@ fn a_client_assertion_file_rewritten_by_its_issuer_is_sent_fresh_each_time() {
     };
     let first = issue(1, unix_now() + 120);
     // A long interval: the on-demand probes below are the cycles (a scheduled one falls
-    // within the first hour at random, almost surely not during this test); no back-off, so
-    // every probe makes an attempt.
+    // within the first week at random, and this test lasts seconds); no back-off, so every
+    // probe makes an attempt.
     let config = format!(
         "[web]\nprobe_min_interval = \"0s\"\n\n{}",
         provider(
@@ -493,7 +493,7 @@ fn a_client_assertion_file_rewritten_by_its_issuer_is_sent_fresh_each_time() {
             ),
             true,
         )
-        .replace("interval = \"1s\"", "interval = \"1h\"\nmax_backoff = \"0s\"")
+        .replace("interval = \"1s\"", "interval = \"168h\"\nmax_backoff = \"0s\"")
     );
     let exporter = Exporter::start(&config);
     let probe = || {
