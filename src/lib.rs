@@ -40,7 +40,8 @@
 //! - `probe/`: one cycle of one provider (token, canary, retry once with a fresh token),
 //!   returning a `CycleReport`; knows nothing of metrics, the web or the scheduler. `token`
 //!   (each dialect, and `TokenReason`), `client_auth` (how the client proves itself, for every
-//!   `auth_method`, with its material prepared once per provider), `client_cert` (the TLS
+//!   `auth_method`, and the jwt-bearer grant's assertion, with its material prepared once per
+//!   provider and `client_assertion_file` read for each request), `client_cert` (the TLS
 //!   client certificate followed on disk: a renewed pair gets the provider a new client,
 //!   a bad one fails the token phase and keeps the old), `discovery` (an `issuer`'s
 //!   token endpoint from its metadata, kept by the prober between refreshes), `canary` (and

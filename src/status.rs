@@ -212,7 +212,7 @@ mod tests {
                 duration: Duration::from_millis(5),
                 status: None,
                 certificate: None,
-                credentials: [0; 3],
+                credentials: [0; 4],
                 retry_after: None,
                 result: Err(error),
             }],

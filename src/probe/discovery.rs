@@ -101,12 +101,6 @@ pub fn metadata_urls(issuer: &Url) -> [Url; 2] {
     [openid, rfc8414]
 }
 
-/// Whether a method has a `token_endpoint_auth_methods_supported` name (the configuration's
-/// spelling is the registered one); `json_body`, a dialect with none, is then not checked.
-fn registered(method: AuthMethod) -> bool {
-    method != AuthMethod::JsonBody
-}
-
 /// Fetches and checks the issuer's metadata within `timeout`. With a trace, records each
 /// request and what was taken from the answer.
 pub async fn discover(
@@ -262,10 +256,12 @@ fn check(
         )
     };
     let list_text = |values: &[String]| shown(&format!("[{}]", values.join(", ")));
+    // By the name a server lists it by (`client_assertion` as `private_key_jwt`); `json_body`,
+    // a dialect with none, is not checked.
     let method = token.auth_method;
-    if registered(method)
+    if let Some(name) = method.registered_name()
         && let Some(methods) = listed("token_endpoint_auth_methods_supported")
-        && !methods.iter().any(|m| m == method.as_str())
+        && !methods.iter().any(|m| m == name)
     {
         return Err(DiscoveryError::UnsupportedAuthMethod {
             method,
@@ -274,7 +270,7 @@ fn check(
     }
     let grant = token.grant.kind();
     if let Some(grants) = listed("grant_types_supported")
-        && !grants.iter().any(|g| g == grant.as_str())
+        && !grants.iter().any(|g| g == grant.wire())
     {
         return Err(DiscoveryError::UnsupportedGrant {
             grant,

@@ -371,6 +371,10 @@ impl Prober {
         // As a cycle reads them (a renewed TLS client certificate is taken up here too).
         self.read_certificate_files(timeout).await;
         let Ok(credentials) = self.auth.read(&self.config.token, timeout).await else {
+            // An expired or missing client_assertion_file still shows its state.
+            let seen = self.auth.take_assertion_seen();
+            self.watch
+                .saw_certificate(Credential::ClientAssertion, seen);
             return false;
         };
         let read = credentials.fingerprints();
@@ -394,18 +398,22 @@ impl Prober {
         identity
     }
 
-    /// Notes the secret and password fingerprints read (`[secret, password, key]`) with the
-    /// expiry watch, for their change times.
-    fn saw_credentials(&mut self, read: [u64; 3], now: SystemTime) {
-        let [secret, password, _key] = read;
+    /// Notes the secret and password fingerprints read (`[secret, password, key, assertion]`)
+    /// with the expiry watch, for their change times; and `client_assertion_file`'s `exp` and
+    /// change as the last read saw them (an expired one too: the gauge shows when it lapsed).
+    fn saw_credentials(&mut self, read: [u64; 4], now: SystemTime) {
+        let [secret, password, _key, _assertion] = read;
         self.watch.saw(Credential::ClientSecret, secret, now);
         self.watch.saw(Credential::Password, password, now);
+        let assertion = self.auth.take_assertion_seen();
+        self.watch
+            .saw_certificate(Credential::ClientAssertion, assertion);
     }
 
     /// One keyed hash of what a token request sends: the read values' fingerprints and the
     /// certificate files'.
-    fn credential_state(&self, read: [u64; 3]) -> u64 {
-        let mut bytes = Vec::with_capacity(5 * 8);
+    fn credential_state(&self, read: [u64; 4]) -> u64 {
+        let mut bytes = Vec::with_capacity(6 * 8);
         for value in read.iter().chain(self.watch.file_fingerprints().iter()) {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
@@ -457,7 +465,7 @@ impl Prober {
                 duration: Duration::ZERO,
                 status: None,
                 certificate: None,
-                credentials: [0; 3],
+                credentials: [0; 4],
                 retry_after: None,
                 result: Err(error),
             });
@@ -693,7 +701,7 @@ impl Prober {
                 duration: started.elapsed(),
                 status: None,
                 certificate: None,
-                credentials: [0; 3],
+                credentials: [0; 4],
                 retry_after: None,
                 result: Err(error),
             }),
@@ -745,7 +753,7 @@ impl Prober {
                     duration: started.elapsed(),
                     status: None,
                     certificate: None,
-                    credentials: [0; 3],
+                    credentials: [0; 4],
                     retry_after: None,
                     result: Err(TokenError::Transport(busy)),
                 }
@@ -765,7 +773,7 @@ impl Prober {
         };
         let now = SystemTime::now();
         self.saw_credentials(outcome.credentials, now);
-        if outcome.credentials != [0; 3] {
+        if outcome.credentials != [0; 4] {
             self.sent = self.credential_state(outcome.credentials);
         }
         let expiry = self.client.chain_expiry(outcome.certificate);
@@ -773,7 +781,11 @@ impl Prober {
         let ok = match &outcome.result {
             Ok(issued) => {
                 let claims = match &self.config.token.expect {
-                    Some(expect) => self::claims::check(expect, issued.access_token.expose()),
+                    Some(expect) => self::claims::check(
+                        expect,
+                        issued.access_token.expose(),
+                        self.identity.thumbprint(),
+                    ),
                     None => Ok(()),
                 };
                 self.held = Some(HeldToken {

@@ -36,10 +36,10 @@ pub struct TokenOutcome {
     pub status: Option<u16>,
     /// The endpoint's leaf certificate (https), see [`Seen`].
     pub certificate: Option<u64>,
-    /// Keyed hashes ([`crate::probe::expiry::fingerprint`]) of the client secret, the password
-    /// and the private key read for this request (0: not read), so the prober notices a
-    /// rotation without keeping any of them.
-    pub credentials: [u64; 3],
+    /// Keyed hashes ([`crate::probe::expiry::fingerprint`]) of the client secret, the password,
+    /// the private key and the client assertion file read for this request (0: not read), so
+    /// the prober notices a rotation without keeping any of them.
+    pub credentials: [u64; 4],
     /// A 429 or 503 answer's `Retry-After`, as the moment it names (issue 23).
     pub retry_after: Option<SystemTime>,
     pub result: Result<IssuedToken, TokenError>,
@@ -101,8 +101,9 @@ pub enum TokenError {
     /// mount's trouble, so `secret_unavailable`.
     #[error("the private key or certificate could not be read: {0}")]
     KeyUnavailable(String),
-    /// The client assertion could not be made: an unusable key or certificate (a rotated file
-    /// that does not parse or fit), or a signing failure. Nothing was sent.
+    /// An assertion could not be made: an unusable key or certificate (a rotated file that does
+    /// not parse or fit), a signing failure, or a `client_assertion_file` that is missing,
+    /// unreadable, not a JWT or expired (issue 25). Nothing was sent.
     #[error("cannot make the client assertion: {0}")]
     ClientAssertion(String),
     #[error("OAuth error {code}{}", description_suffix(description))]
@@ -223,7 +224,7 @@ pub async fn request_token(
     let started = Instant::now();
     let requested_at = SystemTime::now();
     let mut seen = Seen::default();
-    let mut fingerprints = [0; 3];
+    let mut fingerprints = [0; 4];
     // The secrets first, each with the provider's timeout as its deadline: a secret file on a
     // stalled mount is `secret_unavailable` (not `timeout`, which blames the identity provider),
     // and the request gets what is left of the timeout.
@@ -386,7 +387,7 @@ async fn send_and_read(
 
     let username = match &config.grant {
         Grant::Password { username, .. } => Some(username.as_str()),
-        Grant::ClientCredentials => None,
+        Grant::ClientCredentials | Grant::JwtBearer(_) => None,
     };
     let password = credentials.password();
     let scope = (!config.scopes.is_empty()).then(|| config.scopes.join(" "));
@@ -411,7 +412,7 @@ async fn send_and_read(
         }
         Body::Json(body)
     } else {
-        let mut form = vec![("grant_type".to_string(), config.grant.as_str().to_string())];
+        let mut form = vec![("grant_type".to_string(), config.grant.wire().to_string())];
         form.extend(decoration.fields.iter().cloned());
         if let (Some(username), Some(password)) = (username, password) {
             form.push(("username".into(), username.to_string()));
@@ -530,8 +531,8 @@ fn trace_request(
             trace.line(scrubber.scrub(&serde_json::to_string_pretty(&shown).unwrap_or_default()));
         }
     }
-    if let Some(shown) = &decoration.assertion {
-        trace.assertion(config.auth_method.as_str(), &shown.header, &shown.claims);
+    for shown in &decoration.assertions {
+        trace.assertion(shown.kind, shown.made, &shown.header, &shown.claims);
     }
 }
 

@@ -397,7 +397,7 @@ fn token_reply(name: &str, request: &Recorded, issued: &Mutex<Vec<String>>, n: u
         token
     };
     match name {
-        "t_invalid_client" | "t_invalid_client_assertion" => {
+        "t_invalid_client" | "t_invalid_client_assertion" | "t_invalid_assertion_file" => {
             oauth_echo(401, "invalid_client", request)
         }
         "t_invalid_grant" => oauth_echo(400, "invalid_grant", request),
@@ -526,6 +526,33 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     };
     let secret_jwt = format!(
         "client_id = \"hmac-client\"\nclient_secret = '{HMAC_SECRET}'\nauth_method = \"client_secret_jwt\""
+    );
+    // Issue 25: assertions read from files (a live one the server refuses and echoes, an
+    // expired one) and the jwt-bearer grant's assertion signed with the key.
+    let file_assertion = |exp: f64, signature: &str| {
+        let encode = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!(
+            "{}.{}.{signature}",
+            encode(r#"{"alg":"RS256","kid":"k8s"}"#),
+            encode(&serde_json::json!({"iss": "https://k8s.test", "sub": "system:serviceaccount:m:exporter", "exp": exp as u64}).to_string())
+        )
+    };
+    let live_assertion = file_assertion(unix_now() + 3600.0, "TGl2ZS1maWxlLWFzc2VydGlvbi1zaWctN3E");
+    let expired_assertion =
+        file_assertion(unix_now() - 60.0, "RXhwaXJlZC1maWxlLWFzc2VydGlvbi1zaWc");
+    let live_file = dir.path().join("live.jwt");
+    std::fs::write(&live_file, format!("{live_assertion}\n")).unwrap();
+    let expired_file = dir.path().join("expired.jwt");
+    std::fs::write(&expired_file, &expired_assertion).unwrap();
+    let from_file = |path: &Path| {
+        format!(
+            "client_id = \"file-client\"\nauth_method = \"client_assertion\"\nclient_assertion_file = '{}'",
+            path.display()
+        )
+    };
+    let jwt_bearer = format!(
+        "client_id = \"bearer-client\"\ngrant_type = \"jwt_bearer\"\nauth_method = \"none\"\nprivate_key_file = '{}'\nassertion_claims = {{ scope = \"api.read\" }}",
+        key_file.display()
     );
 
     let basic = |client: &str| {
@@ -674,6 +701,17 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
             ("success", ""),
         ),
         case("s_client_secret_jwt", &secret_jwt, ("success", "")),
+        echoing(case(
+            "t_invalid_assertion_file",
+            &from_file(&live_file),
+            ("token", "invalid_client"),
+        )),
+        case(
+            "t_expired_assertion_file",
+            &from_file(&expired_file),
+            ("token", "client_assertion"),
+        ),
+        case("s_jwt_bearer", &jwt_bearer, ("success", "")),
     ];
     for c in &mut cases {
         match c.name {
@@ -778,6 +816,16 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     let index = get("/").await;
     let healthy = get("/-/healthy").await;
     let debug_trace = get("/probe?provider=t_invalid_client_assertion&debug=true").await;
+    let file_trace = get("/probe?provider=t_invalid_assertion_file&debug=true").await;
+    let bearer_trace = get("/probe?provider=s_jwt_bearer&debug=true").await;
+    assert!(
+        file_trace.contains("client_assertion=[redacted]"),
+        "{file_trace}"
+    );
+    assert!(
+        bearer_trace.contains("assertion=[redacted]"),
+        "{bearer_trace}"
+    );
     assert!(
         debug_trace.contains("client_assertion=[redacted]"),
         "{debug_trace}"
@@ -809,11 +857,29 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
         "s_private_key_jwt",
         "t_client_assertion",
         "s_client_secret_jwt",
+        "t_invalid_assertion_file",
+        "s_jwt_bearer",
     ]
     .iter()
     .flat_map(|name| fake.requests_to(&format!("/token/{name}")))
-    .filter_map(|request| request.form_map().get("client_assertion").cloned())
+    .flat_map(|request| {
+        let form = request.form_map();
+        [
+            form.get("client_assertion").cloned(),
+            form.get("assertion").cloned(),
+        ]
+    })
+    .flatten()
     .collect();
+    assert!(
+        assertions.contains(&live_assertion),
+        "the assertion file was sent as written"
+    );
+    assert!(
+        fake.requests_to("/token/t_expired_assertion_file")
+            .is_empty(),
+        "an expired assertion is never sent"
+    );
     assert!(
         assertions.len() >= 8,
         "the fakes received few client assertions: {}",
@@ -904,7 +970,7 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     needles.extend(encodings(HMAC_SECRET));
     needles.extend(key_needles(&key_pem));
     needles.extend(key_needles(&swapped_pem));
-    needles.extend(jwt_needles(&assertions));
+    needles.extend(jwt_needles(assertions.iter().chain([&expired_assertion])));
     let tokens = issued.lock().unwrap().clone();
     assert!(tokens.len() >= 10, "few tokens issued: {tokens:?}");
     needles.extend(tokens);
@@ -918,6 +984,11 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
             ("/", &index),
             ("/-/healthy", &healthy),
             ("/probe?debug=true", &debug_trace),
+            (
+                "/probe?provider=t_invalid_assertion_file&debug=true",
+                &file_trace,
+            ),
+            ("/probe?provider=s_jwt_bearer&debug=true", &bearer_trace),
         ],
     );
     for leak in found {

@@ -91,6 +91,14 @@ fn every_commented_provider_section_is_valid_when_uncommented() {
             params.self_signed(&key).unwrap().pem(),
         )
         .unwrap();
+        // The Google-style service account's key (issue 25).
+        std::fs::write(
+            dir.path().join("google-sa.key"),
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
+                .unwrap()
+                .serialize_pem(),
+        )
+        .unwrap();
         let config = dir.path().join("config.toml");
         std::fs::write(&config, format!("{head}{body}")).unwrap();
         let (ok, output) = check(&config, dir.path());

@@ -179,6 +179,15 @@ fn provider(
         has_client_certificate,
         problems,
     );
+    claims::check_certificate_bound(
+        prefix,
+        token
+            .as_ref()
+            .and_then(|token| token.expect.as_ref())
+            .is_some_and(|expect| expect.certificate_bound),
+        has_client_certificate,
+        problems,
+    );
     let tls = match raw.tls {
         Some(tls) => Arc::new(tls::tls(&format!("{prefix}.tls"), tls, problems)),
         None => tls::default(),

@@ -19,7 +19,8 @@
 //            `private-key-es256-client`. Without it those clients are not registered.
 //   --tls    directory holding `server.crt`, `server.key` and `client-ca.crt`: serve HTTPS,
 //            request a client certificate, and register `mtls-client` (tls_client_auth,
-//            subject `CN=oauth2-exporter-mtls`, which a certificate from client-ca.crt must carry).
+//            subject `CN=oauth2-exporter-mtls`, which a certificate from client-ca.crt must carry)
+//            and `mtls-bound-client` (the same, its tokens bound to the certificate, RFC 8705).
 //   --dpop   DPoP (RFC 9449, issue 25): the token endpoint takes DPoP proofs and requires its
 //            nonce in them (features.dPoP with nonceSecret and requireNonce), `dpop-client`
 //            (client_secret_post) gets only DPoP-bound tokens (dpop_bound_access_tokens), and a
@@ -107,6 +108,15 @@ if (args.tls) {
 }
 if (args.dpop) {
   clients.push({ client_id: 'dpop-client', client_secret: secret(), token_endpoint_auth_method: 'client_secret_post', dpop_bound_access_tokens: true });
+}
+// Issue 25: the same certificate, but tokens bound to it (RFC 8705 section 3: `cnf.x5t#S256`).
+if (args.tls) {
+  clients.push({
+    client_id: 'mtls-bound-client',
+    token_endpoint_auth_method: 'tls_client_auth',
+    tls_client_auth_subject_dn: MTLS_SUBJECT,
+    tls_client_certificate_bound_access_tokens: true,
+  });
 }
 const registeredMethod = new Map(clients.map((c) => [c.client_id, c.token_endpoint_auth_method]));
 
@@ -261,6 +271,7 @@ server.listen(port, '127.0.0.1', async () => {
       mTLS: {
         enabled: Boolean(args.tls),
         tlsClientAuth: Boolean(args.tls),
+        certificateBoundAccessTokens: Boolean(args.tls),
         getCertificate: (ctx) => ctx.socket.getPeerX509Certificate?.(),
         certificateAuthorized: (ctx) => ctx.socket.authorized === true,
         certificateSubjectMatches: (ctx, property, expected) => property === 'tls_client_auth_subject_dn'
