@@ -4,7 +4,8 @@
 //! token's binding at the API, and a nonce each server demands once (`use_dpop_nonce`). Then
 //! the failures, by reason `dpop`: a proof refused and a Bearer answer, at the token step and at
 //! the canary step; the configuration errors; and `/probe?debug=true`, which shows each proof
-//! decoded, never the proof, its signature or the key.
+//! decoded, never the proof, its signature or the key. And DPoP with the jwt-bearer grant, whose
+//! assertion is signed afresh for the nonce retry as the proof is.
 
 use crate::support;
 
@@ -352,6 +353,101 @@ async fn both_steps_carry_proofs_with_each_servers_nonce() {
     }
     for token in seen.lock().unwrap().tokens.keys() {
         assert!(!trace.contains(token.as_str()), "the token is in the trace");
+    }
+    daemon.stop().await;
+}
+
+/// Issue 25's two halves together: the jwt-bearer grant (`auth_method = "none"`, signed with
+/// `private_key_file`) with `dpop = true`. Every token request carries both the grant's
+/// `assertion` and a DPoP proof; the retry the nonce demand causes signs a new assertion as well
+/// as a new proof (a server may refuse a `jti` it saw, RFC 7523 section 3), and the bound token
+/// is then used at the API. The trace shows both decoded and neither sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jwt_bearer_grant_with_dpop_remakes_its_assertion_for_the_nonce_retry() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let idp_seen = Arc::clone(&seen);
+    let idp = FakeServer::start(move |request| token_endpoint(&idp_seen, request)).await;
+    let api_seen = Arc::clone(&seen);
+    let api_server = FakeServer::start(move |request| api(&api_seen, request)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let grant_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let key = support::certs::write(dir.path(), "sa.key", &grant_key.serialize_pem());
+    let toml = Provider::new("google", &idp.url("/token"))
+        .interval("300ms")
+        .timeout("5s")
+        .keyless("svc@project.iam.example", "none")
+        .token_key("grant_type", r#""jwt_bearer""#)
+        .token_file("private_key_file", &key)
+        .token_key("dpop", "true")
+        .canary(&api_server.url("/v1/orders"))
+        .toml();
+    let daemon = Daemon::start(&toml).await;
+    daemon
+        .wait_for(
+            |m| {
+                sample(m, r#"oauth2_probe_success{provider="google"}"#) == Some(1.0)
+                    && sample(m, r#"oauth2_canary_requests_total{provider="google"}"#)
+                        .is_some_and(|n| n >= 2.0)
+            },
+            WAIT,
+        )
+        .await;
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.refused, Vec::<String>::new(), "no proof was refused");
+        assert_eq!(seen.idp_nonce_demands, 1, "one nonce demand, one retry");
+    }
+    let sent = idp.requests_to("/token");
+    assert!(sent.len() >= 2, "the refused request and its retry");
+    let mut assertion_jtis = BTreeSet::new();
+    for request in &sent {
+        assert!(request.header("dpop").is_some(), "a proof on every request");
+        let form = request.form_map();
+        assert_eq!(
+            form["grant_type"],
+            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        );
+        assert_eq!(form["client_id"], "svc@project.iam.example");
+        assert!(!form.contains_key("client_secret"));
+        let assertion = &form["assertion"];
+        let parts: Vec<&str> = assertion.split('.').collect();
+        assert_eq!(parts.len(), 3, "a compact JWS");
+        let claims = decode(parts[1]);
+        assert_eq!(claims["iss"], "svc@project.iam.example");
+        assert_eq!(claims["aud"], idp.url("/token"));
+        let jti = claims["jti"].as_str().unwrap_or_default().to_string();
+        assert!(
+            assertion_jtis.insert(jti),
+            "the retry sent the refused request's assertion again"
+        );
+        let header = decode(parts[0]);
+        assert_ne!(
+            header["typ"], "dpop+jwt",
+            "the grant's assertion is not the proof"
+        );
+    }
+
+    let trace = support::get_text(&daemon.url("/probe?provider=google&debug=true")).await;
+    for expected in [
+        "jwt_bearer grant assertion (signed with private_key_file; decoded, signature not shown):",
+        "DPoP proof (decoded, signature not shown):",
+        &format!(r#""nonce": "{IDP_NONCE}""#),
+        "Authorization: DPoP [redacted]",
+        "result: passed",
+    ] {
+        assert!(trace.contains(expected), "{expected:?} not in\n{trace}");
+    }
+    for request in idp.requests_to("/token") {
+        let assertion = request.form_map()["assertion"].clone();
+        let proof = request.header("dpop").unwrap().to_string();
+        for sent in [assertion, proof] {
+            let signature = sent.rsplit('.').next().unwrap();
+            assert!(
+                !trace.contains(&sent),
+                "an assertion or proof is in the trace"
+            );
+            assert!(!trace.contains(signature), "a signature is in the trace");
+        }
     }
     daemon.stop().await;
 }
