@@ -14,12 +14,13 @@ use crate::probe::expiry::{Credential, Expiry};
 use crate::probe::transport;
 use crate::probe::{CycleReport, HeldToken, Prober};
 
-/// The expiries of a report that fall before `deadline` (now + `--warn-within`).
+/// The expiries of a report that fall before `deadline` (now + `--warn-within`), but for those
+/// their issuer renews within the hour (a client assertion file), which would always warn.
 fn expiring(report: &CycleReport, deadline: SystemTime) -> impl Iterator<Item = Expiry> + '_ {
     report
         .expiries
         .all()
-        .filter(move |expiry| expiry.time() <= deadline)
+        .filter(move |expiry| expiry.time() <= deadline && !expiry.renewed_by_its_issuer())
 }
 
 /// How `check` prints its results.
@@ -395,7 +396,9 @@ fn json(results: &[CheckResult], deadline: Option<SystemTime>) -> String {
                         "expires": humantime::format_rfc3339_seconds(expiry.time()).to_string(),
                     });
                     if let Some(deadline) = deadline {
-                        entry["within_warning"] = (expiry.time() <= deadline).into();
+                        entry["within_warning"] = (expiry.time() <= deadline
+                            && !expiry.renewed_by_its_issuer())
+                        .into();
                     }
                     entry
                 })

@@ -24,27 +24,30 @@
 //!   (as written: each table's struct and the keys it allows, declared together) then
 //!   `validate/` (ready-to-use values, every bad key named), a file per section: `web`,
 //!   `metrics`, `proxy`, `labels` (a provider's own labels, checked against `SeriesLabel`, the
-//!   label names the metrics use, and interned), `token` with `client_auth` and `claims`
-//!   (`[token.expect]`), `canary`, `tls`, and what they share in `values`. `load` reads and
-//!   layers the files, `env` is the environment layer, `messages` turns parser errors into
-//!   lines that never show a secret, `expiry` reads expiry dates and warns of past ones,
-//!   `mod.rs` holds the validated types.
+//!   label names the metrics use, and interned), `token` with `client_auth`, `claims`
+//!   (`[token.expect]`) and `dpop` (`dpop` and its keys, over `[defaults]`), `canary`, `tls`,
+//!   and what they share in `values`. `load` reads and layers the files, `env` is the
+//!   environment layer, `messages` turns parser errors into lines that never show a secret,
+//!   `expiry` reads expiry dates and warns of past ones, `mod.rs` holds the validated types.
 //! - [`secrets`]: the self-redacting secret types (one macro makes them all), secret sources
 //!   re-read on use, scrubbing of server text.
 //! - `signing`: key material for client assertions (PEM private keys and certificates, whether
-//!   they fit together, thumbprints, RS256/PS256/ES256/HS256 signatures), for `config` to check
-//!   at load and `probe` to sign with.
+//!   they fit together, thumbprints, RS256/PS256/ES256/HS256 signatures; `jwk`: DPoP keys
+//!   generated, as public JWKs and their thumbprints), for `config` to check at load and `probe`
+//!   to sign with.
 //! - `files`: the one way any file is read (configuration, secrets, certificates, the web
 //!   configuration): regular files only, capped, on a detached thread with a deadline, so a
 //!   named pipe or a hung mount fails one read instead of freezing the process.
 //! - `probe/`: one cycle of one provider (token, canary, retry once with a fresh token),
 //!   returning a `CycleReport`; knows nothing of metrics, the web or the scheduler. `token`
 //!   (each dialect, and `TokenReason`), `client_auth` (how the client proves itself, for every
-//!   `auth_method`, with its material prepared once per provider), `client_cert` (the TLS
+//!   `auth_method`, and the jwt-bearer grant's assertion, with its material prepared once per
+//!   provider and `client_assertion_file` read for each request), `client_cert` (the TLS
 //!   client certificate followed on disk: a renewed pair gets the provider a new client,
 //!   a bad one fails the token phase and keeps the old), `discovery` (an `issuer`'s
 //!   token endpoint from its metadata, kept by the prober between refreshes), `canary` (and
-//!   `CanaryReason`), `transport` (outgoing clients: `client_for` is the one rule for which a
+//!   `CanaryReason`), `dpop` (RFC 9449 proofs for both steps, with the provider's key and the
+//!   nonces its servers gave, held only by providers with `dpop = true`), `transport` (outgoing clients: `client_for` is the one rule for which a
 //!   provider uses, proxy included; `Slots`, the process-wide bound on requests in flight, sized
 //!   by the descriptor limit; `ProxyRoute`, which proxy a request took), `verifier` (their TLS
 //!   settings, recording the certificate chains endpoints present), `jwt` (reads an expiry,

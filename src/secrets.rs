@@ -1,5 +1,5 @@
 //! Secret values (client secrets, passwords, access tokens, private keys, client assertions,
-//! proxy credentials, secret header values), where they are read from, and the scrubbing of text
+//! DPoP proofs, proxy credentials, secret header values), where they are read from, and the scrubbing of text
 //! that may echo them. Every type here redacts itself in `Debug` and `Display`; reading the value
 //! is a deliberate `.expose()` call.
 
@@ -76,6 +76,14 @@ secret_type!(
     /// until it expires. Never printed; a trace shows its decoded header and claims instead.
     ClientAssertion,
     /// The value itself: only for the `client_assertion` form field.
+);
+
+secret_type!(
+    /// A signed DPoP proof (RFC 9449): single use, but a proof of possession of the provider's
+    /// DPoP key until the server forgets its `jti`. Never printed; a trace shows its decoded
+    /// header and claims instead.
+    DpopProof,
+    /// The value itself: only for the `DPoP` header.
 );
 
 secret_type!(

@@ -2,7 +2,8 @@
 //! an algorithm fits a key, whether a certificate holds the key's public half, a certificate's
 //! `x5t` / `x5t#S256` thumbprints, and the JWS signatures RS256, PS256, ES256 and HS256 (aws-lc-rs).
 //! Configuration validation uses it to refuse bad material at start-up, the probe to sign; neither
-//! error type nor `Debug` ever shows key material.
+//! error type nor `Debug` ever shows key material. [`jwk`]: DPoP keys, generated or read, as the
+//! public JWK and thumbprint a proof names (issue 25).
 
 use std::fmt;
 
@@ -272,6 +273,8 @@ pub fn random_id() -> Result<String, KeyError> {
         .map_err(|_| KeyError::SigningFailed)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
+
+pub mod jwk;
 
 #[cfg(test)]
 mod tests;

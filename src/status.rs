@@ -424,7 +424,7 @@ pub(crate) mod tests {
                 duration: Duration::from_millis(5),
                 status: None,
                 certificate: None,
-                credentials: [0; 3],
+                credentials: [0; 4],
                 retry_after: None,
                 result: Err(error),
             }],
@@ -483,7 +483,7 @@ pub(crate) mod tests {
                     duration: Duration::from_millis(5),
                     status: None,
                     certificate: None,
-                    credentials: [0; 3],
+                    credentials: [0; 4],
                     retry_after: None,
                     result: Err(TokenError::KeyUnavailable("gone".into())),
                 })

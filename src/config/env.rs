@@ -83,6 +83,14 @@ pub mod lenient {
         deserializer.deserialize_any(BoolVisitor)
     }
 
+    /// [`bool`] for a key whose absence means something (inherit `[defaults]`): `None` when
+    /// not written (with `#[serde(default)]`).
+    pub fn optional_bool<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<bool>, D::Error> {
+        bool(deserializer).map(Some)
+    }
+
     /// A list, or text holding one: `a b`, `a,b` or `["a", "b"]`.
     pub fn strings<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
         struct StringsVisitor;

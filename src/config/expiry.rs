@@ -53,7 +53,7 @@ pub fn expired_credential_warnings(config: &Config, now: SystemTime) -> Vec<Stri
     for provider in &config.providers {
         let password = match &provider.token.grant {
             Grant::Password { .. } => provider.token.password_expires,
-            Grant::ClientCredentials => None,
+            Grant::ClientCredentials | Grant::JwtBearer(_) => None,
         };
         for (key, date) in [
             (

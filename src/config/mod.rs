@@ -234,8 +234,14 @@ pub struct TokenConfig {
     /// `None` for the methods that send no secret (`private_key_jwt`, `tls_client_auth`).
     pub client_secret: Option<SecretSource>,
     pub auth_method: AuthMethod,
-    /// How client assertions are made (`private_key_jwt`, `client_secret_jwt` only).
+    /// How the exporter signs assertions: the client assertion of `private_key_jwt` and
+    /// `client_secret_jwt`, and the `jwt_bearer` grant's assertion when `private_key_file` signs
+    /// it. `None` when the exporter signs nothing.
     pub assertion: Option<Box<AssertionConfig>>,
+    /// `client_assertion_file`: a JWT someone else issues (workload identity), read for every
+    /// token request: the client assertion of `auth_method = "client_assertion"`, or the
+    /// `jwt_bearer` grant's assertion.
+    pub assertion_file: Option<Box<AssertionFile>>,
     /// How `client_secret_basic` writes the id and secret inside the header.
     pub basic_encoding: BasicEncoding,
     pub scopes: Vec<String>,
@@ -250,6 +256,20 @@ pub struct TokenConfig {
     pub password_expires: Option<SystemTime>,
     /// Claims every newly obtained token must carry (`[token.expect]`).
     pub expect: Option<Box<Expect>>,
+    /// `dpop = true` (here or in `[defaults]`): DPoP proofs on the token request and the canary
+    /// call (RFC 9449, issue 25). Boxed: most providers have none.
+    pub dpop: Option<Box<DpopConfig>>,
+}
+
+/// How DPoP proofs are made (RFC 9449). The key file is only named here, like
+/// `private_key_file`: the probe re-reads it every cycle and validation checked it once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopConfig {
+    /// `dpop_signing_algorithm`: RS256, PS256 or ES256; `None`: the key's own (RS256 for RSA,
+    /// ES256 for EC), ES256 for a generated key.
+    pub algorithm: Option<crate::signing::Algorithm>,
+    /// `dpop_key_file`; `None`: a key is generated when the provider starts, kept for its life.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[providers.NAME.token.expect]`: what a newly obtained JWT must say. The values are
@@ -264,6 +284,9 @@ pub struct Expect {
     pub audience: Option<String>,
     /// Must equal `iss`.
     pub issuer: Option<String>,
+    /// `certificate_bound`: `cnf.x5t#S256` must be the SHA-256 thumbprint of the `[tls]` client
+    /// certificate presented (RFC 8705 section 3).
+    pub certificate_bound: bool,
 }
 
 impl TokenConfig {
@@ -342,14 +365,54 @@ pub enum Grant {
         username: String,
         password: SecretSource,
     },
+    /// RFC 7523 section 2.1: a JWT exchanged for a token.
+    JwtBearer(Box<JwtBearer>),
+}
+
+/// The `jwt_bearer` grant's assertion: signed here with `private_key_file`, or read from
+/// `client_assertion_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtBearer {
+    /// `assertion_issuer` (`iss`); `None`: the client id.
+    pub issuer: Option<String>,
+    /// `assertion_subject` (`sub`); `None`: the client id.
+    pub subject: Option<String>,
+    /// `assertion_claims`: further claims, as written (`scope` for Google-style servers).
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// Where the assertion comes from.
+    pub source: BearerAssertion,
+}
+
+/// Where the `jwt_bearer` grant's assertion comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerAssertion {
+    /// Signed for each request with `private_key_file` (the `assertion_*` keys say what it
+    /// claims).
+    Signed,
+    /// `client_assertion_file`, as its issuer wrote it.
+    File,
 }
 
 closed_set! {
-    /// Which grant a provider uses, without its values: the `grant_type` as sent and as the
-    /// `oauth2_token_grant_info` label shows it.
+    /// Which grant a provider uses, without its values: the `grant_type` as configured and as
+    /// the `oauth2_token_grant_info` label shows it ([`GrantKind::wire`] is what is sent).
     GrantKind {
         ClientCredentials => "client_credentials",
         Password => "password",
+        JwtBearer => "jwt_bearer",
+    }
+}
+
+/// The `grant_type` RFC 7523 section 2.1 registers for the jwt-bearer grant.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+impl GrantKind {
+    /// The `grant_type` as sent (and as metadata's `grant_types_supported` lists it).
+    pub fn wire(self) -> &'static str {
+        match self {
+            GrantKind::JwtBearer => JWT_BEARER_GRANT,
+            other => other.as_str(),
+        }
     }
 }
 
@@ -358,11 +421,13 @@ impl Grant {
         match self {
             Grant::ClientCredentials => GrantKind::ClientCredentials,
             Grant::Password { .. } => GrantKind::Password,
+            Grant::JwtBearer(_) => GrantKind::JwtBearer,
         }
     }
 
-    pub fn as_str(&self) -> &'static str {
-        self.kind().as_str()
+    /// The `grant_type` as sent.
+    pub fn wire(&self) -> &'static str {
+        self.kind().wire()
     }
 }
 
@@ -379,22 +444,62 @@ closed_set! {
         ClientSecretJwt => "client_secret_jwt",
         /// RFC 8705 section 2.1: the `[tls]` client certificate; only `client_id` is sent.
         TlsClientAuth => "tls_client_auth",
+        /// RFC 7521 section 4.2 with a JWT issued elsewhere (`client_assertion_file`): the wire
+        /// format of `private_key_jwt`, the exporter signing nothing.
+        ClientAssertion => "client_assertion",
+        /// No client authentication (RFC 7591's `none`): only `client_id` is sent; the
+        /// `jwt_bearer` grant's assertion proves who asks.
+        Unauthenticated => "none",
     }
 }
 
 impl AuthMethod {
     /// Whether the method needs a client secret (sent, or signing the assertion).
     pub fn uses_secret(self) -> bool {
-        !matches!(self, AuthMethod::PrivateKeyJwt | AuthMethod::TlsClientAuth)
+        !matches!(
+            self,
+            AuthMethod::PrivateKeyJwt
+                | AuthMethod::TlsClientAuth
+                | AuthMethod::ClientAssertion
+                | AuthMethod::Unauthenticated
+        )
+    }
+
+    /// The name a server's `token_endpoint_auth_methods_supported` lists it by, when there is
+    /// one to check: `client_assertion` travels as `private_key_jwt` does, and a server lists it
+    /// so; `json_body` is a dialect with no registered name; `none` authenticates no client, so
+    /// what the token endpoint offers clients does not apply (Google lists only its secret
+    /// methods, and takes the jwt-bearer grant without any).
+    pub fn registered_name(self) -> Option<&'static str> {
+        match self {
+            AuthMethod::JsonBody | AuthMethod::Unauthenticated => None,
+            AuthMethod::ClientAssertion => Some(AuthMethod::PrivateKeyJwt.as_str()),
+            other => Some(other.as_str()),
+        }
     }
 }
 
-/// How `private_key_jwt` and `client_secret_jwt` make their assertions. The key and certificate
-/// files are only named here: the probe re-reads them on use (rotation without restart) and
+/// `client_assertion_file` and the `client_assertion_type` it is sent as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssertionFile {
+    pub path: PathBuf,
+    /// `client_assertion_type` (auth_method `client_assertion` only; RFC 7523's jwt-bearer by
+    /// default, or SPIFFE's jwt-spiffe).
+    pub assertion_type: &'static str,
+}
+
+/// The `client_assertion_type` values accepted, the default first.
+pub const CLIENT_ASSERTION_TYPES: [&str; 2] = [
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+    "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe",
+];
+
+/// How the exporter makes the assertions it signs (`private_key_jwt`, `client_secret_jwt`, the
+/// `jwt_bearer` grant with `private_key_file`). The key and certificate files are only named here: the probe re-reads them on use (rotation without restart) and
 /// validation has checked them once at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssertionConfig {
-    /// `private_key_file` (`private_key_jwt` only).
+    /// `private_key_file` (`private_key_jwt`, and the `jwt_bearer` grant's own).
     pub private_key_file: Option<PathBuf>,
     /// `certificate_file`: adds its `x5t` and `x5t#S256` thumbprints to the header.
     pub certificate_file: Option<PathBuf>,

@@ -75,6 +75,9 @@ raw_table! {
         max_backoff: Option<String>,
         #[serde(default)]
         labels: BTreeMap<String, String>,
+        #[serde(default, deserialize_with = "lenient::optional_bool")]
+        dpop: Option<bool>,
+        dpop_signing_algorithm: Option<String>,
     }
 }
 
@@ -126,6 +129,16 @@ raw_table! {
         key_id: Option<String>,
         assertion_audience: Option<String>,
         assertion_lifetime: Option<String>,
+        assertion_issuer: Option<String>,
+        assertion_subject: Option<String>,
+        #[serde(default)]
+        assertion_claims: BTreeMap<String, serde_json::Value>,
+        client_assertion_file: Option<PathBuf>,
+        client_assertion_type: Option<String>,
+        #[serde(default, deserialize_with = "lenient::optional_bool")]
+        dpop: Option<bool>,
+        dpop_signing_algorithm: Option<String>,
+        dpop_key_file: Option<PathBuf>,
     }
 }
 
@@ -137,6 +150,8 @@ raw_table! {
         roles: Vec<String>,
         audience: Option<String>,
         issuer: Option<String>,
+        #[serde(default, deserialize_with = "lenient::bool")]
+        certificate_bound: bool,
     }
 }
 
@@ -199,8 +214,8 @@ raw_table! {
 }
 
 /// The keys allowed in the table at `path` (provider names replaced by `*`): which raw table
-/// sits there; `None` where any key is allowed (provider names, `labels`, `params`, `headers`,
-/// `secret_headers`' header names).
+/// sits there; `None` where any key is allowed (provider names, `labels`, `params`,
+/// `assertion_claims`, `headers`, `secret_headers`' header names).
 pub(super) fn allowed_keys(path: &[&str]) -> Option<&'static [&'static str]> {
     Some(match path {
         [] => RawConfig::KEYS,
@@ -260,7 +275,8 @@ pub(super) fn walk_unknown<'a>(
         }
         let descend = match schema_path.as_slice() {
             // Inside these, keys are data (parameter and header names), not configuration.
-            ["providers", _, "token", "params"] | ["providers", _, "canary", "headers"] => false,
+            ["providers", _, "token", "params" | "assertion_claims"]
+            | ["providers", _, "canary", "headers"] => false,
             _ => true,
         };
         if descend && let figment::value::Value::Dict(_, inner) = value {
@@ -310,7 +326,7 @@ mod tests {
             "key `providers.p.canary.header`: unknown key; allowed here: url, method, expected_status, headers, secret_headers, token_rejected_status",
             "key `providers.p.canary.secret_headers.X-Key.path`: unknown key; allowed here: env, file",
             "key `providers.p.tls.ca`: unknown key; allowed here: ca_file, client_cert_file, client_key_file, insecure_skip_verify",
-            "key `providers.p.token.expect.scope`: unknown key; allowed here: scopes, roles, audience, issuer",
+            "key `providers.p.token.expect.scope`: unknown key; allowed here: scopes, roles, audience, issuer, certificate_bound",
             "key `providers.p.token.json_fields.client`: unknown key; allowed here: client_id, client_secret, username, password",
             "key `providers.p.token.response.token`: unknown key; allowed here: access_token, expires_in",
         ]
@@ -319,7 +335,7 @@ mod tests {
         // Validation goes on beside them: the unknown keys were not taken for the known ones.
         expected.extend([
             "key `providers.p.token.json_fields`: only meaningful with auth_method = \"json_body\"".to_string(),
-            "key `providers.p.token.expect`: empty; set at least one of scopes, roles, audience, issuer (or remove the table)".to_string(),
+            "key `providers.p.token.expect`: empty; set at least one of scopes, roles, audience, issuer, certificate_bound (or remove the table)".to_string(),
         ]);
         assert_eq!(problems, expected);
     }

@@ -18,7 +18,7 @@ pub(super) fn write(out: &mut dyn Families, snapshot: &Snapshot) {
         (
             "oauth2_client_credential_expiry_timestamp_seconds",
             SeriesLabel::Credential,
-            "When the client credential stops working (Unix time): the configured client_secret_expires or password_expires, or the notAfter of a certificate file (re-read when it changes).",
+            "When the client credential stops working (Unix time): the configured client_secret_expires or password_expires, the notAfter of a certificate file (re-read when it changes), or the exp of the JWT in client_assertion_file as the last token request read it.",
         ),
         &credentials,
         |e| &e.credential,

@@ -7,6 +7,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 
 use crate::closed_set::closed_set;
 use crate::config::CanaryConfig;
+use crate::probe::dpop::{self, Dpop};
 use crate::probe::trace::Trace;
 use crate::probe::transport::{BodyError, Client, Seen, TransportError, read_body, send};
 use crate::secrets::{AccessToken, Scrubber, SecretError};
@@ -39,6 +40,7 @@ closed_set! {
         NoToken => "no_token",
         ExporterBusy => "exporter_busy",
         SecretUnavailable => "secret_unavailable",
+        Dpop => "dpop",
     }
 }
 
@@ -86,7 +88,16 @@ pub enum CanaryError {
     /// was not sent.
     #[error("a secret header could not be read, so the canary was not sent: {0}")]
     SecretUnavailable(SecretError),
+    /// DPoP (issue 25): the API refused the proof (`DPoP error="invalid_dpop_proof"`, or
+    /// `use_dpop_nonce` still after the one retry with its nonce), or answered a DPoP-bound
+    /// call with a Bearer challenge only (it does not take DPoP tokens); or no proof could be
+    /// made, so nothing was sent.
+    #[error("DPoP: {detail}")]
+    Dpop { detail: String },
 }
+
+/// The `DPoP` challenge `error` codes of RFC 9449 (sections 7.1 and 9) that blame the proof.
+const DPOP_ERROR_CODES: [&str; 2] = ["invalid_dpop_proof", "use_dpop_nonce"];
 
 fn challenge_suffix(challenge: &Option<String>) -> String {
     challenge
@@ -112,6 +123,7 @@ impl CanaryError {
             CanaryError::Transport(TransportError::Busy(_)) => CanaryReason::ExporterBusy,
             CanaryError::NoToken => CanaryReason::NoToken,
             CanaryError::SecretUnavailable(_) => CanaryReason::SecretUnavailable,
+            CanaryError::Dpop { .. } => CanaryReason::Dpop,
         }
     }
 
@@ -124,12 +136,14 @@ impl CanaryError {
     }
 }
 
-/// Calls the canary with `Authorization: Bearer <token>`. Never takes longer than `timeout`.
-/// With a trace, records the exchange with the token redacted.
+/// Calls the canary with `Authorization: Bearer <token>`, or with DPoP `Authorization: DPoP
+/// <token>` and a proof. Never takes longer than `timeout`. With a trace, records the exchange
+/// with the token and proof redacted.
 pub async fn call(
     client: &Client,
     config: &CanaryConfig,
     token: &AccessToken,
+    dpop: Option<&mut Dpop>,
     timeout: Duration,
     mut trace: Option<&mut Trace>,
 ) -> CanaryOutcome {
@@ -143,6 +157,7 @@ pub async fn call(
             client,
             config,
             token,
+            dpop,
             timeout,
             &mut seen,
             trace.as_deref_mut(),
@@ -173,10 +188,12 @@ pub async fn call(
     }
 }
 
+#[allow(clippy::too_many_arguments)] // each is the call's own input; a struct would only rename them
 async fn attempt(
     client: &Client,
     config: &CanaryConfig,
     token: &AccessToken,
+    mut dpop: Option<&mut Dpop>,
     // Only the deadline of reading `secret_headers`: the request itself is bounded by the
     // caller's one timer.
     timeout: Duration,
@@ -188,8 +205,10 @@ async fn attempt(
     if let Some(trace) = trace.as_deref_mut() {
         trace.always_scrub().add(token.expose());
     }
+    // RFC 9449 section 7.1: a DPoP-bound token travels under its own scheme.
+    let scheme = if dpop.is_some() { "DPoP" } else { "Bearer" };
     let mut authorization =
-        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        reqwest::header::HeaderValue::from_str(&format!("{scheme} {}", token.expose()))
             // A token with bytes not allowed in a header cannot be presented: the API would not
             // have accepted it either.
             .map_err(|_| CanaryError::Unpresentable)?;
@@ -213,34 +232,81 @@ async fn attempt(
         value.set_sensitive(true);
         secret_headers.push((name, value, secret));
     }
-    let mut request = client
-        .http
-        .request(config.method.clone(), config.url.clone())
-        .header(AUTHORIZATION, authorization);
-    for (name, value) in &config.call.headers {
-        request = request.header(name, value);
-    }
-    for (name, value, _) in &secret_headers {
-        request = request.header(*name, value.clone());
-    }
-    if let Some(trace) = trace.as_deref_mut() {
-        trace.line(format!(
-            "-> {} {}",
-            config.method,
-            crate::probe::trace::redact_query(config.url.as_str())
-        ));
-        trace.line("Authorization: Bearer [redacted]");
+    let mut proofs = Vec::new();
+    let mut retried = false;
+    let response = loop {
+        // A fresh proof for every call, with the API's nonce once it gave one.
+        let proof = match dpop.as_deref() {
+            Some(dpop) => Some(
+                dpop.proof(&config.method, &config.url, Some(token))
+                    .map_err(|error| CanaryError::Dpop {
+                        detail: format!(
+                            "no proof could be made, so the canary was not sent: {error}"
+                        ),
+                    })?,
+            ),
+            None => None,
+        };
+        let mut request = client
+            .http
+            .request(config.method.clone(), config.url.clone())
+            .header(AUTHORIZATION, authorization.clone());
         for (name, value) in &config.call.headers {
-            trace.line(crate::probe::trace::header_line(
-                name.as_str(),
-                value.as_bytes(),
+            request = request.header(name, value);
+        }
+        for (name, value, _) in &secret_headers {
+            request = request.header(*name, value.clone());
+        }
+        if let Some(proof) = &proof {
+            request = request.header(dpop::HEADER, proof.value.clone());
+        }
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.line(format!(
+                "-> {} {}",
+                config.method,
+                crate::probe::trace::redact_query(config.url.as_str())
             ));
+            trace.line(format!("Authorization: {scheme} [redacted]"));
+            for (name, value) in &config.call.headers {
+                trace.line(crate::probe::trace::header_line(
+                    name.as_str(),
+                    value.as_bytes(),
+                ));
+            }
+            for (name, _, _) in &secret_headers {
+                trace.line(format!("{name}: [redacted] (secret_headers)"));
+            }
+            if let Some(proof) = &proof {
+                trace.always_scrub().add(proof.proof.expose());
+                trace.line("DPoP: [redacted] (the proof, decoded below)");
+                trace.dpop_proof(&proof.header, &proof.claims);
+            }
         }
-        for (name, _, _) in &secret_headers {
-            trace.line(format!("{name}: [redacted] (secret_headers)"));
+        if let Some(proof) = proof {
+            proofs.push(proof.proof);
         }
-    }
-    let response = send(request, seen, trace.as_deref_mut()).await?;
+        let response = send(request, seen, trace.as_deref_mut()).await?;
+        let Some(dpop) = dpop.as_deref_mut() else {
+            break response;
+        };
+        let gave_nonce = dpop.saw_nonce(&config.url, response.headers());
+        // RFC 9449 section 9: the API wants its nonce in the proof; it gave one, so call once
+        // more with it.
+        let wants_nonce = response.status() == reqwest::StatusCode::UNAUTHORIZED
+            && challenge_of("dpop", www_authenticate(response.headers()))
+                .is_some_and(|(code, _)| code == "use_dpop_nonce");
+        if retried || !gave_nonce || !wants_nonce {
+            break response;
+        }
+        retried = true;
+        // Read so the connection can be reused; the answer that matters is the next one.
+        let _ = read_body(response).await;
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.line(
+                "the API asked for a DPoP nonce (use_dpop_nonce) and gave one: calling once more with it",
+            );
+        }
+    };
     let status = response.status().as_u16();
     let passes = config.call.passes(status);
     // The token is scrubbed from what a person may read: the trace's body excerpt and a failing
@@ -253,26 +319,36 @@ async fn attempt(
         for (_, _, secret) in &secret_headers {
             scrubber.add(secret.expose());
         }
+        for proof in &proofs {
+            scrubber.add(proof.expose());
+        }
         scrubber
     });
-    let challenge = match &scrubber {
-        Some(scrubber) if !passes => bearer_challenge(
-            response
-                .headers()
-                .get_all(WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|value| value.to_str().ok()),
+    // With DPoP the API's DPoP challenge says what is wrong; an API that answers a DPoP call
+    // with Bearer challenges only does not take DPoP tokens at all. Read only for a failure.
+    let (dpop_challenge, bearer_only) = if dpop.is_some() && !passes {
+        let found = challenges(www_authenticate(response.headers()));
+        let offers = |scheme: &str| found.iter().any(|c| c.scheme.eq_ignore_ascii_case(scheme));
+        (
+            challenge_of("dpop", www_authenticate(response.headers())),
+            offers("bearer") && !offers("dpop"),
         )
-        .map(|(code, description)| {
-            let code = shorten(&scrubber.scrub(&code), CODE_CHARS, Shown::AsciiWord);
-            let description = description
-                .map(|d| {
-                    let shown = shorten(&scrubber.scrub(&d), DESCRIPTION_CHARS, Shown::Ascii);
-                    format!(": {shown}")
-                })
-                .unwrap_or_default();
-            (code.clone(), format!("{code}{description}"))
-        }),
+    } else {
+        (None, false)
+    };
+    let challenge = match &scrubber {
+        Some(scrubber) if !passes => dpop_challenge
+            .or_else(|| bearer_challenge(www_authenticate(response.headers())))
+            .map(|(code, description)| {
+                let code = shorten(&scrubber.scrub(&code), CODE_CHARS, Shown::AsciiWord);
+                let description = description
+                    .map(|d| {
+                        let shown = shorten(&scrubber.scrub(&d), DESCRIPTION_CHARS, Shown::Ascii);
+                        format!(": {shown}")
+                    })
+                    .unwrap_or_default();
+                (code.clone(), format!("{code}{description}"))
+            }),
         _ => None,
     };
     // Read the body so the connection can be reused. It is not logged; a debug trace shows an
@@ -294,6 +370,26 @@ async fn attempt(
         None => (None, None),
     };
     let client_error = (400..500).contains(&status);
+    if let Some(code) = code.as_deref()
+        && dpop.is_some()
+        && client_error
+        && DPOP_ERROR_CODES.contains(&code)
+    {
+        return Err(CanaryError::Dpop {
+            detail: format!(
+                "the API refused the proof ({status}): {}",
+                challenge.unwrap_or_default()
+            ),
+        });
+    }
+    if bearer_only && config.call.token_rejected_status.contains(&status) {
+        return Err(CanaryError::Dpop {
+            detail: format!(
+                "the API answered the DPoP-bound call with a Bearer challenge only ({status}{}): it does not take DPoP tokens",
+                challenge_suffix(&challenge)
+            ),
+        });
+    }
     Err(match code.as_deref() {
         // RFC 6750 section 3.1: the challenge says what is wrong, whatever the status.
         Some("invalid_token") if client_error => CanaryError::Unauthorized { status, challenge },
@@ -311,21 +407,38 @@ async fn attempt(
     })
 }
 
-/// The `error` and `error_description` of the first `Bearer` challenge with an `error`, from
-/// `WWW-Authenticate` values (RFC 6750 section 3, RFC 9110 section 11.6.1 syntax: challenges
-/// and their comma-separated `name=value` parameters, values as tokens or quoted strings).
-/// Unparseable text yields what could be read, never a failure: this only refines a reason.
-pub(crate) fn bearer_challenge<'a>(
-    values: impl Iterator<Item = &'a str>,
-) -> Option<(String, Option<String>)> {
+/// The `WWW-Authenticate` values of a response that are text.
+fn www_authenticate(headers: &reqwest::header::HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+}
+
+/// One challenge of a `WWW-Authenticate` header: its scheme and the parameters read here.
+#[derive(Debug, Default)]
+struct Challenge {
+    scheme: String,
+    error: Option<String>,
+    description: Option<String>,
+}
+
+/// Most challenges read from one response: more say nothing new, and bound the work.
+const MAX_CHALLENGES: usize = 16;
+
+/// Every challenge of `WWW-Authenticate` values (RFC 9110 section 11.6.1 syntax: challenges
+/// and their comma-separated `name=value` parameters, values as tokens or quoted strings), with
+/// its `error` and `error_description`. Unparseable text yields what could be read, never a
+/// failure: this only refines a reason.
+fn challenges<'a>(values: impl Iterator<Item = &'a str>) -> Vec<Challenge> {
+    let mut found: Vec<Challenge> = Vec::new();
     for value in values {
+        // Parameters belong to the challenge begun in the same value.
+        let mut current: Option<usize> = None;
         let mut rest = value;
-        let mut in_bearer = false;
-        let mut error = None;
-        let mut description = None;
         loop {
             rest = rest.trim_start_matches(|c: char| c == ',' || c.is_ascii_whitespace());
-            if rest.is_empty() {
+            if rest.is_empty() || found.len() > MAX_CHALLENGES {
                 break;
             }
             let end = rest
@@ -339,11 +452,11 @@ pub(crate) fn bearer_challenge<'a>(
             {
                 let (param, tail) = auth_param_value(after.trim_start());
                 rest = tail;
-                if in_bearer {
+                if let Some(challenge) = current.and_then(|at| found.get_mut(at)) {
                     if name.eq_ignore_ascii_case("error") {
-                        error.get_or_insert(param);
+                        challenge.error.get_or_insert(param);
                     } else if name.eq_ignore_ascii_case("error_description") {
-                        description.get_or_insert(param);
+                        challenge.description.get_or_insert(param);
                     }
                 }
             } else if name.is_empty() {
@@ -351,19 +464,35 @@ pub(crate) fn bearer_challenge<'a>(
                 rest = &rest[rest.len().min(1)..];
             } else {
                 // A new challenge starts with its scheme.
-                if in_bearer && error.is_some() {
-                    break;
-                }
-                in_bearer = name.eq_ignore_ascii_case("bearer");
-                error = None;
-                description = None;
+                found.push(Challenge {
+                    scheme: name.to_string(),
+                    ..Challenge::default()
+                });
+                current = Some(found.len() - 1);
             }
         }
-        if in_bearer && let Some(error) = error {
-            return Some((error, description));
-        }
     }
-    None
+    found
+}
+
+/// The `error` and `error_description` of the first challenge of `scheme` (any case) with an
+/// `error`.
+fn challenge_of<'a>(
+    scheme: &str,
+    values: impl Iterator<Item = &'a str>,
+) -> Option<(String, Option<String>)> {
+    challenges(values)
+        .into_iter()
+        .find(|c| c.scheme.eq_ignore_ascii_case(scheme) && c.error.is_some())
+        .and_then(|c| Some((c.error?, c.description)))
+}
+
+/// The `error` and `error_description` of the first `Bearer` challenge with an `error` (RFC
+/// 6750 section 3).
+pub(crate) fn bearer_challenge<'a>(
+    values: impl Iterator<Item = &'a str>,
+) -> Option<(String, Option<String>)> {
+    challenge_of("bearer", values)
 }
 
 /// One parameter value (a quoted string with `\` escapes, or a token) and the text after it.
@@ -393,7 +522,7 @@ fn auth_param_value(text: &str) -> (String, &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::bearer_challenge;
+    use super::{bearer_challenge, challenge_of, challenges};
 
     /// The `error` and `error_description` expected, or no Bearer error at all.
     type Expected = Option<(&'static str, Option<&'static str>)>;
@@ -441,5 +570,27 @@ mod tests {
             let expected = expected.map(|(e, d)| (e.to_string(), d.map(str::to_string)));
             assert_eq!(got, expected, "{values:?}");
         }
+    }
+
+    /// Issue 25: a DPoP challenge is read apart from a Bearer one in the same header, and the
+    /// schemes a response offers are known even without an `error`.
+    #[test]
+    fn dpop_challenges_are_read_by_their_scheme() {
+        let values = [
+            r#"Bearer realm="api", DPoP algs="ES256 PS256", error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#,
+        ];
+        assert_eq!(
+            challenge_of("dpop", values.iter().copied()),
+            Some((
+                "use_dpop_nonce".to_string(),
+                Some("Resource server requires nonce in DPoP proof".to_string())
+            ))
+        );
+        assert_eq!(bearer_challenge(values.iter().copied()), None);
+        let schemes: Vec<String> = challenges(values.iter().copied())
+            .into_iter()
+            .map(|c| c.scheme)
+            .collect();
+        assert_eq!(schemes, ["Bearer", "DPoP"]);
     }
 }

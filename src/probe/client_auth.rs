@@ -1,7 +1,9 @@
 //! How the client proves itself at the token endpoint, for every `auth_method`: reads the
-//! credentials a request needs (client secret, password, private key and certificate) and
-//! decorates the token request with them (form or JSON fields, `Authorization: Basic`, a signed
-//! client assertion). Both grants and `reuse` go through here.
+//! credentials a request needs (client secret, password, private key and certificate, the JWT in
+//! `client_assertion_file`) and decorates the token request with them (form or JSON fields,
+//! `Authorization: Basic`, a signed client assertion or one read from a file), and the
+//! `jwt_bearer` grant's `assertion` (signed, or read from the file). Every grant and `reuse` go
+//! through here.
 //!
 //! Per-provider material is prepared once and reused while its source is unchanged: the Basic
 //! header is rebuilt only when the secret's value changes (issue 15 measured rebuilding it every
@@ -20,9 +22,12 @@ use reqwest::header::HeaderValue;
 use serde_json::{Map, Value, json};
 use url::Url;
 
-use crate::config::{AssertionConfig, AuthMethod, BasicEncoding, Grant, TokenConfig};
-use crate::files;
+use crate::config::{
+    AssertionConfig, AssertionFile, AuthMethod, BasicEncoding, BearerAssertion, Grant, TokenConfig,
+};
+use crate::files::{self, ReadError};
 use crate::probe::expiry::{CertificateFile, CertificateSeen, fingerprint};
+use crate::probe::jwt;
 use crate::secrets::{
     ClientAssertion, MAX_PEM_FILE_BYTES, MAX_SECRET_FILE_BYTES, PrivateKeyPem, Scrubber, Secret,
     SecretError,
@@ -63,6 +68,10 @@ pub struct ClientAuth {
     this_cycle: Option<Box<KeyFiles>>,
     /// `certificate_file`'s notAfter, parsed when its contents change, for the expiry watch.
     certificate_file: Option<Box<CertificateFile>>,
+    /// `client_assertion_file` as the last request read it: its keyed hash and its own `exp`
+    /// (as a [`CertificateSeen`]'s notAfter), taken by the prober for the expiry watch. Set
+    /// for an expired assertion too, so the gauge shows the date it lapsed.
+    assertion_seen: Option<CertificateSeen>,
 }
 
 /// A prepared key with the key file's and certificate file's contents it was prepared from.
@@ -114,6 +123,8 @@ pub struct Credentials {
     key: Option<Arc<PreparedKey>>,
     /// A keyed hash of the private key file's contents (0: none), to notice its rotation.
     key_fingerprint: u64,
+    /// `client_assertion_file`'s JWT, checked to be one and unexpired.
+    assertion_file: Option<ClientAssertion>,
 }
 
 impl Credentials {
@@ -122,9 +133,10 @@ impl Credentials {
         self.password.as_ref()
     }
 
-    /// Keyed hashes of the client secret, the password and the private key (0: none), so the
-    /// prober notices a rotation without keeping any of them.
-    pub fn fingerprints(&self) -> [u64; 3] {
+    /// Keyed hashes of the client secret, the password, the private key and the client
+    /// assertion read from its file (0: none), so the prober notices a rotation without keeping
+    /// any of them.
+    pub fn fingerprints(&self) -> [u64; 4] {
         let hash = |secret: &Option<Secret>| {
             secret
                 .as_ref()
@@ -134,12 +146,19 @@ impl Credentials {
             hash(&self.client_secret),
             hash(&self.password),
             self.key_fingerprint,
+            self.assertion_file
+                .as_ref()
+                .map_or(0, |assertion| fingerprint(assertion.expose().as_bytes())),
         ]
     }
 }
 
-/// What a client assertion says, decoded: what a person may see of it (never the signature).
+/// What an assertion says, decoded: what a person may see of it (never the signature).
 pub struct ShownAssertion {
+    /// Which assertion: `client assertion` or `jwt_bearer grant assertion`.
+    pub kind: &'static str,
+    /// How it was made: the `auth_method`, or where the grant's came from.
+    pub made: &'static str,
     pub header: Map<String, Value>,
     pub claims: Map<String, Value>,
 }
@@ -150,8 +169,9 @@ pub struct Decoration {
     pub fields: Vec<(String, String)>,
     /// `Authorization: Basic`, for `client_secret_basic`.
     pub authorization: Option<HeaderValue>,
-    /// The assertion's decoded header and claims, for the debug trace (never the signature).
-    pub assertion: Option<ShownAssertion>,
+    /// The assertions' decoded headers and claims (the grant's, then the client's), for the
+    /// debug trace (never a signature).
+    pub assertions: Vec<ShownAssertion>,
     /// The field names whose values are credentials (shown `[redacted]` in a trace).
     pub secret_fields: Vec<String>,
 }
@@ -172,7 +192,11 @@ impl ClientAuth {
         };
         let password = match &config.grant {
             Grant::Password { password, .. } => Some(password.read_within(left()).await?),
-            Grant::ClientCredentials => None,
+            Grant::ClientCredentials | Grant::JwtBearer(_) => None,
+        };
+        let assertion_file = match &config.assertion_file {
+            Some(file) => Some(self.read_assertion_file(file, left()).await?),
+            None => None,
         };
         let key = match &config.assertion {
             Some(assertion) if assertion.private_key_file.is_some() => {
@@ -189,7 +213,74 @@ impl ClientAuth {
             password,
             key,
             key_fingerprint,
+            assertion_file,
         })
+    }
+
+    /// `client_assertion_file`'s expiry as the last request read it, for the expiry watch
+    /// (taken: each reading is handed over once).
+    pub fn take_assertion_seen(&mut self) -> Option<CertificateSeen> {
+        self.assertion_seen.take()
+    }
+
+    /// Reads `client_assertion_file` (issue 25) through the one file path, for this request:
+    /// never kept past it, so a file its issuer rewrote is sent at once. Missing, unreadable,
+    /// not a JWT, without `exp` or already expired is a `client_assertion` failure saying
+    /// which, and nothing is sent. Its keyed hash and `exp` are noted for the expiry watch.
+    async fn read_assertion_file(
+        &mut self,
+        file: &AssertionFile,
+        deadline: Duration,
+    ) -> Result<ClientAssertion, AuthError> {
+        let path = file.path.display();
+        let failed =
+            |what: String| AuthError::Assertion(format!("client_assertion_file {path} {what}"));
+        let bytes = files::read_async(&file.path, MAX_SECRET_FILE_BYTES, deadline)
+            .await
+            .map_err(|error| match error {
+                ReadError::Io(std::io::ErrorKind::NotFound) => failed(format!(
+                    "is missing ({error}); has its issuer stopped writing it?"
+                )),
+                error => failed(format!("cannot be read: {error}")),
+            })?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| failed("is not a JWT (not UTF-8 text)".into()))?;
+        // A trailing line break is not part of the JWT (files written with `echo` end in one).
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(failed("is empty".into()));
+        }
+        let (Some(_), Some(claims)) = (jwt::header(text), jwt::claims(text)) else {
+            return Err(failed(
+                "is not a JWT (expected three base64url parts, a JSON header and JSON claims; an encrypted JWE cannot be sent as an assertion)"
+                    .into(),
+            ));
+        };
+        let exp = jwt::numeric_date(&claims, "exp");
+        self.assertion_seen = Some(CertificateSeen {
+            fingerprint: fingerprint(text.as_bytes()),
+            // Whole seconds; 1 keeps a (nonsensical) `exp` of 0 "known, and past".
+            not_after: exp.map(|exp| (exp as u64).max(1)),
+        });
+        let Some(exp) = exp else {
+            return Err(failed(
+                "has no exp claim (RFC 7523 section 3: an assertion must say when it expires)"
+                    .into(),
+            ));
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        if exp <= now {
+            let at = UNIX_EPOCH + Duration::from_secs_f64(exp);
+            return Err(failed(format!(
+                "is expired: its exp is {} ({}s ago); its issuer has not renewed the file",
+                humantime::format_rfc3339_seconds(at),
+                (now - exp).ceil() as u64
+            )));
+        }
+        Ok(ClientAssertion::new(text))
     }
 
     /// Reads the files of `private_key_jwt` at the start of a cycle, once for everyone who needs
@@ -290,9 +381,54 @@ impl ClientAuth {
         let mut decoration = Decoration {
             fields: Vec::new(),
             authorization: None,
-            assertion: None,
+            assertions: Vec::new(),
             secret_fields: Vec::new(),
         };
+        // The jwt-bearer grant's assertion first (RFC 7523 section 2.1 writes it next to
+        // grant_type), then the client authentication, which is optional with that grant.
+        if let Grant::JwtBearer(bearer) = &config.grant {
+            let (assertion, shown) = match bearer.source {
+                BearerAssertion::Signed => {
+                    let key = credentials
+                        .key
+                        .as_deref()
+                        .ok_or_else(|| AuthError::Assertion("no private key".into()))?;
+                    let (assertion, Decoded { header, claims }) = sign_assertion(
+                        config,
+                        Signer::Key(key),
+                        bearer.issuer.as_deref().unwrap_or(&config.client_id),
+                        bearer.subject.as_deref().unwrap_or(&config.client_id),
+                        &bearer.claims,
+                        endpoint,
+                    )?;
+                    let shown = ShownAssertion {
+                        kind: "jwt_bearer grant assertion",
+                        made: "signed with private_key_file",
+                        header,
+                        claims,
+                    };
+                    (assertion, shown)
+                }
+                BearerAssertion::File => {
+                    let assertion = credentials
+                        .assertion_file
+                        .clone()
+                        .ok_or_else(|| AuthError::Assertion("no client_assertion_file".into()))?;
+                    let shown = shown_from_file(
+                        "jwt_bearer grant assertion",
+                        "read from client_assertion_file",
+                        &assertion,
+                    );
+                    (assertion, shown)
+                }
+            };
+            scrubber.add(assertion.expose());
+            decoration
+                .fields
+                .push(("assertion".into(), assertion.expose().to_string()));
+            decoration.secret_fields.push("assertion".into());
+            decoration.assertions.push(shown);
+        }
         let secret = || {
             credentials
                 .client_secret
@@ -325,19 +461,55 @@ impl ClientAuth {
                     .push((names.client_secret.clone(), secret()?.expose().to_string()));
                 decoration.secret_fields.push(names.client_secret.clone());
             }
-            AuthMethod::TlsClientAuth => decoration.fields.push(client_id()),
-            AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt => {
-                let (assertion, shown) = sign_assertion(config, credentials, endpoint)?;
-                scrubber.add(assertion.expose());
+            // Without client authentication the client still names itself, as a public client
+            // does (RFC 6749 section 3.2.1); a server that has no use for it ignores it (3.2).
+            AuthMethod::TlsClientAuth | AuthMethod::Unauthenticated => {
                 decoration.fields.push(client_id());
-                decoration
-                    .fields
-                    .push(("client_assertion_type".into(), JWT_BEARER.into()));
-                decoration
-                    .fields
-                    .push(("client_assertion".into(), assertion.expose().to_string()));
-                decoration.secret_fields.push("client_assertion".into());
-                decoration.assertion = Some(shown);
+            }
+            AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt => {
+                let signer = match (config.auth_method, &credentials.key) {
+                    (AuthMethod::PrivateKeyJwt, Some(key)) => Signer::Key(key),
+                    (AuthMethod::PrivateKeyJwt, None) => {
+                        return Err(AuthError::Assertion("no private key".into()));
+                    }
+                    _ => Signer::Secret(secret()?),
+                };
+                let (assertion, Decoded { header, claims }) = sign_assertion(
+                    config,
+                    signer,
+                    &config.client_id,
+                    &config.client_id,
+                    &Map::new(),
+                    endpoint,
+                )?;
+                let shown = ShownAssertion {
+                    kind: "client assertion",
+                    made: config.auth_method.as_str(),
+                    header,
+                    claims,
+                };
+                decoration.add_client_assertion(
+                    scrubber,
+                    assertion,
+                    JWT_BEARER,
+                    shown,
+                    client_id(),
+                );
+            }
+            AuthMethod::ClientAssertion => {
+                let (Some(assertion), Some(file)) =
+                    (&credentials.assertion_file, &config.assertion_file)
+                else {
+                    return Err(AuthError::Assertion("no client_assertion_file".into()));
+                };
+                let shown = shown_from_file("client assertion", "client_assertion", assertion);
+                decoration.add_client_assertion(
+                    scrubber,
+                    assertion.clone(),
+                    file.assertion_type,
+                    shown,
+                    client_id(),
+                );
             }
         }
         Ok(decoration)
@@ -357,22 +529,75 @@ impl ClientAuth {
     }
 }
 
-/// Signs the client assertion of one request: `iss` = `sub` = client id, `aud` (configured, or
-/// the endpoint), a fresh `jti`, `iat` = `nbf` = now, `exp` = now + `assertion_lifetime`.
+impl Decoration {
+    /// The fields of a client assertion (RFC 7521 section 4.2), which the scrubber learns.
+    fn add_client_assertion(
+        &mut self,
+        scrubber: &mut Scrubber,
+        assertion: ClientAssertion,
+        assertion_type: &str,
+        shown: ShownAssertion,
+        client_id: (String, String),
+    ) {
+        scrubber.add(assertion.expose());
+        self.fields.push(client_id);
+        self.fields
+            .push(("client_assertion_type".into(), assertion_type.into()));
+        self.fields
+            .push(("client_assertion".into(), assertion.expose().to_string()));
+        self.secret_fields.push("client_assertion".into());
+        self.assertions.push(shown);
+    }
+}
+
+/// What the trace may show of an assertion read from `client_assertion_file`: its decoded
+/// header and claims (the file was checked to be a JWT), never its signature.
+fn shown_from_file(
+    kind: &'static str,
+    made: &'static str,
+    assertion: &ClientAssertion,
+) -> ShownAssertion {
+    ShownAssertion {
+        kind,
+        made,
+        header: jwt::header(assertion.expose()).unwrap_or_default(),
+        claims: jwt::claims(assertion.expose()).unwrap_or_default(),
+    }
+}
+
+/// A signed assertion's header and claims, for the trace.
+struct Decoded {
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+}
+
+/// What signs an assertion.
+enum Signer<'a> {
+    /// `private_key_file` (with its certificate's thumbprints).
+    Key(&'a PreparedKey),
+    /// The client secret, HS256 (`client_secret_jwt`).
+    Secret(&'a Secret),
+}
+
+/// Signs an assertion of one request: `iss` and `sub` as given (the client id for a client
+/// assertion), `aud` (configured, or the endpoint), a fresh `jti`, `iat` = `nbf` = now, `exp` =
+/// now + `assertion_lifetime`, then `extra` (the jwt-bearer grant's `assertion_claims`).
 /// Returns it with its decoded header and claims (for the trace).
 fn sign_assertion(
     config: &TokenConfig,
-    credentials: &Credentials,
+    signer: Signer<'_>,
+    issuer: &str,
+    subject: &str,
+    extra: &Map<String, Value>,
     endpoint: &Url,
-) -> Result<(ClientAssertion, ShownAssertion), AuthError> {
+) -> Result<(ClientAssertion, Decoded), AuthError> {
     let failed = |error: KeyError| AuthError::Assertion(error.to_string());
     let Some(settings) = &config.assertion else {
         return Err(AuthError::Assertion("no assertion settings".into()));
     };
-    let algorithm = match (&credentials.key, config.auth_method) {
-        (Some(prepared), _) => prepared.algorithm,
-        (None, AuthMethod::ClientSecretJwt) => Algorithm::Hs256,
-        (None, _) => return Err(AuthError::Assertion("no private key".into())),
+    let algorithm = match &signer {
+        Signer::Key(prepared) => prepared.algorithm,
+        Signer::Secret(_) => Algorithm::Hs256,
     };
     let mut header = Map::new();
     header.insert("alg".into(), algorithm.as_str().into());
@@ -380,10 +605,10 @@ fn sign_assertion(
     if let Some(kid) = &settings.key_id {
         header.insert("kid".into(), kid.clone().into());
     }
-    if let Some(certificate) = credentials
-        .key
-        .as_ref()
-        .and_then(|k| k.certificate.as_ref())
+    if let Signer::Key(PreparedKey {
+        certificate: Some(certificate),
+        ..
+    }) = &signer
     {
         header.insert("x5t".into(), certificate.x5t.clone().into());
         header.insert("x5t#S256".into(), certificate.x5t_s256.clone().into());
@@ -397,35 +622,38 @@ fn sign_assertion(
         .clone()
         .unwrap_or_else(|| endpoint.to_string());
     let claims = json!({
-        "iss": config.client_id,
-        "sub": config.client_id,
+        "iss": issuer,
+        "sub": subject,
         "aud": audience,
         "jti": random_id().map_err(failed)?,
         "iat": now,
         "nbf": now,
         "exp": now + settings.lifetime.as_secs(),
     });
-    let Value::Object(claims) = claims else {
+    let Value::Object(mut claims) = claims else {
         return Err(AuthError::Assertion("claims are not an object".into()));
     };
+    // Validation refused the names set above, so these only add.
+    for (name, value) in extra {
+        claims.entry(name.clone()).or_insert_with(|| value.clone());
+    }
     let signing_input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(Value::Object(header.clone()).to_string()),
         URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string())
     );
-    let signature = match (&credentials.key, &credentials.client_secret) {
-        (Some(prepared), _) => prepared
+    let signature = match signer {
+        Signer::Key(prepared) => prepared
             .key
             .sign(algorithm, signing_input.as_bytes())
             .map_err(failed)?,
-        (None, Some(secret)) => hs256(secret, signing_input.as_bytes()),
-        (None, None) => return Err(AuthError::Assertion("no client secret".into())),
+        Signer::Secret(secret) => hs256(secret, signing_input.as_bytes()),
     };
     let assertion = ClientAssertion::new(format!(
         "{signing_input}.{}",
         URL_SAFE_NO_PAD.encode(signature)
     ));
-    Ok((assertion, ShownAssertion { header, claims }))
+    Ok((assertion, Decoded { header, claims }))
 }
 
 /// The `Authorization: Basic` header. `form` (RFC 6749 section 2.3.1): id and secret are

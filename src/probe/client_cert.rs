@@ -19,6 +19,7 @@ use crate::probe::token::TokenError;
 use crate::probe::trace::Trace;
 use crate::probe::transport::{self, Client, TransportError};
 use crate::secrets::MAX_PEM_FILE_BYTES;
+use crate::signing::Certificate;
 
 /// What a prober remembers of its TLS client certificate files between cycles.
 #[derive(Debug, Default)]
@@ -29,6 +30,9 @@ pub struct TlsIdentity {
     rejected: Option<(u64, TokenError)>,
     /// `client_cert_file`'s notAfter, parsed when its contents change.
     certificate: CertificateFile,
+    /// The SHA-256 thumbprint (base64url, RFC 8705 section 3.1) of the leaf certificate the
+    /// client presents, for `[token.expect] certificate_bound` (boxed: every prober keeps one).
+    thumbprint: Option<Box<str>>,
 }
 
 /// What one cycle's check found.
@@ -47,14 +51,18 @@ impl TlsIdentity {
     /// For a client built from `config` (whose pair was read at load). A prober reset after a
     /// panic starts here again with the client it had: at worst that client is rebuilt once.
     pub fn new(config: &ProviderConfig) -> TlsIdentity {
+        let identity = config.tls.client_identity.as_ref();
         TlsIdentity {
-            presented: config
-                .tls
-                .client_identity
-                .as_ref()
-                .map_or(0, |identity| fingerprint(identity.pem())),
+            presented: identity.map_or(0, |identity| fingerprint(identity.pem())),
+            // The certificate file's text comes first in the joined pair.
+            thumbprint: identity.and_then(|identity| thumbprint(identity.pem())),
             ..TlsIdentity::default()
         }
+    }
+
+    /// The `x5t#S256` of the client certificate presented now (`None`: none presented).
+    pub fn thumbprint(&self) -> Option<&str> {
+        self.thumbprint.as_deref()
     }
 
     /// Reads the provider's client certificate and key (within `deadline` in all) and, when
@@ -108,6 +116,7 @@ impl TlsIdentity {
             Ok(renewed) => {
                 *client = renewed;
                 self.presented = on_disk;
+                self.thumbprint = thumbprint(&cert);
                 self.rejected = None;
                 checked.renewed = true;
                 tracing::info!(
@@ -143,6 +152,13 @@ impl Checked {
             ));
         }
     }
+}
+
+/// The `x5t#S256` thumbprint of the first certificate of a PEM text (the leaf of a chain).
+fn thumbprint(pem: &[u8]) -> Option<Box<str>> {
+    Certificate::from_pem(pem)
+        .ok()
+        .map(|certificate| certificate.x5t_s256.into_boxed_str())
 }
 
 /// A client like `client` (the provider's TLS and proxy settings, the process's request slots)

@@ -61,6 +61,15 @@ pub enum DiscoveryError {
         "discovery: the issuer does not support grant_type {grant}: its grant_types_supported lists {listed}"
     )]
     UnsupportedGrant { grant: GrantKind, listed: String },
+    /// `dpop = true` with an algorithm the issuer does not take proofs in (issue 25): every
+    /// proof would be refused.
+    #[error(
+        "discovery: the issuer does not take DPoP proofs signed {algorithm} (dpop_signing_algorithm): its dpop_signing_alg_values_supported lists {listed}"
+    )]
+    UnsupportedDpopAlgorithm {
+        algorithm: crate::signing::Algorithm,
+        listed: String,
+    },
 }
 
 impl DiscoveryError {
@@ -90,12 +99,6 @@ pub fn metadata_urls(issuer: &Url) -> [Url; 2] {
     let mut rfc8414 = issuer.clone();
     rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
     [openid, rfc8414]
-}
-
-/// Whether a method has a `token_endpoint_auth_methods_supported` name (the configuration's
-/// spelling is the registered one); `json_body`, a dialect with none, is then not checked.
-fn registered(method: AuthMethod) -> bool {
-    method != AuthMethod::JsonBody
 }
 
 /// Fetches and checks the issuer's metadata within `timeout`. With a trace, records each
@@ -253,10 +256,12 @@ fn check(
         )
     };
     let list_text = |values: &[String]| shown(&format!("[{}]", values.join(", ")));
+    // By the name a server lists it by (`client_assertion` as `private_key_jwt`); `json_body`,
+    // a dialect with none, is not checked.
     let method = token.auth_method;
-    if registered(method)
+    if let Some(name) = method.registered_name()
         && let Some(methods) = listed("token_endpoint_auth_methods_supported")
-        && !methods.iter().any(|m| m == method.as_str())
+        && !methods.iter().any(|m| m == name)
     {
         return Err(DiscoveryError::UnsupportedAuthMethod {
             method,
@@ -265,11 +270,28 @@ fn check(
     }
     let grant = token.grant.kind();
     if let Some(grants) = listed("grant_types_supported")
-        && !grants.iter().any(|g| g == grant.as_str())
+        && !grants.iter().any(|g| g == grant.wire())
     {
         return Err(DiscoveryError::UnsupportedGrant {
             grant,
             listed: list_text(&grants),
+        });
+    }
+    // RFC 9449 section 5.1. Without `dpop_signing_algorithm` a key file's own algorithm is
+    // known only once it is read: checked only when it is known now.
+    let dpop_algorithm = token.dpop.as_ref().and_then(|dpop| {
+        dpop.algorithm.or(dpop
+            .key_file
+            .is_none()
+            .then_some(crate::signing::Algorithm::Es256))
+    });
+    if let Some(algorithm) = dpop_algorithm
+        && let Some(algorithms) = listed("dpop_signing_alg_values_supported")
+        && !algorithms.iter().any(|a| a == algorithm.as_str())
+    {
+        return Err(DiscoveryError::UnsupportedDpopAlgorithm {
+            algorithm,
+            listed: list_text(&algorithms),
         });
     }
     Ok(Discovered {

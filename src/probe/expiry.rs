@@ -21,6 +21,8 @@ closed_set! {
         Password => "password",
         ClientCertificate => "client_certificate",
         TlsClientCertificate => "tls_client_certificate",
+        /// `client_assertion_file`'s JWT: its own `exp` (issue 25).
+        ClientAssertion => "client_assertion",
     }
 }
 
@@ -53,7 +55,7 @@ pub fn unix_seconds(time: SystemTime) -> u64 {
 }
 
 /// What one cycle knows of expiries and changes, as Unix seconds (0: unknown). Kept this
-/// compact (88 bytes) because the metrics hold one per provider.
+/// compact (104 bytes) because the metrics hold one per provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Expiries {
     /// `oauth2_client_credential_expiry_timestamp_seconds`, by [`Credential`].
@@ -105,6 +107,13 @@ impl Expiry {
     pub fn time(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.at)
     }
+
+    /// Whether its issuer renews it within the hour, not the operator: the JWT in
+    /// `client_assertion_file`. Exported, but never "the nearest expiry" nor a `check
+    /// --warn-within` warning, which would then always warn; a lapse fails the token request.
+    pub fn renewed_by_its_issuer(&self) -> bool {
+        self.kind == ExpiryKind::Credential && self.name == Credential::ClientAssertion.as_str()
+    }
 }
 
 impl Expiries {
@@ -126,9 +135,11 @@ impl Expiries {
         credentials.chain(tls).filter(|e| e.at != 0)
     }
 
-    /// The earliest of them (the one to act on first).
+    /// The earliest of them that a person renews (the one to act on first).
     pub fn nearest(&self) -> Option<Expiry> {
-        self.all().min_by_key(|e| e.at)
+        self.all()
+            .filter(|e| !e.renewed_by_its_issuer())
+            .min_by_key(|e| e.at)
     }
 }
 
@@ -244,7 +255,8 @@ impl Watch {
     }
 
     /// Notes a certificate file as its reader saw it this cycle: when its content changed, its
-    /// notAfter and change time. A file that cannot be read or parsed keeps what was read
+    /// notAfter and change time. (`client_assertion_file` comes here too, its `exp` as the
+    /// notAfter.) A file that cannot be read or parsed keeps what was read
     /// before: the credential itself fails its request with a reason of its own.
     pub fn saw_certificate(&mut self, credential: Credential, seen: Option<CertificateSeen>) {
         let Some(CertificateSeen {
@@ -302,6 +314,18 @@ mod tests {
             t0 + Duration::from_secs(120),
         );
         assert_eq!(watch.expiries.changed[0], 1_120);
+    }
+
+    /// Issue 25: a client assertion file's `exp` (an hour away at most) is exported but is
+    /// never the nearest expiry people are shown.
+    #[test]
+    fn the_nearest_expiry_is_never_a_client_assertion() {
+        let mut expiries = Expiries::default();
+        expiries.credential[Credential::ClientAssertion as usize] = 1_000;
+        assert_eq!(expiries.all().count(), 1);
+        assert_eq!(expiries.nearest(), None);
+        expiries.credential[Credential::ClientSecret as usize] = 2_000;
+        assert_eq!(expiries.nearest().map(|e| e.name), Some("client_secret"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`discovery`]: the token endpoint of an `issuer`, from its metadata, cached between
 //!   refreshes.
 //! - [`canary`]: the API call with the token and its classification.
+//! - [`dpop`]: DPoP (RFC 9449) proofs for both, with the provider's key and the servers' nonces.
 //! - [`transport`]: outgoing HTTP clients (one rule for which one a provider uses), capped body
 //!   reads, transport failure classes.
 //! - [`jwt`]: reads (never verifies) a JWT's claims, for its expiry.
@@ -25,6 +26,7 @@ pub mod claims;
 pub mod client_auth;
 pub mod client_cert;
 pub mod discovery;
+pub mod dpop;
 pub mod expiry;
 pub mod jwt;
 pub mod token;
@@ -337,6 +339,9 @@ pub struct Prober {
     /// A keyed hash of the credentials the last token request sent (secret, password, key and
     /// certificate files; 0: none yet), to tell whether they changed since (issue 23).
     sent: u64,
+    /// With `dpop = true` only (boxed, like `discovered`): the DPoP key and the servers'
+    /// nonces, kept across cycles.
+    dpop: Option<Box<dpop::Dpop>>,
 }
 
 impl Prober {
@@ -347,6 +352,7 @@ impl Prober {
                 .client_identity
                 .is_some()
                 .then(|| Box::new(TlsIdentity::new(&config))),
+            dpop: config.token.dpop.as_ref().map(|_| Box::default()),
             config,
             client,
             held: None,
@@ -370,6 +376,10 @@ impl Prober {
         // As a cycle reads them (a renewed TLS client certificate is taken up here too).
         self.read_certificate_files(timeout).await;
         let Ok(credentials) = self.auth.read(&self.config.token, timeout).await else {
+            // An expired or missing client_assertion_file still shows its state.
+            let seen = self.auth.take_assertion_seen();
+            self.watch
+                .saw_certificate(Credential::ClientAssertion, seen);
             return false;
         };
         let read = credentials.fingerprints();
@@ -397,18 +407,22 @@ impl Prober {
         identity
     }
 
-    /// Notes the secret and password fingerprints read (`[secret, password, key]`) with the
-    /// expiry watch, for their change times.
-    fn saw_credentials(&mut self, read: [u64; 3], now: SystemTime) {
-        let [secret, password, _key] = read;
+    /// Notes the secret and password fingerprints read (`[secret, password, key, assertion]`)
+    /// with the expiry watch, for their change times; and `client_assertion_file`'s `exp` and
+    /// change as the last read saw them (an expired one too: the gauge shows when it lapsed).
+    fn saw_credentials(&mut self, read: [u64; 4], now: SystemTime) {
+        let [secret, password, _key, _assertion] = read;
         self.watch.saw(Credential::ClientSecret, secret, now);
         self.watch.saw(Credential::Password, password, now);
+        let assertion = self.auth.take_assertion_seen();
+        self.watch
+            .saw_certificate(Credential::ClientAssertion, assertion);
     }
 
     /// One keyed hash of what a token request sends: the read values' fingerprints and the
     /// certificate files'.
-    fn credential_state(&self, read: [u64; 3]) -> u64 {
-        let mut bytes = Vec::with_capacity(5 * 8);
+    fn credential_state(&self, read: [u64; 4]) -> u64 {
+        let mut bytes = Vec::with_capacity(6 * 8);
         for value in read.iter().chain(self.watch.file_fingerprints().iter()) {
             bytes.extend_from_slice(&value.to_le_bytes());
         }
@@ -439,21 +453,28 @@ impl Prober {
         // presented from this cycle on.
         let identity = self.read_certificate_files(self.config.timeout).await;
         identity.trace(trace.as_deref_mut());
+        // The DPoP key likewise, for the token request and the canary call alike.
+        let dpop_key = self.load_dpop_key(trace.as_deref_mut()).await;
 
         let must_request = match &self.held {
+            // A token bound to a key no longer held cannot be presented.
+            Some(_) if dpop_key == Ok(true) => true,
             Some(held) if self.config.token.reuse => {
                 held.needs_refresh(self.config.token.refresh_before, SystemTime::now())
             }
             _ => true,
         };
         let mut token_ok = !must_request;
-        if let Some(error) = identity.failure {
+        let failure = identity
+            .failure
+            .or_else(|| dpop_key.err().map(TokenError::from));
+        if let Some(error) = failure {
             // Not sent with the previous certificate: what is on disk is what must work.
             token_requests.push(TokenOutcome {
                 duration: Duration::ZERO,
                 status: None,
                 certificate: None,
-                credentials: [0; 3],
+                credentials: [0; 4],
                 retry_after: None,
                 result: Err(error),
             });
@@ -531,9 +552,38 @@ impl Prober {
         }
     }
 
+    /// With `dpop = true`: the DPoP key for this cycle (see [`dpop::Dpop::load`]); whether it
+    /// changed. `Ok(false)` without DPoP.
+    async fn load_dpop_key(&mut self, trace: Option<&mut Trace>) -> Result<bool, dpop::DpopError> {
+        let (Some(dpop), Some(config)) = (&mut self.dpop, &self.config.token.dpop) else {
+            return Ok(false);
+        };
+        let loaded = dpop.load(config, self.config.timeout).await;
+        if let Some(trace) = trace {
+            trace.section("DPoP key");
+            match (&loaded, dpop.thumbprint()) {
+                (Ok(changed), Some(jkt)) => trace.line(format!(
+                    "{} ({}); thumbprint (jkt) {jkt}",
+                    match &config.key_file {
+                        Some(path) => format!("dpop_key_file {}", path.display()),
+                        None => "generated at start".to_string(),
+                    },
+                    if *changed {
+                        "new this cycle"
+                    } else {
+                        "unchanged"
+                    },
+                )),
+                (Ok(_), None) => {}
+                (Err(error), _) => trace.line(format!("unusable: {error}")),
+            }
+        }
+        loaded
+    }
+
     /// Calls the canary with the held token; `None` when no token is held (or no canary is set).
     /// The call holds a request slot; waiting for one counts against the timeout.
-    async fn call_canary(&self, mut trace: Option<&mut Trace>) -> Option<CanaryOutcome> {
+    async fn call_canary(&mut self, mut trace: Option<&mut Trace>) -> Option<CanaryOutcome> {
         let canary_config = self.config.canary.as_ref()?;
         let held = self.held.as_ref()?;
         let started = Instant::now();
@@ -559,6 +609,7 @@ impl Prober {
             &self.client,
             canary_config,
             &held.access_token,
+            self.dpop.as_deref_mut(),
             slot.remaining,
             trace.as_deref_mut(),
         )
@@ -659,7 +710,7 @@ impl Prober {
                 duration: started.elapsed(),
                 status: None,
                 certificate: None,
-                credentials: [0; 3],
+                credentials: [0; 4],
                 retry_after: None,
                 result: Err(error),
             }),
@@ -696,6 +747,7 @@ impl Prober {
                     &self.client,
                     &self.config.token,
                     &mut self.auth,
+                    self.dpop.as_deref_mut(),
                     &endpoint,
                     slot.remaining,
                     trace.as_deref_mut(),
@@ -710,7 +762,7 @@ impl Prober {
                     duration: started.elapsed(),
                     status: None,
                     certificate: None,
-                    credentials: [0; 3],
+                    credentials: [0; 4],
                     retry_after: None,
                     result: Err(TokenError::Transport(busy)),
                 }
@@ -730,7 +782,7 @@ impl Prober {
         };
         let now = SystemTime::now();
         self.saw_credentials(outcome.credentials, now);
-        if outcome.credentials != [0; 3] {
+        if outcome.credentials != [0; 4] {
             self.sent = self.credential_state(outcome.credentials);
         }
         let expiry = self.client.chain_expiry(outcome.certificate);
@@ -738,7 +790,11 @@ impl Prober {
         let ok = match &outcome.result {
             Ok(issued) => {
                 let claims = match &self.config.token.expect {
-                    Some(expect) => self::claims::check(expect, issued.access_token.expose()),
+                    Some(expect) => self::claims::check(
+                        expect,
+                        issued.access_token.expose(),
+                        self.identity.as_deref().and_then(TlsIdentity::thumbprint),
+                    ),
                     None => Ok(()),
                 };
                 self.held = Some(HeldToken {

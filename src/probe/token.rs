@@ -11,6 +11,7 @@ use crate::closed_set::closed_set;
 use crate::config::{AuthMethod, Grant, TokenConfig};
 use crate::probe::client_auth::{AuthError, ClientAuth, Credentials, Decoration};
 use crate::probe::discovery::DiscoveryError;
+use crate::probe::dpop::{self, Dpop, DpopError};
 use crate::probe::jwt;
 use crate::probe::trace::Trace;
 use crate::probe::transport::{BodyError, Client, Seen, TransportError, read_body, send};
@@ -35,10 +36,10 @@ pub struct TokenOutcome {
     pub status: Option<u16>,
     /// The endpoint's leaf certificate (https), see [`Seen`].
     pub certificate: Option<u64>,
-    /// Keyed hashes ([`crate::probe::expiry::fingerprint`]) of the client secret, the password
-    /// and the private key read for this request (0: not read), so the prober notices a
-    /// rotation without keeping any of them.
-    pub credentials: [u64; 3],
+    /// Keyed hashes ([`crate::probe::expiry::fingerprint`]) of the client secret, the password,
+    /// the private key and the client assertion file read for this request (0: not read), so
+    /// the prober notices a rotation without keeping any of them.
+    pub credentials: [u64; 4],
     /// A 429 or 503 answer's `Retry-After`, as the moment it names (issue 23).
     pub retry_after: Option<SystemTime>,
     pub result: Result<IssuedToken, TokenError>,
@@ -86,6 +87,7 @@ closed_set! {
         Claims => "claims",
         ClientAssertion => "client_assertion",
         Discovery => "discovery",
+        Dpop => "dpop",
     }
 }
 
@@ -99,8 +101,9 @@ pub enum TokenError {
     /// mount's trouble, so `secret_unavailable`.
     #[error("the private key or certificate could not be read: {0}")]
     KeyUnavailable(String),
-    /// The client assertion could not be made: an unusable key or certificate (a rotated file
-    /// that does not parse or fit), or a signing failure. Nothing was sent.
+    /// An assertion could not be made: an unusable key or certificate (a rotated file that does
+    /// not parse or fit), a signing failure, or a `client_assertion_file` that is missing,
+    /// unreadable, not a JWT or expired (issue 25). Nothing was sent.
     #[error("cannot make the client assertion: {0}")]
     ClientAssertion(String),
     #[error("OAuth error {code}{}", description_suffix(description))]
@@ -137,7 +140,17 @@ pub enum TokenError {
     /// be fetched, or failed its checks.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    /// DPoP (issue 25): the server answered a DPoP token request with a token that is not
+    /// DPoP-bound (`token_type` Bearer, or none), or no proof could be made (the key file
+    /// rotated to something unusable). A server's `invalid_dpop_proof` is an [`TokenError::OAuth`]
+    /// counted as `dpop` too.
+    #[error("DPoP: {0}")]
+    Dpop(String),
 }
+
+/// The OAuth error codes of RFC 9449 (sections 5 and 8): a proof the server refused, or a
+/// nonce it still wants after the one retry with it.
+const DPOP_ERROR_CODES: [&str; 2] = ["invalid_dpop_proof", "use_dpop_nonce"];
 
 fn description_suffix(description: &Option<String>) -> String {
     description
@@ -162,6 +175,9 @@ impl TokenError {
                 TokenReason::SecretUnavailable
             }
             TokenError::ClientAssertion(_) => TokenReason::ClientAssertion,
+            TokenError::OAuth { code, .. } if DPOP_ERROR_CODES.contains(&code.as_str()) => {
+                TokenReason::Dpop
+            }
             TokenError::OAuth { code, .. } => OAUTH_ERROR_CODES
                 .into_iter()
                 .find(|known| known.as_str() == code)
@@ -177,6 +193,7 @@ impl TokenError {
             TokenError::InvalidResponse(_) => TokenReason::InvalidResponse,
             TokenError::Claims(_) => TokenReason::Claims,
             TokenError::Discovery(_) => TokenReason::Discovery,
+            TokenError::Dpop(_) => TokenReason::Dpop,
         }
     }
 
@@ -199,6 +216,7 @@ pub async fn request_token(
     client: &Client,
     config: &TokenConfig,
     auth: &mut ClientAuth,
+    mut dpop: Option<&mut Dpop>,
     endpoint: &Url,
     timeout: Duration,
     mut trace: Option<&mut Trace>,
@@ -206,7 +224,7 @@ pub async fn request_token(
     let started = Instant::now();
     let requested_at = SystemTime::now();
     let mut seen = Seen::default();
-    let mut fingerprints = [0; 3];
+    let mut fingerprints = [0; 4];
     // The secrets first, each with the provider's timeout as its deadline: a secret file on a
     // stalled mount is `secret_unavailable` (not `timeout`, which blames the identity provider),
     // and the request gets what is left of the timeout.
@@ -215,17 +233,38 @@ pub async fn request_token(
         Ok(credentials) => {
             fingerprints = credentials.fingerprints();
             let left = timeout.saturating_sub(started.elapsed());
-            let attempt = attempt(
-                client,
-                config,
-                auth,
-                endpoint,
-                credentials,
-                requested_at,
-                &mut seen,
-                trace.as_deref_mut(),
-            );
-            match tokio::time::timeout(left, attempt).await {
+            let attempts = async {
+                let request = Request {
+                    client,
+                    config,
+                    endpoint,
+                    credentials: &credentials,
+                    requested_at,
+                };
+                let (result, wants_nonce) = attempt(
+                    &request,
+                    auth,
+                    dpop.as_deref_mut(),
+                    &mut seen,
+                    trace.as_deref_mut(),
+                )
+                .await;
+                if !wants_nonce {
+                    return result;
+                }
+                // RFC 9449 section 8: the server wants its nonce in the proof; it gave one, so
+                // send once more with it (a fresh proof, and a fresh client assertion: the
+                // first one's `jti` may be spent).
+                if let Some(trace) = trace.as_deref_mut() {
+                    trace.line(
+                        "the server asked for a DPoP nonce (use_dpop_nonce) and gave one: sending once more with it",
+                    );
+                }
+                attempt(&request, auth, dpop, &mut seen, trace.as_deref_mut())
+                    .await
+                    .0
+            };
+            match tokio::time::timeout(left, attempts).await {
                 Ok(result) => result,
                 Err(_elapsed) => Err(TokenError::Transport(TransportError::Timeout)),
             }
@@ -265,6 +304,15 @@ enum Body {
     Json(serde_json::Map<String, Value>),
 }
 
+impl From<DpopError> for TokenError {
+    fn from(error: DpopError) -> TokenError {
+        match error {
+            DpopError::Unreadable(detail) => TokenError::KeyUnavailable(detail),
+            DpopError::Unusable(detail) => TokenError::Dpop(detail),
+        }
+    }
+}
+
 impl From<AuthError> for TokenError {
     fn from(error: AuthError) -> TokenError {
         match error {
@@ -275,22 +323,62 @@ impl From<AuthError> for TokenError {
     }
 }
 
-#[allow(clippy::too_many_arguments)] // each is one request's own input; a struct would only rename them
-async fn attempt(
-    client: &Client,
-    config: &TokenConfig,
-    auth: &mut ClientAuth,
-    endpoint: &Url,
-    credentials: Credentials,
+/// What one token request is made of, the same for its retry with a DPoP nonce.
+struct Request<'a> {
+    client: &'a Client,
+    config: &'a TokenConfig,
+    endpoint: &'a Url,
+    credentials: &'a Credentials,
     requested_at: SystemTime,
+}
+
+/// One token request sent and read: its result, and whether it is worth sending once more
+/// (the server answered `use_dpop_nonce` and gave a nonce).
+async fn attempt(
+    request: &Request<'_>,
+    auth: &mut ClientAuth,
+    dpop: Option<&mut Dpop>,
+    seen: &mut Seen,
+    trace: Option<&mut Trace>,
+) -> (Result<IssuedToken, TokenError>, bool) {
+    let mut gave_nonce = false;
+    let result = send_and_read(request, auth, dpop, &mut gave_nonce, seen, trace).await;
+    let wants_nonce = gave_nonce
+        && matches!(&result, Err(TokenError::OAuth { code, .. }) if code == "use_dpop_nonce");
+    (result, wants_nonce)
+}
+
+async fn send_and_read(
+    request: &Request<'_>,
+    auth: &mut ClientAuth,
+    dpop: Option<&mut Dpop>,
+    gave_nonce: &mut bool,
     seen: &mut Seen,
     mut trace: Option<&mut Trace>,
 ) -> Result<IssuedToken, TokenError> {
+    let Request {
+        client,
+        config,
+        endpoint,
+        credentials,
+        requested_at,
+    } = *request;
     let mut scrubber = Scrubber::default();
     client.add_secrets(&mut scrubber);
     // `endpoint` is the one this request goes to (the configured `url`, or the discovered one):
     // an assertion's default audience is taken from it.
-    let decoration = auth.decorate(config, &credentials, endpoint, &mut scrubber)?;
+    let decoration = auth.decorate(config, credentials, endpoint, &mut scrubber)?;
+    // A fresh proof for every request (RFC 9449 section 11.1: a server refuses a `jti` it saw).
+    let proof = match dpop.as_deref() {
+        Some(dpop) => Some(
+            dpop.proof(&reqwest::Method::POST, endpoint, None)
+                .map_err(TokenError::from)?,
+        ),
+        None => None,
+    };
+    if let Some(proof) = &proof {
+        scrubber.add(proof.proof.expose());
+    }
     // Every line of the trace from here on (response headers included) is scrubbed of what
     // this request sends (issue 22).
     if let Some(trace) = trace.as_deref_mut() {
@@ -299,7 +387,7 @@ async fn attempt(
 
     let username = match &config.grant {
         Grant::Password { username, .. } => Some(username.as_str()),
-        Grant::ClientCredentials => None,
+        Grant::ClientCredentials | Grant::JwtBearer(_) => None,
     };
     let password = credentials.password();
     let scope = (!config.scopes.is_empty()).then(|| config.scopes.join(" "));
@@ -324,7 +412,7 @@ async fn attempt(
         }
         Body::Json(body)
     } else {
-        let mut form = vec![("grant_type".to_string(), config.grant.as_str().to_string())];
+        let mut form = vec![("grant_type".to_string(), config.grant.wire().to_string())];
         form.extend(decoration.fields.iter().cloned());
         if let (Some(username), Some(password)) = (username, password) {
             form.push(("username".into(), username.to_string()));
@@ -343,6 +431,9 @@ async fn attempt(
 
     if let Some(trace) = trace.as_deref_mut() {
         trace_request(trace, config, endpoint, &body, &decoration, &scrubber);
+        if let Some(proof) = &proof {
+            trace.dpop_proof(&proof.header, &proof.claims);
+        }
     }
     // No reqwest timeout: the caller's one timer bounds sending, the answer and the body
     // alike (a second one per request was measurable per cycle, issue 15).
@@ -353,6 +444,9 @@ async fn attempt(
     if let Some(header) = decoration.authorization {
         request = request.header(AUTHORIZATION, header);
     }
+    if let Some(proof) = proof {
+        request = request.header(dpop::HEADER, proof.value);
+    }
     request = match &body {
         Body::Form(form) => request.form(form),
         Body::Json(json) => request.json(json),
@@ -361,6 +455,9 @@ async fn attempt(
 
     let response = send(request, seen, trace.as_deref_mut()).await?;
     let status = response.status().as_u16();
+    if let Some(dpop) = dpop {
+        *gave_nonce = dpop.saw_nonce(endpoint, response.headers());
+    }
     let retry_after = response
         .headers()
         .get(RETRY_AFTER)
@@ -404,6 +501,9 @@ fn trace_request(
     if decoration.authorization.is_some() {
         trace.line("Authorization: Basic [redacted]");
     }
+    if config.dpop.is_some() {
+        trace.line("DPoP: [redacted] (the proof, decoded below)");
+    }
     let mut secret_keys = vec![
         "client_secret",
         "password",
@@ -431,8 +531,8 @@ fn trace_request(
             trace.line(scrubber.scrub(&serde_json::to_string_pretty(&shown).unwrap_or_default()));
         }
     }
-    if let Some(shown) = &decoration.assertion {
-        trace.assertion(config.auth_method.as_str(), &shown.header, &shown.claims);
+    for shown in &decoration.assertions {
+        trace.assertion(shown.kind, shown.made, &shown.header, &shown.claims);
     }
 }
 
@@ -529,7 +629,10 @@ fn parse_token(
         Some(_) => return invalid(format!("`{}` is not a string", fields.access_token)),
         None => return invalid(format!("no `{}` in the response", fields.access_token)),
     };
-    if let Some(token_type) = json.get("token_type") {
+    let token_type = json.get("token_type");
+    if config.dpop.is_some() {
+        check_dpop_token_type(token_type)?;
+    } else if let Some(token_type) = token_type {
         let bearer = token_type
             .as_str()
             .is_some_and(|t| t.eq_ignore_ascii_case("bearer"));
@@ -552,6 +655,29 @@ fn parse_token(
         lifetime,
         expires_at,
     })
+}
+
+/// RFC 9449 section 5: a DPoP-bound token comes with `token_type` `DPoP` (any case). A Bearer
+/// one (or none) is not bound: the server ignored the proof (DPoP not enabled for the client,
+/// or not supported), which is reason `dpop`; any other type is not a usable answer.
+fn check_dpop_token_type(token_type: Option<&Value>) -> Result<(), TokenError> {
+    match token_type.and_then(Value::as_str) {
+        Some(t) if t.eq_ignore_ascii_case("dpop") => Ok(()),
+        Some(t) if t.eq_ignore_ascii_case("bearer") => Err(TokenError::Dpop(format!(
+            "the server answered token_type {t:?} to a DPoP token request: the token is not bound to the DPoP key (is DPoP required for this client, and supported by the server?)"
+        ))),
+        None if token_type.is_none() => Err(TokenError::Dpop(
+            "the answer to a DPoP token request has no token_type; a DPoP-bound token comes with token_type DPoP".into(),
+        )),
+        _ => Err(TokenError::InvalidResponse(format!(
+            "token_type is {}, not DPoP",
+            shorten(
+                &token_type.map(Value::to_string).unwrap_or_default(),
+                CODE_CHARS,
+                Shown::Ascii
+            )
+        ))),
+    }
 }
 
 /// `expires_in` as a JSON number or a number in a string, in seconds.

@@ -137,18 +137,37 @@ impl Trace {
         }
     }
 
-    /// The client assertion a token request carries, decoded: its header (`alg`, `kid`, `x5t`,
-    /// `x5t#S256`) and claims (`aud`, `exp`, ...) are what the server checks, so an operator
-    /// can compare them with its registration. Never the signature or the encoded assertion.
+    /// An assertion a token request carries (the client's, the jwt-bearer grant's), decoded:
+    /// its header (`alg`, `kid`, `x5t`, `x5t#S256`) and claims (`aud`, `exp`, ...) are what
+    /// the server checks, so an operator can compare them with its registration. Never the
+    /// signature or the encoded assertion.
     pub fn assertion(
         &mut self,
-        method: &str,
+        kind: &str,
+        made: &str,
         header: &serde_json::Map<String, Value>,
         claims: &serde_json::Map<String, Value>,
     ) {
+        self.line(format!("{kind} ({made}; decoded, signature not shown):"));
         self.line(format!(
-            "client assertion ({method}; decoded, signature not shown):"
+            "header: {}",
+            serde_json::to_string(header).unwrap_or_default()
         ));
+        self.line(format!(
+            "claims: {}",
+            serde_json::to_string_pretty(claims).unwrap_or_default()
+        ));
+    }
+
+    /// A DPoP proof (RFC 9449), decoded: its header (`typ`, `alg`, and `jwk`, the public key
+    /// only) and claims (`htm`, `htu`, `iat`, `jti`, `nonce`, `ath`) are what the server
+    /// checks. Never the signature or the encoded proof.
+    pub fn dpop_proof(
+        &mut self,
+        header: &serde_json::Map<String, Value>,
+        claims: &serde_json::Map<String, Value>,
+    ) {
+        self.line("DPoP proof (decoded, signature not shown):");
         self.line(format!(
             "header: {}",
             serde_json::to_string(header).unwrap_or_default()

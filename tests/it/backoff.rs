@@ -3,7 +3,8 @@
 //! every interval; a corrected secret or password file is tried within seconds without waiting
 //! out the back-off; `Retry-After` (seconds or an HTTP date) on a 429 or 503 is honoured; other
 //! providers keep their pace; `max_backoff = "0s"` restores the old behaviour; a reload that
-//! changes a provider ends its back-off; and `/probe` cannot be used to hammer an account.
+//! changes a provider ends its back-off; and `/probe` cannot be used to hammer an account. A
+//! rewritten `client_assertion_file` (issue 25) ends a back-off as a corrected secret does.
 
 use crate::support;
 
@@ -542,5 +543,66 @@ async fn on_demand_probes_cannot_hammer_an_account() {
             !m.contains("oauth2_probe_backoff{")
         })
         .await;
+    exporter.stop().await;
+}
+
+/// Issue 25: an assertion read from `client_assertion_file` is a credential like a secret file.
+/// Refused, the provider backs off; the file rewritten by its issuer (another token) is noticed
+/// without contacting the server and tried at once, not after the back-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_client_assertion_file_ends_a_back_off() {
+    let arrivals = Arrivals::default();
+    let good = support::jwt(&serde_json::json!({"n": 2, "exp": unix_now() as u64 + 3600}));
+    let idp = {
+        let arrivals = arrivals.clone();
+        let good = good.clone();
+        FakeServer::start(move |request| {
+            arrivals.note(&request.path);
+            if request.form_map().get("client_assertion") == Some(&good) {
+                Reply::token("federated-token", 3600)
+            } else {
+                Reply::oauth_error(401, "invalid_client")
+            }
+        })
+        .await
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(
+        &file,
+        support::jwt(&serde_json::json!({"n": 1, "exp": unix_now() as u64 + 3600})),
+    )
+    .unwrap();
+    let toml = Provider::new("federated", &idp.url("/token"))
+        .interval("2s")
+        .keyless("c", "client_assertion")
+        .token_file("client_assertion_file", &file)
+        .toml();
+    let mut exporter = start(dir.path(), &toml);
+    // Two refusals: the second came after a doubled interval, the next is due 8 s later.
+    until("two refusals", Duration::from_secs(30), || {
+        arrivals.count("/token") >= 2
+    })
+    .await;
+    let scrape = metrics(&mut exporter).await;
+    assert!(
+        scrape.contains(
+            "oauth2_probe_backoff{phase=\"token\",provider=\"federated\",reason=\"invalid_client\"} 1"
+        ),
+        "{scrape}"
+    );
+    let written = Instant::now();
+    std::fs::write(&file, &good).unwrap();
+    until(
+        "the rewritten assertion tried within 4 s",
+        Duration::from_secs(4),
+        || arrivals.count("/token") >= 3,
+    )
+    .await;
+    let waited = arrivals.at("/token")[2].duration_since(written);
+    assert!(
+        waited < Duration::from_secs(4),
+        "tried {waited:?} after the file changed"
+    );
     exporter.stop().await;
 }

@@ -56,7 +56,7 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-key-token.toml",
         problems: &[
-            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, issuer, discovery_refresh, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response, client_secret_expires, password_expires, expect, private_key_file, certificate_file, signing_algorithm, key_id, assertion_audience, assertion_lifetime",
+            "{file}: key `providers.okq8.token.client_secret_path`: unknown key; allowed here: url, issuer, discovery_refresh, grant_type, client_id, client_secret, client_secret_file, client_secret_env, auth_method, basic_encoding, scopes, params, username, password, password_file, password_env, reuse, refresh_before, json_fields, response, client_secret_expires, password_expires, expect, private_key_file, certificate_file, signing_algorithm, key_id, assertion_audience, assertion_lifetime, assertion_issuer, assertion_subject, assertion_claims, client_assertion_file, client_assertion_type, dpop, dpop_signing_algorithm, dpop_key_file",
             // The misspelt key is not taken for the secret, so the secret is also missing.
             "key `providers.okq8.token.client_secret`: missing; set exactly one of providers.okq8.token.client_secret | providers.okq8.token.client_secret_file | providers.okq8.token.client_secret_env",
         ],
@@ -157,13 +157,13 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-unknown-grant-type.toml",
         problems: &[
-            r#"key `providers.okq8.token.grant_type`: unknown value "authorization_code"; allowed: client_credentials, password"#,
+            r#"key `providers.okq8.token.grant_type`: unknown value "authorization_code"; allowed: client_credentials, password, jwt_bearer"#,
         ],
     },
     Case {
         fixture: "invalid-unknown-auth-method.toml",
         problems: &[
-            r#"key `providers.okq8.token.auth_method`: unknown value "mtls"; allowed: client_secret_post, client_secret_basic, json_body, private_key_jwt, client_secret_jwt, tls_client_auth"#,
+            r#"key `providers.okq8.token.auth_method`: unknown value "mtls"; allowed: client_secret_post, client_secret_basic, json_body, private_key_jwt, client_secret_jwt, tls_client_auth, client_assertion, none"#,
         ],
     },
     // Issue 12: what each client-authentication method needs and refuses (the key and
@@ -184,11 +184,20 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-assertion-keys-with-another-method.toml",
         problems: &[
-            r#"key `providers.hmac.token.private_key_file`: only meaningful with auth_method = "private_key_jwt"; auth_method is "client_secret_jwt""#,
+            r#"key `providers.hmac.token.private_key_file`: only meaningful with auth_method = "private_key_jwt" or grant_type = "jwt_bearer"; auth_method is "client_secret_jwt" and grant_type is not "jwt_bearer""#,
             "key `providers.hmac.token.assertion_lifetime`: longer than 1h; an assertion is a bearer credential until it expires, and servers refuse long-lived ones (the default is 5m)",
             r#"key `providers.hmac.token.signing_algorithm`: RS256 does not go with auth_method = "client_secret_jwt"; allowed: HS256 (client_secret_jwt signs with the client secret)"#,
-            r#"key `providers.okq8.token.certificate_file`: only meaningful with auth_method = "private_key_jwt"; auth_method is "client_secret_basic""#,
-            r#"key `providers.okq8.token.signing_algorithm`: only meaningful with auth_method = "private_key_jwt" or "client_secret_jwt"; auth_method is "client_secret_basic""#,
+            r#"key `providers.okq8.token.certificate_file`: only meaningful with private_key_file (auth_method = "private_key_jwt", or grant_type = "jwt_bearer" signing with it); auth_method is "client_secret_basic" and grant_type is not "jwt_bearer""#,
+            r#"key `providers.okq8.token.signing_algorithm`: only meaningful with an assertion the exporter signs: auth_method = "private_key_jwt" or "client_secret_jwt", or grant_type = "jwt_bearer" with private_key_file; auth_method is "client_secret_basic" and grant_type is not "jwt_bearer""#,
+        ],
+    },
+    Case {
+        fixture: "invalid-workload-identity.toml",
+        problems: &[
+            r#"key `providers.bound.token.expect.certificate_bound`: needs a client certificate: a token is bound (RFC 8705) to the certificate presented in mutual TLS; set client_cert_file and client_key_file in this provider's [tls] table, or remove certificate_bound"#,
+            r#"key `providers.entra.token.client_assertion_type`: unknown value "urn:ietf:params:oauth:client-assertion-type:saml2-bearer"; allowed: urn:ietf:params:oauth:client-assertion-type:jwt-bearer, urn:ietf:params:oauth:client-assertion-type:jwt-spiffe"#,
+            r#"key `providers.entra.token.client_assertion_file`: missing; auth_method = "client_assertion" sends the JWT this file holds (a Kubernetes projected service account token, AZURE_FEDERATED_TOKEN_FILE, a SPIFFE JWT-SVID), read for every token request"#,
+            r#"key `providers.google.token.private_key_file`: missing; grant_type = "jwt_bearer" sends an assertion: set providers.google.token.private_key_file (a PEM private key the exporter signs it with) or providers.google.token.client_assertion_file (a JWT someone else issues, read for every request)"#,
         ],
     },
     Case {
@@ -254,7 +263,7 @@ const CASES: &[Case] = &[
     Case {
         fixture: "invalid-token-expect.toml",
         problems: &[
-            "key `providers.empty.token.expect`: empty; set at least one of scopes, roles, audience, issuer (or remove the table)",
+            "key `providers.empty.token.expect`: empty; set at least one of scopes, roles, audience, issuer, certificate_bound (or remove the table)",
             r#"key `providers.spaced.token.expect.scopes`: invalid value "api.read api.write"; each is non-empty and contains no spaces"#,
             "key `providers.spaced.token.expect.issuer`: must not be empty; remove it to not check it",
         ],
@@ -285,14 +294,14 @@ const ALL_AT_ONCE_CASES: &[Case] = &[
     Case {
         fixture: "invalid-two-unknown-keys.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, labels",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, labels, dpop, dpop_signing_algorithm",
             "{file}: key `web.listen`: unknown key; allowed here: listen_address, probe_min_interval",
         ],
     },
     Case {
         fixture: "invalid-unknown-key-and-bad-value.toml",
         problems: &[
-            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, labels",
+            "{file}: key `defaults.intervall`: unknown key; allowed here: interval, timeout, proxy_url, max_backoff, labels, dpop, dpop_signing_algorithm",
             r#"key `web.listen_address`: invalid address "9875"; expected HOST:PORT, e.g. "0.0.0.0:9875""#,
         ],
     },
@@ -456,7 +465,7 @@ fn load_str_reports_every_problem_with_its_key() {
         error.problems,
         [
             "key `defaults.interval`: must be greater than 0",
-            r#"key `providers.a.token.auth_method`: unknown value "jwt"; allowed: client_secret_post, client_secret_basic, json_body, private_key_jwt, client_secret_jwt, tls_client_auth"#,
+            r#"key `providers.a.token.auth_method`: unknown value "jwt"; allowed: client_secret_post, client_secret_basic, json_body, private_key_jwt, client_secret_jwt, tls_client_auth, client_assertion, none"#,
         ]
     );
 }
@@ -579,6 +588,145 @@ fn client_authentication_material_is_checked_at_load() {
     assert_eq!(assertion.key_id.as_deref(), Some("k1"));
     assert_eq!(assertion.lifetime, Duration::from_secs(300));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Issue 25: every misuse of the jwt-bearer grant, `client_assertion_file`,
+/// `client_assertion_type`, `auth_method = "none"` and `certificate_bound` names its key, what is
+/// wrong and what is allowed; the daemon's `--config.check` exits 2 on them. What works loads.
+#[test]
+fn jwt_bearer_assertion_file_and_certificate_bound_misuses_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let ec = rcgen::KeyPair::generate().unwrap();
+    let ec_key = support::certs::write(dir.path(), "ec.key", &ec.serialize_pem());
+    let key = format!("private_key_file = {:?}\n", ec_key.display().to_string());
+    let problems = |token: &str, rest: &str| {
+        let toml = format!(
+            "[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\n{token}{rest}"
+        );
+        match config::load_str(&toml, &Overrides::default()) {
+            Ok(_) => vec!["loaded".to_string()],
+            Err(error) => error.problems,
+        }
+    };
+    let bearer = "grant_type = \"jwt_bearer\"\nauth_method = \"none\"\n";
+    let cases: Vec<(String, &str, Vec<&str>)> = vec![
+        (
+            bearer.to_string(),
+            "",
+            vec![r#"key `providers.p.token.private_key_file`: missing; grant_type = "jwt_bearer" sends an assertion: set providers.p.token.private_key_file (a PEM private key the exporter signs it with) or providers.p.token.client_assertion_file (a JWT someone else issues, read for every request)"#],
+        ),
+        (
+            format!("{bearer}{key}assertion_claims = {{ jti = \"fixed\", scope = \"ok\" }}\nassertion_issuer = \"\"\n"),
+            "",
+            vec![
+                r#"key `providers.p.token.assertion_issuer`: must not be empty; omit it for the client id"#,
+                r#"key `providers.p.token.assertion_claims.jti`: "jti" is set by the exporter itself (made fresh for each request)"#,
+            ],
+        ),
+        (
+            format!("{bearer}client_assertion_file = \"/run/token\"\nassertion_subject = \"user\"\n"),
+            "",
+            vec![r#"key `providers.p.token.assertion_subject`: only meaningful when the exporter signs the assertion (with private_key_file); client_assertion_file is sent as its issuer wrote it"#],
+        ),
+        (
+            format!("{bearer}{key}client_assertion_file = \"/run/token\"\n"),
+            "",
+            vec![r#"key `providers.p.token.client_assertion_file`: not used: the jwt_bearer grant's assertion is signed with private_key_file; remove one of them (or set auth_method = "client_assertion" to send this file as the client assertion)"#],
+        ),
+        (
+            "client_secret = \"s\"\nassertion_subject = \"user\"\n".to_string(),
+            "",
+            vec![r#"key `providers.p.token.assertion_subject`: only meaningful with grant_type = "jwt_bearer" (a claim of the assertion the exporter signs); set grant_type = "jwt_bearer" or remove it"#],
+        ),
+        (
+            "auth_method = \"none\"\n".to_string(),
+            "",
+            vec![r#"key `providers.p.token.auth_method`: "none" sends no client authentication, which only grant_type = "jwt_bearer" can do without (its assertion proves the client); choose a method that proves the client: client_secret_post, client_secret_basic, json_body, private_key_jwt, client_secret_jwt, tls_client_auth, client_assertion"#],
+        ),
+        (
+            format!("grant_type = \"jwt_bearer\"\nauth_method = \"json_body\"\nclient_secret = \"s\"\n{key}"),
+            "",
+            vec![r#"key `providers.p.token.auth_method`: json_body cannot carry grant_type = "jwt_bearer" (RFC 7523 sends a form with grant_type and assertion); choose another method, or none"#],
+        ),
+        (
+            "auth_method = \"client_assertion\"\n".to_string(),
+            "",
+            vec![r#"key `providers.p.token.client_assertion_file`: missing; auth_method = "client_assertion" sends the JWT this file holds (a Kubernetes projected service account token, AZURE_FEDERATED_TOKEN_FILE, a SPIFFE JWT-SVID), read for every token request"#],
+        ),
+        (
+            "auth_method = \"client_assertion\"\nclient_assertion_file = \"/run/token\"\nclient_assertion_type = \"urn:ietf:params:oauth:client-assertion-type:saml2-bearer\"\nclient_secret = \"s\"\n".to_string(),
+            "",
+            vec![
+                r#"key `providers.p.token.client_assertion_type`: unknown value "urn:ietf:params:oauth:client-assertion-type:saml2-bearer"; allowed: urn:ietf:params:oauth:client-assertion-type:jwt-bearer, urn:ietf:params:oauth:client-assertion-type:jwt-spiffe"#,
+                r#"key `providers.p.token.client_secret`: not used with auth_method = "client_assertion" (the assertion read from client_assertion_file proves the client; no secret is sent); remove it, or choose a method that uses a secret: client_secret_post, client_secret_basic, json_body, client_secret_jwt"#,
+            ],
+        ),
+        (
+            "client_secret = \"s\"\nclient_assertion_file = \"/run/token\"\nclient_assertion_type = \"urn:ietf:params:oauth:client-assertion-type:jwt-bearer\"\n".to_string(),
+            "",
+            vec![
+                r#"key `providers.p.token.client_assertion_type`: only meaningful with auth_method = "client_assertion" (the type the client assertion is sent as); auth_method is "client_secret_post""#,
+                r#"key `providers.p.token.client_assertion_file`: only meaningful with auth_method = "client_assertion" or grant_type = "jwt_bearer"; auth_method is "client_secret_post""#,
+            ],
+        ),
+        (
+            "client_secret = \"s\"\n".to_string(),
+            "[providers.p.token.expect]\ncertificate_bound = true\n",
+            vec![r#"key `providers.p.token.expect.certificate_bound`: needs a client certificate: a token is bound (RFC 8705) to the certificate presented in mutual TLS; set client_cert_file and client_key_file in this provider's [tls] table, or remove certificate_bound"#],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (token, rest, expected) in &cases {
+        let got = problems(token, rest);
+        if got != *expected {
+            failures.push(format!(
+                "{token}{rest}\n  expected: {expected:?}\n  got:      {got:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The daemon refuses to start on them (exit 2), naming the key.
+    let file = write_config(
+        dir.path(),
+        "[providers.p.token]\nurl = \"https://idp.example/token\"\nclient_id = \"p\"\nauth_method = \"client_assertion\"\n",
+    );
+    let output = check(&file, &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("key `providers.p.token.client_assertion_file`: missing"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    // What works: a signed Google-style grant without client authentication, and an assertion
+    // file (not read at load: its issuer writes it) as the client assertion.
+    let loaded = config::load_str(
+        &format!(
+            "[providers.g.token]\nurl = \"https://idp.example/token\"\nclient_id = \"svc@p.iam\"\n{bearer}{key}\
+             assertion_claims = {{ scope = \"https://www.googleapis.com/auth/cloud-platform\" }}\n\
+             [providers.k.token]\nurl = \"https://idp.example/token\"\nclient_id = \"k\"\n\
+             auth_method = \"client_assertion\"\nclient_assertion_file = \"/var/run/secrets/azure/tokens/azure-identity-token\"\n"
+        ),
+        &Overrides::default(),
+    )
+    .expect("both load");
+    let google = &loaded.providers[0].token;
+    assert_eq!(google.auth_method.as_str(), "none");
+    assert_eq!(google.grant.kind().as_str(), "jwt_bearer");
+    assert_eq!(
+        google.grant.wire(),
+        "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    );
+    let kubernetes = &loaded.providers[1].token;
+    let file = kubernetes
+        .assertion_file
+        .as_ref()
+        .expect("the assertion file");
+    assert_eq!(
+        file.assertion_type, "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "the default type"
+    );
 }
 
 /// Defaults fill what the minimal file leaves out.

@@ -313,3 +313,72 @@ async fn a_silent_issuer_fails_within_the_timeout() {
     );
     daemon.stop().await;
 }
+
+/// Issue 25: `auth_method = "client_assertion"` travels as `private_key_jwt` does, and is
+/// checked against `token_endpoint_auth_methods_supported` under that name: metadata listing
+/// only `private_key_jwt` lets it through to its own step (here reason `client_assertion`, its
+/// file not written yet), metadata without it is reason `discovery` naming the method.
+#[tokio::test]
+async fn client_assertion_is_checked_as_private_key_jwt_against_the_metadata() {
+    let base = Arc::new(std::sync::OnceLock::<String>::new());
+    let server = {
+        let base = Arc::clone(&base);
+        FakeServer::start(move |request| {
+            let base = base.get().cloned().unwrap_or_default();
+            let methods = match request.path.as_str() {
+                "/listed/.well-known/openid-configuration" => json!(["private_key_jwt"]),
+                "/unlisted/.well-known/openid-configuration" => json!(["client_secret_basic"]),
+                _ => return Reply::status(404),
+            };
+            let issuer = request
+                .path
+                .trim_end_matches("/.well-known/openid-configuration");
+            Reply::json(
+                200,
+                json!({
+                    "issuer": format!("{base}{issuer}"),
+                    "token_endpoint": format!("{base}/token"),
+                    "token_endpoint_auth_methods_supported": methods,
+                }),
+            )
+        })
+        .await
+    };
+    base.set(server.url("")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let unwritten = dir.path().join("not-yet-written");
+    let toml: String = ["listed", "unlisted"]
+        .iter()
+        .map(|name| {
+            Provider::issuer(name, &server.url(&format!("/{name}")))
+                .keyless("federated", "client_assertion")
+                .token_file("client_assertion_file", &unwritten)
+                .interval("200ms")
+                .toml()
+        })
+        .collect();
+    let daemon = Daemon::start(&toml).await;
+    let failures = |name: &str, reason: &str| {
+        format!(r#"oauth2_token_request_failures_total{{provider="{name}",reason="{reason}"}}"#)
+    };
+    let metrics = daemon
+        .wait_for(
+            |m| {
+                sample(m, &failures("listed", "client_assertion")).is_some_and(|v| v >= 2.0)
+                    && sample(m, &failures("unlisted", "discovery")).is_some_and(|v| v >= 2.0)
+            },
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        sample(&metrics, &failures("listed", "discovery")).unwrap_or(0.0),
+        0.0,
+        "private_key_jwt in the metadata lets client_assertion through"
+    );
+    let trace = support::get_text(&daemon.url("/probe?provider=unlisted&debug=true")).await;
+    assert!(
+        trace.contains("discovery: the issuer does not support auth_method client_assertion: its token_endpoint_auth_methods_supported lists [client_secret_basic]"),
+        "{trace}"
+    );
+    daemon.stop().await;
+}

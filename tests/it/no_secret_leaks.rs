@@ -66,6 +66,17 @@ fn key_needles(pem: &str) -> Vec<String> {
     needles
 }
 
+/// A signed JWT (a client assertion, a DPoP proof) as needles: all of it, and its signature,
+/// which identifies it as well.
+fn jwt_needles<'a>(jwts: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    jwts.into_iter()
+        .flat_map(|jwt| {
+            let signature = jwt.rsplit('.').next().unwrap_or_default().to_string();
+            [jwt.clone(), signature]
+        })
+        .collect()
+}
+
 /// RFC 3986 component encoding (`%20` for a space), as some servers re-encode, and as a
 /// password is written in a URL's userinfo.
 fn percent(secret: &str) -> String {
@@ -250,6 +261,69 @@ async fn run_and_collect(
     }
 }
 
+/// What `check` prints (both streams) for `config`, run in `dir` with `env` added.
+async fn check_output(dir: &Path, config: &Path, env: &[(&str, &str)]) -> String {
+    let check = Binary::new()
+        .current_dir(dir)
+        .arg("check")
+        .args(["--config.file", config.to_str().unwrap()])
+        .envs(env)
+        .run_async()
+        .await;
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    )
+}
+
+impl Seen {
+    /// Fails unless the debug trace of each `(provider, text)` shows the text: the control that
+    /// an echo came back and was shown scrubbed.
+    fn assert_traces_show(&self, cases: &[(&str, &str)]) {
+        for (name, shown) in cases {
+            let section = self
+                .pages
+                .split("#### ")
+                .find(|s| s.starts_with(&format!("{name}\n")))
+                .unwrap_or_default();
+            assert!(
+                section.contains(shown),
+                "{name}: the trace does not show {shown:?}:\n{section}"
+            );
+        }
+    }
+
+    /// Fails unless the log holds each of `expected`.
+    fn assert_logged(&self, expected: &[&str]) {
+        for expected in expected {
+            let stderr = &self.stderr;
+            assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
+        }
+    }
+
+    /// Fails if any of `needles` is in the log, the pages or `check`'s output.
+    fn assert_no_leaks(&self, needles: &BTreeSet<String>, check: &str) {
+        let found = leaks(
+            needles,
+            &[
+                ("stderr", &self.stderr),
+                ("stdout", &self.stdout),
+                ("/metrics", &self.metrics),
+                ("/", &self.index),
+                ("/probe?debug=true", &self.pages),
+                ("check", check),
+            ],
+        );
+        assert!(
+            found.is_empty(),
+            "secrets leaked:\n{}\n\nstderr:\n{}",
+            found.join("\n"),
+            self.stderr
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The fakes.
 
@@ -323,7 +397,7 @@ fn token_reply(name: &str, request: &Recorded, issued: &Mutex<Vec<String>>, n: u
         token
     };
     match name {
-        "t_invalid_client" | "t_invalid_client_assertion" => {
+        "t_invalid_client" | "t_invalid_client_assertion" | "t_invalid_assertion_file" => {
             oauth_echo(401, "invalid_client", request)
         }
         "t_invalid_grant" => oauth_echo(400, "invalid_grant", request),
@@ -452,6 +526,33 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     };
     let secret_jwt = format!(
         "client_id = \"hmac-client\"\nclient_secret = '{HMAC_SECRET}'\nauth_method = \"client_secret_jwt\""
+    );
+    // Issue 25: assertions read from files (a live one the server refuses and echoes, an
+    // expired one) and the jwt-bearer grant's assertion signed with the key.
+    let file_assertion = |exp: f64, signature: &str| {
+        let encode = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!(
+            "{}.{}.{signature}",
+            encode(r#"{"alg":"RS256","kid":"k8s"}"#),
+            encode(&serde_json::json!({"iss": "https://k8s.test", "sub": "system:serviceaccount:m:exporter", "exp": exp as u64}).to_string())
+        )
+    };
+    let live_assertion = file_assertion(unix_now() + 3600.0, "TGl2ZS1maWxlLWFzc2VydGlvbi1zaWctN3E");
+    let expired_assertion =
+        file_assertion(unix_now() - 60.0, "RXhwaXJlZC1maWxlLWFzc2VydGlvbi1zaWc");
+    let live_file = dir.path().join("live.jwt");
+    std::fs::write(&live_file, format!("{live_assertion}\n")).unwrap();
+    let expired_file = dir.path().join("expired.jwt");
+    std::fs::write(&expired_file, &expired_assertion).unwrap();
+    let from_file = |path: &Path| {
+        format!(
+            "client_id = \"file-client\"\nauth_method = \"client_assertion\"\nclient_assertion_file = '{}'",
+            path.display()
+        )
+    };
+    let jwt_bearer = format!(
+        "client_id = \"bearer-client\"\ngrant_type = \"jwt_bearer\"\nauth_method = \"none\"\nprivate_key_file = '{}'\nassertion_claims = {{ scope = \"api.read\" }}",
+        key_file.display()
     );
 
     let basic = |client: &str| {
@@ -600,6 +701,17 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
             ("success", ""),
         ),
         case("s_client_secret_jwt", &secret_jwt, ("success", "")),
+        echoing(case(
+            "t_invalid_assertion_file",
+            &from_file(&live_file),
+            ("token", "invalid_client"),
+        )),
+        case(
+            "t_expired_assertion_file",
+            &from_file(&expired_file),
+            ("token", "client_assertion"),
+        ),
+        case("s_jwt_bearer", &jwt_bearer, ("success", "")),
     ];
     for c in &mut cases {
         match c.name {
@@ -704,6 +816,16 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     let index = get("/").await;
     let healthy = get("/-/healthy").await;
     let debug_trace = get("/probe?provider=t_invalid_client_assertion&debug=true").await;
+    let file_trace = get("/probe?provider=t_invalid_assertion_file&debug=true").await;
+    let bearer_trace = get("/probe?provider=s_jwt_bearer&debug=true").await;
+    assert!(
+        file_trace.contains("client_assertion=[redacted]"),
+        "{file_trace}"
+    );
+    assert!(
+        bearer_trace.contains("assertion=[redacted]"),
+        "{bearer_trace}"
+    );
     assert!(
         debug_trace.contains("client_assertion=[redacted]"),
         "{debug_trace}"
@@ -735,11 +857,29 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
         "s_private_key_jwt",
         "t_client_assertion",
         "s_client_secret_jwt",
+        "t_invalid_assertion_file",
+        "s_jwt_bearer",
     ]
     .iter()
     .flat_map(|name| fake.requests_to(&format!("/token/{name}")))
-    .filter_map(|request| request.form_map().get("client_assertion").cloned())
+    .flat_map(|request| {
+        let form = request.form_map();
+        [
+            form.get("client_assertion").cloned(),
+            form.get("assertion").cloned(),
+        ]
+    })
+    .flatten()
     .collect();
+    assert!(
+        assertions.contains(&live_assertion),
+        "the assertion file was sent as written"
+    );
+    assert!(
+        fake.requests_to("/token/t_expired_assertion_file")
+            .is_empty(),
+        "an expired assertion is never sent"
+    );
     assert!(
         assertions.len() >= 8,
         "the fakes received few client assertions: {}",
@@ -830,11 +970,7 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
     needles.extend(encodings(HMAC_SECRET));
     needles.extend(key_needles(&key_pem));
     needles.extend(key_needles(&swapped_pem));
-    for assertion in &assertions {
-        needles.insert(assertion.clone());
-        // The signature alone identifies an assertion as well as all of it.
-        needles.insert(assertion.rsplit('.').next().unwrap_or_default().to_string());
-    }
+    needles.extend(jwt_needles(assertions.iter().chain([&expired_assertion])));
     let tokens = issued.lock().unwrap().clone();
     assert!(tokens.len() >= 10, "few tokens issued: {tokens:?}");
     needles.extend(tokens);
@@ -848,6 +984,11 @@ async fn no_secret_or_token_appears_in_logs_metrics_or_pages() {
             ("/", &index),
             ("/-/healthy", &healthy),
             ("/probe?debug=true", &debug_trace),
+            (
+                "/probe?provider=t_invalid_assertion_file&debug=true",
+                &file_trace,
+            ),
+            ("/probe?provider=s_jwt_bearer&debug=true", &bearer_trace),
         ],
     );
     for leak in found {
@@ -1529,25 +1670,8 @@ async fn secrets_echoed_in_headers_later_fields_and_urls_never_appear() {
         "env_proxy",
     ];
     let mut exporter = start(dir.path(), &config, &env);
-    let Seen {
-        metrics,
-        pages,
-        index,
-        stdout,
-        stderr,
-    } = run_and_collect(&mut exporter, &names, 2.0, "####").await;
-    let check = Binary::new()
-        .current_dir(dir.path())
-        .arg("check")
-        .args(["--config.file", config.to_str().unwrap()])
-        .envs(&env)
-        .run_async()
-        .await;
-    let check_out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let seen = run_and_collect(&mut exporter, &names, 2.0, "####").await;
+    let check_out = check_output(dir.path(), &config, &env).await;
 
     // Control: the secrets went out and came back in every echo the test is about.
     let sent_basic = fake.requests_to("/token/basic_echo");
@@ -1594,7 +1718,7 @@ async fn secrets_echoed_in_headers_later_fields_and_urls_never_appear() {
         "the environment's proxy never got its credentials: {:?}",
         proxy.requests()
     );
-    for (name, shown) in [
+    seen.assert_traces_show(&[
         ("basic_echo", "x-echo-secret: basic%20client:[redacted]"),
         (
             "basic_echo",
@@ -1613,26 +1737,15 @@ async fn secrets_echoed_in_headers_later_fields_and_urls_never_appear() {
         ("token_rejected", "x-seen-token: [redacted]"),
         ("query_key", "api_key=[redacted]&page=1"),
         ("env_proxy", "x-echo-proxy: envproxyuser:[redacted]"),
-    ] {
-        let section = pages
-            .split("#### ")
-            .find(|s| s.starts_with(&format!("{name}\n")))
-            .unwrap_or_default();
-        assert!(
-            section.contains(shown),
-            "{name}: the trace does not show {shown:?}:\n{section}"
-        );
-    }
-    for expected in [
+    ]);
+    seen.assert_logged(&[
         "provider=basic_echo phase=token reason=invalid_client",
         "provider=password_echo phase=token reason=invalid_grant",
         "provider=token_rejected phase=canary reason=unauthorized",
         "provider=env_proxy phase=token reason=connect",
         "bad client basic%20client:[redacted]",
         "bad [redacted]",
-    ] {
-        assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
-    }
+    ]);
     assert!(
         check_out.contains("basic_echo") && check_out.contains("[redacted]"),
         "check did not show the scrubbed refusal:\n{check_out}"
@@ -1645,27 +1758,149 @@ async fn secrets_echoed_in_headers_later_fields_and_urls_never_appear() {
     needles.insert(basic_decoded("basic client", SPACED_SECRET));
     needles.extend(basic_forms("basic client", SPACED_SECRET));
     needles.extend(basic_forms(ENV_PROXY_USER, ENV_PROXY_SECRET));
-    for assertion in &assertions {
-        needles.insert(assertion.clone());
-        needles.insert(assertion.rsplit('.').next().unwrap_or_default().to_string());
-    }
+    needles.extend(jwt_needles(&assertions));
     let tokens = issued.lock().unwrap().clone();
     assert!(tokens.len() >= 4, "few tokens issued: {tokens:?}");
     needles.extend(tokens);
-    let found = leaks(
-        &needles,
-        &[
-            ("stderr", &stderr),
-            ("stdout", &stdout),
-            ("/metrics", &metrics),
-            ("/", &index),
-            ("/probe?debug=true", &pages),
-            ("check", &check_out),
-        ],
-    );
+    seen.assert_no_leaks(&needles, &check_out);
+}
+
+/// The private scalar `d` of an EC P-256 key in PKCS#8 DER: the OCTET STRING of 32 bytes that
+/// follows the `ECPrivateKey` version (INTEGER 1).
+fn ec_private_scalar(pkcs8: &[u8]) -> Vec<u8> {
+    let marker = [0x02, 0x01, 0x01, 0x04, 0x20];
+    let at = pkcs8
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("an ECPrivateKey in the PKCS#8");
+    pkcs8[at + marker.len()..at + marker.len() + 32].to_vec()
+}
+
+/// Issue 25: a DPoP key (its PEM, and its private `d` in every encoding a JWK or a dump would
+/// use), the proofs (whole, or their signatures) and the DPoP-bound tokens never reach the log,
+/// `/metrics`, `/`, `/probe?debug=true` or `check`, even from servers that echo the proof and
+/// the token back in their refusals; the control shows proofs went out, each echo came back,
+/// and the trace shows it `[redacted]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_keys_proofs_and_bound_tokens_never_appear() {
+    let issued = Arc::new(Mutex::new(Vec::<String>::new()));
+    let fake = {
+        let issued = Arc::clone(&issued);
+        FakeServer::start(move |request| {
+            let proof = request.header("dpop").unwrap_or_default().to_string();
+            match request.path.as_str() {
+                // Refuses the proof, quoting it in the description and a header.
+                "/token/dpop_refused" => {
+                    let mut reply = Reply::json(
+                        400,
+                        serde_json::json!({"error": "invalid_dpop_proof", "error_description": format!("bad proof {proof}")}),
+                    );
+                    if let Reply::Response { headers, .. } = &mut reply {
+                        headers.push(("x-echo-proof".into(), proof));
+                    }
+                    reply
+                }
+                path if path.starts_with("/token/") => {
+                    let mut issued = issued.lock().unwrap();
+                    let token = format!("at-dpop-{}-Qx7", issued.len());
+                    issued.push(token.clone());
+                    Reply::json(
+                        200,
+                        serde_json::json!({"access_token": token, "token_type": "DPoP", "expires_in": 3600}),
+                    )
+                }
+                // Refuses the proof, quoting it and the token in the challenge and headers.
+                "/api/dpop_echo" => {
+                    let token = request
+                        .header("authorization")
+                        .and_then(|a| a.strip_prefix("DPoP "))
+                        .unwrap_or_default()
+                        .to_string();
+                    Reply::raw(
+                        401,
+                        &[
+                            (
+                                "www-authenticate",
+                                &format!("DPoP error=\"invalid_dpop_proof\", error_description=\"bad {proof} for {token}\""),
+                            ),
+                            ("x-echo-proof", &proof),
+                            ("x-seen-token", &token),
+                        ],
+                        format!("you sent {proof} with {token}"),
+                    )
+                }
+                _ => Reply::status(404),
+            }
+        })
+        .await
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let key_file = dir.path().join("dpop.key");
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let provider = |name: &str, extra: &str, canary: bool| {
+        let mut block = format!(
+            "\n[providers.{name}]\nproxy_url = \"none\"\n[providers.{name}.token]\nurl = \"{}\"\n\
+             client_id = \"c\"\nclient_secret = \"dpop-leak-client-secret\"\ndpop = true\n{extra}\n",
+            fake.url(&format!("/token/{name}"))
+        );
+        if canary {
+            block.push_str(&format!(
+                "[providers.{name}.canary]\nurl = \"{}\"\n",
+                fake.url("/api/dpop_echo")
+            ));
+        }
+        block
+    };
+    let mut toml =
+        String::from("[defaults]\ninterval = \"300ms\"\ntimeout = \"2s\"\nmax_backoff = \"0s\"\n");
+    toml.push_str(&provider("dpop_refused", "", false));
+    toml.push_str(&provider(
+        "dpop_echo",
+        &format!("dpop_key_file = '{}'", key_file.display()),
+        true,
+    ));
+    let config = dir.path().join("exporter.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let names = ["dpop_refused", "dpop_echo"];
+    let mut exporter = start(dir.path(), &config, &[]);
+    let seen = run_and_collect(&mut exporter, &names, 2.0, "####").await;
+    let check_out = check_output(dir.path(), &config, &[]).await;
+
+    // Control: proofs went out on both steps, and every echo came back and was redacted.
+    let proofs: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("dpop").map(str::to_string))
+        .collect();
     assert!(
-        found.is_empty(),
-        "secrets leaked:\n{}\n\nstderr:\n{stderr}",
-        found.join("\n")
+        fake.requests_to("/api/dpop_echo").len() >= 2 && proofs.len() >= 6,
+        "few proofs were sent: {}",
+        proofs.len()
     );
+    seen.assert_traces_show(&[
+        ("dpop_refused", "x-echo-proof: [redacted]"),
+        ("dpop_echo", "x-echo-proof: [redacted]"),
+        ("dpop_echo", "x-seen-token: [redacted]"),
+        ("dpop_echo", "you sent [redacted] with [redacted]"),
+        ("dpop_echo", "DPoP proof (decoded, signature not shown):"),
+    ]);
+    seen.assert_logged(&[
+        "provider=dpop_refused phase=token reason=dpop",
+        "provider=dpop_echo phase=canary reason=dpop",
+        "bad proof [redacted]",
+        "bad [redacted] for [redacted]",
+    ]);
+
+    let mut needles: BTreeSet<String> = key_needles(&key.serialize_pem()).into_iter().collect();
+    let d = ec_private_scalar(&key.serialize_der());
+    needles.insert(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&d));
+    needles.insert(STANDARD.encode(&d));
+    needles.insert(d.iter().map(|b| format!("{b:02x}")).collect());
+    needles.extend(jwt_needles(&proofs));
+    let tokens = issued.lock().unwrap().clone();
+    assert!(tokens.len() >= 2, "few tokens issued: {tokens:?}");
+    needles.extend(tokens);
+    needles.extend(encodings("dpop-leak-client-secret"));
+    seen.assert_no_leaks(&needles, &check_out);
 }

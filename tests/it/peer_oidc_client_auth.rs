@@ -4,7 +4,10 @@
 //! refused for a wrong key, a wrong audience, a method the client is not registered for, an
 //! unknown, expired or foreign client certificate; oidc-provider refuses a replayed assertion,
 //! and the exporter never sends one twice. The OKQ8 certificate-credential example of
-//! docs/configuration.md, copied as a new user would, works against it. Skipped (with a `SKIPPED` line) when Node or the peer
+//! docs/configuration.md, copied as a new user would, works against it. Issue 25: a client
+//! assertion read from `client_assertion_file`, rewritten by the test as its issuer, is sent
+//! fresh by every request (then expired, then removed: reason `client_assertion`, nothing
+//! sent); certificate-bound tokens over mutual TLS pass `certificate_bound`, unbound ones fail it. Skipped (with a `SKIPPED` line) when Node or the peer
 //! is missing; a failure under `OAUTH2_EXPORTER_REQUIRE_PEERS=1`.
 
 use crate::support;
@@ -415,5 +418,219 @@ fn the_documented_certificate_credential_example_works() {
     assert!(
         header["x5t"].is_string() && header["x5t#S256"].is_string(),
         "{header}"
+    );
+}
+
+/// An RS256 JWT signed here with the PKCS#8 RSA key at `key`: the test plays the external
+/// issuer of a workload identity token (Kubernetes, a CI system), whose key the client is
+/// registered with.
+fn signed_by(key: &Path, claims: &serde_json::Value) -> String {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let pem = std::fs::read_to_string(key).unwrap();
+    let der = rcgen::KeyPair::from_pem(&pem).unwrap().serialize_der();
+    let pair = RsaKeyPair::from_pkcs8(&der).unwrap();
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut signature = vec![0; pair.public_modulus_len()];
+    pair.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut signature,
+    )
+    .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+fn unix_now() -> u64 {
+    support::unix_now() as u64
+}
+
+/// Issue 25 §2 against oidc-provider: `auth_method = "client_assertion"` sends the JWT in
+/// `client_assertion_file` for a `private_key_jwt` client, the test playing its issuer. Each
+/// on-demand probe sends what the file holds then: rewritten between probes, every one is
+/// accepted (oidc-provider refuses a jti it has seen, so a cached copy would fail), and sent
+/// unchanged once more it is refused as a replay. Expired, then removed, it is reason
+/// `client_assertion` and the server hears nothing.
+#[test]
+fn a_client_assertion_file_rewritten_by_its_issuer_is_sent_fresh_each_time() {
+    let Some(peer) = OidcPeer::start(false) else {
+        return;
+    };
+    let client = "private-key-rs256-client";
+    let key = peer.client_key("rsa.pkcs8.key");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("azure-identity-token");
+    let issue = |n: u32, exp: u64| {
+        let jwt = signed_by(
+            &key,
+            &serde_json::json!({
+                "iss": client, "sub": client, "aud": peer.token_url, "exp": exp,
+                "iat": unix_now(), "jti": format!("workload-{n}-{}", unix_now()),
+            }),
+        );
+        std::fs::write(&file, format!("{jwt}\n")).unwrap();
+        jwt
+    };
+    let first = issue(1, unix_now() + 120);
+    // A long interval: the on-demand probes below are the cycles (a scheduled one falls
+    // within the first week at random, and this test lasts seconds); no back-off, so every
+    // probe makes an attempt.
+    let config = format!(
+        "[web]\nprobe_min_interval = \"0s\"\n\n{}",
+        provider(
+            "federated",
+            &peer,
+            &format!(
+                "client_id = {client:?}\nauth_method = \"client_assertion\"\nclient_assertion_file = {:?}\n",
+                file.display().to_string()
+            ),
+            true,
+        )
+        .replace("interval = \"1s\"", "interval = \"168h\"\nmax_backoff = \"0s\"")
+    );
+    let exporter = Exporter::start(&config);
+    let probe = || {
+        let response = exporter.get("/probe?provider=federated&debug=true");
+        assert_eq!(response.status, 200, "{}", response.body);
+        response.body
+    };
+    let succeeded = |trace: &str| trace.contains("result: token obtained");
+
+    let trace = probe();
+    assert!(succeeded(&trace), "{trace}");
+    assert_eq!(peer.assertions(client)["last"], first.as_str());
+    let second = issue(2, unix_now() + 120);
+    let trace = probe();
+    assert!(succeeded(&trace), "{trace}");
+    let seen = peer.assertions(client);
+    assert_eq!(seen["last"], second.as_str(), "the rewritten file was sent");
+    assert_eq!(seen["count"], 2);
+    assert_eq!(seen["reused_jti"], 0);
+    assert_eq!(
+        peer.canary_answers(200),
+        2,
+        "the canary accepted both tokens"
+    );
+    // Not rewritten: sent again as it is, and oidc-provider refuses the replayed jti.
+    let trace = probe();
+    assert!(
+        trace.contains("reason invalid_client"),
+        "a replay must be refused: {trace}"
+    );
+    assert_eq!(peer.assertions(client)["reused_jti"], 1);
+
+    // Expired: nothing reaches the server.
+    let sent = peer.assertions(client)["count"].as_u64().unwrap();
+    issue(3, unix_now() - 10);
+    let trace = probe();
+    assert!(
+        trace.contains(
+            "reason client_assertion: cannot make the client assertion: client_assertion_file"
+        ) && trace.contains("is expired: its exp is "),
+        "{trace}"
+    );
+    // Removed.
+    std::fs::remove_file(&file).unwrap();
+    let trace = probe();
+    assert!(trace.contains("is missing"), "{trace}");
+    assert_eq!(
+        peer.assertions(client)["count"].as_u64().unwrap(),
+        sent,
+        "an expired or missing assertion is not sent"
+    );
+    let logs = exporter.logs();
+    for jwt in [&first, &second] {
+        assert!(
+            !logs.contains(jwt.rsplit('.').next().unwrap()),
+            "an assertion in the logs"
+        );
+    }
+}
+
+/// Issue 25 §4 against oidc-provider with mutual TLS: a client registered with
+/// `tls_client_certificate_bound_access_tokens` gets tokens whose `cnf.x5t#S256` is the
+/// certificate presented, and `certificate_bound = true` passes; a client without binding gets
+/// unbound tokens, and the same expectation fails them with reason `claims` saying so.
+#[test]
+fn certificate_bound_tokens_over_mutual_tls() {
+    use aws_lc_rs::digest;
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let server_ca = Ca::new("peer server CA");
+    let server = server_ca.server();
+    let client_ca = Ca::new("peer client CA");
+    certs::write(dir.path(), "server.crt", &server.cert_pem);
+    certs::write(dir.path(), "server.key", &server.key_pem);
+    certs::write(dir.path(), "client-ca.crt", &client_ca.cert_pem);
+    let Some(peer) = OidcPeer::start_tls(dir.path()) else {
+        return;
+    };
+    let ca_file = certs::write(dir.path(), "ca.crt", &server_ca.cert_pem);
+    let leaf = client_ca.client("oauth2-exporter-mtls");
+    let cert = certs::write(dir.path(), "client.crt", &leaf.cert_pem);
+    let key = certs::write(dir.path(), "client.key", &leaf.key_pem);
+    let der = {
+        use rustls_pki_types::pem::PemObject as _;
+        rustls_pki_types::CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()
+    };
+    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(digest::digest(&digest::SHA256, &der));
+    let mut config = String::from("[web]\nprobe_min_interval = \"0s\"\n\n");
+    for (name, client) in [("bound", "mtls-bound-client"), ("unbound", "mtls-client")] {
+        config.push_str(&provider(
+            name,
+            &peer,
+            &format!("client_id = {client:?}\nauth_method = \"tls_client_auth\"\n"),
+            true,
+        ));
+        config.push_str(&format!(
+            "[providers.{name}.token.expect]\ncertificate_bound = true\n\n\
+             [providers.{name}.tls]\nca_file = {:?}\nclient_cert_file = {:?}\nclient_key_file = {:?}\n\n",
+            ca_file.display().to_string(),
+            cert.display().to_string(),
+            key.display().to_string()
+        ));
+    }
+    let exporter = Exporter::start(&config);
+    let m = exporter.wait_for_metrics(
+        "the bound provider succeeds twice, the unbound one fails with claims twice",
+        |m| {
+            sample(m, "oauth2_probe_success{provider=\"bound\"}") == Some(1.0)
+                && value(m, "oauth2_token_requests_total{provider=\"bound\"}") >= 2.0
+                && value(
+                    m,
+                    "oauth2_token_request_failures_total{provider=\"unbound\",reason=\"claims\"}",
+                ) >= 2.0
+        },
+        WAIT,
+    );
+    assert_eq!(
+        sample(&m, "oauth2_probe_success{provider=\"unbound\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "oauth2_token_request_failures_total{provider=\"bound\",reason=\"claims\"}"
+        ),
+        0.0
+    );
+    // The bound token names the certificate presented, as the test computes its thumbprint.
+    let trace = exporter.get("/probe?provider=bound&debug=true").body;
+    assert!(
+        trace.contains(&format!("\"x5t#S256\": \"{thumbprint}\"")),
+        "{trace}"
+    );
+    let trace = exporter.get("/probe?provider=unbound&debug=true").body;
+    assert!(
+        trace.contains("reason claims: token claims: `cnf.x5t#S256` missing: the token is not bound to the client certificate (certificate_bound)"),
+        "{trace}"
     );
 }

@@ -103,6 +103,7 @@ const TOKEN_REASONS: &[&str] = &[
     "claims",
     "client_assertion",
     "discovery",
+    "dpop",
 ];
 const CANARY_REASONS: &[&str] = &[
     "unauthorized",
@@ -116,6 +117,7 @@ const CANARY_REASONS: &[&str] = &[
     "no_token",
     "exporter_busy",
     "secret_unavailable",
+    "dpop",
 ];
 
 /// `# TYPE` and `# HELP` of every family, and every sample as (family, label names and values).

@@ -16,6 +16,7 @@ fn check(config: &Path, secrets_dir: &Path) -> (bool, String) {
         .env("OKQ8_APIM_KEY", "x-okq8-apim")
         .env("NEXTOME_CLIENT_SECRET", "x-nextome")
         .env("EVERACTIVE_CLIENT_SECRET", "x-everactive")
+        .env("OKTA_CLIENT_SECRET", "x-okta")
         .current_dir(secrets_dir)
         .run();
     let text = format!(
@@ -88,6 +89,14 @@ fn every_commented_provider_section_is_valid_when_uncommented() {
         std::fs::write(
             dir.path().join("okq8.crt"),
             params.self_signed(&key).unwrap().pem(),
+        )
+        .unwrap();
+        // The Google-style service account's key (issue 25).
+        std::fs::write(
+            dir.path().join("google-sa.key"),
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
+                .unwrap()
+                .serialize_pem(),
         )
         .unwrap();
         let config = dir.path().join("config.toml");

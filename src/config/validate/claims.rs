@@ -19,10 +19,11 @@ pub(super) fn expected_claims(
         && raw.roles.is_empty()
         && raw.audience.is_none()
         && raw.issuer.is_none()
+        && !raw.certificate_bound
     {
         problems.add(
             &format!("{prefix}.expect"),
-            "empty; set at least one of scopes, roles, audience, issuer (or remove the table)",
+            "empty; set at least one of scopes, roles, audience, issuer, certificate_bound (or remove the table)",
         );
     }
     for (field, values) in [("scopes", &raw.scopes), ("roles", &raw.roles)] {
@@ -45,5 +46,22 @@ pub(super) fn expected_claims(
         roles: raw.roles,
         audience: raw.audience,
         issuer: raw.issuer,
+        certificate_bound: raw.certificate_bound,
     })
+}
+
+/// `certificate_bound` compares the token's binding with the `[tls]` client certificate
+/// presented, so it needs one.
+pub(super) fn check_certificate_bound(
+    prefix: &str,
+    certificate_bound: bool,
+    has_client_certificate: bool,
+    problems: &mut Problems,
+) {
+    if certificate_bound && !has_client_certificate {
+        problems.add(
+            &format!("{prefix}.token.expect.certificate_bound"),
+            "needs a client certificate: a token is bound (RFC 8705) to the certificate presented in mutual TLS; set client_cert_file and client_key_file in this provider's [tls] table, or remove certificate_bound",
+        );
+    }
 }

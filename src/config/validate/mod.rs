@@ -1,13 +1,15 @@
 //! Raw values, then ready values: turns the raw configuration into parsed URLs, durations,
 //! secret sources and TLS roots, and reports every problem with the key it concerns. This file
 //! walks the configuration and gives each section to its own file: [`web`], [`metrics`], then per
-//! provider [`token`] (with [`client_auth`] and [`claims`]), [`canary`] and [`tls`]; a proxy
-//! setting, from `[defaults]` or the provider, to [`proxy`]; `labels`, likewise, to [`labels`]. What they all use is in [`values`],
+//! provider [`token`] (with [`client_auth`], [`claims`] and [`dpop`]), [`canary`] and [`tls`];
+//! a proxy setting, from `[defaults]` or the provider, to [`proxy`]; `labels`, likewise, to
+//! [`labels`]. What they all use is in [`values`],
 //! which imports none of them.
 
 mod canary;
 mod claims;
 mod client_auth;
+mod dpop;
 mod labels;
 mod metrics;
 mod proxy;
@@ -23,7 +25,7 @@ use self::values::{Problems, duration_or, duration_or_off};
 use super::raw::{RawConfig, RawProvider};
 use super::{
     Config, ConfigError, DEFAULT_INTERVAL, DEFAULT_MAX_BACKOFF, DEFAULT_TIMEOUT, ProviderConfig,
-    ProxySetting, WebConfig,
+    ProxySetting, TokenConfig, WebConfig,
 };
 
 pub use self::labels::is_valid_label_name;
@@ -62,6 +64,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         .as_deref()
         .and_then(|text| proxy::proxy_setting("defaults.proxy_url", text, &mut problems))
         .unwrap_or_default();
+    let dpop = dpop::defaults(&raw.defaults, &mut problems);
     let labels = labels::defaults(raw.defaults.labels, &mut problems);
     let defaults = Defaults {
         interval,
@@ -69,6 +72,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_backoff,
         proxy,
         labels,
+        dpop,
     };
     let mut interned = labels::Interned::default();
 
@@ -128,6 +132,7 @@ struct Defaults {
     proxy: ProxySetting,
     /// Checked, not yet merged with any provider's.
     labels: std::collections::BTreeMap<String, String>,
+    dpop: dpop::DpopDefaults,
 }
 
 /// One provider: its own settings over `defaults`, then its tables; `None` when any of its keys
@@ -164,7 +169,9 @@ fn provider(
         None => Some(defaults.proxy.clone()),
     };
     let labels = labels::provider(prefix, &defaults.labels, raw.labels, interned, problems);
-    let token = match raw.token {
+    let mut raw_token = raw.token;
+    let raw_dpop = raw_token.as_mut().map(dpop::take);
+    let token = match raw_token {
         Some(token) => token::token(&format!("{prefix}.token"), token, problems),
         None => {
             problems.add(
@@ -174,6 +181,8 @@ fn provider(
             None
         }
     };
+    let dpop = raw_dpop
+        .and_then(|raw| dpop::dpop(&format!("{prefix}.token"), raw, &defaults.dpop, problems));
     let canary = raw
         .canary
         .and_then(|canary| canary::canary(&format!("{prefix}.canary"), canary, problems));
@@ -184,6 +193,15 @@ fn provider(
     client_auth::check_tls_client_auth(
         prefix,
         token.as_ref().map(|token| token.auth_method),
+        has_client_certificate,
+        problems,
+    );
+    claims::check_certificate_bound(
+        prefix,
+        token
+            .as_ref()
+            .and_then(|token| token.expect.as_ref())
+            .is_some_and(|expect| expect.certificate_bound),
         has_client_certificate,
         problems,
     );
@@ -199,7 +217,7 @@ fn provider(
         interval,
         timeout,
         max_backoff,
-        token: token?,
+        token: TokenConfig { dpop, ..token? },
         canary,
         tls,
         proxy: proxy?,

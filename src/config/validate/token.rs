@@ -10,8 +10,9 @@ use super::values::{Problems, duration_or, expiry_date, http_url, required, secr
 use super::{claims, client_auth};
 use crate::config::raw::{RawJsonFields, RawParam, RawResponse, RawToken};
 use crate::config::{
-    AuthMethod, DEFAULT_DISCOVERY_REFRESH, DEFAULT_REFRESH_BEFORE, DiscoveryConfig, FieldPath,
-    Grant, JsonFields, ParamValue, ResponseFields, TokenConfig, TokenEndpoint,
+    AuthMethod, BearerAssertion, DEFAULT_DISCOVERY_REFRESH, DEFAULT_REFRESH_BEFORE,
+    DiscoveryConfig, FieldPath, Grant, GrantKind, JsonFields, JwtBearer, ParamValue,
+    ResponseFields, TokenConfig, TokenEndpoint,
 };
 
 /// The form fields the exporter sets itself, which `params` may not override.
@@ -38,7 +39,9 @@ pub(super) fn token(
         "the OAuth2 client id is required",
         problems,
     );
-    let auth = client_auth::client_auth(prefix, &mut raw, client_id.as_deref(), problems);
+    let jwt_bearer = raw.grant_type.as_deref() == Some(GrantKind::JwtBearer.as_str());
+    let auth =
+        client_auth::client_auth(prefix, &mut raw, client_id.as_deref(), jwt_bearer, problems);
     let grant = grant(prefix, &mut raw, problems);
     for scope in &raw.scopes {
         if scope.is_empty() || scope.contains(char::is_whitespace) {
@@ -88,6 +91,7 @@ pub(super) fn token(
         client_secret: auth.secret,
         auth_method: auth.method?,
         assertion: auth.assertion.map(Box::new),
+        assertion_file: auth.assertion_file.map(Box::new),
         basic_encoding: auth.basic_encoding?,
         scopes: raw.scopes,
         params,
@@ -98,6 +102,8 @@ pub(super) fn token(
         client_secret_expires,
         password_expires,
         expect: expect.map(Box::new),
+        // Set by the caller, which knows `[defaults]` (see `dpop`).
+        dpop: None,
     })
 }
 
@@ -162,12 +168,41 @@ fn token_endpoint(prefix: &str, raw: &RawToken, problems: &mut Problems) -> Opti
     }
 }
 
-/// `grant_type` with the `username` and password it needs (and only it).
+/// The claims of a signed jwt-bearer assertion the exporter sets itself, which
+/// `assertion_claims` may not override (each has its key, or is made fresh per request).
+const RESERVED_CLAIMS: [(&str, &str); 7] = [
+    ("iss", "set it with assertion_issuer"),
+    ("sub", "set it with assertion_subject"),
+    ("aud", "set it with assertion_audience"),
+    ("exp", "set the lifetime with assertion_lifetime"),
+    ("iat", "made for each request"),
+    ("nbf", "made for each request"),
+    ("jti", "made fresh for each request"),
+];
+
+/// `grant_type` with the `username` and password it needs (and only it), or the `jwt_bearer`
+/// assertion's own keys.
 fn grant(prefix: &str, raw: &mut RawToken, problems: &mut Problems) -> Option<Grant> {
     let key = |field: &str| format!("{prefix}.{field}");
     let password_given =
         raw.password.is_some() || raw.password_file.is_some() || raw.password_env.is_some();
-    match raw.grant_type.as_deref() {
+    let bearer_keys_given = [
+        ("assertion_issuer", raw.assertion_issuer.is_some()),
+        ("assertion_subject", raw.assertion_subject.is_some()),
+        ("assertion_claims", !raw.assertion_claims.is_empty()),
+    ];
+    let grant_type = raw.grant_type.as_deref();
+    if grant_type != Some(GrantKind::JwtBearer.as_str()) {
+        for (field, given) in bearer_keys_given {
+            if given {
+                problems.add(
+                    &key(field),
+                    "only meaningful with grant_type = \"jwt_bearer\" (a claim of the assertion the exporter signs); set grant_type = \"jwt_bearer\" or remove it",
+                );
+            }
+        }
+    }
+    match grant_type {
         None | Some("client_credentials") => {
             if raw.username.is_some() || password_given {
                 problems.add(
@@ -196,14 +231,89 @@ fn grant(prefix: &str, raw: &mut RawToken, problems: &mut Problems) -> Option<Gr
                 _ => None,
             }
         }
+        Some("jwt_bearer") => jwt_bearer(prefix, raw, password_given, problems),
         Some(other) => {
             problems.add(
                 &key("grant_type"),
-                format!("unknown value {other:?}; allowed: client_credentials, password"),
+                format!(
+                    "unknown value {other:?}; allowed: client_credentials, password, jwt_bearer"
+                ),
             );
             None
         }
     }
+}
+
+/// The `jwt_bearer` grant (RFC 7523 section 2.1): its assertion signed with `private_key_file`
+/// (claims from `assertion_issuer`, `assertion_subject`, `assertion_claims`) or read from
+/// `client_assertion_file`.
+fn jwt_bearer(
+    prefix: &str,
+    raw: &mut RawToken,
+    password_given: bool,
+    problems: &mut Problems,
+) -> Option<Grant> {
+    let key = |field: &str| format!("{prefix}.{field}");
+    if raw.username.is_some() || password_given {
+        problems.add(
+            &key("grant_type"),
+            "username/password are set but grant_type is jwt_bearer; set grant_type = \"password\" or remove them",
+        );
+    }
+    let source = match (&raw.private_key_file, &raw.client_assertion_file) {
+        (Some(_), _) => BearerAssertion::Signed,
+        (None, Some(_)) => BearerAssertion::File,
+        (None, None) => {
+            problems.add(
+                &key("private_key_file"),
+                format!(
+                    "missing; grant_type = \"jwt_bearer\" sends an assertion: set {0} (a PEM private key the exporter signs it with) or {1} (a JWT someone else issues, read for every request)",
+                    key("private_key_file"),
+                    key("client_assertion_file")
+                ),
+            );
+            return None;
+        }
+    };
+    if source == BearerAssertion::File {
+        for (field, given) in [
+            ("assertion_issuer", raw.assertion_issuer.is_some()),
+            ("assertion_subject", raw.assertion_subject.is_some()),
+            ("assertion_claims", !raw.assertion_claims.is_empty()),
+        ] {
+            if given {
+                problems.add(
+                    &key(field),
+                    "only meaningful when the exporter signs the assertion (with private_key_file); client_assertion_file is sent as its issuer wrote it",
+                );
+            }
+        }
+    }
+    let mut non_empty = |field: &str, value: Option<String>| {
+        if value.as_deref() == Some("") {
+            problems.add(&key(field), "must not be empty; omit it for the client id");
+        }
+        value
+    };
+    let issuer = non_empty("assertion_issuer", raw.assertion_issuer.take());
+    let subject = non_empty("assertion_subject", raw.assertion_subject.take());
+    let mut claims = serde_json::Map::new();
+    for (name, value) in std::mem::take(&mut raw.assertion_claims) {
+        if let Some((_, instead)) = RESERVED_CLAIMS.iter().find(|(n, _)| *n == name) {
+            problems.add(
+                &format!("{prefix}.assertion_claims.{name}"),
+                format!("{name:?} is set by the exporter itself ({instead})"),
+            );
+            continue;
+        }
+        claims.insert(name, value);
+    }
+    Some(Grant::JwtBearer(Box::new(JwtBearer {
+        issuer,
+        subject,
+        claims,
+        source,
+    })))
 }
 
 /// `params`: extra form fields (or JSON members), none of those the exporter sets itself.

@@ -336,6 +336,7 @@ async fn probe_with_exporter(demo: &Demo, text: &str, name: &str) {
             &client,
             &provider.token,
             &mut auth,
+            None,
             provider.token.endpoint.configured(),
             Duration::from_secs(10),
             None,

@@ -236,7 +236,7 @@ pub(crate) fn report(token_seconds: &[f64], canary_seconds: &[f64]) -> CycleRepo
             duration: Duration::from_secs_f64(*seconds),
             status: Some(if n == 0 { 401 } else { 200 }),
             certificate: None,
-            credentials: [0; 3],
+            credentials: [0; 4],
             retry_after: None,
             result: if n == 0 {
                 Err(TokenError::OAuth {
@@ -272,8 +272,8 @@ pub(crate) fn report(token_seconds: &[f64], canary_seconds: &[f64]) -> CycleRepo
         finished_at: SystemTime::now(),
         // Issue 13's gauges, so the protobuf page is compared with the text one for them too.
         expiries: crate::probe::expiry::Expiries {
-            credential: [1_900_000_000, 0, 0, 0],
-            changed: [1_800_000_000, 0, 0, 0],
+            credential: [1_900_000_000, 0, 0, 0, 0],
+            changed: [1_800_000_000, 0, 0, 0, 0],
             tls: [1_850_000_000, 0, 0],
         },
     }

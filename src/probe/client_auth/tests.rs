@@ -24,6 +24,7 @@ fn with_secret(secret: &str) -> Credentials {
         password: None,
         key: None,
         key_fingerprint: 0,
+        assertion_file: None,
     }
 }
 
@@ -80,7 +81,7 @@ fn each_method_adds_exactly_its_fields() {
         {
             assert_eq!(scrubber.scrub(assertion), "[redacted]");
             assert!(!assertion.contains("s3cret-value"));
-            let shown = decoration.assertion.as_ref().unwrap();
+            let shown = &decoration.assertions[0];
             assert_eq!(shown.header["alg"], "HS256");
             assert_eq!(shown.claims["aud"], "http://127.0.0.1:1/token");
         }
@@ -95,12 +96,13 @@ fn each_method_adds_exactly_its_fields() {
         password: None,
         key: None,
         key_fingerprint: 0,
+        assertion_file: None,
     };
     let decoration = ClientAuth::default()
         .decorate(&config, &credentials, &endpoint(), &mut Scrubber::default())
         .unwrap();
     assert_eq!(names(&decoration), ["client_id"]);
-    assert!(decoration.authorization.is_none() && decoration.assertion.is_none());
+    assert!(decoration.authorization.is_none() && decoration.assertions.is_empty());
 }
 
 #[test]
@@ -241,4 +243,178 @@ async fn a_token_cycle_reads_the_assertion_certificate_once() {
         );
     }
     server.abort();
+}
+
+/// `client_assertion_file` (issue 25): read for each request and sent as its issuer wrote it;
+/// each way it can be unusable is a `client_assertion` failure saying which, and its `exp` is
+/// noted for the expiry gauge even when it has passed.
+#[tokio::test]
+async fn the_client_assertion_file_is_read_for_each_request_and_each_fault_is_named() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    let config = token_config(&format!(
+        "auth_method = \"client_assertion\"\nclient_assertion_file = '{}'",
+        path.display()
+    ));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let jwt = |claims: Value| {
+        format!(
+            "{}.{}.c2lnbmF0dXJl",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"k8s"}"#),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        )
+    };
+    let mut auth = ClientAuth::default();
+    let failure = |result: Result<Credentials, AuthError>| match result {
+        Err(AuthError::Assertion(message)) => message,
+        Err(other) => panic!("not a client_assertion failure: {other:?}"),
+        Ok(_) => panic!("read an unusable assertion"),
+    };
+    let shown = path.display();
+
+    let first = jwt(json!({"iss": "https://kubernetes.default.svc", "exp": now + 3600}));
+    std::fs::write(&path, format!("{first}\n")).unwrap();
+    let credentials = auth.read(&config, Duration::from_secs(5)).await.unwrap();
+    let seen = auth.take_assertion_seen().unwrap();
+    assert_eq!(seen.not_after, Some(now + 3600));
+    let mut scrubber = Scrubber::default();
+    let decoration = auth
+        .decorate(&config, &credentials, &endpoint(), &mut scrubber)
+        .unwrap();
+    assert_eq!(
+        decoration.fields,
+        [
+            ("client_id".to_string(), "id".to_string()),
+            ("client_assertion_type".to_string(), JWT_BEARER.to_string()),
+            ("client_assertion".to_string(), first.clone()),
+        ],
+        "sent as written, without its line break"
+    );
+    assert_eq!(scrubber.scrub(&first), "[redacted]");
+    assert_eq!(decoration.assertions[0].header["kid"], "k8s");
+
+    // Rewritten by its issuer: the next request sends the new one.
+    let second = jwt(json!({"iss": "https://kubernetes.default.svc", "exp": now + 7200}));
+    std::fs::write(&path, &second).unwrap();
+    let credentials = auth.read(&config, Duration::from_secs(5)).await.unwrap();
+    let decoration = auth
+        .decorate(&config, &credentials, &endpoint(), &mut Scrubber::default())
+        .unwrap();
+    assert_eq!(decoration.fields[2].1, second);
+    assert_ne!(
+        credentials.fingerprints()[3],
+        0,
+        "its fingerprint is part of what a request sends"
+    );
+
+    std::fs::write(&path, jwt(json!({"iss": "x", "exp": now - 30}))).unwrap();
+    let message = failure(auth.read(&config, Duration::from_secs(5)).await);
+    assert!(
+        message.starts_with(&format!(
+            "client_assertion_file {shown} is expired: its exp is "
+        )),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("its issuer has not renewed the file"),
+        "{message}"
+    );
+    assert_eq!(
+        auth.take_assertion_seen().unwrap().not_after,
+        Some(now - 30),
+        "an expired assertion's exp still reaches the gauge"
+    );
+
+    std::fs::write(&path, jwt(json!({"iss": "x"}))).unwrap();
+    assert_eq!(
+        failure(auth.read(&config, Duration::from_secs(5)).await),
+        format!(
+            "client_assertion_file {shown} has no exp claim (RFC 7523 section 3: an assertion must say when it expires)"
+        )
+    );
+
+    std::fs::write(&path, "not-a-jwt").unwrap();
+    assert_eq!(
+        failure(auth.read(&config, Duration::from_secs(5)).await),
+        format!(
+            "client_assertion_file {shown} is not a JWT (expected three base64url parts, a JSON header and JSON claims; an encrypted JWE cannot be sent as an assertion)"
+        )
+    );
+
+    std::fs::write(&path, "\n").unwrap();
+    assert_eq!(
+        failure(auth.read(&config, Duration::from_secs(5)).await),
+        format!("client_assertion_file {shown} is empty")
+    );
+
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        failure(auth.read(&config, Duration::from_secs(5)).await),
+        format!(
+            "client_assertion_file {shown} is missing (no such file or directory); has its issuer stopped writing it?"
+        )
+    );
+}
+
+/// Issue 25: with the jwt-bearer grant the key signs the grant's assertion while each client
+/// authentication keeps its own: `client_secret_jwt` still HS256 with the secret, `none` only
+/// the client id.
+#[tokio::test]
+async fn the_jwt_bearer_grant_signs_with_the_key_and_client_auth_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("ec.key");
+    std::fs::write(&key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let grant = format!(
+        "grant_type = \"jwt_bearer\"\nprivate_key_file = '{}'\nassertion_subject = \"user@example.com\"\n",
+        key.display()
+    );
+    let names = |decoration: &Decoration| -> Vec<String> {
+        decoration.fields.iter().map(|(k, _)| k.clone()).collect()
+    };
+    for (auth, fields, algorithms) in [
+        (
+            "client_secret = \"s3cret-value-long-enough-for-hs256\"\nauth_method = \"client_secret_jwt\"",
+            &[
+                "assertion",
+                "client_id",
+                "client_assertion_type",
+                "client_assertion",
+            ][..],
+            &["ES256", "HS256"][..],
+        ),
+        (
+            "auth_method = \"none\"",
+            &["assertion", "client_id"][..],
+            &["ES256"][..],
+        ),
+    ] {
+        let config = token_config(&format!("{grant}{auth}"));
+        let mut auth_state = ClientAuth::default();
+        let credentials = auth_state
+            .read(&config, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let decoration = auth_state
+            .decorate(&config, &credentials, &endpoint(), &mut Scrubber::default())
+            .unwrap();
+        assert_eq!(names(&decoration), fields, "{auth}");
+        let shown: Vec<&Value> = decoration
+            .assertions
+            .iter()
+            .map(|shown| &shown.header["alg"])
+            .collect();
+        assert_eq!(shown, algorithms, "{auth}");
+        assert_eq!(decoration.assertions[0].claims["sub"], "user@example.com");
+        assert_eq!(decoration.assertions[0].claims["iss"], "id");
+        if let Some(client) = decoration.assertions.get(1) {
+            assert_eq!(
+                client.claims["sub"], "id",
+                "a client assertion is about the client"
+            );
+        }
+    }
 }

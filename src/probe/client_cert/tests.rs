@@ -1,6 +1,7 @@
 //! Unit tests of the TLS client certificate followed on disk (issue 22): an unchanged pair
 //! keeps the client, a renewed pair gets a new one, a pair whose key is not the certificate's
-//! fails naming both files and keeps the old client until a good pair is in place.
+//! fails naming both files and keeps the old client until a good pair is in place; the
+//! thumbprint `certificate_bound` compares with follows the pair presented (issue 25).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,6 +51,16 @@ async fn a_renewed_pair_gets_a_new_client_and_a_mismatched_one_keeps_the_old() {
     let mut identity = TlsIdentity::new(&config);
     let deadline = Duration::from_secs(5);
 
+    // What certificate_bound compares with (issue 25): the presented certificate's x5t#S256.
+    let thumbprint = |pem: &str| {
+        crate::signing::Certificate::from_pem(pem.as_bytes())
+            .unwrap()
+            .x5t_s256
+    };
+    assert_eq!(
+        identity.thumbprint(),
+        Some(thumbprint(&first_cert).as_str())
+    );
     let checked = identity.check(&config, &mut client, deadline).await;
     assert!(checked.failure.is_none() && !checked.renewed, "{checked:?}");
     assert!(
@@ -84,12 +95,22 @@ async fn a_renewed_pair_gets_a_new_client_and_a_mismatched_one_keeps_the_old() {
             same(&client, &built),
             "attempt {attempt}: the old client is kept"
         );
+        assert_eq!(
+            identity.thumbprint(),
+            Some(thumbprint(&first_cert).as_str()),
+            "still presenting the first certificate"
+        );
     }
 
     std::fs::write(&key_path, &second_key).unwrap();
     let checked = identity.check(&config, &mut client, deadline).await;
     assert!(checked.failure.is_none() && checked.renewed, "{checked:?}");
     assert!(!same(&client, &built), "a new client presents the new pair");
+    assert_eq!(
+        identity.thumbprint(),
+        Some(thumbprint(&second_cert).as_str()),
+        "tokens are now bound to the renewed certificate"
+    );
     let renewed = client.clone();
     let checked = identity.check(&config, &mut client, deadline).await;
     assert!(checked.failure.is_none() && !checked.renewed, "{checked:?}");

@@ -180,3 +180,53 @@ fn basic_header_form_encodes_before_base64() {
         "id:p@ss word+:%"
     );
 }
+
+/// Issue 25: with `dpop = true` a token must come as `token_type` DPoP; a Bearer one (any case)
+/// or none is not bound to the key, reason `dpop`; the server's refusal of a proof (or its
+/// nonce demand, after the one retry) is `dpop` too, with its words in the detail.
+#[test]
+fn dpop_token_types_and_errors_map_to_dpop() {
+    let config = token_config("dpop = true");
+    let ok = interpret_body(
+        200,
+        r#"{"access_token":"t","token_type":"dpop","expires_in":60}"#,
+        &config,
+    );
+    assert_eq!(ok.unwrap().lifetime, Some(Duration::from_secs(60)));
+    let cases = [
+        (
+            200,
+            r#"{"access_token":"t","token_type":"BEARER"}"#,
+            "dpop",
+            "token_type \"BEARER\"",
+        ),
+        (200, r#"{"access_token":"t"}"#, "dpop", "no token_type"),
+        (
+            200,
+            r#"{"access_token":"t","token_type":"N_A"}"#,
+            "invalid_response",
+            "not DPoP",
+        ),
+        (
+            400,
+            r#"{"error":"invalid_dpop_proof","error_description":"DPoP proof JWT Replay detected"}"#,
+            "dpop",
+            "invalid_dpop_proof: DPoP proof JWT Replay detected",
+        ),
+        (
+            400,
+            r#"{"error":"use_dpop_nonce","error_description":"nonce is required in the DPoP proof"}"#,
+            "dpop",
+            "use_dpop_nonce",
+        ),
+    ];
+    for (status, body, reason, detail) in cases {
+        let error = interpret_body(status, body, &config).unwrap_err();
+        assert_eq!(error.reason(), reason, "{status} {body}: {error}");
+        assert!(error.to_string().contains(detail), "{error}");
+    }
+    // Without DPoP a DPoP token type is not Bearer: not a usable answer, as before.
+    let plain = token_config("");
+    let error = interpret_body(200, r#"{"access_token":"t","token_type":"DPoP"}"#, &plain);
+    assert_eq!(error.unwrap_err().reason(), "invalid_response");
+}

@@ -20,7 +20,7 @@ fn token(status: Option<u16>, result: Result<IssuedToken, TokenError>) -> TokenO
         duration: Duration::from_millis(20),
         status,
         certificate: None,
-        credentials: [1, 0, 0],
+        credentials: [1, 0, 0, 0],
         retry_after: None,
         result,
     }

@@ -432,6 +432,10 @@ struct ReadyLine {
     basic_client: OidcClient,
     post_client: OidcClient,
     secret_jwt_client: OidcClient,
+    #[serde(default)]
+    dpop_client: Option<OidcClient>,
+    #[serde(default)]
+    dpop_canary_url: Option<String>,
 }
 
 /// Directory of the oidc-provider peer (package.json, server.mjs, node_modules after `npm ci`).
@@ -514,6 +518,12 @@ pub struct OidcPeer {
     pub post_client: OidcClient,
     /// Registered with `token_endpoint_auth_method = client_secret_jwt` (HS256).
     pub secret_jwt_client: OidcClient,
+    /// Started with [`OidcPeer::start_dpop`]: registered `client_secret_post` with
+    /// `dpop_bound_access_tokens` (issue 25).
+    pub dpop_client: Option<OidcClient>,
+    /// Started with [`OidcPeer::start_dpop`]: the DPoP API, on a listener of its own (another
+    /// origin than the issuer).
+    pub dpop_canary_url: Option<String>,
 }
 
 impl OidcPeer {
@@ -533,6 +543,14 @@ impl OidcPeer {
         Self::spawn(false, keys_dir, Some(tls_dir))
     }
 
+    /// Starts a peer whose token endpoint takes DPoP proofs and requires its nonce in them,
+    /// with a client that gets only DPoP-bound tokens and an API that takes only those (see
+    /// `--dpop` in server.mjs; issue 25). Its stats gain `dpop_token_errors` and `dpop_canary`.
+    pub fn start_dpop() -> Option<OidcPeer> {
+        let keys_dir = Arc::new(tempfile::tempdir().expect("temp dir for the peer's keys"));
+        Self::spawn_with(false, keys_dir, None, &["--dpop"])
+    }
+
     /// The path of one of this instance's client private keys (`rsa.key`, `ec.key`,
     /// `unregistered.key`).
     pub fn client_key(&self, name: &str) -> PathBuf {
@@ -550,6 +568,16 @@ impl OidcPeer {
         opaque: bool,
         keys_dir: Arc<tempfile::TempDir>,
         tls_dir: Option<&Path>,
+    ) -> Option<OidcPeer> {
+        Self::spawn_with(opaque, keys_dir, tls_dir, &[])
+    }
+
+    /// [`OidcPeer::spawn`] with further server.mjs options.
+    fn spawn_with(
+        opaque: bool,
+        keys_dir: Arc<tempfile::TempDir>,
+        tls_dir: Option<&Path>,
+        options: &[&str],
     ) -> Option<OidcPeer> {
         let test = current_test();
         let Some(node) = find_tool("node") else {
@@ -588,6 +616,7 @@ impl OidcPeer {
         if let Some(tls_dir) = tls_dir {
             command.arg("--tls").arg(tls_dir);
         }
+        command.args(options);
         let turn = StartTurn::take();
         let mut child = command.spawn().expect("spawn node server.mjs");
         let stdin = child.stdin.take();
@@ -641,6 +670,8 @@ impl OidcPeer {
             basic_client: ready.basic_client,
             post_client: ready.post_client,
             secret_jwt_client: ready.secret_jwt_client,
+            dpop_client: ready.dpop_client,
+            dpop_canary_url: ready.dpop_canary_url,
         })
     }
 

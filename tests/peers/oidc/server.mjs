@@ -4,7 +4,7 @@
 // this script prints on stdout once it accepts connections.
 //
 // Usage: node server.mjs [--port N] [--opaque] [--ttl SECONDS] [--keys FILE] [--client-keys DIR]
-//                        [--tls DIR]
+//                        [--tls DIR] [--dpop]
 //   --port   TCP port on 127.0.0.1 (default: env OIDC_PEER_PORT, else 0 = a free port chosen by the OS)
 //   --opaque issue opaque access tokens instead of RS256 JWTs
 //   --ttl    access token lifetime in seconds (default 90: short, so expires_in is checkable)
@@ -19,20 +19,31 @@
 //            `private-key-es256-client`. Without it those clients are not registered.
 //   --tls    directory holding `server.crt`, `server.key` and `client-ca.crt`: serve HTTPS,
 //            request a client certificate, and register `mtls-client` (tls_client_auth,
-//            subject `CN=oauth2-exporter-mtls`, which a certificate from client-ca.crt must carry).
+//            subject `CN=oauth2-exporter-mtls`, which a certificate from client-ca.crt must carry)
+//            and `mtls-bound-client` (the same, its tokens bound to the certificate, RFC 8705).
+//   --dpop   DPoP (RFC 9449, issue 25): the token endpoint takes DPoP proofs and requires its
+//            nonce in them (features.dPoP with nonceSecret and requireNonce), `dpop-client`
+//            (client_secret_post) gets only DPoP-bound tokens (dpop_bound_access_tokens), and a
+//            second listener (another origin, as an API apart from its identity provider) serves
+//            `/api/dpop-canary`: 200 only for `Authorization: DPoP <token>` with a token of this
+//            issuer whose cnf.jkt is the proof's key, and a proof that verifies with that key,
+//            with htm, htu, ath, a fresh iat and a jti never seen, and the API's own nonce,
+//            which it demands (401 DPoP error="use_dpop_nonce") when the proof lacks it.
 //
 // `POST /_peer/discovery?up=0` (and `?up=1`) switches the discovery documents to 503 and back.
 //
 // The process exits when its stdin closes, so a test runner that dies cannot leave it behind.
 
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify } from 'jose';
+import {
+  calculateJwkThumbprint, createLocalJWKSet, EmbeddedJWK, exportJWK, generateKeyPair, jwtVerify,
+} from 'jose';
 import Provider from 'oidc-provider';
 
 const { values: args } = parseArgs({
@@ -43,6 +54,7 @@ const { values: args } = parseArgs({
     keys: { type: 'string' },
     'client-keys': { type: 'string' },
     tls: { type: 'string' },
+    dpop: { type: 'boolean', default: false },
   },
 });
 
@@ -94,6 +106,18 @@ const MTLS_SUBJECT = 'CN=oauth2-exporter-mtls';
 if (args.tls) {
   clients.push({ client_id: 'mtls-client', token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: MTLS_SUBJECT });
 }
+if (args.dpop) {
+  clients.push({ client_id: 'dpop-client', client_secret: secret(), token_endpoint_auth_method: 'client_secret_post', dpop_bound_access_tokens: true });
+}
+// Issue 25: the same certificate, but tokens bound to it (RFC 8705 section 3: `cnf.x5t#S256`).
+if (args.tls) {
+  clients.push({
+    client_id: 'mtls-bound-client',
+    token_endpoint_auth_method: 'tls_client_auth',
+    tls_client_auth_subject_dn: MTLS_SUBJECT,
+    tls_client_certificate_bound_access_tokens: true,
+  });
+}
 const registeredMethod = new Map(clients.map((c) => [c.client_id, c.token_endpoint_auth_method]));
 
 async function signingKeys() {
@@ -115,6 +139,13 @@ async function signingKeys() {
 // counts requests that carried a client_secret next to an assertion (never allowed);
 // `discovery`: the metadata documents served, by path (and `503 path` while switched off).
 const stats = { token: {}, canary: {}, assertions: {}, secret_with_assertion: 0, discovery: {} };
+// With --dpop: `dpop_token_errors`, the token endpoint's errors by code (use_dpop_nonce when
+// a proof lacked its nonce); `dpop_canary`, the DPoP API's answers by status,
+// `nonce_demands` and each refusal's reason in `refused`.
+if (args.dpop) {
+  stats.dpop_token_errors = {};
+  stats.dpop_canary = { nonce_demands: 0, refused: [] };
+}
 const seenJti = new Set();
 
 // Test switch (issue 12): while true, the discovery documents answer 503, as an identity
@@ -240,12 +271,16 @@ server.listen(port, '127.0.0.1', async () => {
       mTLS: {
         enabled: Boolean(args.tls),
         tlsClientAuth: Boolean(args.tls),
+        certificateBoundAccessTokens: Boolean(args.tls),
         getCertificate: (ctx) => ctx.socket.getPeerX509Certificate?.(),
         certificateAuthorized: (ctx) => ctx.socket.authorized === true,
         certificateSubjectMatches: (ctx, property, expected) => property === 'tls_client_auth_subject_dn'
           && ctx.socket.getPeerX509Certificate?.()?.subject === expected,
       },
       clientCredentials: { enabled: true },
+      ...(args.dpop ? {
+        dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
+      } : {}),
       introspection: { enabled: true },
       resourceIndicators: {
         enabled: true,
@@ -267,7 +302,12 @@ server.listen(port, '127.0.0.1', async () => {
       },
     },
     ttl: { ClientCredentials: ttl },
+    // oidc-provider's default is ES256 and EdDSA only; the exporter also signs RS256 and PS256.
+    ...(args.dpop ? { enabledJWA: { dPoPSigningAlgValues: ['ES256', 'PS256', 'RS256'] } } : {}),
   });
+  if (args.dpop) {
+    provider.on('grant.error', (_ctx, err) => bump(stats.dpop_token_errors, err.error ?? 'unknown'));
+  }
   provider.use(enforceRegisteredAuthMethod);
   const providerHandler = provider.callback();
   const publicJwks = createLocalJWKSet({
@@ -334,6 +374,8 @@ server.listen(port, '127.0.0.1', async () => {
     }
   });
 
+  const dpopCanaryUrl = args.dpop ? await startDpopApi(issuer, publicJwks) : null;
+
   const ready = {
     issuer,
     port: actualPort,
@@ -351,9 +393,66 @@ server.listen(port, '127.0.0.1', async () => {
     secret_jwt_client: { id: clients[2].client_id, secret: clients[2].client_secret },
     client_keys: args['client-keys'] ?? null,
     mtls_subject: args.tls ? MTLS_SUBJECT : null,
+    dpop_client: args.dpop ? { id: 'dpop-client', secret: clients.find((c) => c.client_id === 'dpop-client').client_secret } : null,
+    dpop_canary_url: dpopCanaryUrl,
   };
   process.stdout.write(`OIDC_PEER_READY ${JSON.stringify(ready)}\n`);
 });
+
+// The DPoP API of --dpop, on a listener of its own: returns its canary URL once it listens.
+async function startDpopApi(issuer, publicJwks) {
+  const apiNonce = secret();
+  const seenProofJti = new Set();
+  const api = http.createServer();
+  await new Promise((resolve) => { api.listen(0, '127.0.0.1', resolve); });
+  const url = `http://127.0.0.1:${api.address().port}/api/dpop-canary`;
+  const answer = (res, status, headers, body) => {
+    bump(stats.dpop_canary, status);
+    res.writeHead(status, { 'content-type': 'application/json', ...headers });
+    res.end(JSON.stringify(body));
+  };
+  api.on('request', async (req, res) => {
+    if (req.url.split('?')[0] !== '/api/dpop-canary') {
+      answer(res, 404, {}, { error: 'not_found' });
+      return;
+    }
+    try {
+      const m = /^DPoP ([^\s]+)$/.exec(req.headers.authorization ?? '');
+      if (!m) throw new Error('no Authorization: DPoP token');
+      const token = m[1];
+      const { payload: claims } = await jwtVerify(token, publicJwks, {
+        issuer, audience: RESOURCE, algorithms: ['RS256'],
+      });
+      if (!String(claims.scope ?? '').split(' ').includes(API_SCOPE)) throw new Error(`missing scope ${API_SCOPE}`);
+      const proof = req.headers.dpop;
+      if (typeof proof !== 'string') throw new Error('no DPoP proof');
+      const { payload, protectedHeader } = await jwtVerify(proof, EmbeddedJWK, {
+        typ: 'dpop+jwt', algorithms: ['ES256', 'PS256', 'RS256'],
+      });
+      if (claims.cnf?.jkt !== await calculateJwkThumbprint(protectedHeader.jwk)) throw new Error('cnf.jkt is not the proof key');
+      if (payload.htm !== req.method) throw new Error('htm mismatch');
+      if (payload.htu !== url) throw new Error(`htu mismatch: ${payload.htu}`);
+      if (payload.ath !== createHash('sha256').update(token).digest('base64url')) throw new Error('ath mismatch');
+      if (typeof payload.iat !== 'number' || Math.abs(Date.now() / 1000 - payload.iat) > 60) throw new Error('iat is not recent');
+      if (typeof payload.jti !== 'string' || seenProofJti.has(payload.jti)) throw new Error('jti missing or replayed');
+      seenProofJti.add(payload.jti);
+      if (payload.nonce !== apiNonce) {
+        stats.dpop_canary.nonce_demands += 1;
+        answer(res, 401, {
+          'www-authenticate': 'DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"',
+          'dpop-nonce': apiNonce,
+        }, { error: 'use_dpop_nonce' });
+        return;
+      }
+      answer(res, 200, {}, { ok: true, client_id: claims.client_id });
+    } catch (err) {
+      const why = err.code ?? err.message;
+      stats.dpop_canary.refused.push(why);
+      answer(res, 401, { 'www-authenticate': `DPoP error="invalid_dpop_proof", error_description="${why}"` }, { error: 'invalid_dpop_proof', error_description: why });
+    }
+  });
+  return url;
+}
 
 server.on('error', (err) => {
   console.error(`oidc peer: ${err.message}`);
