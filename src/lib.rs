@@ -61,7 +61,10 @@
 //!   due after refused credentials or a `Retry-After`. `record`: `Recorders`, the one record
 //!   path: the only writer of the metrics, the status board, the `/probe` directory and the
 //!   per-cycle log line, for cycles, providers added or removed, and reloads; built once by
-//!   the daemon and read by `web`.
+//!   the daemon and read by `web`. It keeps one `ProviderRecord` per provider (the metrics
+//!   record, the status row, the mailbox and the stop flag in one allocation), which the
+//!   metrics, the board and the directory point into through `metrics::SeriesCell` and
+//!   `status::Row`, so neither imports the scheduler.
 //! - `metrics/`: the one writer of every series (`mod.rs`, `Metrics::record`); `/metrics` from
 //!   a snapshot: `snapshot` (the format-neutral part: the snapshot, family kinds, the
 //!   `Families` trait both writers implement and the `Sink` both write to), `catalogue` (every provider family, its name,
@@ -84,7 +87,7 @@
 //! - `shorten`: the one truncator of text people read (server text in errors, logs and
 //!   traces, failure details on the status page), its rules per destination written once.
 //! - `logging`: logfmt or JSON logs on standard error.
-//! - `memory`: glibc's malloc thresholds fixed at start, and the pages freed by loading a
+//! - `memory`: glibc's malloc thresholds and its one arena fixed at start, and the pages freed by loading a
 //!   configuration handed back to the system (the crate's only `unsafe` code: `mallopt` and
 //!   `malloc_trim`; the unit tests add an allocation counter, `metrics/tests.rs`).
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
