@@ -11,6 +11,8 @@
 //!   ratio, since when, the next attempt, and the name's link to the debug trace. Its
 //!   screenshot is the one in `docs/status-page.png`, rewritten when
 //!   `OAUTH2_EXPORTER_UPDATE_SCREENSHOT=1` is set (`scripts/update-screenshot`).
+//! - The labels (issue 26): each row's labels as links, a click on one filtering the page to
+//!   the providers so labelled, several labels all required, an unknown one matching none.
 //!
 //! Without chromium, node or `npm ci` in `tests/peers/browser` the tests print SKIPPED; with
 //! `OAUTH2_EXPORTER_REQUIRE_PEERS=1` (CI, after `scripts/install-peers`) they fail instead.
@@ -86,10 +88,17 @@ fn browser_tools(test: &str) -> Option<PathBuf> {
     Some(node)
 }
 
-/// Runs the browser script on `url`, screenshot to `screenshot`, then clicks `click`'s name if
-/// given; returns what it printed as JSON. Bounded by [`BROWSER_TIMEOUT`]: the child is killed
-/// (by its own handle) after that.
-fn look_at_page(node: &Path, url: &str, screenshot: &Path, click: Option<&str>) -> Value {
+/// Runs the browser script on `url`, screenshot to `screenshot`, then clicks `click` if given (a
+/// provider's name, or `PROVIDER/NAME=VALUE` for that row's label link), then opens each of
+/// `visit` in turn; returns what it printed as JSON. Bounded by [`BROWSER_TIMEOUT`]: the child is
+/// killed (by its own handle) after that.
+fn look_at_page(
+    node: &Path,
+    url: &str,
+    screenshot: &Path,
+    click: Option<&str>,
+    visit: &[String],
+) -> Value {
     let out = tempfile::tempdir().unwrap();
     let stdout_path = out.path().join("stdout");
     let stderr_path = out.path().join("stderr");
@@ -100,7 +109,8 @@ fn look_at_page(node: &Path, url: &str, screenshot: &Path, click: Option<&str>) 
         .arg(url)
         .arg(screenshot)
         .arg(CHROMIUM)
-        .args(click)
+        .arg(click.unwrap_or("-"))
+        .args(visit)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout_path).unwrap())
         .stderr(std::fs::File::create(&stderr_path).unwrap())
@@ -298,7 +308,7 @@ async fn status_page_shows_each_state_escaped_failing_first_in_chromium() {
                 limit,
             );
             let url = format!("http://{}/", exporter.addr());
-            let seen = look_at_page(&node, &url, &screenshot, None);
+            let seen = look_at_page(&node, &url, &screenshot, None, &[]);
             let page = http_request(exporter.addr(), "GET", "/", &[], &[]).unwrap();
             assert_eq!(page.status, 200);
             assert_eq!(
@@ -617,7 +627,7 @@ async fn status_page_history_strip_ratio_since_and_link_in_chromium() {
                 std::thread::sleep(Duration::from_millis(100));
             }
             let url = format!("http://{}/", exporter.addr());
-            let seen = look_at_page(&node, &url, &screenshot, Some("flapping"));
+            let seen = look_at_page(&node, &url, &screenshot, Some("flapping"), &[]);
             (seen, exporter.logs())
         }
     })
@@ -738,4 +748,203 @@ async fn status_page_history_strip_ratio_since_and_link_in_chromium() {
         "screenshot {width}x{height}"
     );
     update_docs_screenshot(&png);
+}
+
+/// The providers (by name, sorted) of a page's rows.
+fn providers_shown(page: &Value) -> Vec<String> {
+    let mut names: Vec<String> = page["rows"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|row| row["provider"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Issue 26: each provider's labels (`[defaults]`' merged with its own) under its name as
+/// links; a real click on `team=payments` lands on `/?team=payments`, which shows only the
+/// payments rows and says so; several labels must all match, and a label no provider has
+/// matches none. Nothing here needs a cycle to have run (the rows and their labels come from
+/// the configuration), so the interval is an hour and the test does not wait for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_label_links_filter_the_rows_in_chromium() {
+    let test = "status_page_label_links_filter_the_rows_in_chromium";
+    let Some(node) = browser_tools(test) else {
+        return;
+    };
+
+    let idp = FakeServer::start(|request| match request.path.as_str() {
+        "/token" => Reply::token("labels-access-token", 3600),
+        _ => Reply::status(404),
+    })
+    .await;
+    let token = idp.url("/token");
+    let provider = |name: &str, labels: &str| {
+        Provider::new(name, &token)
+            .interval("1h")
+            .setting("labels", labels)
+    };
+    // `env = "prod"` for everyone unless a provider says otherwise: `analytics` removes it and
+    // is left without labels, `payments` is the payments team's but in staging, `crm` is in
+    // prod but another team's; only `billing` is both payments' and in prod.
+    let config = [
+        support::config::defaults(&[("labels", r#"{ env = "prod" }"#)]),
+        support::config::providers(&[
+            provider("analytics", r#"{ env = "" }"#),
+            provider("billing", r#"{ team = "payments" }"#),
+            provider("crm", r#"{ team = "sales" }"#),
+            provider("payments", r#"{ team = "payments", env = "staging" }"#),
+        ]),
+    ]
+    .concat();
+    let screenshot = artifacts().join("status-page-labels.png");
+    let _ = std::fs::remove_file(&screenshot);
+
+    let (seen, logs) = tokio::task::spawn_blocking({
+        let screenshot = screenshot.clone();
+        move || {
+            let exporter = Exporter::start(&config);
+            let base = format!("http://{}", exporter.addr());
+            let visit = [
+                format!("{base}/?team=payments&env=prod"),
+                format!("{base}/?nosuch=x"),
+            ];
+            let seen = look_at_page(
+                &node,
+                &format!("{base}/"),
+                &screenshot,
+                Some("billing/team=payments"),
+                &visit,
+            );
+            (seen, exporter.logs())
+        }
+    })
+    .await
+    .unwrap();
+    let context = format!("--- browser saw ---\n{seen:#}\n--- exporter logs ---\n{logs}");
+    assert_eq!(seen["status"], 200, "{context}");
+    assert_eq!(seen["scripts"], 0, "{context}");
+    assert_eq!(seen["errors"], json!([]), "{context}");
+    assert_eq!(seen["dialogs"], json!([]), "{context}");
+
+    // `/`: every provider, no filter line; each label a link to the page filtered by it (sorted
+    // by name), and no labels element at all on the row without labels.
+    assert_eq!(seen["filter"], Value::Null, "{context}");
+    assert_eq!(
+        providers_shown(&seen),
+        ["analytics", "billing", "crm", "payments"],
+        "{context}"
+    );
+    let rows = seen["rows"].as_array().unwrap();
+    let labels_of = |provider: &str| {
+        &rows
+            .iter()
+            .find(|r| r["provider"] == provider)
+            .unwrap_or_else(|| panic!("no row of {provider}: {context}"))["labels"]
+    };
+    let link = |text: &str, href: &str| json!({"text": text, "href": href});
+    assert_eq!(
+        labels_of("billing"),
+        &json!([
+            link("env=prod", "?env=prod"),
+            link("team=payments", "?team=payments")
+        ]),
+        "{context}"
+    );
+    assert_eq!(
+        labels_of("payments"),
+        &json!([
+            link("env=staging", "?env=staging"),
+            link("team=payments", "?team=payments")
+        ]),
+        "{context}"
+    );
+    assert_eq!(
+        labels_of("crm"),
+        &json!([
+            link("env=prod", "?env=prod"),
+            link("team=sales", "?team=sales")
+        ]),
+        "{context}"
+    );
+    assert_eq!(labels_of("analytics"), &Value::Null, "{context}");
+    // The name is still the first link of its cell, to the debug trace.
+    for row in rows {
+        let name = row["provider"].as_str().unwrap_or_default();
+        assert_eq!(
+            row["link"],
+            format!("/probe?provider={name}&debug=true"),
+            "{row:#}"
+        );
+    }
+
+    // A click on billing's `team=payments`: the payments rows only, and the line saying so with
+    // its way back.
+    let clicked = &seen["clicked"];
+    let landed = clicked["url"].as_str().unwrap_or_default();
+    assert!(
+        landed.starts_with("http://127.0.0.1:") && landed.ends_with("/?team=payments"),
+        "{context}"
+    );
+    let page = &clicked["page"];
+    assert_eq!(providers_shown(page), ["billing", "payments"], "{context}");
+    assert_eq!(
+        page["filter"],
+        json!({
+            "text": "Showing the 2 of 4 providers labelled team=payments · show all",
+            "links": [link("show all", "/")],
+        }),
+        "{context}"
+    );
+
+    // Both labels required: `payments` is in staging, `crm` another team's.
+    let visited = seen["visited"].as_array().unwrap();
+    assert_eq!(visited.len(), 2, "{context}");
+    let both = &visited[0];
+    assert_eq!(both["status"], 200, "{context}");
+    assert!(
+        both["url"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("/?team=payments&env=prod"),
+        "{context}"
+    );
+    assert_eq!(providers_shown(both), ["billing"], "{context}");
+    assert_eq!(
+        both["filter"]["text"],
+        "Showing the 1 of 4 providers labelled team=payments, env=prod · show all",
+        "{context}"
+    );
+
+    // A label no provider has: no provider, one row saying so.
+    let none = &visited[1];
+    assert_eq!(none["status"], 200, "{context}");
+    assert_eq!(
+        none["rows"],
+        json!([{
+            "provider": null,
+            "class": null,
+            "cells": ["No provider has these labels."],
+            "detail": null,
+            "link": null,
+            "labels": null,
+            "strip": [],
+            "ratio": null,
+        }]),
+        "{context}"
+    );
+    assert_eq!(
+        none["filter"]["text"], "Showing the 0 of 4 providers labelled nosuch=x · show all",
+        "{context}"
+    );
+
+    let png = std::fs::read(&screenshot)
+        .unwrap_or_else(|e| panic!("no screenshot at {}: {e}", screenshot.display()));
+    let (width, height) = png_size(&png);
+    assert!(
+        width >= 1000 && height >= 300,
+        "screenshot {width}x{height}"
+    );
 }

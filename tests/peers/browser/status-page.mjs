@@ -2,29 +2,78 @@
 // (headless, driven by playwright-core) for tests/it/status_page.rs, takes a screenshot, and prints
 // what the browser saw as one JSON line. It asserts nothing itself: the Rust test does.
 //
-// Usage: node status-page.mjs URL SCREENSHOT.png [CHROMIUM [PROVIDER]]
-// With PROVIDER, after the screenshot it clicks that provider's name and reports where it
-// landed and what that page says.
+// Usage: node status-page.mjs URL SCREENSHOT.png [CHROMIUM [CLICK [VISIT...]]]
+// With CLICK, after the screenshot it clicks a link as a person would and reports where it landed
+// and what that page says: CLICK is a provider's name (its name link) or PROVIDER/NAME=VALUE
+// (that row's label link reading NAME=VALUE); `-` clicks nothing. Each VISIT URL is then opened
+// in turn and read like the first page.
 // Prints: STATUS_PAGE_RESULT {"title", "pwned", "scripts", "images", "requests", "header",
 //          "rows": [{"provider", "class", "cells": [...], "detail", "link",
+//                    "labels": [{"text", "href"}] or null (no .labels element),
 //                    "strip": [{"mark", "class", "title"}], "ratio"}],
-//          "columns", "dialogs", "errors", "clicked": {"url", "text"} or null}
+//          "filter": {"text", "links": [{"text", "href"}]} or null,
+//          "columns", "dialogs", "errors",
+//          "clicked": {"url", "text", "page": {"title", "rows", "filter", ...}} or null,
+//          "visited": [{"url", "status", "title", "rows", "filter", ...}]}
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const [url, screenshot, executablePath = '/usr/bin/chromium', click] = process.argv.slice(2);
+const [url, screenshot, executablePath = '/usr/bin/chromium', clickArg = '-', ...visits] =
+  process.argv.slice(2);
 if (!url || !screenshot) {
-  console.error('usage: node status-page.mjs URL SCREENSHOT.png [CHROMIUM]');
+  console.error('usage: node status-page.mjs URL SCREENSHOT.png [CHROMIUM [CLICK [VISIT...]]]');
   process.exit(2);
 }
+const click = clickArg === '-' ? null : clickArg;
 // The test is loopback-only; refuse anything else rather than let chromium reach out.
-const host = new URL(url).hostname;
-if (host !== '127.0.0.1' && host !== '[::1]' && host !== 'localhost') {
-  console.error(`refusing a non-loopback URL: ${url}`);
-  process.exit(2);
+for (const each of [url, ...visits]) {
+  const host = new URL(each).hostname;
+  if (host !== '127.0.0.1' && host !== '[::1]' && host !== 'localhost') {
+    console.error(`refusing a non-loopback URL: ${each}`);
+    process.exit(2);
+  }
 }
+
+// What a page shows, read in the page (no script of the page's own runs: it has none).
+const read = (page) =>
+  page.evaluate(() => {
+    const links = (root) =>
+      [...root.querySelectorAll('a')].map((a) => ({
+        text: a.textContent,
+        href: a.getAttribute('href'),
+      }));
+    const filter = document.querySelector('p.filter');
+    return {
+      title: document.title,
+      pwned: typeof window.__pwned === 'undefined' ? null : String(window.__pwned),
+      scripts: document.querySelectorAll('script').length,
+      images: document.querySelectorAll('img').length,
+      header: document.querySelector('header')?.innerText ?? null,
+      rows: [...document.querySelectorAll('#providers tbody tr')].map((tr) => {
+        const labels = tr.querySelector('.labels');
+        return {
+          provider: tr.getAttribute('data-provider'),
+          class: tr.getAttribute('class'),
+          cells: [...tr.querySelectorAll(':scope > td')].map((td) => td.innerText.trim()),
+          detail: tr.querySelector('.detail')?.textContent ?? null,
+          link: tr.querySelector(':scope > td a')?.getAttribute('href') ?? null,
+          labels: labels ? links(labels) : null,
+          strip: [...tr.querySelectorAll('.strip i')].map((cell) => ({
+            mark: cell.textContent,
+            class: cell.getAttribute('class'),
+            title: cell.getAttribute('title'),
+          })),
+          ratio: tr.querySelector('.ratio')?.innerText ?? null,
+        };
+      }),
+      filter: filter ? { text: filter.innerText, links: links(filter) } : null,
+      columns: [...document.querySelectorAll('#providers thead th')].map((th) =>
+        th.innerText.trim(),
+      ),
+    };
+  });
 
 // A fresh profile each run, so nothing cached from an earlier run can make the page look right.
 const profile = mkdtempSync(join(tmpdir(), 'oauth2-exporter-chromium-'));
@@ -61,34 +110,28 @@ try {
   page.on('pageerror', (error) => errors.push(String(error)));
 
   const response = await page.goto(url, { waitUntil: 'load', timeout: 20_000 });
-  const seen = await page.evaluate(() => ({
-    title: document.title,
-    pwned: typeof window.__pwned === 'undefined' ? null : String(window.__pwned),
-    scripts: document.querySelectorAll('script').length,
-    images: document.querySelectorAll('img').length,
-    header: document.querySelector('header')?.innerText ?? null,
-    rows: [...document.querySelectorAll('#providers tbody tr')].map((tr) => ({
-      provider: tr.getAttribute('data-provider'),
-      class: tr.getAttribute('class'),
-      cells: [...tr.querySelectorAll(':scope > td')].map((td) => td.innerText.trim()),
-      detail: tr.querySelector('.detail')?.textContent ?? null,
-      link: tr.querySelector(':scope > td a')?.getAttribute('href') ?? null,
-      strip: [...tr.querySelectorAll('.strip i')].map((cell) => ({
-        mark: cell.textContent,
-        class: cell.getAttribute('class'),
-        title: cell.getAttribute('title'),
-      })),
-      ratio: tr.querySelector('.ratio')?.innerText ?? null,
-    })),
-    columns: [...document.querySelectorAll('#providers thead th')].map((th) => th.innerText.trim()),
-  }));
+  const seen = await read(page);
   await page.screenshot({ path: screenshot, fullPage: true });
-  // A person's click on the name, as a real navigation (no script of the page's own runs).
+  // A person's click on a name or a label, as a real navigation (no script of the page's own
+  // runs).
   let clicked = null;
   if (click) {
-    const link = page.locator(`#providers tbody tr[data-provider="${click}"] > td a`);
+    const [provider, label] = click.split('/', 2);
+    const row = page.locator(`#providers tbody tr[data-provider="${provider}"]`);
+    const link = label
+      ? row.locator('.labels').getByRole('link', { name: label, exact: true })
+      : row.locator('td:first-child > a');
     await Promise.all([page.waitForNavigation({ timeout: 20_000 }), link.click()]);
-    clicked = { url: page.url(), text: await page.evaluate(() => document.body.innerText) };
+    clicked = {
+      url: page.url(),
+      text: await page.evaluate(() => document.body.innerText),
+      page: await read(page),
+    };
+  }
+  const visited = [];
+  for (const each of visits) {
+    const answer = await page.goto(each, { waitUntil: 'load', timeout: 20_000 });
+    visited.push({ url: page.url(), status: answer?.status() ?? null, ...(await read(page)) });
   }
   console.log(
     'STATUS_PAGE_RESULT ' +
@@ -99,6 +142,7 @@ try {
         dialogs,
         errors,
         clicked,
+        visited,
       }),
   );
 } finally {
