@@ -354,29 +354,23 @@ fn grant_assertion_of(request: &Recorded) -> (Value, Value, String, Vec<u8>) {
 /// grant is, by its registered URN).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_jwt_bearer_grant_sends_exactly_its_assertion_and_optional_client_auth() {
-    let base = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
-    let idp = {
-        let base = std::sync::Arc::clone(&base);
-        FakeServer::start(move |request| {
-            let base = base.get().cloned().unwrap_or_default();
-            match request.path.as_str() {
-                "/disco/.well-known/openid-configuration" => Reply::json(
-                    200,
-                    json!({
-                        "issuer": format!("{base}/disco"),
-                        "token_endpoint": format!("{base}/found/token"),
-                        "grant_types_supported": [JWT_BEARER_GRANT],
-                        // As Google's: secret methods only. `none` authenticates no client,
-                        // so it is not checked against them.
-                        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-                    }),
-                ),
-                _ => Reply::token(&format!("t-{}", now()), 3600),
-            }
-        })
-        .await
-    };
-    base.set(idp.url("")).unwrap();
+    let idp = FakeServer::start_with_base(move |base, request| {
+        match request.path.as_str() {
+            "/disco/.well-known/openid-configuration" => Reply::json(
+                200,
+                json!({
+                    "issuer": format!("{base}/disco"),
+                    "token_endpoint": format!("{base}/found/token"),
+                    "grant_types_supported": [JWT_BEARER_GRANT],
+                    // As Google's: secret methods only. `none` authenticates no client,
+                    // so it is not checked against them.
+                    "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                }),
+            ),
+            _ => Reply::token(&format!("t-{}", now()), 3600),
+        }
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let rsa = credential(&rcgen::PKCS_RSA_SHA256);
     let ec = credential(&rcgen::PKCS_ECDSA_P256_SHA256);
