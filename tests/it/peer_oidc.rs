@@ -192,11 +192,7 @@ fn wrong_secret_and_wrong_auth_method_are_invalid_client_and_token_401s() {
         WAIT,
     );
     for p in names {
-        assert_eq!(
-            sample(&m, &format!("oauth2_probe_success{{provider=\"{p}\"}}")),
-            Some(0.0),
-            "{p}"
-        );
+        support::assert_probe_failed(&m, p);
         assert_eq!(
             sample(&m, &format!("oauth2_token_valid{{provider=\"{p}\"}}")),
             Some(0.0),

@@ -1,6 +1,19 @@
 //! Reading the Prometheus text exposition in assertions: one sample, every series of a family,
 //! and the lines worth printing when an assertion fails.
 
+/// Fails, naming `provider`, unless its last probe failed (`oauth2_probe_success` is 0).
+#[track_caller]
+pub fn assert_probe_failed(metrics: &str, provider: &str) {
+    assert_eq!(
+        sample(
+            metrics,
+            &format!("oauth2_probe_success{{provider=\"{provider}\"}}")
+        ),
+        Some(0.0),
+        "{provider}"
+    );
+}
+
 /// The value of one series in a text-format scrape, `None` if absent. `series` is written as the
 /// text format prints it: `name` or `name{a="x",b="y"}` with labels in alphabetical order of
 /// label name (e.g. `oauth2_token_request_failures_total{provider="p",reason="timeout"}`).
