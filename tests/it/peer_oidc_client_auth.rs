@@ -140,10 +140,7 @@ fn private_key_jwt_and_client_secret_jwt_get_tokens_with_fresh_assertions() {
         "three token requests each for rs256 and hs256, es256 successful",
         |m| {
             ["rs256", "hs256"].iter().all(|p| {
-                value(
-                    m,
-                    &format!("oauth2_token_requests_total{{provider=\"{p}\"}}"),
-                ) >= 3.0
+                support::provider_sample(m, "oauth2_token_requests_total", p).unwrap_or(0.0) >= 3.0
             }) && ["rs256", "es256", "hs256"].iter().all(|p| {
                 sample(m, &format!("oauth2_probe_success{{provider=\"{p}\"}}")) == Some(1.0)
             })

@@ -44,6 +44,12 @@ pub fn series_of<'a>(metrics: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The value of `name{provider="PROVIDER"}`, a series labelled with the provider alone; `None`
+/// if absent.
+pub fn provider_sample(metrics: &str, name: &str, provider: &str) -> Option<f64> {
+    sample(metrics, &format!("{name}{{provider=\"{provider}\"}}"))
+}
+
 /// The series lines of family `name` for one provider, e.g. every
 /// `oauth2_token_request_failures_total` line with `provider="p"`: a failure must be counted
 /// under exactly one reason.

@@ -58,7 +58,8 @@ pub use config::Provider;
 pub use daemon::Daemon;
 #[allow(unused_imports)]
 pub use exposition::{
-    assert_no_mismatches, assert_probe_failed, provider_series, relevant_lines, sample, series_of,
+    assert_no_mismatches, assert_probe_failed, provider_sample, provider_series, relevant_lines,
+    sample, series_of,
 };
 #[allow(unused_imports)]
 pub use fake::{FakeServer, Recorded, Reply, closed_port_url, form_urldecode};
