@@ -63,7 +63,11 @@ fn decode(part: &str) -> Value {
 /// The client assertion of a recorded token request: (header, claims, signing input, signature).
 fn assertion_of(request: &Recorded) -> (Value, Value, String, Vec<u8>) {
     let form = request.form_map();
-    let assertion = form.get("client_assertion").expect("a client_assertion");
+    split_jws(form.get("client_assertion").expect("a client_assertion"))
+}
+
+/// A compact JWS taken apart: (header, claims, signing input, signature).
+fn split_jws(assertion: &str) -> (Value, Value, String, Vec<u8>) {
     let parts: Vec<&str> = assertion.split('.').collect();
     assert_eq!(parts.len(), 3, "a compact JWS");
     (
@@ -72,6 +76,48 @@ fn assertion_of(request: &Recorded) -> (Value, Value, String, Vec<u8>) {
         format!("{}.{}", parts[0], parts[1]),
         URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
     )
+}
+
+/// Fails unless the assertion `claims` take the defaults: the client id as `iss` and `sub`, the
+/// token URL as `aud`.
+#[track_caller]
+fn assert_default_iss_sub_aud(claims: &Value, client_id: &str, token_url: &str) {
+    assert_eq!(claims["iss"], client_id);
+    assert_eq!(claims["sub"], client_id);
+    assert_eq!(claims["aud"], token_url, "default: the token URL");
+}
+
+/// The JOSE header of an RS256 assertion with key id `key_id`, naming the certificate
+/// `cert_der` by both its thumbprints.
+fn rs256_header(key_id: &str, cert_der: &[u8]) -> Value {
+    json!({
+        "alg": "RS256",
+        "typ": "JWT",
+        "kid": key_id,
+        "x5t": thumbprint(&digest::SHA1_FOR_LEGACY_USE_ONLY, cert_der),
+        "x5t#S256": thumbprint(&digest::SHA256, cert_der),
+    })
+}
+
+/// An RSA and an EC credential made here, in a fresh directory that holds the RSA key and
+/// certificate and the EC key: (the directory, which must live as long as the daemon reads
+/// them, the RSA credential, the EC credential, the paths of the RSA key, the RSA certificate
+/// and the EC key).
+fn key_files() -> (
+    tempfile::TempDir,
+    Credential,
+    Credential,
+    String,
+    String,
+    String,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = credential(&rcgen::PKCS_RSA_SHA256);
+    let ec = credential(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let rsa_key = write(dir.path(), "rsa.key", &rsa.key_pem);
+    let rsa_cert = write(dir.path(), "rsa.crt", &rsa.cert_pem);
+    let ec_key = write(dir.path(), "ec.key", &ec.key_pem);
+    (dir, rsa, ec, rsa_key, rsa_cert, ec_key)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -94,12 +140,7 @@ async fn every_method_sends_exactly_what_it_must() {
         _ => Reply::status(200),
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let rsa = credential(&rcgen::PKCS_RSA_SHA256);
-    let ec = credential(&rcgen::PKCS_ECDSA_P256_SHA256);
-    let rsa_key = write(dir.path(), "rsa.key", &rsa.key_pem);
-    let rsa_cert = write(dir.path(), "rsa.crt", &rsa.cert_pem);
-    let ec_key = write(dir.path(), "ec.key", &ec.key_pem);
+    let (_dir, rsa, ec, rsa_key, rsa_cert, ec_key) = key_files();
     let toml = [
         support::config::defaults(&[("interval", r#""200ms""#), ("timeout", r#""2s""#)]),
         support::config::providers(&[
@@ -158,23 +199,8 @@ async fn every_method_sends_exactly_what_it_must() {
         assert_eq!(form["client_id"], "okq8-exporter");
         assert_eq!(form["client_assertion_type"], JWT_BEARER);
         let (header, claims, input, signature) = assertion_of(request);
-        assert_eq!(
-            header,
-            json!({
-                "alg": "RS256",
-                "typ": "JWT",
-                "kid": "okq8-2026",
-                "x5t": thumbprint(&digest::SHA1_FOR_LEGACY_USE_ONLY, &rsa.cert_der),
-                "x5t#S256": thumbprint(&digest::SHA256, &rsa.cert_der),
-            })
-        );
-        assert_eq!(claims["iss"], "okq8-exporter");
-        assert_eq!(claims["sub"], "okq8-exporter");
-        assert_eq!(
-            claims["aud"],
-            idp.url("/token/rsa"),
-            "default: the token URL"
-        );
+        assert_eq!(header, rs256_header("okq8-2026", &rsa.cert_der));
+        assert_default_iss_sub_aud(&claims, "okq8-exporter", &idp.url("/token/rsa"));
         let iat = claims["iat"].as_u64().unwrap();
         assert!(iat.abs_diff(now()) < 60, "iat is now");
         assert_eq!(claims["nbf"].as_u64(), Some(iat));
@@ -333,15 +359,7 @@ const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// The assertion of a recorded jwt-bearer request (the `assertion` field).
 fn grant_assertion_of(request: &Recorded) -> (Value, Value, String, Vec<u8>) {
     let form = request.form_map();
-    let assertion = form.get("assertion").expect("an assertion");
-    let parts: Vec<&str> = assertion.split('.').collect();
-    assert_eq!(parts.len(), 3, "a compact JWS");
-    (
-        decode(parts[0]),
-        decode(parts[1]),
-        format!("{}.{}", parts[0], parts[1]),
-        URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
-    )
+    split_jws(form.get("assertion").expect("an assertion"))
 }
 
 /// Issue 25 §1 on the wire: `grant_type = "jwt_bearer"` (RFC 7523 section 2.1) sends exactly
@@ -354,35 +372,24 @@ fn grant_assertion_of(request: &Recorded) -> (Value, Value, String, Vec<u8>) {
 /// grant is, by its registered URN).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_jwt_bearer_grant_sends_exactly_its_assertion_and_optional_client_auth() {
-    let base = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
-    let idp = {
-        let base = std::sync::Arc::clone(&base);
-        FakeServer::start(move |request| {
-            let base = base.get().cloned().unwrap_or_default();
-            match request.path.as_str() {
-                "/disco/.well-known/openid-configuration" => Reply::json(
-                    200,
-                    json!({
-                        "issuer": format!("{base}/disco"),
-                        "token_endpoint": format!("{base}/found/token"),
-                        "grant_types_supported": [JWT_BEARER_GRANT],
-                        // As Google's: secret methods only. `none` authenticates no client,
-                        // so it is not checked against them.
-                        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-                    }),
-                ),
-                _ => Reply::token(&format!("t-{}", now()), 3600),
-            }
-        })
-        .await
-    };
-    base.set(idp.url("")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let rsa = credential(&rcgen::PKCS_RSA_SHA256);
-    let ec = credential(&rcgen::PKCS_ECDSA_P256_SHA256);
-    let rsa_key = write(dir.path(), "rsa.key", &rsa.key_pem);
-    let rsa_cert = write(dir.path(), "rsa.crt", &rsa.cert_pem);
-    let ec_key = write(dir.path(), "ec.key", &ec.key_pem);
+    let idp = FakeServer::start_with_base(move |base, request| {
+        match request.path.as_str() {
+            "/disco/.well-known/openid-configuration" => Reply::json(
+                200,
+                json!({
+                    "issuer": format!("{base}/disco"),
+                    "token_endpoint": format!("{base}/found/token"),
+                    "grant_types_supported": [JWT_BEARER_GRANT],
+                    // As Google's: secret methods only. `none` authenticates no client,
+                    // so it is not checked against them.
+                    "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                }),
+            ),
+            _ => Reply::token(&format!("t-{}", now()), 3600),
+        }
+    })
+    .await;
+    let (dir, rsa, ec, rsa_key, rsa_cert, ec_key) = key_files();
     let issued_elsewhere = support::jwt(&json!({
         "iss": "https://ci.example/oidc", "sub": "repo:okq8/exporter", "exp": now() + 3600,
     }));
@@ -446,16 +453,7 @@ async fn the_jwt_bearer_grant_sends_exactly_its_assertion_and_optional_client_au
         assert_eq!(form["grant_type"], JWT_BEARER_GRANT);
         assert_eq!(form["client_id"], "svc@project.iam.example");
         let (header, claims, input, signature) = grant_assertion_of(request);
-        assert_eq!(
-            header,
-            json!({
-                "alg": "RS256",
-                "typ": "JWT",
-                "kid": "google-2026",
-                "x5t": thumbprint(&digest::SHA1_FOR_LEGACY_USE_ONLY, &rsa.cert_der),
-                "x5t#S256": thumbprint(&digest::SHA256, &rsa.cert_der),
-            })
-        );
+        assert_eq!(header, rs256_header("google-2026", &rsa.cert_der));
         let iat = claims["iat"].as_u64().unwrap();
         assert!(iat.abs_diff(now()) < 60, "iat is now");
         let jti = claims["jti"].as_str().unwrap().to_string();
@@ -493,13 +491,7 @@ async fn the_jwt_bearer_grant_sends_exactly_its_assertion_and_optional_client_au
     assert_eq!(request.form_map()["scope"], "orders.read");
     let (header, claims, input, signature) = grant_assertion_of(&request);
     assert_eq!(header, json!({"alg": "ES256", "typ": "JWT"}));
-    assert_eq!(claims["iss"], "bearer-client");
-    assert_eq!(claims["sub"], "bearer-client");
-    assert_eq!(
-        claims["aud"],
-        idp.url("/token/basic"),
-        "default: the token URL"
-    );
+    assert_default_iss_sub_aud(&claims, "bearer-client", &idp.url("/token/basic"));
     assert_eq!(
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
         300,
@@ -632,13 +624,11 @@ async fn the_client_assertion_file_is_sent_fresh_and_an_expired_or_missing_one_i
     assert_eq!(sample(&metrics, expiry), Some(lapsed as f64));
     let sent = idp.count("/token");
     let trace = support::get_text(&daemon.url("/probe?provider=entra&debug=true")).await;
-    assert!(
-        trace.contains(&format!(
-            "reason client_assertion: cannot make the client assertion: client_assertion_file {} is expired: its exp is ",
-            path.display()
-        )),
-        "{trace}"
+    let expired = format!(
+        "reason client_assertion: cannot make the client assertion: client_assertion_file {} is expired: its exp is ",
+        path.display()
     );
+    assert!(trace.contains(&expired), "{trace}");
     assert!(
         idp.requests_to("/token")
             .iter()
@@ -649,13 +639,8 @@ async fn the_client_assertion_file_is_sent_fresh_and_an_expired_or_missing_one_i
     // Removed: reason client_assertion, saying it is missing.
     std::fs::remove_file(&path).unwrap();
     let trace = support::get_text(&daemon.url("/probe?provider=entra&debug=true")).await;
-    assert!(
-        trace.contains(&format!(
-            "client_assertion_file {} is missing",
-            path.display()
-        )),
-        "{trace}"
-    );
+    let missing = format!("client_assertion_file {} is missing", path.display());
+    assert!(trace.contains(&missing), "{trace}");
     assert_eq!(
         idp.count("/token"),
         sent,

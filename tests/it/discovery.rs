@@ -33,28 +33,22 @@ async fn debug_trace(daemon: &Daemon, name: &str) -> String {
 /// `token_endpoint` (here on another path than any guess) receives the token requests.
 #[tokio::test]
 async fn rfc8414_metadata_is_used_when_openid_configuration_is_404() {
-    let idp = Arc::new(std::sync::OnceLock::<String>::new());
-    let server = {
-        let idp = Arc::clone(&idp);
-        FakeServer::start(move |request| {
-            let base = idp.get().cloned().unwrap_or_default();
-            match request.path.as_str() {
-                "/.well-known/oauth-authorization-server/tenant/v2" => Reply::json(
-                    200,
-                    json!({
-                        "issuer": format!("{base}/tenant/v2"),
-                        "token_endpoint": format!("{base}/elsewhere/oauth2/token"),
-                        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-                        "grant_types_supported": ["client_credentials"],
-                    }),
-                ),
-                "/elsewhere/oauth2/token" => Reply::token("discovered-token", 3600),
-                _ => Reply::status(404),
-            }
-        })
-        .await
-    };
-    idp.set(server.url("")).unwrap();
+    let server = FakeServer::start_with_base(move |base, request| {
+        match request.path.as_str() {
+            "/.well-known/oauth-authorization-server/tenant/v2" => Reply::json(
+                200,
+                json!({
+                    "issuer": format!("{base}/tenant/v2"),
+                    "token_endpoint": format!("{base}/elsewhere/oauth2/token"),
+                    "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                    "grant_types_supported": ["client_credentials"],
+                }),
+            ),
+            "/elsewhere/oauth2/token" => Reply::token("discovered-token", 3600),
+            _ => Reply::status(404),
+        }
+    })
+    .await;
     let daemon = Daemon::start(
         &provider("rfc8414", &server.url("/tenant/v2"))
             .token_key("discovery_refresh", r#""1h""#)
@@ -111,42 +105,36 @@ async fn rfc8414_metadata_is_used_when_openid_configuration_is_404() {
 /// reason `discovery`, no token request is sent, and the detail says what is wrong.
 #[tokio::test]
 async fn unusable_metadata_fails_with_reason_discovery_and_says_why() {
-    let base = Arc::new(std::sync::OnceLock::<String>::new());
-    let server = {
-        let base = Arc::clone(&base);
-        FakeServer::start(move |request| {
-            let base = base.get().cloned().unwrap_or_default();
-            let metadata = |issuer: String, extra: serde_json::Value| {
-                let mut doc = json!({
-                    "issuer": issuer,
-                    "token_endpoint": format!("{base}/token"),
-                });
-                if let (Some(doc), Some(extra)) = (doc.as_object_mut(), extra.as_object()) {
-                    doc.extend(extra.clone());
-                }
-                Reply::json(200, doc)
-            };
-            match request.path.as_str() {
-                "/method/.well-known/openid-configuration" => metadata(
-                    format!("{base}/method"),
-                    json!({"token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"]}),
-                ),
-                "/grant/.well-known/openid-configuration" => metadata(
-                    format!("{base}/grant"),
-                    json!({"grant_types_supported": ["authorization_code", "refresh_token"]}),
-                ),
-                // Mix-up protection: a document naming another issuer.
-                "/mixup/.well-known/openid-configuration" => {
-                    metadata(format!("{base}/mixup/"), json!({}))
-                }
-                "/down/.well-known/openid-configuration" => Reply::status(503),
-                "/token" => Reply::token("never-requested", 3600),
-                _ => Reply::status(404),
+    let server = FakeServer::start_with_base(move |base, request| {
+        let metadata = |issuer: String, extra: serde_json::Value| {
+            let mut doc = json!({
+                "issuer": issuer,
+                "token_endpoint": format!("{base}/token"),
+            });
+            if let (Some(doc), Some(extra)) = (doc.as_object_mut(), extra.as_object()) {
+                doc.extend(extra.clone());
             }
-        })
-        .await
-    };
-    base.set(server.url("")).unwrap();
+            Reply::json(200, doc)
+        };
+        match request.path.as_str() {
+            "/method/.well-known/openid-configuration" => metadata(
+                format!("{base}/method"),
+                json!({"token_endpoint_auth_methods_supported": ["private_key_jwt", "tls_client_auth"]}),
+            ),
+            "/grant/.well-known/openid-configuration" => metadata(
+                format!("{base}/grant"),
+                json!({"grant_types_supported": ["authorization_code", "refresh_token"]}),
+            ),
+            // Mix-up protection: a document naming another issuer.
+            "/mixup/.well-known/openid-configuration" => {
+                metadata(format!("{base}/mixup/"), json!({}))
+            }
+            "/down/.well-known/openid-configuration" => Reply::status(503),
+            "/token" => Reply::token("never-requested", 3600),
+            _ => Reply::status(404),
+        }
+    })
+    .await;
     let names = ["method", "grant", "mixup", "down", "missing"];
     let toml: String = names
         .iter()
@@ -222,28 +210,22 @@ async fn unusable_metadata_fails_with_reason_discovery_and_says_why() {
 /// requests go on, probes keep succeeding, and each cycle retries discovery.
 #[tokio::test]
 async fn a_failed_refresh_keeps_the_last_good_endpoint() {
-    let base = Arc::new(std::sync::OnceLock::<String>::new());
     let down = Arc::new(AtomicBool::new(false));
     let server = {
-        let base = Arc::clone(&base);
         let down = Arc::clone(&down);
-        FakeServer::start(move |request| {
-            let base = base.get().cloned().unwrap_or_default();
-            match request.path.as_str() {
-                "/.well-known/openid-configuration" if down.load(Ordering::SeqCst) => {
-                    Reply::status(503)
-                }
-                "/.well-known/openid-configuration" => Reply::json(
-                    200,
-                    json!({"issuer": base, "token_endpoint": format!("{base}/connect/token")}),
-                ),
-                "/connect/token" => Reply::token("kept-token", 3600),
-                _ => Reply::status(404),
+        FakeServer::start_with_base(move |base, request| match request.path.as_str() {
+            "/.well-known/openid-configuration" if down.load(Ordering::SeqCst) => {
+                Reply::status(503)
             }
+            "/.well-known/openid-configuration" => Reply::json(
+                200,
+                json!({"issuer": base, "token_endpoint": format!("{base}/connect/token")}),
+            ),
+            "/connect/token" => Reply::token("kept-token", 3600),
+            _ => Reply::status(404),
         })
         .await
     };
-    base.set(server.url("")).unwrap();
     let daemon = Daemon::start(
         &provider("kept", &server.url(""))
             .token_key("discovery_refresh", r#""100ms""#)
@@ -320,31 +302,25 @@ async fn a_silent_issuer_fails_within_the_timeout() {
 /// file not written yet), metadata without it is reason `discovery` naming the method.
 #[tokio::test]
 async fn client_assertion_is_checked_as_private_key_jwt_against_the_metadata() {
-    let base = Arc::new(std::sync::OnceLock::<String>::new());
-    let server = {
-        let base = Arc::clone(&base);
-        FakeServer::start(move |request| {
-            let base = base.get().cloned().unwrap_or_default();
-            let methods = match request.path.as_str() {
-                "/listed/.well-known/openid-configuration" => json!(["private_key_jwt"]),
-                "/unlisted/.well-known/openid-configuration" => json!(["client_secret_basic"]),
-                _ => return Reply::status(404),
-            };
-            let issuer = request
-                .path
-                .trim_end_matches("/.well-known/openid-configuration");
-            Reply::json(
-                200,
-                json!({
-                    "issuer": format!("{base}{issuer}"),
-                    "token_endpoint": format!("{base}/token"),
-                    "token_endpoint_auth_methods_supported": methods,
-                }),
-            )
-        })
-        .await
-    };
-    base.set(server.url("")).unwrap();
+    let server = FakeServer::start_with_base(move |base, request| {
+        let methods = match request.path.as_str() {
+            "/listed/.well-known/openid-configuration" => json!(["private_key_jwt"]),
+            "/unlisted/.well-known/openid-configuration" => json!(["client_secret_basic"]),
+            _ => return Reply::status(404),
+        };
+        let issuer = request
+            .path
+            .trim_end_matches("/.well-known/openid-configuration");
+        Reply::json(
+            200,
+            json!({
+                "issuer": format!("{base}{issuer}"),
+                "token_endpoint": format!("{base}/token"),
+                "token_endpoint_auth_methods_supported": methods,
+            }),
+        )
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let unwritten = dir.path().join("not-yet-written");
     let toml: String = ["listed", "unlisted"]

@@ -247,17 +247,53 @@ fn api(seen: &Mutex<Seen>, request: &Recorded) -> Reply {
     Reply::json(200, json!({"ok": true}))
 }
 
+/// A fresh `algorithm` key written as PEM to `dir/name`: its path.
+fn new_key_file(
+    dir: &std::path::Path,
+    name: &str,
+    algorithm: &'static rcgen::SignatureAlgorithm,
+) -> std::path::PathBuf {
+    let key = rcgen::KeyPair::generate_for(algorithm).unwrap();
+    support::certs::write(dir, name, &key.serialize_pem())
+}
+
+/// A token endpoint and an API that demand their own nonce (see `token_endpoint` and `api`),
+/// recording what they saw in the shared `Seen`.
+async fn nonce_demanding_servers() -> (Arc<Mutex<Seen>>, FakeServer, FakeServer) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let idp_seen = Arc::clone(&seen);
+    let idp = FakeServer::start(move |request| token_endpoint(&idp_seen, request)).await;
+    let api_seen = Arc::clone(&seen);
+    let api_server = FakeServer::start(move |request| api(&api_seen, request)).await;
+    (seen, idp, api_server)
+}
+
+/// The scrape once `provider`'s probe succeeds and it has made at least `canary_calls` API calls.
+async fn wait_for_success_and_canary_calls(
+    daemon: &Daemon,
+    provider: &str,
+    canary_calls: f64,
+) -> String {
+    let success = format!("oauth2_probe_success{{provider=\"{provider}\"}}");
+    let calls = format!("oauth2_canary_requests_total{{provider=\"{provider}\"}}");
+    daemon
+        .wait_for(
+            |m| {
+                sample(m, &success) == Some(1.0)
+                    && sample(m, &calls).is_some_and(|n| n >= canary_calls)
+            },
+            WAIT,
+        )
+        .await
+}
+
 /// Both steps with DPoP and a nonce each server demands: the first token request and the first
 /// API call are refused with `use_dpop_nonce` and sent once more with the nonce, after which
 /// each server's own nonce is remembered (neither demands it again, neither gets the other's);
 /// every proof verifies and has its own `jti`; the token is DPoP-bound and presented as such.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_steps_carry_proofs_with_each_servers_nonce() {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let idp_seen = Arc::clone(&seen);
-    let idp = FakeServer::start(move |request| token_endpoint(&idp_seen, request)).await;
-    let api_seen = Arc::clone(&seen);
-    let api_server = FakeServer::start(move |request| api(&api_seen, request)).await;
+    let (seen, idp, api_server) = nonce_demanding_servers().await;
     let toml = [
         support::config::defaults(&[
             ("interval", r#""300ms""#),
@@ -270,16 +306,7 @@ async fn both_steps_carry_proofs_with_each_servers_nonce() {
     ]
     .concat();
     let daemon = Daemon::start(&toml).await;
-    let metrics = daemon
-        .wait_for(
-            |m| {
-                sample(m, r#"oauth2_probe_success{provider="okta"}"#) == Some(1.0)
-                    && sample(m, r#"oauth2_canary_requests_total{provider="okta"}"#)
-                        .is_some_and(|n| n >= 3.0)
-            },
-            WAIT,
-        )
-        .await;
+    let metrics = wait_for_success_and_canary_calls(&daemon, "okta", 3.0).await;
     {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.refused, Vec::<String>::new(), "no proof was refused");
@@ -364,14 +391,9 @@ async fn both_steps_carry_proofs_with_each_servers_nonce() {
 /// is then used at the API. The trace shows both decoded and neither sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_jwt_bearer_grant_with_dpop_remakes_its_assertion_for_the_nonce_retry() {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let idp_seen = Arc::clone(&seen);
-    let idp = FakeServer::start(move |request| token_endpoint(&idp_seen, request)).await;
-    let api_seen = Arc::clone(&seen);
-    let api_server = FakeServer::start(move |request| api(&api_seen, request)).await;
+    let (seen, idp, api_server) = nonce_demanding_servers().await;
     let dir = tempfile::tempdir().unwrap();
-    let grant_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let key = support::certs::write(dir.path(), "sa.key", &grant_key.serialize_pem());
+    let key = new_key_file(dir.path(), "sa.key", &rcgen::PKCS_ECDSA_P256_SHA256);
     let toml = Provider::new("google", &idp.url("/token"))
         .interval("300ms")
         .timeout("5s")
@@ -382,16 +404,7 @@ async fn the_jwt_bearer_grant_with_dpop_remakes_its_assertion_for_the_nonce_retr
         .canary(&api_server.url("/v1/orders"))
         .toml();
     let daemon = Daemon::start(&toml).await;
-    daemon
-        .wait_for(
-            |m| {
-                sample(m, r#"oauth2_probe_success{provider="google"}"#) == Some(1.0)
-                    && sample(m, r#"oauth2_canary_requests_total{provider="google"}"#)
-                        .is_some_and(|n| n >= 2.0)
-            },
-            WAIT,
-        )
-        .await;
+    wait_for_success_and_canary_calls(&daemon, "google", 2.0).await;
     {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.refused, Vec::<String>::new(), "no proof was refused");
@@ -582,9 +595,8 @@ async fn a_key_file_signs_and_its_rotation_gets_a_fresh_token() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let first = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let key = new_key_file(dir.path(), "dpop.key", &rcgen::PKCS_RSA_SHA256);
     let second = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    let key = support::certs::write(dir.path(), "dpop.key", &first.serialize_pem());
     let toml = Provider::new("keyed", &server.url("/token"))
         .interval("200ms")
         .timeout("5s")

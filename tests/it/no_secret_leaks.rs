@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use support::{
-    Binary, FakeServer, Recorded, Reply, Running, closed_port_url, jwt, sample, unix_now,
+    Binary, FakeServer, Provider, Recorded, Reply, Running, closed_port_url, jwt, sample, unix_now,
 };
 
 // Secrets with characters that change under every encoding they travel in (form: space, `+`,
@@ -123,6 +123,24 @@ fn basic_forms(client_id: &str, secret: &str) -> Vec<String> {
     let encoded = STANDARD.encode(format!("{}:{}", form(client_id), form(secret)));
     let raw = STANDARD.encode(format!("{client_id}:{secret}"));
     vec![format!("Basic {encoded}"), encoded, raw]
+}
+
+/// Fails, listing each with where, if any of `needles` is in any of `outputs`.
+fn assert_none_leaked(needles: &BTreeSet<String>, outputs: &[(&str, &str)]) {
+    let found = leaks(needles, outputs);
+    assert!(found.is_empty(), "secrets leaked:\n{}", found.join("\n"));
+}
+
+/// The `Proxy-Authorization` header of `request` (empty without one) and the Basic credentials
+/// in it, decoded (empty when it holds none): what the echoing proxies below send back.
+fn proxy_credentials(request: &Recorded) -> (String, String) {
+    let sent = request.header("proxy-authorization").unwrap_or_default();
+    let decoded = sent
+        .strip_prefix("Basic ")
+        .and_then(|b| STANDARD.decode(b).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    (sent.to_string(), decoded)
 }
 
 /// The needles found in `haystack`, with where.
@@ -1247,7 +1265,7 @@ async fn a_failed_reload_shows_no_secret() {
     );
     let mut needles: BTreeSet<String> = encodings(CONFIG_SECRET).into_iter().collect();
     needles.insert(NUMERIC_SECRET.to_string());
-    let found = leaks(
+    assert_none_leaked(
         &needles,
         &[
             ("reload answer", &answers),
@@ -1255,7 +1273,6 @@ async fn a_failed_reload_shows_no_secret() {
             ("stdout", &stdout),
         ],
     );
-    assert!(found.is_empty(), "secrets leaked:\n{}", found.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1273,12 +1290,7 @@ const HEADER_FILE_SECRET: &str = "apim-F1le-K3y+plus/sl";
 async fn proxy_passwords_and_secret_header_values_never_appear() {
     // A "proxy" that refuses everyone with 407 and echoes the credentials it was sent.
     let proxy = FakeServer::start(|request| {
-        let echoed = request.header("proxy-authorization").unwrap_or_default();
-        let decoded = echoed
-            .strip_prefix("Basic ")
-            .and_then(|b| STANDARD.decode(b).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
+        let (echoed, decoded) = proxy_credentials(request);
         Reply::raw(
             407,
             &[("content-type", "text/plain")],
@@ -1317,55 +1329,41 @@ async fn proxy_passwords_and_secret_header_values_never_appear() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("apim.key");
     std::fs::write(&key_file, format!("{HEADER_FILE_SECRET}\n")).unwrap();
-    let token = |url: &str| {
-        format!("url = \"{url}\"\nclient_id = \"c\"\nclient_secret = \"leak-client-secret-0\"")
+    // Every provider's client is `c` with the same secret; each names its own proxy.
+    let via = |proxy: &str, provider: Provider| {
+        provider
+            .client("c", "leak-client-secret-0")
+            .setting("proxy_url", &format!("\"{proxy}\""))
     };
-    let config = format!(
-        r#"
-[defaults]
-interval = "300ms"
-timeout = "700ms"
-
-[providers.refused]
-proxy_url = "http://{PROXY_USER}:{encoded_password}@{proxy_host}"
-[providers.refused.token]
-{refused_token}
-
-[providers.refused_discovery]
-proxy_url = "http://{PROXY_USER}:{encoded_password}@{proxy_host}"
-[providers.refused_discovery.token]
-issuer = "{issuer}"
-client_id = "c"
-client_secret = "leak-client-secret-0"
-
-[providers.proxy_down]
-proxy_url = "http://{PROXY_USER}:{encoded_password}@{down_host}"
-[providers.proxy_down.token]
-{refused_token}
-
-[providers.header_echo]
-proxy_url = "none"
-[providers.header_echo.token]
-{direct_token}
-[providers.header_echo.canary]
-url = "{echo}"
-secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ env = "LEAK_APIM_KEY" }} }}
-
-[providers.header_ok]
-proxy_url = "none"
-[providers.header_ok.token]
-{direct_token}
-[providers.header_ok.canary]
-url = "{ok}"
-secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ file = '{key_file}' }} }}
-"#,
-        refused_token = token(&api.url("/token")),
-        direct_token = token(&api.url("/token")),
-        issuer = api.url("/issuer"),
-        echo = api.url("/api/echo"),
-        ok = api.url("/api/ok"),
-        key_file = key_file.display(),
-    );
+    let good_proxy = format!("http://{PROXY_USER}:{encoded_password}@{proxy_host}");
+    let down_proxy = format!("http://{PROXY_USER}:{encoded_password}@{down_host}");
+    let config = [
+        support::config::defaults(&[("interval", r#""300ms""#), ("timeout", r#""700ms""#)]),
+        support::config::providers(&[
+            via(&good_proxy, Provider::new("refused", &api.url("/token"))),
+            via(
+                &good_proxy,
+                Provider::issuer("refused_discovery", &api.url("/issuer")),
+            ),
+            via(&down_proxy, Provider::new("proxy_down", &api.url("/token"))),
+            via("none", Provider::new("header_echo", &api.url("/token")))
+                .canary(&api.url("/api/echo"))
+                .canary_key(
+                    "secret_headers",
+                    r#"{ "Ocp-Apim-Subscription-Key" = { env = "LEAK_APIM_KEY" } }"#,
+                ),
+            via("none", Provider::new("header_ok", &api.url("/token")))
+                .canary(&api.url("/api/ok"))
+                .canary_key(
+                    "secret_headers",
+                    &format!(
+                        r#"{{ "Ocp-Apim-Subscription-Key" = {{ file = '{}' }} }}"#,
+                        key_file.display()
+                    ),
+                ),
+        ]),
+    ]
+    .concat();
     let path = dir.path().join("exporter.toml");
     std::fs::write(&path, &config).unwrap();
     let mut exporter = start(dir.path(), &path, &[("LEAK_APIM_KEY", HEADER_ENV_SECRET)]);
@@ -1436,7 +1434,7 @@ secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ file = '{key_file}' }} }}
         needles.extend(encodings(secret));
     }
     needles.extend(basic_forms(PROXY_USER, PROXY_SECRET));
-    let found = leaks(
+    assert_none_leaked(
         &needles,
         &[
             ("stderr", &stderr),
@@ -1446,7 +1444,6 @@ secret_headers = {{ "Ocp-Apim-Subscription-Key" = {{ file = '{key_file}' }} }}
             ("/probe?debug=true", &pages),
         ],
     );
-    assert!(found.is_empty(), "secrets leaked:\n{}", found.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1581,12 +1578,7 @@ async fn secrets_echoed_in_headers_later_fields_and_urls_never_appear() {
     };
     // A "proxy" from HTTP_PROXY that refuses with 407 and echoes the credentials it got.
     let proxy = FakeServer::start(|request| {
-        let sent = request.header("proxy-authorization").unwrap_or_default();
-        let decoded = sent
-            .strip_prefix("Basic ")
-            .and_then(|b| STANDARD.decode(b).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
+        let (sent, decoded) = proxy_credentials(request);
         Reply::raw(
             407,
             &[("x-echo-proxy", &decoded), ("content-type", "text/plain")],

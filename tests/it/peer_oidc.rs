@@ -122,11 +122,8 @@ fn basic_and_post_clients_succeed_side_by_side_on_one_token_url() {
         "three token requests each, both probes successful",
         |m| {
             ["basic", "post"].iter().all(|p| {
-                sample(
-                    m,
-                    &format!("oauth2_token_requests_total{{provider=\"{p}\"}}"),
-                )
-                .is_some_and(|v| v >= 3.0)
+                support::provider_sample(m, "oauth2_token_requests_total", p)
+                    .is_some_and(|v| v >= 3.0)
                     && sample(m, &format!("oauth2_probe_success{{provider=\"{p}\"}}")) == Some(1.0)
             })
         },
@@ -192,11 +189,7 @@ fn wrong_secret_and_wrong_auth_method_are_invalid_client_and_token_401s() {
         WAIT,
     );
     for p in names {
-        assert_eq!(
-            sample(&m, &format!("oauth2_probe_success{{provider=\"{p}\"}}")),
-            Some(0.0),
-            "{p}"
-        );
+        support::assert_probe_failed(&m, p);
         assert_eq!(
             sample(&m, &format!("oauth2_token_valid{{provider=\"{p}\"}}")),
             Some(0.0),

@@ -12,7 +12,7 @@
 
 use crate::support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::certs::{self, Ca};
@@ -49,6 +49,30 @@ fn private_key(client: &str, key: &Path) -> String {
     )
 }
 
+/// oidc-provider over TLS, its server certificate from a CA made here, asking for client
+/// certificates issued by `client_ca`: the peer and a `ca_file` that trusts it, or `None` when
+/// the peer is missing (skipped, see `OidcPeer::start_tls`).
+fn start_mtls_peer(dir: &Path, client_ca: &Ca) -> Option<(OidcPeer, PathBuf)> {
+    let server_ca = Ca::new("peer server CA");
+    let server = server_ca.server();
+    certs::write(dir, "server.crt", &server.cert_pem);
+    certs::write(dir, "server.key", &server.key_pem);
+    certs::write(dir, "client-ca.crt", &client_ca.cert_pem);
+    let peer = OidcPeer::start_tls(dir)?;
+    Some((peer, certs::write(dir, "ca.crt", &server_ca.cert_pem)))
+}
+
+/// `[providers.NAME.tls]` trusting `ca_file` and presenting the client certificate `cert` with
+/// its `key`.
+fn tls_table(name: &str, ca_file: &Path, cert: &Path, key: &Path) -> String {
+    format!(
+        "[providers.{name}.tls]\nca_file = {:?}\nclient_cert_file = {:?}\nclient_key_file = {:?}\n\n",
+        ca_file.display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string()
+    )
+}
+
 /// The base64 body lines of a PEM file: none of them may appear in any output.
 fn pem_body_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -61,6 +85,18 @@ fn pem_body_lines(path: &Path) -> Vec<String> {
 
 fn value(metrics: &str, series: &str) -> f64 {
     sample(metrics, series).unwrap_or(0.0)
+}
+
+/// Whether `provider`'s last probe succeeded and it has sent at least two token requests.
+fn succeeded_twice(metrics: &str, provider: &str) -> bool {
+    sample(
+        metrics,
+        &format!("oauth2_probe_success{{provider=\"{provider}\"}}"),
+    ) == Some(1.0)
+        && value(
+            metrics,
+            &format!("oauth2_token_requests_total{{provider=\"{provider}\"}}"),
+        ) >= 2.0
 }
 
 #[test]
@@ -104,10 +140,7 @@ fn private_key_jwt_and_client_secret_jwt_get_tokens_with_fresh_assertions() {
         "three token requests each for rs256 and hs256, es256 successful",
         |m| {
             ["rs256", "hs256"].iter().all(|p| {
-                value(
-                    m,
-                    &format!("oauth2_token_requests_total{{provider=\"{p}\"}}"),
-                ) >= 3.0
+                support::provider_sample(m, "oauth2_token_requests_total", p).unwrap_or(0.0) >= 3.0
             }) && ["rs256", "es256", "hs256"].iter().all(|p| {
                 sample(m, &format!("oauth2_probe_success{{provider=\"{p}\"}}")) == Some(1.0)
             })
@@ -244,11 +277,7 @@ fn wrong_key_audience_or_method_is_invalid_client() {
         WAIT,
     );
     for p in names {
-        assert_eq!(
-            sample(&m, &format!("oauth2_probe_success{{provider=\"{p}\"}}")),
-            Some(0.0),
-            "{p}"
-        );
+        support::assert_probe_failed(&m, p);
         assert_eq!(
             value(
                 &m,
@@ -269,17 +298,11 @@ fn wrong_key_audience_or_method_is_invalid_client() {
 #[test]
 fn tls_client_auth_with_the_registered_certificate_only() {
     let dir = tempfile::tempdir().unwrap();
-    let server_ca = Ca::new("peer server CA");
-    let server = server_ca.server();
     let client_ca = Ca::new("peer client CA");
     let foreign_ca = Ca::new("someone else's CA");
-    certs::write(dir.path(), "server.crt", &server.cert_pem);
-    certs::write(dir.path(), "server.key", &server.key_pem);
-    certs::write(dir.path(), "client-ca.crt", &client_ca.cert_pem);
-    let Some(peer) = OidcPeer::start_tls(dir.path()) else {
+    let Some((peer, ca_file)) = start_mtls_peer(dir.path(), &client_ca) else {
         return;
     };
-    let ca_file = certs::write(dir.path(), "ca.crt", &server_ca.cert_pem);
     let leaves = [
         ("registered", client_ca.client("oauth2-exporter-mtls")),
         ("other_subject", client_ca.client("someone-else")),
@@ -296,20 +319,14 @@ fn tls_client_auth_with_the_registered_certificate_only() {
             "client_id = \"mtls-client\"\nauth_method = \"tls_client_auth\"\n",
             *name == "registered",
         ));
-        config.push_str(&format!(
-            "[providers.{name}.tls]\nca_file = {:?}\nclient_cert_file = {:?}\nclient_key_file = {:?}\n\n",
-            ca_file.display().to_string(),
-            cert.display().to_string(),
-            key.display().to_string()
-        ));
+        config.push_str(&tls_table(name, &ca_file, &cert, &key));
     }
     let exporter = Exporter::start(&config);
     let refused = ["other_subject", "unknown_ca", "expired"];
     let m = exporter.wait_for_metrics(
         "the registered certificate succeeds, the others are invalid_client twice",
         |m| {
-            sample(m, "oauth2_probe_success{provider=\"registered\"}") == Some(1.0)
-                && value(m, "oauth2_token_requests_total{provider=\"registered\"}") >= 2.0
+            succeeded_twice(m, "registered")
                 && refused.iter().all(|p| {
                     value(
                         m,
@@ -328,11 +345,7 @@ fn tls_client_auth_with_the_registered_certificate_only() {
         ) >= 1.0
     );
     for p in refused {
-        assert_eq!(
-            sample(&m, &format!("oauth2_probe_success{{provider=\"{p}\"}}")),
-            Some(0.0),
-            "{p}"
-        );
+        support::assert_probe_failed(&m, p);
     }
     let logs = exporter.logs();
     for (_, leaf) in &leaves {
@@ -400,10 +413,7 @@ fn the_documented_certificate_credential_example_works() {
     let exporter = Exporter::start(&config);
     let m = exporter.wait_for_metrics(
         "the documented example succeeds twice",
-        |m| {
-            sample(m, "oauth2_probe_success{provider=\"okq8\"}") == Some(1.0)
-                && value(m, "oauth2_token_requests_total{provider=\"okq8\"}") >= 2.0
-        },
+        |m| succeeded_twice(m, "okq8"),
         WAIT,
     );
     assert!(
@@ -563,16 +573,10 @@ fn certificate_bound_tokens_over_mutual_tls() {
     use aws_lc_rs::digest;
     use base64::Engine as _;
     let dir = tempfile::tempdir().unwrap();
-    let server_ca = Ca::new("peer server CA");
-    let server = server_ca.server();
     let client_ca = Ca::new("peer client CA");
-    certs::write(dir.path(), "server.crt", &server.cert_pem);
-    certs::write(dir.path(), "server.key", &server.key_pem);
-    certs::write(dir.path(), "client-ca.crt", &client_ca.cert_pem);
-    let Some(peer) = OidcPeer::start_tls(dir.path()) else {
+    let Some((peer, ca_file)) = start_mtls_peer(dir.path(), &client_ca) else {
         return;
     };
-    let ca_file = certs::write(dir.path(), "ca.crt", &server_ca.cert_pem);
     let leaf = client_ca.client("oauth2-exporter-mtls");
     let cert = certs::write(dir.path(), "client.crt", &leaf.cert_pem);
     let key = certs::write(dir.path(), "client.key", &leaf.key_pem);
@@ -591,19 +595,15 @@ fn certificate_bound_tokens_over_mutual_tls() {
             true,
         ));
         config.push_str(&format!(
-            "[providers.{name}.token.expect]\ncertificate_bound = true\n\n\
-             [providers.{name}.tls]\nca_file = {:?}\nclient_cert_file = {:?}\nclient_key_file = {:?}\n\n",
-            ca_file.display().to_string(),
-            cert.display().to_string(),
-            key.display().to_string()
+            "[providers.{name}.token.expect]\ncertificate_bound = true\n\n"
         ));
+        config.push_str(&tls_table(name, &ca_file, &cert, &key));
     }
     let exporter = Exporter::start(&config);
     let m = exporter.wait_for_metrics(
         "the bound provider succeeds twice, the unbound one fails with claims twice",
         |m| {
-            sample(m, "oauth2_probe_success{provider=\"bound\"}") == Some(1.0)
-                && value(m, "oauth2_token_requests_total{provider=\"bound\"}") >= 2.0
+            succeeded_twice(m, "bound")
                 && value(
                     m,
                     "oauth2_token_request_failures_total{provider=\"unbound\",reason=\"claims\"}",

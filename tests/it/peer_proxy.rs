@@ -28,24 +28,18 @@ async fn requests_go_through_the_proxy_and_its_failures_name_it() {
     let Some(squid) = Squid::start("requests_go_through_the_proxy_and_its_failures_name_it") else {
         return;
     };
-    let base = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
-    let idp = {
-        let base = std::sync::Arc::clone(&base);
-        FakeServer::start(move |request| {
-            let base = base.get().cloned().unwrap_or_default();
-            match request.path.as_str() {
-                "/issuer/.well-known/openid-configuration" => Reply::json(
-                    200,
-                    json!({"issuer": format!("{base}/issuer"), "token_endpoint": format!("{base}/issuer/token")}),
-                ),
-                "/issuer/token" | "/token" => Reply::token("proxied-token", 3600),
-                "/api" | "/direct-api" => Reply::status(200),
-                _ => Reply::status(404),
-            }
-        })
-        .await
-    };
-    base.set(idp.url("")).unwrap();
+    let idp = FakeServer::start_with_base(move |base, request| {
+        match request.path.as_str() {
+            "/issuer/.well-known/openid-configuration" => Reply::json(
+                200,
+                json!({"issuer": format!("{base}/issuer"), "token_endpoint": format!("{base}/issuer/token")}),
+            ),
+            "/issuer/token" | "/token" => Reply::token("proxied-token", 3600),
+            "/api" | "/direct-api" => Reply::status(200),
+            _ => Reply::status(404),
+        }
+    })
+    .await;
     let down = closed_port_url("").await;
     let down_host = down.trim_start_matches("http://").to_string();
     let proxy_host = squid.addr.to_string();

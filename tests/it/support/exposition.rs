@@ -1,6 +1,19 @@
 //! Reading the Prometheus text exposition in assertions: one sample, every series of a family,
 //! and the lines worth printing when an assertion fails.
 
+/// Fails, naming `provider`, unless its last probe failed (`oauth2_probe_success` is 0).
+#[track_caller]
+pub fn assert_probe_failed(metrics: &str, provider: &str) {
+    assert_eq!(
+        sample(
+            metrics,
+            &format!("oauth2_probe_success{{provider=\"{provider}\"}}")
+        ),
+        Some(0.0),
+        "{provider}"
+    );
+}
+
 /// The value of one series in a text-format scrape, `None` if absent. `series` is written as the
 /// text format prints it: `name` or `name{a="x",b="y"}` with labels in alphabetical order of
 /// label name (e.g. `oauth2_token_request_failures_total{provider="p",reason="timeout"}`).
@@ -29,6 +42,12 @@ pub fn series_of<'a>(metrics: &'a str, name: &str) -> Vec<&'a str> {
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
         })
         .collect()
+}
+
+/// The value of `name{provider="PROVIDER"}`, a series labelled with the provider alone; `None`
+/// if absent.
+pub fn provider_sample(metrics: &str, name: &str, provider: &str) -> Option<f64> {
+    sample(metrics, &format!("{name}{{provider=\"{provider}\"}}"))
 }
 
 /// The series lines of family `name` for one provider, e.g. every

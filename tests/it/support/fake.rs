@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -277,6 +277,24 @@ impl FakeServer {
     /// Starts a plain HTTP server on `127.0.0.1:0`.
     pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
         Self::start_inner(Arc::new(handler), None).await
+    }
+
+    /// Starts a plain HTTP server whose handler is also given the server's own base URL
+    /// (`http://127.0.0.1:PORT`, no trailing slash): for metadata documents that name endpoints
+    /// on the same server. The port is only known once the server is bound, so a request that
+    /// arrived before `start_with_base` returned would see an empty base; none can, as nothing
+    /// knows the port yet.
+    pub async fn start_with_base(
+        handler: impl Fn(&str, &Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let base = Arc::new(OnceLock::<String>::new());
+        let server = Self::start({
+            let base = Arc::clone(&base);
+            move |request| handler(base.get().map_or("", String::as_str), request)
+        })
+        .await;
+        base.set(server.url("")).unwrap();
+        server
     }
 
     /// Starts an HTTPS server with a freshly generated self-signed certificate for

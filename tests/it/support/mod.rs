@@ -57,7 +57,10 @@ pub use config::Provider;
 #[allow(unused_imports)]
 pub use daemon::Daemon;
 #[allow(unused_imports)]
-pub use exposition::{assert_no_mismatches, provider_series, relevant_lines, sample, series_of};
+pub use exposition::{
+    assert_no_mismatches, assert_probe_failed, provider_sample, provider_series, relevant_lines,
+    sample, series_of,
+};
 #[allow(unused_imports)]
 pub use fake::{FakeServer, Recorded, Reply, closed_port_url, form_urldecode};
 
