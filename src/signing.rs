@@ -210,6 +210,26 @@ impl SigningKey {
     }
 }
 
+/// A JWS in compact serialization (RFC 7515 section 7.1): the header and claims as base64url
+/// JSON, and `sign`'s signature over them. The one writer of the JWTs the exporter signs
+/// (client assertions, the jwt-bearer grant's assertion, DPoP proofs).
+pub fn compact_jws<E>(
+    header: &serde_json::Map<String, serde_json::Value>,
+    claims: &serde_json::Map<String, serde_json::Value>,
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+) -> Result<String, E> {
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::Value::Object(header.clone()).to_string()),
+        URL_SAFE_NO_PAD.encode(serde_json::Value::Object(claims.clone()).to_string())
+    );
+    let signature = sign(signing_input.as_bytes())?;
+    Ok(format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signature)
+    ))
+}
+
 /// HS256 of `message` with the client secret as the key (`client_secret_jwt`, RFC 7523 / OIDC
 /// Core section 9: the secret's UTF-8 bytes are the HMAC key).
 pub fn hs256(secret: &Secret, message: &[u8]) -> Vec<u8> {

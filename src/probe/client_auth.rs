@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use reqwest::header::HeaderValue;
 use serde_json::{Map, Value, json};
 use url::Url;
@@ -32,7 +32,9 @@ use crate::secrets::{
     ClientAssertion, MAX_PEM_FILE_BYTES, MAX_SECRET_FILE_BYTES, PrivateKeyPem, Scrubber, Secret,
     SecretError,
 };
-use crate::signing::{Algorithm, Certificate, KeyError, SigningKey, hs256, key_pem, random_id};
+use crate::signing::{
+    Algorithm, Certificate, KeyError, SigningKey, compact_jws, hs256, key_pem, random_id,
+};
 
 /// `client_assertion_type` of RFC 7523 section 2.2.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -637,23 +639,11 @@ fn sign_assertion(
     for (name, value) in extra {
         claims.entry(name.clone()).or_insert_with(|| value.clone());
     }
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(Value::Object(header.clone()).to_string()),
-        URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string())
-    );
-    let signature = match signer {
-        Signer::Key(prepared) => prepared
-            .key
-            .sign(algorithm, signing_input.as_bytes())
-            .map_err(failed)?,
-        Signer::Secret(secret) => hs256(secret, signing_input.as_bytes()),
-    };
-    let assertion = ClientAssertion::new(format!(
-        "{signing_input}.{}",
-        URL_SAFE_NO_PAD.encode(signature)
-    ));
-    Ok((assertion, Decoded { header, claims }))
+    let jws = compact_jws(&header, &claims, |input| match signer {
+        Signer::Key(prepared) => prepared.key.sign(algorithm, input).map_err(failed),
+        Signer::Secret(secret) => Ok(hs256(secret, input)),
+    })?;
+    Ok((ClientAssertion::new(jws), Decoded { header, claims }))
 }
 
 /// The `Authorization: Basic` header. `form` (RFC 6749 section 2.3.1): id and secret are

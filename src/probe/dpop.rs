@@ -19,7 +19,7 @@ use crate::config::DpopConfig;
 use crate::files;
 use crate::secrets::{AccessToken, DpopProof, MAX_SECRET_FILE_BYTES, PrivateKeyPem};
 use crate::signing::jwk::thumbprint;
-use crate::signing::{Algorithm, SigningKey, key_pem, random_id};
+use crate::signing::{Algorithm, SigningKey, compact_jws, key_pem, random_id};
 
 /// The request header a proof travels in.
 pub const HEADER: &str = "DPoP";
@@ -186,19 +186,9 @@ impl Dpop {
         if let Some(token) = token {
             claims.insert("ath".into(), ath(token).into());
         }
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(Value::Object(header.clone()).to_string()),
-            URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string())
-        );
-        let signature = key
-            .key
-            .sign(key.algorithm, signing_input.as_bytes())
-            .map_err(failed)?;
-        let proof = DpopProof::new(format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature)
-        ));
+        let proof = DpopProof::new(compact_jws(&header, &claims, |input| {
+            key.key.sign(key.algorithm, input).map_err(failed)
+        })?);
         let mut value = HeaderValue::from_str(proof.expose())
             .map_err(|_| DpopError::Unusable("the proof is not a header value".into()))?;
         value.set_sensitive(true);
