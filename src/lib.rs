@@ -58,7 +58,9 @@
 //!   jitter and cancellation, given its handles at start; moves the running set to a reloaded
 //!   configuration (each provider's settings held once); its mailbox answers `/probe` with the
 //!   report, limited by `probe_min_interval` and a back-off. `backoff`: when the next cycle is
-//!   due after refused credentials or a `Retry-After`. `record`: `Recorders`, the one record
+//!   due after refused credentials or a `Retry-After`. `mailbox`: `/probe` requests and
+//!   answers, each provider's mailbox and the directory `/probe` finds it in. `record`:
+//!   `Recorders`, the one record
 //!   path: the only writer of the metrics, the status board, the `/probe` directory and the
 //!   per-cycle log line, for cycles, providers added or removed, and reloads; built once by
 //!   the daemon and read by `web`. It keeps one `ProviderRecord` per provider (the metrics

@@ -10,7 +10,10 @@
 //! credentials changed.
 
 mod backoff;
+mod mailbox;
 mod record;
+
+pub use mailbox::{Directory, Mailbox, ProbeAnswer, ProbeRequest, Repeated, RepeatedBecause};
 
 pub use record::Recorders;
 pub(crate) use record::{Handles, ProviderRecord};
@@ -20,8 +23,8 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -29,178 +32,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use tokio::sync::{Notify, oneshot};
-
-use crate::config::{Labels, ProviderConfig};
+use crate::config::ProviderConfig;
 use crate::probe::trace::Trace;
 use crate::probe::transport;
-use crate::probe::{CycleReport, HeldToken, HoldOff, Phase, Prober};
+use crate::probe::{CycleReport, HeldToken, Phase, Prober};
 
 use self::backoff::Backoff;
 use crate::shard::Shard;
-
-/// One caller's wish for a cycle now (`/probe`).
-pub struct ProbeRequest {
-    pub debug: bool,
-    pub reply: oneshot::Sender<ProbeAnswer>,
-}
-
-/// What a `/probe` caller gets back: the cycle's report and the token held after it (data;
-/// `metrics::probe_page` renders it), and the step-by-step trace when the caller asked for it.
-#[derive(Debug, Clone)]
-pub struct ProbeAnswer {
-    pub report: Arc<CycleReport>,
-    pub held: Option<HeldToken>,
-    pub trace: Option<String>,
-    /// Set when no attempt was made for this caller: the answer is an earlier result.
-    pub repeated: Option<Repeated>,
-}
-
-/// Why `/probe` answered with an earlier result rather than a fresh attempt (issue 23: on-demand
-/// probes must not become a way to hammer an account).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Repeated {
-    /// How old the result is.
-    pub age: Duration,
-    /// How long until a fresh attempt is allowed.
-    pub fresh_in: Duration,
-    pub why: RepeatedBecause,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RepeatedBecause {
-    /// `[web] probe_min_interval`: the last on-demand attempt is more recent than this.
-    MinInterval(Duration),
-    /// The provider backs off after `steps` refusals and its credentials have not changed
-    /// since: the answer is the last refusal.
-    BackingOff { steps: u32, reason: HoldOff },
-}
-
-/// A provider's on-demand requests (`/probe`), waiting for its task. A lock, an empty `Vec` and
-/// a `Notify` until the first request: a bounded channel allocated its buffer up front, for
-/// every provider, though on-demand probes are rare.
-#[derive(Default)]
-pub struct Mailbox {
-    waiting: Mutex<Vec<ProbeRequest>>,
-    wake: Notify,
-    /// The task backs off after refused credentials: a reload that changes the provider then
-    /// starts its new task within seconds, not anywhere in its first interval (issue 23).
-    backing_off: AtomicBool,
-    /// The provider's own labels, for its `/probe` page (issue 26).
-    labels: Labels,
-}
-
-impl Mailbox {
-    pub fn new(labels: Labels) -> Mailbox {
-        Mailbox {
-            labels,
-            ..Mailbox::default()
-        }
-    }
-
-    /// The provider's own labels, which its `/probe` series carry.
-    pub fn labels(&self) -> &Labels {
-        &self.labels
-    }
-
-    /// Queues a request for the provider's next cycle; refused (handed back) when
-    /// [`ON_DEMAND_QUEUE`] are already waiting.
-    pub fn try_send(&self, request: ProbeRequest) -> Result<(), ProbeRequest> {
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        if waiting.len() >= ON_DEMAND_QUEUE {
-            return Err(request);
-        }
-        waiting.push(request);
-        drop(waiting);
-        // Stores a wake-up if the task is busy with a cycle: it comes back for these next.
-        self.wake.notify_one();
-        Ok(())
-    }
-
-    /// Every request waiting now; they share one cycle.
-    fn take(&self) -> Vec<ProbeRequest> {
-        std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-/// Where each running provider's task takes on-demand requests: its mailbox, in its record.
-#[derive(Default)]
-pub struct Directory {
-    providers: Mutex<HashMap<Arc<str>, Arc<ProviderRecord>>>,
-    /// Configured providers that another shard probes, so `/probe` can name it.
-    elsewhere: Mutex<HashMap<String, u32>>,
-}
-
-impl Directory {
-    /// The shard that probes `provider` when it is configured but not probed here.
-    pub fn owner_elsewhere(&self, provider: &str) -> Option<u32> {
-        self.elsewhere
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(provider)
-            .copied()
-    }
-
-    pub(crate) fn insert(&self, provider: Arc<str>, record: Arc<ProviderRecord>) {
-        self.providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(provider, record);
-    }
-
-    pub fn remove(&self, provider: &str) {
-        self.providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(provider);
-    }
-
-    /// The mailbox of `provider`'s task, if it runs here.
-    pub fn get(&self, provider: &str) -> Option<MailboxOf> {
-        self.providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(provider)
-            .cloned()
-            .map(MailboxOf)
-    }
-
-    /// Stops every provider's task (the process shuts down).
-    fn stop_all(&self) {
-        for record in self
-            .providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-        {
-            record.stop();
-        }
-    }
-
-    /// Every provider name, sorted.
-    pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .map(|name| name.to_string())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-/// A provider's mailbox, held by a `/probe` caller: it keeps the provider's record alive.
-pub struct MailboxOf(Arc<ProviderRecord>);
-
-impl std::ops::Deref for MailboxOf {
-    type Target = Mailbox;
-
-    fn deref(&self) -> &Mailbox {
-        &self.0.mailbox
-    }
-}
 
 /// How first cycles are spread out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,9 +67,6 @@ struct Running {
 /// A restarted provider that was backing off after refused credentials starts within this:
 /// the reload may have fixed them, and the operator is watching (issue 23).
 const PROMPT_START: Duration = Duration::from_secs(2);
-
-/// Requests for on-demand cycles waiting at most this many per provider; more are refused.
-const ON_DEMAND_QUEUE: usize = 64;
 
 /// The set of running provider tasks.
 pub struct Scheduler {
@@ -830,7 +665,7 @@ mod tests {
             &Arc::from("flaky"),
             false,
             Duration::from_millis(10),
-            &Labels::default(),
+            &crate::config::Labels::default(),
         );
         let record = Arc::clone(&handles);
         let cycles = Arc::new(AtomicUsize::new(0));
@@ -889,7 +724,7 @@ mod size_tests {
             &Arc::from("p"),
             false,
             Duration::from_secs(3600),
-            &Labels::default(),
+            &crate::config::Labels::default(),
         );
         let task = run_provider(
             Box::new(Prober::new(Arc::new(config), client)),

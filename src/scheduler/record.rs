@@ -26,6 +26,8 @@ pub(crate) struct ProviderRecord {
     series: SeriesCell,
     status: Row,
     pub mailbox: Mailbox,
+    /// Its own labels, for its `/probe` page (issue 26).
+    pub labels: Labels,
     /// Set when the task is to stop: the provider was removed or restarted, or the process
     /// shuts down. A flag beside the mailbox's wake-up, which tells the task, rather than a
     /// `CancellationToken` child per provider: that was an allocation of its own and a future
@@ -118,7 +120,8 @@ impl Recorders {
                 name: Arc::clone(name),
                 series,
                 status: Row::new(canary_configured, interval, labels.clone()),
-                mailbox: Mailbox::new(labels.clone()),
+                mailbox: Mailbox::default(),
+                labels: labels.clone(),
                 stopped: AtomicBool::new(false),
             })
         });

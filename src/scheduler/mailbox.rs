@@ -1,0 +1,173 @@
+//! On-demand probes (`/probe`) on their way to a provider's task: the request and its answer,
+//! each provider's [`Mailbox`] (inside its record), and the [`Directory`] `/probe` finds a
+//! provider's mailbox in.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot};
+
+use super::ProviderRecord;
+use crate::config::Labels;
+use crate::probe::{CycleReport, HeldToken, HoldOff};
+
+/// Requests for on-demand cycles waiting at most this many per provider; more are refused.
+const ON_DEMAND_QUEUE: usize = 64;
+
+/// One caller's wish for a cycle now (`/probe`).
+pub struct ProbeRequest {
+    pub debug: bool,
+    pub reply: oneshot::Sender<ProbeAnswer>,
+}
+
+/// What a `/probe` caller gets back: the cycle's report and the token held after it (data;
+/// `metrics::probe_page` renders it), and the step-by-step trace when the caller asked for it.
+#[derive(Debug, Clone)]
+pub struct ProbeAnswer {
+    pub report: Arc<CycleReport>,
+    pub held: Option<HeldToken>,
+    pub trace: Option<String>,
+    /// Set when no attempt was made for this caller: the answer is an earlier result.
+    pub repeated: Option<Repeated>,
+}
+
+/// Why `/probe` answered with an earlier result rather than a fresh attempt (issue 23: on-demand
+/// probes must not become a way to hammer an account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated {
+    /// How old the result is.
+    pub age: Duration,
+    /// How long until a fresh attempt is allowed.
+    pub fresh_in: Duration,
+    pub why: RepeatedBecause,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepeatedBecause {
+    /// `[web] probe_min_interval`: the last on-demand attempt is more recent than this.
+    MinInterval(Duration),
+    /// The provider backs off after `steps` refusals and its credentials have not changed
+    /// since: the answer is the last refusal.
+    BackingOff { steps: u32, reason: HoldOff },
+}
+
+/// A provider's on-demand requests (`/probe`), waiting for its task. A lock, an empty `Vec` and
+/// a `Notify` until the first request: a bounded channel allocated its buffer up front, for
+/// every provider, though on-demand probes are rare.
+#[derive(Default)]
+pub struct Mailbox {
+    waiting: Mutex<Vec<ProbeRequest>>,
+    pub(super) wake: Notify,
+    /// The task backs off after refused credentials: a reload that changes the provider then
+    /// starts its new task within seconds, not anywhere in its first interval (issue 23).
+    pub(super) backing_off: AtomicBool,
+}
+
+impl Mailbox {
+    /// Queues a request for the provider's next cycle; refused (handed back) when
+    /// [`ON_DEMAND_QUEUE`] are already waiting.
+    pub fn try_send(&self, request: ProbeRequest) -> Result<(), ProbeRequest> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if waiting.len() >= ON_DEMAND_QUEUE {
+            return Err(request);
+        }
+        waiting.push(request);
+        drop(waiting);
+        // Stores a wake-up if the task is busy with a cycle: it comes back for these next.
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Every request waiting now; they share one cycle.
+    pub(super) fn take(&self) -> Vec<ProbeRequest> {
+        std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Where each running provider's task takes on-demand requests: its mailbox, in its record.
+#[derive(Default)]
+pub struct Directory {
+    providers: Mutex<HashMap<Arc<str>, Arc<ProviderRecord>>>,
+    /// Configured providers that another shard probes, so `/probe` can name it.
+    pub(super) elsewhere: Mutex<HashMap<String, u32>>,
+}
+
+impl Directory {
+    /// The shard that probes `provider` when it is configured but not probed here.
+    pub fn owner_elsewhere(&self, provider: &str) -> Option<u32> {
+        self.elsewhere
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(provider)
+            .copied()
+    }
+
+    pub(crate) fn insert(&self, provider: Arc<str>, record: Arc<ProviderRecord>) {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(provider, record);
+    }
+
+    pub fn remove(&self, provider: &str) {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(provider);
+    }
+
+    /// The mailbox of `provider`'s task, if it runs here.
+    pub fn get(&self, provider: &str) -> Option<MailboxOf> {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(provider)
+            .cloned()
+            .map(MailboxOf)
+    }
+
+    /// Stops every provider's task (the process shuts down).
+    pub(super) fn stop_all(&self) {
+        for record in self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            record.stop();
+        }
+    }
+
+    /// Every provider name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .map(|name| name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// A provider's mailbox, held by a `/probe` caller: it keeps the provider's record alive.
+pub struct MailboxOf(Arc<ProviderRecord>);
+
+impl MailboxOf {
+    /// The provider's own labels, which its `/probe` series carry (issue 26).
+    pub fn labels(&self) -> &Labels {
+        &self.0.labels
+    }
+}
+
+impl std::ops::Deref for MailboxOf {
+    type Target = Mailbox;
+
+    fn deref(&self) -> &Mailbox {
+        &self.0.mailbox
+    }
+}
