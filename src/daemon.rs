@@ -109,7 +109,7 @@ pub async fn run_with(
     );
     metrics.watch_requests(slots.clone());
     // The one place every record goes through: built here, shared by the scheduler, the
-    // provider tasks and the web endpoints.
+    // providers' turns and the web endpoints.
     let recorders = scheduler::Recorders::new(Arc::clone(&metrics));
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -54,19 +54,20 @@
 //!   never verifies), `claims` (`[token.expect]`), `expiry` (credential and certificate expiry,
 //!   credential changes by keyed hash, from certificate files as their users read them),
 //!   `trace` (the redacted debug trace of `/probe?debug=true`).
-//! - `scheduler/`: one task per provider (each cycle runs inside it, a panic contained), with
-//!   jitter and cancellation, given its handles at start; moves the running set to a reloaded
-//!   configuration (each provider's settings held once); its mailbox answers `/probe` with the
-//!   report, limited by `probe_min_interval` and a back-off. `backoff`: when the next cycle is
-//!   due after refused credentials or a `Retry-After`. `mailbox`: `/probe` requests and
-//!   answers, each provider's mailbox and the directory `/probe` finds it in. `record`:
-//!   `Recorders`, the one record
-//!   path: the only writer of the metrics, the status board, the `/probe` directory and the
-//!   per-cycle log line, for cycles, providers added or removed, and reloads; built once by
-//!   the daemon and read by `web`. It keeps one `ProviderRecord` per provider (the metrics
-//!   record, the status row, the mailbox and the stop flag in one allocation), which the
-//!   metrics, the board and the directory point into through `metrics::SeriesCell` and
-//!   `status::Row`, so neither imports the scheduler.
+//! - `scheduler/`: runs every provider's cycles and moves the running set to a reloaded
+//!   configuration (each provider's settings held once). `clock`: one timer for all providers,
+//!   and the one task that polls their turns. `turn`: what a provider does when due or asked
+//!   (a cycle, a panic in it contained; a look at its credentials during a back-off; `/probe`
+//!   answers, limited by `probe_min_interval` and the back-off), then parks its state in its
+//!   record. `backoff`: when the next cycle is due after refused credentials or a
+//!   `Retry-After`. `mailbox`: `/probe` requests and answers, each provider's mailbox and the
+//!   directory `/probe` finds it in. `record`: `Recorders`, the one record path: the only
+//!   writer of the metrics, the status board, the `/probe` directory and the per-cycle log
+//!   line, for cycles, providers added or removed, and reloads; built once by the daemon and
+//!   read by `web`. It keeps one `ProviderRecord` per provider (the metrics record, the status
+//!   row, the mailbox, the stop flag and, between turns, the prober and its schedule, in one
+//!   allocation), which the metrics, the board and the directory point into through
+//!   `metrics::SeriesCell` and `status::Row`, so neither imports the scheduler.
 //! - `metrics/`: the one writer of every series (`mod.rs`, `Metrics::record`); `/metrics` from
 //!   a snapshot: `snapshot` (the format-neutral part: the snapshot, family kinds, the
 //!   `Families` trait both writers implement and the `Sink` both write to), `catalogue` (every provider family, its name,

@@ -259,7 +259,7 @@ impl AsRef<Row> for Row {
     }
 }
 
-/// A provider's row as the board holds it, shared with the provider's task, which records
+/// A provider's row as the board holds it, shared with the provider's turns, which record
 /// through it without looking the provider up by name.
 #[derive(Clone)]
 pub struct StatusHandle(Arc<dyn AsRef<Row> + Send + Sync>);

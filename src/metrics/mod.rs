@@ -1,6 +1,6 @@
 //! The exporter's metrics. Each provider's series live in one compact record, written only by
 //! [`Metrics::record`] from a cycle's report (through the [`ProviderMetrics`] handle the
-//! provider's task is given at start: no lookup by name per cycle). `/metrics` is written
+//! provider's turns record through: no lookup by name per cycle). `/metrics` is written
 //! directly from a snapshot of those records: each record is copied on write, so a snapshot is
 //! a pointer per provider taken under a short lock, a scrape is consistent (never half a
 //! cycle), and it costs little memory and time even for 30 000 providers, which a
@@ -164,7 +164,7 @@ impl Codes {
     }
 }
 
-/// One provider's record, shared by the metrics (which list it) and the provider's task (which
+/// One provider's record, shared by the metrics (which list it) and the provider's turns (which
 /// records through it). Copied on write: a scrape's snapshot holds the `Arc` of each record as
 /// it was, and a cycle ending meanwhile writes a fresh copy.
 #[derive(Clone)]

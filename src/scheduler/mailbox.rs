@@ -1,4 +1,4 @@
-//! On-demand probes (`/probe`) on their way to a provider's task: the request and its answer,
+//! On-demand probes (`/probe`) on their way to a provider's turn: the request and its answer,
 //! each provider's [`Mailbox`] (inside its record), and the [`Directory`] `/probe` finds a
 //! provider's mailbox in.
 
@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 
 use super::ProviderRecord;
+use super::clock::Clock;
 use crate::config::Labels;
 use crate::probe::{CycleReport, HeldToken, HoldOff};
 
@@ -53,30 +54,28 @@ pub enum RepeatedBecause {
     BackingOff { steps: u32, reason: HoldOff },
 }
 
-/// A provider's on-demand requests (`/probe`), waiting for its task. A lock, an empty `Vec` and
-/// a `Notify` until the first request: a bounded channel allocated its buffer up front, for
+/// A provider's on-demand requests (`/probe`), waiting for its next turn. A lock, an empty `Vec`
+/// and a `Notify` until the first request: a bounded channel allocated its buffer up front, for
 /// every provider, though on-demand probes are rare.
 #[derive(Default)]
 pub struct Mailbox {
     waiting: Mutex<Vec<ProbeRequest>>,
+    /// Wakes a running turn when the provider is stopped.
     pub(super) wake: Notify,
-    /// The task backs off after refused credentials: a reload that changes the provider then
-    /// starts its new task within seconds, not anywhere in its first interval (issue 23).
+    /// The provider backs off after refused credentials: a reload that changes it then starts
+    /// it again within seconds, not anywhere in its first interval (issue 23).
     pub(super) backing_off: AtomicBool,
 }
 
 impl Mailbox {
-    /// Queues a request for the provider's next cycle; refused (handed back) when
+    /// Queues a request for the provider's next turn; refused (handed back) when
     /// [`ON_DEMAND_QUEUE`] are already waiting.
-    pub fn try_send(&self, request: ProbeRequest) -> Result<(), ProbeRequest> {
+    fn push(&self, request: ProbeRequest) -> Result<(), ProbeRequest> {
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
         if waiting.len() >= ON_DEMAND_QUEUE {
             return Err(request);
         }
         waiting.push(request);
-        drop(waiting);
-        // Stores a wake-up if the task is busy with a cycle: it comes back for these next.
-        self.wake.notify_one();
         Ok(())
     }
 
@@ -84,14 +83,26 @@ impl Mailbox {
     pub(super) fn take(&self) -> Vec<ProbeRequest> {
         std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner))
     }
+
+    /// Whether a request waits: a turn serves it before the provider parks.
+    pub(super) fn has_waiting(&self) -> bool {
+        !self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
 }
 
-/// Where each running provider's task takes on-demand requests: its mailbox, in its record.
+/// Where `/probe` finds a running provider: its mailbox, in its record, and the clock that
+/// wakes it.
 #[derive(Default)]
 pub struct Directory {
     providers: Mutex<HashMap<Arc<str>, Arc<ProviderRecord>>>,
     /// Configured providers that another shard probes, so `/probe` can name it.
     pub(super) elsewhere: Mutex<HashMap<String, u32>>,
+    /// Every provider's next turn.
+    pub(super) clock: Arc<Clock>,
 }
 
 impl Directory {
@@ -118,17 +129,20 @@ impl Directory {
             .remove(provider);
     }
 
-    /// The mailbox of `provider`'s task, if it runs here.
+    /// The mailbox of `provider`, if it runs here.
     pub fn get(&self, provider: &str) -> Option<MailboxOf> {
         self.providers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(provider)
             .cloned()
-            .map(MailboxOf)
+            .map(|record| MailboxOf {
+                record,
+                clock: Arc::clone(&self.clock),
+            })
     }
 
-    /// Stops every provider's task (the process shuts down).
+    /// Stops every provider (the process shuts down).
     pub(super) fn stop_all(&self) {
         for record in self
             .providers
@@ -155,19 +169,23 @@ impl Directory {
 }
 
 /// A provider's mailbox, held by a `/probe` caller: it keeps the provider's record alive.
-pub struct MailboxOf(Arc<ProviderRecord>);
+pub struct MailboxOf {
+    record: Arc<ProviderRecord>,
+    clock: Arc<Clock>,
+}
 
 impl MailboxOf {
     /// The provider's own labels, which its `/probe` series carry (issue 26).
     pub fn labels(&self) -> &Labels {
-        &self.0.labels
+        &self.record.labels
     }
-}
 
-impl std::ops::Deref for MailboxOf {
-    type Target = Mailbox;
-
-    fn deref(&self) -> &Mailbox {
-        &self.0.mailbox
+    /// Queues a request for the provider's next turn, which starts now if the provider is idle
+    /// (a running turn serves it before it parks); refused (handed back) when
+    /// [`ON_DEMAND_QUEUE`] are already waiting.
+    pub fn try_send(&self, request: ProbeRequest) -> Result<(), ProbeRequest> {
+        self.record.mailbox.push(request)?;
+        self.clock.wake(&self.record);
+        Ok(())
     }
 }

@@ -1,25 +1,26 @@
 //! The one record path (issue 24): [`Recorders`] holds what learns about providers, cycles and
 //! reloads (the metrics, the status page, the directory `/probe` finds providers in, and the
 //! log) and is the only place that writes to them. Built once by the daemon and shared with the
-//! scheduler, every provider task and the web endpoints.
+//! scheduler, every provider's turns and the web endpoints.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
+use super::turn::Idle;
 use super::{Directory, Mailbox};
 use crate::config::Labels;
 use crate::metrics::{Metrics, SeriesCell};
 use crate::probe::{CycleReport, HeldToken};
 use crate::status::{Row, StatusBoard};
 
-/// Everything the exporter keeps of a running provider but its settings and its prober (which
-/// its task owns): its name, its metrics record, its status row and its `/probe` mailbox, in
+/// Everything the exporter keeps of a running provider but its settings: its name, its metrics
+/// record, its status row, its `/probe` mailbox and, between turns, its prober and schedule, in
 /// one allocation (issue 24). The metrics, the status board and the directory each point into
-/// it; its task records through it without looking anything up.
+/// it; its turns record through it without looking anything up.
 pub(crate) struct ProviderRecord {
     /// Shared with the keys of the metrics', the board's and the directory's maps.
     pub name: Arc<str>,
@@ -28,22 +29,90 @@ pub(crate) struct ProviderRecord {
     pub mailbox: Mailbox,
     /// Its own labels, for its `/probe` page (issue 26).
     pub labels: Labels,
-    /// Set when the task is to stop: the provider was removed or restarted, or the process
-    /// shuts down. A flag beside the mailbox's wake-up, which tells the task, rather than a
-    /// `CancellationToken` child per provider: that was an allocation of its own and a future
-    /// of its own in every idle task (about 220 bytes, BENCHMARKS.md round seven).
+    /// Set when the provider is to stop: it was removed or restarted, or the process shuts
+    /// down. A flag beside the mailbox's wake-up, which tells a running turn, rather than a
+    /// `CancellationToken` child per provider: that was an allocation of its own (BENCHMARKS.md
+    /// round seven).
     stopped: AtomicBool,
+    /// The provider's state while no turn runs (see `turn`).
+    parked: Mutex<Parked>,
+}
+
+/// A provider's parked state, and how many times it was parked or woken: the clock's entry
+/// names the generation it was made for.
+#[derive(Default)]
+struct Parked {
+    idle: Option<Idle>,
+    generation: u32,
+}
+
+/// What [`ProviderRecord::park`] did with a provider's state.
+pub(crate) enum Parking {
+    /// Parked until `at` (now when `/probe` requests wait), as `generation`.
+    Parked { at: Instant, generation: u32 },
+    /// Dropped: the provider is stopped.
+    Stopped,
 }
 
 impl ProviderRecord {
-    /// Tells the provider's task to stop, at its next wake-up or now if it waits.
+    /// Stops the provider: a running turn at its next wake-up or now if it waits; a parked
+    /// state (its prober, its held token) is dropped now, and so are waiting `/probe` requests
+    /// (their callers learn at once that no cycle will answer).
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         self.mailbox.wake.notify_one();
+        let idle = self.parked().idle.take();
+        drop(idle);
+        drop(self.mailbox.take());
     }
 
     pub fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
+    }
+
+    fn parked(&self) -> std::sync::MutexGuard<'_, Parked> {
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Parks the provider's state until its next turn (due now if `/probe` requests wait),
+    /// unless it was stopped. The requests are looked at under the lock
+    /// [`ProviderRecord::rewake`] takes after a request is queued: each request is either seen
+    /// here or finds the state parked.
+    pub(super) fn park(&self, idle: Idle) -> Parking {
+        let mut parked = self.parked();
+        if self.is_stopped() {
+            return Parking::Stopped;
+        }
+        parked.generation = parked.generation.wrapping_add(1);
+        let at = if self.mailbox.has_waiting() {
+            Instant::now()
+        } else {
+            idle.wake_at()
+        };
+        parked.idle = Some(idle);
+        Parking::Parked {
+            at,
+            generation: parked.generation,
+        }
+    }
+
+    /// The parked state, for the turn the clock's entry for `generation` starts; `None` when
+    /// the entry is stale (a later park or a `/probe` wake-up made a newer one).
+    pub(super) fn unpark(&self, generation: u32) -> Option<Idle> {
+        let mut parked = self.parked();
+        if parked.generation != generation {
+            return None;
+        }
+        parked.idle.take()
+    }
+
+    /// For a `/probe` request: a new generation for an entry due now, when the state is
+    /// parked; `None` while a turn holds it.
+    pub(super) fn rewake(&self) -> Option<u32> {
+        let mut parked = self.parked();
+        parked.idle.as_ref()?;
+        parked.generation = parked.generation.wrapping_add(1);
+        Some(parked.generation)
     }
 }
 
@@ -59,7 +128,7 @@ impl AsRef<Row> for ProviderRecord {
     }
 }
 
-/// What a provider's task records into and listens to, given at start.
+/// What a provider's turns record into and listen to.
 pub(crate) type Handles = Arc<ProviderRecord>;
 
 /// The metrics, the status board and the directory, written only through the methods below.
@@ -123,6 +192,7 @@ impl Recorders {
                 mailbox: Mailbox::default(),
                 labels: labels.clone(),
                 stopped: AtomicBool::new(false),
+                parked: Mutex::default(),
             })
         });
         // Its counters go on under the labels now configured.
