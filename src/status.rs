@@ -25,7 +25,8 @@ pub struct ProviderStatus {
     pub success: Option<bool>,
     /// The failure of the last cycle that failed (kept after recovery, with its time).
     /// Its details are truncated for the page.
-    pub last_failure: Option<(SystemTime, Failure)>,
+    /// Boxed: most providers never fail.
+    pub last_failure: Option<Box<(SystemTime, Failure)>>,
     pub last_success: Option<SystemTime>,
     /// A token is held (its expiry may still be unknown).
     pub token_held: bool,
@@ -354,7 +355,7 @@ impl StatusBoard {
         });
         if let Some(mut failure) = failure {
             failure.detail = shorten(&failure.detail, DESCRIPTION_CHARS, Shown::AsIs);
-            status.last_failure = Some((report.finished_at, failure));
+            status.last_failure = Some(Box::new((report.finished_at, failure)));
         }
         if let Some(token) = report.token_requests.last() {
             status.token_latency = Some(token.duration);
@@ -446,7 +447,7 @@ pub(crate) mod tests {
         let (_, status) = board.snapshot().remove(0);
         status
             .last_failure
-            .map(|(_, f)| f.detail)
+            .map(|last| last.1.detail)
             .unwrap_or_default()
     }
 

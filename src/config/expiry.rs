@@ -52,7 +52,7 @@ pub fn expired_credential_warnings(config: &Config, now: SystemTime) -> Vec<Stri
     let mut warnings = Vec::new();
     for provider in &config.providers {
         let password = match &provider.token.grant {
-            Grant::Password { .. } => provider.token.password_expires,
+            Grant::Password(_) => provider.token.password_expires,
             Grant::ClientCredentials | Grant::JwtBearer(_) => None,
         };
         for (key, date) in [

@@ -382,10 +382,7 @@ pub fn exposed_secrets_warning(path: &Path, config: &Config) -> Option<String> {
             matches!(p.token.client_secret, Some(SecretSource::Inline(_)))
                 || matches!(
                     &p.token.grant,
-                    Grant::Password {
-                        password: SecretSource::Inline(_),
-                        ..
-                    }
+                    Grant::Password(grant) if matches!(grant.password, SecretSource::Inline(_))
                 )
         })
         .map(|p| p.name.as_str())

@@ -361,12 +361,17 @@ impl TokenEndpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grant {
     ClientCredentials,
-    Password {
-        username: String,
-        password: SecretSource,
-    },
+    /// Boxed: few providers use it, and every provider's settings are kept for its life.
+    Password(Box<PasswordGrant>),
     /// RFC 7523 section 2.1: a JWT exchanged for a token.
     JwtBearer(Box<JwtBearer>),
+}
+
+/// The password grant's resource owner (RFC 6749 section 4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordGrant {
+    pub username: String,
+    pub password: SecretSource,
 }
 
 /// The `jwt_bearer` grant's assertion: signed here with `private_key_file`, or read from
@@ -420,7 +425,7 @@ impl Grant {
     pub fn kind(&self) -> GrantKind {
         match self {
             Grant::ClientCredentials => GrantKind::ClientCredentials,
-            Grant::Password { .. } => GrantKind::Password,
+            Grant::Password(_) => GrantKind::Password,
             Grant::JwtBearer(_) => GrantKind::JwtBearer,
         }
     }

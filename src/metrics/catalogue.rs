@@ -203,7 +203,7 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
             Kind::Gauge,
             "Lifetime, as issued, of the last token the periodic probes obtained.",
         ),
-        |s| s.token_lifetime,
+        |s| s.token_lifetime.get(),
     );
     per_provider(
         out,
@@ -213,7 +213,7 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
             Kind::Gauge,
             "When the periodic probes last obtained a token.",
         ),
-        |s| s.token_last_success,
+        |s| s.token_last_success.get(),
     );
     per_provider(
         out,
@@ -345,7 +345,7 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
             Kind::Gauge,
             "Duration of the last periodic probe cycle.",
         ),
-        |s| s.probe_duration,
+        |s| s.probe_duration.get(),
     );
     per_provider(
         out,
@@ -355,7 +355,7 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
             Kind::Gauge,
             "When the last periodic probe cycle ended.",
         ),
-        |s| s.probe_last_run,
+        |s| s.probe_last_run.get(),
     );
     per_provider(
         out,
@@ -365,7 +365,7 @@ pub(super) fn write_providers(out: &mut dyn Families, snapshot: &Snapshot, now: 
             Kind::Gauge,
             "When the next periodic probe cycle is due, back-off included (in the recent past while a cycle runs).",
         ),
-        |s| s.next_run,
+        |s| s.next_run.get(),
     );
     if snapshot.iter().any(|(_, s)| s.backoff.is_some()) {
         let name = "oauth2_probe_backoff";

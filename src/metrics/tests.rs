@@ -281,3 +281,14 @@ fn labels_allocate_nothing_per_series_or_per_scrape() {
         assert!(with < 10_000, "{format:?}: {with} allocations");
     }
 }
+
+/// A gauge kept in 8 bytes is absent until set, and zero (a token issued with `expires_in: 0`)
+/// is a value, not absence.
+#[test]
+fn a_reading_tells_absence_from_zero() {
+    assert_eq!(Reading::default().get(), None);
+    assert_eq!(Reading::from(None).get(), None);
+    assert_eq!(Reading::of(0.0).get(), Some(0.0));
+    assert_eq!(Reading::from(Some(-1.5)).get(), Some(-1.5));
+    assert_eq!(std::mem::size_of::<Reading>(), 8);
+}

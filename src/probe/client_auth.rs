@@ -193,7 +193,7 @@ impl ClientAuth {
             None => None,
         };
         let password = match &config.grant {
-            Grant::Password { password, .. } => Some(password.read_within(left()).await?),
+            Grant::Password(grant) => Some(grant.password.read_within(left()).await?),
             Grant::ClientCredentials | Grant::JwtBearer(_) => None,
         };
         let assertion_file = match &config.assertion_file {

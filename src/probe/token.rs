@@ -386,7 +386,7 @@ async fn send_and_read(
     }
 
     let username = match &config.grant {
-        Grant::Password { username, .. } => Some(username.as_str()),
+        Grant::Password(grant) => Some(grant.username.as_str()),
         Grant::ClientCredentials | Grant::JwtBearer(_) => None,
     };
     let password = credentials.password();

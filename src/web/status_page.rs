@@ -133,7 +133,7 @@ fn row(out: &mut String, name: &str, status: &ProviderStatus, now: SystemTime) {
         State::NoData => "nodata",
         State::Ok => "ok",
     };
-    let failure = match &status.last_failure {
+    let failure = match status.last_failure.as_deref() {
         None => "—".to_string(),
         Some((at, failure)) => {
             let http = failure

@@ -14,7 +14,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use oauth2_exporter::config::{
-    self, AuthMethod, BasicEncoding, FieldPath, Grant, HistogramMode, Overrides,
+    self, AuthMethod, BasicEncoding, FieldPath, Grant, HistogramMode, Overrides, PasswordGrant,
 };
 use oauth2_exporter::secrets::SecretSource;
 use pretty_assertions::assert_eq;
@@ -817,10 +817,10 @@ fn all_keys_fixture_loads_to_the_values_written() {
     let everactive = by_name("everactive");
     assert_eq!(
         everactive.token.grant,
-        Grant::Password {
+        Grant::Password(Box::new(PasswordGrant {
             username: "probe@example.com".into(),
             password: SecretSource::File("tests/fixtures/secret.txt".into()),
-        }
+        }))
     );
 }
 

@@ -11,7 +11,7 @@ use super::{claims, client_auth};
 use crate::config::raw::{RawJsonFields, RawParam, RawResponse, RawToken};
 use crate::config::{
     AuthMethod, BearerAssertion, DEFAULT_DISCOVERY_REFRESH, DEFAULT_REFRESH_BEFORE,
-    DiscoveryConfig, FieldPath, Grant, GrantKind, JsonFields, JwtBearer, ParamValue,
+    DiscoveryConfig, FieldPath, Grant, GrantKind, JsonFields, JwtBearer, ParamValue, PasswordGrant,
     ResponseFields, TokenConfig, TokenEndpoint,
 };
 
@@ -76,7 +76,7 @@ pub(super) fn token(
         raw.password_expires.as_deref(),
         problems,
     );
-    if raw.password_expires.is_some() && !matches!(grant, Some(Grant::Password { .. })) {
+    if raw.password_expires.is_some() && !matches!(grant, Some(Grant::Password(_))) {
         problems.add(
             &key("password_expires"),
             "only meaningful with grant_type = \"password\"",
@@ -227,7 +227,12 @@ fn grant(prefix: &str, raw: &mut RawToken, problems: &mut Problems) -> Option<Gr
                 problems,
             );
             match (username, password) {
-                (Some(username), Some(password)) => Some(Grant::Password { username, password }),
+                (Some(username), Some(password)) => {
+                    Some(Grant::Password(Box::new(PasswordGrant {
+                        username,
+                        password,
+                    })))
+                }
                 _ => None,
             }
         }
