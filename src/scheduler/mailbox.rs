@@ -142,6 +142,15 @@ impl Directory {
             })
     }
 
+    /// The record of `provider`, if it runs here.
+    pub(super) fn record(&self, provider: &str) -> Option<Arc<ProviderRecord>> {
+        self.providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(provider)
+            .cloned()
+    }
+
     /// Stops every provider (the process shuts down).
     pub(super) fn stop_all(&self) {
         for record in self

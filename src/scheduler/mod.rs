@@ -51,11 +51,6 @@ pub struct Changes {
     pub unchanged: Vec<String>,
 }
 
-struct Running {
-    config: Arc<ProviderConfig>,
-    record: Arc<ProviderRecord>,
-}
-
 /// A restarted provider that was backing off after refused credentials starts within this:
 /// the reload may have fixed them, and the operator is watching (issue 23).
 const PROMPT_START: Duration = Duration::from_secs(2);
@@ -68,7 +63,6 @@ pub struct Scheduler {
     shared_client: transport::Client,
     /// Cancelled when the process shuts down: a provider started after that stops at once.
     root: CancellationToken,
-    running: HashMap<Arc<str>, Running>,
     /// With `--shard`, only the providers this shard owns run (on start and on every reload).
     shard: Option<Shard>,
 }
@@ -100,7 +94,6 @@ impl Scheduler {
                 slots,
             )?,
             root,
-            running: HashMap::new(),
             shard: None,
         })
     }
@@ -119,7 +112,7 @@ impl Scheduler {
     /// deleted, changed ones restart with the new settings (a fresh token, counters kept), and
     /// unchanged ones keep running untouched, held token included. Nothing changes if a client
     /// cannot be built. Takes the configuration by value: each started provider's settings move
-    /// into the one `Arc` its task and the scheduler share, never copied.
+    /// into the one `Arc` its prober and its record share, never copied.
     pub fn apply(
         &mut self,
         providers: Vec<ProviderConfig>,
@@ -132,16 +125,17 @@ impl Scheduler {
         let mut changes = Changes::default();
         let wanted: std::collections::HashSet<&str> =
             providers.iter().map(|p| p.name.as_str()).collect();
-        changes.removed = self
-            .running
-            .keys()
-            .filter(|name| !wanted.contains(&***name))
-            .map(|name| name.to_string())
+        // The directory is the one list of running providers (a map of the scheduler's own
+        // was 54 bytes per provider).
+        let directory = self.recorders.directory();
+        changes.removed = directory
+            .names()
+            .into_iter()
+            .filter(|name| !wanted.contains(name.as_str()))
             .collect();
-        changes.removed.sort();
         let mut to_start = Vec::new();
         for provider in providers {
-            match self.running.get(provider.name.as_str()) {
+            match directory.record(&provider.name) {
                 Some(running) if *running.config == provider => {
                     changes.unchanged.push(provider.name);
                 }
@@ -153,7 +147,7 @@ impl Scheduler {
                     } else {
                         changes.added.push(provider.name.clone());
                     }
-                    to_start.push((provider, client));
+                    to_start.push((provider, client, existing));
                 }
             }
         }
@@ -161,17 +155,17 @@ impl Scheduler {
         let recorders = Arc::clone(&self.recorders);
         let _exclusive = recorders.exclusive();
         for name in &changes.removed {
-            if let Some(running) = self.running.remove(name.as_str()) {
-                running.record.stop();
+            if let Some(running) = recorders.directory().record(name) {
+                running.stop();
             }
             recorders.remove(name);
         }
-        for (config, client) in to_start {
+        for (config, client, old) in to_start {
             let mut prompt = false;
-            if let Some(old) = self.running.remove(config.name.as_str()) {
-                old.record.stop();
+            if let Some(old) = old {
+                old.stop();
                 recorders.forget_token(&config.name);
-                prompt = old.record.mailbox.backing_off.load(Ordering::Relaxed);
+                prompt = old.mailbox.backing_off.load(Ordering::Relaxed);
             }
             self.start(config, client, prompt);
         }
@@ -182,31 +176,22 @@ impl Scheduler {
     /// Starts a provider: its first turn is due within its first interval, or with `prompt`
     /// within [`PROMPT_START`].
     fn start(&mut self, config: ProviderConfig, client: transport::Client, prompt: bool) {
-        let name: Arc<str> = Arc::from(config.name.as_str());
-        let handles = self.recorders.add(
-            &name,
-            config.canary.is_some(),
-            config.interval,
-            &config.labels,
-        );
-        let record = Arc::clone(&handles);
-
         let first_delay = match (self.jitter, prompt) {
             (StartJitter::None, _) => Duration::ZERO,
             (StartJitter::Random, false) => random_below(config.interval),
             (StartJitter::Random, true) => random_below(config.interval.min(PROMPT_START)),
         };
         let config = Arc::new(config);
-        let prober = Prober::new(Arc::clone(&config), client);
+        let record = self.recorders.add(&config);
+        let prober = Prober::new(config, client);
         if self.root.is_cancelled() {
             record.stop();
         }
         start(
             Idle::new(Box::new(prober), Instant::now() + first_delay),
             &self.recorders,
-            handles,
+            record,
         );
-        self.running.insert(name, Running { config, record });
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::backoff::Backoff;
 use super::turn::Idle;
 use super::{Directory, Mailbox};
-use crate::config::Labels;
+use crate::config::{Labels, ProviderConfig};
 use crate::metrics::{Metrics, SeriesCell};
 use crate::probe::{CycleReport, HeldToken};
 use crate::status::{Row, StatusBoard};
@@ -24,6 +24,8 @@ use crate::status::{Row, StatusBoard};
 pub(crate) struct ProviderRecord {
     /// Shared with the keys of the metrics', the board's and the directory's maps.
     pub name: Arc<str>,
+    /// Its settings, shared with its prober: a reload compares them with the new ones.
+    pub config: Arc<ProviderConfig>,
     series: SeriesCell,
     status: Row,
     pub mailbox: Mailbox,
@@ -174,19 +176,17 @@ impl Recorders {
     }
 
     /// Registers a provider with the metrics, the status board and the directory, and returns
-    /// the handles its task records through. Its own `labels` go with its series, its row and
+    /// the record its turns record through. Its own `labels` go with its series, its row and
     /// its `/probe` page (each holding the one shared set).
-    pub(crate) fn add(
-        &self,
-        name: &Arc<str>,
-        canary_configured: bool,
-        interval: Duration,
-        labels: &Labels,
-    ) -> Handles {
+    pub(crate) fn add(&self, config: &Arc<ProviderConfig>) -> Handles {
+        let name: &Arc<str> = &Arc::from(config.name.as_str());
+        let (canary_configured, interval, labels) =
+            (config.canary.is_some(), config.interval, &config.labels);
         // A provider restarted by a reload keeps its counters, and starts a new row.
         let record = self.metrics.add_provider_into(Arc::clone(name), |series| {
             Arc::new(ProviderRecord {
                 name: Arc::clone(name),
+                config: Arc::clone(config),
                 series,
                 status: Row::new(canary_configured, interval, labels.clone()),
                 mailbox: Mailbox::default(),

@@ -55,6 +55,15 @@ impl Cycle for PanicsOnce {
     }
 }
 
+/// A provider's settings, as loaded (its cycles are the test's own).
+fn settings(name: &str) -> Arc<crate::config::ProviderConfig> {
+    let toml = format!(
+        "[providers.{name}.token]\nurl = \"http://127.0.0.1:1/token\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+    );
+    let mut config = crate::config::load_str(&toml, &Default::default()).expect("valid settings");
+    Arc::new(config.providers.remove(0))
+}
+
 /// A scheduler's recorders and running clock, as the daemon builds them.
 fn clock_running(tracker: &TaskTracker, shutdown: &CancellationToken) -> Arc<Recorders> {
     let recorders = Recorders::new(Arc::new(crate::metrics::Metrics::new()));
@@ -68,12 +77,7 @@ fn clock_running(tracker: &TaskTracker, shutdown: &CancellationToken) -> Arc<Rec
 async fn a_panicking_cycle_is_counted_and_probing_continues() {
     let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
     let recorders = clock_running(&tracker, &shutdown);
-    let record = recorders.add(
-        &Arc::from("flaky"),
-        false,
-        Duration::from_millis(10),
-        &crate::config::Labels::default(),
-    );
+    let record = recorders.add(&settings("flaky"));
     let cycles = Arc::new(AtomicUsize::new(0));
     let prober = PanicsOnce {
         cycles: Arc::clone(&cycles),
@@ -151,12 +155,7 @@ impl Cycle for Hangs {
 async fn a_stop_ends_a_hung_cycle_and_turns_never_overlap() {
     let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
     let recorders = clock_running(&tracker, &shutdown);
-    let record = recorders.add(
-        &Arc::from("hung"),
-        false,
-        Duration::from_secs(3600),
-        &crate::config::Labels::default(),
-    );
+    let record = recorders.add(&settings("hung"));
     let started = Arc::new(AtomicUsize::new(0));
     let dropped = Arc::new(AtomicUsize::new(0));
     let prober = Hangs {
@@ -221,12 +220,7 @@ async fn idle_providers_are_clock_entries_not_tasks() {
     let recorders = clock_running(&tracker, &shutdown);
     let later = Instant::now() + Duration::from_secs(3600);
     for n in 0..1000 {
-        let record = recorders.add(
-            &Arc::from(format!("p{n}")),
-            false,
-            Duration::from_secs(3600),
-            &crate::config::Labels::default(),
-        );
+        let record = recorders.add(&settings(&format!("p{n}")));
         let prober = PanicsOnce {
             cycles: Arc::new(AtomicUsize::new(0)),
         };
