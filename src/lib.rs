@@ -68,6 +68,8 @@
 //!   row, the mailbox, the stop flag and, between turns, the prober and its schedule, in one
 //!   allocation), which the metrics, the board and the directory point into through
 //!   `metrics::SeriesCell` and `status::Row`, so neither imports the scheduler.
+//! - `by_name`: providers by name in one sorted `Vec`, as the metrics and the status board
+//!   list them.
 //! - `metrics/`: the one writer of every series (`mod.rs`, `Metrics::record`); `/metrics` from
 //!   a snapshot: `snapshot` (the format-neutral part: the snapshot, family kinds, the
 //!   `Families` trait both writers implement and the `Sink` both write to), `catalogue` (every provider family, its name,
@@ -104,6 +106,7 @@
 //! them together.
 //! Public items are the few that `main.rs`, `tests/`, `fuzz/` and `examples/` use.
 
+mod by_name;
 pub mod check;
 pub mod cli;
 mod closed_set;

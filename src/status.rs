@@ -3,10 +3,10 @@
 //! when its state holds, written next to the metrics (from the same report) and read when `/` is
 //! rendered.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::by_name::ByName;
 use crate::closed_set::closed_set;
 use crate::config::Labels;
 use crate::probe::canary::CanaryReason;
@@ -276,7 +276,7 @@ impl std::ops::Deref for StatusHandle {
 pub struct StatusBoard {
     started: Instant,
     /// Keys are the provider names the scheduler shares with the metrics and `/probe`.
-    providers: Mutex<BTreeMap<Arc<str>, StatusHandle>>,
+    providers: Mutex<ByName<StatusHandle>>,
     reload: Mutex<Option<ReloadState>>,
 }
 
@@ -284,7 +284,7 @@ impl Default for StatusBoard {
     fn default() -> Self {
         StatusBoard {
             started: Instant::now(),
-            providers: Mutex::new(BTreeMap::new()),
+            providers: Mutex::new(ByName::default()),
             reload: Mutex::new(None),
         }
     }

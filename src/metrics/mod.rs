@@ -8,12 +8,12 @@
 //! seconds until expiry) are computed when the text is written. Process metrics, build info and
 //! the reload state come from a small `prometheus` registry.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{Gauge, GaugeVec, IntGauge, Opts, Registry};
 
+use crate::by_name::ByName;
 use crate::config::{GrantKind, HistogramMode, Labels};
 use crate::probe::canary::CanaryReason;
 use crate::probe::expiry::Expiries;
@@ -268,7 +268,7 @@ impl ProviderSeries {
 
 pub struct Metrics {
     /// Keys are the provider names the scheduler shares with the status board and `/probe`.
-    providers: Mutex<BTreeMap<Arc<str>, ProviderMetrics>>,
+    providers: Mutex<ByName<ProviderMetrics>>,
     /// `[metrics] histograms`; changed only with the `providers` lock held, so a snapshot's
     /// records are all of the mode read with it.
     histograms: Mutex<HistogramMode>,
@@ -358,7 +358,7 @@ impl Metrics {
                 .expect("metric names are unique");
         }
         Metrics {
-            providers: Mutex::new(BTreeMap::new()),
+            providers: Mutex::new(ByName::default()),
             histograms: Mutex::new(HistogramMode::default()),
             registry,
             reload_successful,
