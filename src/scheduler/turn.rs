@@ -110,6 +110,14 @@ impl Idle {
         self.recheck.map_or(self.due, |at| at.min(self.due))
     }
 
+    /// Ends a back-off after refused credentials (they changed), the next cycle due at `due`.
+    fn end_backoff(&mut self, due: Instant, recorders: &Recorders, handles: &Handles) {
+        self.backoff.end();
+        self.recheck = None;
+        self.due = due;
+        self.record_pace(recorders, handles);
+    }
+
     /// Notes its pace with the metrics and the status row (at start; then after each change).
     pub fn record_pace(&self, recorders: &Recorders, handles: &Handles) {
         recorders.record_pace(handles, self.due, &self.backoff);
@@ -179,10 +187,7 @@ async fn step(
                     provider = %name,
                     "back-off ended: the credentials changed since they were refused; probing now"
                 );
-                idle.backoff.end();
-                idle.recheck = None;
-                idle.due = Instant::now();
-                idle.record_pace(recorders, handles);
+                idle.end_backoff(Instant::now(), recorders, handles);
             }
             return Some(());
         }
@@ -236,10 +241,8 @@ async fn step(
                     provider = %name,
                     "back-off ended: the credentials changed since they were refused; probing on demand"
                 );
-                idle.backoff.end();
-                idle.recheck = None;
-                idle.due = idle.due.min(Instant::now() + interval);
-                idle.record_pace(recorders, handles);
+                let due = idle.due.min(Instant::now() + interval);
+                idle.end_backoff(due, recorders, handles);
             }
         }
     }
