@@ -17,8 +17,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::record::{ProviderRecord, Recorders};
-use super::turn;
+use super::record::{Parking, ProviderRecord, Recorders};
+use super::turn::{self, Idle};
 
 /// Every parked provider's next turn, earliest first.
 #[derive(Default)]
@@ -51,6 +51,14 @@ impl Clock {
         if earliest {
             // Stored if the clock is not waiting: its next wait starts from this entry.
             self.earlier.notify_one();
+        }
+    }
+
+    /// Parks `record`'s state until its next turn and schedules that turn (unless the provider
+    /// was stopped meanwhile).
+    pub fn park(&self, idle: Idle, record: Arc<ProviderRecord>) {
+        if let Parking::Parked { at, generation } = record.park(idle) {
+            self.schedule(at, generation, record);
         }
     }
 
@@ -93,8 +101,7 @@ impl Clock {
                     let provider = Arc::clone(&due.record.name);
                     // A panic in a cycle is the turn's to contain (and count); one elsewhere in
                     // a turn ends that provider only, never the clock.
-                    let turn =
-                        turn::run(idle, Arc::clone(&recorders), due.record, Arc::clone(&self));
+                    let turn = turn::run(idle, Arc::clone(&recorders), due.record);
                     turns.push(
                         AssertUnwindSafe(turn)
                             .catch_unwind()

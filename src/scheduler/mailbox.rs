@@ -131,15 +131,10 @@ impl Directory {
 
     /// The mailbox of `provider`, if it runs here.
     pub fn get(&self, provider: &str) -> Option<MailboxOf> {
-        self.providers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(provider)
-            .cloned()
-            .map(|record| MailboxOf {
-                record,
-                clock: Arc::clone(&self.clock),
-            })
+        self.record(provider).map(|record| MailboxOf {
+            record,
+            clock: Arc::clone(&self.clock),
+        })
     }
 
     /// The record of `provider`, if it runs here.
@@ -186,7 +181,7 @@ pub struct MailboxOf {
 impl MailboxOf {
     /// The provider's own labels, which its `/probe` series carry (issue 26).
     pub fn labels(&self) -> &Labels {
-        &self.record.labels
+        &self.record.config.labels
     }
 
     /// Queues a request for the provider's next turn, which starts now if the provider is idle

@@ -29,7 +29,6 @@ use crate::probe::Prober;
 use crate::probe::transport;
 use crate::shard::Shard;
 
-use self::record::Parking;
 use self::turn::{Idle, random_below};
 
 /// How first cycles are spread out.
@@ -198,10 +197,7 @@ impl Scheduler {
 /// Parks a new provider's state with the clock, for its first turn.
 fn start(idle: Idle, recorders: &Recorders, record: Handles) {
     idle.record_pace(recorders, &record);
-    // A new record has no requests waiting: only a stop keeps it from parking.
-    if let Parking::Parked { at, generation } = record.park(idle) {
-        recorders.directory().clock.schedule(at, generation, record);
-    }
+    recorders.directory().clock.park(idle, record);
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::backoff::Backoff;
 use super::turn::Idle;
 use super::{Directory, Mailbox};
-use crate::config::{Labels, ProviderConfig};
+use crate::config::ProviderConfig;
 use crate::metrics::{Metrics, SeriesCell};
 use crate::probe::{CycleReport, HeldToken};
 use crate::status::{Row, StatusBoard};
@@ -29,8 +29,6 @@ pub(crate) struct ProviderRecord {
     series: SeriesCell,
     status: Row,
     pub mailbox: Mailbox,
-    /// Its own labels, for its `/probe` page (issue 26).
-    pub labels: Labels,
     /// Set when the provider is to stop: it was removed or restarted, or the process shuts
     /// down. A flag beside the mailbox's wake-up, which tells a running turn, rather than a
     /// `CancellationToken` child per provider: that was an allocation of its own (BENCHMARKS.md
@@ -190,7 +188,6 @@ impl Recorders {
                 series,
                 status: Row::new(canary_configured, interval, labels.clone()),
                 mailbox: Mailbox::default(),
-                labels: labels.clone(),
                 stopped: AtomicBool::new(false),
                 parked: Mutex::default(),
             })

@@ -21,9 +21,8 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
-use super::clock::Clock;
 use super::mailbox::{ProbeAnswer, ProbeRequest, Repeated, RepeatedBecause};
-use super::record::{Handles, Parking, ProviderRecord, Recorders};
+use super::record::{Handles, ProviderRecord, Recorders};
 use crate::probe::trace::Trace;
 use crate::probe::{CycleReport, HeldToken, Phase, Prober};
 
@@ -136,12 +135,7 @@ struct Remembered {
 
 /// Runs a provider's turn: steps until nothing is due, then parks its state with the clock
 /// (due at once when requests came meanwhile).
-pub(crate) async fn run(
-    mut idle: Idle,
-    recorders: Arc<Recorders>,
-    handles: Handles,
-    clock: Arc<Clock>,
-) {
+pub(crate) async fn run(mut idle: Idle, recorders: Arc<Recorders>, handles: Handles) {
     loop {
         if handles.is_stopped() {
             return;
@@ -156,9 +150,7 @@ pub(crate) async fn run(
         if idle.wake_at() <= Instant::now() {
             continue;
         }
-        if let Parking::Parked { at, generation } = handles.park(idle) {
-            clock.schedule(at, generation, handles);
-        }
+        recorders.directory().clock.park(idle, handles);
         return;
     }
 }
