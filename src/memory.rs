@@ -79,8 +79,8 @@ pub fn settle<T: Clone>(loaded: T) -> T {
 const COPIES: usize = 2;
 
 /// Returns what the allocator holds free to the system; `true` when it gave anything back.
-/// Called when a configuration has been loaded (see [`settle`]), never per cycle: the walk
-/// locks each arena in turn.
+/// Called when a configuration has been loaded (see [`settle`]) and after each `/metrics`
+/// render, never per cycle: the walk locks each arena in turn.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn release_freed_memory() -> bool {
