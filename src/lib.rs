@@ -92,9 +92,11 @@
 //! - `shorten`: the one truncator of text people read (server text in errors, logs and
 //!   traces, failure details on the status page), its rules per destination written once.
 //! - `logging`: logfmt or JSON logs on standard error.
-//! - `memory`: glibc's malloc thresholds and its one arena fixed at start, and the pages freed by loading a
-//!   configuration handed back to the system (the crate's only `unsafe` code: `mallopt` and
-//!   `malloc_trim`; the unit tests add an allocation counter, `metrics/tests.rs`).
+//! - `memory/`: glibc's malloc thresholds and its one arena fixed at start, and the pages freed by
+//!   loading a configuration handed back to the system: the loaded configuration is copied out
+//!   to a scratch region and back (`scratch`: the process's global allocator, glibc's plus that
+//!   region). The crate's only `unsafe` code: `mallopt`, `malloc_trim`, `mmap` and the
+//!   allocator; the unit tests add an allocation counter in front of it, `metrics/tests.rs`.
 //! - `demo/`: a loopback identity provider and API speaking every supported dialect, with the
 //!   built-in configuration `--demo` runs; behind the default-on `demo` cargo feature.
 //!
@@ -133,6 +135,12 @@ pub use daemon::{
     shutdown_signal, unless_shutdown,
 };
 pub use memory::fix_allocator_thresholds;
+
+/// glibc's allocator, with the scratch region a loaded configuration is settled through
+/// (`memory`). The unit tests' allocator counts allocations and forwards to this one.
+#[cfg(not(test))]
+#[global_allocator]
+static ALLOCATOR: memory::Allocator = memory::Allocator;
 pub use probe::token;
 pub use probe::transport::raise_descriptor_limit;
 pub use scheduler::StartJitter;

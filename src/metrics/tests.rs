@@ -172,10 +172,12 @@ fn removed_providers_record_nothing_and_vanish() {
 
 /// Counts the allocations made on the calling thread (each test runs on its own), so a test
 /// can measure what one piece of code allocates while other tests run. The unit tests' global
-/// allocator: the system's, plus one thread-local add per allocation.
+/// allocator: the process's (`memory::Allocator`), plus one thread-local add per allocation.
 mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::alloc::{GlobalAlloc, Layout};
     use std::cell::Cell;
+
+    use crate::memory::Allocator;
 
     thread_local! {
         static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
@@ -189,24 +191,24 @@ mod counting {
     }
 
     // The only way to count allocations is to be the allocator; this forwards every call to
-    // the system's unchanged.
+    // the process's allocator unchanged.
     #[allow(unsafe_code)]
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             count();
             // SAFETY: forwarded as given; `GlobalAlloc`'s contract is the caller's.
-            unsafe { System.alloc(layout) }
+            unsafe { Allocator.alloc(layout) }
         }
 
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: `ptr` came from `System` through `alloc` or `realloc` above.
-            unsafe { System.dealloc(ptr, layout) }
+            // SAFETY: `ptr` came from `Allocator` through `alloc` or `realloc` above.
+            unsafe { Allocator.dealloc(ptr, layout) }
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             count();
             // SAFETY: as for `dealloc`.
-            unsafe { System.realloc(ptr, layout, new_size) }
+            unsafe { Allocator.realloc(ptr, layout, new_size) }
         }
     }
 

@@ -8,6 +8,17 @@
 //! (BENCHMARKS.md, round five). `malloc_trim(0)` walks every arena and hands the free pages in
 //! it back (`madvise`), leaving live blocks where they are.
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod scratch;
+
+/// The process's global allocator (declared in `lib.rs`): glibc's, with the scratch region
+/// [`settle`] copies through.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub use scratch::Allocator;
+/// The process's global allocator: the system's.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub use std::alloc::System as Allocator;
+
 /// Below this size a block comes from an arena; above, from its own mapping, unmapped when freed.
 /// Also how much free memory at the top of an arena is kept rather than given back.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -56,27 +67,45 @@ pub fn fix_allocator_thresholds() {}
 
 /// Moves a loaded value (built on a loader thread, its blocks scattered among the parse's freed
 /// ones) into fresh blocks, drops the original, and hands back every page that leaves free.
-/// Without the copy, the freed pages between the value's blocks stay resident: each holds a few
-/// live bytes. Copied twice: the first copy is made while the original still splits the parse's
-/// freed memory into small holes, so it lands scattered too; once the original is gone those
-/// holes join, and the second copy lands packed. At 10 000 providers the second copy took RSS
-/// from 41.6 to 39.6 MiB (BENCHMARKS.md, round eight); a third gained nothing.
+/// Without the move, the freed pages between the value's blocks stay resident: each holds a few
+/// live bytes.
+///
+/// The value is copied twice: first into the scratch region (outside the heap), then, once the
+/// original is freed and the heap's free memory has joined up, back into the heap, where it
+/// lands packed. Copying twice within the heap left the result to chance: which holes each
+/// copy's blocks fitted depended on their sizes, and the same 10 000 providers settled into 35
+/// or 40 MiB depending on the length of the configuration file's path (BENCHMARKS.md, round
+/// nine).
 pub fn settle<T: Clone>(loaded: T) -> T {
     let started = std::time::Instant::now();
-    let mut settled = loaded;
-    let mut released = false;
-    for _ in 0..COPIES {
-        let copy = settled.clone();
-        drop(settled);
-        settled = copy;
-        released |= release_freed_memory();
-    }
+    let (settled, released) = move_out_and_back(loaded);
     tracing::debug!(released, took = ?started.elapsed(), "freed memory handed back to the system");
     settled
 }
 
-/// How many times [`settle`] copies a loaded value.
-const COPIES: usize = 2;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn move_out_and_back<T: Clone>(loaded: T) -> (T, bool) {
+    // One settle at a time: the scratch region is one per process.
+    let _one = scratch::ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let outside = scratch::into_scratch(|| loaded.clone());
+    drop(loaded);
+    let mut released = release_freed_memory();
+    let settled = outside.clone();
+    // The scratch region is unmapped with its last block.
+    drop(outside);
+    released |= release_freed_memory();
+    (settled, released)
+}
+
+/// Other allocators keep less: one copy, to drop what the loader built around the value.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn move_out_and_back<T: Clone>(loaded: T) -> (T, bool) {
+    let settled = loaded.clone();
+    drop(loaded);
+    (settled, release_freed_memory())
+}
 
 /// Returns what the allocator holds free to the system; `true` when it gave anything back.
 /// Called when a configuration has been loaded (see [`settle`]) and after each `/metrics`
@@ -93,4 +122,31 @@ pub fn release_freed_memory() -> bool {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_freed_memory() -> bool {
     false
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    /// What settles is equal to what was loaded and lives on after the scratch region is gone:
+    /// reading it would fault, and freeing it corrupt the heap, were any of its blocks left there.
+    #[test]
+    fn a_settled_value_is_equal_and_outlives_the_scratch_region() {
+        let loaded: Vec<(String, Vec<u32>)> = (0..5000)
+            .map(|i| (format!("provider-{i}"), (0..i % 7).collect()))
+            .collect();
+        let settled = settle(loaded.clone());
+        {
+            let _one = scratch::ONE_AT_A_TIME
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            assert!(!scratch::region_mapped());
+        }
+        assert_eq!(settled, loaded);
+        let mut grown = settled;
+        grown[0].0.push_str(&"x".repeat(1000));
+        grown.truncate(10);
+        assert_eq!(grown[9].0, "provider-9");
+        assert!(grown[0].0.ends_with("xxx"));
+    }
 }
