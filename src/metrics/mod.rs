@@ -275,6 +275,11 @@ pub struct Metrics {
     registry: Registry,
     reload_successful: Gauge,
     reload_success_time: Gauge,
+    /// Held while a reload's outcome is written and while the registry is gathered: the
+    /// registry gathers its families by name, the time before the flag, so without it a scrape
+    /// could read the previous reload's time and then the new reload's success
+    /// (tests/it/reload.rs caught that once under load).
+    reload_outcome: Mutex<()>,
     /// The process's request slots, read when a scrape asks (set once by the daemon).
     requests: OnceLock<Slots>,
     requests_in_flight: IntGauge,
@@ -363,6 +368,7 @@ impl Metrics {
             registry,
             reload_successful,
             reload_success_time,
+            reload_outcome: Mutex::new(()),
             requests: OnceLock::new(),
             requests_in_flight,
             requests_in_flight_limit,
@@ -529,8 +535,12 @@ impl Metrics {
 
     /// Records the outcome of a configuration (re)load.
     pub fn record_reload(&self, success: bool) {
-        // The time first: a scrape between the two writes must never see a successful reload
-        // with the previous one's time (tests/it/reload.rs caught that order once).
+        // Both values under the lock a scrape gathers them with: a scrape must never see a
+        // successful reload with the previous one's time.
+        let _outcome = self
+            .reload_outcome
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if success {
             self.reload_success_time
                 .set(seconds_since_epoch(SystemTime::now()));

@@ -32,6 +32,10 @@ impl Metrics {
     /// the scrape-time gauges brought up to date.
     pub(super) fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
         self.update_scrape_time_gauges();
+        let _outcome = self
+            .reload_outcome
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.registry.gather()
     }
 }
