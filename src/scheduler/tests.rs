@@ -17,14 +17,18 @@ fn random_delays_stay_within_the_interval_and_vary() {
     assert_eq!(random_below(Duration::ZERO), Duration::ZERO);
 }
 
-/// Panics on its second cycle; succeeds otherwise. Counts cycles across restarts.
-struct PanicsOnce {
-    cycles: Arc<AtomicUsize>,
+/// What a test's cycle does each time it runs.
+type Script = Box<dyn FnMut() -> Work<'static, (CycleReport, Option<String>)> + Send>;
+
+/// A prober whose cycles the test writes: no back-off, no token, the cycle `script` returns.
+struct Scripted {
+    interval: Duration,
+    script: Script,
 }
 
-impl Cycle for PanicsOnce {
+impl Cycle for Scripted {
     fn interval(&self) -> Duration {
-        Duration::from_millis(10)
+        self.interval
     }
     fn max_backoff(&self) -> Duration {
         Duration::ZERO
@@ -37,21 +41,32 @@ impl Cycle for PanicsOnce {
     }
     fn reset(&mut self) {}
     fn run(&mut self, _debug: bool) -> Work<'_, (CycleReport, Option<String>)> {
-        let n = self.cycles.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async move {
-            assert!(n != 1, "injected fault in cycle {n}");
-            let report = CycleReport {
-                token_requests: Vec::new(),
-                canary_requests: Vec::new(),
-                canary_skipped: false,
-                success: true,
-                grant: crate::config::GrantKind::ClientCredentials,
-                duration: Duration::ZERO,
-                finished_at: SystemTime::now(),
-                expiries: Default::default(),
-            };
-            (report, None)
-        })
+        (self.script)()
+    }
+}
+
+/// Every 10 ms, a cycle that panics the second time and succeeds otherwise; `cycles` counts
+/// them across restarts.
+fn panics_once(cycles: Arc<AtomicUsize>) -> Scripted {
+    Scripted {
+        interval: Duration::from_millis(10),
+        script: Box::new(move || {
+            let n = cycles.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                assert!(n != 1, "injected fault in cycle {n}");
+                let report = CycleReport {
+                    token_requests: Vec::new(),
+                    canary_requests: Vec::new(),
+                    canary_skipped: false,
+                    success: true,
+                    grant: crate::config::GrantKind::ClientCredentials,
+                    duration: Duration::ZERO,
+                    finished_at: SystemTime::now(),
+                    expiries: Default::default(),
+                };
+                (report, None)
+            })
+        }),
     }
 }
 
@@ -72,6 +87,15 @@ fn clock_running(tracker: &TaskTracker, shutdown: &CancellationToken) -> Arc<Rec
     recorders
 }
 
+/// Waits until `counter` reaches `at_least`, for 5 s at most; then what it reads.
+async fn counted(counter: &AtomicUsize, at_least: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counter.load(Ordering::SeqCst) < at_least && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    counter.load(Ordering::SeqCst)
+}
+
 /// Issue #4: a panic inside one provider's cycle is caught, counted, and probing goes on.
 #[tokio::test]
 async fn a_panicking_cycle_is_counted_and_probing_continues() {
@@ -79,26 +103,18 @@ async fn a_panicking_cycle_is_counted_and_probing_continues() {
     let recorders = clock_running(&tracker, &shutdown);
     let record = recorders.add(&settings("flaky"));
     let cycles = Arc::new(AtomicUsize::new(0));
-    let prober = PanicsOnce {
-        cycles: Arc::clone(&cycles),
-    };
+    let prober = panics_once(Arc::clone(&cycles));
     start(
         Idle::new(Box::new(prober), Instant::now()),
         &recorders,
         Arc::clone(&record),
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cycles.load(Ordering::SeqCst) < 4 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let cycled = counted(&cycles, 4).await;
     record.stop();
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;
-    assert!(
-        cycles.load(Ordering::SeqCst) >= 4,
-        "probing stopped after the panic"
-    );
+    assert!(cycled >= 4, "probing stopped after the panic");
     let text = String::from_utf8(recorders.metrics().render()).unwrap();
     assert!(
         text.contains("oauth2_exporter_probe_panics_total{provider=\"flaky\"} 1\n"),
@@ -110,12 +126,6 @@ async fn a_panicking_cycle_is_counted_and_probing_continues() {
     );
 }
 
-/// Never finishes a cycle: counts the ones started, and the ones dropped unfinished.
-struct Hangs {
-    started: Arc<AtomicUsize>,
-    dropped: Arc<AtomicUsize>,
-}
-
 struct CountsDrop(Arc<AtomicUsize>);
 
 impl Drop for CountsDrop {
@@ -124,27 +134,18 @@ impl Drop for CountsDrop {
     }
 }
 
-impl Cycle for Hangs {
-    fn interval(&self) -> Duration {
-        Duration::from_secs(3600)
-    }
-    fn max_backoff(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn credentials_changed(&mut self) -> Work<'_, bool> {
-        Box::pin(async { false })
-    }
-    fn held(&self) -> Option<&HeldToken> {
-        None
-    }
-    fn reset(&mut self) {}
-    fn run(&mut self, _debug: bool) -> Work<'_, (CycleReport, Option<String>)> {
-        self.started.fetch_add(1, Ordering::SeqCst);
-        let guard = CountsDrop(Arc::clone(&self.dropped));
-        Box::pin(async move {
-            let _guard = guard;
-            std::future::pending().await
-        })
+/// Never finishes a cycle: counts the ones `started`, and the ones `dropped` unfinished.
+fn hangs(started: Arc<AtomicUsize>, dropped: Arc<AtomicUsize>) -> Scripted {
+    Scripted {
+        interval: Duration::from_secs(3600),
+        script: Box::new(move || {
+            started.fetch_add(1, Ordering::SeqCst);
+            let guard = CountsDrop(Arc::clone(&dropped));
+            Box::pin(async move {
+                let _guard = guard;
+                std::future::pending().await
+            })
+        }),
     }
 }
 
@@ -158,21 +159,14 @@ async fn a_stop_ends_a_hung_cycle_and_turns_never_overlap() {
     let record = recorders.add(&settings("hung"));
     let started = Arc::new(AtomicUsize::new(0));
     let dropped = Arc::new(AtomicUsize::new(0));
-    let prober = Hangs {
-        started: Arc::clone(&started),
-        dropped: Arc::clone(&dropped),
-    };
+    let prober = hangs(Arc::clone(&started), Arc::clone(&dropped));
     start(
         Idle::new(Box::new(prober), Instant::now()),
         &recorders,
         Arc::clone(&record),
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while started.load(Ordering::SeqCst) < 1 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     assert_eq!(
-        started.load(Ordering::SeqCst),
+        counted(&started, 1).await,
         1,
         "the first cycle never started"
     );
@@ -196,12 +190,8 @@ async fn a_stop_ends_a_hung_cycle_and_turns_never_overlap() {
         "a second cycle overlapped"
     );
     record.stop();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while dropped.load(Ordering::SeqCst) < 1 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     assert_eq!(
-        dropped.load(Ordering::SeqCst),
+        counted(&dropped, 1).await,
         1,
         "the hung cycle outlived the stop"
     );
@@ -221,9 +211,7 @@ async fn idle_providers_are_clock_entries_not_tasks() {
     let later = Instant::now() + Duration::from_secs(3600);
     for n in 0..1000 {
         let record = recorders.add(&settings(&format!("p{n}")));
-        let prober = PanicsOnce {
-            cycles: Arc::new(AtomicUsize::new(0)),
-        };
+        let prober = panics_once(Arc::new(AtomicUsize::new(0)));
         start(Idle::new(Box::new(prober), later), &recorders, record);
     }
     assert_eq!(tracker.len(), 1, "only the clock runs");

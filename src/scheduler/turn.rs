@@ -195,7 +195,7 @@ async fn step(
                 fresh_in: limit.saturating_sub(at.elapsed()),
                 why: RepeatedBecause::MinInterval(limit),
             };
-            answer_all(waiting, answer, repeated);
+            answer_all(waiting, answer, Some(repeated));
             return Some(());
         }
         // 2. Backing off after a refusal: only a changed credential is worth an attempt.
@@ -225,7 +225,7 @@ async fn step(
                         reason,
                     },
                 };
-                answer_all(waiting, &answer, repeated);
+                answer_all(waiting, &answer, Some(repeated));
                 return Some(());
             }
             if changed {
@@ -305,13 +305,7 @@ async fn step(
             trace,
             repeated: None,
         };
-        for request in waiting {
-            let mut answer = answer.clone();
-            if !request.debug {
-                answer.trace = None;
-            }
-            let _ = request.reply.send(answer);
-        }
+        answer_all(waiting, &answer, None);
         idle.remembered.get_or_insert_with(Box::default).on_demand = Some((now, answer));
     }
     Some(())
@@ -352,8 +346,9 @@ async fn unless_stopped<F: Future + Unpin>(
     }
 }
 
-/// Answers every waiting `/probe` caller with an earlier result.
-fn answer_all(waiting: Vec<ProbeRequest>, answer: &ProbeAnswer, repeated: Repeated) {
+/// Answers every waiting `/probe` caller: with the trace only when it asked for one, and
+/// `repeated` when the answer is an earlier result rather than this attempt's.
+fn answer_all(waiting: Vec<ProbeRequest>, answer: &ProbeAnswer, repeated: Option<Repeated>) {
     for request in waiting {
         let _ = request.reply.send(ProbeAnswer {
             report: Arc::clone(&answer.report),
@@ -363,7 +358,7 @@ fn answer_all(waiting: Vec<ProbeRequest>, answer: &ProbeAnswer, repeated: Repeat
             } else {
                 None
             },
-            repeated: Some(repeated),
+            repeated,
         });
     }
 }
